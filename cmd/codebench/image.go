@@ -1,0 +1,58 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/codebench/codebench/internal/config"
+	"github.com/codebench/codebench/internal/image"
+	"github.com/codebench/codebench/internal/lang"
+)
+
+func imageCmd(ctx context.Context, cfg config.Config, args []string) error {
+	if len(args) == 0 || args[0] != "build" {
+		return errors.New("usage: codebench image build [--agent PATH] [--languages c,cpp,python]")
+	}
+	fs := flag.NewFlagSet("image build", flag.ContinueOnError)
+	agent := fs.String("agent", defaultAgentPath(), "static codebench-agent binary to put in the image")
+	langs := fs.String("languages", "", "comma-separated subset of languages (default: all)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	table := lang.Builtin()
+	if *langs != "" {
+		sub := lang.Table{}
+		for _, n := range strings.Split(*langs, ",") {
+			l, ok := table[strings.TrimSpace(n)]
+			if !ok {
+				return fmt.Errorf("unknown language %q (have %s)", n, strings.Join(table.Names(), ", "))
+			}
+			sub[l.Name] = l
+		}
+		table = sub
+	}
+	img, err := image.Build(ctx, image.Options{
+		DataDir: cfg.DataDir, AgentPath: *agent, Mirror: cfg.Mirror,
+		Languages: table, Progress: os.Stdout,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("image %s\n  dir: %s\n  kernel: %s\n  languages: %s\n", img.Manifest.Hash, img.Dir,
+		img.Manifest.KernelRelease, strings.Join(img.LanguageNames(), ", "))
+	return nil
+}
+
+// defaultAgentPath is codebench-agent next to this executable.
+func defaultAgentPath() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "codebench-agent"
+	}
+	return filepath.Join(filepath.Dir(exe), "codebench-agent")
+}

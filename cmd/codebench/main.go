@@ -1,0 +1,84 @@
+// Command codebench is the host binary: the worker daemon, one-shot runs,
+// job submission, benchmarks, image builds and host diagnostics. It only
+// wires packages together; the logic lives under internal/.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/codebench/codebench/internal/config"
+)
+
+const usage = `usage: codebench <command> [flags]
+
+commands:
+  run FILE        run one program in a fresh microVM (no broker needed)
+  worker          serve jobs from RabbitMQ with a warm pool of microVMs
+  submit FILE     publish a job to RabbitMQ and follow its status queue
+  image build     build the guest image (kernel, initramfs, root filesystem)
+  doctor          report what works on this host
+`
+
+// exitError carries a process exit status out of a command.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+func main() {
+	os.Exit(realMain())
+}
+
+func realMain() int {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		return 2
+	}
+	cfg, err := config.FromEnv()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "codebench: config:", err)
+		return 2
+	}
+	level := slog.LevelInfo
+	if cfg.Verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	cmd, args := os.Args[1], os.Args[2:]
+	switch cmd {
+	case "image":
+		err = imageCmd(ctx, cfg, args)
+	case "run":
+		err = runCmd(ctx, cfg, log, args)
+	case "doctor":
+		err = doctorCmd(ctx, cfg, args)
+	case "worker":
+		err = workerCmd(ctx, stop, cfg, log, args)
+	case "submit":
+		err = submitCmd(ctx, cfg, args)
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+		return 0
+	default:
+		fmt.Fprintf(os.Stderr, "codebench: unknown command %q\n%s", cmd, usage)
+		return 2
+	}
+	var ee exitError
+	switch {
+	case errors.As(err, &ee):
+		return ee.code
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "codebench:", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,260 @@
+// Package agentclient is the host side of the agent protocol. Everything it
+// reads from the guest is bounded in size (agentproto.MaxResponseFrame) and in
+// time (the caller's ctx): the guest is untrusted once user code has run.
+package agentclient
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/codebench/codebench/internal/agentproto"
+)
+
+// Errors callers match with errors.Is.
+var (
+	ErrClosed       = errors.New("agent: connection closed")
+	ErrProtocol     = errors.New("agent: protocol violation")
+	ErrNotReady     = errors.New("agent: did not answer the handshake")
+	ErrVersion      = errors.New("agent: protocol version mismatch")
+	ErrAgentRefused = errors.New("agent: request refused")
+)
+
+// Client is one connection to an agent. Requests may be issued from several
+// goroutines; each waits for the response carrying its own id.
+type Client struct {
+	conn net.Conn
+
+	mu      sync.Mutex // guards nextID, waiters, err
+	nextID  uint64
+	waiters map[uint64]chan *agentproto.Response
+	err     error // set once the reader stopped
+
+	writeMu sync.Mutex // serialises frames on conn
+	done    chan struct{}
+}
+
+// Dial connects to the agent's channel.
+type Dial func(ctx context.Context) (net.Conn, error)
+
+// Options tune Connect.
+type Options struct {
+	// HelloEvery is how often an unanswered hello is repeated: the guest
+	// drops what arrives before it opens its port.
+	HelloEvery time.Duration
+	// Redial is how long one connection may go unanswered before it is
+	// replaced (a fresh connection also resynchronises the stream).
+	Redial time.Duration
+}
+
+// Connect dials and handshakes, retrying until ctx is done.
+func Connect(ctx context.Context, dial Dial, opts Options) (*Client, *agentproto.HelloInfo, error) {
+	if opts.HelloEvery == 0 {
+		opts.HelloEvery = 50 * time.Millisecond
+	}
+	if opts.Redial == 0 {
+		opts.Redial = 3 * time.Second
+	}
+	var lastErr error
+	for {
+		conn, err := dial(ctx)
+		if err == nil {
+			c := newClient(conn)
+			hello, err := c.handshake(ctx, opts)
+			if err == nil {
+				return c, hello, nil
+			}
+			c.Close()
+			if errors.Is(err, ErrVersion) {
+				return nil, nil, err
+			}
+			lastErr = err
+		} else {
+			lastErr = err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("%w: %w (last error: %v)", ErrNotReady, ctx.Err(), lastErr)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+func newClient(conn net.Conn) *Client {
+	c := &Client{conn: conn, waiters: map[uint64]chan *agentproto.Response{}, done: make(chan struct{})}
+	go c.readLoop()
+	return c
+}
+
+func (c *Client) handshake(ctx context.Context, opts Options) (*agentproto.HelloInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, opts.Redial)
+	defer cancel()
+	tick := time.NewTicker(opts.HelloEvery)
+	defer tick.Stop()
+	answers := make(chan *agentproto.Response, 1)
+	for {
+		id, ch, err := c.send(&agentproto.Request{Op: agentproto.OpHello, Version: agentproto.Version})
+		if err != nil {
+			return nil, err
+		}
+		go func() { // forwards whichever hello is answered first
+			select {
+			case r, ok := <-ch:
+				if ok {
+					select {
+					case answers <- r:
+					default:
+					}
+				}
+			case <-ctx.Done():
+			}
+			c.forget(id)
+		}()
+		select {
+		case r := <-answers:
+			if r.Error != nil {
+				if r.Error.Code == agentproto.CodeVersionMismatch {
+					return nil, fmt.Errorf("%w: %s", ErrVersion, r.Error.Message)
+				}
+				return nil, fmt.Errorf("%w: %v", ErrAgentRefused, r.Error)
+			}
+			if r.Hello == nil {
+				return nil, fmt.Errorf("%w: hello answered without info", ErrProtocol)
+			}
+			return r.Hello, nil
+		case <-c.done:
+			return nil, c.readErr()
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %w", ErrNotReady, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+func (c *Client) readLoop() {
+	defer close(c.done)
+	for {
+		b, err := agentproto.ReadFrame(c.conn, agentproto.MaxResponseFrame)
+		if err != nil {
+			if errors.Is(err, agentproto.ErrFrameTooLarge) || errors.Is(err, agentproto.ErrEmptyFrame) {
+				err = fmt.Errorf("%w: %w", ErrProtocol, err)
+			}
+			c.fail(err)
+			return
+		}
+		var r agentproto.Response
+		if err := json.Unmarshal(b, &r); err != nil {
+			c.fail(fmt.Errorf("%w: decode response: %w", ErrProtocol, err))
+			return
+		}
+		c.mu.Lock()
+		ch := c.waiters[r.ID]
+		delete(c.waiters, r.ID)
+		c.mu.Unlock()
+		if ch != nil {
+			ch <- &r // buffered, one response per id
+		}
+		// A response nobody waits for answers a retried hello: dropped.
+	}
+}
+
+func (c *Client) fail(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err == nil {
+		c.err = err
+	}
+	for id, ch := range c.waiters {
+		close(ch)
+		delete(c.waiters, id)
+	}
+	_ = c.conn.Close()
+}
+
+func (c *Client) readErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err == nil {
+		return ErrClosed
+	}
+	return fmt.Errorf("%w: %w", ErrClosed, c.err)
+}
+
+func (c *Client) send(req *agentproto.Request) (uint64, chan *agentproto.Response, error) {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return 0, nil, c.readErr()
+	}
+	c.nextID++
+	req.ID = c.nextID
+	ch := make(chan *agentproto.Response, 1)
+	c.waiters[req.ID] = ch
+	c.mu.Unlock()
+
+	c.writeMu.Lock()
+	_ = c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	err := agentproto.WriteMessage(c.conn, req)
+	c.writeMu.Unlock()
+	if err != nil {
+		c.forget(req.ID)
+		return 0, nil, fmt.Errorf("agent: send %s: %w", req.Op, err)
+	}
+	return req.ID, ch, nil
+}
+
+func (c *Client) forget(id uint64) {
+	c.mu.Lock()
+	delete(c.waiters, id)
+	c.mu.Unlock()
+}
+
+// call sends req and waits for its answer or ctx.
+func (c *Client) call(ctx context.Context, req *agentproto.Request) (*agentproto.Response, error) {
+	id, ch, err := c.send(req)
+	if err != nil {
+		return nil, err
+	}
+	defer c.forget(id)
+	select {
+	case r, ok := <-ch:
+		if !ok {
+			return nil, c.readErr()
+		}
+		if r.Error != nil {
+			return nil, fmt.Errorf("%w: %w", ErrAgentRefused, r.Error)
+		}
+		return r, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("agent: %s: %w", req.Op, ctx.Err())
+	}
+}
+
+// Ping checks the agent answers.
+func (c *Client) Ping(ctx context.Context) error {
+	_, err := c.call(ctx, &agentproto.Request{Op: agentproto.OpPing})
+	return err
+}
+
+// Run runs one program.
+func (c *Client) Run(ctx context.Context, req *agentproto.RunRequest) (*agentproto.RunResult, error) {
+	r, err := c.call(ctx, &agentproto.Request{Op: agentproto.OpRun, Run: req})
+	if err != nil {
+		return nil, err
+	}
+	if r.Run == nil {
+		return nil, fmt.Errorf("%w: run answered without a result", ErrProtocol)
+	}
+	return r.Run, nil
+}
+
+// Close closes the connection and waits for the reader to stop.
+func (c *Client) Close() error {
+	c.fail(ErrClosed)
+	<-c.done
+	return nil
+}

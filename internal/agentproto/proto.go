@@ -1,0 +1,111 @@
+// Package agentproto is the wire protocol between the host and the in-guest
+// agent: length-prefixed JSON frames carrying versioned requests and responses.
+// Both sides import it, so the host and the guest can never disagree on a field.
+package agentproto
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Version is the protocol version. The host sends it in its hello; an agent
+// speaking another version answers with CodeVersionMismatch.
+const Version = 1
+
+// Frame size bounds. The guest is untrusted once user code has run, so the
+// host never reads more than MaxResponseFrame; the agent refuses requests above
+// MaxRequestFrame (programs and extra files are bounded well below it).
+const (
+	MaxRequestFrame  = 8 << 20
+	MaxResponseFrame = 32 << 20
+	headerSize       = 4
+)
+
+// Operations.
+const (
+	OpHello = "hello"
+	OpPing  = "ping"
+	OpRun   = "run"
+)
+
+// Error codes an agent answers with.
+const (
+	CodeBadFrame          = "bad_frame"
+	CodeFrameTooLarge     = "frame_too_large"
+	CodeVersionMismatch   = "version_mismatch"
+	CodeHandshakeRequired = "handshake_required"
+	CodeUnknownOp         = "unknown_op"
+	CodeBadRequest        = "bad_request"
+	CodeInternal          = "internal"
+)
+
+var (
+	// ErrFrameTooLarge is returned by ReadFrame when the header announces a
+	// frame above the reader's limit. The payload has not been consumed.
+	ErrFrameTooLarge = errors.New("agentproto: frame too large")
+	// ErrEmptyFrame is returned for a zero-length frame.
+	ErrEmptyFrame = errors.New("agentproto: empty frame")
+)
+
+// FrameTooLargeError carries the announced size so a reader can skip it.
+type FrameTooLargeError struct {
+	Size  uint32
+	Limit uint32
+}
+
+func (e *FrameTooLargeError) Error() string {
+	return fmt.Sprintf("agentproto: frame of %d bytes exceeds limit %d", e.Size, e.Limit)
+}
+
+func (e *FrameTooLargeError) Is(target error) bool { return target == ErrFrameTooLarge }
+
+// WriteFrame writes one frame: a 4-byte big-endian length and the payload.
+func WriteFrame(w io.Writer, payload []byte) error {
+	if len(payload) == 0 {
+		return ErrEmptyFrame
+	}
+	buf := make([]byte, headerSize+len(payload))
+	binary.BigEndian.PutUint32(buf, uint32(len(payload)))
+	copy(buf[headerSize:], payload)
+	_, err := w.Write(buf)
+	return err
+}
+
+// ReadFrame reads one frame of at most limit bytes. On *FrameTooLargeError the
+// payload is still unread; Discard can skip it to keep the stream in sync.
+func ReadFrame(r io.Reader, limit uint32) ([]byte, error) {
+	var hdr [headerSize]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n == 0 {
+		return nil, ErrEmptyFrame
+	}
+	if n > limit {
+		return nil, &FrameTooLargeError{Size: n, Limit: limit}
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return nil, fmt.Errorf("agentproto: short frame: %w", err)
+	}
+	return buf, nil
+}
+
+// Discard skips n bytes of r.
+func Discard(r io.Reader, n uint32) error {
+	_, err := io.CopyN(io.Discard, r, int64(n))
+	return err
+}
+
+// WriteMessage encodes v as JSON and writes it as one frame.
+func WriteMessage(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("agentproto: encode: %w", err)
+	}
+	return WriteFrame(w, b)
+}

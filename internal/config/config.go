@@ -1,0 +1,205 @@
+// Package config is the only place that reads the environment. Every other
+// package receives plain structs, validated here.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is everything the codebench binary can be told.
+type Config struct {
+	DataDir string // CODEBENCH_DATA_DIR: images and templates
+	RunDir  string // CODEBENCH_RUN_DIR: per-VM sockets and logs
+	Image   string // CODEBENCH_IMAGE: hash or directory; "" = current
+	Mirror  string // CODEBENCH_DEBIAN_MIRROR: overrides the host's apt sources
+
+	VM      VM
+	Worker  Worker
+	Limits  Limits
+	Verbose bool // CODEBENCH_DEBUG
+}
+
+// VM sizes and drives the sandbox.
+type VM struct {
+	Accel     string // CODEBENCH_ACCEL: auto, kvm or tcg
+	AllowTCG  bool   // CODEBENCH_ALLOW_TCG: the worker refuses TCG without it
+	MemoryMB  int    // CODEBENCH_VM_MEMORY_MB
+	VCPUs     int    // CODEBENCH_VM_VCPUS
+	TSCKHz    int64  // CODEBENCH_TSC_KHZ: 0 = read from the host
+	QEMU      string // CODEBENCH_QEMU: the qemu-system-x86_64 binary
+	BootLimit time.Duration
+}
+
+// Worker configures the daemon.
+type Worker struct {
+	RabbitURL     string        // RABBITMQ_URL
+	Topology      string        // CODEBENCH_TOPOLOGY: "seed" (queue jobs) or "api" (jobs_ex/jobs_rk)
+	Concurrency   int           // CODEBENCH_CONCURRENCY: jobs in flight
+	PoolSize      int           // CODEBENCH_POOL_SIZE: warm VMs
+	PoolBoots     int           // CODEBENCH_POOL_BOOTS: concurrent boots while refilling
+	PoolWait      time.Duration // CODEBENCH_POOL_WAIT: how long a job waits for a VM
+	StatusExpires time.Duration // CODEBENCH_STATUS_EXPIRES: x-expires of job_status_<id>
+	Grace         time.Duration // CODEBENCH_SHUTDOWN_GRACE
+	MaxCodeBytes  int           // CODEBENCH_MAX_CODE_BYTES
+	ReconnectMax  time.Duration // CODEBENCH_RECONNECT_MAX
+}
+
+// Limits are defaults and maxima for jobs.
+type Limits struct {
+	WallMS, MaxWallMS           int64 // CODEBENCH_WALL_MS, CODEBENCH_MAX_WALL_MS
+	CPUMS, MaxCPUMS             int64
+	MemoryKB, MaxMemoryKB       int64
+	Processes, MaxProcesses     int64
+	OutputBytes, MaxOutputBytes int64
+	FileSizeKB, MaxFileSizeKB   int64
+	CompileWallMS               int64
+}
+
+// Default returns the built-in configuration.
+func Default() Config {
+	return Config{
+		DataDir: "/var/lib/codebench",
+		RunDir:  "/run/codebench",
+		VM: VM{
+			Accel: "auto", MemoryMB: 512, VCPUs: 1, QEMU: "qemu-system-x86_64",
+			BootLimit: 60 * time.Second,
+		},
+		Worker: Worker{
+			RabbitURL: "amqp://guest:guest@127.0.0.1:5672/", Topology: "seed",
+			Concurrency: 2, PoolSize: 2, PoolBoots: 2, PoolWait: 2 * time.Minute,
+			StatusExpires: time.Hour, Grace: 30 * time.Second, MaxCodeBytes: 1 << 20,
+			ReconnectMax: 30 * time.Second,
+		},
+		Limits: Limits{
+			WallMS: 10_000, MaxWallMS: 60_000,
+			CPUMS: 5_000, MaxCPUMS: 30_000,
+			MemoryKB: 128 * 1024, MaxMemoryKB: 256 * 1024,
+			Processes: 60, MaxProcesses: 256,
+			OutputBytes: 64 * 1024, MaxOutputBytes: 4 << 20,
+			FileSizeKB: 1024, MaxFileSizeKB: 64 * 1024,
+			CompileWallMS: 30_000,
+		},
+	}
+}
+
+// FromEnv overlays the environment on the defaults and validates.
+func FromEnv() (Config, error) {
+	return fromLookup(os.LookupEnv)
+}
+
+func fromLookup(lookup func(string) (string, bool)) (Config, error) {
+	c := Default()
+	var errs []error
+	str := func(key string, dst *string) {
+		if v, ok := lookup(key); ok && v != "" {
+			*dst = v
+		}
+	}
+	num := func(key string, dst *int64) {
+		if v, ok := lookup(key); ok && v != "" {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", key, err))
+				return
+			}
+			*dst = n
+		}
+	}
+	integer := func(key string, dst *int) {
+		n := int64(*dst)
+		num(key, &n)
+		*dst = int(n)
+	}
+	dur := func(key string, dst *time.Duration) {
+		if v, ok := lookup(key); ok && v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", key, err))
+				return
+			}
+			*dst = d
+		}
+	}
+	boolean := func(key string, dst *bool) {
+		if v, ok := lookup(key); ok && v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", key, err))
+				return
+			}
+			*dst = b
+		}
+	}
+	str("CODEBENCH_DATA_DIR", &c.DataDir)
+	str("CODEBENCH_RUN_DIR", &c.RunDir)
+	str("CODEBENCH_IMAGE", &c.Image)
+	str("CODEBENCH_DEBIAN_MIRROR", &c.Mirror)
+	boolean("CODEBENCH_DEBUG", &c.Verbose)
+
+	str("CODEBENCH_ACCEL", &c.VM.Accel)
+	boolean("CODEBENCH_ALLOW_TCG", &c.VM.AllowTCG)
+	integer("CODEBENCH_VM_MEMORY_MB", &c.VM.MemoryMB)
+	integer("CODEBENCH_VM_VCPUS", &c.VM.VCPUs)
+	num("CODEBENCH_TSC_KHZ", &c.VM.TSCKHz)
+	str("CODEBENCH_QEMU", &c.VM.QEMU)
+	dur("CODEBENCH_BOOT_TIMEOUT", &c.VM.BootLimit)
+
+	str("RABBITMQ_URL", &c.Worker.RabbitURL)
+	str("CODEBENCH_TOPOLOGY", &c.Worker.Topology)
+	integer("CODEBENCH_CONCURRENCY", &c.Worker.Concurrency)
+	integer("CODEBENCH_POOL_SIZE", &c.Worker.PoolSize)
+	integer("CODEBENCH_POOL_BOOTS", &c.Worker.PoolBoots)
+	dur("CODEBENCH_POOL_WAIT", &c.Worker.PoolWait)
+	dur("CODEBENCH_STATUS_EXPIRES", &c.Worker.StatusExpires)
+	dur("CODEBENCH_SHUTDOWN_GRACE", &c.Worker.Grace)
+	integer("CODEBENCH_MAX_CODE_BYTES", &c.Worker.MaxCodeBytes)
+	dur("CODEBENCH_RECONNECT_MAX", &c.Worker.ReconnectMax)
+
+	num("CODEBENCH_WALL_MS", &c.Limits.WallMS)
+	num("CODEBENCH_MAX_WALL_MS", &c.Limits.MaxWallMS)
+	num("CODEBENCH_CPU_MS", &c.Limits.CPUMS)
+	num("CODEBENCH_MAX_CPU_MS", &c.Limits.MaxCPUMS)
+	num("CODEBENCH_MEMORY_KB", &c.Limits.MemoryKB)
+	num("CODEBENCH_MAX_MEMORY_KB", &c.Limits.MaxMemoryKB)
+	num("CODEBENCH_OUTPUT_BYTES", &c.Limits.OutputBytes)
+	num("CODEBENCH_MAX_OUTPUT_BYTES", &c.Limits.MaxOutputBytes)
+	num("CODEBENCH_COMPILE_WALL_MS", &c.Limits.CompileWallMS)
+
+	if err := errors.Join(errs...); err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+// Validate checks ranges and enums.
+func (c *Config) Validate() error {
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	check(c.DataDir != "", "data dir is empty")
+	check(c.RunDir != "" && len(c.RunDir) <= 48, "run dir %q must be set and short (Unix socket paths are limited to 108 bytes)", c.RunDir)
+	check(strings.Contains("auto kvm tcg", c.VM.Accel) && c.VM.Accel != "", "CODEBENCH_ACCEL must be auto, kvm or tcg, not %q", c.VM.Accel)
+	check(c.VM.MemoryMB >= 128, "VM memory %d MiB is below 128", c.VM.MemoryMB)
+	check(c.VM.VCPUs >= 1, "VM vCPUs must be at least 1")
+	check(c.Worker.Topology == "seed" || c.Worker.Topology == "api", "CODEBENCH_TOPOLOGY must be seed or api")
+	check(c.Worker.Concurrency >= 1, "concurrency must be at least 1")
+	check(c.Worker.PoolSize >= 0, "pool size must not be negative")
+	check(c.Worker.PoolBoots >= 1, "pool boots must be at least 1")
+	check(c.Worker.PoolWait > 0, "pool wait must be positive")
+	check(c.Worker.MaxCodeBytes > 0 && c.Worker.MaxCodeBytes < 8<<20, "max code bytes must be in (0, 8 MiB)")
+	l := c.Limits
+	check(l.WallMS > 0 && l.WallMS <= l.MaxWallMS, "wall limit default %d must be in (0, max %d]", l.WallMS, l.MaxWallMS)
+	check(l.CPUMS > 0 && l.CPUMS <= l.MaxCPUMS, "cpu limit default %d must be in (0, max %d]", l.CPUMS, l.MaxCPUMS)
+	check(l.MemoryKB > 0 && l.MemoryKB <= l.MaxMemoryKB, "memory default must be in (0, max]")
+	check(l.OutputBytes > 0 && l.OutputBytes <= l.MaxOutputBytes, "output default must be in (0, max]")
+	check(int64(c.VM.MemoryMB)*1024 > l.MaxMemoryKB, "VM memory must exceed the per-job memory maximum")
+	return errors.Join(errs...)
+}

@@ -1,0 +1,149 @@
+// Package agent is the in-guest server: it speaks agentproto over the agent
+// channel, one request at a time, and must never die on bad input: every bad
+// frame gets an error answer and the stream stays in sync.
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/codebench/codebench/internal/agentproto"
+	"github.com/codebench/codebench/internal/guest/runner"
+)
+
+// Runner is what the server needs to run a program.
+type Runner interface {
+	Run(ctx context.Context, req *agentproto.RunRequest) (*agentproto.RunResult, error)
+}
+
+// Server answers requests on one channel.
+type Server struct {
+	Hello  agentproto.HelloInfo
+	Runner Runner
+	Log    *slog.Logger
+}
+
+// Open opens the agent channel. The virtio-serial port reads EOF whenever the
+// host side is not connected, so the server reopens it after every EOF.
+type Open func() (io.ReadWriteCloser, error)
+
+// Serve reopens the channel until ctx is done.
+func (s *Server) Serve(ctx context.Context, open Open) error {
+	backoff := 5 * time.Millisecond
+	for ctx.Err() == nil {
+		ch, err := open()
+		if err != nil {
+			s.Log.Warn("open agent channel", "err", err)
+			sleep(ctx, 200*time.Millisecond)
+			continue
+		}
+		served, err := s.ServeConn(ctx, ch)
+		_ = ch.Close()
+		if served {
+			backoff = 5 * time.Millisecond
+		} else {
+			// Nobody connected: poll gently. A clone's host connects within
+			// milliseconds, so the ceiling stays low.
+			backoff = min(backoff*2, 20*time.Millisecond)
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			s.Log.Debug("agent channel closed", "err", err)
+		}
+		sleep(ctx, backoff)
+	}
+	return ctx.Err()
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// ServeConn serves one connection until it fails. served reports whether
+// at least one frame arrived.
+func (s *Server) ServeConn(ctx context.Context, rw io.ReadWriter) (served bool, err error) {
+	handshake := false
+	for {
+		frame, err := agentproto.ReadFrame(rw, agentproto.MaxRequestFrame)
+		var tooLarge *agentproto.FrameTooLargeError
+		switch {
+		case errors.As(err, &tooLarge):
+			served = true
+			if err := s.reply(rw, &agentproto.Response{Error: &agentproto.Error{Code: agentproto.CodeFrameTooLarge, Message: tooLarge.Error()}}); err != nil {
+				return served, err
+			}
+			if err := agentproto.Discard(rw, tooLarge.Size); err != nil {
+				return served, err
+			}
+			continue
+		case errors.Is(err, agentproto.ErrEmptyFrame):
+			served = true
+			if err := s.reply(rw, &agentproto.Response{Error: &agentproto.Error{Code: agentproto.CodeBadFrame, Message: "empty frame"}}); err != nil {
+				return served, err
+			}
+			continue
+		case err != nil:
+			return served, err
+		}
+		served = true
+		resp := s.handle(ctx, frame, &handshake)
+		if err := s.reply(rw, resp); err != nil {
+			return served, err
+		}
+	}
+}
+
+func (s *Server) reply(w io.Writer, r *agentproto.Response) error {
+	return agentproto.WriteMessage(w, r)
+}
+
+func (s *Server) handle(ctx context.Context, frame []byte, handshake *bool) *agentproto.Response {
+	var req agentproto.Request
+	if err := json.Unmarshal(frame, &req); err != nil {
+		return errResp(0, "", agentproto.CodeBadFrame, "decode request: "+err.Error())
+	}
+	switch req.Op {
+	case agentproto.OpHello:
+		if req.Version != agentproto.Version {
+			return errResp(req.ID, req.Op, agentproto.CodeVersionMismatch,
+				fmt.Sprintf("agent speaks version %d, host sent %d", agentproto.Version, req.Version))
+		}
+		*handshake = true
+		h := s.Hello
+		h.Version = agentproto.Version
+		return &agentproto.Response{ID: req.ID, Op: req.Op, Hello: &h}
+	case agentproto.OpPing, agentproto.OpRun:
+		if !*handshake {
+			return errResp(req.ID, req.Op, agentproto.CodeHandshakeRequired, "send hello first")
+		}
+	default:
+		return errResp(req.ID, req.Op, agentproto.CodeUnknownOp, fmt.Sprintf("unknown op %q", req.Op))
+	}
+	if req.Op == agentproto.OpPing {
+		return &agentproto.Response{ID: req.ID, Op: req.Op}
+	}
+	if req.Run == nil {
+		return errResp(req.ID, req.Op, agentproto.CodeBadRequest, "run without a run request")
+	}
+	res, err := s.Runner.Run(ctx, req.Run)
+	switch {
+	case errors.Is(err, runner.ErrBadRequest):
+		return errResp(req.ID, req.Op, agentproto.CodeBadRequest, err.Error())
+	case err != nil:
+		return errResp(req.ID, req.Op, agentproto.CodeInternal, err.Error())
+	}
+	return &agentproto.Response{ID: req.ID, Op: req.Op, Run: res}
+}
+
+func errResp(id uint64, op, code, msg string) *agentproto.Response {
+	return &agentproto.Response{ID: id, Op: op, Error: &agentproto.Error{Code: code, Message: msg}}
+}

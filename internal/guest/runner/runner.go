@@ -1,0 +1,308 @@
+// Package runner compiles and runs one program inside the guest, as an
+// unprivileged user, in its own process group, under rlimits, with a wall-clock
+// timeout and an output cap. It reports raw facts; the host derives verdicts.
+package runner
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/codebench/codebench/internal/agentproto"
+	"github.com/codebench/codebench/internal/lang"
+)
+
+// Defaults applied when a request leaves a limit at zero. The host always
+// sends explicit limits; these protect the agent from a request that does not.
+var Defaults = agentproto.Limits{
+	WallMS:        10_000,
+	CPUMS:         5_000,
+	MemoryKB:      256 * 1024,
+	StackKB:       8 * 1024,
+	Processes:     64,
+	OutputBytes:   64 * 1024,
+	FileSizeKB:    1024,
+	CompileWallMS: 30_000,
+}
+
+// compileOutputCap bounds compiler diagnostics.
+const compileOutputCap = 64 * 1024
+
+// Runner runs programs. The zero UID means "do not switch user" (tests on a
+// host); in the guest it is the unprivileged job user.
+type Runner struct {
+	Languages lang.Table
+	// JobRoot holds one fresh directory per run.
+	JobRoot string
+	UID, GID uint32
+	// Exec is the trampoline: argv prefix that applies rlimits and execs the
+	// program (the agent binary's "exec" subcommand).
+	Exec []string
+	// AfterPhase, when set, runs after each compile or run; the PID-1 agent
+	// uses it to kill leftovers of the job user and reap orphans.
+	AfterPhase func()
+
+	mu  sync.Mutex // guards seq
+	seq int
+}
+
+// ErrBadRequest marks requests the runner refuses before running anything.
+var ErrBadRequest = errors.New("bad request")
+
+// Run writes, compiles and runs req.
+func (r *Runner) Run(ctx context.Context, req *agentproto.RunRequest) (*agentproto.RunResult, error) {
+	l, ok := r.Languages[req.Language]
+	if !ok {
+		return nil, fmt.Errorf("%w: unknown language %q (have %s)", ErrBadRequest, req.Language, strings.Join(r.Languages.Names(), ", "))
+	}
+	lim := withDefaults(req.Limits)
+	dir, err := r.prepare(l, req)
+	if err != nil {
+		return nil, err
+	}
+	res := &agentproto.RunResult{Compiled: true}
+	if len(l.Compile) > 0 {
+		var out capBuffer
+		out.limit = compileOutputCap
+		clim := lim
+		clim.WallMS = lim.CompileWallMS
+		clim.CPUMS = lim.CompileWallMS
+		clim.MemoryKB = max(lim.MemoryKB, 512*1024) // compilers need headroom
+		clim.FileSizeKB = max(lim.FileSizeKB, 64*1024)
+		clim.OutputBytes = compileOutputCap
+		ph := r.phase(ctx, dir, l.Compile, nil, clim, &out, &out)
+		res.Compile = ph
+		res.CompileOutput = out.String()
+		if ph.ExitCode != 0 || ph.Signal != "" || ph.TimedOut {
+			res.Compiled = false
+			return res, nil
+		}
+	}
+	stdout := capBuffer{limit: lim.OutputBytes}
+	stderr := capBuffer{limit: lim.OutputBytes, shared: &stdout}
+	stdout.shared = &stderr
+	argv := append(append([]string{}, l.Run...), req.Args...)
+	res.Run = r.phase(ctx, dir, argv, strings.NewReader(req.Stdin), lim, &stdout, &stderr)
+	res.Stdout, res.Stderr = stdout.String(), stderr.String()
+	return res, nil
+}
+
+func withDefaults(l agentproto.Limits) agentproto.Limits {
+	set := func(v *int64, d int64) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	set(&l.WallMS, Defaults.WallMS)
+	set(&l.CPUMS, Defaults.CPUMS)
+	set(&l.MemoryKB, Defaults.MemoryKB)
+	set(&l.StackKB, Defaults.StackKB)
+	set(&l.Processes, Defaults.Processes)
+	set(&l.OutputBytes, Defaults.OutputBytes)
+	set(&l.FileSizeKB, Defaults.FileSizeKB)
+	set(&l.CompileWallMS, Defaults.CompileWallMS)
+	return l
+}
+
+// prepare makes a fresh job directory owned by the job user and writes the
+// source and extra files into it.
+func (r *Runner) prepare(l lang.Language, req *agentproto.RunRequest) (string, error) {
+	r.mu.Lock()
+	r.seq++
+	n := r.seq
+	r.mu.Unlock()
+	dir := filepath.Join(r.JobRoot, "run"+strconv.Itoa(n))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("make job dir: %w", err)
+	}
+	files := map[string]string{l.Source: req.Code}
+	for name, body := range req.Files {
+		if !ValidFileName(name) || name == l.Source {
+			return "", fmt.Errorf("%w: invalid file name %q", ErrBadRequest, name)
+		}
+		files[name] = body
+	}
+	for name, body := range files {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			return "", fmt.Errorf("write %s: %w", name, err)
+		}
+		if err := r.chown(p); err != nil {
+			return "", err
+		}
+	}
+	return dir, r.chown(dir)
+}
+
+func (r *Runner) chown(p string) error {
+	if r.UID == 0 {
+		return nil
+	}
+	if err := os.Chown(p, int(r.UID), int(r.GID)); err != nil {
+		return fmt.Errorf("chown %s: %w", p, err)
+	}
+	return nil
+}
+
+// ValidFileName accepts plain names inside the job directory.
+func ValidFileName(name string) bool {
+	return name != "" && len(name) <= 255 && name != "." && name != ".." &&
+		!strings.ContainsAny(name, "/\\\x00") && !strings.HasPrefix(name, "-")
+}
+
+// phase runs argv in dir and reports what happened. It never returns an
+// error: a process that cannot be started is reported as exit code 127 with
+// the reason on stderr, as a shell would.
+func (r *Runner) phase(ctx context.Context, dir string, argv []string, stdin *strings.Reader, lim agentproto.Limits, stdout, stderr *capBuffer) *agentproto.Phase {
+	if r.AfterPhase != nil {
+		defer r.AfterPhase()
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(lim.WallMS)*time.Millisecond)
+	defer cancel()
+
+	full := append(append(append([]string{}, r.Exec...), rlimitArgs(lim)...), append([]string{"--"}, argv...)...)
+	cmd := exec.CommandContext(ctx, full[0], full[1:]...)
+	cmd.Dir = dir
+	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + dir, "LANG=C.UTF-8", "TMPDIR=/tmp"}
+	if stdin != nil {
+		cmd.Stdin = stdin
+	}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if r.UID != 0 {
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: r.UID, Gid: r.GID, Groups: []uint32{}}
+	}
+	// Kill the whole process group, not just the leader: a fork bomb or a
+	// background child must not outlive its phase.
+	cmd.Cancel = func() error { return killGroup(cmd) }
+	// A child that inherited stdout keeps the pipe open after the leader
+	// exits; do not wait for it longer than this.
+	cmd.WaitDelay = 500 * time.Millisecond
+	stdout.onOverflow = func() { _ = killGroup(cmd) }
+	stderr.onOverflow = stdout.onOverflow
+
+	start := time.Now()
+	err := cmd.Start()
+	if err != nil {
+		fmt.Fprintf(stderr, "start %s: %v\n", argv[0], err)
+		return &agentproto.Phase{ExitCode: 127, WallUS: time.Since(start).Microseconds()}
+	}
+	err = cmd.Wait()
+	wall := time.Since(start)
+	_ = killGroup(cmd) // leftovers in the group after the leader exited
+
+	ph := &agentproto.Phase{
+		WallUS:        wall.Microseconds(),
+		TimedOut:      errors.Is(ctx.Err(), context.DeadlineExceeded),
+		OutputLimited: stdout.overflowed() || stderr.overflowed(),
+	}
+	if st := cmd.ProcessState; st != nil {
+		if ru, ok := st.SysUsage().(*syscall.Rusage); ok {
+			ph.CPUUserUS = ru.Utime.Sec*1e6 + int64(ru.Utime.Usec)
+			ph.CPUSysUS = ru.Stime.Sec*1e6 + int64(ru.Stime.Usec)
+			ph.MaxRSSKB = ru.Maxrss
+		}
+		ws, _ := st.Sys().(syscall.WaitStatus)
+		switch {
+		case ws.Signaled():
+			ph.Signal = unix.SignalName(ws.Signal())
+			ph.ExitCode = 128 + int(ws.Signal())
+		default:
+			ph.ExitCode = ws.ExitStatus()
+		}
+	} else if err != nil {
+		fmt.Fprintf(stderr, "wait: %v\n", err)
+		ph.ExitCode = 127
+	}
+	return ph
+}
+
+func killGroup(cmd *exec.Cmd) error {
+	if cmd.Process == nil {
+		return nil
+	}
+	err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	if errors.Is(err, syscall.ESRCH) {
+		return os.ErrProcessDone
+	}
+	return err
+}
+
+// rlimitArgs renders the limits for the trampoline (see ApplyRlimits).
+func rlimitArgs(l agentproto.Limits) []string {
+	cpuSec := (l.CPUMS + 999) / 1000
+	return []string{
+		"--cpu", strconv.FormatInt(cpuSec, 10),
+		"--as-kb", strconv.FormatInt(l.MemoryKB, 10),
+		"--stack-kb", strconv.FormatInt(l.StackKB, 10),
+		"--nproc", strconv.FormatInt(l.Processes, 10),
+		"--fsize-kb", strconv.FormatInt(l.FileSizeKB, 10),
+	}
+}
+
+// capBuffer keeps at most limit bytes shared with its sibling (stdout and
+// stderr share one cap) and reports overflow once.
+type capBuffer struct {
+	mu         sync.Mutex // guards buf, over
+	buf        bytes.Buffer
+	limit      int64
+	shared     *capBuffer
+	over       bool
+	onOverflow func()
+}
+
+func (c *capBuffer) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	used := int64(c.buf.Len())
+	if c.shared != nil {
+		used += c.shared.size()
+	}
+	room := c.limit - used
+	if room < 0 {
+		room = 0
+	}
+	overflow := int64(len(p)) > room
+	if overflow {
+		c.buf.Write(p[:room])
+		c.over = true
+	} else {
+		c.buf.Write(p)
+	}
+	fn := c.onOverflow
+	c.mu.Unlock()
+	if overflow && fn != nil {
+		fn()
+	}
+	// Report success so the copier keeps draining (and discarding) the pipe
+	// until the killed process closes it.
+	return len(p), nil
+}
+
+func (c *capBuffer) size() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return int64(c.buf.Len())
+}
+
+func (c *capBuffer) overflowed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.over
+}
+
+func (c *capBuffer) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.buf.String()
+}

@@ -1,0 +1,522 @@
+package image
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/codebench/codebench/internal/guest/boot"
+	"github.com/codebench/codebench/internal/lang"
+)
+
+// recipeVersion changes whenever the build steps change what they produce.
+const recipeVersion = "2"
+
+// Job user inside the guest; the agent runs programs as this user.
+const (
+	jobUser = "runner"
+	jobUID  = 1000
+)
+
+// Options configure a build.
+type Options struct {
+	DataDir string
+	// AgentPath is the static codebench-agent binary to put in the image.
+	AgentPath string
+	Suite     string // Debian suite, "bookworm"
+	// Mirror overrides the mirror found in the host's apt sources.
+	Mirror string
+	// KernelMeta is the Debian metapackage that names the kernel.
+	KernelMeta string
+	Languages  lang.Table
+	// Progress receives one line per step; nil discards.
+	Progress io.Writer
+}
+
+func (o *Options) defaults() error {
+	if o.DataDir == "" || o.AgentPath == "" {
+		return errors.New("image: DataDir and AgentPath are required")
+	}
+	if o.Suite == "" {
+		o.Suite = "bookworm"
+	}
+	if o.KernelMeta == "" {
+		o.KernelMeta = "linux-image-cloud-amd64"
+	}
+	if o.Languages == nil {
+		o.Languages = lang.Builtin()
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	return nil
+}
+
+// builder carries one build's state.
+type builder struct {
+	Options
+	start time.Time
+	step  int
+}
+
+const totalSteps = 6
+
+// StepError says which build step failed.
+type StepError struct {
+	Step string
+	Err  error
+}
+
+func (e *StepError) Error() string { return "image build: " + e.Step + ": " + e.Err.Error() }
+func (e *StepError) Unwrap() error { return e.Err }
+
+func (b *builder) run(name string, fn func() error) error {
+	b.step++
+	t := time.Now()
+	fmt.Fprintf(b.Progress, "[%d/%d] %s ...\n", b.step, totalSteps, name)
+	if err := fn(); err != nil {
+		return &StepError{Step: name, Err: err}
+	}
+	fmt.Fprintf(b.Progress, "[%d/%d] %s done in %.1fs (total %.1fs)\n", b.step, totalSteps, name,
+		time.Since(t).Seconds(), time.Since(b.start).Seconds())
+	return nil
+}
+
+// Build produces the image for opts, or returns the cached one when an image
+// with the same content hash exists. The hash covers every input: recipe,
+// suite, package set, kernel package, agent binary and language table.
+func Build(ctx context.Context, opts Options) (*Image, error) {
+	if err := opts.defaults(); err != nil {
+		return nil, err
+	}
+	b := &builder{Options: opts, start: time.Now()}
+	var (
+		mirror, kernelPkg, kernelDeb, kernelDir, baseDir string
+		agentSum                                         string
+		pkgs                                             = b.packages()
+	)
+	if err := b.run("resolve inputs", func() (err error) {
+		if mirror = b.Mirror; mirror == "" {
+			if mirror, err = DebianMirror("", b.Suite); err != nil {
+				return err
+			}
+		}
+		if agentSum, _, err = fileSHA256(b.AgentPath); err != nil {
+			return fmt.Errorf("agent binary: %w", err)
+		}
+		kernelPkg, err = resolveKernelPackage(ctx, b.KernelMeta)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	if err := b.run("fetch kernel "+kernelPkg, func() (err error) {
+		kernelDeb, kernelDir, err = b.fetchKernel(ctx, kernelPkg)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	kernelSum, _, err := fileSHA256(kernelDeb)
+	if err != nil {
+		return nil, err
+	}
+	baseKey := hashOf("base", recipeVersion, b.Suite, strings.Join(pkgs, ","), jobUser)
+	hash := hashOf("image", recipeVersion, baseKey, kernelSum, agentSum, string(mustJSON(b.languageList())),
+		strings.Join(GuestModules, ","))
+	imgDir := filepath.Join(b.DataDir, imagesSubdir, hash)
+	if img, err := Load(imgDir); err == nil {
+		fmt.Fprintf(b.Progress, "image %s is already built: reusing it\n", hash[:12])
+		return img, b.markCurrent(hash)
+	}
+	if err := b.run("debootstrap "+b.Suite+" (cached by package set)", func() (err error) {
+		baseDir, err = b.base(ctx, baseKey, mirror, pkgs)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+
+	staging := filepath.Join(b.DataDir, imagesSubdir, stagingPrefix+hash[:12]+"-"+randHex(4))
+	if err := os.MkdirAll(staging, 0o755); err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(staging)
+	m := Manifest{Schema: Schema, Hash: hash, Suite: b.Suite, KernelPackage: kernelPkg, AgentSHA256: agentSum, Packages: pkgs}
+	if err := b.run("initramfs", func() error {
+		return b.initramfs(kernelDir, staging, &m)
+	}); err != nil {
+		return nil, err
+	}
+	if err := b.run("root filesystem", func() error {
+		return b.rootfs(ctx, baseDir, staging, &m)
+	}); err != nil {
+		return nil, err
+	}
+	if err := b.run("manifest", func() error {
+		return b.finish(staging, imgDir, &m)
+	}); err != nil {
+		return nil, err
+	}
+	img, err := Load(imgDir)
+	if err != nil {
+		return nil, err
+	}
+	return img, b.markCurrent(hash)
+}
+
+func (b *builder) packages() []string {
+	return b.Languages.Packages()
+}
+
+func (b *builder) languageList() []lang.Language {
+	var l []lang.Language
+	for _, n := range b.Languages.Names() {
+		l = append(l, b.Languages[n])
+	}
+	return l
+}
+
+func (b *builder) markCurrent(hash string) error {
+	link := filepath.Join(b.DataDir, imagesSubdir, CurrentLink)
+	tmp := link + ".tmp-" + randHex(4)
+	if err := os.Symlink(hash, tmp); err != nil {
+		return err
+	}
+	return os.Rename(tmp, link)
+}
+
+func resolveKernelPackage(ctx context.Context, meta string) (string, error) {
+	out, err := command(ctx, "", "apt-cache", "depends", meta)
+	if err != nil {
+		return "", fmt.Errorf("%w (is the apt cache up to date? run apt-get update)", err)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if dep, ok := strings.CutPrefix(strings.TrimSpace(line), "Depends: "); ok && strings.HasPrefix(dep, "linux-image-") {
+			return dep, nil
+		}
+	}
+	return "", fmt.Errorf("apt-cache depends %s names no linux-image package", meta)
+}
+
+// fetchKernel downloads the kernel package (not installing it) and unpacks it.
+func (b *builder) fetchKernel(ctx context.Context, pkg string) (deb, dir string, err error) {
+	cache := filepath.Join(b.DataDir, cacheSubdir, "kernel")
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		return "", "", err
+	}
+	debs, _ := filepath.Glob(filepath.Join(cache, pkg+"_*.deb"))
+	if len(debs) == 0 {
+		if _, err := command(ctx, cache, "apt-get", "download", "-q", pkg); err != nil {
+			return "", "", err
+		}
+		debs, _ = filepath.Glob(filepath.Join(cache, pkg+"_*.deb"))
+		if len(debs) == 0 {
+			return "", "", fmt.Errorf("apt-get download left no %s package", pkg)
+		}
+	}
+	slices.Sort(debs)
+	deb = debs[len(debs)-1]
+	dir = strings.TrimSuffix(deb, ".deb")
+	if _, err := os.Stat(filepath.Join(dir, "boot")); err == nil {
+		return deb, dir, nil
+	}
+	tmp := dir + ".tmp-" + randHex(4)
+	defer os.RemoveAll(tmp)
+	if _, err := command(ctx, "", "dpkg-deb", "-x", deb, tmp); err != nil {
+		return "", "", err
+	}
+	return deb, dir, os.Rename(tmp, dir)
+}
+
+// base returns a debootstrapped tree for the package set, built once and kept
+// under the cache; image builds only add files to a hard-linked copy.
+func (b *builder) base(ctx context.Context, key, mirror string, pkgs []string) (string, error) {
+	dir := filepath.Join(b.DataDir, cacheSubdir, "base-"+key[:16])
+	if _, err := os.Stat(filepath.Join(dir, ".complete")); err == nil {
+		fmt.Fprintf(b.Progress, "      reusing %s\n", dir)
+		return dir, nil
+	}
+	_ = os.RemoveAll(dir)
+	tmp := dir + ".tmp-" + randHex(4)
+	defer os.RemoveAll(tmp)
+	args := []string{"--variant=minbase", "--include=" + strings.Join(pkgs, ","), b.Suite, tmp, mirror}
+	if err := streamCommand(ctx, b.Progress, "debootstrap", args...); err != nil {
+		return "", err
+	}
+	if _, err := command(ctx, "", "chroot", tmp, "useradd", "--uid", fmt.Sprint(jobUID), "--user-group",
+		"--no-create-home", "--home-dir", boot.JobRoot, "--shell", "/bin/sh", jobUser); err != nil {
+		return "", err
+	}
+	// Caches and package lists are dead weight in a read-only root.
+	for _, g := range []string{"var/cache/apt/archives/*.deb", "var/lib/apt/lists/*_*", "usr/share/doc/*", "usr/share/man/*", "usr/share/locale/*"} {
+		matches, _ := filepath.Glob(filepath.Join(tmp, g))
+		for _, m := range matches {
+			_ = os.RemoveAll(m)
+		}
+	}
+	for _, d := range []string{boot.JobRoot, "newroot"} {
+		if err := os.MkdirAll(filepath.Join(tmp, d), 0o755); err != nil {
+			return "", err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(tmp, ".complete"), nil, 0o644); err != nil {
+		return "", err
+	}
+	return dir, os.Rename(tmp, dir)
+}
+
+func (b *builder) initramfs(kernelDir, staging string, m *Manifest) error {
+	releases, _ := os.ReadDir(filepath.Join(kernelDir, "lib", "modules"))
+	if len(releases) != 1 {
+		return fmt.Errorf("want one kernel release in %s, found %d", kernelDir, len(releases))
+	}
+	m.KernelRelease = releases[0].Name()
+	mods, err := resolveModules(filepath.Join(kernelDir, "lib", "modules", m.KernelRelease), GuestModules)
+	if err != nil {
+		return err
+	}
+	agent, err := os.ReadFile(b.AgentPath)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	cw := &cpioWriter{w: &buf}
+	for _, d := range []string{"dev", "proc", "sys", "newroot", strings.TrimPrefix(boot.ModulesDir, "/")} {
+		cw.Dir(d)
+	}
+	cw.File("init", 0o755, agent)
+	var order []string
+	for _, p := range mods {
+		body, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		cw.File(strings.TrimPrefix(boot.ModulesDir, "/")+"/"+filepath.Base(p), 0o644, body)
+		order = append(order, filepath.Base(p))
+		m.Modules = append(m.Modules, modName(filepath.Base(p)))
+	}
+	cw.File(strings.TrimPrefix(boot.ModulesOrder, "/"), 0o644, []byte(strings.Join(order, "\n")+"\n"))
+	if err := cw.Close(); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(staging, InitrdFile), buf.Bytes(), 0o644); err != nil {
+		return err
+	}
+	kernel := filepath.Join(kernelDir, "boot", "vmlinuz-"+m.KernelRelease)
+	if err := copyFile(kernel, filepath.Join(staging, KernelFile), 0o644); err != nil {
+		return err
+	}
+	if m.Kernel, err = artifact(staging, KernelFile); err != nil {
+		return err
+	}
+	m.Initrd, err = artifact(staging, InitrdFile)
+	return err
+}
+
+func (b *builder) rootfs(ctx context.Context, baseDir, staging string, m *Manifest) error {
+	tree := filepath.Join(staging, "tree")
+	// A hard-linked copy costs no space; files we add replace links, never
+	// write through them, so the cached base stays pristine.
+	if _, err := command(ctx, "", "cp", "-al", baseDir, tree); err != nil {
+		return err
+	}
+	_ = os.Remove(filepath.Join(tree, ".complete"))
+	if err := replaceWith(filepath.Join(tree, boot.AgentPath), 0o755, func(dst string) error {
+		return copyFile(b.AgentPath, dst, 0o755)
+	}); err != nil {
+		return err
+	}
+	table := mustJSON(b.languageList())
+	if err := replaceWith(filepath.Join(tree, lang.GuestPath), 0o644, func(dst string) error {
+		return os.WriteFile(dst, table, 0o644)
+	}); err != nil {
+		return err
+	}
+	for _, l := range b.languageList() {
+		info := LanguageInfo{Name: l.Name}
+		if len(l.Version) > 0 {
+			out, err := command(ctx, "", "chroot", append([]string{tree}, l.Version...)...)
+			if err != nil {
+				return fmt.Errorf("language %s: %w", l.Name, err)
+			}
+			info.Version = strings.TrimSpace(strings.SplitN(out, "\n", 2)[0])
+		}
+		m.Languages = append(m.Languages, info)
+	}
+	size, err := treeSize(tree)
+	if err != nil {
+		return err
+	}
+	// Room for metadata plus slack; the root is read-only, so no more.
+	blocks := (size*5/4 + 64<<20) / 4096
+	img := filepath.Join(staging, RootfsFile)
+	if _, err := command(ctx, "", "mkfs.ext4", "-q", "-F", "-b", "4096", "-i", "8192", "-O", "^has_journal",
+		"-L", "codebench", "-d", tree, img, fmt.Sprint(blocks)); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(tree); err != nil {
+		return err
+	}
+	m.Rootfs, err = artifact(staging, RootfsFile)
+	return err
+}
+
+func (b *builder) finish(staging, imgDir string, m *Manifest) error {
+	m.Created = time.Now().UTC().Format(time.RFC3339)
+	if err := m.Validate(); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(staging, ManifestFile), mustJSON(m), 0o644); err != nil {
+		return err
+	}
+	_ = os.RemoveAll(imgDir) // a corrupt leftover with our hash
+	return os.Rename(staging, imgDir)
+}
+
+func artifact(dir, file string) (Artifact, error) {
+	sum, size, err := fileSHA256(filepath.Join(dir, file))
+	return Artifact{File: file, SHA256: sum, Size: size}, err
+}
+
+func fileSHA256(path string) (string, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	return hex.EncodeToString(h.Sum(nil)), n, err
+}
+
+func hashOf(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		fmt.Fprintf(h, "%d:%s;", len(p), p)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func copyFile(src, dst string, perm os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// replaceWith writes path through write after unlinking whatever is there, so
+// a hard link into the cached base is replaced, not written through.
+func replaceWith(path string, _ os.FileMode, write func(string) error) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return write(path)
+}
+
+func treeSize(root string) (int64, error) {
+	var total int64
+	err := filepath.WalkDir(root, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		total += (info.Size() + 4095) &^ 4095
+		return nil
+	})
+	return total, err
+}
+
+// command runs a tool and returns its stdout; the error carries stderr's tail.
+func command(ctx context.Context, dir, name string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("%s: %w: %s", name, err, tail(stderr.String(), 2000))
+	}
+	return stdout.String(), nil
+}
+
+// streamCommand runs a long tool, forwarding its "I:"/"E:"/"W:" lines.
+func streamCommand(ctx context.Context, progress io.Writer, name string, args ...string) error {
+	cmd := exec.CommandContext(ctx, name, args...)
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	var last []string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(pr)
+		n := 0
+		for sc.Scan() {
+			line := sc.Text()
+			last = append(last, line)
+			if len(last) > 20 {
+				last = last[1:]
+			}
+			n++
+			if strings.HasPrefix(line, "E:") || strings.HasPrefix(line, "W:") || n%50 == 0 {
+				fmt.Fprintf(progress, "      %s\n", line)
+			}
+		}
+		_, _ = io.Copy(io.Discard, pr)
+	}()
+	err := cmd.Run()
+	pw.Close()
+	<-done
+	if err != nil {
+		return fmt.Errorf("%s: %w: %s", name, err, strings.Join(last, "\n"))
+	}
+	return nil
+}
+
+func tail(s string, n int) string {
+	s = strings.TrimSpace(s)
+	if len(s) > n {
+		return "..." + s[len(s)-n:]
+	}
+	return s
+}

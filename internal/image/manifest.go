@@ -1,0 +1,182 @@
+// Package image builds and loads guest images: a Debian cloud kernel, an
+// initramfs whose /init is the agent, and a read-only ext4 root with the
+// compilers. Images are content-addressed under <data dir>/images/<hash>/.
+package image
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+)
+
+// Schema is the manifest format version.
+const Schema = 1
+
+// File names inside an image directory.
+const (
+	KernelFile    = "vmlinuz"
+	InitrdFile    = "initrd.cpio"
+	RootfsFile    = "rootfs.ext4"
+	ManifestFile  = "manifest.json"
+	CurrentLink   = "current"
+	imagesSubdir  = "images"
+	cacheSubdir   = "cache"
+	stagingPrefix = ".staging-"
+)
+
+// ErrNoImage means no image has been built yet.
+var ErrNoImage = errors.New("no guest image built (run: codebench image build)")
+
+// ErrCorrupt means an image directory does not match its manifest.
+var ErrCorrupt = errors.New("guest image is corrupt")
+
+// Artifact is one file of the image.
+type Artifact struct {
+	File   string `json:"file"`
+	SHA256 string `json:"sha256"`
+	Size   int64  `json:"size"`
+}
+
+// LanguageInfo is one language the image can run.
+type LanguageInfo struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+}
+
+// Manifest describes a built image.
+type Manifest struct {
+	Schema        int            `json:"schema"`
+	Hash          string         `json:"hash"`
+	Created       string         `json:"created"`
+	Suite         string         `json:"suite"`
+	KernelPackage string         `json:"kernel_package"`
+	KernelRelease string         `json:"kernel_release"`
+	Kernel        Artifact       `json:"kernel"`
+	Initrd        Artifact       `json:"initrd"`
+	Rootfs        Artifact       `json:"rootfs"`
+	AgentSHA256   string         `json:"agent_sha256"`
+	Modules       []string       `json:"modules"`
+	Packages      []string       `json:"packages"`
+	Languages     []LanguageInfo `json:"languages"`
+}
+
+// Image is a loaded, checked image.
+type Image struct {
+	Dir      string
+	Manifest Manifest
+}
+
+// KernelPath and friends return absolute artifact paths.
+func (i *Image) KernelPath() string { return filepath.Join(i.Dir, i.Manifest.Kernel.File) }
+func (i *Image) InitrdPath() string { return filepath.Join(i.Dir, i.Manifest.Initrd.File) }
+func (i *Image) RootfsPath() string { return filepath.Join(i.Dir, i.Manifest.Rootfs.File) }
+
+// HasLanguage reports whether the image can run name.
+func (i *Image) HasLanguage(name string) bool {
+	return slices.ContainsFunc(i.Manifest.Languages, func(l LanguageInfo) bool { return l.Name == name })
+}
+
+// LanguageNames lists the languages, in manifest order.
+func (i *Image) LanguageNames() []string {
+	var n []string
+	for _, l := range i.Manifest.Languages {
+		n = append(n, l.Name)
+	}
+	return n
+}
+
+var hashRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// Validate checks the manifest on its own.
+func (m *Manifest) Validate() error {
+	switch {
+	case m.Schema != Schema:
+		return fmt.Errorf("%w: manifest schema %d, want %d", ErrCorrupt, m.Schema, Schema)
+	case !hashRE.MatchString(m.Hash):
+		return fmt.Errorf("%w: bad hash %q", ErrCorrupt, m.Hash)
+	case len(m.Languages) == 0:
+		return fmt.Errorf("%w: no languages", ErrCorrupt)
+	}
+	for _, a := range []Artifact{m.Kernel, m.Initrd, m.Rootfs} {
+		if a.File == "" || filepath.Base(a.File) != a.File || !hashRE.MatchString(a.SHA256) || a.Size <= 0 {
+			return fmt.Errorf("%w: bad artifact %+v", ErrCorrupt, a)
+		}
+	}
+	return nil
+}
+
+// Load reads and checks the image in dir: the manifest must validate, name
+// the directory's own hash, and every artifact must have its recorded size.
+// (Full hashes are checked by Verify, which reads every byte.)
+func Load(dir string) (*Image, error) {
+	b, err := os.ReadFile(filepath.Join(dir, ManifestFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s has no manifest", ErrNoImage, dir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, dir, err)
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return nil, err
+	}
+	if filepath.Base(real) != m.Hash {
+		return nil, fmt.Errorf("%w: directory %s holds manifest of %s", ErrCorrupt, real, m.Hash)
+	}
+	for _, a := range []Artifact{m.Kernel, m.Initrd, m.Rootfs} {
+		st, err := os.Stat(filepath.Join(real, a.File))
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
+		if st.Size() != a.Size {
+			return nil, fmt.Errorf("%w: %s is %d bytes, manifest says %d", ErrCorrupt, a.File, st.Size(), a.Size)
+		}
+	}
+	return &Image{Dir: real, Manifest: m}, nil
+}
+
+// Verify re-hashes every artifact.
+func (i *Image) Verify() error {
+	for _, a := range []Artifact{i.Manifest.Kernel, i.Manifest.Initrd, i.Manifest.Rootfs} {
+		sum, _, err := fileSHA256(filepath.Join(i.Dir, a.File))
+		if err != nil {
+			return err
+		}
+		if sum != a.SHA256 {
+			return fmt.Errorf("%w: %s hash %s, manifest says %s", ErrCorrupt, a.File, sum, a.SHA256)
+		}
+	}
+	return nil
+}
+
+// Current loads the image the last build marked current in dataDir.
+func Current(dataDir string) (*Image, error) {
+	dir := filepath.Join(dataDir, imagesSubdir, CurrentLink)
+	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+		return nil, ErrNoImage
+	}
+	return Load(dir)
+}
+
+// Resolve loads an image by hash, by directory, or the current one for "".
+func Resolve(dataDir, ref string) (*Image, error) {
+	switch {
+	case ref == "":
+		return Current(dataDir)
+	case hashRE.MatchString(ref):
+		return Load(filepath.Join(dataDir, imagesSubdir, ref))
+	default:
+		return Load(ref)
+	}
+}

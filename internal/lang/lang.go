@@ -1,0 +1,101 @@
+// Package lang is the table of languages a guest image can run: file names,
+// compile and run commands, and the Debian packages that provide them. The
+// table is data: the image build copies it into the guest, and the agent reads
+// it from there, so adding a language never touches the agent's code.
+package lang
+
+import (
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// GuestPath is where the image puts the table inside the guest.
+const GuestPath = "/etc/codebench/languages.json"
+
+//go:embed languages.json
+var builtin []byte
+
+// Language says how to build and run one language.
+type Language struct {
+	Name       string   `json:"name"`
+	Extensions []string `json:"extensions"`
+	Source     string   `json:"source"`
+	Compile    []string `json:"compile,omitempty"`
+	Run        []string `json:"run"`
+	Packages   []string `json:"packages"`
+	Version    []string `json:"version,omitempty"`
+}
+
+// Table is a set of languages keyed by name.
+type Table map[string]Language
+
+// Builtin returns the table shipped with this build.
+func Builtin() Table {
+	t, err := Parse(builtin)
+	if err != nil {
+		panic("lang: builtin table: " + err.Error()) // a build defect, caught by tests
+	}
+	return t
+}
+
+// BuiltinJSON returns the raw table, for writing into an image.
+func BuiltinJSON() []byte { return slices.Clone(builtin) }
+
+// Parse decodes and validates a table.
+func Parse(b []byte) (Table, error) {
+	var list []Language
+	if err := json.Unmarshal(b, &list); err != nil {
+		return nil, fmt.Errorf("lang: decode table: %w", err)
+	}
+	t := make(Table, len(list))
+	for _, l := range list {
+		switch {
+		case l.Name == "":
+			return nil, fmt.Errorf("lang: entry without a name")
+		case l.Source == "" || filepath.Base(l.Source) != l.Source:
+			return nil, fmt.Errorf("lang: %s: source must be a plain file name", l.Name)
+		case len(l.Run) == 0:
+			return nil, fmt.Errorf("lang: %s: no run command", l.Name)
+		}
+		if _, dup := t[l.Name]; dup {
+			return nil, fmt.Errorf("lang: %s listed twice", l.Name)
+		}
+		t[l.Name] = l
+	}
+	return t, nil
+}
+
+// Names returns the language names, sorted.
+func (t Table) Names() []string {
+	names := make([]string, 0, len(t))
+	for n := range t {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Packages returns every Debian package the table needs, sorted and unique.
+func (t Table) Packages() []string {
+	var pkgs []string
+	for _, l := range t {
+		pkgs = append(pkgs, l.Packages...)
+	}
+	slices.Sort(pkgs)
+	return slices.Compact(pkgs)
+}
+
+// ByExtension finds the language for a file name such as "hello.c".
+func (t Table) ByExtension(file string) (Language, bool) {
+	ext := strings.ToLower(filepath.Ext(file))
+	for _, n := range t.Names() {
+		if slices.Contains(t[n].Extensions, ext) {
+			return t[n], true
+		}
+	}
+	return Language{}, false
+}

@@ -1,0 +1,15 @@
+package sandbox
+
+import "errors"
+
+// Sentinel errors of the sandbox layer. Match them with errors.Is.
+var (
+	// ErrVMExited: the VMM process ended while we were waiting for it.
+	ErrVMExited = errors.New("sandbox: vm exited")
+	// ErrBootTimeout: the guest agent did not answer in time.
+	ErrBootTimeout = errors.New("sandbox: guest did not become ready in time")
+	// ErrStopFailed: the VMM process survived every stop escalation.
+	ErrStopFailed = errors.New("sandbox: vm did not stop")
+	// ErrAccelUnavailable: the requested accelerator cannot boot a guest here.
+	ErrAccelUnavailable = errors.New("sandbox: accelerator unavailable")
+)

@@ -1,0 +1,380 @@
+// Package qemu is the sandbox driver for qemu-system-x86_64 -M microvm:
+// QMP over a Unix socket for control, the guest console in a log file, a
+// read-only root disk and a virtio-serial port for the agent.
+package qemu
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/codebench/codebench/internal/cleanup"
+	"github.com/codebench/codebench/internal/sandbox"
+)
+
+var _ sandbox.Driver = (*Driver)(nil)
+
+// Accelerators.
+const (
+	AccelKVM = "kvm"
+	AccelTCG = "tcg"
+)
+
+// Files in a VM's run directory. The reconciler recognises our VMs by this
+// layout and by the "-name codebench:<id>" on the QEMU command line.
+const (
+	QMPSocket   = "qmp.sock"
+	AgentSocket = "agent.sock"
+	ConsoleLog  = "console.log"
+	PIDFile     = "qemu.pid"
+	NamePrefix  = "codebench:"
+)
+
+// Config is the driver's data.
+type Config struct {
+	Binary string // qemu-system-x86_64
+	RunDir string // parent of every VM's run directory
+	Accel  string // AccelKVM or AccelTCG (resolve "auto" with ProbeKVM first)
+	// TSCKHz is passed as tsc_early_khz; without it some TCG boots hang
+	// calibrating the TSC. Zero reads the host's.
+	TSCKHz int64
+	// KeepConsole copies the console log of each stopped VM here (debugging).
+	KeepConsole string
+}
+
+// Driver starts QEMU microVMs.
+type Driver struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New checks cfg and returns a driver.
+func New(cfg Config, log *slog.Logger) (*Driver, error) {
+	if cfg.Binary == "" {
+		cfg.Binary = "qemu-system-x86_64"
+	}
+	if cfg.Accel != AccelKVM && cfg.Accel != AccelTCG {
+		return nil, fmt.Errorf("qemu: accel must be %q or %q, not %q", AccelKVM, AccelTCG, cfg.Accel)
+	}
+	if cfg.TSCKHz == 0 {
+		khz, err := HostTSCKHz()
+		if err != nil {
+			return nil, err
+		}
+		cfg.TSCKHz = khz
+	}
+	if err := os.MkdirAll(cfg.RunDir, 0o700); err != nil {
+		return nil, fmt.Errorf("qemu: run dir: %w", err)
+	}
+	return &Driver{cfg: cfg, log: log}, nil
+}
+
+// Name implements sandbox.Driver.
+func (d *Driver) Name() string { return "qemu-" + d.cfg.Accel }
+
+// Accel reports the accelerator in use.
+func (d *Driver) Accel() string { return d.cfg.Accel }
+
+// Start implements sandbox.Driver.
+func (d *Driver) Start(ctx context.Context, spec sandbox.Spec) (_ sandbox.VM, err error) {
+	if spec.ID == "" {
+		spec.ID = NewID()
+	}
+	if spec.MemoryMB == 0 {
+		spec.MemoryMB = 512
+	}
+	if spec.VCPUs == 0 {
+		spec.VCPUs = 1
+	}
+	vm := &VM{
+		id:   spec.ID,
+		dir:  filepath.Join(d.cfg.RunDir, spec.ID),
+		done: make(chan struct{}),
+		log:  d.log.With("vm_id", spec.ID),
+		keep: d.cfg.KeepConsole,
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, vm.stack.Run(ctx))
+		}
+	}()
+	if err := os.Mkdir(vm.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("qemu: run dir: %w", err)
+	}
+	vm.stack.Push("remove run dir", func(context.Context) error { return os.RemoveAll(vm.dir) })
+	if vm.keep != "" {
+		vm.stack.Push("keep console", func(context.Context) error { return vm.keepConsole() })
+	}
+
+	args := d.args(spec, vm.dir)
+	cmd := exec.Command(d.cfg.Binary, args...)
+	cmd.Dir = vm.dir
+	// Own process group: a Ctrl-C on the worker's terminal must not reach
+	// QEMU; the worker drains its VMs itself. Pdeathsig: a worker killed
+	// with -9 does not leave VMs running.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	stderr, err := os.Create(filepath.Join(vm.dir, "qemu.stderr"))
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		stderr.Close()
+		return nil, fmt.Errorf("qemu: start %s: %w", d.cfg.Binary, err)
+	}
+	vm.cmd = cmd
+	_ = os.WriteFile(filepath.Join(vm.dir, PIDFile), []byte(strconv.Itoa(cmd.Process.Pid)), 0o600)
+	// The waiter goroutine is owned by the VM: Stop waits for done.
+	go func() {
+		vm.exitErr = cmd.Wait()
+		stderr.Close()
+		close(vm.done)
+	}()
+	// Pushed after the waiter so that it unwinds first: the VMM must be
+	// gone before its run dir is removed.
+	vm.stack.Push("stop qemu", vm.terminate)
+
+	q, err := vm.connectQMP(ctx)
+	if err != nil {
+		return nil, err
+	}
+	vm.qmp = q // closed by terminate, after QMP quit had its chance
+	vm.log.Debug("vm started", "pid", cmd.Process.Pid, "accel", d.cfg.Accel)
+	return vm, nil
+}
+
+func (d *Driver) args(spec sandbox.Spec, dir string) []string {
+	cpu := "max"
+	if d.cfg.Accel == AccelKVM {
+		cpu = "host"
+	}
+	cmdline := strings.Join([]string{
+		"console=ttyS0", "reboot=t", "panic=-1", "rdinit=/init",
+		"tsc_early_khz=" + strconv.FormatInt(d.cfg.TSCKHz, 10),
+		"quiet", "loglevel=3", "i8042.noaux", "i8042.nokbd", "nomodeset", "random.trust_cpu=on",
+	}, " ")
+	return []string{
+		"-name", NamePrefix + spec.ID,
+		"-M", "microvm,x-option-roms=off,rtc=on",
+		"-accel", d.cfg.Accel,
+		"-cpu", cpu,
+		"-m", strconv.Itoa(spec.MemoryMB),
+		"-smp", strconv.Itoa(spec.VCPUs),
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+		"-kernel", spec.Kernel, "-initrd", spec.Initrd, "-append", cmdline,
+		"-chardev", "file,id=con,path=" + filepath.Join(dir, ConsoleLog),
+		"-serial", "chardev:con",
+		"-drive", "id=root,file=" + spec.Rootfs + ",format=raw,if=none,readonly=on",
+		"-device", "virtio-blk-device,drive=root",
+		"-device", "virtio-serial-device,max_ports=2",
+		"-chardev", "socket,id=agent,path=" + filepath.Join(dir, AgentSocket) + ",server=on,wait=off",
+		"-device", "virtserialport,chardev=agent,name=agent",
+		"-qmp", "unix:" + filepath.Join(dir, QMPSocket) + ",server=on,wait=off",
+	}
+}
+
+// NewID makes a short VM id (socket paths must stay under 108 bytes).
+func NewID() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return "vm-" + hex.EncodeToString(b)
+}
+
+// VM is one QEMU process and its run directory.
+type VM struct {
+	id   string
+	dir  string
+	cmd  *exec.Cmd
+	qmp  *qmp
+	log  *slog.Logger
+	keep string
+
+	done    chan struct{}
+	exitErr error // written before done is closed
+
+	stack cleanup.Stack
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+var _ sandbox.VM = (*VM)(nil)
+
+// ID implements sandbox.VM.
+func (v *VM) ID() string { return v.id }
+
+// Done implements sandbox.VM.
+func (v *VM) Done() <-chan struct{} { return v.done }
+
+// Dir is the VM's run directory.
+func (v *VM) Dir() string { return v.dir }
+
+// PID is the QEMU process id.
+func (v *VM) PID() int { return v.cmd.Process.Pid }
+
+func (v *VM) connectQMP(ctx context.Context) (*qmp, error) {
+	path := filepath.Join(v.dir, QMPSocket)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if _, err := os.Stat(path); err == nil {
+			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			q, err := dialQMP(dctx, path)
+			cancel()
+			if err == nil {
+				return q, nil
+			}
+			if ctx.Err() != nil {
+				return nil, err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("qemu: waiting for qmp: %w", ctx.Err())
+		case <-v.done:
+			return nil, fmt.Errorf("%w: %s", sandbox.ErrVMExited, v.stderrTail())
+		case <-tick.C:
+		}
+	}
+}
+
+func (v *VM) stderrTail() string {
+	b, _ := os.ReadFile(filepath.Join(v.dir, "qemu.stderr"))
+	return strings.TrimSpace(string(b))
+}
+
+// DialAgent implements sandbox.VM.
+func (v *VM) DialAgent(ctx context.Context) (net.Conn, error) {
+	select {
+	case <-v.done:
+		return nil, sandbox.ErrVMExited
+	default:
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, "unix", filepath.Join(v.dir, AgentSocket))
+}
+
+// Stop implements sandbox.VM: QMP quit, SIGTERM, SIGKILL, each judged by the
+// process's exit, then the run dir goes.
+func (v *VM) Stop(ctx context.Context) error {
+	v.stopOnce.Do(func() {
+		ctx := context.WithoutCancel(ctx)
+		v.stopErr = v.stack.Run(ctx)
+		v.log.Debug("vm stopped", "err", v.stopErr)
+	})
+	return v.stopErr
+}
+
+func (v *VM) terminate(ctx context.Context) error {
+	defer func() {
+		if v.qmp != nil {
+			_ = v.qmp.Close()
+		}
+	}()
+	if v.exited() {
+		return nil
+	}
+	if v.qmp != nil {
+		qctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, _ = v.qmp.Execute(qctx, "quit", nil)
+		cancel()
+		if v.waitExit(2 * time.Second) {
+			return nil
+		}
+	}
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+		if err := v.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			v.log.Warn("signal qemu", "signal", sig, "err", err)
+		}
+		if v.waitExit(3 * time.Second) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: pid %d", sandbox.ErrStopFailed, v.cmd.Process.Pid)
+}
+
+func (v *VM) exited() bool {
+	select {
+	case <-v.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (v *VM) waitExit(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-v.done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// ConsoleTail implements sandbox.VM.
+func (v *VM) ConsoleTail(n int) string {
+	f, err := os.Open(filepath.Join(v.dir, ConsoleLog))
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	off := max(st.Size()-int64(n), 0)
+	buf := make([]byte, st.Size()-off)
+	_, _ = f.ReadAt(buf, off)
+	return string(buf)
+}
+
+func (v *VM) keepConsole() error {
+	b, err := os.ReadFile(filepath.Join(v.dir, ConsoleLog))
+	if err != nil {
+		return nil
+	}
+	if err := os.MkdirAll(v.keep, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(v.keep, v.id+".console.log"), b, 0o644)
+}
+
+// HostTSCKHz reads the host's TSC frequency from /proc/cpuinfo. Under TCG
+// the guest TSC runs at the host's rate, and telling the guest kernel skips
+// the calibration that hangs some boots.
+func HostTSCKHz() (int64, error) {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if ok && strings.TrimSpace(k) == "cpu MHz" {
+			mhz, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil || mhz <= 0 {
+				break
+			}
+			return int64(math.Round(mhz * 1000)), nil
+		}
+	}
+	return 0, errors.New("qemu: cannot read the host TSC frequency from /proc/cpuinfo (set CODEBENCH_TSC_KHZ)")
+}
