@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -27,35 +27,62 @@ func ExecWithRlimits(args []string) error {
 	if len(argv) == 0 {
 		return fmt.Errorf("exec: no program")
 	}
-	set := func(res int, soft, hard uint64) error {
-		if soft == 0 {
-			return nil
-		}
-		if err := unix.Setrlimit(res, &unix.Rlimit{Cur: soft, Max: hard}); err != nil {
-			return fmt.Errorf("setrlimit %d: %w", res, err)
-		}
-		return nil
-	}
-	// CPU: SIGXCPU at the soft limit, SIGKILL one second later.
-	for _, l := range []struct {
-		res        int
-		soft, hard uint64
-	}{
-		{unix.RLIMIT_CPU, *cpu, *cpu + 1},
-		{unix.RLIMIT_AS, *as << 10, *as << 10},
-		{unix.RLIMIT_STACK, *stack << 10, *stack << 10},
-		{unix.RLIMIT_NPROC, *nproc, *nproc},
-		{unix.RLIMIT_FSIZE, *fsize << 10, *fsize << 10},
-		{unix.RLIMIT_CORE, 0, 0},
-	} {
-		if err := set(l.res, l.soft, l.hard); err != nil {
-			return err
-		}
-	}
-	_ = unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{})
+	// Everything that allocates happens before the limits: once RLIMIT_AS
+	// is applied, the Go runtime itself may fail to grow its heap, so the
+	// exec that follows is a raw syscall on prepared pointers.
 	path, err := exec.LookPath(argv[0])
 	if err != nil {
 		return err
 	}
-	return syscall.Exec(path, argv, os.Environ())
+	pathp, err := unix.BytePtrFromString(path)
+	if err != nil {
+		return err
+	}
+	argvp, err := ptrSlice(argv)
+	if err != nil {
+		return err
+	}
+	envp, err := ptrSlice(os.Environ())
+	if err != nil {
+		return err
+	}
+	limits := [...]struct {
+		res        int
+		soft, hard uint64
+	}{
+		// CPU: SIGXCPU at the soft limit, SIGKILL one second later.
+		{unix.RLIMIT_CPU, *cpu, *cpu + 1},
+		{unix.RLIMIT_STACK, *stack << 10, *stack << 10},
+		{unix.RLIMIT_NPROC, *nproc, *nproc},
+		{unix.RLIMIT_FSIZE, *fsize << 10, *fsize << 10},
+		{unix.RLIMIT_AS, *as << 10, *as << 10},
+	}
+	if err := unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{}); err != nil {
+		return fmt.Errorf("setrlimit core: %w", err)
+	}
+	for _, l := range limits {
+		if l.soft == 0 {
+			continue
+		}
+		rl := unix.Rlimit{Cur: l.soft, Max: l.hard}
+		if err := unix.Setrlimit(l.res, &rl); err != nil {
+			return fmt.Errorf("setrlimit %d: %w", l.res, err)
+		}
+	}
+	_, _, errno := unix.RawSyscall(unix.SYS_EXECVE, uintptr(unsafe.Pointer(pathp)),
+		uintptr(unsafe.Pointer(&argvp[0])), uintptr(unsafe.Pointer(&envp[0])))
+	return fmt.Errorf("execve %s: %w", path, errno)
+}
+
+// ptrSlice makes the NULL-terminated char* array execve takes.
+func ptrSlice(ss []string) ([]*byte, error) {
+	out := make([]*byte, len(ss)+1)
+	for i, s := range ss {
+		p, err := unix.BytePtrFromString(s)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = p
+	}
+	return out, nil
 }

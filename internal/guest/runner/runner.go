@@ -44,7 +44,7 @@ const compileOutputCap = 64 * 1024
 type Runner struct {
 	Languages lang.Table
 	// JobRoot holds one fresh directory per run.
-	JobRoot string
+	JobRoot  string
 	UID, GID uint32
 	// Exec is the trampoline: argv prefix that applies rlimits and execs the
 	// program (the agent binary's "exec" subcommand).

@@ -378,3 +378,9 @@ func HostTSCKHz() (int64, error) {
 	}
 	return 0, errors.New("qemu: cannot read the host TSC frequency from /proc/cpuinfo (set CODEBENCH_TSC_KHZ)")
 }
+
+func lookPath(bin string) (string, error) { return exec.LookPath(bin) }
+
+// Kill sends SIGKILL to the VMM without cleaning up: fault injection for
+// tests, the way a crash would end it.
+func (v *VM) Kill() error { return v.cmd.Process.Kill() }

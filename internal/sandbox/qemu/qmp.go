@@ -25,9 +25,9 @@ type qmpMessage struct {
 		Class string `json:"class"`
 		Desc  string `json:"desc"`
 	} `json:"error"`
-	Event    string          `json:"event"`
-	QMP      json.RawMessage `json:"QMP"`
-	ID       string          `json:"id"`
+	Event string          `json:"event"`
+	QMP   json.RawMessage `json:"QMP"`
+	ID    string          `json:"id"`
 }
 
 const qmpLineLimit = 1 << 20

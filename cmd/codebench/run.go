@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/codebench/codebench/internal/config"
+	"github.com/codebench/codebench/internal/job"
+	"github.com/codebench/codebench/internal/lang"
+	"github.com/codebench/codebench/internal/sandbox"
+)
+
+// Exit statuses of "codebench run" when the program itself did not decide.
+const (
+	exitCompileError = 1
+	exitTimeLimit    = 124
+	exitInternal     = 125
+	exitInvalid      = 2
+)
+
+func runCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []string) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	language := fs.String("lang", "", "language (default: from the file extension)")
+	asJSON := fs.Bool("json", false, "print the status document as JSON")
+	stdinFile := fs.String("stdin", "", "file to feed to the program's standard input")
+	wallMS := fs.Int64("wall-ms", 0, "wall-clock limit in ms (default from config)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() < 1 {
+		return fmt.Errorf("usage: codebench run [--lang L] [--json] FILE [ARGS...]")
+	}
+	file := fs.Arg(0)
+	code, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	if *language == "" {
+		l, ok := lang.Builtin().ByExtension(file)
+		if !ok {
+			return fmt.Errorf("cannot tell the language of %s from its extension; use --lang", filepath.Base(file))
+		}
+		*language = l.Name
+	}
+	j := &job.Job{ID: "run-" + fmt.Sprint(time.Now().UnixNano()), Language: *language, Code: string(code),
+		Args: fs.Args()[1:], Limits: job.Limits{WallMS: *wallMS}}
+	if *stdinFile != "" {
+		b, err := os.ReadFile(*stdinFile)
+		if err != nil {
+			return err
+		}
+		j.Stdin = string(b)
+	}
+	e, err := openEnv(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	if err := j.Validate(e.policy); err != nil {
+		fmt.Fprintln(os.Stderr, "codebench:", err)
+		return exitError{exitInvalid}
+	}
+	log.Debug("booting", "env", e.describe())
+
+	start := time.Now()
+	bootCtx, cancel := context.WithTimeout(ctx, cfg.VM.BootLimit)
+	inst, err := sandbox.Launch(bootCtx, e.driver, e.spec)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("boot: %w", err)
+	}
+	st := e.policy.Execute(ctx, inst.Agent, j, func() string { return inst.VM.ConsoleTail(2000) })
+	if err := inst.Stop(ctx); err != nil {
+		log.Warn("stop vm", "err", err)
+	}
+	total := time.Since(start)
+
+	if *asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetEscapeHTML(false)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(st)
+	} else {
+		fmt.Fprint(os.Stdout, st.Stdout)
+		fmt.Fprint(os.Stderr, st.CompileOutput)
+		fmt.Fprint(os.Stderr, st.Stderr)
+		if st.Stdout != "" && st.Stdout[len(st.Stdout)-1] != '\n' {
+			fmt.Fprintln(os.Stdout)
+		}
+		exit := "-"
+		if st.ExitCode != nil {
+			exit = fmt.Sprint(*st.ExitCode)
+		}
+		fmt.Fprintf(os.Stderr, "[%s] verdict=%s exit=%s boot=%s compile=%s run=%s total=%s %s\n",
+			st.Status, st.Verdict, exit, inst.BootTime.Round(time.Millisecond),
+			(time.Duration(st.CompileUS) * time.Microsecond).Round(time.Millisecond),
+			(time.Duration(st.ExecDuration) * time.Microsecond).Round(time.Millisecond),
+			total.Round(time.Millisecond), st.Message)
+		if st.Error != "" {
+			fmt.Fprintln(os.Stderr, "error:", st.Error)
+		}
+	}
+	return exitFor(st)
+}
+
+func exitFor(st *job.Status) error {
+	switch st.Verdict {
+	case job.VerdictOK:
+		return nil
+	case job.VerdictCompileError:
+		return exitError{exitCompileError}
+	case job.VerdictTimeLimit:
+		return exitError{exitTimeLimit}
+	case job.VerdictRuntimeError, job.VerdictOutputLimit, job.VerdictMemoryLimit:
+		if st.ExitCode != nil && *st.ExitCode != 0 {
+			return exitError{*st.ExitCode}
+		}
+		return exitError{1}
+	default:
+		return exitError{exitInternal}
+	}
+}

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/codebench/codebench/internal/config"
+	"github.com/codebench/codebench/internal/image"
+	"github.com/codebench/codebench/internal/job"
+	"github.com/codebench/codebench/internal/sandbox"
+	"github.com/codebench/codebench/internal/sandbox/qemu"
+)
+
+// env is what every VM-running command needs, wired from the config.
+type env struct {
+	img    *image.Image
+	driver *qemu.Driver
+	accel  qemu.ProbeResult
+	spec   sandbox.Spec
+	policy job.Policy
+}
+
+func openEnv(ctx context.Context, cfg config.Config, log *slog.Logger) (*env, error) {
+	img, err := image.Resolve(cfg.DataDir, cfg.Image)
+	if err != nil {
+		return nil, err
+	}
+	spec := sandbox.Spec{
+		Kernel: img.KernelPath(), Initrd: img.InitrdPath(), Rootfs: img.RootfsPath(),
+		MemoryMB: cfg.VM.MemoryMB, VCPUs: cfg.VM.VCPUs,
+	}
+	qcfg := qemu.Config{Binary: cfg.VM.QEMU, RunDir: cfg.RunDir, TSCKHz: cfg.VM.TSCKHz}
+	probe, err := qemu.ResolveAccel(ctx, cfg.VM.Accel, qcfg, spec, filepath.Join(cfg.DataDir, "accel-probe.json"), log)
+	if err != nil {
+		return nil, err
+	}
+	qcfg.Accel = probe.Accel
+	drv, err := qemu.New(qcfg, log)
+	if err != nil {
+		return nil, err
+	}
+	return &env{img: img, driver: drv, accel: probe, spec: spec, policy: policyFor(cfg, img)}, nil
+}
+
+func policyFor(cfg config.Config, img *image.Image) job.Policy {
+	l := cfg.Limits
+	return job.Policy{
+		MaxCodeBytes: cfg.Worker.MaxCodeBytes,
+		Languages:    img.LanguageNames(),
+		Defaults: job.Limits{WallMS: l.WallMS, CPUMS: l.CPUMS, MemoryKB: l.MemoryKB, Processes: l.Processes,
+			OutputBytes: l.OutputBytes, FileSizeKB: l.FileSizeKB},
+		Max: job.Limits{WallMS: l.MaxWallMS, CPUMS: l.MaxCPUMS, MemoryKB: l.MaxMemoryKB, Processes: l.MaxProcesses,
+			OutputBytes: l.MaxOutputBytes, FileSizeKB: l.MaxFileSizeKB},
+		CompileWall: l.CompileWallMS,
+	}
+}
+
+func (e *env) describe() string {
+	return fmt.Sprintf("driver %s (%s), image %s", e.driver.Name(), e.accel.Reason, e.img.Manifest.Hash[:12])
+}

@@ -1,0 +1,5 @@
+#include <stdio.h>
+int main() {
+   printf("Hello, World!");
+   return 0;
+}

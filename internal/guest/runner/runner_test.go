@@ -1,0 +1,108 @@
+package runner
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/codebench/codebench/internal/agentproto"
+	"github.com/codebench/codebench/internal/lang"
+)
+
+// The test binary doubles as the rlimit trampoline, as the agent binary does
+// in the guest.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "trampoline" {
+		if err := ExecWithRlimits(os.Args[2:]); err != nil {
+			os.Stderr.WriteString(err.Error() + "\n")
+			os.Exit(126)
+		}
+	}
+	os.Exit(m.Run())
+}
+
+func newRunner(t *testing.T) *Runner {
+	t.Helper()
+	for _, tool := range []string{"gcc", "python3"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not on this host: %v", tool, err)
+		}
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Runner{Languages: lang.Builtin(), JobRoot: t.TempDir(), Exec: []string{exe, "trampoline"}}
+}
+
+func TestRunOnHost(t *testing.T) {
+	r := newRunner(t)
+	tests := []struct {
+		name  string
+		req   agentproto.RunRequest
+		check func(t *testing.T, res *agentproto.RunResult)
+	}{
+		{"c hello", agentproto.RunRequest{Language: "c", Code: "#include <stdio.h>\nint main(){printf(\"Hello, World!\");return 0;}"},
+			func(t *testing.T, res *agentproto.RunResult) {
+				if !res.Compiled || res.Stdout != "Hello, World!" || res.Run.ExitCode != 0 {
+					t.Fatalf("%+v %+v", res, res.Run)
+				}
+			}},
+		{"compile error", agentproto.RunRequest{Language: "c", Code: "int main(){ return nope; }"},
+			func(t *testing.T, res *agentproto.RunResult) {
+				if res.Compiled || !strings.Contains(res.CompileOutput, "nope") {
+					t.Fatalf("%+v", res)
+				}
+			}},
+		{"python stdin and exit code", agentproto.RunRequest{Language: "python", Code: "import sys\nprint(sys.stdin.read().upper())\nsys.exit(3)", Stdin: "abc"},
+			func(t *testing.T, res *agentproto.RunResult) {
+				if res.Stdout != "ABC\n" || res.Run.ExitCode != 3 {
+					t.Fatalf("%+v %+v", res, res.Run)
+				}
+			}},
+		{"wall timeout kills the group", agentproto.RunRequest{Language: "python", Code: "import os,time\nos.fork()\ntime.sleep(60)", Limits: agentproto.Limits{WallMS: 300}},
+			func(t *testing.T, res *agentproto.RunResult) {
+				if !res.Run.TimedOut || res.Run.Signal != "SIGKILL" || res.Run.WallUS > 5e6 {
+					t.Fatalf("%+v", res.Run)
+				}
+			}},
+		{"output cap", agentproto.RunRequest{Language: "python", Code: "while True: print('x'*100)", Limits: agentproto.Limits{OutputBytes: 1000}},
+			func(t *testing.T, res *agentproto.RunResult) {
+				if !res.Run.OutputLimited || len(res.Stdout) != 1000 {
+					t.Fatalf("limited=%v len=%d stderr=%q run=%+v", res.Run.OutputLimited, len(res.Stdout), res.Stderr, res.Run)
+				}
+			}},
+		{"cpu limit", agentproto.RunRequest{Language: "python", Code: "while True: pass", Limits: agentproto.Limits{CPUMS: 1000, WallMS: 20000}},
+			func(t *testing.T, res *agentproto.RunResult) {
+				if res.Run.Signal != "SIGXCPU" && res.Run.Signal != "SIGKILL" {
+					t.Fatalf("%+v", res.Run)
+				}
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			res, err := r.Run(ctx, &tt.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, res)
+		})
+	}
+}
+
+func TestRunRefusesBadRequests(t *testing.T) {
+	r := newRunner(t)
+	for _, req := range []agentproto.RunRequest{
+		{Language: "cobol", Code: "x"},
+		{Language: "c", Code: "x", Files: map[string]string{"../escape": "x"}},
+	} {
+		if _, err := r.Run(context.Background(), &req); err == nil {
+			t.Fatalf("%+v: no error", req)
+		}
+	}
+}

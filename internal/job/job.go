@@ -1,0 +1,167 @@
+// Package job is the job and status wire format (see docs/JOBS.md): decoding
+// and validating jobs, clamping their limits, and turning an agent's raw
+// result into a verdict and a status document. It is pure logic.
+package job
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/codebench/codebench/internal/agentproto"
+)
+
+// Job is one request, as published on the jobs queue.
+type Job struct {
+	ID       string            `json:"id"`
+	Type     string            `json:"type,omitempty"`
+	Language string            `json:"language,omitempty"`
+	Code     string            `json:"code"`
+	Stdin    string            `json:"stdin,omitempty"`
+	Args     []string          `json:"args,omitempty"`
+	Files    map[string]string `json:"files,omitempty"`
+	Limits   Limits            `json:"limits,omitempty"`
+}
+
+// Limits requested by a job; zero means the worker's default.
+type Limits struct {
+	WallMS      int64 `json:"wall_ms,omitempty"`
+	CPUMS       int64 `json:"cpu_ms,omitempty"`
+	MemoryKB    int64 `json:"memory_kb,omitempty"`
+	Processes   int64 `json:"processes,omitempty"`
+	OutputBytes int64 `json:"output_bytes,omitempty"`
+	FileSizeKB  int64 `json:"file_size_kb,omitempty"`
+}
+
+// Policy is what the worker accepts and how it fills in limits.
+type Policy struct {
+	MaxCodeBytes int
+	Languages    []string // what the guest image has
+	Defaults     Limits
+	Max          Limits
+	CompileWall  int64
+}
+
+// InvalidError explains why a job was refused. ID is set when the job's id was
+// usable, so a failed status can be published to its queue.
+type InvalidError struct {
+	ID     string
+	Reason string
+}
+
+func (e *InvalidError) Error() string { return "invalid job: " + e.Reason }
+
+// ErrInvalid matches every *InvalidError.
+var ErrInvalid = errors.New("invalid job")
+
+func (e *InvalidError) Is(target error) bool { return target == ErrInvalid }
+
+var idRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
+
+// ValidID reports whether id can name a status queue.
+func ValidID(id string) bool { return idRE.MatchString(id) && id != "." && id != ".." }
+
+// Decode parses and validates a job body.
+func Decode(body []byte, p Policy) (*Job, error) {
+	var j Job
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&j); err != nil {
+		// Salvage the id if the rest is wrong, so the producer hears back.
+		var idOnly struct {
+			ID any `json:"id"`
+		}
+		_ = json.Unmarshal(body, &idOnly)
+		id, _ := idOnly.ID.(string)
+		if !ValidID(id) {
+			id = ""
+		}
+		return nil, &InvalidError{ID: id, Reason: "malformed JSON: " + err.Error()}
+	}
+	if err := j.Validate(p); err != nil {
+		return nil, err
+	}
+	return &j, nil
+}
+
+// Validate checks a decoded job and fills in the language.
+func (j *Job) Validate(p Policy) error {
+	bad := func(format string, args ...any) error {
+		id := j.ID
+		if !ValidID(id) {
+			id = ""
+		}
+		return &InvalidError{ID: id, Reason: fmt.Sprintf(format, args...)}
+	}
+	switch {
+	case j.ID == "":
+		return bad("missing id")
+	case !ValidID(j.ID):
+		return bad("id must be 1-128 characters of [A-Za-z0-9._-], not . or ..")
+	case j.Type != "" && j.Type != "code":
+		return bad("unknown type %q (only \"code\")", j.Type)
+	case strings.TrimSpace(j.Code) == "":
+		return bad("empty code")
+	case p.MaxCodeBytes > 0 && len(j.Code) > p.MaxCodeBytes:
+		return bad("code is %d bytes, over the limit of %d", len(j.Code), p.MaxCodeBytes)
+	case !utf8.ValidString(j.Code):
+		return bad("code is not valid UTF-8")
+	}
+	if j.Language == "" {
+		j.Language = "c" // the seed's jobs carry no language: they are C
+	}
+	if len(p.Languages) > 0 && !slices.Contains(p.Languages, j.Language) {
+		return bad("unknown language %q (available: %s)", j.Language, strings.Join(p.Languages, ", "))
+	}
+	total := len(j.Code) + len(j.Stdin)
+	for name, body := range j.Files {
+		if !validFileName(name) {
+			return bad("invalid file name %q", name)
+		}
+		total += len(body)
+	}
+	if p.MaxCodeBytes > 0 && total > 4*p.MaxCodeBytes {
+		return bad("code, stdin and files total %d bytes, over the limit of %d", total, 4*p.MaxCodeBytes)
+	}
+	return nil
+}
+
+func validFileName(n string) bool {
+	return n != "" && len(n) <= 255 && n != "." && n != ".." &&
+		!strings.ContainsAny(n, "/\\\x00") && !strings.HasPrefix(n, "-")
+}
+
+// AgentLimits clamps the requested limits by the policy's maxima and fills
+// defaults.
+func (p Policy) AgentLimits(req Limits) agentproto.Limits {
+	pick := func(want, def, max int64) int64 {
+		if want <= 0 {
+			want = def
+		}
+		if max > 0 && want > max {
+			want = max
+		}
+		return want
+	}
+	return agentproto.Limits{
+		WallMS:        pick(req.WallMS, p.Defaults.WallMS, p.Max.WallMS),
+		CPUMS:         pick(req.CPUMS, p.Defaults.CPUMS, p.Max.CPUMS),
+		MemoryKB:      pick(req.MemoryKB, p.Defaults.MemoryKB, p.Max.MemoryKB),
+		Processes:     pick(req.Processes, p.Defaults.Processes, p.Max.Processes),
+		OutputBytes:   pick(req.OutputBytes, p.Defaults.OutputBytes, p.Max.OutputBytes),
+		FileSizeKB:    pick(req.FileSizeKB, p.Defaults.FileSizeKB, p.Max.FileSizeKB),
+		CompileWallMS: p.CompileWall,
+	}
+}
+
+// Request builds the agent request for j.
+func (p Policy) Request(j *Job) *agentproto.RunRequest {
+	return &agentproto.RunRequest{
+		Language: j.Language, Code: j.Code, Stdin: j.Stdin, Args: j.Args, Files: j.Files,
+		Limits: p.AgentLimits(j.Limits),
+	}
+}

@@ -1,0 +1,114 @@
+package job
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/codebench/codebench/internal/agentproto"
+)
+
+var testPolicy = Policy{
+	MaxCodeBytes: 1000,
+	Languages:    []string{"c", "cpp", "python"},
+	Defaults:     Limits{WallMS: 10_000, CPUMS: 5_000, MemoryKB: 131072, Processes: 60, OutputBytes: 65536, FileSizeKB: 1024},
+	Max:          Limits{WallMS: 60_000, CPUMS: 30_000, MemoryKB: 262144, Processes: 256, OutputBytes: 1 << 20, FileSizeKB: 65536},
+	CompileWall:  30_000,
+}
+
+// The seed README's exact payload.
+const seedJob = `{"id":"666", "type": "code", "code":"#include <stdio.h>\r\nint main() {\r\n   \/\/ printf() displays the string inside quotation\r\n   printf(\"Hello, World!\");\r\n   return 0;\r\n}"}` + "\r\n"
+
+func TestDecode(t *testing.T) {
+	tests := []struct {
+		name     string
+		body     string
+		wantID   string // id on the InvalidError, or of the job
+		wantErr  string // substring of the reason; "" = valid
+		wantLang string
+	}{
+		{name: "seed job", body: seedJob, wantID: "666", wantLang: "c"},
+		{name: "python", body: `{"id":"a.b-c_1","language":"python","code":"print(1)"}`, wantID: "a.b-c_1", wantLang: "python"},
+		{name: "bad json", body: `{"id":"7", "code": `, wantErr: "malformed JSON"},
+		{name: "bad json keeps id", body: `{"id":"7", "code": 5}`, wantID: "7", wantErr: "malformed JSON"},
+		{name: "not json", body: `hello`, wantErr: "malformed JSON"},
+		{name: "missing id", body: `{"code":"x"}`, wantErr: "missing id"},
+		{name: "id with slash", body: `{"id":"a/b","code":"x"}`, wantErr: "id must be"},
+		{name: "id dotdot", body: `{"id":"..","code":"x"}`, wantErr: "id must be"},
+		{name: "id too long", body: `{"id":"` + strings.Repeat("a", 129) + `","code":"x"}`, wantErr: "id must be"},
+		{name: "empty code", body: `{"id":"1","code":"  "}`, wantID: "1", wantErr: "empty code"},
+		{name: "unknown language", body: `{"id":"1","language":"cobol","code":"x"}`, wantID: "1", wantErr: "unknown language \"cobol\" (available: c, cpp, python)"},
+		{name: "unknown type", body: `{"id":"1","type":"shell","code":"x"}`, wantID: "1", wantErr: "unknown type"},
+		{name: "code too big", body: `{"id":"1","code":"` + strings.Repeat("x", 1001) + `"}`, wantID: "1", wantErr: "over the limit of 1000"},
+		{name: "bad file name", body: `{"id":"1","code":"x","files":{"../etc/passwd":"x"}}`, wantID: "1", wantErr: "invalid file name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j, err := Decode([]byte(tt.body), testPolicy)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				if j.ID != tt.wantID || j.Language != tt.wantLang {
+					t.Fatalf("got id %q lang %q", j.ID, j.Language)
+				}
+				return
+			}
+			var inv *InvalidError
+			if !errors.As(err, &inv) || !errors.Is(err, ErrInvalid) {
+				t.Fatalf("err = %v, want *InvalidError", err)
+			}
+			if !strings.Contains(inv.Reason, tt.wantErr) || inv.ID != tt.wantID {
+				t.Fatalf("got id %q reason %q; want id %q reason containing %q", inv.ID, inv.Reason, tt.wantID, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestSeedStatusBytes(t *testing.T) {
+	got := string(Progress("666", StatusReceived).Marshal())
+	if want := `{"id":"666","status":"received","stderr":"","stdout":""}`; got != want {
+		t.Fatalf("got %s, want %s", got, want)
+	}
+	code := 0
+	done := &Status{ID: "666", Status: StatusDone, Stdout: "Hello, World!", Verdict: VerdictOK, ExitCode: &code}
+	if got := string(done.Marshal()); !strings.HasPrefix(got, `{"id":"666","status":"done","stderr":"","stdout":"Hello, World!",`) {
+		t.Fatalf("done status starts %s", got)
+	}
+}
+
+func TestAgentLimitsClamp(t *testing.T) {
+	got := testPolicy.AgentLimits(Limits{WallMS: 999_999, CPUMS: 100})
+	if got.WallMS != 60_000 || got.CPUMS != 100 || got.MemoryKB != 131072 || got.CompileWallMS != 30_000 {
+		t.Fatalf("clamped limits = %+v", got)
+	}
+}
+
+func TestFromResultVerdicts(t *testing.T) {
+	lim := testPolicy.AgentLimits(Limits{})
+	tests := []struct {
+		name    string
+		res     agentproto.RunResult
+		verdict string
+		status  string
+	}{
+		{"ok", agentproto.RunResult{Compiled: true, Run: &agentproto.Phase{}, Stdout: "hi"}, VerdictOK, StatusDone},
+		{"compile error", agentproto.RunResult{Compiled: false, Compile: &agentproto.Phase{ExitCode: 1}, CompileOutput: "error"}, VerdictCompileError, StatusFailed},
+		{"exit 3", agentproto.RunResult{Compiled: true, Run: &agentproto.Phase{ExitCode: 3}}, VerdictRuntimeError, StatusFailed},
+		{"segv", agentproto.RunResult{Compiled: true, Run: &agentproto.Phase{ExitCode: 139, Signal: "SIGSEGV"}}, VerdictRuntimeError, StatusFailed},
+		{"wall", agentproto.RunResult{Compiled: true, Run: &agentproto.Phase{ExitCode: 137, Signal: "SIGKILL", TimedOut: true}}, VerdictTimeLimit, StatusFailed},
+		{"cpu", agentproto.RunResult{Compiled: true, Run: &agentproto.Phase{ExitCode: 152, Signal: "SIGXCPU"}}, VerdictTimeLimit, StatusFailed},
+		{"output", agentproto.RunResult{Compiled: true, Run: &agentproto.Phase{ExitCode: 137, Signal: "SIGKILL", OutputLimited: true}}, VerdictOutputLimit, StatusFailed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := FromResult("1", lim, &tt.res)
+			if s.Verdict != tt.verdict || s.Status != tt.status {
+				t.Fatalf("verdict %s status %s, want %s %s", s.Verdict, s.Status, tt.verdict, tt.status)
+			}
+			if s.Stdout != tt.res.Stdout || s.CompileOutput != tt.res.CompileOutput {
+				t.Fatal("output not kept")
+			}
+		})
+	}
+}

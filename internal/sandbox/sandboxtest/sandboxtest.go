@@ -1,0 +1,146 @@
+// Package sandboxtest is the driver conformance suite: every sandbox driver
+// runs the same tests against real VMs.
+package sandboxtest
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/codebench/codebench/internal/agentproto"
+	"github.com/codebench/codebench/internal/sandbox"
+)
+
+// Harness is what the suite needs from a driver's test.
+type Harness struct {
+	Driver sandbox.Driver
+	Spec   sandbox.Spec
+	// Leftovers reports VM processes and run-dir entries still present;
+	// both must be zero after every stop.
+	Leftovers func() (processes int, entries []string)
+	BootLimit time.Duration
+}
+
+// Run runs the conformance suite.
+func Run(t *testing.T, h Harness) {
+	if h.BootLimit == 0 {
+		h.BootLimit = 90 * time.Second
+	}
+	t.Run("BootRunStop", func(t *testing.T) { testBootRunStop(t, h) })
+	t.Run("Concurrent5", func(t *testing.T) { testConcurrent(t, h, 5) })
+	t.Run("StopDuringBoot", func(t *testing.T) { testStopDuringBoot(t, h) })
+	t.Run("StopDeadVM", func(t *testing.T) { testStopDead(t, h) })
+}
+
+func assertClean(t *testing.T, h Harness) {
+	t.Helper()
+	procs, entries := h.Leftovers()
+	if procs != 0 || len(entries) != 0 {
+		t.Fatalf("left behind: %d VM processes, run dir entries %v", procs, entries)
+	}
+}
+
+func launch(t *testing.T, h Harness) *sandbox.Instance {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), h.BootLimit)
+	defer cancel()
+	inst, err := sandbox.Launch(ctx, h.Driver, h.Spec)
+	if err != nil {
+		t.Fatalf("launch: %v", err)
+	}
+	return inst
+}
+
+func testBootRunStop(t *testing.T, h Harness) {
+	inst := launch(t, h)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := inst.Agent.Ping(ctx); err != nil {
+		t.Fatalf("ping: %v", err)
+	}
+	res, err := inst.Agent.Run(ctx, &agentproto.RunRequest{Language: "python", Code: "print('conformance')"})
+	if err != nil || strings.TrimSpace(res.Stdout) != "conformance" {
+		t.Fatalf("run: %+v %v", res, err)
+	}
+	if err := inst.Stop(ctx); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	select {
+	case <-inst.VM.Done():
+	default:
+		t.Fatal("Done not closed after Stop")
+	}
+	if err := inst.Stop(ctx); err != nil {
+		t.Fatalf("second stop: %v", err)
+	}
+	assertClean(t, h)
+}
+
+func testConcurrent(t *testing.T, h Harness, n int) {
+	var wg sync.WaitGroup
+	insts := make([]*sandbox.Instance, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), h.BootLimit)
+			defer cancel()
+			insts[i], errs[i] = sandbox.Launch(ctx, h.Driver, h.Spec)
+		})
+	}
+	wg.Wait()
+	for i := range n {
+		wg.Go(func() {
+			if insts[i] != nil {
+				errs[i] = errors.Join(errs[i], insts[i].Stop(context.Background()))
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	assertClean(t, h)
+}
+
+func testStopDuringBoot(t *testing.T, h Harness) {
+	ctx, cancel := context.WithTimeout(context.Background(), h.BootLimit)
+	defer cancel()
+	vm, err := h.Driver.Start(ctx, h.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // the guest kernel is booting
+	if err := vm.Stop(ctx); err != nil {
+		t.Fatalf("stop during boot: %v", err)
+	}
+	assertClean(t, h)
+}
+
+func testStopDead(t *testing.T, h Harness) {
+	inst := launch(t, h)
+	// Kill the VMM behind the driver's back, as a crash would.
+	if k, ok := inst.VM.(interface{ Kill() error }); ok {
+		if err := k.Kill(); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		t.Skip("driver VM has no Kill for fault injection")
+	}
+	select {
+	case <-inst.VM.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("Done not closed after the VMM died")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := inst.Agent.Ping(ctx); err == nil {
+		t.Fatal("ping of a dead VM succeeded")
+	}
+	if err := inst.Stop(ctx); err != nil {
+		t.Fatalf("stop of a dead VM: %v", err)
+	}
+	assertClean(t, h)
+}

@@ -1,0 +1,145 @@
+// Package testenv gates integration tests on real capabilities (a built guest
+// image, QEMU, a RabbitMQ server). A test skips with the reason when a
+// capability is absent, unless CODEBENCH_REQUIRE_VM / CODEBENCH_REQUIRE_RABBITMQ
+// is set, as CI does: there a missing capability is a failure, not a skip.
+package testenv
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/codebench/codebench/internal/config"
+	"github.com/codebench/codebench/internal/image"
+	"github.com/codebench/codebench/internal/sandbox"
+	"github.com/codebench/codebench/internal/sandbox/qemu"
+)
+
+// Config is the configuration tests run with: the environment's, with a run
+// dir of the test's own so leak checks see only this test's VMs.
+func Config(t testing.TB) config.Config {
+	t.Helper()
+	cfg, err := config.FromEnv()
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	return cfg
+}
+
+func missing(t testing.TB, envVar, format string, args ...any) {
+	t.Helper()
+	if os.Getenv(envVar) != "" {
+		t.Fatalf("required capability missing ("+envVar+" is set): "+format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
+// VM is what a test needs to boot guests.
+type VM struct {
+	Config config.Config
+	Image  *image.Image
+	Driver *qemu.Driver
+	Spec   sandbox.Spec
+	RunDir string
+}
+
+// NeedVM returns a QEMU driver on the current guest image, with a fresh run
+// dir, or skips.
+func NeedVM(t testing.TB) *VM {
+	t.Helper()
+	cfg := Config(t)
+	if _, err := exec.LookPath(cfg.VM.QEMU); err != nil {
+		missing(t, "CODEBENCH_REQUIRE_VM", "no %s: %v", cfg.VM.QEMU, err)
+	}
+	img, err := image.Resolve(cfg.DataDir, cfg.Image)
+	if err != nil {
+		missing(t, "CODEBENCH_REQUIRE_VM", "no guest image (run codebench image build): %v", err)
+	}
+	runDir, err := os.MkdirTemp("/run", "cbt-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(runDir) })
+	spec := sandbox.Spec{Kernel: img.KernelPath(), Initrd: img.InitrdPath(), Rootfs: img.RootfsPath(), MemoryMB: cfg.VM.MemoryMB}
+	qcfg := qemu.Config{Binary: cfg.VM.QEMU, RunDir: runDir, TSCKHz: cfg.VM.TSCKHz}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	probe, err := qemu.ResolveAccel(ctx, cfg.VM.Accel, qcfg, spec, filepath.Join(cfg.DataDir, "accel-probe.json"), Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	qcfg.Accel = probe.Accel
+	d, err := qemu.New(qcfg, Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &VM{Config: cfg, Image: img, Driver: d, Spec: spec, RunDir: runDir}
+}
+
+// RabbitURL returns a reachable broker URL or skips.
+func RabbitURL(t testing.TB) string {
+	t.Helper()
+	cfg := Config(t)
+	u, err := url.Parse(cfg.Worker.RabbitURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.DialTimeout("tcp", u.Host, 2*time.Second)
+	if err != nil {
+		missing(t, "CODEBENCH_REQUIRE_RABBITMQ", "no RabbitMQ at %s: %v", u.Host, err)
+	}
+	c.Close()
+	return cfg.Worker.RabbitURL
+}
+
+// Logger logs to the test's output when -v, else discards below warnings.
+func Logger(t testing.TB) *slog.Logger {
+	var w io.Writer = io.Discard
+	if testing.Verbose() {
+		w = os.Stderr
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// QEMUProcesses counts live QEMU processes whose command line mentions dir.
+func QEMUProcesses(dir string) int {
+	n := 0
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		if containsBytes(b, []byte(dir+"/")) && containsBytes(b, []byte("qemu-system")) {
+			// Zombies have an empty cmdline, so a match is a live process.
+			n++
+		}
+	}
+	return n
+}
+
+func containsBytes(b, sub []byte) bool {
+	for i := 0; i+len(sub) <= len(b); i++ {
+		if string(b[i:i+len(sub)]) == string(sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// Entries lists dir's entries (the VMs' run dirs still present).
+func Entries(dir string) []string {
+	var names []string
+	es, _ := os.ReadDir(dir)
+	for _, e := range es {
+		names = append(names, e.Name())
+	}
+	return names
+}
