@@ -61,6 +61,10 @@ func realMain() int {
 		err = runCmd(ctx, cfg, log, args)
 	case "doctor":
 		err = doctorCmd(ctx, cfg, args)
+	case "worker":
+		err = workerCmd(ctx, cfg, log, args)
+	case "submit":
+		err = submitCmd(ctx, cfg, args)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return 0

@@ -52,6 +52,9 @@ type Policy struct {
 type InvalidError struct {
 	ID     string
 	Reason string
+	// Malformed: the body could not be decoded at all. Such a message also
+	// goes to the dead-letter queue, for someone to look at.
+	Malformed bool
 }
 
 func (e *InvalidError) Error() string { return "invalid job: " + e.Reason }
@@ -80,7 +83,7 @@ func Decode(body []byte, p Policy) (*Job, error) {
 		if !ValidID(id) {
 			id = ""
 		}
-		return nil, &InvalidError{ID: id, Reason: "malformed JSON: " + err.Error()}
+		return nil, &InvalidError{ID: id, Reason: "malformed JSON: " + err.Error(), Malformed: true}
 	}
 	if err := j.Validate(p); err != nil {
 		return nil, err

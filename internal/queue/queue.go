@@ -66,9 +66,9 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 		cfg.Topology = TopologySeed
 	}
 	conn, err := amqp.DialConfig(cfg.URL, amqp.Config{
-		Heartbeat: 10 * time.Second,
-		Locale:    "en_US",
-		Dial:      amqp.DefaultDial(10 * time.Second),
+		Heartbeat:  10 * time.Second,
+		Locale:     "en_US",
+		Dial:       amqp.DefaultDial(10 * time.Second),
 		Properties: amqp.Table{"connection_name": "codebench"},
 	})
 	if err != nil {

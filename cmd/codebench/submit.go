@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/codebench/codebench/internal/config"
+	"github.com/codebench/codebench/internal/job"
+	"github.com/codebench/codebench/internal/lang"
+	"github.com/codebench/codebench/internal/queue"
+)
+
+func submitCmd(ctx context.Context, cfg config.Config, args []string) error {
+	fs := flag.NewFlagSet("submit", flag.ContinueOnError)
+	language := fs.String("lang", "", "language (default: from the file extension)")
+	id := fs.String("id", "", "job id (default: generated)")
+	watch := fs.Bool("watch", false, "follow the job's status queue until its final status")
+	timeout := fs.Duration("timeout", 5*time.Minute, "how long --watch waits for the final status")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("usage: codebench submit [--lang L] [--id ID] [--watch] FILE")
+	}
+	code, err := os.ReadFile(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	if *language == "" {
+		l, ok := lang.Builtin().ByExtension(fs.Arg(0))
+		if !ok {
+			return fmt.Errorf("cannot tell the language of %s; use --lang", fs.Arg(0))
+		}
+		*language = l.Name
+	}
+	if *id == "" {
+		*id = fmt.Sprintf("job-%d", time.Now().UnixNano())
+	}
+	j := job.Job{ID: *id, Type: "code", Language: *language, Code: string(code)}
+	if err := j.Validate(job.Policy{MaxCodeBytes: cfg.Worker.MaxCodeBytes}); err != nil {
+		return err
+	}
+	body, _ := json.Marshal(j)
+	conn, err := queue.Dial(ctx, queueConfig(cfg))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	var statuses <-chan []byte
+	wctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	if *watch {
+		// Follow before publishing, so no status can come before we listen.
+		if statuses, err = conn.Follow(wctx, *id); err != nil {
+			return err
+		}
+	}
+	if err := conn.PublishJob(ctx, body); err != nil {
+		return err
+	}
+	fmt.Printf("submitted job %s (%s) to %s\n", *id, *language, queue.JobsQueue)
+	if !*watch {
+		return nil
+	}
+	for b := range statuses {
+		var st job.Status
+		if err := json.Unmarshal(b, &st); err != nil {
+			fmt.Printf("undecodable status: %s\n", b)
+			continue
+		}
+		fmt.Printf("%-8s %s\n", st.Status, b)
+		if job.Final(st.Status) {
+			fmt.Print(st.Stdout)
+			if st.Stdout != "" && st.Stdout[len(st.Stdout)-1] != '\n' {
+				fmt.Println()
+			}
+			fmt.Fprint(os.Stderr, st.CompileOutput, st.Stderr)
+			return exitFor(&st)
+		}
+	}
+	return fmt.Errorf("no final status for job %s within %s", *id, *timeout)
+}

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/codebench/codebench/internal/config"
+	"github.com/codebench/codebench/internal/pool"
+	"github.com/codebench/codebench/internal/queue"
+	"github.com/codebench/codebench/internal/sandbox"
+	"github.com/codebench/codebench/internal/sandbox/qemu"
+	"github.com/codebench/codebench/internal/worker"
+)
+
+func queueConfig(cfg config.Config) queue.Config {
+	return queue.Config{
+		URL: cfg.Worker.RabbitURL, Topology: cfg.Worker.Topology,
+		Prefetch: cfg.Worker.Concurrency, StatusExpires: cfg.Worker.StatusExpires,
+	}
+}
+
+func workerCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("worker takes no arguments; it is configured by the environment (see README)")
+	}
+	e, err := openEnv(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	if e.accel.Accel == qemu.AccelTCG {
+		if !cfg.VM.AllowTCG {
+			return errors.New("refusing to serve untrusted jobs under TCG: software emulation is not a security boundary " +
+				"(" + e.accel.Reason + "). Use a host where KVM boots the guest, or set CODEBENCH_ALLOW_TCG=1 for development")
+		}
+		log.Warn("RUNNING UNDER TCG: QEMU's software emulation is NOT a security boundary; do not serve untrusted code this way",
+			"reason", e.accel.Reason)
+	}
+	log.Info("worker starting", "env", e.describe(), "concurrency", cfg.Worker.Concurrency, "pool_size", cfg.Worker.PoolSize)
+
+	factory := func(ctx context.Context) (*worker.Sandbox, error) {
+		bctx, cancel := context.WithTimeout(ctx, cfg.VM.BootLimit)
+		defer cancel()
+		inst, err := sandbox.Launch(bctx, e.driver, e.spec)
+		if err != nil {
+			return nil, err
+		}
+		log.Debug("pool: vm ready", "vm_id", inst.VM.ID(), "boot", inst.BootTime)
+		return &worker.Sandbox{Instance: inst}, nil
+	}
+	p := pool.New(pool.Config{Size: cfg.Worker.PoolSize, MaxBoots: cfg.Worker.PoolBoots}, factory, log, nil)
+	p.Start()
+	defer func() {
+		log.Info("stopping pool")
+		p.Close()
+		log.Info("worker stopped")
+	}()
+
+	qcfg := queueConfig(cfg)
+	w := worker.New(worker.Config{
+		Concurrency: cfg.Worker.Concurrency, PoolWait: cfg.Worker.PoolWait,
+		Grace: cfg.Worker.Grace, ReconnectMax: cfg.Worker.ReconnectMax, Queue: qcfg,
+	}, e.policy, p, func(ctx context.Context) (*queue.Conn, error) { return queue.Dial(ctx, qcfg) }, log)
+
+	// A second SIGINT/SIGTERM during the drain skips the grace period.
+	go func() {
+		<-ctx.Done()
+		second := make(chan os.Signal, 1)
+		signal.Notify(second, os.Interrupt, syscall.SIGTERM)
+		defer signal.Stop(second)
+		select {
+		case <-second:
+			w.Abort()
+		case <-time.After(cfg.Worker.Grace + time.Minute):
+		}
+	}()
+	return w.Run(ctx)
+}
