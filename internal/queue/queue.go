@@ -145,7 +145,7 @@ func (d *Delivery) Nack(requeue bool) error {
 // Consume starts consuming the jobs queue with manual acks and the configured
 // prefetch. The returned channel closes when the consumer is cancelled or the
 // connection is lost.
-func (c *Conn) Consume(ctx context.Context) (<-chan Delivery, error) {
+func (c *Conn) Consume() (<-chan Delivery, error) {
 	ch, err := c.conn.Channel()
 	if err != nil {
 		return nil, fmt.Errorf("queue: consume channel: %w", err)
@@ -154,7 +154,7 @@ func (c *Conn) Consume(ctx context.Context) (<-chan Delivery, error) {
 		return nil, fmt.Errorf("queue: qos: %w", err)
 	}
 	c.tag = fmt.Sprintf("codebench-%d", time.Now().UnixNano())
-	msgs, err := ch.ConsumeWithContext(ctx, JobsQueue, c.tag, false, false, false, false, nil)
+	msgs, err := ch.Consume(JobsQueue, c.tag, false, false, false, false, nil)
 	if err != nil {
 		return nil, fmt.Errorf("queue: consume: %w", err)
 	}
@@ -257,7 +257,9 @@ func (c *Conn) Follow(ctx context.Context, id string) (<-chan []byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	msgs, err := ch.ConsumeWithContext(ctx, StatusQueue(id), "", true, false, false, false, nil)
+	// Plain Consume: the context variant sends basic.cancel when ctx ends,
+	// which races the channel close below into a connection error.
+	msgs, err := ch.Consume(StatusQueue(id), "", true, false, false, false, nil)
 	if err != nil {
 		ch.Close()
 		return nil, err

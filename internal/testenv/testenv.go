@@ -6,13 +6,16 @@ package testenv
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -142,4 +145,42 @@ func Entries(dir string) []string {
 		names = append(names, e.Name())
 	}
 	return names
+}
+
+// Vhost creates a fresh RabbitMQ virtual host for one test (deleted at the
+// end) and returns the AMQP URL for it: test packages run in parallel and
+// must not consume each other's jobs. It uses the management API with the
+// URL's credentials.
+func Vhost(t testing.TB, name string) string {
+	t.Helper()
+	base := RabbitURL(t)
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vhost := fmt.Sprintf("cbt-%s-%d", name, time.Now().UnixNano())
+	user := u.User.Username()
+	pass, _ := u.User.Password()
+	mgmt := func(method, path, body string) {
+		t.Helper()
+		req, err := http.NewRequest(method, "http://"+u.Hostname()+":15672/api/"+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.SetBasicAuth(user, pass)
+		req.Header.Set("content-type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			missing(t, "CODEBENCH_REQUIRE_RABBITMQ", "RabbitMQ management API unreachable: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			t.Fatalf("management API %s %s: %s", method, path, resp.Status)
+		}
+	}
+	mgmt("PUT", "vhosts/"+vhost, "{}")
+	mgmt("PUT", "permissions/"+vhost+"/"+user, `{"configure":".*","write":".*","read":".*"}`)
+	t.Cleanup(func() { mgmt("DELETE", "vhosts/"+vhost, "") })
+	u.Path = "/" + vhost
+	return u.String()
 }

@@ -104,7 +104,7 @@ func (w *Worker) Run(ctx context.Context) error {
 // serve consumes on one connection until it is lost or ctx ends.
 func (w *Worker) serve(ctx context.Context, conn *queue.Conn) error {
 	closed := conn.NotifyClose()
-	deliveries, err := conn.Consume(context.WithoutCancel(ctx))
+	deliveries, err := conn.Consume()
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,276 @@
+package worker_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/codebench/codebench/internal/job"
+	"github.com/codebench/codebench/internal/pool"
+	"github.com/codebench/codebench/internal/queue"
+	"github.com/codebench/codebench/internal/sandbox"
+	"github.com/codebench/codebench/internal/testenv"
+	"github.com/codebench/codebench/internal/worker"
+)
+
+// These tests run the worker in-process against a real RabbitMQ (a vhost of
+// their own) and real VMs.
+
+type harness struct {
+	t      *testing.T
+	conn   *queue.Conn
+	vm     *testenv.VM
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startWorker(t *testing.T, name string, poolSize, concurrency int) *harness {
+	t.Helper()
+	vm := testenv.NeedVM(t)
+	url := testenv.Vhost(t, name)
+	qcfg := queue.Config{URL: url, Prefetch: concurrency, StatusExpires: time.Hour}
+	log := testenv.Logger(t)
+	factory := func(ctx context.Context) (*worker.Sandbox, error) {
+		bctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+		defer cancel()
+		inst, err := sandbox.Launch(bctx, vm.Driver, vm.Spec)
+		if err != nil {
+			return nil, err
+		}
+		return &worker.Sandbox{Instance: inst}, nil
+	}
+	p := pool.New(pool.Config{Size: poolSize, MaxBoots: 2}, factory, log, nil)
+	p.Start()
+	policy := job.Policy{
+		MaxCodeBytes: 4096,
+		Languages:    vm.Image.LanguageNames(),
+		Defaults:     job.Limits{WallMS: 10_000, CPUMS: 5_000, MemoryKB: 131072, Processes: 60, OutputBytes: 65536, FileSizeKB: 1024},
+		Max:          job.Limits{WallMS: 60_000, CPUMS: 30_000, MemoryKB: 262144, Processes: 256, OutputBytes: 1 << 20, FileSizeKB: 65536},
+		CompileWall:  30_000,
+	}
+	w := worker.New(worker.Config{Concurrency: concurrency, PoolWait: 2 * time.Minute, Grace: 30 * time.Second, ReconnectMax: 5 * time.Second, Queue: qcfg},
+		policy, p, func(ctx context.Context) (*queue.Conn, error) { return queue.Dial(ctx, qcfg) }, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &harness{t: t, vm: vm, cancel: cancel, done: make(chan error, 1)}
+	go func() { err := w.Run(ctx); p.Close(); h.done <- err }()
+	conn, err := queue.Dial(context.Background(), qcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.conn = conn
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-h.done:
+			if err != nil {
+				t.Errorf("worker: %v", err)
+			}
+		case <-time.After(2 * time.Minute):
+			t.Error("worker did not stop")
+		}
+		conn.Close()
+		if n := testenv.QEMUProcesses(vm.RunDir); n != 0 {
+			t.Errorf("%d VM processes left after shutdown", n)
+		}
+		if left := testenv.Entries(vm.RunDir); len(left) != 0 {
+			t.Errorf("run dir entries left after shutdown: %v", left)
+		}
+	})
+	return h
+}
+
+// submit publishes body to the jobs queue, listening on id's status queue
+// first, and returns every status until the final one (plus any that arrive
+// within a short settle time after it).
+func (h *harness) submit(id, body string, timeout time.Duration) []job.Status {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	ch, err := h.conn.Follow(ctx, id)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if err := h.conn.PublishJob(ctx, []byte(body)); err != nil {
+		h.t.Fatal(err)
+	}
+	return collect(h.t, ctx, ch)
+}
+
+func collect(t *testing.T, ctx context.Context, ch <-chan []byte) []job.Status {
+	t.Helper()
+	var out []job.Status
+	var settle <-chan time.Time
+	for {
+		select {
+		case b, ok := <-ch:
+			if !ok {
+				t.Fatalf("status stream ended after %d statuses: %+v", len(out), out)
+			}
+			var st job.Status
+			if err := json.Unmarshal(b, &st); err != nil {
+				t.Fatalf("status is not JSON: %s", b)
+			}
+			out = append(out, st)
+			if job.Final(st.Status) && settle == nil {
+				settle = time.After(300 * time.Millisecond)
+			}
+		case <-settle:
+			return out
+		case <-ctx.Done():
+			t.Fatalf("no final status in time; got %+v", out)
+		}
+	}
+}
+
+func statusNames(sts []job.Status) string {
+	var n []string
+	for _, s := range sts {
+		n = append(n, s.Status)
+	}
+	return strings.Join(n, ",")
+}
+
+// The seed README's exact message.
+const seedBody = `{"id":"666", "type": "code", "code":"#include <stdio.h>\r\nint main() {\r\n   \/\/ printf() displays the string inside quotation\r\n   printf(\"Hello, World!\");\r\n   return 0;\r\n}"}` + "\r\n"
+
+func TestWorker(t *testing.T) {
+	h := startWorker(t, "worker", 2, 2)
+
+	t.Run("SeedJob", func(t *testing.T) {
+		sts := h.submit("666", seedBody, 3*time.Minute)
+		if statusNames(sts) != "received,running,done" {
+			t.Fatalf("statuses %s: %+v", statusNames(sts), sts)
+		}
+		for i, want := range []string{
+			`{"id":"666","status":"received","stderr":"","stdout":""}`,
+			`{"id":"666","status":"running","stderr":"","stdout":""}`,
+		} {
+			if got := string(sts[i].Marshal()); got != want {
+				t.Fatalf("status %d is %s, want the seed's %s", i, got, want)
+			}
+		}
+		if sts[2].Stdout != "Hello, World!" || sts[2].Stderr != "" || sts[2].Verdict != job.VerdictOK {
+			t.Fatalf("final %+v", sts[2])
+		}
+	})
+
+	t.Run("CompileError", func(t *testing.T) {
+		sts := h.submit("cerr", `{"id":"cerr","language":"c","code":"int main(){ return nope; }"}`, 3*time.Minute)
+		if statusNames(sts) != "received,running,failed" {
+			t.Fatalf("statuses %s", statusNames(sts))
+		}
+		f := sts[2]
+		if f.Verdict != job.VerdictCompileError || !strings.Contains(f.CompileOutput, "nope") {
+			t.Fatalf("final %+v", f)
+		}
+	})
+
+	t.Run("InvalidJobs", func(t *testing.T) {
+		tests := []struct {
+			name, id, body, reason string
+		}{
+			{"empty code", "inv1", `{"id":"inv1","code":""}`, "empty code"},
+			{"unknown language", "inv2", `{"id":"inv2","language":"cobol","code":"x"}`, "unknown language \"cobol\""},
+			{"code too big", "inv3", `{"id":"inv3","code":"` + strings.Repeat("x", 5000) + `"}`, "over the limit"},
+			{"bad json with id", "inv4", `{"id":"inv4","code":5}`, "malformed JSON"},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				sts := h.submit(tt.id, tt.body, time.Minute)
+				if len(sts) != 1 || sts[0].Status != job.StatusFailed || sts[0].Verdict != job.VerdictInvalidJob ||
+					!strings.Contains(sts[0].Message, tt.reason) {
+					t.Fatalf("statuses %+v", sts)
+				}
+			})
+		}
+		// No usable id: dead-lettered with the reason.
+		if err := h.conn.Purge(queue.DeadQueue); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		for _, body := range []string{`not json at all`, `{"code":"x"}`, `{"id":"../x","code":"x"}`} {
+			if err := h.conn.PublishJob(ctx, []byte(body)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var dead []string
+		for len(dead) < 3 && ctx.Err() == nil {
+			msgs, err := h.conn.Get(queue.DeadQueue, 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range msgs {
+				if m.Headers[queue.ReasonHeader] == nil {
+					t.Fatalf("dead letter without a reason: %s", m.Body)
+				}
+				dead = append(dead, string(m.Body))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if len(dead) != 3 {
+			t.Fatalf("dead-lettered %d of 3: %q", len(dead), dead)
+		}
+		// And the worker keeps serving.
+		sts := h.submit("after-invalid", `{"id":"after-invalid","language":"python","code":"print('still here')"}`, 3*time.Minute)
+		if last := sts[len(sts)-1]; last.Status != job.StatusDone || last.Stdout != "still here\n" {
+			t.Fatalf("job after invalid ones: %+v", sts)
+		}
+	})
+
+	t.Run("TwentyAtOnce", func(t *testing.T) {
+		const n = 20
+		limit := 2 + 2 // pool size + concurrency
+		var peak atomic.Int64
+		stop := make(chan struct{})
+		var sampler sync.WaitGroup
+		sampler.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(20 * time.Millisecond):
+				}
+				if c := int64(testenv.QEMUProcesses(h.vm.RunDir)); c > peak.Load() {
+					peak.Store(c)
+				}
+			}
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+		defer cancel()
+		chans := make([]<-chan []byte, n)
+		for i := range n {
+			id := fmt.Sprintf("many-%d", i)
+			ch, err := h.conn.Follow(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			chans[i] = ch
+			body := fmt.Sprintf(`{"id":%q,"language":"python","code":"print(%d*%d)"}`, id, i, i)
+			if i%4 == 0 {
+				body = fmt.Sprintf(`{"id":%q,"language":"c","code":"#include <stdio.h>\nint main(){printf(\"%%d\\n\", %d*%d);return 0;}"}`, id, i, i)
+			}
+			if err := h.conn.PublishJob(ctx, []byte(body)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i, ch := range chans {
+			sts := collect(t, ctx, ch)
+			last := sts[len(sts)-1]
+			if statusNames(sts) != "received,running,done" || last.Stdout != fmt.Sprintf("%d\n", i*i) {
+				t.Fatalf("job %d: %s %+v", i, statusNames(sts), last)
+			}
+		}
+		close(stop)
+		sampler.Wait()
+		if p := peak.Load(); p > int64(limit) || p == 0 {
+			t.Fatalf("peak of %d VMs alive, configured at most %d", p, limit)
+		}
+		t.Logf("peak VMs alive: %d (limit %d)", peak.Load(), limit)
+	})
+}
