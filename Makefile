@@ -1,0 +1,51 @@
+# codebench: two commands on a fresh Debian 12 machine (as root):
+#   make demo   install what is missing, build, start RabbitMQ and the worker,
+#               run the seed's hello-world job and print its three statuses
+#   make test   every test, unit and integration (real RabbitMQ, real VMs)
+export PATH := /usr/local/go/bin:$(PATH)
+GO ?= go
+DATA_DIR ?= $(or $(CODEBENCH_DATA_DIR),/var/lib/codebench)
+export CODEBENCH_DATA_DIR := $(DATA_DIR)
+RABBITMQ_USER ?= admin
+RABBITMQ_PASSWORD ?= admin
+export RABBITMQ_USER RABBITMQ_PASSWORD
+TEST_RABBITMQ_URL ?= amqp://$(RABBITMQ_USER):$(RABBITMQ_PASSWORD)@127.0.0.1:5672/
+
+.PHONY: all build deps image rabbitmq demo test unit stop clean
+
+all: build
+
+build:
+	$(GO) build -o bin/codebench ./cmd/codebench
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o bin/codebench-agent ./cmd/codebench-agent
+
+deps:
+	scripts/install-deps.sh
+
+# The guest image is cached by content hash under $(DATA_DIR)/images/.
+image: build
+	bin/codebench image build
+
+rabbitmq:
+	scripts/rabbitmq.sh start
+
+demo: deps image rabbitmq
+	scripts/demo.sh
+
+# Integration tests must not skip here: a missing VM or broker is a failure.
+test: deps image rabbitmq
+	CODEBENCH_REQUIRE_VM=1 CODEBENCH_REQUIRE_RABBITMQ=1 RABBITMQ_URL=$(TEST_RABBITMQ_URL) \
+		$(GO) test -count=1 -timeout 30m ./...
+
+# Unit tests only: no VM, no broker (integration tests skip with a reason).
+unit:
+	CODEBENCH_DATA_DIR=/nonexistent RABBITMQ_URL=amqp://127.0.0.1:1/ $(GO) test -count=1 ./...
+
+stop:
+	-@if [ -f /run/codebench-worker.pid ]; then kill -TERM $$(cat /run/codebench-worker.pid) 2>/dev/null; \
+		for i in $$(seq 100); do kill -0 $$(cat /run/codebench-worker.pid) 2>/dev/null || break; sleep 0.2; done; \
+		rm -f /run/codebench-worker.pid; echo "worker stopped"; fi
+	scripts/rabbitmq.sh stop
+
+clean:
+	rm -rf bin

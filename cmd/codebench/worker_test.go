@@ -1,0 +1,128 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/codebench/codebench/internal/job"
+	"github.com/codebench/codebench/internal/queue"
+	"github.com/codebench/codebench/internal/testenv"
+)
+
+// TestWorkerSIGTERM runs the real binary: a job in flight when SIGTERM
+// arrives either finishes within the grace period or goes back to the queue;
+// never lost, and no VM is left behind.
+func TestWorkerSIGTERM(t *testing.T) {
+	vm := testenv.NeedVM(t)
+	tests := []struct {
+		name      string
+		sleep     string // seconds the job sleeps
+		grace     string
+		wantFinal bool // true: finished with done; false: requeued
+	}{
+		{"finishes within grace", "2", "60s", true},
+		{"requeued after grace", "60", "1s", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			url := testenv.Vhost(t, "sigterm")
+			runDir := filepath.Join(vm.RunDir, "w")
+			var logs bytes.Buffer
+			cmd := exec.Command(binary, "worker")
+			cmd.Env = append(os.Environ(), "RABBITMQ_URL="+url, "CODEBENCH_RUN_DIR="+runDir, "CODEBENCH_ALLOW_TCG=1",
+				"CODEBENCH_SHUTDOWN_GRACE="+tt.grace, "CODEBENCH_POOL_SIZE=1", "CODEBENCH_CONCURRENCY=1")
+			cmd.Stdout, cmd.Stderr = &logs, &logs
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				_ = cmd.Process.Kill()
+				if t.Failed() {
+					t.Logf("worker log:\n%s", logs.String())
+				}
+			}()
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			conn, err := queue.Dial(ctx, queue.Config{URL: url, StatusExpires: time.Hour})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			statuses, err := conn.Follow(ctx, "term")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body := `{"id":"term","language":"python","code":"import time\ntime.sleep(` + tt.sleep + `)\nprint('finished')","limits":{"wall_ms":60000}}`
+			if err := conn.PublishJob(ctx, []byte(body)); err != nil {
+				t.Fatal(err)
+			}
+			waitStatus(t, ctx, statuses, job.StatusRunning)
+			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			select {
+			case err := <-exited:
+				var ee *exec.ExitError
+				if errors.As(err, &ee) || err != nil {
+					t.Fatalf("worker exit: %v", err)
+				}
+			case <-time.After(90 * time.Second):
+				t.Fatal("worker did not exit after SIGTERM")
+			}
+			if tt.wantFinal {
+				st := waitStatus(t, ctx, statuses, job.StatusDone)
+				if st.Stdout != "finished\n" {
+					t.Fatalf("final %+v", st)
+				}
+			} else {
+				msgs, err := conn.Get(queue.JobsQueue, 1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(msgs) != 1 || !msgs[0].Redelivered || string(msgs[0].Body) != body {
+					t.Fatalf("job not back in the queue: %d messages", len(msgs))
+				}
+			}
+			if n := testenv.QEMUProcesses(runDir); n != 0 {
+				t.Fatalf("%d VM processes left", n)
+			}
+			if left := testenv.Entries(runDir); len(left) != 0 {
+				t.Fatalf("run dir entries left: %v", left)
+			}
+		})
+	}
+}
+
+func waitStatus(t *testing.T, ctx context.Context, ch <-chan []byte, want string) job.Status {
+	t.Helper()
+	for {
+		select {
+		case b, ok := <-ch:
+			if !ok {
+				t.Fatalf("status stream closed before %s", want)
+			}
+			var st job.Status
+			if err := json.Unmarshal(b, &st); err != nil {
+				t.Fatal(err)
+			}
+			if st.Status == want {
+				return st
+			}
+			if job.Final(st.Status) {
+				t.Fatalf("got final %+v while waiting for %s", st, want)
+			}
+		case <-ctx.Done():
+			t.Fatalf("no %s status in time", want)
+		}
+	}
+}
