@@ -23,6 +23,7 @@ commands:
   submit FILE     publish a job to RabbitMQ and follow its status queue
   image build     build the guest image (kernel, initramfs, root filesystem)
   doctor          report what works on this host
+  bench boot|e2e  measure cold boots, or jobs end to end through a running worker
 `
 
 // exitError carries a process exit status out of a command.
@@ -65,6 +66,8 @@ func realMain() int {
 		err = workerCmd(ctx, cfg, log, args)
 	case "submit":
 		err = submitCmd(ctx, cfg, args)
+	case "bench":
+		err = benchCmd(ctx, cfg, log, args)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return 0

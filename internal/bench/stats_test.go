@@ -1,0 +1,21 @@
+package bench
+
+import (
+	"testing"
+	"time"
+)
+
+func TestSummarize(t *testing.T) {
+	var samples []time.Duration
+	for i := 10; i >= 1; i-- {
+		samples = append(samples, time.Duration(i)*time.Millisecond)
+	}
+	s := Summarize("x", samples)
+	if s.Min != time.Millisecond || s.Max != 10*time.Millisecond || s.P50 != 5*time.Millisecond ||
+		s.P90 != 9*time.Millisecond || s.P99 != 10*time.Millisecond || s.N != 10 {
+		t.Fatalf("%+v", s)
+	}
+	if z := Summarize("empty", nil); z.N != 0 || z.P50 != 0 {
+		t.Fatalf("%+v", z)
+	}
+}
