@@ -1,5 +1,15 @@
 package agentproto
 
+import "strings"
+
+// ValidFileName accepts plain names inside the job directory: no path
+// separators, no "." or "..", no leading dash, at most 255 bytes. Both the
+// host (job validation) and the guest (before writing) check it.
+func ValidFileName(name string) bool {
+	return name != "" && len(name) <= 255 && name != "." && name != ".." &&
+		!strings.ContainsAny(name, "/\\\x00") && !strings.HasPrefix(name, "-")
+}
+
 // Request is what the host sends. ID correlates the response; the host uses
 // fresh IDs so that a stale answer (to a retried hello) is recognised and dropped.
 type Request struct {

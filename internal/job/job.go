@@ -122,7 +122,7 @@ func (j *Job) Validate(p Policy) error {
 	}
 	total := len(j.Code) + len(j.Stdin)
 	for name, body := range j.Files {
-		if !validFileName(name) {
+		if !agentproto.ValidFileName(name) {
 			return bad("invalid file name %q", name)
 		}
 		total += len(body)
@@ -131,11 +131,6 @@ func (j *Job) Validate(p Policy) error {
 		return bad("code, stdin and files total %d bytes, over the limit of %d", total, 4*p.MaxCodeBytes)
 	}
 	return nil
-}
-
-func validFileName(n string) bool {
-	return n != "" && len(n) <= 255 && n != "." && n != ".." &&
-		!strings.ContainsAny(n, "/\\\x00") && !strings.HasPrefix(n, "-")
 }
 
 // AgentLimits clamps the requested limits by the policy's maxima and fills

@@ -128,7 +128,7 @@ func (r *Runner) prepare(l lang.Language, req *agentproto.RunRequest) (string, e
 	}
 	files := map[string]string{l.Source: req.Code}
 	for name, body := range req.Files {
-		if !ValidFileName(name) || name == l.Source {
+		if !agentproto.ValidFileName(name) || name == l.Source {
 			return "", fmt.Errorf("%w: invalid file name %q", ErrBadRequest, name)
 		}
 		files[name] = body
@@ -153,12 +153,6 @@ func (r *Runner) chown(p string) error {
 		return fmt.Errorf("chown %s: %w", p, err)
 	}
 	return nil
-}
-
-// ValidFileName accepts plain names inside the job directory.
-func ValidFileName(name string) bool {
-	return name != "" && len(name) <= 255 && name != "." && name != ".." &&
-		!strings.ContainsAny(name, "/\\\x00") && !strings.HasPrefix(name, "-")
 }
 
 // phase runs argv in dir and reports what happened. It never returns an
