@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -87,9 +88,22 @@ func serve() error {
 	srv := &agent.Server{
 		Hello:  agentproto.HelloInfo{Agent: "codebench-agent", Kernel: boot.KernelRelease(), Languages: langs.Names()},
 		Runner: r,
+		Host:   guestHost{},
 		Log:    log,
 	}
 	log.Info("agent ready", "port", port, "languages", langs.Names())
 	fmt.Println("codebench-agent: ready") // the host's console log shows boot progress
 	return srv.Serve(ctx, func() (io.ReadWriteCloser, error) { return os.OpenFile(port, os.O_RDWR, 0) })
+}
+
+// guestHost resets and re-identifies the guest this agent runs in.
+type guestHost struct{}
+
+func (guestHost) Reset() error {
+	boot.KillUser(jobUID)
+	return errors.Join(boot.EmptyDir(boot.JobRoot), boot.EmptyDir("/tmp"))
+}
+
+func (guestHost) SetIdentity(id *agentproto.Identity) error {
+	return errors.Join(boot.Reseed(id.Seed), boot.SetClock(time.Unix(0, id.UnixNano)))
 }

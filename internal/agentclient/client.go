@@ -258,3 +258,15 @@ func (c *Client) Close() error {
 	<-c.done
 	return nil
 }
+
+// Reset empties the guest's job and temp directories.
+func (c *Client) Reset(ctx context.Context) error {
+	_, err := c.call(ctx, &agentproto.Request{Op: agentproto.OpReset})
+	return err
+}
+
+// SetIdentity reseeds the guest RNG and sets its clock.
+func (c *Client) SetIdentity(ctx context.Context, id *agentproto.Identity) error {
+	_, err := c.call(ctx, &agentproto.Request{Op: agentproto.OpIdentity, Identity: id})
+	return err
+}

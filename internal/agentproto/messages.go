@@ -16,7 +16,14 @@ type Request struct {
 	ID      uint64      `json:"id"`
 	Op      string      `json:"op"`
 	Version int         `json:"version,omitempty"`
-	Run     *RunRequest `json:"run,omitempty"`
+	Run      *RunRequest `json:"run,omitempty"`
+	Identity *Identity   `json:"identity,omitempty"`
+}
+
+// Identity makes a clone unique.
+type Identity struct {
+	Seed     []byte `json:"seed"`      // at least 32 random bytes
+	UnixNano int64  `json:"unix_nano"` // the host's wall clock
 }
 
 // Response is what the agent answers. Exactly one of Error, Hello or Run is set

@@ -29,6 +29,12 @@ const (
 	OpHello = "hello"
 	OpPing  = "ping"
 	OpRun   = "run"
+	// OpReset empties the job and temp directories: a template is saved
+	// clean, so every clone starts with nothing from the warm-up.
+	OpReset = "reset"
+	// OpIdentity gives a restored clone its own identity: fresh entropy for
+	// the kernel RNG (then an immediate reseed) and the current time.
+	OpIdentity = "identity"
 )
 
 // Error codes an agent answers with.

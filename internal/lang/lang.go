@@ -28,6 +28,8 @@ type Language struct {
 	Run        []string `json:"run"`
 	Packages   []string `json:"packages"`
 	Version    []string `json:"version,omitempty"`
+	// Hello prints "Hello, World!": warm-up and smoke test.
+	Hello string `json:"hello"`
 }
 
 // Table is a set of languages keyed by name.
@@ -60,6 +62,8 @@ func Parse(b []byte) (Table, error) {
 			return nil, fmt.Errorf("lang: %s: source must be a plain file name", l.Name)
 		case len(l.Run) == 0:
 			return nil, fmt.Errorf("lang: %s: no run command", l.Name)
+		case l.Hello == "":
+			return nil, fmt.Errorf("lang: %s: no hello-world program", l.Name)
 		}
 		if _, dup := t[l.Name]; dup {
 			return nil, fmt.Errorf("lang: %s listed twice", l.Name)

@@ -23,10 +23,11 @@ func TestBuiltinTable(t *testing.T) {
 func TestParseRejects(t *testing.T) {
 	for _, bad := range []string{
 		`{`,
-		`[{"source":"a.c","run":["x"]}]`,
-		`[{"name":"c","source":"../a.c","run":["x"]}]`,
+		`[{"source":"a.c","run":["x"],"hello":"x"}]`,
+		`[{"name":"c","source":"../a.c","run":["x"],"hello":"x"}]`,
 		`[{"name":"c","source":"a.c"}]`,
-		`[{"name":"c","source":"a.c","run":["x"]},{"name":"c","source":"a.c","run":["x"]}]`,
+		`[{"name":"c","source":"a.c","run":["x"],"hello":"x"},{"name":"c","source":"a.c","run":["x"],"hello":"x"}]`,
+		`[{"name":"c","source":"a.c","run":["x"]}]`,
 	} {
 		if _, err := Parse([]byte(bad)); err == nil {
 			t.Errorf("accepted %s", bad)

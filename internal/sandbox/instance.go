@@ -22,8 +22,14 @@ type Instance struct {
 // Launch starts a VM with drv and waits until its agent is ready or ctx ends.
 // On failure nothing is left running.
 func Launch(ctx context.Context, drv Driver, spec Spec) (*Instance, error) {
-	start := time.Now()
-	vm, err := drv.Start(ctx, spec)
+	return LaunchWith(ctx, func(ctx context.Context) (VM, error) { return drv.Start(ctx, spec) })
+}
+
+// LaunchWith is Launch for any way of starting a VM (a cold boot, a template
+// VM, a restored clone).
+func LaunchWith(ctx context.Context, start func(context.Context) (VM, error)) (*Instance, error) {
+	t0 := time.Now()
+	vm, err := start(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -50,7 +56,7 @@ func Launch(ctx context.Context, drv Driver, spec Spec) (*Instance, error) {
 		}
 		return nil, errors.Join(err, stopErr)
 	}
-	return &Instance{VM: vm, Agent: client, Hello: hello, BootTime: time.Since(start)}, nil
+	return &Instance{VM: vm, Agent: client, Hello: hello, BootTime: time.Since(t0)}, nil
 }
 
 // Stop closes the agent connection and destroys the VM.

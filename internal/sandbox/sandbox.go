@@ -47,6 +47,11 @@ type VM interface {
 // Snapshotter is the optional capability to save a booted VM as a template and
 // start clones from it. The pool uses it when a driver has it.
 type Snapshotter interface {
+	// StartTemplate starts a VM that can later be saved into dir.
+	StartTemplate(ctx context.Context, spec Spec, dir string) (VM, error)
+	// Snapshot saves a VM from StartTemplate into dir and stops it.
 	Snapshot(ctx context.Context, vm VM, dir string) error
+	// Restore starts a clone from the template in dir. Clones never write
+	// to the template.
 	Restore(ctx context.Context, spec Spec, dir string) (VM, error)
 }

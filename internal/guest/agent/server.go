@@ -21,10 +21,18 @@ type Runner interface {
 	Run(ctx context.Context, req *agentproto.RunRequest) (*agentproto.RunResult, error)
 }
 
+// Host is what the server does to the guest itself for reset and identity;
+// PID 1 wires the real thing, tests a fake.
+type Host interface {
+	Reset() error
+	SetIdentity(id *agentproto.Identity) error
+}
+
 // Server answers requests on one channel.
 type Server struct {
 	Hello  agentproto.HelloInfo
 	Runner Runner
+	Host   Host // nil: reset and identity are refused
 	Log    *slog.Logger
 }
 
@@ -121,14 +129,31 @@ func (s *Server) handle(ctx context.Context, frame []byte, handshake *bool) *age
 		h := s.Hello
 		h.Version = agentproto.Version
 		return &agentproto.Response{ID: req.ID, Op: req.Op, Hello: &h}
-	case agentproto.OpPing, agentproto.OpRun:
+	case agentproto.OpPing, agentproto.OpRun, agentproto.OpReset, agentproto.OpIdentity:
 		if !*handshake {
 			return errResp(req.ID, req.Op, agentproto.CodeHandshakeRequired, "send hello first")
 		}
 	default:
 		return errResp(req.ID, req.Op, agentproto.CodeUnknownOp, fmt.Sprintf("unknown op %q", req.Op))
 	}
-	if req.Op == agentproto.OpPing {
+	switch req.Op {
+	case agentproto.OpPing:
+		return &agentproto.Response{ID: req.ID, Op: req.Op}
+	case agentproto.OpReset, agentproto.OpIdentity:
+		if s.Host == nil {
+			return errResp(req.ID, req.Op, agentproto.CodeUnknownOp, req.Op+" is not supported here")
+		}
+		var err error
+		if req.Op == agentproto.OpReset {
+			err = s.Host.Reset()
+		} else if req.Identity == nil {
+			return errResp(req.ID, req.Op, agentproto.CodeBadRequest, "identity without a body")
+		} else {
+			err = s.Host.SetIdentity(req.Identity)
+		}
+		if err != nil {
+			return errResp(req.ID, req.Op, agentproto.CodeInternal, err.Error())
+		}
 		return &agentproto.Response{ID: req.ID, Op: req.Op}
 	}
 	if req.Run == nil {

@@ -90,7 +90,18 @@ func (d *Driver) Name() string { return "qemu-" + d.cfg.Accel }
 func (d *Driver) Accel() string { return d.cfg.Accel }
 
 // Start implements sandbox.Driver.
-func (d *Driver) Start(ctx context.Context, spec sandbox.Spec) (_ sandbox.VM, err error) {
+func (d *Driver) Start(ctx context.Context, spec sandbox.Spec) (sandbox.VM, error) {
+	return d.launch(ctx, spec, launchOpts{})
+}
+
+// launchOpts select the memory and start mode of a VM.
+type launchOpts struct {
+	memPath  string // guest RAM in this file (memory-backend-file)
+	shared   bool   // MAP_SHARED (a template) or private copy-on-write (a clone)
+	incoming bool   // wait for a migration stream (-incoming defer)
+}
+
+func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, opts launchOpts) (_ *VM, err error) {
 	if spec.ID == "" {
 		spec.ID = NewID()
 	}
@@ -120,7 +131,7 @@ func (d *Driver) Start(ctx context.Context, spec sandbox.Spec) (_ sandbox.VM, er
 		vm.stack.Push("keep console", func(context.Context) error { return vm.keepConsole() })
 	}
 
-	args := d.args(spec, vm.dir)
+	args := d.args(spec, vm.dir, opts)
 	cmd := exec.Command(d.cfg.Binary, args...)
 	cmd.Dir = vm.dir
 	// Own process group: a Ctrl-C on the worker's terminal must not reach
@@ -157,7 +168,7 @@ func (d *Driver) Start(ctx context.Context, spec sandbox.Spec) (_ sandbox.VM, er
 	return vm, nil
 }
 
-func (d *Driver) args(spec sandbox.Spec, dir string) []string {
+func (d *Driver) args(spec sandbox.Spec, dir string, opts launchOpts) []string {
 	cpu := "max"
 	if d.cfg.Accel == AccelKVM {
 		cpu = "host"
@@ -167,9 +178,23 @@ func (d *Driver) args(spec sandbox.Spec, dir string) []string {
 		"tsc_early_khz=" + strconv.FormatInt(d.cfg.TSCKHz, 10),
 		"quiet", "loglevel=3", "i8042.noaux", "i8042.nokbd", "nomodeset", "random.trust_cpu=on",
 	}, " ")
-	return []string{
-		"-name", NamePrefix + spec.ID,
-		"-M", "microvm,x-option-roms=off,rtc=on",
+	machine := "microvm,x-option-roms=off,rtc=on"
+	var mem []string
+	if opts.memPath != "" {
+		machine += ",memory-backend=mem"
+		share := "off"
+		if opts.shared {
+			share = "on"
+		}
+		mem = []string{"-object", fmt.Sprintf("memory-backend-file,id=mem,size=%dM,mem-path=%s,share=%s,prealloc=off",
+			spec.MemoryMB, opts.memPath, share)}
+	}
+	if opts.incoming {
+		mem = append(mem, "-incoming", "defer")
+	}
+	return append(mem,
+		"-name", NamePrefix+spec.ID,
+		"-M", machine,
 		"-accel", d.cfg.Accel,
 		"-cpu", cpu,
 		"-m", strconv.Itoa(spec.MemoryMB),
@@ -177,15 +202,15 @@ func (d *Driver) args(spec sandbox.Spec, dir string) []string {
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
 		"-kernel", spec.Kernel, "-initrd", spec.Initrd, "-append", cmdline,
-		"-chardev", "file,id=con,path=" + filepath.Join(dir, ConsoleLog),
+		"-chardev", "file,id=con,path="+filepath.Join(dir, ConsoleLog),
 		"-serial", "chardev:con",
-		"-drive", "id=root,file=" + spec.Rootfs + ",format=raw,if=none,readonly=on",
+		"-drive", "id=root,file="+spec.Rootfs+",format=raw,if=none,readonly=on",
 		"-device", "virtio-blk-device,drive=root",
 		"-device", "virtio-serial-device,max_ports=2",
-		"-chardev", "socket,id=agent,path=" + filepath.Join(dir, AgentSocket) + ",server=on,wait=off",
+		"-chardev", "socket,id=agent,path="+filepath.Join(dir, AgentSocket)+",server=on,wait=off",
 		"-device", "virtserialport,chardev=agent,name=agent",
-		"-qmp", "unix:" + filepath.Join(dir, QMPSocket) + ",server=on,wait=off",
-	}
+		"-qmp", "unix:"+filepath.Join(dir, QMPSocket)+",server=on,wait=off",
+	)
 }
 
 // NewID makes a short VM id (socket paths must stay under 108 bytes).

@@ -1,0 +1,242 @@
+// Package template makes and uses snapshot templates: a VM booted once,
+// warmed up (one hello-world per language, so the guest page cache holds the
+// compilers), reset, and saved; pool VMs are restored clones of it, each given
+// its own RNG seed and clock. Templates live next to the image under
+// <data dir>/templates/<key>/ and are keyed by everything that makes a saved
+// VM unusable when it changes: image, VM size, QEMU version, accelerator.
+package template
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/codebench/codebench/internal/agentproto"
+	"github.com/codebench/codebench/internal/lang"
+	"github.com/codebench/codebench/internal/sandbox"
+)
+
+// schema changes whenever what a template contains changes.
+const schema = 1
+
+// Files.
+const (
+	metaFile  = "template.json"
+	memFile   = "mem"   // the driver's RAM file (qemu.TemplateMem)
+	stateFile = "state" // the driver's device state (qemu.TemplateState)
+)
+
+// ErrCorrupt: a template directory does not match its metadata.
+var ErrCorrupt = errors.New("template is corrupt or partial")
+
+// Driver is what templates need of a sandbox driver.
+type Driver interface {
+	sandbox.Snapshotter
+	Name() string
+}
+
+// Config identifies a template.
+type Config struct {
+	Root      string // <data dir>/templates
+	ImageHash string
+	Spec      sandbox.Spec
+	// Version names the VMM build (e.g. "QEMU 7.2.22 tcg"): a template
+	// saved by another build or accelerator is not restored.
+	Version   string
+	Languages []lang.Language // warmed up, one hello-world each
+	BootLimit time.Duration
+}
+
+// Meta is template.json.
+type Meta struct {
+	Schema      int    `json:"schema"`
+	Key         string `json:"key"`
+	ImageHash   string `json:"image_hash"`
+	MemoryMB    int    `json:"memory_mb"`
+	VCPUs       int    `json:"vcpus"`
+	Version     string `json:"version"`
+	StateSHA256 string `json:"state_sha256"`
+	StateSize   int64  `json:"state_size"`
+	Created     string `json:"created"`
+	BuildMS     int64  `json:"build_ms"`
+}
+
+// Template is a saved VM ready to be cloned.
+type Template struct {
+	Dir  string
+	Meta Meta
+}
+
+// Key is the template's content key.
+func (c *Config) Key() string {
+	h := sha256.New()
+	fmt.Fprintf(h, "schema=%d\nimage=%s\nmem=%d\nvcpus=%d\nversion=%s\n", schema, c.ImageHash, c.Spec.MemoryMB, c.Spec.VCPUs, c.Version)
+	for _, l := range c.Languages {
+		fmt.Fprintf(h, "lang=%s\n", l.Name)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:32]
+}
+
+// Ensure returns the template for cfg, building it when it is missing,
+// stale or corrupt.
+func Ensure(ctx context.Context, drv Driver, cfg Config, log *slog.Logger) (*Template, error) {
+	key := cfg.Key()
+	dir := filepath.Join(cfg.Root, key)
+	t, err := Load(dir, key)
+	if err == nil {
+		return t, nil
+	}
+	if _, statErr := os.Stat(dir); statErr == nil {
+		// Present but unusable (corrupt, or partial: no metadata).
+		log.Warn("template unusable; rebuilding", "dir", dir, "err", err)
+		if err := os.RemoveAll(dir); err != nil {
+			return nil, err
+		}
+	}
+	return build(ctx, drv, cfg, key, log)
+}
+
+// Load checks a template directory: metadata for this key, the state's
+// size and hash, and a RAM file of the VM's size.
+func Load(dir, key string) (*Template, error) {
+	b, err := os.ReadFile(filepath.Join(dir, metaFile))
+	if err != nil {
+		return nil, err
+	}
+	var m Meta
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	if m.Schema != schema || m.Key != key {
+		return nil, fmt.Errorf("%w: metadata for key %q schema %d", ErrCorrupt, m.Key, m.Schema)
+	}
+	sum, size, err := fileSHA256(filepath.Join(dir, stateFile))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	if size != m.StateSize || sum != m.StateSHA256 {
+		return nil, fmt.Errorf("%w: state is %d bytes %s, metadata says %d bytes %s", ErrCorrupt, size, sum[:12], m.StateSize, m.StateSHA256[:min(12, len(m.StateSHA256))])
+	}
+	st, err := os.Stat(filepath.Join(dir, memFile))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	if st.Size() != int64(m.MemoryMB)<<20 {
+		return nil, fmt.Errorf("%w: RAM file is %d bytes, want %d", ErrCorrupt, st.Size(), int64(m.MemoryMB)<<20)
+	}
+	return &Template{Dir: dir, Meta: m}, nil
+}
+
+func build(ctx context.Context, drv Driver, cfg Config, key string, log *slog.Logger) (*Template, error) {
+	start := time.Now()
+	log.Info("building snapshot template", "key", key, "driver", drv.Name())
+	if err := os.MkdirAll(cfg.Root, 0o755); err != nil {
+		return nil, err
+	}
+	staging, err := os.MkdirTemp(cfg.Root, ".staging-"+key[:8]+"-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(staging)
+
+	bctx, cancel := context.WithTimeout(ctx, cfg.BootLimit)
+	defer cancel()
+	inst, err := sandbox.LaunchWith(bctx, func(ctx context.Context) (sandbox.VM, error) {
+		return drv.StartTemplate(ctx, cfg.Spec, staging)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("template: boot: %w", err)
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			_ = inst.Stop(context.WithoutCancel(ctx))
+		}
+	}()
+	for _, l := range cfg.Languages {
+		res, err := inst.Agent.Run(bctx, &agentproto.RunRequest{Language: l.Name, Code: l.Hello})
+		if err != nil {
+			return nil, fmt.Errorf("template: warm up %s: %w", l.Name, err)
+		}
+		if !strings.Contains(res.Stdout, "Hello, World!") {
+			return nil, fmt.Errorf("template: warm up %s printed %q (compiler said %q)", l.Name, res.Stdout, res.CompileOutput)
+		}
+	}
+	if err := inst.Agent.Reset(bctx); err != nil {
+		return nil, fmt.Errorf("template: reset: %w", err)
+	}
+	// Quiesce: the agent sees the host go away and waits for the next
+	// connection, which is where every clone wakes up.
+	_ = inst.Agent.Close()
+	time.Sleep(200 * time.Millisecond)
+	stopped = true
+	if err := drv.Snapshot(bctx, inst.VM, staging); err != nil {
+		return nil, fmt.Errorf("template: snapshot: %w", err)
+	}
+	sum, size, err := fileSHA256(filepath.Join(staging, stateFile))
+	if err != nil {
+		return nil, err
+	}
+	m := Meta{
+		Schema: schema, Key: key, ImageHash: cfg.ImageHash, MemoryMB: cfg.Spec.MemoryMB, VCPUs: cfg.Spec.VCPUs,
+		Version: cfg.Version, StateSHA256: sum, StateSize: size,
+		Created: time.Now().UTC().Format(time.RFC3339), BuildMS: time.Since(start).Milliseconds(),
+	}
+	b, _ := json.MarshalIndent(m, "", "  ")
+	// The metadata is written last: a directory without it is partial.
+	if err := os.WriteFile(filepath.Join(staging, metaFile), b, 0o644); err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(cfg.Root, key)
+	if err := os.Rename(staging, dir); err != nil {
+		// Another worker finished the same template first: use theirs.
+		if t, lerr := Load(dir, key); lerr == nil {
+			return t, nil
+		}
+		return nil, err
+	}
+	log.Info("snapshot template ready", "key", key, "took", time.Since(start).Round(time.Millisecond))
+	return &Template{Dir: dir, Meta: m}, nil
+}
+
+// Clone restores a VM from t and gives it its own identity. The returned
+// instance's BootTime is restore-to-ready.
+func (t *Template) Clone(ctx context.Context, drv Driver, spec sandbox.Spec) (*sandbox.Instance, error) {
+	start := time.Now()
+	inst, err := sandbox.LaunchWith(ctx, func(ctx context.Context) (sandbox.VM, error) {
+		return drv.Restore(ctx, spec, t.Dir)
+	})
+	if err != nil {
+		return nil, err
+	}
+	seed := make([]byte, 64)
+	if _, err := rand.Read(seed); err != nil {
+		return nil, errors.Join(err, inst.Stop(ctx))
+	}
+	if err := inst.Agent.SetIdentity(ctx, &agentproto.Identity{Seed: seed, UnixNano: time.Now().UnixNano()}); err != nil {
+		return nil, errors.Join(fmt.Errorf("template: clone identity: %w", err), inst.Stop(ctx))
+	}
+	inst.BootTime = time.Since(start) // restore to ready, identity included
+	return inst, nil
+}
+
+func fileSHA256(path string) (string, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	return hex.EncodeToString(h.Sum(nil)), n, err
+}
