@@ -23,7 +23,7 @@ commands:
   submit FILE     publish a job to RabbitMQ and follow its status queue
   image build     build the guest image (kernel, initramfs, root filesystem)
   doctor          report what works on this host
-  bench boot|e2e  measure cold boots, or jobs end to end through a running worker
+  bench           cold boot vs snapshot restore, memory per VM, and load with percentiles
 `
 
 // exitError carries a process exit status out of a command.

@@ -9,8 +9,11 @@ import (
 	"github.com/codebench/codebench/internal/config"
 	"github.com/codebench/codebench/internal/image"
 	"github.com/codebench/codebench/internal/job"
+	"github.com/codebench/codebench/internal/lang"
 	"github.com/codebench/codebench/internal/sandbox"
 	"github.com/codebench/codebench/internal/sandbox/qemu"
+	"github.com/codebench/codebench/internal/template"
+	"github.com/codebench/codebench/internal/worker"
 )
 
 // env is what every VM-running command needs, wired from the config.
@@ -55,6 +58,23 @@ func policyFor(cfg config.Config, img *image.Image) job.Policy {
 			OutputBytes: l.MaxOutputBytes, FileSizeKB: l.MaxFileSizeKB},
 		CompileWall: l.CompileWallMS,
 	}
+}
+
+// launcher makes pool VMs: template clones when the driver can.
+func (e *env) launcher(ctx context.Context, cfg config.Config, log *slog.Logger) *worker.Launcher {
+	var langs []lang.Language
+	for _, n := range e.img.LanguageNames() {
+		if l, ok := lang.Builtin()[n]; ok {
+			langs = append(langs, l)
+		}
+	}
+	tcfg := template.Config{
+		Root:      filepath.Join(cfg.DataDir, "templates"),
+		ImageHash: e.img.Manifest.Hash,
+		Languages: langs,
+		BootLimit: cfg.VM.BootLimit,
+	}
+	return worker.NewLauncher(ctx, e.driver, e.spec, tcfg, cfg.VM.Snapshots, log)
 }
 
 func (e *env) describe() string {

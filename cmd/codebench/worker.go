@@ -13,7 +13,6 @@ import (
 	"github.com/codebench/codebench/internal/config"
 	"github.com/codebench/codebench/internal/pool"
 	"github.com/codebench/codebench/internal/queue"
-	"github.com/codebench/codebench/internal/sandbox"
 	"github.com/codebench/codebench/internal/sandbox/qemu"
 	"github.com/codebench/codebench/internal/worker"
 )
@@ -43,17 +42,8 @@ func workerCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []
 	}
 	log.Info("worker starting", "env", e.describe(), "concurrency", cfg.Worker.Concurrency, "pool_size", cfg.Worker.PoolSize)
 
-	factory := func(ctx context.Context) (*worker.Sandbox, error) {
-		bctx, cancel := context.WithTimeout(ctx, cfg.VM.BootLimit)
-		defer cancel()
-		inst, err := sandbox.Launch(bctx, e.driver, e.spec)
-		if err != nil {
-			return nil, err
-		}
-		log.Debug("pool: vm ready", "vm_id", inst.VM.ID(), "boot", inst.BootTime)
-		return &worker.Sandbox{Instance: inst}, nil
-	}
-	p := pool.New(pool.Config{Size: cfg.Worker.PoolSize, MaxBoots: cfg.Worker.PoolBoots}, factory, log, nil)
+	launcher := e.launcher(ctx, cfg, log)
+	p := pool.New(pool.Config{Size: cfg.Worker.PoolSize, MaxBoots: cfg.Worker.PoolBoots}, launcher.Launch, log, nil)
 	p.Start()
 	defer func() {
 		log.Info("stopping pool")

@@ -13,9 +13,9 @@ func ValidFileName(name string) bool {
 // Request is what the host sends. ID correlates the response; the host uses
 // fresh IDs so that a stale answer (to a retried hello) is recognised and dropped.
 type Request struct {
-	ID      uint64      `json:"id"`
-	Op      string      `json:"op"`
-	Version int         `json:"version,omitempty"`
+	ID       uint64      `json:"id"`
+	Op       string      `json:"op"`
+	Version  int         `json:"version,omitempty"`
 	Run      *RunRequest `json:"run,omitempty"`
 	Identity *Identity   `json:"identity,omitempty"`
 }
@@ -98,4 +98,7 @@ type RunResult struct {
 	Run           *Phase `json:"run,omitempty"`
 	Stdout        string `json:"stdout"`
 	Stderr        string `json:"stderr"`
+	// AgentUS is the agent's own time for the request, receipt to answer:
+	// everything spent inside the guest.
+	AgentUS int64 `json:"agent_us"`
 }

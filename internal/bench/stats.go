@@ -5,6 +5,8 @@ package bench
 
 import (
 	"fmt"
+	"io"
+	"log/slog"
 	"math"
 	"slices"
 	"time"
@@ -48,3 +50,5 @@ func (s Summary) String() string {
 	return fmt.Sprintf("%-34s n=%-3d p50=%-9s p90=%-9s p99=%-9s min=%-9s max=%s",
 		s.Name, s.N, r(s.P50), r(s.P90), r(s.P99), r(s.Min), r(s.Max))
 }
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

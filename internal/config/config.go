@@ -33,6 +33,9 @@ type VM struct {
 	TSCKHz    int64  // CODEBENCH_TSC_KHZ: 0 = read from the host
 	QEMU      string // CODEBENCH_QEMU: the qemu-system-x86_64 binary
 	BootLimit time.Duration
+	// Snapshots: pool VMs are clones of a warmed-up template when the
+	// driver can (CODEBENCH_SNAPSHOTS, default true).
+	Snapshots bool
 }
 
 // Worker configures the daemon.
@@ -67,7 +70,7 @@ func Default() Config {
 		RunDir:  "/run/codebench",
 		VM: VM{
 			Accel: "auto", MemoryMB: 512, VCPUs: 1, QEMU: "qemu-system-x86_64",
-			BootLimit: 60 * time.Second,
+			BootLimit: 60 * time.Second, Snapshots: true,
 		},
 		Worker: Worker{
 			RabbitURL: "amqp://guest:guest@127.0.0.1:5672/", Topology: "seed",
@@ -148,6 +151,7 @@ func fromLookup(lookup func(string) (string, bool)) (Config, error) {
 	num("CODEBENCH_TSC_KHZ", &c.VM.TSCKHz)
 	str("CODEBENCH_QEMU", &c.VM.QEMU)
 	dur("CODEBENCH_BOOT_TIMEOUT", &c.VM.BootLimit)
+	boolean("CODEBENCH_SNAPSHOTS", &c.VM.Snapshots)
 
 	str("RABBITMQ_URL", &c.Worker.RabbitURL)
 	str("CODEBENCH_TOPOLOGY", &c.Worker.Topology)

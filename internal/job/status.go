@@ -47,14 +47,24 @@ type Status struct {
 	CPUUserUS     int64    `json:"cpu_user_us,omitempty"`
 	CPUSysUS      int64    `json:"cpu_sys_us,omitempty"`
 	CompileUS     int64    `json:"compile_us,omitempty"`
+	GuestUS       int64    `json:"-"` // copied into Timings by the worker
 	Timings       *Timings `json:"timings,omitempty"`
 }
 
-// Timings are the host-side phases of one job, in microseconds.
+// Timings are the phases of one job, in microseconds. Teardown of the VM
+// happens after the final status is published, so it is in the log only.
 type Timings struct {
-	PoolWaitUS int64 `json:"pool_wait_us"`
-	AgentUS    int64 `json:"agent_us"` // the agent call: compile + run + transfer
-	TotalUS    int64 `json:"total_us"` // received to final status
+	// QueueWaitUS: publish to delivery, when the producer stamped the job
+	// (header x-codebench-published-ns, as codebench submit and bench do).
+	QueueWaitUS int64 `json:"queue_wait_us,omitempty"`
+	PoolWaitUS  int64 `json:"pool_wait_us"`
+	PublishUS   int64 `json:"publish_us"`  // the confirmed received and running statuses
+	DispatchUS  int64 `json:"dispatch_us"` // agent call minus compile and run: transfer and agent work
+	CompileUS   int64 `json:"compile_us"`
+	RunUS       int64 `json:"run_us"`
+	AgentUS     int64 `json:"agent_us"` // the whole agent call, seen from the host
+	GuestUS     int64 `json:"guest_us"` // the agent's own time for it, inside the guest
+	TotalUS     int64 `json:"total_us"` // delivery to final status ready
 }
 
 // Marshal encodes s without HTML escaping (output is program text).
@@ -85,7 +95,7 @@ func Internal(id, message string, err error) *Status {
 
 // FromResult derives the verdict and final status from the agent's result.
 func FromResult(id string, lim agentproto.Limits, r *agentproto.RunResult) *Status {
-	s := &Status{ID: id, Status: StatusFailed, CompileOutput: r.CompileOutput, Stdout: r.Stdout, Stderr: r.Stderr}
+	s := &Status{ID: id, Status: StatusFailed, CompileOutput: r.CompileOutput, Stdout: r.Stdout, Stderr: r.Stderr, GuestUS: r.AgentUS}
 	if r.Compile != nil {
 		s.CompileUS = r.Compile.WallUS
 	}

@@ -24,6 +24,9 @@ const (
 	APIRoutingKey = "jobs_rk"
 	StatusPrefix  = "job_status_"
 	ReasonHeader  = "x-codebench-reason"
+	// PublishedHeader carries the producer's publish time (Unix ns), so the
+	// worker can report queue wait; AMQP's own timestamp has 1 s resolution.
+	PublishedHeader = "x-codebench-published-ns"
 )
 
 // Topologies.
@@ -124,6 +127,8 @@ func (c *Conn) Close() error {
 type Delivery struct {
 	Body        []byte
 	Redelivered bool
+	// PublishedAt is the producer's PublishedHeader, zero when absent.
+	PublishedAt time.Time
 	tag         uint64
 	c           *Conn
 }
@@ -164,7 +169,11 @@ func (c *Conn) Consume() (<-chan Delivery, error) {
 	go func() {
 		defer close(out)
 		for m := range msgs {
-			out <- Delivery{Body: m.Body, Redelivered: m.Redelivered, tag: m.DeliveryTag, c: c}
+			d := Delivery{Body: m.Body, Redelivered: m.Redelivered, tag: m.DeliveryTag, c: c}
+			if ns, ok := m.Headers[PublishedHeader].(int64); ok && ns > 0 {
+				d.PublishedAt = time.Unix(0, ns)
+			}
+			out <- d
 		}
 	}()
 	return out, nil
@@ -218,10 +227,11 @@ func (c *Conn) DeadLetter(ctx context.Context, body []byte, reason string) error
 
 // PublishJob publishes a job the way the configured topology expects.
 func (c *Conn) PublishJob(ctx context.Context, body []byte) error {
+	h := amqp.Table{PublishedHeader: time.Now().UnixNano()}
 	if c.cfg.Topology == TopologyAPI {
-		return c.publish(ctx, APIExchange, APIRoutingKey, body, nil)
+		return c.publish(ctx, APIExchange, APIRoutingKey, body, h)
 	}
-	return c.publish(ctx, "", JobsQueue, body, nil)
+	return c.publish(ctx, "", JobsQueue, body, h)
 }
 
 func (c *Conn) publish(ctx context.Context, exchange, key string, body []byte, headers amqp.Table) error {

@@ -174,18 +174,25 @@ func (w *Worker) handle(ctx context.Context, conn *queue.Conn, d *queue.Delivery
 			log.Warn("nack", "err", err)
 		}
 	}
+	var tm job.Timings
+	if !d.PublishedAt.IsZero() {
+		tm.QueueWaitUS = max(start.Sub(d.PublishedAt).Microseconds(), 0)
+	}
 	if err := conn.DeclareStatusQueue(j.ID); err != nil {
 		requeue("declare status queue", err)
 		return
 	}
+	pubStart := time.Now()
 	if err := w.publish(ctx, conn, job.Progress(j.ID, job.StatusReceived)); err != nil {
 		requeue("publish received", err)
 		return
 	}
+	tm.PublishUS = time.Since(pubStart).Microseconds()
+	takeStart := time.Now()
 	takeCtx, cancel := context.WithTimeout(ctx, w.cfg.PoolWait)
 	sb, err := w.pool.Take(takeCtx)
 	cancel()
-	poolWait := time.Since(start)
+	tm.PoolWaitUS = time.Since(takeStart).Microseconds()
 	if err != nil {
 		if ctx.Err() != nil {
 			requeue("shutting down", err)
@@ -196,22 +203,30 @@ func (w *Worker) handle(ctx context.Context, conn *queue.Conn, d *queue.Delivery
 		return
 	}
 	log = log.With("vm_id", sb.VM.ID())
-	defer w.destroy(ctx, sb, log)
+	defer func() {
+		t := time.Now()
+		w.destroy(ctx, sb, log)
+		log.Info("job timings", "queue_wait_us", tm.QueueWaitUS, "pool_wait_us", tm.PoolWaitUS, "publish_us", tm.PublishUS,
+			"dispatch_us", tm.DispatchUS, "compile_us", tm.CompileUS, "run_us", tm.RunUS, "total_us", tm.TotalUS,
+			"teardown_us", time.Since(t).Microseconds())
+	}()
+	pubStart = time.Now()
 	if err := w.publish(ctx, conn, job.Progress(j.ID, job.StatusRunning)); err != nil {
 		requeue("publish running", err)
 		return
 	}
+	tm.PublishUS += time.Since(pubStart).Microseconds()
 	agentStart := time.Now()
 	st := w.policy.Execute(ctx, sb.Agent, j, func() string { return sb.VM.ConsoleTail(2000) })
 	if ctx.Err() != nil {
 		requeue("cancelled while running", ctx.Err())
 		return
 	}
-	st.Timings = &job.Timings{
-		PoolWaitUS: poolWait.Microseconds(),
-		AgentUS:    time.Since(agentStart).Microseconds(),
-		TotalUS:    time.Since(start).Microseconds(),
-	}
+	tm.AgentUS = time.Since(agentStart).Microseconds()
+	tm.CompileUS, tm.RunUS, tm.GuestUS = st.CompileUS, st.ExecDuration, st.GuestUS
+	tm.DispatchUS = max(tm.AgentUS-tm.CompileUS-tm.RunUS, 0)
+	tm.TotalUS = time.Since(start).Microseconds()
+	st.Timings = &tm
 	w.finish(ctx, conn, d, st, log)
 }
 

@@ -159,6 +159,7 @@ func (s *Server) handle(ctx context.Context, frame []byte, handshake *bool) *age
 	if req.Run == nil {
 		return errResp(req.ID, req.Op, agentproto.CodeBadRequest, "run without a run request")
 	}
+	start := time.Now()
 	res, err := s.Runner.Run(ctx, req.Run)
 	switch {
 	case errors.Is(err, runner.ErrBadRequest):
@@ -166,6 +167,7 @@ func (s *Server) handle(ctx context.Context, frame []byte, handshake *bool) *age
 	case err != nil:
 		return errResp(req.ID, req.Op, agentproto.CodeInternal, err.Error())
 	}
+	res.AgentUS = time.Since(start).Microseconds()
 	return &agentproto.Response{ID: req.ID, Op: req.Op, Run: res}
 }
 

@@ -58,8 +58,9 @@ type Config struct {
 
 // Driver starts QEMU microVMs.
 type Driver struct {
-	cfg Config
-	log *slog.Logger
+	cfg     Config
+	log     *slog.Logger
+	version string // first line of qemu --version
 }
 
 // New checks cfg and returns a driver.
@@ -80,8 +81,17 @@ func New(cfg Config, log *slog.Logger) (*Driver, error) {
 	if err := os.MkdirAll(cfg.RunDir, 0o700); err != nil {
 		return nil, fmt.Errorf("qemu: run dir: %w", err)
 	}
-	return &Driver{cfg: cfg, log: log}, nil
+	out, err := exec.Command(cfg.Binary, "--version").Output()
+	if err != nil {
+		return nil, fmt.Errorf("qemu: %s --version: %w", cfg.Binary, err)
+	}
+	version := strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+	return &Driver{cfg: cfg, log: log, version: version}, nil
 }
+
+// Version names the VMM build and accelerator: a snapshot saved by one is
+// not restored by another.
+func (d *Driver) Version() string { return d.version + " accel=" + d.cfg.Accel }
 
 // Name implements sandbox.Driver.
 func (d *Driver) Name() string { return "qemu-" + d.cfg.Accel }

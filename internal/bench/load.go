@@ -1,0 +1,218 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/codebench/codebench/internal/job"
+	"github.com/codebench/codebench/internal/pool"
+	"github.com/codebench/codebench/internal/queue"
+	"github.com/codebench/codebench/internal/worker"
+)
+
+// HelloC is the program every benchmark runs: the seed's.
+const HelloC = "#include <stdio.h>\r\nint main() {\r\n   printf(\"Hello, World!\");\r\n   return 0;\r\n}"
+
+// sample is one job's phases.
+type sample struct {
+	e2e, queueWait, poolWait, publish, dispatch, compile, run, guest, teardown time.Duration
+}
+
+// LoadReport is the result of a load run.
+type LoadReport struct {
+	Mode         string  `json:"mode"`
+	N            int     `json:"n"`
+	Concurrency  int     `json:"concurrency"`
+	Seconds      float64 `json:"seconds"`
+	JobsPerSec   float64 `json:"jobs_per_second"`
+	EndToEnd     Summary `json:"end_to_end"`
+	QueueWait    Summary `json:"queue_wait"`
+	PoolWait     Summary `json:"pool_wait"`
+	Publish      Summary `json:"publish"`
+	Dispatch     Summary `json:"agent_dispatch"`
+	Compile      Summary `json:"compile"`
+	Run          Summary `json:"run"`
+	Guest        Summary `json:"in_guest"`
+	HostOverhead Summary `json:"host_overhead"`
+	Teardown     Summary `json:"teardown"`
+}
+
+func (r *LoadReport) fill(samples []sample, took time.Duration) {
+	col := func(f func(sample) time.Duration) []time.Duration {
+		var out []time.Duration
+		for _, s := range samples {
+			if v := f(s); v > 0 {
+				out = append(out, v)
+			}
+		}
+		return out
+	}
+	r.Seconds = took.Seconds()
+	r.JobsPerSec = float64(len(samples)) / took.Seconds()
+	r.EndToEnd = Summarize("end to end", col(func(s sample) time.Duration { return s.e2e }))
+	r.QueueWait = Summarize("  queue wait", col(func(s sample) time.Duration { return s.queueWait }))
+	r.PoolWait = Summarize("  pool wait (take + ping)", col(func(s sample) time.Duration { return s.poolWait }))
+	r.Publish = Summarize("  publish received+running", col(func(s sample) time.Duration { return s.publish }))
+	r.Dispatch = Summarize("  agent dispatch", col(func(s sample) time.Duration { return s.dispatch }))
+	r.Compile = Summarize("  compile (guest)", col(func(s sample) time.Duration { return s.compile }))
+	r.Run = Summarize("  run (guest)", col(func(s sample) time.Duration { return s.run }))
+	r.Guest = Summarize("  in guest (agent's own time)", col(func(s sample) time.Duration { return s.guest }))
+	r.HostOverhead = Summarize("  host overhead (e2e - in guest)", col(func(s sample) time.Duration { return s.e2e - s.guest }))
+	r.Teardown = Summarize("  VM teardown (after the job)", col(func(s sample) time.Duration { return s.teardown }))
+}
+
+func runConcurrent(ctx context.Context, n, c int, one func(ctx context.Context, i int) (sample, error)) ([]sample, time.Duration, error) {
+	var (
+		mu       sync.Mutex
+		samples  []sample
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	next := make(chan int)
+	start := time.Now()
+	for w := 0; w < c; w++ {
+		wg.Go(func() {
+			for i := range next {
+				s, err := one(ctx, i)
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				if err == nil {
+					samples = append(samples, s)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for i := 0; i < n; i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return samples, time.Since(start), firstErr
+}
+
+// LoadLocal runs n hello-world C jobs at concurrency c straight through a
+// warm pool of launcher's VMs, the worker's path without the broker.
+func LoadLocal(ctx context.Context, l *worker.Launcher, policy job.Policy, poolSize, n, c int) (*LoadReport, error) {
+	p := pool.New(pool.Config{Size: poolSize, MaxBoots: max(2, poolSize/2)}, l.Launch, quietLog(), nil)
+	p.Start()
+	defer p.Close()
+	for p.Stats().Ready < poolSize { // start warm
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	samples, took, err := runConcurrent(ctx, n, c, func(ctx context.Context, i int) (sample, error) {
+		start := time.Now()
+		sb, err := p.Take(ctx)
+		if err != nil {
+			return sample{}, err
+		}
+		s := sample{poolWait: time.Since(start)}
+		agentStart := time.Now()
+		st := policy.Execute(ctx, sb.Agent, &job.Job{ID: fmt.Sprint("bench-", i), Language: "c", Code: HelloC}, nil)
+		agent := time.Since(agentStart)
+		s.e2e = time.Since(start)
+		t := time.Now()
+		_ = sb.Destroy(ctx)
+		s.teardown = time.Since(t)
+		if st.Status != job.StatusDone || st.Stdout != "Hello, World!" {
+			return sample{}, fmt.Errorf("job %d: %s %s %s", i, st.Status, st.Message, st.Error)
+		}
+		s.compile = time.Duration(st.CompileUS) * time.Microsecond
+		s.run = time.Duration(st.ExecDuration) * time.Microsecond
+		s.guest = time.Duration(st.GuestUS) * time.Microsecond
+		s.dispatch = agent - s.compile - s.run
+		return s, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	r := &LoadReport{Mode: "local (pool, no broker)", N: n, Concurrency: c}
+	r.fill(samples, took)
+	return r, nil
+}
+
+// LoadBroker publishes n hello-world C jobs, c in flight at once, to a running
+// worker, and times publish to final status; the phases come from the
+// statuses' timings.
+func LoadBroker(ctx context.Context, qcfg queue.Config, n, c int) (*LoadReport, error) {
+	conn, err := queue.Dial(ctx, qcfg)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	run := time.Now().UnixNano()
+	samples, took, err := runConcurrent(ctx, n, c, func(ctx context.Context, i int) (sample, error) {
+		id := fmt.Sprintf("bench-%d-%d", run, i)
+		jctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		defer cancel()
+		ch, err := conn.Follow(jctx, id)
+		if err != nil {
+			return sample{}, err
+		}
+		defer conn.Delete(queue.StatusQueue(id))
+		body, _ := json.Marshal(job.Job{ID: id, Type: "code", Language: "c", Code: HelloC})
+		start := time.Now()
+		if err := conn.PublishJob(jctx, body); err != nil {
+			return sample{}, err
+		}
+		for b := range ch {
+			var st job.Status
+			if json.Unmarshal(b, &st) != nil || !job.Final(st.Status) {
+				continue
+			}
+			s := sample{e2e: time.Since(start)}
+			if st.Status != job.StatusDone || st.Stdout != "Hello, World!" || st.Timings == nil {
+				return sample{}, fmt.Errorf("job %s: %s %s %s", id, st.Status, st.Message, st.Error)
+			}
+			us := func(v int64) time.Duration { return time.Duration(v) * time.Microsecond }
+			t := st.Timings
+			s.queueWait, s.poolWait, s.publish = us(t.QueueWaitUS), us(t.PoolWaitUS), us(t.PublishUS)
+			s.dispatch, s.compile, s.run, s.guest = us(t.DispatchUS), us(t.CompileUS), us(t.RunUS), us(t.GuestUS)
+			return s, nil
+		}
+		return sample{}, fmt.Errorf("job %s: no final status", id)
+	})
+	if err != nil {
+		return nil, err
+	}
+	r := &LoadReport{Mode: "rabbitmq (running worker)", N: n, Concurrency: c}
+	r.fill(samples, took)
+	return r, nil
+}
+
+// Native compiles and runs HelloC on the host n times with the gcc command
+// the guest uses: the baseline.
+func Native(ctx context.Context, n int) (Summary, error) {
+	dir, err := os.MkdirTemp("", "codebench-native-")
+	if err != nil {
+		return Summary{}, err
+	}
+	defer os.RemoveAll(dir)
+	if err := os.WriteFile(filepath.Join(dir, "main.c"), []byte(HelloC), 0o644); err != nil {
+		return Summary{}, err
+	}
+	var samples []time.Duration
+	for i := 0; i < n; i++ {
+		start := time.Now()
+		if out, err := exec.CommandContext(ctx, "gcc", "-std=gnu17", "-o", filepath.Join(dir, "main"), filepath.Join(dir, "main.c"), "-lm").CombinedOutput(); err != nil {
+			return Summary{}, fmt.Errorf("native gcc: %w: %s", err, out)
+		}
+		out, err := exec.CommandContext(ctx, filepath.Join(dir, "main")).Output()
+		if err != nil || string(out) != "Hello, World!" {
+			return Summary{}, fmt.Errorf("native run: %v %q", err, out)
+		}
+		samples = append(samples, time.Since(start))
+	}
+	return Summarize("native gcc + run (host)", samples), nil
+}
