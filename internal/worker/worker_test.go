@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -11,9 +12,10 @@ import (
 	"time"
 
 	"github.com/codebench/codebench/internal/job"
+	"github.com/codebench/codebench/internal/lang"
 	"github.com/codebench/codebench/internal/pool"
 	"github.com/codebench/codebench/internal/queue"
-	"github.com/codebench/codebench/internal/sandbox"
+	"github.com/codebench/codebench/internal/template"
 	"github.com/codebench/codebench/internal/testenv"
 	"github.com/codebench/codebench/internal/worker"
 )
@@ -35,16 +37,19 @@ func startWorker(t *testing.T, name string, poolSize, concurrency int) *harness 
 	url := testenv.Vhost(t, name)
 	qcfg := queue.Config{URL: url, Prefetch: concurrency, StatusExpires: time.Hour}
 	log := testenv.Logger(t)
-	factory := func(ctx context.Context) (*worker.Sandbox, error) {
-		bctx, cancel := context.WithTimeout(ctx, 90*time.Second)
-		defer cancel()
-		inst, err := sandbox.Launch(bctx, vm.Driver, vm.Spec)
-		if err != nil {
-			return nil, err
-		}
-		return &worker.Sandbox{Instance: inst}, nil
+	// The production path: pool VMs are clones of a warmed-up template.
+	var langs []lang.Language
+	for _, n := range vm.Image.LanguageNames() {
+		langs = append(langs, lang.Builtin()[n])
 	}
-	p := pool.New(pool.Config{Size: poolSize, MaxBoots: 2}, factory, log, nil)
+	launcher := worker.NewLauncher(context.Background(), vm.Driver, vm.Spec, template.Config{
+		Root: filepath.Join(vm.Config.DataDir, "templates"), ImageHash: vm.Image.Manifest.Hash,
+		Languages: langs, BootLimit: 2 * time.Minute,
+	}, true, log)
+	if launcher.Template == nil {
+		t.Fatal("no snapshot template: the pool would cold boot")
+	}
+	p := pool.New(pool.Config{Size: poolSize, MaxBoots: 2}, launcher.Launch, log, nil)
 	p.Start()
 	policy := job.Policy{
 		MaxCodeBytes: 4096,
@@ -223,8 +228,8 @@ func TestWorker(t *testing.T) {
 		}
 	})
 
-	t.Run("TwentyAtOnce", func(t *testing.T) {
-		const n = 20
+	t.Run("ThirtyAtOnceFromClones", func(t *testing.T) {
+		const n = 30
 		limit := 2 + 2 // pool size + concurrency
 		var peak atomic.Int64
 		stop := make(chan struct{})
