@@ -77,7 +77,13 @@ func serve() error {
 	if err != nil {
 		return err
 	}
+	cgroups, err := runner.SetupCgroups("/sys/fs/cgroup", "jobs")
+	if err != nil {
+		log.Warn("no cgroup limits; memory is limited per process by RLIMIT_AS", "err", err)
+	}
 	r := &runner.Runner{
+		Cgroups:    cgroups,
+		MaxRuns:    100,
 		Languages:  langs,
 		JobRoot:    boot.JobRoot,
 		UID:        jobUID,

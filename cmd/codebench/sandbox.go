@@ -51,7 +51,9 @@ func policyFor(cfg config.Config, img *image.Image) job.Policy {
 	l := cfg.Limits
 	return job.Policy{
 		MaxCodeBytes: cfg.Worker.MaxCodeBytes,
+		MaxRuns:      l.MaxRuns,
 		Languages:    img.LanguageNames(),
+		Table:        lang.Builtin(),
 		Defaults: job.Limits{WallMS: l.WallMS, CPUMS: l.CPUMS, MemoryKB: l.MemoryKB, Processes: l.Processes,
 			OutputBytes: l.OutputBytes, FileSizeKB: l.FileSizeKB},
 		Max: job.Limits{WallMS: l.MaxWallMS, CPUMS: l.MaxCPUMS, MemoryKB: l.MaxMemoryKB, Processes: l.MaxProcesses,

@@ -73,6 +73,11 @@ type RunRequest struct {
 	Args     []string          `json:"args,omitempty"`
 	Files    map[string]string `json:"files,omitempty"`
 	Limits   Limits            `json:"limits"`
+	// Runs runs the compiled program this many times (default 1).
+	Runs int `json:"runs,omitempty"`
+	// CompileFlags go right after the compiler's name; the host and the
+	// agent both check them against the language's allow-list.
+	CompileFlags []string `json:"compile_flags,omitempty"`
 }
 
 // Phase outcome of a compile or a run.
@@ -88,6 +93,9 @@ type Phase struct {
 	// OutputLimited is set when the agent killed the process for exceeding
 	// the output cap.
 	OutputLimited bool `json:"output_limited,omitempty"`
+	// MemoryLimited is set when the kernel OOM-killed a process of the
+	// phase in its memory-limited cgroup.
+	MemoryLimited bool `json:"memory_limited,omitempty"`
 }
 
 // RunResult is the raw outcome; the host derives the verdict from it.
@@ -96,8 +104,11 @@ type RunResult struct {
 	Compile       *Phase `json:"compile,omitempty"`
 	CompileOutput string `json:"compile_output"`
 	Run           *Phase `json:"run,omitempty"`
-	Stdout        string `json:"stdout"`
-	Stderr        string `json:"stderr"`
+	// Runs has every run when more than one was asked for; Run, Stdout and
+	// Stderr are the first run's.
+	Runs   []Phase `json:"runs,omitempty"`
+	Stdout string  `json:"stdout"`
+	Stderr string  `json:"stderr"`
 	// AgentUS is the agent's own time for the request, receipt to answer:
 	// everything spent inside the guest.
 	AgentUS int64 `json:"agent_us"`

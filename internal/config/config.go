@@ -61,6 +61,7 @@ type Limits struct {
 	OutputBytes, MaxOutputBytes int64
 	FileSizeKB, MaxFileSizeKB   int64
 	CompileWallMS               int64
+	MaxRuns                     int // CODEBENCH_MAX_RUNS
 }
 
 // Default returns the built-in configuration.
@@ -69,7 +70,7 @@ func Default() Config {
 		DataDir: "/var/lib/codebench",
 		RunDir:  "/run/codebench",
 		VM: VM{
-			Accel: "auto", MemoryMB: 512, VCPUs: 1, QEMU: "qemu-system-x86_64",
+			Accel: "auto", MemoryMB: 1024, VCPUs: 1, QEMU: "qemu-system-x86_64",
 			BootLimit: 60 * time.Second, Snapshots: true,
 		},
 		Worker: Worker{
@@ -85,7 +86,8 @@ func Default() Config {
 			Processes: 60, MaxProcesses: 256,
 			OutputBytes: 64 * 1024, MaxOutputBytes: 4 << 20,
 			FileSizeKB: 1024, MaxFileSizeKB: 64 * 1024,
-			CompileWallMS: 30_000,
+			CompileWallMS: 60_000,
+			MaxRuns:       20,
 		},
 	}
 }
@@ -173,6 +175,7 @@ func fromLookup(lookup func(string) (string, bool)) (Config, error) {
 	num("CODEBENCH_OUTPUT_BYTES", &c.Limits.OutputBytes)
 	num("CODEBENCH_MAX_OUTPUT_BYTES", &c.Limits.MaxOutputBytes)
 	num("CODEBENCH_COMPILE_WALL_MS", &c.Limits.CompileWallMS)
+	integer("CODEBENCH_MAX_RUNS", &c.Limits.MaxRuns)
 
 	if err := errors.Join(errs...); err != nil {
 		return c, err

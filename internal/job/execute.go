@@ -24,7 +24,7 @@ const backstopMargin = 15 * time.Second
 // to internal errors.
 func (p Policy) Execute(ctx context.Context, agent Agent, j *Job, console func() string) *Status {
 	req := p.Request(j)
-	limit := time.Duration(req.Limits.CompileWallMS+req.Limits.WallMS)*time.Millisecond + backstopMargin
+	limit := time.Duration(req.Limits.CompileWallMS+int64(req.Runs)*req.Limits.WallMS)*time.Millisecond + backstopMargin
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	res, err := agent.Run(ctx, req)
@@ -39,5 +39,5 @@ func (p Policy) Execute(ctx context.Context, agent Agent, j *Job, console func()
 		}
 		return st
 	}
-	return FromResult(j.ID, req.Limits, res)
+	return FromResult(j, req.Limits, res)
 }

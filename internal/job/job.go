@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/codebench/codebench/internal/agentproto"
+	"github.com/codebench/codebench/internal/lang"
 )
 
 // Job is one request, as published on the jobs queue.
@@ -26,7 +27,21 @@ type Job struct {
 	Args     []string          `json:"args,omitempty"`
 	Files    map[string]string `json:"files,omitempty"`
 	Limits   Limits            `json:"limits,omitempty"`
+	// Runs: compile once, run this many times (measurements per run).
+	Runs         int      `json:"runs,omitempty"`
+	CompileFlags []string `json:"compile_flags,omitempty"`
+	// ExpectedOutput, when set, is compared with stdout: a mismatch is
+	// wrong_answer. Compare is "exact" or "trailing_whitespace" (default:
+	// trailing spaces on each line and trailing newlines are ignored).
+	ExpectedOutput *string `json:"expected_output,omitempty"`
+	Compare        string  `json:"compare,omitempty"`
 }
+
+// Comparison modes.
+const (
+	CompareExact              = "exact"
+	CompareTrailingWhitespace = "trailing_whitespace"
+)
 
 // Limits requested by a job; zero means the worker's default.
 type Limits struct {
@@ -41,7 +56,9 @@ type Limits struct {
 // Policy is what the worker accepts and how it fills in limits.
 type Policy struct {
 	MaxCodeBytes int
-	Languages    []string // what the guest image has
+	MaxRuns      int
+	Languages    []string   // what the guest image has
+	Table        lang.Table // compile-flag allow-lists; nil skips the check (the guest checks too)
 	Defaults     Limits
 	Max          Limits
 	CompileWall  int64
@@ -120,6 +137,21 @@ func (j *Job) Validate(p Policy) error {
 	if len(p.Languages) > 0 && !slices.Contains(p.Languages, j.Language) {
 		return bad("unknown language %q (available: %s)", j.Language, strings.Join(p.Languages, ", "))
 	}
+	switch {
+	case j.Runs < 0:
+		return bad("runs must be positive")
+	case p.MaxRuns > 0 && j.Runs > p.MaxRuns:
+		return bad("runs is %d, at most %d", j.Runs, p.MaxRuns)
+	case j.Compare != "" && j.Compare != CompareExact && j.Compare != CompareTrailingWhitespace:
+		return bad("compare must be %q or %q", CompareExact, CompareTrailingWhitespace)
+	case len(j.Args) > 256:
+		return bad("at most 256 args")
+	}
+	if l, ok := p.Table[j.Language]; ok {
+		if err := l.CheckCompileFlags(j.CompileFlags); err != nil {
+			return bad("%v", err)
+		}
+	}
 	total := len(j.Code) + len(j.Stdin)
 	for name, body := range j.Files {
 		if !agentproto.ValidFileName(name) {
@@ -160,6 +192,6 @@ func (p Policy) AgentLimits(req Limits) agentproto.Limits {
 func (p Policy) Request(j *Job) *agentproto.RunRequest {
 	return &agentproto.RunRequest{
 		Language: j.Language, Code: j.Code, Stdin: j.Stdin, Args: j.Args, Files: j.Files,
-		Limits: p.AgentLimits(j.Limits),
+		Limits: p.AgentLimits(j.Limits), Runs: max(j.Runs, 1), CompileFlags: j.CompileFlags,
 	}
 }

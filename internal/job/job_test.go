@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/codebench/codebench/internal/agentproto"
+	"github.com/codebench/codebench/internal/lang"
 )
 
 var testPolicy = Policy{
@@ -102,7 +103,7 @@ func TestFromResultVerdicts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := FromResult("1", lim, &tt.res)
+			s := FromResult(&Job{ID: "1"}, lim, &tt.res)
 			if s.Verdict != tt.verdict || s.Status != tt.status {
 				t.Fatalf("verdict %s status %s, want %s %s", s.Verdict, s.Status, tt.verdict, tt.status)
 			}
@@ -110,5 +111,76 @@ func TestFromResultVerdicts(t *testing.T) {
 				t.Fatal("output not kept")
 			}
 		})
+	}
+}
+
+func TestFromResultJudge(t *testing.T) {
+	lim := testPolicy.AgentLimits(Limits{})
+	ok := func(out string) agentproto.RunResult {
+		return agentproto.RunResult{Compiled: true, Run: &agentproto.Phase{}, Stdout: out}
+	}
+	str := func(s string) *string { return &s }
+	tests := []struct {
+		name    string
+		job     Job
+		res     agentproto.RunResult
+		verdict string
+	}{
+		{"memory", Job{}, agentproto.RunResult{Compiled: true, Run: &agentproto.Phase{ExitCode: 137, Signal: "SIGKILL", MemoryLimited: true}}, VerdictMemoryLimit},
+		{"file size", Job{}, agentproto.RunResult{Compiled: true, Run: &agentproto.Phase{ExitCode: 153, Signal: "SIGXFSZ"}}, VerdictRuntimeError},
+		{"expected matches", Job{ExpectedOutput: str("42\n")}, ok("42\n"), VerdictOK},
+		{"trailing whitespace ignored", Job{ExpectedOutput: str("1 2\n3")}, ok("1 2  \n3\n\n"), VerdictOK},
+		{"crlf ignored", Job{ExpectedOutput: str("a\nb\n")}, ok("a\r\nb\r\n"), VerdictOK},
+		{"exact sees trailing space", Job{ExpectedOutput: str("42"), Compare: CompareExact}, ok("42\n"), VerdictWrongAnswer},
+		{"wrong answer", Job{ExpectedOutput: str("42")}, ok("41"), VerdictWrongAnswer},
+		{"leading whitespace matters", Job{ExpectedOutput: str("42")}, ok(" 42"), VerdictWrongAnswer},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.job.ID = "1"
+			s := FromResult(&tt.job, lim, &tt.res)
+			if s.Verdict != tt.verdict {
+				t.Fatalf("verdict %s (%s), want %s", s.Verdict, s.Message, tt.verdict)
+			}
+		})
+	}
+}
+
+func TestFromResultRuns(t *testing.T) {
+	lim := testPolicy.AgentLimits(Limits{})
+	res := agentproto.RunResult{Compiled: true, Run: &agentproto.Phase{WallUS: 30}, Runs: []agentproto.Phase{
+		{WallUS: 30, CPUUserUS: 10}, {WallUS: 10, CPUUserUS: 5}, {WallUS: 20, CPUUserUS: 7, MaxRSSKB: 9},
+	}}
+	s := FromResult(&Job{ID: "1", Runs: 3}, lim, &res)
+	if s.Verdict != VerdictOK || len(s.Runs) != 3 || s.RunsSummary == nil {
+		t.Fatalf("%+v", s)
+	}
+	if sum := s.RunsSummary; sum.MinWallUS != 10 || sum.MedianWallUS != 20 || sum.MinCPUUS != 5 || sum.MedianCPUUS != 7 || sum.MaxRSSKB != 9 {
+		t.Fatalf("summary %+v", sum)
+	}
+	res.Runs[2] = agentproto.Phase{ExitCode: 139, Signal: "SIGSEGV"}
+	if s := FromResult(&Job{ID: "1", Runs: 3}, lim, &res); s.Verdict != VerdictRuntimeError || !strings.Contains(s.Message, "run 3 of 3") {
+		t.Fatalf("a failing later run: %s %s", s.Verdict, s.Message)
+	}
+}
+
+func TestValidateJudgeFields(t *testing.T) {
+	p := testPolicy
+	p.MaxRuns = 20
+	p.Table = lang.Builtin()
+	for _, tt := range []struct {
+		body, reason string
+	}{
+		{`{"id":"1","code":"x","runs":21}`, "at most 20"},
+		{`{"id":"1","code":"x","compare":"fuzzy"}`, "compare must be"},
+		{`{"id":"1","code":"x","compile_flags":["-fplugin=x.so"]}`, "not allowed"},
+	} {
+		_, err := Decode([]byte(tt.body), p)
+		if err == nil || !strings.Contains(err.Error(), tt.reason) {
+			t.Errorf("%s: err %v, want %q", tt.body, err, tt.reason)
+		}
+	}
+	if _, err := Decode([]byte(`{"id":"1","code":"x","runs":5,"compile_flags":["-O2"],"expected_output":"a"}`), p); err != nil {
+		t.Fatal(err)
 	}
 }

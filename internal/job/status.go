@@ -3,6 +3,8 @@ package job
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/codebench/codebench/internal/agentproto"
 )
@@ -23,6 +25,7 @@ const (
 	VerdictTimeLimit     = "time_limit"
 	VerdictMemoryLimit   = "memory_limit"
 	VerdictOutputLimit   = "output_limit"
+	VerdictWrongAnswer   = "wrong_answer"
 	VerdictInvalidJob    = "invalid_job"
 	VerdictInternalError = "internal_error"
 )
@@ -49,6 +52,30 @@ type Status struct {
 	CompileUS     int64    `json:"compile_us,omitempty"`
 	GuestUS       int64    `json:"-"` // copied into Timings by the worker
 	Timings       *Timings `json:"timings,omitempty"`
+	// Runs and RunsSummary are set when the job asked for several runs.
+	Runs        []RunStat    `json:"runs,omitempty"`
+	RunsSummary *RunsSummary `json:"runs_summary,omitempty"`
+}
+
+// RunStat is one run's measurements.
+type RunStat struct {
+	Verdict   string `json:"verdict"`
+	ExitCode  int    `json:"exit_code"`
+	Signal    string `json:"signal,omitempty"`
+	WallUS    int64  `json:"wall_us"`
+	CPUUserUS int64  `json:"cpu_user_us"`
+	CPUSysUS  int64  `json:"cpu_sys_us"`
+	MaxRSSKB  int64  `json:"max_rss_kb"`
+}
+
+// RunsSummary condenses several runs.
+type RunsSummary struct {
+	N            int   `json:"n"`
+	MinWallUS    int64 `json:"min_wall_us"`
+	MedianWallUS int64 `json:"median_wall_us"`
+	MinCPUUS     int64 `json:"min_cpu_us"`
+	MedianCPUUS  int64 `json:"median_cpu_us"`
+	MaxRSSKB     int64 `json:"max_rss_kb"`
 }
 
 // Timings are the phases of one job, in microseconds. Teardown of the VM
@@ -94,16 +121,20 @@ func Internal(id, message string, err error) *Status {
 }
 
 // FromResult derives the verdict and final status from the agent's result.
-func FromResult(id string, lim agentproto.Limits, r *agentproto.RunResult) *Status {
-	s := &Status{ID: id, Status: StatusFailed, CompileOutput: r.CompileOutput, Stdout: r.Stdout, Stderr: r.Stderr, GuestUS: r.AgentUS}
+// With several runs, the first run that did not pass decides the verdict.
+func FromResult(j *Job, lim agentproto.Limits, r *agentproto.RunResult) *Status {
+	s := &Status{ID: j.ID, Status: StatusFailed, CompileOutput: r.CompileOutput, Stdout: r.Stdout, Stderr: r.Stderr, GuestUS: r.AgentUS}
 	if r.Compile != nil {
 		s.CompileUS = r.Compile.WallUS
 	}
 	if !r.Compiled {
 		s.Verdict = VerdictCompileError
-		if r.Compile != nil && r.Compile.TimedOut {
+		switch {
+		case r.Compile != nil && r.Compile.TimedOut:
 			s.Message = fmt.Sprintf("compilation exceeded %d ms", lim.CompileWallMS)
-		} else {
+		case r.Compile != nil && r.Compile.MemoryLimited:
+			s.Message = "compilation ran out of memory"
+		default:
 			s.Message = "compilation failed"
 		}
 		return s
@@ -119,28 +150,92 @@ func FromResult(id string, lim agentproto.Limits, r *agentproto.RunResult) *Stat
 	s.Signal = run.Signal
 	s.ExecDuration, s.MemUsage = run.WallUS, run.MaxRSSKB
 	s.CPUUserUS, s.CPUSysUS = run.CPUUserUS, run.CPUSysUS
-	cpuMS := (run.CPUUserUS + run.CPUSysUS) / 1000
-	switch {
-	case run.OutputLimited:
-		s.Verdict = VerdictOutputLimit
-		s.Message = fmt.Sprintf("output exceeded %d bytes; the first %d are kept", lim.OutputBytes, lim.OutputBytes)
-	case run.Signal == "SIGXCPU" || (run.Signal == "SIGKILL" && lim.CPUMS > 0 && cpuMS >= lim.CPUMS):
-		s.Verdict = VerdictTimeLimit
-		s.Message = fmt.Sprintf("CPU time limit of %d ms exceeded", lim.CPUMS)
-	case run.TimedOut:
-		s.Verdict = VerdictTimeLimit
-		s.Message = fmt.Sprintf("wall time limit of %d ms exceeded", lim.WallMS)
-	case run.Signal != "":
-		s.Verdict = VerdictRuntimeError
-		s.Message = "killed by " + run.Signal
-	case run.ExitCode != 0:
-		s.Verdict = VerdictRuntimeError
-		s.Message = fmt.Sprintf("exited with status %d", run.ExitCode)
-	default:
-		s.Verdict = VerdictOK
+	s.Verdict, s.Message = phaseVerdict(run, lim)
+	if len(r.Runs) > 1 {
+		s.Runs, s.RunsSummary = runStats(r.Runs, lim)
+		for i, rs := range s.Runs {
+			if s.Verdict == VerdictOK && rs.Verdict != VerdictOK {
+				_, msg := phaseVerdict(&r.Runs[i], lim)
+				s.Verdict, s.Message = rs.Verdict, fmt.Sprintf("run %d of %d: %s", i+1, len(s.Runs), msg)
+			}
+		}
+	}
+	if s.Verdict == VerdictOK && j.ExpectedOutput != nil && !sameOutput(s.Stdout, *j.ExpectedOutput, j.Compare) {
+		s.Verdict = VerdictWrongAnswer
+		s.Message = "output differs from expected_output"
+		if j.Compare == CompareExact {
+			s.Message += " (exact comparison)"
+		}
+	}
+	if s.Verdict == VerdictOK {
 		s.Status = StatusDone
 	}
 	return s
+}
+
+// phaseVerdict classifies one run. Limits come first: a process killed for a
+// limit also shows a signal, and the limit is what the user needs to know.
+func phaseVerdict(run *agentproto.Phase, lim agentproto.Limits) (verdict, message string) {
+	cpuMS := (run.CPUUserUS + run.CPUSysUS) / 1000
+	switch {
+	case run.OutputLimited:
+		return VerdictOutputLimit, fmt.Sprintf("output exceeded %d bytes; the first %d are kept", lim.OutputBytes, lim.OutputBytes)
+	case run.MemoryLimited:
+		return VerdictMemoryLimit, fmt.Sprintf("memory limit of %d KiB exceeded", lim.MemoryKB)
+	case run.Signal == "SIGXCPU" || (run.Signal == "SIGKILL" && lim.CPUMS > 0 && cpuMS >= lim.CPUMS):
+		return VerdictTimeLimit, fmt.Sprintf("CPU time limit of %d ms exceeded", lim.CPUMS)
+	case run.TimedOut:
+		return VerdictTimeLimit, fmt.Sprintf("wall time limit of %d ms exceeded", lim.WallMS)
+	case run.Signal == "SIGXFSZ":
+		return VerdictRuntimeError, fmt.Sprintf("killed by SIGXFSZ: file size limit of %d KiB exceeded", lim.FileSizeKB)
+	case run.Signal != "":
+		return VerdictRuntimeError, "killed by " + run.Signal
+	case run.ExitCode != 0:
+		return VerdictRuntimeError, fmt.Sprintf("exited with status %d", run.ExitCode)
+	}
+	return VerdictOK, ""
+}
+
+func runStats(runs []agentproto.Phase, lim agentproto.Limits) ([]RunStat, *RunsSummary) {
+	stats := make([]RunStat, len(runs))
+	var walls, cpus []int64
+	sum := &RunsSummary{N: len(runs)}
+	for i, p := range runs {
+		v, _ := phaseVerdict(&p, lim)
+		stats[i] = RunStat{Verdict: v, ExitCode: p.ExitCode, Signal: p.Signal, WallUS: p.WallUS,
+			CPUUserUS: p.CPUUserUS, CPUSysUS: p.CPUSysUS, MaxRSSKB: p.MaxRSSKB}
+		walls = append(walls, p.WallUS)
+		cpus = append(cpus, p.CPUUserUS+p.CPUSysUS)
+		sum.MaxRSSKB = max(sum.MaxRSSKB, p.MaxRSSKB)
+	}
+	slices.Sort(walls)
+	slices.Sort(cpus)
+	sum.MinWallUS, sum.MedianWallUS = walls[0], median(walls)
+	sum.MinCPUUS, sum.MedianCPUUS = cpus[0], median(cpus)
+	return stats, sum
+}
+
+func median(sorted []int64) int64 {
+	n := len(sorted)
+	if n%2 == 1 {
+		return sorted[n/2]
+	}
+	return (sorted[n/2-1] + sorted[n/2]) / 2
+}
+
+// sameOutput compares program output with the expected output.
+func sameOutput(got, want, mode string) bool {
+	if mode == CompareExact {
+		return got == want
+	}
+	norm := func(s string) string {
+		lines := strings.Split(strings.ReplaceAll(s, "\r\n", "\n"), "\n")
+		for i, l := range lines {
+			lines[i] = strings.TrimRight(l, " \t\r")
+		}
+		return strings.TrimRight(strings.Join(lines, "\n"), "\n")
+	}
+	return norm(got) == norm(want)
 }
 
 // Final reports whether status ends a job.

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 )
@@ -30,6 +31,39 @@ type Language struct {
 	Version    []string `json:"version,omitempty"`
 	// Hello prints "Hello, World!": warm-up and smoke test.
 	Hello string `json:"hello"`
+	// CompileFlags are the patterns (anchored regular expressions) a job's
+	// compile_flags must each match.
+	CompileFlags []string `json:"compile_flags,omitempty"`
+}
+
+// MaxCompileFlags bounds how many flags a job may add.
+const MaxCompileFlags = 16
+
+// CheckCompileFlags accepts flags only if the language compiles and each
+// flag matches one of its allowed patterns.
+func (l Language) CheckCompileFlags(flags []string) error {
+	if len(flags) == 0 {
+		return nil
+	}
+	if len(l.Compile) == 0 {
+		return fmt.Errorf("%s is not compiled: compile_flags are not accepted", l.Name)
+	}
+	if len(flags) > MaxCompileFlags {
+		return fmt.Errorf("at most %d compile_flags", MaxCompileFlags)
+	}
+	for _, f := range flags {
+		ok := false
+		for _, p := range l.CompileFlags {
+			if m, err := regexp.MatchString("^(?:"+p+")$", f); err == nil && m {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return fmt.Errorf("compile flag %q is not allowed for %s", f, l.Name)
+		}
+	}
+	return nil
 }
 
 // Table is a set of languages keyed by name.

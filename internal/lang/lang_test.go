@@ -4,7 +4,7 @@ import "testing"
 
 func TestBuiltinTable(t *testing.T) {
 	tbl := Builtin()
-	for _, name := range []string{"c", "cpp", "python"} {
+	for _, name := range []string{"c", "cpp", "python", "go", "rust", "javascript", "java", "bash"} {
 		if _, ok := tbl[name]; !ok {
 			t.Fatalf("builtin table lacks %s", name)
 		}
@@ -31,6 +31,31 @@ func TestParseRejects(t *testing.T) {
 	} {
 		if _, err := Parse([]byte(bad)); err == nil {
 			t.Errorf("accepted %s", bad)
+		}
+	}
+}
+
+func TestCheckCompileFlags(t *testing.T) {
+	tbl := Builtin()
+	tests := []struct {
+		lang  string
+		flags []string
+		ok    bool
+	}{
+		{"c", nil, true},
+		{"c", []string{"-O2", "-std=c99", "-Wall"}, true},
+		{"c", []string{"-O2;rm"}, false},
+		{"c", []string{"-o/etc/passwd"}, false},
+		{"c", []string{"-fplugin=/tmp/x.so"}, false},
+		{"cpp", []string{"-std=c++20", "-O3"}, true},
+		{"rust", []string{"-C", "opt-level=2"}, true},
+		{"python", []string{"-O"}, false},
+		{"go", []string{"-race"}, false},
+	}
+	for _, tt := range tests {
+		err := tbl[tt.lang].CheckCompileFlags(tt.flags)
+		if (err == nil) != tt.ok {
+			t.Errorf("%s %v: err=%v, want ok=%v", tt.lang, tt.flags, err, tt.ok)
 		}
 	}
 }

@@ -279,3 +279,5 @@ func TestWorker(t *testing.T) {
 		t.Logf("peak VMs alive: %d (limit %d)", peak.Load(), limit)
 	})
 }
+
+func langHello(name string) string { return lang.Builtin()[name].Hello }

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 
@@ -52,6 +53,12 @@ type Runner struct {
 	// AfterPhase, when set, runs after each compile or run; the PID-1 agent
 	// uses it to kill leftovers of the job user and reap orphans.
 	AfterPhase func()
+	// Cgroups, when set, limits each phase's process tree by memory and
+	// process count and detects OOM kills; without it memory is limited by
+	// RLIMIT_AS per process.
+	Cgroups *Cgroups
+	// MaxRuns bounds RunRequest.Runs.
+	MaxRuns int
 
 	mu  sync.Mutex // guards seq
 	seq int
@@ -66,6 +73,13 @@ func (r *Runner) Run(ctx context.Context, req *agentproto.RunRequest) (*agentpro
 	if !ok {
 		return nil, fmt.Errorf("%w: unknown language %q (have %s)", ErrBadRequest, req.Language, strings.Join(r.Languages.Names(), ", "))
 	}
+	if err := l.CheckCompileFlags(req.CompileFlags); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	runs := max(req.Runs, 1)
+	if r.MaxRuns > 0 && runs > r.MaxRuns {
+		return nil, fmt.Errorf("%w: %d runs asked, at most %d", ErrBadRequest, runs, r.MaxRuns)
+	}
 	lim := withDefaults(req.Limits)
 	dir, err := r.prepare(l, req)
 	if err != nil {
@@ -79,22 +93,37 @@ func (r *Runner) Run(ctx context.Context, req *agentproto.RunRequest) (*agentpro
 		clim.WallMS = lim.CompileWallMS
 		clim.CPUMS = lim.CompileWallMS
 		clim.MemoryKB = max(lim.MemoryKB, 512*1024) // compilers need headroom
-		clim.FileSizeKB = max(lim.FileSizeKB, 64*1024)
+		clim.FileSizeKB = max(lim.FileSizeKB, 256*1024)
+		clim.Processes = max(lim.Processes, 128)
 		clim.OutputBytes = compileOutputCap
-		ph := r.phase(ctx, dir, l.Compile, nil, clim, &out, &out)
+		// Appended last: gcc, g++ and rustc take the last of repeated
+		// options, so a job's -std=... or -O... wins over our defaults.
+		argv := append(append([]string{}, l.Compile...), req.CompileFlags...)
+		ph := r.phase(ctx, dir, "compile", argv, nil, clim, &out, &out)
 		res.Compile = ph
-		res.CompileOutput = out.String()
+		res.CompileOutput = out.text()
 		if ph.ExitCode != 0 || ph.Signal != "" || ph.TimedOut {
 			res.Compiled = false
 			return res, nil
 		}
 	}
-	stdout := capBuffer{limit: lim.OutputBytes}
-	stderr := capBuffer{limit: lim.OutputBytes, shared: &stdout}
-	stdout.shared = &stderr
 	argv := append(append([]string{}, l.Run...), req.Args...)
-	res.Run = r.phase(ctx, dir, argv, strings.NewReader(req.Stdin), lim, &stdout, &stderr)
-	res.Stdout, res.Stderr = stdout.String(), stderr.String()
+	for i := 0; i < runs; i++ {
+		stdout := capBuffer{limit: lim.OutputBytes}
+		stderr := capBuffer{limit: lim.OutputBytes, shared: &stdout}
+		stdout.shared = &stderr
+		ph := r.phase(ctx, dir, "run"+strconv.Itoa(i), argv, strings.NewReader(req.Stdin), lim, &stdout, &stderr)
+		if i == 0 {
+			res.Run = ph
+			res.Stdout, res.Stderr = stdout.text(), stderr.text()
+		}
+		if runs > 1 {
+			res.Runs = append(res.Runs, *ph)
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
 	return res, nil
 }
 
@@ -158,14 +187,31 @@ func (r *Runner) chown(p string) error {
 // phase runs argv in dir and reports what happened. It never returns an
 // error: a process that cannot be started is reported as exit code 127 with
 // the reason on stderr, as a shell would.
-func (r *Runner) phase(ctx context.Context, dir string, argv []string, stdin *strings.Reader, lim agentproto.Limits, stdout, stderr *capBuffer) *agentproto.Phase {
+func (r *Runner) phase(ctx context.Context, dir, name string, argv []string, stdin *strings.Reader, lim agentproto.Limits, stdout, stderr *capBuffer) *agentproto.Phase {
 	if r.AfterPhase != nil {
 		defer r.AfterPhase()
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(lim.WallMS)*time.Millisecond)
 	defer cancel()
 
-	full := append(append(append([]string{}, r.Exec...), rlimitArgs(lim)...), append([]string{"--"}, argv...)...)
+	var cg *phaseCgroup
+	asKB := lim.MemoryKB
+	if r.Cgroups != nil {
+		var err error
+		cg, err = r.Cgroups.create(filepath.Base(dir)+"-"+name, lim.MemoryKB, lim.Processes)
+		if err != nil {
+			fmt.Fprintf(stderr, "codebench: cgroup: %v\n", err)
+			return &agentproto.Phase{ExitCode: 127}
+		}
+		defer cg.destroy()
+		// The cgroup limits the resident memory of the whole tree; an
+		// address-space limit would make runtimes that reserve large
+		// virtual ranges (the JVM, V8, Go) fail before using anything.
+		asKB = 0
+	}
+	rl := lim
+	rl.MemoryKB = asKB
+	full := append(append(append([]string{}, r.Exec...), rlimitArgs(rl)...), append([]string{"--"}, argv...)...)
 	cmd := exec.CommandContext(ctx, full[0], full[1:]...)
 	cmd.Dir = dir
 	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + dir, "LANG=C.UTF-8", "TMPDIR=/tmp"}
@@ -176,6 +222,10 @@ func (r *Runner) phase(ctx context.Context, dir string, argv []string, stdin *st
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if r.UID != 0 {
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: r.UID, Gid: r.GID, Groups: []uint32{}}
+	}
+	if cg != nil {
+		cmd.SysProcAttr.UseCgroupFD = true
+		cmd.SysProcAttr.CgroupFD = int(cg.fd.Fd())
 	}
 	// Kill the whole process group, not just the leader: a fork bomb or a
 	// background child must not outlive its phase.
@@ -200,6 +250,10 @@ func (r *Runner) phase(ctx context.Context, dir string, argv []string, stdin *st
 		WallUS:        wall.Microseconds(),
 		TimedOut:      errors.Is(ctx.Err(), context.DeadlineExceeded),
 		OutputLimited: stdout.overflowed() || stderr.overflowed(),
+	}
+	if cg != nil {
+		ph.MemoryLimited = cg.oomKilled()
+		defer func() { ph.MaxRSSKB = max(ph.MaxRSSKB, cg.peakKB()) }()
 	}
 	if st := cmd.ProcessState; st != nil {
 		if ru, ok := st.SysUsage().(*syscall.Rusage); ok {
@@ -295,8 +349,30 @@ func (c *capBuffer) overflowed() bool {
 	return c.over
 }
 
-func (c *capBuffer) String() string {
+// text returns the output as valid UTF-8: bytes that are not UTF-8 are
+// written as \xNN instead of being replaced or dropped, so binary output
+// survives JSON and can be told apart from text.
+func (c *capBuffer) text() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.buf.String()
+	return EscapeInvalidUTF8(c.buf.Bytes())
+}
+
+// EscapeInvalidUTF8 keeps valid UTF-8 as is and writes each invalid byte as
+// the four characters \xNN.
+func EscapeInvalidUTF8(b []byte) string {
+	if utf8.Valid(b) {
+		return string(b)
+	}
+	var sb strings.Builder
+	for len(b) > 0 {
+		r, size := utf8.DecodeRune(b)
+		if r == utf8.RuneError && size == 1 {
+			fmt.Fprintf(&sb, "\\x%02x", b[0])
+		} else {
+			sb.Write(b[:size])
+		}
+		b = b[size:]
+	}
+	return sb.String()
 }

@@ -1,0 +1,122 @@
+package runner
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Cgroups places each phase in a cgroup v2 of its own under Root: memory.max
+// (no swap) and pids.max limit the whole process tree, an OOM kill is
+// reported as such, memory.peak is the tree's peak, and cgroup.kill ends
+// every process of the phase, including ones that left its process group.
+type Cgroups struct {
+	Root string // e.g. /sys/fs/cgroup/jobs, created by Setup
+}
+
+// SetupCgroups enables the memory and pids controllers below parent and
+// creates root. It fails where the kernel lacks cgroup v2 or the controllers;
+// the runner then falls back to RLIMIT_AS.
+func SetupCgroups(parent, name string) (*Cgroups, error) {
+	ctrl, err := os.ReadFile(filepath.Join(parent, "cgroup.controllers"))
+	if err != nil {
+		return nil, fmt.Errorf("cgroup v2 not mounted at %s: %w", parent, err)
+	}
+	for _, c := range []string{"memory", "pids"} {
+		if !strings.Contains(" "+strings.TrimSpace(string(ctrl))+" ", " "+c+" ") {
+			return nil, fmt.Errorf("cgroup controller %s unavailable (have %q)", c, strings.TrimSpace(string(ctrl)))
+		}
+	}
+	if err := os.WriteFile(filepath.Join(parent, "cgroup.subtree_control"), []byte("+memory +pids"), 0); err != nil {
+		return nil, fmt.Errorf("enable controllers: %w", err)
+	}
+	root := filepath.Join(parent, name)
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(root, "cgroup.subtree_control"), []byte("+memory +pids"), 0); err != nil {
+		return nil, fmt.Errorf("enable controllers in %s: %w", root, err)
+	}
+	return &Cgroups{Root: root}, nil
+}
+
+// phaseCgroup is one phase's cgroup.
+type phaseCgroup struct {
+	dir string
+	fd  *os.File // the directory, for CLONE_INTO_CGROUP
+}
+
+func (c *Cgroups) create(name string, memoryKB, pids int64) (*phaseCgroup, error) {
+	dir := filepath.Join(c.Root, name)
+	_ = os.Remove(dir) // a leftover of an earlier phase with this name
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, err
+	}
+	writes := []struct{ file, value string }{
+		{"memory.max", strconv.FormatInt(memoryKB<<10, 10)},
+		{"memory.swap.max", "0"},
+		{"pids.max", strconv.FormatInt(pids, 10)},
+	}
+	for _, w := range writes {
+		err := os.WriteFile(filepath.Join(dir, w.file), []byte(w.value), 0)
+		if err != nil && !(w.file == "memory.swap.max" && errors.Is(err, os.ErrNotExist)) {
+			_ = os.Remove(dir)
+			return nil, fmt.Errorf("%s: %w", w.file, err)
+		}
+	}
+	fd, err := os.Open(dir)
+	if err != nil {
+		_ = os.Remove(dir)
+		return nil, err
+	}
+	return &phaseCgroup{dir: dir, fd: fd}, nil
+}
+
+// oomKilled reports whether the kernel OOM-killed a process of the phase.
+func (p *phaseCgroup) oomKilled() bool {
+	return readKeyed(filepath.Join(p.dir, "memory.events"), "oom_kill") > 0
+}
+
+// peakKB is the phase's peak memory (kernel 5.19+), 0 if unknown.
+func (p *phaseCgroup) peakKB() int64 {
+	b, err := os.ReadFile(filepath.Join(p.dir, "memory.peak"))
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	return n >> 10
+}
+
+// destroy kills what is left in the phase and removes the cgroup.
+func (p *phaseCgroup) destroy() {
+	_ = os.WriteFile(filepath.Join(p.dir, "cgroup.kill"), []byte("1"), 0)
+	p.fd.Close()
+	for i := 0; i < 200; i++ { // rmdir fails while killed processes are exiting
+		if err := os.Remove(p.dir); err == nil || errors.Is(err, os.ErrNotExist) {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func readKeyed(path, key string) int64 {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), " ")
+		if ok && k == key {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return 0
+}
