@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/codebench/codebench/internal/config"
@@ -30,6 +31,11 @@ func runCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []str
 	asJSON := fs.Bool("json", false, "print the status document as JSON")
 	stdinFile := fs.String("stdin", "", "file to feed to the program's standard input")
 	wallMS := fs.Int64("wall-ms", 0, "wall-clock limit in ms (default from config)")
+	limits := fs.String("limits", "", `limits as JSON, e.g. '{"cpu_ms":1000,"memory_kb":65536}'`)
+	expected := fs.String("expected-output", "", "expected stdout: a mismatch is wrong_answer")
+	compare := fs.String("compare", "", "exact or trailing_whitespace (default)")
+	runs := fs.Int("runs", 0, "run the compiled program this many times")
+	flags := fs.String("compile-flags", "", "space-separated compile flags from the language's allow-list")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -49,7 +55,20 @@ func runCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []str
 		*language = l.Name
 	}
 	j := &job.Job{ID: "run-" + fmt.Sprint(time.Now().UnixNano()), Language: *language, Code: string(code),
-		Args: fs.Args()[1:], Limits: job.Limits{WallMS: *wallMS}}
+		Args: fs.Args()[1:], Runs: *runs, Compare: *compare, CompileFlags: strings.Fields(*flags)}
+	if *limits != "" {
+		if err := json.Unmarshal([]byte(*limits), &j.Limits); err != nil {
+			return fmt.Errorf("--limits: %w", err)
+		}
+	}
+	if *wallMS > 0 {
+		j.Limits.WallMS = *wallMS
+	}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "expected-output" {
+			j.ExpectedOutput = expected
+		}
+	})
 	if *stdinFile != "" {
 		b, err := os.ReadFile(*stdinFile)
 		if err != nil {

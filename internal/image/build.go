@@ -345,13 +345,9 @@ func (b *builder) rootfs(ctx context.Context, baseDir, staging string, m *Manife
 		return err
 	}
 	for _, l := range b.languageList() {
-		info := LanguageInfo{Name: l.Name}
-		if len(l.Version) > 0 {
-			out, err := command(ctx, "", "chroot", append([]string{tree}, l.Version...)...)
-			if err != nil {
-				return fmt.Errorf("language %s: %w", l.Name, err)
-			}
-			info.Version = strings.TrimSpace(strings.SplitN(out, "\n", 2)[0])
+		info := LanguageInfo{Name: l.Name, Version: languageVersion(ctx, tree, l)}
+		if info.Version == "" {
+			return fmt.Errorf("language %s: neither %v nor dpkg tells its version: is it installed?", l.Name, l.Version)
 		}
 		m.Languages = append(m.Languages, info)
 	}
@@ -371,6 +367,25 @@ func (b *builder) rootfs(ctx context.Context, baseDir, staging string, m *Manife
 	}
 	m.Rootfs, err = artifact(staging, RootfsFile)
 	return err
+}
+
+// languageVersion asks the tool itself (some print to stderr; some need /proc,
+// which the build chroot lacks), else the version of its Debian package.
+func languageVersion(ctx context.Context, tree string, l lang.Language) string {
+	if len(l.Version) > 0 {
+		out, err := exec.CommandContext(ctx, "chroot", append([]string{tree}, l.Version...)...).CombinedOutput()
+		if line := strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0]); err == nil && line != "" {
+			return line
+		}
+	}
+	if len(l.Packages) == 0 {
+		return ""
+	}
+	out, err := exec.CommandContext(ctx, "chroot", tree, "dpkg-query", "-W", "-f=${Version}", l.Packages[0]).Output()
+	if err != nil {
+		return ""
+	}
+	return l.Packages[0] + " " + strings.TrimSpace(string(out))
 }
 
 func (b *builder) finish(staging, imgDir string, m *Manifest) error {

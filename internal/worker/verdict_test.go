@@ -50,7 +50,7 @@ func TestVerdicts(t *testing.T) {
 			verdict: job.VerdictRuntimeError, message: "SIGSEGV", stdout: "start\n", exitCode: -1, signal: "SIGSEGV"},
 		{name: "abort", body: cJob(head+`int main(){ printf("start\n"); fflush(stdout); abort(); }`, "", ""),
 			verdict: job.VerdictRuntimeError, message: "SIGABRT", stdout: "start\n", exitCode: -1, signal: "SIGABRT"},
-		{name: "division by zero", body: cJob(head+`int main(){ printf("start\n"); fflush(stdout); volatile int z = 0; printf("%d\n", 1 / z); return 0; }`, "", ""),
+		{name: "division by zero", body: cJob(head+`int main(){ printf("start\n"); fflush(stdout); volatile int a = 1, z = 0; printf("%d\n", a / z); return 0; }`, "", ""),
 			verdict: job.VerdictRuntimeError, message: "SIGFPE", stdout: "start\n", exitCode: -1, signal: "SIGFPE"},
 		{name: "exit 3", body: cJob(head+`int main(){ printf("start\n"); fprintf(stderr, "bye\n"); return 3; }`, "", ""),
 			verdict: job.VerdictRuntimeError, message: "exited with status 3", stdout: "start\n", stderr: "bye", exitCode: 3},

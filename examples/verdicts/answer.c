@@ -1,0 +1,2 @@
+#include <stdio.h>
+int main(void) { printf("41\n"); return 0; }
