@@ -12,8 +12,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
+
+	"github.com/mdlayher/vsock"
 
 	"github.com/codebench/codebench/internal/agentproto"
 	"github.com/codebench/codebench/internal/guest/agent"
@@ -73,7 +77,7 @@ func serve() error {
 	if err != nil {
 		return err
 	}
-	port, err := boot.FindPort("agent", 10*time.Second)
+	open, where, err := agentChannel(boot.CmdlineValue(agentproto.CmdlineKey))
 	if err != nil {
 		return err
 	}
@@ -97,9 +101,31 @@ func serve() error {
 		Host:   guestHost{},
 		Log:    log,
 	}
-	log.Info("agent ready", "port", port, "languages", langs.Names())
+	log.Info("agent ready", "channel", where, "languages", langs.Names())
 	fmt.Println("codebench-agent: ready") // the host's console log shows boot progress
-	return srv.Serve(ctx, func() (io.ReadWriteCloser, error) { return os.OpenFile(port, os.O_RDWR, 0) })
+	return srv.Serve(ctx, open)
+}
+
+// agentChannel picks the transport the host asked for on the kernel command
+// line: "vsock:<port>" (Firecracker) or, by default, the virtio-serial port
+// named "agent" (QEMU).
+func agentChannel(spec string) (agent.Open, string, error) {
+	if p, ok := strings.CutPrefix(spec, "vsock:"); ok {
+		port, err := strconv.ParseUint(p, 10, 32)
+		if err != nil {
+			return nil, "", fmt.Errorf("bad %s=%s: %w", agentproto.CmdlineKey, spec, err)
+		}
+		ln, err := vsock.Listen(uint32(port), nil)
+		if err != nil {
+			return nil, "", fmt.Errorf("vsock listen on port %d: %w", port, err)
+		}
+		return func() (io.ReadWriteCloser, error) { return ln.Accept() }, "vsock:" + p, nil
+	}
+	port, err := boot.FindPort("agent", 10*time.Second)
+	if err != nil {
+		return nil, "", err
+	}
+	return func() (io.ReadWriteCloser, error) { return os.OpenFile(port, os.O_RDWR, 0) }, port, nil
 }
 
 // guestHost resets and re-identifies the guest this agent runs in.

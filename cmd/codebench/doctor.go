@@ -93,7 +93,17 @@ func doctorCmd(ctx context.Context, cfg config.Config, args []string) error {
 			}
 		}
 	}
-	info("driver firecracker", firecrackerStatus())
+	if d, err := firecrackerDriver(cfg, log); err != nil {
+		info("driver firecracker", "misconfigured: "+err.Error())
+	} else if err := d.Probe(); err != nil {
+		info("driver firecracker", "cannot run here: "+err.Error())
+	} else {
+		detail := "binary and /dev/kvm present"
+		if err := d.CanSnapshot(); err != nil {
+			detail += "; snapshot clones off: " + err.Error()
+		}
+		info("driver firecracker", detail+" (select with CODEBENCH_DRIVER=firecracker; see docs/FIRECRACKER.md)")
+	}
 	u, err := url.Parse(cfg.Worker.RabbitURL)
 	if err == nil {
 		conn, derr := net.DialTimeout("tcp", u.Host, 2*time.Second)
@@ -108,11 +118,4 @@ func doctorCmd(ctx context.Context, cfg config.Config, args []string) error {
 		return exitError{1}
 	}
 	return nil
-}
-
-func firecrackerStatus() string {
-	if _, err := exec.LookPath("firecracker"); err != nil {
-		return "cannot run: firecracker binary not on PATH (driver not built yet either)"
-	}
-	return "firecracker found, but this build has no firecracker driver yet"
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 
 	"github.com/codebench/codebench/internal/config"
@@ -11,6 +12,7 @@ import (
 	"github.com/codebench/codebench/internal/job"
 	"github.com/codebench/codebench/internal/lang"
 	"github.com/codebench/codebench/internal/sandbox"
+	"github.com/codebench/codebench/internal/sandbox/firecracker"
 	"github.com/codebench/codebench/internal/sandbox/qemu"
 	"github.com/codebench/codebench/internal/template"
 	"github.com/codebench/codebench/internal/worker"
@@ -19,8 +21,8 @@ import (
 // env is what every VM-running command needs, wired from the config.
 type env struct {
 	img    *image.Image
-	driver *qemu.Driver
-	accel  qemu.ProbeResult
+	driver sandbox.Driver
+	accel  qemu.ProbeResult // qemu only
 	spec   sandbox.Spec
 	policy job.Policy
 }
@@ -34,6 +36,17 @@ func openEnv(ctx context.Context, cfg config.Config, log *slog.Logger) (*env, er
 		Kernel: img.KernelPath(), Initrd: img.InitrdPath(), Rootfs: img.RootfsPath(),
 		MemoryMB: cfg.VM.MemoryMB, VCPUs: cfg.VM.VCPUs,
 	}
+	if cfg.VM.Driver == "firecracker" {
+		drv, err := firecrackerDriver(cfg, log)
+		if err != nil {
+			return nil, err
+		}
+		if err := drv.Probe(); err != nil {
+			return nil, err
+		}
+		return &env{img: img, driver: drv, accel: qemu.ProbeResult{Accel: qemu.AccelKVM, Reason: "firecracker runs on KVM"},
+			spec: spec, policy: policyFor(cfg, img)}, nil
+	}
 	qcfg := qemu.Config{Binary: cfg.VM.QEMU, RunDir: cfg.RunDir, TSCKHz: cfg.VM.TSCKHz}
 	probe, err := qemu.ResolveAccel(ctx, cfg.VM.Accel, qcfg, spec, filepath.Join(cfg.DataDir, "accel-probe.json"), log)
 	if err != nil {
@@ -45,6 +58,17 @@ func openEnv(ctx context.Context, cfg config.Config, log *slog.Logger) (*env, er
 		return nil, err
 	}
 	return &env{img: img, driver: drv, accel: probe, spec: spec, policy: policyFor(cfg, img)}, nil
+}
+
+func firecrackerDriver(cfg config.Config, log *slog.Logger) (*firecracker.Driver, error) {
+	fc := firecracker.Config{Binary: cfg.VM.Firecracker, RunDir: cfg.RunDir, VmlinuxCache: filepath.Join(cfg.DataDir, "cache", "vmlinux")}
+	if j := cfg.VM.Jailer; j.Enabled {
+		fc.Jailer = &firecracker.Jailer{Binary: j.Binary, UID: j.UID, GID: j.GID, ChrootBaseDir: j.Chroot, NetNS: j.NetNS}
+	}
+	if err := os.MkdirAll(cfg.RunDir, 0o700); err != nil {
+		return nil, err
+	}
+	return firecracker.New(fc, log)
 }
 
 func policyFor(cfg config.Config, img *image.Image) job.Policy {

@@ -11,6 +11,10 @@ import (
 	"io"
 )
 
+// CmdlineKey on the guest kernel command line selects the agent channel:
+// "vsock:<port>" for AF_VSOCK, absent for the virtio-serial port "agent".
+const CmdlineKey = "codebench.agent"
+
 // Version is the protocol version. The host sends it in its hello; an agent
 // speaking another version answers with CodeVersionMismatch.
 const Version = 1

@@ -36,6 +36,19 @@ type VM struct {
 	// Snapshots: pool VMs are clones of a warmed-up template when the
 	// driver can (CODEBENCH_SNAPSHOTS, default true).
 	Snapshots bool
+	// Driver: "qemu" (default) or "firecracker" (CODEBENCH_DRIVER).
+	Driver      string
+	Firecracker string // CODEBENCH_FIRECRACKER: the binary
+	Jailer      Jailer
+}
+
+// Jailer configures Firecracker's jailer (CODEBENCH_JAILER=true enables it).
+type Jailer struct {
+	Enabled  bool
+	Binary   string // CODEBENCH_JAILER_BINARY
+	UID, GID int    // CODEBENCH_JAILER_UID, CODEBENCH_JAILER_GID
+	Chroot   string // CODEBENCH_JAILER_CHROOT
+	NetNS    string // CODEBENCH_JAILER_NETNS
 }
 
 // Worker configures the daemon.
@@ -72,6 +85,8 @@ func Default() Config {
 		VM: VM{
 			Accel: "auto", MemoryMB: 1024, VCPUs: 1, QEMU: "qemu-system-x86_64",
 			BootLimit: 60 * time.Second, Snapshots: true,
+			Driver: "qemu", Firecracker: "firecracker",
+			Jailer: Jailer{Binary: "jailer", UID: 1500, GID: 1500, Chroot: "/srv/jailer"},
 		},
 		Worker: Worker{
 			RabbitURL: "amqp://guest:guest@127.0.0.1:5672/", Topology: "seed",
@@ -154,6 +169,14 @@ func fromLookup(lookup func(string) (string, bool)) (Config, error) {
 	str("CODEBENCH_QEMU", &c.VM.QEMU)
 	dur("CODEBENCH_BOOT_TIMEOUT", &c.VM.BootLimit)
 	boolean("CODEBENCH_SNAPSHOTS", &c.VM.Snapshots)
+	str("CODEBENCH_DRIVER", &c.VM.Driver)
+	str("CODEBENCH_FIRECRACKER", &c.VM.Firecracker)
+	boolean("CODEBENCH_JAILER", &c.VM.Jailer.Enabled)
+	str("CODEBENCH_JAILER_BINARY", &c.VM.Jailer.Binary)
+	integer("CODEBENCH_JAILER_UID", &c.VM.Jailer.UID)
+	integer("CODEBENCH_JAILER_GID", &c.VM.Jailer.GID)
+	str("CODEBENCH_JAILER_CHROOT", &c.VM.Jailer.Chroot)
+	str("CODEBENCH_JAILER_NETNS", &c.VM.Jailer.NetNS)
 
 	str("RABBITMQ_URL", &c.Worker.RabbitURL)
 	str("CODEBENCH_TOPOLOGY", &c.Worker.Topology)
@@ -195,6 +218,8 @@ func (c *Config) Validate() error {
 	check(c.RunDir != "" && len(c.RunDir) <= 48, "run dir %q must be set and short (Unix socket paths are limited to 108 bytes)", c.RunDir)
 	check(strings.Contains("auto kvm tcg", c.VM.Accel) && c.VM.Accel != "", "CODEBENCH_ACCEL must be auto, kvm or tcg, not %q", c.VM.Accel)
 	check(c.VM.MemoryMB >= 128, "VM memory %d MiB is below 128", c.VM.MemoryMB)
+	check(c.VM.Driver == "qemu" || c.VM.Driver == "firecracker", "CODEBENCH_DRIVER must be qemu or firecracker, not %q", c.VM.Driver)
+	check(!c.VM.Jailer.Enabled || (c.VM.Jailer.UID > 0 && c.VM.Jailer.GID > 0), "the jailer needs a non-root uid and gid")
 	check(c.VM.VCPUs >= 1, "VM vCPUs must be at least 1")
 	check(c.Worker.Topology == "seed" || c.Worker.Topology == "api", "CODEBENCH_TOPOLOGY must be seed or api")
 	check(c.Worker.Concurrency >= 1, "concurrency must be at least 1")

@@ -10,7 +10,9 @@ import (
 
 // GuestModules are the kernel modules the guest needs before its root disk and
 // agent channel exist; their dependencies are added in load order.
-var GuestModules = []string{"virtio_mmio", "virtio_blk", "virtio_console"}
+// virtio_console carries the agent channel under QEMU (virtio-serial), the
+// vsock transport under Firecracker.
+var GuestModules = []string{"virtio_mmio", "virtio_blk", "virtio_console", "vmw_vsock_virtio_transport"}
 
 // resolveModules returns the .ko paths for want and their dependencies,
 // dependencies first, reading each module's own "depends=" modinfo.

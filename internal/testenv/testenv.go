@@ -112,7 +112,10 @@ func Logger(t testing.TB) *slog.Logger {
 }
 
 // QEMUProcesses counts live QEMU processes whose command line mentions dir.
-func QEMUProcesses(dir string) int {
+func QEMUProcesses(dir string) int { return Processes(dir, "qemu-system") }
+
+// Processes counts live processes whose command line mentions dir and name.
+func Processes(dir, name string) int {
 	n := 0
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
@@ -120,7 +123,7 @@ func QEMUProcesses(dir string) int {
 		if err != nil {
 			continue
 		}
-		if containsBytes(b, []byte(dir+"/")) && containsBytes(b, []byte("qemu-system")) {
+		if containsBytes(b, []byte(dir+"/")) && containsBytes(b, []byte(name)) {
 			// Zombies have an empty cmdline, so a match is a live process.
 			n++
 		}

@@ -28,11 +28,17 @@ type Versioned interface{ Version() string }
 func NewLauncher(ctx context.Context, drv sandbox.Driver, spec sandbox.Spec, tcfg template.Config, snapshots bool, log *slog.Logger) *Launcher {
 	l := &Launcher{Driver: drv, Spec: spec, BootLimit: tcfg.BootLimit, log: log}
 	snap, ok := drv.(template.Driver)
+	var cannot error
+	if c, isChecker := drv.(interface{ CanSnapshot() error }); ok && isChecker {
+		cannot = c.CanSnapshot()
+	}
 	switch {
 	case !snapshots:
 		log.Info("pool: snapshots disabled by configuration; cold booting pool VMs")
 	case !ok:
 		log.Info("pool: driver has no snapshot support; cold booting pool VMs", "driver", drv.Name())
+	case cannot != nil:
+		log.Info("pool: driver cannot restore snapshots as configured; cold booting pool VMs", "driver", drv.Name(), "reason", cannot)
 	default:
 		if v, ok := drv.(Versioned); ok {
 			tcfg.Version = v.Version()

@@ -1,0 +1,424 @@
+// Package firecracker is the sandbox driver for Firecracker microVMs, through
+// firecracker-go-sdk v1.0.0: an ELF vmlinux extracted from the image's
+// Debian kernel, the image's initramfs and read-only root disk, and a vsock
+// device for the agent (host side: the Unix socket with Firecracker's
+// "CONNECT <port>" handshake; guest side: the agent listens on AF_VSOCK,
+// told so by "codebench.agent=vsock:<port>" on the kernel command line).
+//
+// Lifetimes follow the SDK's pitfalls: the ctx given to Start is the VM's
+// own (cancelling it kills the VMM), never a request's; ForwardSignals is an
+// empty, non-nil list, so a Ctrl-C on the worker does not reach its VMs
+// (the worker drains them itself); a VM's resources are released only after
+// its process has exited.
+package firecracker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	sdk "github.com/firecracker-microvm/firecracker-go-sdk"
+	models "github.com/firecracker-microvm/firecracker-go-sdk/client/models"
+	"github.com/sirupsen/logrus"
+
+	"github.com/codebench/codebench/internal/agentproto"
+	"github.com/codebench/codebench/internal/cleanup"
+	"github.com/codebench/codebench/internal/image"
+	"github.com/codebench/codebench/internal/sandbox"
+)
+
+var (
+	_ sandbox.Driver      = (*Driver)(nil)
+	_ sandbox.Snapshotter = (*Driver)(nil)
+	_ sandbox.VM          = (*VM)(nil)
+)
+
+// Files in a VM's run directory.
+const (
+	APISocket   = "fc.sock"
+	VsockSocket = "v.sock"
+	ConsoleLog  = "console.log"
+	// AgentPort is the guest vsock port the agent listens on.
+	AgentPort = 1024
+	guestCID  = 3
+)
+
+// ErrNoFirecracker: the binary is not installed.
+var ErrNoFirecracker = errors.New("firecracker: binary not found")
+
+// Jailer runs each VMM under Firecracker's jailer: a chroot, its own
+// uid/gid, a cgroup and optionally a network namespace.
+type Jailer struct {
+	Binary        string // "jailer"
+	UID, GID      int
+	ChrootBaseDir string // /srv/jailer by default
+	NetNS         string // optional: path of a network namespace
+}
+
+// Config is the driver's data.
+type Config struct {
+	Binary string // "firecracker"
+	RunDir string
+	// VmlinuxCache holds ELF kernels extracted from the images' bzImages.
+	VmlinuxCache string
+	Jailer       *Jailer
+}
+
+// Driver starts Firecracker microVMs.
+type Driver struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New checks the configuration. It does not need the binary (so the driver
+// can be configured and unit-tested anywhere); Probe says whether it runs.
+func New(cfg Config, log *slog.Logger) (*Driver, error) {
+	if cfg.Binary == "" {
+		cfg.Binary = "firecracker"
+	}
+	if cfg.RunDir == "" || cfg.VmlinuxCache == "" {
+		return nil, errors.New("firecracker: RunDir and VmlinuxCache are required")
+	}
+	if cfg.Jailer != nil && cfg.Jailer.Binary == "" {
+		cfg.Jailer.Binary = "jailer"
+	}
+	if cfg.Jailer != nil && cfg.Jailer.ChrootBaseDir == "" {
+		cfg.Jailer.ChrootBaseDir = "/srv/jailer"
+	}
+	return &Driver{cfg: cfg, log: log}, nil
+}
+
+// Name implements sandbox.Driver.
+func (d *Driver) Name() string { return "firecracker" }
+
+// Probe reports why this host cannot run the driver, or nil.
+func (d *Driver) Probe() error {
+	if _, err := exec.LookPath(d.cfg.Binary); err != nil {
+		return fmt.Errorf("%w: %s is not on PATH", ErrNoFirecracker, d.cfg.Binary)
+	}
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("firecracker: needs KVM: %w", err)
+	}
+	return f.Close()
+}
+
+// CanSnapshot says whether clones can be restored: Firecracker restores a
+// snapshot's vsock device at the Unix socket path it was saved with, so
+// clones only coexist each in a jailer chroot of its own.
+func (d *Driver) CanSnapshot() error {
+	if d.cfg.Jailer == nil {
+		return errors.New("firecracker: snapshot clones need the jailer (each clone's vsock socket must live in its own chroot)")
+	}
+	return nil
+}
+
+// kernelArgs are the guest's command line. Firecracker adds the virtio-mmio
+// device list itself; the initramfs passes it to the virtio_mmio module.
+func kernelArgs() string {
+	return strings.Join([]string{
+		"console=ttyS0", "reboot=k", "panic=-1", "pci=off", "rdinit=/init",
+		"quiet", "loglevel=3", "i8042.noaux", "i8042.nokbd", "random.trust_cpu=on",
+		fmt.Sprintf("%s=vsock:%d", agentproto.CmdlineKey, AgentPort),
+	}, " ")
+}
+
+// machineConfig is the SDK configuration for one VM: a pure function of its
+// inputs, checked by unit tests without the binary.
+func (d *Driver) machineConfig(spec sandbox.Spec, dir, vmlinux string) sdk.Config {
+	cfg := sdk.Config{
+		SocketPath:      filepath.Join(dir, APISocket),
+		KernelImagePath: vmlinux,
+		InitrdPath:      spec.Initrd,
+		KernelArgs:      kernelArgs(),
+		Drives: []models.Drive{{
+			DriveID:      sdk.String("rootfs"),
+			PathOnHost:   sdk.String(spec.Rootfs),
+			IsRootDevice: sdk.Bool(false), // the initramfs mounts /dev/vda itself
+			IsReadOnly:   sdk.Bool(true),
+		}},
+		VsockDevices: []sdk.VsockDevice{{ID: "agent", Path: filepath.Join(dir, VsockSocket), CID: guestCID}},
+		MachineCfg: models.MachineConfiguration{
+			VcpuCount:  sdk.Int64(int64(spec.VCPUs)),
+			MemSizeMib: sdk.Int64(int64(spec.MemoryMB)),
+			Smt:        sdk.Bool(false),
+		},
+		VMID: spec.ID,
+		// Empty, not nil: nil means "forward SIGINT, SIGTERM, ... to the VMM".
+		ForwardSignals: []os.Signal{},
+	}
+	if j := d.cfg.Jailer; j != nil {
+		uid, gid := j.UID, j.GID
+		cfg.JailerCfg = &sdk.JailerConfig{
+			UID: &uid, GID: &gid, ID: spec.ID, NumaNode: sdk.Int(0),
+			ExecFile: d.cfg.Binary, JailerBinary: j.Binary, ChrootBaseDir: j.ChrootBaseDir,
+			ChrootStrategy: sdk.NewNaiveChrootStrategy(vmlinux), CgroupVersion: "2",
+		}
+		cfg.NetNS = j.NetNS
+		// Inside the chroot the sockets have short relative paths.
+		cfg.SocketPath = APISocket
+		cfg.VsockDevices[0].Path = VsockSocket
+	}
+	return cfg
+}
+
+// vmlinux extracts (once, cached by the bzImage's name and size) the ELF
+// kernel Firecracker boots.
+func (d *Driver) vmlinux(bzImage string) (string, error) {
+	st, err := os.Stat(bzImage)
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(d.cfg.VmlinuxCache, fmt.Sprintf("vmlinux-%s-%d", filepath.Base(filepath.Dir(bzImage)), st.Size()))
+	if _, err := os.Stat(out); err == nil {
+		return out, nil
+	}
+	if err := os.MkdirAll(d.cfg.VmlinuxCache, 0o755); err != nil {
+		return "", err
+	}
+	return out, image.ExtractVmlinux(bzImage, out)
+}
+
+// Start implements sandbox.Driver.
+func (d *Driver) Start(ctx context.Context, spec sandbox.Spec) (sandbox.VM, error) {
+	return d.launch(ctx, spec, nil)
+}
+
+func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, snap *sdk.SnapshotConfig) (_ *VM, err error) {
+	if err := d.Probe(); err != nil {
+		return nil, err
+	}
+	if spec.ID == "" {
+		b := make([]byte, 6)
+		_, _ = rand.Read(b)
+		spec.ID = "fc-" + hex.EncodeToString(b)
+	}
+	spec.MemoryMB = max(spec.MemoryMB, 128)
+	spec.VCPUs = max(spec.VCPUs, 1)
+	vm := &VM{id: spec.ID, dir: filepath.Join(d.cfg.RunDir, spec.ID), done: make(chan struct{}), log: d.log.With("vm_id", spec.ID)}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, vm.stack.Run(ctx))
+		}
+	}()
+	if err := os.Mkdir(vm.dir, 0o700); err != nil {
+		return nil, err
+	}
+	vm.stack.Push("remove run dir", func(context.Context) error { return os.RemoveAll(vm.dir) })
+	vmlinux, err := d.vmlinux(spec.Kernel)
+	if err != nil {
+		return nil, err
+	}
+	cfg := d.machineConfig(spec, vm.dir, vmlinux)
+	console, err := os.Create(filepath.Join(vm.dir, ConsoleLog))
+	if err != nil {
+		return nil, err
+	}
+	vm.stack.Push("close console", func(context.Context) error { return console.Close() })
+
+	// The VM's lifetime context: cancelled only by Stop, as the last resort.
+	vmCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	vm.cancel = cancel
+	opts := []sdk.Opt{sdk.WithLogger(logrus.NewEntry(quietLogrus()))}
+	if cfg.JailerCfg == nil {
+		cmd := sdk.VMCommandBuilder{}.WithBin(d.cfg.Binary).WithSocketPath(cfg.SocketPath).
+			WithStdout(console).WithStderr(console).Build(vmCtx)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		opts = append(opts, sdk.WithProcessRunner(cmd))
+	} else {
+		cfg.JailerCfg.Stdout, cfg.JailerCfg.Stderr = console, console
+	}
+	if snap != nil {
+		opts = append(opts, sdk.WithSnapshot(snap.MemFilePath, snap.SnapshotPath, func(c *sdk.SnapshotConfig) { c.ResumeVM = true }))
+	}
+	m, err := sdk.NewMachine(vmCtx, cfg, opts...)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("firecracker: %w", err)
+	}
+	vm.m = m
+	if err := m.Start(vmCtx); err != nil {
+		cancel()
+		return nil, fmt.Errorf("firecracker: start: %w", err)
+	}
+	vm.vsockPath = cfg.VsockDevices[0].Path
+	if cfg.JailerCfg != nil {
+		vm.vsockPath = filepath.Join(cfg.JailerCfg.ChrootBaseDir, filepath.Base(d.cfg.Binary), spec.ID, "root", VsockSocket)
+		chroot := filepath.Dir(filepath.Dir(vm.vsockPath))
+		vm.stack.Push("remove jailer chroot", func(context.Context) error { return os.RemoveAll(chroot) })
+	}
+	// Owned by the VM; Stop waits for done.
+	go func() {
+		vm.exitErr = m.Wait(context.Background())
+		close(vm.done)
+	}()
+	vm.stack.Push("stop firecracker", vm.terminate)
+	return vm, nil
+}
+
+// VM is one Firecracker process.
+type VM struct {
+	id, dir   string
+	vsockPath string
+	m         *sdk.Machine
+	cancel    context.CancelFunc
+	log       *slog.Logger
+	done      chan struct{}
+	exitErr   error // written before done is closed
+	stack     cleanup.Stack
+	stopOnce  sync.Once
+	stopErr   error
+}
+
+// ID implements sandbox.VM.
+func (v *VM) ID() string { return v.id }
+
+// Done implements sandbox.VM.
+func (v *VM) Done() <-chan struct{} { return v.done }
+
+// PID is the VMM's process id.
+func (v *VM) PID() int {
+	pid, _ := v.m.PID()
+	return pid
+}
+
+// Kill sends SIGKILL to the VMM (fault injection for tests).
+func (v *VM) Kill() error {
+	pid, err := v.m.PID()
+	if err != nil {
+		return err
+	}
+	return syscall.Kill(pid, syscall.SIGKILL)
+}
+
+// DialAgent implements sandbox.VM.
+func (v *VM) DialAgent(ctx context.Context) (net.Conn, error) {
+	select {
+	case <-v.done:
+		return nil, sandbox.ErrVMExited
+	default:
+	}
+	return dialVsock(ctx, v.vsockPath, AgentPort)
+}
+
+// Stop implements sandbox.VM.
+func (v *VM) Stop(ctx context.Context) error {
+	v.stopOnce.Do(func() { v.stopErr = v.stack.Run(context.WithoutCancel(ctx)) })
+	return v.stopErr
+}
+
+// terminate escalates: Ctrl-Alt-Del, SIGTERM (StopVMM), SIGKILL, then the
+// VM context; each judged by the process's exit.
+func (v *VM) terminate(ctx context.Context) error {
+	defer v.cancel()
+	steps := []struct {
+		name string
+		do   func() error
+		wait time.Duration
+	}{
+		{"ctrl-alt-del", func() error { return v.m.Shutdown(ctx) }, time.Second},
+		{"SIGTERM", v.m.StopVMM, 2 * time.Second},
+		{"SIGKILL", v.Kill, 3 * time.Second},
+	}
+	for _, s := range steps {
+		if isDone(v.done) {
+			return nil
+		}
+		if err := s.do(); err != nil {
+			v.log.Debug("stop step", "step", s.name, "err", err)
+		}
+		select {
+		case <-v.done:
+			return nil
+		case <-time.After(s.wait):
+		}
+	}
+	v.cancel()
+	select {
+	case <-v.done:
+		return nil
+	case <-time.After(3 * time.Second):
+		return fmt.Errorf("%w: %s", sandbox.ErrStopFailed, v.id)
+	}
+}
+
+// ConsoleTail implements sandbox.VM.
+func (v *VM) ConsoleTail(n int) string {
+	b, err := os.ReadFile(filepath.Join(v.dir, ConsoleLog))
+	if err != nil {
+		return ""
+	}
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
+
+// StartTemplate implements sandbox.Snapshotter: a plain boot; Firecracker
+// writes the memory file at Snapshot time.
+func (d *Driver) StartTemplate(ctx context.Context, spec sandbox.Spec, _ string) (sandbox.VM, error) {
+	return d.Start(ctx, spec)
+}
+
+// Snapshot implements sandbox.Snapshotter: pause, save memory and state into
+// dir (files "mem" and "state"), stop.
+func (d *Driver) Snapshot(ctx context.Context, v sandbox.VM, dir string) error {
+	vm, ok := v.(*VM)
+	if !ok {
+		return fmt.Errorf("firecracker: snapshot of a %T", v)
+	}
+	defer vm.Stop(ctx)
+	if err := vm.m.PauseVM(ctx); err != nil {
+		return fmt.Errorf("firecracker: pause: %w", err)
+	}
+	if err := vm.m.CreateSnapshot(ctx, filepath.Join(dir, "mem"), filepath.Join(dir, "state")); err != nil {
+		return fmt.Errorf("firecracker: create snapshot: %w", err)
+	}
+	return nil
+}
+
+// Restore implements sandbox.Snapshotter: Firecracker maps the memory file
+// privately (MAP_PRIVATE), so clones never write to the template.
+func (d *Driver) Restore(ctx context.Context, spec sandbox.Spec, dir string) (sandbox.VM, error) {
+	if err := d.CanSnapshot(); err != nil {
+		return nil, err
+	}
+	return d.launch(ctx, spec, &sdk.SnapshotConfig{MemFilePath: filepath.Join(dir, "mem"), SnapshotPath: filepath.Join(dir, "state")})
+}
+
+func isDone(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+func quietLogrus() *logrus.Logger {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return l
+}
+
+// Version names the VMM build for template keys: a snapshot is only restored
+// by the Firecracker version that saved it.
+func (d *Driver) Version() string {
+	out, err := exec.Command(d.cfg.Binary, "--version").Output()
+	if err != nil {
+		return "firecracker unknown"
+	}
+	return strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+}

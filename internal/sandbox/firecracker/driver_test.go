@@ -1,0 +1,167 @@
+package firecracker
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/codebench/codebench/internal/sandbox"
+	"github.com/codebench/codebench/internal/sandbox/sandboxtest"
+	"github.com/codebench/codebench/internal/testenv"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func TestMachineConfig(t *testing.T) {
+	d, err := New(Config{RunDir: "/run/cb", VmlinuxCache: "/var/cache/cb"}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := sandbox.Spec{ID: "fc-1", Kernel: "/img/vmlinuz", Initrd: "/img/initrd.cpio", Rootfs: "/img/rootfs.ext4", MemoryMB: 1024, VCPUs: 2}
+	cfg := d.machineConfig(spec, "/run/cb/fc-1", "/var/cache/cb/vmlinux")
+
+	if cfg.SocketPath != "/run/cb/fc-1/fc.sock" || cfg.KernelImagePath != "/var/cache/cb/vmlinux" || cfg.InitrdPath != spec.Initrd {
+		t.Fatalf("paths: %+v", cfg)
+	}
+	if *cfg.MachineCfg.VcpuCount != 2 || *cfg.MachineCfg.MemSizeMib != 1024 || *cfg.MachineCfg.Smt {
+		t.Fatalf("machine config: %+v", cfg.MachineCfg)
+	}
+	if len(cfg.Drives) != 1 || *cfg.Drives[0].PathOnHost != spec.Rootfs || !*cfg.Drives[0].IsReadOnly || *cfg.Drives[0].IsRootDevice {
+		t.Fatalf("drives: %+v", cfg.Drives)
+	}
+	if len(cfg.VsockDevices) != 1 || cfg.VsockDevices[0].Path != "/run/cb/fc-1/v.sock" || cfg.VsockDevices[0].CID != 3 {
+		t.Fatalf("vsock: %+v", cfg.VsockDevices)
+	}
+	for _, want := range []string{"codebench.agent=vsock:1024", "console=ttyS0", "rdinit=/init", "pci=off"} {
+		if !strings.Contains(cfg.KernelArgs, want) {
+			t.Errorf("kernel args %q lack %q", cfg.KernelArgs, want)
+		}
+	}
+	// nil would make the SDK forward SIGINT/SIGTERM to every VMM.
+	if cfg.ForwardSignals == nil || len(cfg.ForwardSignals) != 0 {
+		t.Fatalf("ForwardSignals = %#v, want empty and non-nil", cfg.ForwardSignals)
+	}
+	if cfg.JailerCfg != nil {
+		t.Fatal("jailer configured without being asked for")
+	}
+	if err := d.CanSnapshot(); err == nil {
+		t.Fatal("snapshot clones claimed without the jailer")
+	}
+}
+
+func TestMachineConfigWithJailer(t *testing.T) {
+	d, err := New(Config{RunDir: "/run/cb", VmlinuxCache: "/c", Jailer: &Jailer{UID: 1500, GID: 1500, NetNS: "/var/run/netns/cb"}}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := d.machineConfig(sandbox.Spec{ID: "fc-2", Rootfs: "/r", MemoryMB: 512, VCPUs: 1}, "/run/cb/fc-2", "/c/vmlinux")
+	j := cfg.JailerCfg
+	if j == nil || *j.UID != 1500 || *j.GID != 1500 || j.ID != "fc-2" || j.ChrootBaseDir != "/srv/jailer" ||
+		j.JailerBinary != "jailer" || j.ExecFile != "firecracker" || j.CgroupVersion != "2" || j.ChrootStrategy == nil {
+		t.Fatalf("jailer: %+v", j)
+	}
+	if cfg.NetNS != "/var/run/netns/cb" || cfg.SocketPath != APISocket || cfg.VsockDevices[0].Path != VsockSocket {
+		t.Fatalf("chroot-relative paths: %+v", cfg)
+	}
+	if err := d.CanSnapshot(); err != nil {
+		t.Fatalf("jailer config cannot snapshot: %v", err)
+	}
+}
+
+// fakePeer plays Firecracker's side of the vsock Unix socket.
+func fakePeer(t *testing.T, answer string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "v.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		line, err := readLine(c, 64)
+		if err != nil || line != "CONNECT 1024" {
+			_, _ = c.Write([]byte("FAILURE\n"))
+			return
+		}
+		if answer == "" {
+			time.Sleep(10 * time.Second) // never answers
+			return
+		}
+		_, _ = c.Write([]byte(answer))
+		// Echo what follows, as the agent's side of the stream.
+		_, _ = io.Copy(c, c)
+	}()
+	return path
+}
+
+func TestVsockHandshake(t *testing.T) {
+	t.Run("ok", func(t *testing.T) {
+		conn, err := dialVsock(context.Background(), fakePeer(t, "OK 1073741824\nhello"), AgentPort)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		// Bytes after the OK line belong to the stream, not the handshake.
+		buf := make([]byte, 5)
+		if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != "hello" {
+			t.Fatalf("stream after handshake: %q %v", buf, err)
+		}
+	})
+	t.Run("refused", func(t *testing.T) {
+		if _, err := dialVsock(context.Background(), fakePeer(t, "FAILURE\n"), AgentPort); err == nil || !strings.Contains(err.Error(), "refused") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("silent peer times out", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		if _, err := dialVsock(ctx, fakePeer(t, ""), AgentPort); err == nil || time.Since(start) > 2*time.Second {
+			t.Fatalf("err = %v after %s", err, time.Since(start))
+		}
+	})
+	t.Run("no socket", func(t *testing.T) {
+		if _, err := dialVsock(context.Background(), "/nonexistent/v.sock", AgentPort); err == nil {
+			t.Fatal("dialled a missing socket")
+		}
+	})
+}
+
+// TestConformance runs the shared driver suite where Firecracker can run:
+// the binary on PATH and a KVM that boots the guest. Elsewhere it says why.
+func TestConformance(t *testing.T) {
+	vm := testenv.NeedVM(t) // the guest image
+	runDir := filepath.Join(vm.RunDir, "fc")
+	d, err := New(Config{RunDir: runDir, VmlinuxCache: filepath.Join(vm.Config.DataDir, "cache", "vmlinux")}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Probe(); err != nil {
+		t.Skipf("firecracker driver cannot run on this host: %v", err)
+	}
+	if err := os.MkdirAll(runDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	inst, err := sandbox.Launch(ctx, d, vm.Spec)
+	if err != nil {
+		t.Skipf("firecracker cannot boot the guest on this host's KVM: %v", err)
+	}
+	_ = inst.Stop(ctx)
+	sandboxtest.Run(t, sandboxtest.Harness{
+		Driver: d, Spec: vm.Spec,
+		Leftovers: func() (int, []string) { return testenv.Processes(runDir, "firecracker"), testenv.Entries(runDir) },
+	})
+}
