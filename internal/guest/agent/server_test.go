@@ -82,13 +82,16 @@ func TestServerRefusesBadInputAndStaysUp(t *testing.T) {
 	big := agentproto.MaxRequestFrame + 10
 	hdr := make([]byte, 4)
 	binary.BigEndian.PutUint32(hdr, uint32(big))
+	written := make(chan struct{})
 	go func() {
-		_, _ = c.Write(hdr)
-		_, _ = c.Write(make([]byte, big))
+		defer close(written)
+		// One write, so nothing can come between the header and its body.
+		_, _ = c.Write(append(hdr, make([]byte, big)...))
 	}()
 	if r := readResp(t, c); r.Error == nil || r.Error.Code != agentproto.CodeFrameTooLarge {
 		t.Fatalf("oversized frame: %+v", r)
 	}
+	<-written // the agent has skipped the whole body
 	if r := roundTrip(t, c, []byte(`{"id":7,"op":"ping"}`)); r.Error != nil || r.ID != 7 {
 		t.Fatalf("ping after oversized frame: %+v", r)
 	}

@@ -1,13 +1,18 @@
 package runner
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/codebench/codebench/internal/agentproto"
 )
 
 // ExecWithRlimits is the trampoline: it parses the flags rlimitArgs renders,
@@ -85,4 +90,46 @@ func ptrSlice(ss []string) ([]*byte, error) {
 		out[i] = p
 	}
 	return out, nil
+}
+
+// applyRlimits sets the job's rlimits on an already started process. The
+// window between exec and this call is covered by the cgroup (memory and
+// process count), by RLIMIT_CPU counting all CPU time, including the time
+// before it was set, and by the size of the job's tmpfs.
+func applyRlimits(pid int, l agentproto.Limits) error {
+	cpu := uint64((l.CPUMS + 999) / 1000)
+	for _, r := range []struct {
+		res        int
+		soft, hard uint64
+	}{
+		{unix.RLIMIT_CORE, 0, 0},
+		{unix.RLIMIT_CPU, cpu, cpu + 1},
+		{unix.RLIMIT_STACK, uint64(l.StackKB) << 10, uint64(l.StackKB) << 10},
+		{unix.RLIMIT_NPROC, uint64(l.Processes), uint64(l.Processes)},
+		{unix.RLIMIT_FSIZE, uint64(l.FileSizeKB) << 10, uint64(l.FileSizeKB) << 10},
+	} {
+		if r.res != unix.RLIMIT_CORE && r.soft == 0 {
+			continue
+		}
+		rl := unix.Rlimit{Cur: r.soft, Max: r.hard}
+		if err := unix.Prlimit(pid, r.res, &rl, nil); err != nil && !errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("prlimit %d: %w", r.res, err)
+		}
+	}
+	return nil
+}
+
+// lookPath resolves a command name with the job's PATH (the agent, as PID 1,
+// has none of its own).
+func lookPath(name, pathEnv string) (string, error) {
+	if strings.Contains(name, "/") {
+		return name, nil
+	}
+	for _, dir := range filepath.SplitList(strings.TrimPrefix(pathEnv, "PATH=")) {
+		p := filepath.Join(dir, name)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("command not found in %s", pathEnv)
 }

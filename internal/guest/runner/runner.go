@@ -209,12 +209,27 @@ func (r *Runner) phase(ctx context.Context, dir, name string, argv []string, std
 		// virtual ranges (the JVM, V8, Go) fail before using anything.
 		asKB = 0
 	}
-	rl := lim
-	rl.MemoryKB = asKB
-	full := append(append(append([]string{}, r.Exec...), rlimitArgs(rl)...), append([]string{"--"}, argv...)...)
+	env := []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + dir, "LANG=C.UTF-8", "TMPDIR=/tmp"}
+	var full []string
+	if cg != nil {
+		// No trampoline: its own start-up would be counted as the program's
+		// CPU time and memory. The cgroup contains the process from clone
+		// time (memory, process count); the rlimits follow by prlimit right
+		// after start (see applyRlimits).
+		path, err := lookPath(argv[0], env[0])
+		if err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", argv[0], err)
+			return &agentproto.Phase{ExitCode: 127}
+		}
+		full = append([]string{path}, argv[1:]...)
+	} else {
+		rl := lim
+		rl.MemoryKB = asKB
+		full = append(append(append([]string{}, r.Exec...), rlimitArgs(rl)...), append([]string{"--"}, argv...)...)
+	}
 	cmd := exec.CommandContext(ctx, full[0], full[1:]...)
 	cmd.Dir = dir
-	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + dir, "LANG=C.UTF-8", "TMPDIR=/tmp"}
+	cmd.Env = env
 	if stdin != nil {
 		cmd.Stdin = stdin
 	}
@@ -242,6 +257,12 @@ func (r *Runner) phase(ctx context.Context, dir, name string, argv []string, std
 		fmt.Fprintf(stderr, "start %s: %v\n", argv[0], err)
 		return &agentproto.Phase{ExitCode: 127, WallUS: time.Since(start).Microseconds()}
 	}
+	if cg != nil {
+		if err := applyRlimits(cmd.Process.Pid, lim); err != nil {
+			_ = killGroup(cmd)
+			fmt.Fprintf(stderr, "codebench: rlimits: %v\n", err)
+		}
+	}
 	err = cmd.Wait()
 	wall := time.Since(start)
 	_ = killGroup(cmd) // leftovers in the group after the leader exited
@@ -253,7 +274,14 @@ func (r *Runner) phase(ctx context.Context, dir, name string, argv []string, std
 	}
 	if cg != nil {
 		ph.MemoryLimited = cg.oomKilled()
-		defer func() { ph.MaxRSSKB = max(ph.MaxRSSKB, cg.peakKB()) }()
+		// The cgroup's peak is the program's own: ru_maxrss carries the
+		// parent's resident size across exec (exec_mmap keeps the old mm's
+		// high-water mark), so it is used only where the peak is unknown.
+		defer func() {
+			if peak := cg.peakKB(); peak > 0 {
+				ph.MaxRSSKB = peak
+			}
+		}()
 	}
 	if st := cmd.ProcessState; st != nil {
 		if ru, ok := st.SysUsage().(*syscall.Rusage); ok {
