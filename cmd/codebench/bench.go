@@ -50,10 +50,11 @@ func benchCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []s
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	e, err := openEnv(ctx, cfg, log)
+	e, err := openEnv(ctx, cfg, log, "b")
 	if err != nil {
 		return err
 	}
+	defer e.close(log)
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	progress := func(format string, a ...any) {
 		if !*asJSON {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/codebench/codebench/internal/config"
 	"github.com/codebench/codebench/internal/image"
+	"github.com/codebench/codebench/internal/reconcile"
 	"github.com/codebench/codebench/internal/sandbox"
 	"github.com/codebench/codebench/internal/sandbox/qemu"
 )
@@ -28,6 +29,8 @@ func doctorCmd(ctx context.Context, cfg config.Config, args []string) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg.RunDir = reconcile.OwnerDir(cfg.RunDir, "d")
+	defer os.Remove(cfg.RunDir)
 	bad := 0
 	report := func(ok bool, what, detail string) {
 		mark := "ok  "

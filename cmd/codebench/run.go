@@ -76,10 +76,11 @@ func runCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []str
 		}
 		j.Stdin = string(b)
 	}
-	e, err := openEnv(ctx, cfg, log)
+	e, err := openEnv(ctx, cfg, log, "r")
 	if err != nil {
 		return err
 	}
+	defer e.close(log)
 	if err := j.Validate(e.policy); err != nil {
 		fmt.Fprintln(os.Stderr, "codebench:", err)
 		return exitError{exitInvalid}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"github.com/codebench/codebench/internal/image"
 	"github.com/codebench/codebench/internal/job"
 	"github.com/codebench/codebench/internal/lang"
+	"github.com/codebench/codebench/internal/reconcile"
 	"github.com/codebench/codebench/internal/sandbox"
 	"github.com/codebench/codebench/internal/sandbox/firecracker"
 	"github.com/codebench/codebench/internal/sandbox/qemu"
@@ -20,6 +22,7 @@ import (
 
 // env is what every VM-running command needs, wired from the config.
 type env struct {
+	runDir string
 	img    *image.Image
 	driver sandbox.Driver
 	accel  qemu.ProbeResult // qemu only
@@ -27,7 +30,11 @@ type env struct {
 	policy job.Policy
 }
 
-func openEnv(ctx context.Context, cfg config.Config, log *slog.Logger) (*env, error) {
+// openEnv wires the sandbox for a command. Its VMs live under a run dir of
+// this process's own (<run dir>/<owner>-<pid>), so a reconciler can tell a
+// dead process's leftovers from a live one's; close removes it.
+func openEnv(ctx context.Context, cfg config.Config, log *slog.Logger, owner string) (*env, error) {
+	cfg.RunDir = reconcile.OwnerDir(cfg.RunDir, owner)
 	img, err := image.Resolve(cfg.DataDir, cfg.Image)
 	if err != nil {
 		return nil, err
@@ -44,7 +51,7 @@ func openEnv(ctx context.Context, cfg config.Config, log *slog.Logger) (*env, er
 		if err := drv.Probe(); err != nil {
 			return nil, err
 		}
-		return &env{img: img, driver: drv, accel: qemu.ProbeResult{Accel: qemu.AccelKVM, Reason: "firecracker runs on KVM"},
+		return &env{runDir: cfg.RunDir, img: img, driver: drv, accel: qemu.ProbeResult{Accel: qemu.AccelKVM, Reason: "firecracker runs on KVM"},
 			spec: spec, policy: policyFor(cfg, img)}, nil
 	}
 	qcfg := qemu.Config{Binary: cfg.VM.QEMU, RunDir: cfg.RunDir, TSCKHz: cfg.VM.TSCKHz}
@@ -57,7 +64,25 @@ func openEnv(ctx context.Context, cfg config.Config, log *slog.Logger) (*env, er
 	if err != nil {
 		return nil, err
 	}
-	return &env{img: img, driver: drv, accel: probe, spec: spec, policy: policyFor(cfg, img)}, nil
+	return &env{runDir: cfg.RunDir, img: img, driver: drv, accel: probe, spec: spec, policy: policyFor(cfg, img)}, nil
+}
+
+// close removes this process's run dir; it is empty once every VM stopped.
+func (e *env) close(log *slog.Logger) {
+	if err := os.Remove(e.runDir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		log.Warn("run dir not empty at exit", "dir", e.runDir, "err", err)
+	}
+}
+
+// reconcileRunDir removes what killed codebench processes left in the run dir.
+func reconcileRunDir(cfg config.Config, log *slog.Logger) {
+	rep, err := reconcile.Run(reconcile.Config{RunDir: cfg.RunDir, PIDFile: qemu.PIDFile, Marker: qemu.NamePrefix}, log)
+	if err != nil {
+		log.Warn("reconcile", "err", err)
+	}
+	if len(rep.Removed) > 0 {
+		log.Info("reconcile: cleaned leftovers of dead processes", "dirs", len(rep.Removed), "vms_killed", len(rep.Killed))
+	}
 }
 
 func firecrackerDriver(cfg config.Config, log *slog.Logger) (*firecracker.Driver, error) {

@@ -21,6 +21,7 @@ func queueConfig(cfg config.Config) queue.Config {
 	return queue.Config{
 		URL: cfg.Worker.RabbitURL, Topology: cfg.Worker.Topology,
 		Prefetch: cfg.Worker.Concurrency, StatusExpires: cfg.Worker.StatusExpires,
+		Quorum: cfg.Worker.Quorum, DeliveryLimit: cfg.Worker.DeliveryLimit,
 	}
 }
 
@@ -28,7 +29,8 @@ func workerCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []
 	if len(args) > 0 {
 		return fmt.Errorf("worker takes no arguments; it is configured by the environment (see README)")
 	}
-	e, err := openEnv(ctx, cfg, log)
+	reconcileRunDir(cfg, log)
+	e, err := openEnv(ctx, cfg, log, "w")
 	if err != nil {
 		return err
 	}
@@ -48,6 +50,7 @@ func workerCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []
 	defer func() {
 		log.Info("stopping pool")
 		p.Close()
+		e.close(log)
 		log.Info("worker stopped")
 	}()
 

@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -124,5 +126,69 @@ func waitStatus(t *testing.T, ctx context.Context, ch <-chan []byte, want string
 		case <-ctx.Done():
 			t.Fatalf("no %s status in time", want)
 		}
+	}
+}
+
+// startWorkerBinary starts "codebench worker" with env added to the test's.
+func startWorkerBinary(t *testing.T, logs *bytes.Buffer, env ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(binary, "worker")
+	cmd.Env = append(append(os.Environ(), "CODEBENCH_ALLOW_TCG=1"), env...)
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
+	return cmd
+}
+
+func eventually(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestWorkerKill9Reconciled: a worker killed with -9 takes its VMs with it
+// (they die with their parent), leaves its run dir, and the next worker's
+// reconciler removes it.
+func TestWorkerKill9Reconciled(t *testing.T) {
+	vm := testenv.NeedVM(t)
+	url := testenv.Vhost(t, "kill9")
+	runDir := filepath.Join(vm.RunDir, "k")
+	env := []string{"RABBITMQ_URL=" + url, "CODEBENCH_RUN_DIR=" + runDir, "CODEBENCH_POOL_SIZE=2"}
+
+	var logs1 bytes.Buffer
+	w1 := startWorkerBinary(t, &logs1, env...)
+	ownerDir := filepath.Join(runDir, fmt.Sprintf("w-%d", w1.Process.Pid))
+	eventually(t, "the first worker's pool", 3*time.Minute, func() bool { return len(testenv.Entries(ownerDir)) == 2 })
+	if err := w1.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = w1.Process.Wait()
+	eventually(t, "the dead worker's VMs to exit", 10*time.Second, func() bool { return testenv.QEMUProcesses(ownerDir) == 0 })
+	if left := testenv.Entries(ownerDir); len(left) != 2 {
+		t.Fatalf("expected the killed worker's 2 VM dirs to be left behind, found %v", left)
+	}
+
+	var logs2 bytes.Buffer
+	w2 := startWorkerBinary(t, &logs2, env...)
+	eventually(t, "the reconciler", time.Minute, func() bool {
+		_, err := os.Stat(ownerDir)
+		return os.IsNotExist(err)
+	})
+	if !strings.Contains(logs2.String(), "reconcile: removed run dir of a dead process") {
+		t.Fatalf("reconciler did not log its work:\n%s", logs2.String())
+	}
+	_ = w2.Process.Signal(syscall.SIGTERM)
+	if err := w2.Wait(); err != nil {
+		t.Fatalf("second worker: %v\n%s", err, logs2.String())
+	}
+	if left := testenv.Entries(runDir); len(left) != 0 {
+		t.Fatalf("run dir entries left: %v", left)
 	}
 }

@@ -63,6 +63,8 @@ type Worker struct {
 	Grace         time.Duration // CODEBENCH_SHUTDOWN_GRACE
 	MaxCodeBytes  int           // CODEBENCH_MAX_CODE_BYTES
 	ReconnectMax  time.Duration // CODEBENCH_RECONNECT_MAX
+	Quorum        bool          // CODEBENCH_QUORUM: jobs is a quorum queue with a delivery limit
+	DeliveryLimit int           // CODEBENCH_DELIVERY_LIMIT
 }
 
 // Limits are defaults and maxima for jobs.
@@ -92,7 +94,7 @@ func Default() Config {
 			RabbitURL: "amqp://guest:guest@127.0.0.1:5672/", Topology: "seed",
 			Concurrency: 2, PoolSize: 2, PoolBoots: 2, PoolWait: 2 * time.Minute,
 			StatusExpires: time.Hour, Grace: 30 * time.Second, MaxCodeBytes: 1 << 20,
-			ReconnectMax: 30 * time.Second,
+			ReconnectMax: 30 * time.Second, DeliveryLimit: 5,
 		},
 		Limits: Limits{
 			WallMS: 10_000, MaxWallMS: 60_000,
@@ -188,6 +190,8 @@ func fromLookup(lookup func(string) (string, bool)) (Config, error) {
 	dur("CODEBENCH_SHUTDOWN_GRACE", &c.Worker.Grace)
 	integer("CODEBENCH_MAX_CODE_BYTES", &c.Worker.MaxCodeBytes)
 	dur("CODEBENCH_RECONNECT_MAX", &c.Worker.ReconnectMax)
+	boolean("CODEBENCH_QUORUM", &c.Worker.Quorum)
+	integer("CODEBENCH_DELIVERY_LIMIT", &c.Worker.DeliveryLimit)
 
 	num("CODEBENCH_WALL_MS", &c.Limits.WallMS)
 	num("CODEBENCH_MAX_WALL_MS", &c.Limits.MaxWallMS)

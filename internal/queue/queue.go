@@ -45,6 +45,12 @@ type Config struct {
 	Topology      string
 	Prefetch      int
 	StatusExpires time.Duration
+	// Quorum declares "jobs" as a quorum queue whose messages go to
+	// jobs.dead after DeliveryLimit redeliveries: a job that kills workers
+	// again and again stops looping. A queue cannot change type: an
+	// existing classic "jobs" must be deleted (when empty) first.
+	Quorum        bool
+	DeliveryLimit int
 }
 
 // Conn is one AMQP connection with a publishing channel in confirm mode.
@@ -90,10 +96,20 @@ func (c *Conn) setup() error {
 	if err != nil {
 		return fmt.Errorf("queue: channel: %w", err)
 	}
-	for _, q := range []string{JobsQueue, DeadQueue} {
-		if _, err := ch.QueueDeclare(q, true, false, false, false, nil); err != nil {
-			return fmt.Errorf("queue: declare %s: %w", q, err)
+	if _, err := ch.QueueDeclare(DeadQueue, true, false, false, false, nil); err != nil {
+		return fmt.Errorf("queue: declare %s: %w", DeadQueue, err)
+	}
+	var jobArgs amqp.Table
+	if c.cfg.Quorum {
+		jobArgs = amqp.Table{
+			"x-queue-type":              "quorum",
+			"x-delivery-limit":          int64(max(c.cfg.DeliveryLimit, 1)),
+			"x-dead-letter-exchange":    "",
+			"x-dead-letter-routing-key": DeadQueue,
 		}
+	}
+	if _, err := ch.QueueDeclare(JobsQueue, true, false, false, false, jobArgs); err != nil {
+		return fmt.Errorf("queue: declare %s (quorum=%v; a queue cannot change type, delete it when empty): %w", JobsQueue, c.cfg.Quorum, err)
 	}
 	if c.cfg.Topology == TopologyAPI {
 		if err := ch.ExchangeDeclare(APIExchange, amqp.ExchangeDirect, true, false, false, false, nil); err != nil {

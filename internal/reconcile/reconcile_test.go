@@ -1,0 +1,96 @@
+package reconcile
+
+import (
+	"bytes"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// fakeVMM is a process whose command line looks like our VMM's (the marker
+// and its run dir, in a shell comment) or, without marker, like someone
+// else's.
+func fakeVMM(t *testing.T, vmDir, id string, marker bool) *exec.Cmd {
+	t.Helper()
+	name := "codebench:" + id
+	if !marker {
+		name = "someone-else"
+	}
+	cmd := exec.Command("sh", "-c", "sleep 60 # "+name+" "+vmDir+"/qmp.sock")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
+	if err := os.MkdirAll(vmDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(vmDir, "qemu.pid"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cmd
+}
+
+func TestReconcile(t *testing.T) {
+	run := t.TempDir()
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+
+	// A dead owner (pid far above pid_max) with one live VM of ours and
+	// one process that is not ours.
+	dead := filepath.Join(run, "w-999999999")
+	ours := fakeVMM(t, filepath.Join(dead, "vm-aaa"), "vm-aaa", true)
+	notOurs := fakeVMM(t, filepath.Join(dead, "vm-bbb"), "vm-bbb", false)
+	// A live owner: this test process.
+	live := OwnerDir(run, "w")
+	liveVM := fakeVMM(t, filepath.Join(live, "vm-ccc"), "vm-ccc", true)
+	// Not our layout at all.
+	other := filepath.Join(run, "something-else")
+	os.MkdirAll(other, 0o700)
+
+	rep, err := Run(Config{RunDir: run, PIDFile: "qemu.pid", Marker: "codebench:", OwnerCmd: filepath.Base(os.Args[0])}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(rep.Killed, []int{ours.Process.Pid}) || !slices.Equal(rep.Removed, []string{dead}) {
+		t.Fatalf("report %+v\nlogs: %s", rep, logs.String())
+	}
+	waitExit := func(c *exec.Cmd) bool {
+		done := make(chan struct{})
+		go func() { _, _ = c.Process.Wait(); close(done) }()
+		select {
+		case <-done:
+			return true
+		case <-time.After(2 * time.Second):
+			return false
+		}
+	}
+	if !waitExit(ours) {
+		t.Fatal("our leftover VM still runs")
+	}
+	for _, c := range []*exec.Cmd{notOurs, liveVM} {
+		if c.ProcessState != nil || syscallKill0(c.Process.Pid) != nil {
+			t.Fatalf("reconcile killed a process it does not own: %d", c.Process.Pid)
+		}
+	}
+	for _, d := range []string{live, other} {
+		if _, err := os.Stat(d); err != nil {
+			t.Fatalf("reconcile removed %s: %v", d, err)
+		}
+	}
+	if !bytes.Contains(logs.Bytes(), []byte("killed VM left by a dead process")) || !bytes.Contains(logs.Bytes(), []byte("not our VM")) {
+		t.Fatalf("logs: %s", logs.String())
+	}
+}
+
+func syscallKill0(pid int) error {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return err
+	}
+	return p.Signal(syscallSignal0)
+}
