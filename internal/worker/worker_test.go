@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	neturl "net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -33,9 +34,22 @@ type harness struct {
 
 func startWorker(t *testing.T, name string, poolSize, concurrency int) *harness {
 	t.Helper()
+	return startWorkerVia(t, name, poolSize, concurrency, nil)
+}
+
+// startWorkerVia is startWorker whose worker reaches the broker through
+// proxy (the test's own connection does not).
+func startWorkerVia(t *testing.T, name string, poolSize, concurrency int, proxy *testenv.Proxy) *harness {
+	t.Helper()
 	vm := testenv.NeedVM(t)
 	url := testenv.Vhost(t, name)
 	qcfg := queue.Config{URL: url, Prefetch: concurrency, StatusExpires: time.Hour}
+	wcfg := qcfg
+	if proxy != nil {
+		u, _ := neturl.Parse(url)
+		u.Host = proxy.Addr
+		wcfg.URL = u.String()
+	}
 	log := testenv.Logger(t)
 	// The production path: pool VMs are clones of a warmed-up template.
 	var langs []lang.Language
@@ -58,8 +72,8 @@ func startWorker(t *testing.T, name string, poolSize, concurrency int) *harness 
 		Max:          job.Limits{WallMS: 60_000, CPUMS: 30_000, MemoryKB: 262144, Processes: 256, OutputBytes: 1 << 20, FileSizeKB: 65536},
 		CompileWall:  30_000,
 	}
-	w := worker.New(worker.Config{Concurrency: concurrency, PoolWait: 2 * time.Minute, Grace: 30 * time.Second, ReconnectMax: 5 * time.Second, Queue: qcfg},
-		policy, p, func(ctx context.Context) (*queue.Conn, error) { return queue.Dial(ctx, qcfg) }, log)
+	w := worker.New(worker.Config{Concurrency: concurrency, PoolWait: 2 * time.Minute, Grace: 30 * time.Second, ReconnectMax: 2 * time.Second, Queue: wcfg},
+		policy, p, func(ctx context.Context) (*queue.Conn, error) { return queue.Dial(ctx, wcfg) }, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &harness{t: t, vm: vm, cancel: cancel, done: make(chan error, 1)}
 	go func() { err := w.Run(ctx); p.Close(); h.done <- err }()
@@ -281,3 +295,12 @@ func TestWorker(t *testing.T) {
 }
 
 func langHello(name string) string { return lang.Builtin()[name].Hello }
+
+func decodeStatus(t *testing.T, b []byte) job.Status {
+	t.Helper()
+	var st job.Status
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatalf("status is not JSON: %s", b)
+	}
+	return st
+}

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/codebench/codebench/internal/job"
+	"github.com/codebench/codebench/internal/queue"
+	"github.com/codebench/codebench/internal/testenv"
+)
+
+// TestScaleOutKill9: three worker processes share one queue and one run dir;
+// 60 jobs; one worker is killed with -9 in the middle. Every job ends with
+// exactly one "done" in its status queue, with the right output: none lost,
+// none finished twice.
+func TestScaleOutKill9(t *testing.T) {
+	vm := testenv.NeedVM(t)
+	url := testenv.Vhost(t, "scale")
+	runDir := filepath.Join(vm.RunDir, "s")
+	env := []string{"RABBITMQ_URL=" + url, "CODEBENCH_RUN_DIR=" + runDir, "CODEBENCH_POOL_SIZE=1", "CODEBENCH_CONCURRENCY=2"}
+	logs := make([]*bytes.Buffer, 3)
+	var workers []*exec.Cmd
+	for i := range logs {
+		logs[i] = &bytes.Buffer{}
+		workers = append(workers, startWorkerBinary(t, logs[i], env...))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	conn, err := queue.Dial(ctx, queue.Config{URL: url, StatusExpires: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+
+	const n = 60
+	type result struct {
+		statuses []job.Status
+		err      error
+	}
+	results := make([]result, n)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	finished := 0
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("scale-%d", i)
+		ch, err := conn.Follow(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() {
+			// Collect until ctx ends or the stream has been quiet for a
+			// while after a final status (a redelivered job may finish
+			// again, and that must be seen).
+			var quiet <-chan time.Time
+			for {
+				select {
+				case b := <-ch:
+					var st job.Status
+					if err := json.Unmarshal(b, &st); err != nil {
+						results[i].err = err
+						return
+					}
+					results[i].statuses = append(results[i].statuses, st)
+					if st.Status == job.StatusDone && quiet == nil {
+						mu.Lock()
+						finished++
+						mu.Unlock()
+					}
+					if job.Final(st.Status) {
+						quiet = time.After(20 * time.Second)
+					}
+				case <-quiet:
+					return
+				case <-ctx.Done():
+					results[i].err = ctx.Err()
+					return
+				}
+			}
+		})
+		body := fmt.Sprintf(`{"id":%q,"language":"python","code":"print(%d * 3)"}`, id, i)
+		if err := conn.PublishJob(ctx, []byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Kill one worker once a fifth of the jobs are done.
+	for {
+		mu.Lock()
+		f := finished
+		mu.Unlock()
+		if f >= n/5 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := workers[0].Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = workers[0].Process.Wait()
+	t.Logf("killed worker %d after %d jobs were done", workers[0].Process.Pid, finished)
+	wg.Wait()
+
+	redelivered := 0
+	for i, r := range results {
+		if r.err != nil {
+			t.Fatalf("job %d: %v (statuses %+v)", i, r.err, r.statuses)
+		}
+		dones := 0
+		for _, st := range r.statuses {
+			if st.Status == job.StatusDone {
+				dones++
+				if st.Stdout != fmt.Sprintf("%d\n", i*3) {
+					t.Fatalf("job %d: wrong output %q", i, st.Stdout)
+				}
+			}
+			if st.Status == job.StatusFailed {
+				t.Fatalf("job %d failed: %+v", i, st)
+			}
+		}
+		if dones != 1 {
+			t.Fatalf("job %d has %d done statuses: %s", i, dones, names(r.statuses))
+		}
+		if len(r.statuses) > 3 {
+			redelivered++
+		}
+	}
+	t.Logf("all %d jobs done exactly once; %d were redelivered after the kill", n, redelivered)
+	for _, w := range workers[1:] {
+		_ = w.Process.Signal(syscall.SIGTERM)
+		if err := w.Wait(); err != nil {
+			t.Fatalf("worker exit: %v", err)
+		}
+	}
+}
+
+func names(sts []job.Status) string {
+	var b bytes.Buffer
+	for _, s := range sts {
+		b.WriteString(s.Status + " ")
+	}
+	return b.String()
+}

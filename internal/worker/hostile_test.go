@@ -1,0 +1,168 @@
+package worker_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/codebench/codebench/internal/job"
+)
+
+// hostProcs counts the host's processes; hostAvailableKB is MemAvailable.
+func hostProcs() int {
+	es, _ := os.ReadDir("/proc")
+	n := 0
+	for _, e := range es {
+		if _, err := strconv.Atoi(e.Name()); err == nil {
+			n++
+		}
+	}
+	return n
+}
+
+func hostAvailableKB() int64 {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "MemAvailable:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// TestHostilePrograms: each program attacks the sandbox; each ends with a
+// verdict within its limit plus a margin, the next job succeeds, and the
+// host's process count and memory come back to where they were.
+func TestHostilePrograms(t *testing.T) {
+	h := startWorker(t, "hostile", 2, 1)
+	// Let the pool settle, then take the host's baseline.
+	warm := h.submit("warm", `{"id":"warm","language":"python","code":"print(1)"}`, 3*time.Minute)
+	if warm[len(warm)-1].Status != job.StatusDone {
+		t.Fatalf("warm-up: %+v", warm)
+	}
+	time.Sleep(2 * time.Second)
+	procs0, mem0 := hostProcs(), hostAvailableKB()
+
+	py := func(code string) string { b, _ := json.Marshal(code); return string(b) }
+	c := func(code string) string {
+		b, _ := json.Marshal("#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n#include <unistd.h>\n#include <signal.h>\n#include <fcntl.h>\n" + code)
+		return string(b)
+	}
+	tests := []struct {
+		name, lang, code, limits string
+		verdicts                 []string // any of these
+		within                   time.Duration
+		check                    func(t *testing.T, st job.Status)
+	}{
+		{name: "fork bomb", lang: "c", code: c(`int main(){ printf("start\n"); fflush(stdout); for(;;) fork(); }`), limits: `{"wall_ms":3000}`,
+			verdicts: []string{job.VerdictTimeLimit}, within: 15 * time.Second},
+		{name: "infinite loop", lang: "c", code: c(`int main(){ for(;;); }`), limits: `{"cpu_ms":1000,"wall_ms":5000}`,
+			verdicts: []string{job.VerdictTimeLimit}, within: 15 * time.Second},
+		{name: "allocate all memory", lang: "python", code: py("x = []\nwhile True: x.append(bytearray(1 << 20))"), limits: `{"memory_kb":65536}`,
+			verdicts: []string{job.VerdictMemoryLimit}, within: 15 * time.Second},
+		{name: "1 GiB to stdout", lang: "c", code: c(`int main(){ static char b[1<<20]; memset(b, 'x', sizeof b); for(int i = 0; i < 1024; i++) fwrite(b, 1, sizeof b, stdout); return 0; }`), limits: `{"output_bytes":65536}`,
+			verdicts: []string{job.VerdictOutputLimit}, within: 15 * time.Second,
+			check: func(t *testing.T, st job.Status) {
+				if len(st.Stdout) != 65536 {
+					t.Fatalf("kept %d bytes of output, want 65536", len(st.Stdout))
+				}
+			}},
+		{name: "fill the disk", lang: "python", code: py("import os\nfor d in ('/job', '/tmp'):\n    i = 0\n    try:\n        while True:\n            open(f'{d}/f{os.getpid()}-{i}', 'wb').write(b'x' * (1 << 20)); i += 1\n    except OSError as e:\n        print(d, e.errno)\n"), limits: `{"file_size_kb":2048,"wall_ms":20000}`,
+			verdicts: []string{job.VerdictOK, job.VerdictRuntimeError, job.VerdictMemoryLimit}, within: 30 * time.Second},
+		{name: "kill -9 -1", lang: "bash", code: py("echo start; kill -9 -1; echo survived"),
+			verdicts: []string{job.VerdictRuntimeError}, within: 15 * time.Second},
+		{name: "reboot and poweroff", lang: "c", code: c(`#include <sys/reboot.h>
+int main(){ int a = reboot(RB_POWER_OFF); perror("reboot"); int b = reboot(RB_AUTOBOOT); perror("reboot"); printf("%d %d\n", a, b); return 0; }`),
+			verdicts: []string{job.VerdictOK}, within: 15 * time.Second,
+			check: func(t *testing.T, st job.Status) {
+				if !strings.Contains(st.Stdout, "-1 -1") || !strings.Contains(st.Stderr, "Operation not permitted") {
+					t.Fatalf("reboot was not refused: %q %q", st.Stdout, st.Stderr)
+				}
+			}},
+		{name: "open network connections", lang: "python", code: py("import socket\nfor addr in [('10.0.2.2', 80), ('1.1.1.1', 53), ('127.0.0.1', 5672)]:\n    try:\n        socket.create_connection(addr, timeout=2); print('CONNECTED', addr)\n    except OSError as e:\n        print('refused', addr, e.errno)\n"),
+			verdicts: []string{job.VerdictOK}, within: 20 * time.Second,
+			check: func(t *testing.T, st job.Status) {
+				if strings.Contains(st.Stdout, "CONNECTED") {
+					t.Fatalf("a connection got out: %q", st.Stdout)
+				}
+			}},
+		{name: "talk to the agent channel", lang: "python", code: py("import glob, os\nfor p in glob.glob('/dev/vport*') + glob.glob('/dev/vsock') + glob.glob('/sys/class/virtio-ports/*'):\n    try:\n        fd = os.open(p, os.O_RDWR); os.write(fd, b'\\x00\\x00\\x00\\x05hello'); print('OPENED', p)\n    except OSError as e:\n        print('denied', p, e.errno)\n"),
+			verdicts: []string{job.VerdictOK}, within: 15 * time.Second,
+			check: func(t *testing.T, st job.Status) {
+				if strings.Contains(st.Stdout, "OPENED /dev/vport") {
+					t.Fatalf("the job opened the agent's port: %q", st.Stdout)
+				}
+			}},
+		{name: "read other jobs' files", lang: "bash", code: py("ls -la /job /tmp; cat /job/*/main.* 2>&1 | head -5; echo done"),
+			verdicts: []string{job.VerdictOK}, within: 15 * time.Second,
+			check: func(t *testing.T, st job.Status) {
+				// A fresh VM: this job's own directory is the only one.
+				if strings.Count(st.Stdout, " run") > 1 {
+					t.Fatalf("another job's directory is visible: %q", st.Stdout)
+				}
+			}},
+		{name: "child sleeps forever after parent exits", lang: "bash", code: py("(sleep 1000 &) ; nohup sleep 1000 >/dev/null 2>&1 & setsid sleep 1000 >/dev/null 2>&1 < /dev/null & echo parent done"),
+			verdicts: []string{job.VerdictOK}, within: 15 * time.Second},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := fmt.Sprintf("hostile-%d", i)
+			limits := tt.limits
+			if limits == "" {
+				limits = "{}"
+			}
+			body := fmt.Sprintf(`{"id":%q,"language":%q,"code":%s,"limits":%s}`, id, tt.lang, tt.code, limits)
+			start := time.Now()
+			sts := h.submit(id, body, 3*time.Minute)
+			took := time.Since(start)
+			f := sts[len(sts)-1]
+			t.Logf("%s: %s %q in %s (stdout %q)", tt.name, f.Verdict, f.Message, took.Round(time.Millisecond), trunc(f.Stdout, 120))
+			ok := false
+			for _, v := range tt.verdicts {
+				ok = ok || f.Verdict == v
+			}
+			if !ok {
+				t.Fatalf("verdict %s (%s), want one of %v; stderr %q", f.Verdict, f.Message, tt.verdicts, trunc(f.Stderr, 300))
+			}
+			if took > tt.within {
+				t.Fatalf("took %s, limit plus margin %s", took, tt.within)
+			}
+			if tt.check != nil {
+				tt.check(t, f)
+			}
+			next := h.submit(id+"-next", `{"id":"`+id+`-next","language":"python","code":"print('next')"}`, 2*time.Minute)
+			if l := next[len(next)-1]; l.Status != job.StatusDone || l.Stdout != "next\n" {
+				t.Fatalf("job after %s: %+v", tt.name, l)
+			}
+		})
+	}
+	// The host is back where it was: every VM of these jobs is gone and
+	// their memory returned (the pool is refilled to the same size).
+	time.Sleep(3 * time.Second)
+	procs1, mem1 := hostProcs(), hostAvailableKB()
+	t.Logf("host processes %d -> %d, MemAvailable %d -> %d MiB", procs0, procs1, mem0>>10, mem1>>10)
+	if procs1 > procs0+5 {
+		t.Errorf("host has %d more processes than before", procs1-procs0)
+	}
+	if mem0-mem1 > 512<<10 {
+		t.Errorf("host lost %d MiB of available memory", (mem0-mem1)>>10)
+	}
+}
+
+func trunc(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
