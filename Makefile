@@ -11,7 +11,7 @@ RABBITMQ_PASSWORD ?= admin
 export RABBITMQ_USER RABBITMQ_PASSWORD
 TEST_RABBITMQ_URL ?= amqp://$(RABBITMQ_USER):$(RABBITMQ_PASSWORD)@127.0.0.1:5672/
 
-.PHONY: all build deps image rabbitmq demo test unit stop clean
+.PHONY: all build deps image rabbitmq demo test unit soak stop clean
 
 all: build
 
@@ -40,6 +40,11 @@ test: deps image rabbitmq
 # Unit tests only: no VM, no broker (integration tests skip with a reason).
 unit:
 	CODEBENCH_DATA_DIR=/nonexistent RABBITMQ_URL=amqp://127.0.0.1:1/ $(GO) test -count=1 ./...
+
+# Not in CI: 2,000 jobs through one worker; fds, RSS, goroutines and run-dir
+# entries must not grow (SOAK_JOBS=N for another count).
+soak: deps image rabbitmq
+	scripts/soak.sh
 
 stop:
 	-@if [ -f /run/codebench-worker.pid ]; then kill -TERM $$(cat /run/codebench-worker.pid) 2>/dev/null; \

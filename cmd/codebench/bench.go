@@ -47,8 +47,20 @@ func benchCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []s
 	rounds := fs.Int("rounds", 3, "rounds of cold boots and restores (each round starts -pool VMs)")
 	local := fs.Bool("local", false, "run the load through the pool directly instead of RabbitMQ and a running worker")
 	asJSON := fs.Bool("json", false, "print JSON")
+	loadOnly := fs.Bool("load-only", false, "only the load run through RabbitMQ (no VMs of its own: for soak tests)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *loadOnly {
+		r, err := bench.LoadBroker(ctx, queueConfig(cfg), *n, *c)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return json.NewEncoder(os.Stdout).Encode(r)
+		}
+		fmt.Printf("%d jobs, %d at once: %.1f s, %.2f jobs/s\n  %s\n  %s\n", r.N, r.Concurrency, r.Seconds, r.JobsPerSec, r.EndToEnd, r.HostOverhead)
+		return nil
 	}
 	e, err := openEnv(ctx, cfg, log, "b")
 	if err != nil {

@@ -3,10 +3,15 @@ package main
 import (
 	"context"
 	"errors"
+	"expvar"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -60,6 +65,14 @@ func workerCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []
 		Grace: cfg.Worker.Grace, ReconnectMax: cfg.Worker.ReconnectMax, Queue: qcfg,
 	}, e.policy, p, func(ctx context.Context) (*queue.Conn, error) { return queue.Dial(ctx, qcfg) }, log)
 
+	if cfg.DebugAddr != "" {
+		stopDebug, err := serveDebug(cfg.DebugAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stopDebug()
+	}
+
 	// A second SIGINT/SIGTERM during the drain skips the grace period.
 	go func() {
 		<-ctx.Done()
@@ -73,4 +86,35 @@ func workerCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []
 		}
 	}()
 	return w.Run(ctx)
+}
+
+// serveDebug serves expvar (with the goroutine count) and pprof on a
+// loopback address, for the soak test and for people. The returned func
+// stops the server and waits for it.
+func serveDebug(addr string, log *slog.Logger) (func(), error) {
+	expvar.Publish("goroutines", expvar.Func(func() any { return runtime.NumGoroutine() }))
+	mux := http.NewServeMux()
+	mux.Handle("/debug/vars", expvar.Handler())
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("debug endpoint: %w", err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("debug endpoint", "err", err)
+		}
+	}()
+	log.Info("debug endpoint", "addr", "http://"+addr+"/debug/vars")
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		<-done
+	}, nil
 }

@@ -22,6 +22,9 @@ type Config struct {
 	Worker  Worker
 	Limits  Limits
 	Verbose bool // CODEBENCH_DEBUG
+	// DebugAddr serves expvar and pprof for the worker (loopback only;
+	// CODEBENCH_DEBUG_ADDR, off by default).
+	DebugAddr string
 }
 
 // VM sizes and drives the sandbox.
@@ -162,6 +165,7 @@ func fromLookup(lookup func(string) (string, bool)) (Config, error) {
 	str("CODEBENCH_IMAGE", &c.Image)
 	str("CODEBENCH_DEBIAN_MIRROR", &c.Mirror)
 	boolean("CODEBENCH_DEBUG", &c.Verbose)
+	str("CODEBENCH_DEBUG_ADDR", &c.DebugAddr)
 
 	str("CODEBENCH_ACCEL", &c.VM.Accel)
 	boolean("CODEBENCH_ALLOW_TCG", &c.VM.AllowTCG)
@@ -219,6 +223,8 @@ func (c *Config) Validate() error {
 		}
 	}
 	check(c.DataDir != "", "data dir is empty")
+	check(c.DebugAddr == "" || strings.HasPrefix(c.DebugAddr, "127.0.0.1:") || strings.HasPrefix(c.DebugAddr, "[::1]:"),
+		"CODEBENCH_DEBUG_ADDR must be on loopback, not %q", c.DebugAddr)
 	check(c.RunDir != "" && len(c.RunDir) <= 48, "run dir %q must be set and short (Unix socket paths are limited to 108 bytes)", c.RunDir)
 	check(strings.Contains("auto kvm tcg", c.VM.Accel) && c.VM.Accel != "", "CODEBENCH_ACCEL must be auto, kvm or tcg, not %q", c.VM.Accel)
 	check(c.VM.MemoryMB >= 128, "VM memory %d MiB is below 128", c.VM.MemoryMB)
