@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/codebench/codebench/internal/config"
 )
@@ -25,6 +26,10 @@ commands:
   doctor          report what works on this host
   bench           cold boot vs snapshot restore, memory per VM, and load with percentiles
 `
+
+// hardDeadlineMargin is how long past the grace period a stopping worker
+// may take to requeue, destroy its VMs and disconnect.
+const hardDeadlineMargin = 60 * time.Second
 
 // exitError carries a process exit status out of a command.
 type exitError struct{ code int }
@@ -55,6 +60,17 @@ func realMain() int {
 	defer stop()
 
 	cmd, args := os.Args[1], os.Args[2:]
+	if cmd == "worker" {
+		// The hard deadline: whatever hangs during shutdown (a VM that
+		// will not die, a broker that does not answer), the process ends
+		// this long after the first signal.
+		go func() {
+			<-ctx.Done()
+			time.Sleep(cfg.Worker.Grace + hardDeadlineMargin)
+			fmt.Fprintln(os.Stderr, "codebench: shutdown exceeded its hard deadline; exiting")
+			os.Exit(3)
+		}()
+	}
 	switch cmd {
 	case "image":
 		err = imageCmd(ctx, cfg, args)

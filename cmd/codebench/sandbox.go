@@ -103,9 +103,9 @@ func policyFor(cfg config.Config, img *image.Image) job.Policy {
 		MaxRuns:      l.MaxRuns,
 		Languages:    img.LanguageNames(),
 		Table:        lang.Builtin(),
-		Defaults: job.Limits{WallMS: l.WallMS, CPUMS: l.CPUMS, MemoryKB: l.MemoryKB, Processes: l.Processes,
+		Defaults: job.Limits{WallMS: l.WallMS, CPUMS: l.CPUMS, MemoryKB: l.MemoryKB, StackKB: l.StackKB, Processes: l.Processes,
 			OutputBytes: l.OutputBytes, FileSizeKB: l.FileSizeKB},
-		Max: job.Limits{WallMS: l.MaxWallMS, CPUMS: l.MaxCPUMS, MemoryKB: l.MaxMemoryKB, Processes: l.MaxProcesses,
+		Max: job.Limits{WallMS: l.MaxWallMS, CPUMS: l.MaxCPUMS, MemoryKB: l.MaxMemoryKB, StackKB: l.MaxStackKB, Processes: l.MaxProcesses,
 			OutputBytes: l.MaxOutputBytes, FileSizeKB: l.MaxFileSizeKB},
 		CompileWall: l.CompileWallMS,
 	}

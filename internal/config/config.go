@@ -75,6 +75,7 @@ type Limits struct {
 	WallMS, MaxWallMS           int64 // CODEBENCH_WALL_MS, CODEBENCH_MAX_WALL_MS
 	CPUMS, MaxCPUMS             int64
 	MemoryKB, MaxMemoryKB       int64
+	StackKB, MaxStackKB         int64
 	Processes, MaxProcesses     int64
 	OutputBytes, MaxOutputBytes int64
 	FileSizeKB, MaxFileSizeKB   int64
@@ -103,6 +104,7 @@ func Default() Config {
 			WallMS: 10_000, MaxWallMS: 60_000,
 			CPUMS: 5_000, MaxCPUMS: 30_000,
 			MemoryKB: 128 * 1024, MaxMemoryKB: 256 * 1024,
+			StackKB: 8 * 1024, MaxStackKB: 64 * 1024,
 			Processes: 60, MaxProcesses: 256,
 			OutputBytes: 64 * 1024, MaxOutputBytes: 4 << 20,
 			FileSizeKB: 1024, MaxFileSizeKB: 64 * 1024,
@@ -203,6 +205,8 @@ func fromLookup(lookup func(string) (string, bool)) (Config, error) {
 	num("CODEBENCH_MAX_CPU_MS", &c.Limits.MaxCPUMS)
 	num("CODEBENCH_MEMORY_KB", &c.Limits.MemoryKB)
 	num("CODEBENCH_MAX_MEMORY_KB", &c.Limits.MaxMemoryKB)
+	num("CODEBENCH_STACK_KB", &c.Limits.StackKB)
+	num("CODEBENCH_MAX_STACK_KB", &c.Limits.MaxStackKB)
 	num("CODEBENCH_OUTPUT_BYTES", &c.Limits.OutputBytes)
 	num("CODEBENCH_MAX_OUTPUT_BYTES", &c.Limits.MaxOutputBytes)
 	num("CODEBENCH_COMPILE_WALL_MS", &c.Limits.CompileWallMS)

@@ -48,6 +48,7 @@ type Limits struct {
 	WallMS      int64 `json:"wall_ms,omitempty"`
 	CPUMS       int64 `json:"cpu_ms,omitempty"`
 	MemoryKB    int64 `json:"memory_kb,omitempty"`
+	StackKB     int64 `json:"stack_kb,omitempty"`
 	Processes   int64 `json:"processes,omitempty"`
 	OutputBytes int64 `json:"output_bytes,omitempty"`
 	FileSizeKB  int64 `json:"file_size_kb,omitempty"`
@@ -181,6 +182,7 @@ func (p Policy) AgentLimits(req Limits) agentproto.Limits {
 		WallMS:        pick(req.WallMS, p.Defaults.WallMS, p.Max.WallMS),
 		CPUMS:         pick(req.CPUMS, p.Defaults.CPUMS, p.Max.CPUMS),
 		MemoryKB:      pick(req.MemoryKB, p.Defaults.MemoryKB, p.Max.MemoryKB),
+		StackKB:       pick(req.StackKB, p.Defaults.StackKB, p.Max.StackKB),
 		Processes:     pick(req.Processes, p.Defaults.Processes, p.Max.Processes),
 		OutputBytes:   pick(req.OutputBytes, p.Defaults.OutputBytes, p.Max.OutputBytes),
 		FileSizeKB:    pick(req.FileSizeKB, p.Defaults.FileSizeKB, p.Max.FileSizeKB),

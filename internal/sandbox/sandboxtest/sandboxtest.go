@@ -5,13 +5,17 @@ package sandboxtest
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/codebench/codebench/internal/agentproto"
+	"github.com/codebench/codebench/internal/lang"
 	"github.com/codebench/codebench/internal/sandbox"
+	"github.com/codebench/codebench/internal/template"
 )
 
 // Harness is what the suite needs from a driver's test.
@@ -33,6 +37,47 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Concurrent5", func(t *testing.T) { testConcurrent(t, h, 5) })
 	t.Run("StopDuringBoot", func(t *testing.T) { testStopDuringBoot(t, h) })
 	t.Run("StopDeadVM", func(t *testing.T) { testStopDead(t, h) })
+	t.Run("SnapshotClonesDiffer", func(t *testing.T) { testSnapshot(t, h) })
+}
+
+// testSnapshot saves a template, restores two clones, and checks they run
+// and do not share random numbers. Drivers without the capability skip.
+func testSnapshot(t *testing.T, h Harness) {
+	drv, ok := h.Driver.(template.Driver)
+	if !ok {
+		t.Skipf("driver %s has no snapshot support", h.Driver.Name())
+	}
+	if c, ok := h.Driver.(interface{ CanSnapshot() error }); ok {
+		if err := c.CanSnapshot(); err != nil {
+			t.Skipf("driver %s cannot restore snapshots as configured: %v", h.Driver.Name(), err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	tpl, err := template.Ensure(ctx, drv, template.Config{
+		Root: t.TempDir(), ImageHash: "conformance", Spec: h.Spec, Version: h.Driver.Name(),
+		Languages: []lang.Language{lang.Builtin()["python"]}, BootLimit: h.BootLimit,
+	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatalf("template: %v", err)
+	}
+	var rands []string
+	for i := 0; i < 2; i++ {
+		inst, err := tpl.Clone(ctx, drv, h.Spec)
+		if err != nil {
+			t.Fatalf("clone %d: %v", i, err)
+		}
+		res, err := inst.Agent.Run(ctx, &agentproto.RunRequest{Language: "python", Code: "import os; print(os.urandom(16).hex())"})
+		stopErr := inst.Stop(ctx)
+		if err != nil || stopErr != nil {
+			t.Fatalf("clone %d: run %v, stop %v", i, err, stopErr)
+		}
+		rands = append(rands, strings.TrimSpace(res.Stdout))
+	}
+	if rands[0] == "" || rands[0] == rands[1] {
+		t.Fatalf("clones' /dev/urandom: %q", rands)
+	}
+	assertClean(t, h)
 }
 
 func assertClean(t *testing.T, h Harness) {
