@@ -115,7 +115,7 @@ func Build(ctx context.Context, opts Options) (*Image, error) {
 				return err
 			}
 		}
-		if agentSum, _, err = fileSHA256(b.AgentPath); err != nil {
+		if agentSum, _, err = FileSHA256(b.AgentPath); err != nil {
 			return fmt.Errorf("agent binary: %w", err)
 		}
 		kernelPkg, err = resolveKernelPackage(ctx, b.KernelMeta)
@@ -129,7 +129,7 @@ func Build(ctx context.Context, opts Options) (*Image, error) {
 	}); err != nil {
 		return nil, err
 	}
-	kernelSum, _, err := fileSHA256(kernelDeb)
+	kernelSum, _, err := FileSHA256(kernelDeb)
 	if err != nil {
 		return nil, err
 	}
@@ -401,11 +401,12 @@ func (b *builder) finish(staging, imgDir string, m *Manifest) error {
 }
 
 func artifact(dir, file string) (Artifact, error) {
-	sum, size, err := fileSHA256(filepath.Join(dir, file))
+	sum, size, err := FileSHA256(filepath.Join(dir, file))
 	return Artifact{File: file, SHA256: sum, Size: size}, err
 }
 
-func fileSHA256(path string) (string, int64, error) {
+// FileSHA256 hashes a file, returning the hex digest and its size.
+func FileSHA256(path string) (string, int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", 0, err

@@ -97,7 +97,7 @@ func hashOfBytes(s string) string {
 	f := filepath.Join(os.TempDir(), "cb-hash-"+randHex(4))
 	os.WriteFile(f, []byte(s), 0o644)
 	defer os.Remove(f)
-	sum, _, _ := fileSHA256(f)
+	sum, _, _ := FileSHA256(f)
 	return sum
 }
 

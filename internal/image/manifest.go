@@ -149,7 +149,7 @@ func Load(dir string) (*Image, error) {
 // Verify re-hashes every artifact.
 func (i *Image) Verify() error {
 	for _, a := range []Artifact{i.Manifest.Kernel, i.Manifest.Initrd, i.Manifest.Rootfs} {
-		sum, _, err := fileSHA256(filepath.Join(i.Dir, a.File))
+		sum, _, err := FileSHA256(filepath.Join(i.Dir, a.File))
 		if err != nil {
 			return err
 		}

@@ -14,7 +14,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"github.com/codebench/codebench/internal/agentproto"
+	"github.com/codebench/codebench/internal/image"
 	"github.com/codebench/codebench/internal/lang"
 	"github.com/codebench/codebench/internal/sandbox"
 )
@@ -120,7 +120,7 @@ func Load(dir, key string) (*Template, error) {
 	if m.Schema != schema || m.Key != key {
 		return nil, fmt.Errorf("%w: metadata for key %q schema %d", ErrCorrupt, m.Key, m.Schema)
 	}
-	sum, size, err := fileSHA256(filepath.Join(dir, stateFile))
+	sum, size, err := image.FileSHA256(filepath.Join(dir, stateFile))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
@@ -183,7 +183,7 @@ func build(ctx context.Context, drv Driver, cfg Config, key string, log *slog.Lo
 	if err := drv.Snapshot(bctx, inst.VM, staging); err != nil {
 		return nil, fmt.Errorf("template: snapshot: %w", err)
 	}
-	sum, size, err := fileSHA256(filepath.Join(staging, stateFile))
+	sum, size, err := image.FileSHA256(filepath.Join(staging, stateFile))
 	if err != nil {
 		return nil, err
 	}
@@ -228,15 +228,4 @@ func (t *Template) Clone(ctx context.Context, drv Driver, spec sandbox.Spec) (*s
 	}
 	inst.BootTime = time.Since(start) // restore to ready, identity included
 	return inst, nil
-}
-
-func fileSHA256(path string) (string, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	return hex.EncodeToString(h.Sum(nil)), n, err
 }
