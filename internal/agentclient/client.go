@@ -252,6 +252,17 @@ func (c *Client) Run(ctx context.Context, req *agentproto.RunRequest) (*agentpro
 	return r.Run, nil
 }
 
+// Err is nil while the connection is up, and why it is not otherwise. It
+// costs no round trip.
+func (c *Client) Err() error {
+	select {
+	case <-c.done:
+		return c.readErr()
+	default:
+		return nil
+	}
+}
+
 // Close closes the connection and waits for the reader to stop.
 func (c *Client) Close() error {
 	c.fail(ErrClosed)

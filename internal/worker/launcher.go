@@ -70,5 +70,5 @@ func (l *Launcher) Launch(ctx context.Context) (*Sandbox, error) {
 		return nil, err
 	}
 	l.log.Debug("pool: vm ready", "vm_id", inst.VM.ID(), "ready_in", inst.BootTime, "restored", l.Template != nil)
-	return &Sandbox{Instance: inst}, nil
+	return &Sandbox{Instance: inst, Ready: time.Now()}, nil
 }

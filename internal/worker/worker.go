@@ -28,10 +28,33 @@ type Config struct {
 }
 
 // Sandbox is a pool member: a VM whose agent answered.
-type Sandbox struct{ *sandbox.Instance }
+type Sandbox struct {
+	*sandbox.Instance
+	// Ready is when the agent last answered (its handshake or identity).
+	Ready time.Time
+}
 
-// Healthy pings the agent.
-func (s *Sandbox) Healthy(ctx context.Context) error { return s.Agent.Ping(ctx) }
+// freshFor is how long after its agent answered a member is handed out
+// without a ping: its VMM is alive and its connection up, checked for free.
+const freshFor = 5 * time.Second
+
+// Healthy checks the member before it is handed out: the VMM has not exited,
+// the agent connection is up, and the agent answers a ping unless it
+// answered within freshFor (a ping is a round trip into the guest).
+func (s *Sandbox) Healthy(ctx context.Context) error {
+	select {
+	case <-s.VM.Done():
+		return sandbox.ErrVMExited
+	default:
+	}
+	if err := s.Agent.Err(); err != nil {
+		return err
+	}
+	if time.Since(s.Ready) < freshFor {
+		return nil
+	}
+	return s.Agent.Ping(ctx)
+}
 
 // Destroy stops the VM.
 func (s *Sandbox) Destroy(ctx context.Context) error { return s.Stop(ctx) }

@@ -1,0 +1,85 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/codebench/codebench/internal/agentclient"
+	"github.com/codebench/codebench/internal/agentproto"
+	"github.com/codebench/codebench/internal/sandbox"
+)
+
+type fakeVM struct{ done chan struct{} }
+
+func (v *fakeVM) ID() string                                  { return "fake" }
+func (v *fakeVM) DialAgent(context.Context) (net.Conn, error) { return nil, errors.New("no") }
+func (v *fakeVM) Stop(context.Context) error                  { return nil }
+func (v *fakeVM) Done() <-chan struct{}                       { return v.done }
+func (v *fakeVM) ConsoleTail(int) string                      { return "" }
+
+// fakeMember is a Sandbox whose agent counts the pings it answers.
+func fakeMember(t *testing.T, ready time.Time) (*Sandbox, *fakeVM, *atomic.Int32, net.Conn) {
+	t.Helper()
+	host, guest := net.Pipe()
+	var pings atomic.Int32
+	go func() {
+		for {
+			b, err := agentproto.ReadFrame(guest, agentproto.MaxRequestFrame)
+			if err != nil {
+				return
+			}
+			var req agentproto.Request
+			_ = json.Unmarshal(b, &req)
+			if req.Op == agentproto.OpPing {
+				pings.Add(1)
+			}
+			_ = agentproto.WriteMessage(guest, &agentproto.Response{ID: req.ID, Op: req.Op, Hello: &agentproto.HelloInfo{Version: 1}})
+		}
+	}()
+	c, _, err := agentclient.Connect(context.Background(), func(context.Context) (net.Conn, error) { return host, nil }, agentclient.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); guest.Close() })
+	vm := &fakeVM{done: make(chan struct{})}
+	return &Sandbox{Instance: &sandbox.Instance{VM: vm, Agent: c}, Ready: ready}, vm, &pings, guest
+}
+
+func TestSandboxHealthy(t *testing.T) {
+	ctx := context.Background()
+	t.Run("fresh: no round trip", func(t *testing.T) {
+		s, _, pings, _ := fakeMember(t, time.Now())
+		if err := s.Healthy(ctx); err != nil || pings.Load() != 0 {
+			t.Fatalf("err %v, %d pings", err, pings.Load())
+		}
+	})
+	t.Run("stale: pinged", func(t *testing.T) {
+		s, _, pings, _ := fakeMember(t, time.Now().Add(-time.Minute))
+		if err := s.Healthy(ctx); err != nil || pings.Load() != 1 {
+			t.Fatalf("err %v, %d pings", err, pings.Load())
+		}
+	})
+	t.Run("VMM exited", func(t *testing.T) {
+		s, vm, _, _ := fakeMember(t, time.Now())
+		close(vm.done)
+		if err := s.Healthy(ctx); !errors.Is(err, sandbox.ErrVMExited) {
+			t.Fatalf("err %v", err)
+		}
+	})
+	t.Run("agent connection lost", func(t *testing.T) {
+		s, _, _, guest := fakeMember(t, time.Now())
+		guest.Close()
+		deadline := time.Now().Add(2 * time.Second)
+		for s.Agent.Err() == nil && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		if err := s.Healthy(ctx); !errors.Is(err, agentclient.ErrClosed) {
+			t.Fatalf("err %v", err)
+		}
+	})
+}
