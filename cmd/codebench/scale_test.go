@@ -18,9 +18,11 @@ import (
 )
 
 // TestScaleOutKill9: three worker processes share one queue and one run dir;
-// 60 jobs; one worker is killed with -9 in the middle. Every job ends with
-// exactly one "done" in its status queue, with the right output: none lost,
-// none finished twice.
+// 60 jobs; one worker is killed with -9 in the middle. No job is lost or
+// fails: every job ends "done" with the right output. A job finishes twice
+// only if the worker died between the broker confirming its final status
+// and receiving its ack (docs/RELIABILITY.md); at most the killed worker's
+// prefetch of jobs can be in that window.
 func TestScaleOutKill9(t *testing.T) {
 	vm := testenv.NeedVM(t)
 	url := testenv.Vhost(t, "scale")
@@ -107,7 +109,7 @@ func TestScaleOutKill9(t *testing.T) {
 	t.Logf("killed worker %d after %d jobs were done", workers[0].Process.Pid, finished)
 	wg.Wait()
 
-	redelivered := 0
+	redelivered, twice := 0, 0
 	for i, r := range results {
 		if r.err != nil {
 			t.Fatalf("job %d: %v (statuses %+v)", i, r.err, r.statuses)
@@ -124,14 +126,22 @@ func TestScaleOutKill9(t *testing.T) {
 				t.Fatalf("job %d failed: %+v", i, st)
 			}
 		}
-		if dones != 1 {
-			t.Fatalf("job %d has %d done statuses: %s", i, dones, names(r.statuses))
+		last := r.statuses[len(r.statuses)-1]
+		if dones == 0 || last.Status != job.StatusDone {
+			t.Fatalf("job %d did not end done: %s", i, names(r.statuses))
+		}
+		if dones > 1 {
+			twice++
+			t.Logf("job %d finished twice (killed between confirm and ack): %s", i, names(r.statuses))
 		}
 		if len(r.statuses) > 3 {
 			redelivered++
 		}
 	}
-	t.Logf("all %d jobs done exactly once; %d were redelivered after the kill", n, redelivered)
+	if twice > 2 {
+		t.Fatalf("%d jobs finished twice; at most the killed worker's prefetch (2) can", twice)
+	}
+	t.Logf("all %d jobs done; %d redelivered after the kill; %d finished twice", n, redelivered, twice)
 	for _, w := range workers[1:] {
 		_ = w.Process.Signal(syscall.SIGTERM)
 		if err := w.Wait(); err != nil {
