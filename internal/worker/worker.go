@@ -226,12 +226,13 @@ func (w *Worker) handle(ctx context.Context, conn *queue.Conn, d *queue.Delivery
 		return
 	}
 	log = log.With("vm_id", sb.VM.ID())
+	var finalPublish time.Duration // the final status cannot carry its own publish time
 	defer func() {
 		t := time.Now()
 		w.destroy(ctx, sb, log)
 		log.Info("job timings", "queue_wait_us", tm.QueueWaitUS, "pool_wait_us", tm.PoolWaitUS, "publish_us", tm.PublishUS,
-			"dispatch_us", tm.DispatchUS, "compile_us", tm.CompileUS, "run_us", tm.RunUS, "total_us", tm.TotalUS,
-			"teardown_us", time.Since(t).Microseconds())
+			"dispatch_us", tm.DispatchUS, "compile_us", tm.CompileUS, "run_us", tm.RunUS, "guest_us", tm.GuestUS,
+			"total_us", tm.TotalUS, "final_publish_us", finalPublish.Microseconds(), "teardown_us", time.Since(t).Microseconds())
 	}()
 	pubStart = time.Now()
 	if err := w.publish(ctx, conn, job.Progress(j.ID, job.StatusRunning)); err != nil {
@@ -250,7 +251,9 @@ func (w *Worker) handle(ctx context.Context, conn *queue.Conn, d *queue.Delivery
 	tm.DispatchUS = max(tm.AgentUS-tm.CompileUS-tm.RunUS, 0)
 	tm.TotalUS = time.Since(start).Microseconds()
 	st.Timings = &tm
+	t := time.Now()
 	w.finish(ctx, conn, d, st, log)
+	finalPublish = time.Since(t)
 }
 
 // finish publishes the final status and acks; a status that is not confirmed
