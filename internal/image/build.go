@@ -333,13 +333,13 @@ func (b *builder) rootfs(ctx context.Context, baseDir, staging string, m *Manife
 		return err
 	}
 	_ = os.Remove(filepath.Join(tree, ".complete"))
-	if err := replaceWith(filepath.Join(tree, boot.AgentPath), 0o755, func(dst string) error {
+	if err := replaceWith(filepath.Join(tree, boot.AgentPath), func(dst string) error {
 		return copyFile(b.AgentPath, dst, 0o755)
 	}); err != nil {
 		return err
 	}
 	table := mustJSON(b.languageList())
-	if err := replaceWith(filepath.Join(tree, lang.GuestPath), 0o644, func(dst string) error {
+	if err := replaceWith(filepath.Join(tree, lang.GuestPath), func(dst string) error {
 		return os.WriteFile(dst, table, 0o644)
 	}); err != nil {
 		return err
@@ -458,7 +458,7 @@ func copyFile(src, dst string, perm os.FileMode) error {
 
 // replaceWith writes path through write after unlinking whatever is there, so
 // a hard link into the cached base is replaced, not written through.
-func replaceWith(path string, _ os.FileMode, write func(string) error) error {
+func replaceWith(path string, write func(string) error) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
