@@ -20,6 +20,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/codebench/codebench/internal/agentproto"
 	"github.com/codebench/codebench/internal/image"
 	"github.com/codebench/codebench/internal/lang"
@@ -35,6 +37,9 @@ const (
 	memFile   = "mem"   // the driver's RAM file (qemu.TemplateMem)
 	stateFile = "state" // the driver's device state (qemu.TemplateState)
 )
+
+// warmupLimit bounds each language's warm-up run.
+const warmupLimit = 3 * time.Minute
 
 // ErrCorrupt: a template directory does not match its metadata.
 var ErrCorrupt = errors.New("template is corrupt or partial")
@@ -92,8 +97,21 @@ func (c *Config) Key() string {
 func Ensure(ctx context.Context, drv Driver, cfg Config, log *slog.Logger) (*Template, error) {
 	key := cfg.Key()
 	dir := filepath.Join(cfg.Root, key)
+	if err := os.MkdirAll(cfg.Root, 0o755); err != nil {
+		return nil, err
+	}
 	t, err := Load(dir, key)
 	if err == nil {
+		return t, nil
+	}
+	// One builder per template on a host: other workers starting at the
+	// same time wait for it and use its result.
+	unlock, err := lockFile(ctx, filepath.Join(cfg.Root, "."+key+".lock"))
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if t, err := Load(dir, key); err == nil {
 		return t, nil
 	}
 	if _, statErr := os.Stat(dir); statErr == nil {
@@ -140,23 +158,24 @@ func Load(dir, key string) (*Template, error) {
 func build(ctx context.Context, drv Driver, cfg Config, key string, log *slog.Logger) (*Template, error) {
 	start := time.Now()
 	log.Info("building snapshot template", "key", key, "driver", drv.Name())
-	if err := os.MkdirAll(cfg.Root, 0o755); err != nil {
-		return nil, err
-	}
 	staging, err := os.MkdirTemp(cfg.Root, ".staging-"+key[:8]+"-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(staging)
 
-	bctx, cancel := context.WithTimeout(ctx, cfg.BootLimit)
-	defer cancel()
-	inst, err := sandbox.LaunchWith(bctx, func(ctx context.Context) (sandbox.VM, error) {
+	bootCtx, cancelBoot := context.WithTimeout(ctx, cfg.BootLimit)
+	inst, err := sandbox.LaunchWith(bootCtx, func(ctx context.Context) (sandbox.VM, error) {
 		return drv.StartTemplate(ctx, cfg.Spec, staging)
 	})
+	cancelBoot()
 	if err != nil {
 		return nil, fmt.Errorf("template: boot: %w", err)
 	}
+	// The warm-up compiles a program per language; each gets its own
+	// generous limit (a JVM under TCG on a busy host takes a while).
+	bctx, cancel := context.WithTimeout(ctx, time.Duration(len(cfg.Languages)+1)*warmupLimit)
+	defer cancel()
 	stopped := false
 	defer func() {
 		if !stopped {
@@ -228,4 +247,29 @@ func (t *Template) Clone(ctx context.Context, drv Driver, spec sandbox.Spec) (*s
 	}
 	inst.BootTime = time.Since(start) // restore to ready, identity included
 	return inst, nil
+}
+
+// lockFile takes an exclusive flock on path, waiting (and polling ctx) while
+// another process holds it.
+func lockFile(ctx context.Context, path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return func() { _ = unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("template: lock %s: %w", path, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("template: waiting for another build: %w", ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }

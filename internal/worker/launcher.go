@@ -15,9 +15,11 @@ type Launcher struct {
 	Driver    sandbox.Driver
 	Spec      sandbox.Spec
 	BootLimit time.Duration
-	// Template is nil when members are cold-booted.
-	Template *template.Template
-	log      *slog.Logger
+	// Template is nil when members are cold-booted; TemplateErr then says
+	// why, if building it failed.
+	Template    *template.Template
+	TemplateErr error
+	log         *slog.Logger
 }
 
 // Versioned drivers name their VMM build, for template keys.
@@ -46,6 +48,7 @@ func NewLauncher(ctx context.Context, drv sandbox.Driver, spec sandbox.Spec, tcf
 		tcfg.Spec = spec
 		t, err := template.Ensure(ctx, snap, tcfg, log)
 		if err != nil {
+			l.TemplateErr = err
 			log.Warn("pool: snapshot template failed; cold booting pool VMs", "err", err)
 			break
 		}

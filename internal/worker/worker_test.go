@@ -61,7 +61,7 @@ func startWorkerVia(t *testing.T, name string, poolSize, concurrency int, proxy 
 		Languages: langs, BootLimit: 2 * time.Minute,
 	}, true, log)
 	if launcher.Template == nil {
-		t.Fatal("no snapshot template: the pool would cold boot")
+		t.Fatalf("no snapshot template, the pool would cold boot: %v", launcher.TemplateErr)
 	}
 	p := pool.New(pool.Config{Size: poolSize, MaxBoots: 2}, launcher.Launch, log, nil)
 	p.Start()
