@@ -5,6 +5,8 @@ package agentclient
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,7 +33,7 @@ type Client struct {
 
 	mu      sync.Mutex // guards nextID, waiters, err
 	nextID  uint64
-	waiters map[uint64]chan *agentproto.Response
+	waiters map[uint64]waiter
 	err     error // set once the reader stopped
 
 	writeMu sync.Mutex // serialises frames on conn
@@ -84,8 +86,20 @@ func Connect(ctx context.Context, dial Dial, opts Options) (*Client, *agentproto
 	}
 }
 
+// waiter is a request awaiting its response.
+type waiter struct {
+	op string
+	ch chan *agentproto.Response
+}
+
 func newClient(conn net.Conn) *Client {
-	c := &Client{conn: conn, waiters: map[uint64]chan *agentproto.Response{}, done: make(chan struct{})}
+	// IDs start at a random point: the virtio-serial port is one byte stream
+	// across host connections, so the guest's late answer to a request of
+	// an abandoned connection can arrive on the next one, and must not match
+	// a request there.
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	c := &Client{conn: conn, nextID: binary.BigEndian.Uint64(b[:]) >> 2, waiters: map[uint64]waiter{}, done: make(chan struct{})}
 	go c.readLoop()
 	return c
 }
@@ -152,13 +166,16 @@ func (c *Client) readLoop() {
 			return
 		}
 		c.mu.Lock()
-		ch := c.waiters[r.ID]
-		delete(c.waiters, r.ID)
-		c.mu.Unlock()
-		if ch != nil {
-			ch <- &r // buffered, one response per id
+		w, ok := c.waiters[r.ID]
+		if ok && w.op == r.Op {
+			delete(c.waiters, r.ID)
 		}
-		// A response nobody waits for answers a retried hello: dropped.
+		c.mu.Unlock()
+		if ok && w.op == r.Op {
+			w.ch <- &r // buffered, one response per id
+		}
+		// A response nobody waits for, or for another op, answers a retried
+		// hello or an abandoned connection's request: dropped.
 	}
 }
 
@@ -168,8 +185,8 @@ func (c *Client) fail(err error) {
 	if c.err == nil {
 		c.err = err
 	}
-	for id, ch := range c.waiters {
-		close(ch)
+	for id, w := range c.waiters {
+		close(w.ch)
 		delete(c.waiters, id)
 	}
 	_ = c.conn.Close()
@@ -193,7 +210,7 @@ func (c *Client) send(req *agentproto.Request) (uint64, chan *agentproto.Respons
 	c.nextID++
 	req.ID = c.nextID
 	ch := make(chan *agentproto.Response, 1)
-	c.waiters[req.ID] = ch
+	c.waiters[req.ID] = waiter{op: req.Op, ch: ch}
 	c.mu.Unlock()
 
 	c.writeMu.Lock()

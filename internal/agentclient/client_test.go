@@ -99,3 +99,45 @@ func TestSilentAgentTimesOut(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestStaleAnswerFromAnAbandonedConnection: the guest's answer to a hello
+// sent on an earlier connection arrives on this one (the virtio-serial port
+// is one stream across host connections). It must not be taken for the
+// answer to a run.
+func TestStaleAnswerFromAnAbandonedConnection(t *testing.T) {
+	host, guest := net.Pipe()
+	go func() {
+		defer guest.Close()
+		for {
+			b, err := agentproto.ReadFrame(guest, agentproto.MaxRequestFrame)
+			if err != nil {
+				return
+			}
+			var req agentproto.Request
+			_ = json.Unmarshal(b, &req)
+			switch req.Op {
+			case agentproto.OpHello:
+				_ = agentproto.WriteMessage(guest, &agentproto.Response{ID: req.ID, Op: req.Op, Hello: &agentproto.HelloInfo{Version: 1}})
+			case agentproto.OpRun:
+				// First a stale hello answer carrying this very id (as
+				// an old connection's could), then the real answer.
+				_ = agentproto.WriteMessage(guest, &agentproto.Response{ID: req.ID, Op: agentproto.OpHello, Hello: &agentproto.HelloInfo{Version: 1}})
+				_ = agentproto.WriteMessage(guest, &agentproto.Response{ID: req.ID, Op: req.Op, Run: &agentproto.RunResult{Stdout: "real"}})
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, _, err := Connect(ctx, func(context.Context) (net.Conn, error) { return host, nil }, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	res, err := c.Run(ctx, &agentproto.RunRequest{Language: "c", Code: "x"})
+	if err != nil || res.Stdout != "real" {
+		t.Fatalf("run got %+v, %v", res, err)
+	}
+	if c.nextID < 1<<20 {
+		t.Fatalf("request ids start at %d: they must not restart near 1 on every connection", c.nextID)
+	}
+}
