@@ -13,9 +13,10 @@ import (
 	"github.com/codebench/codebench/internal/agentproto"
 )
 
-// hostileAgent answers the handshake, then does what misbehave says with
-// the next request. It is the guest after user code took over the agent.
-func hostileAgent(t *testing.T, misbehave func(c net.Conn)) *Client {
+// fakeAgent serves the guest side of one connection: it answers hellos and
+// hands every other request to handle, which returns false to stop. It
+// returns a client connected to it.
+func fakeAgent(t *testing.T, handle func(guest net.Conn, req agentproto.Request) bool) *Client {
 	t.Helper()
 	host, guest := net.Pipe()
 	go func() {
@@ -31,8 +32,9 @@ func hostileAgent(t *testing.T, misbehave func(c net.Conn)) *Client {
 				_ = agentproto.WriteMessage(guest, &agentproto.Response{ID: req.ID, Op: req.Op, Hello: &agentproto.HelloInfo{Version: 1}})
 				continue
 			}
-			misbehave(guest)
-			return
+			if !handle(guest, req) {
+				return
+			}
 		}
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -50,6 +52,16 @@ func hostileAgent(t *testing.T, misbehave func(c net.Conn)) *Client {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// hostileAgent answers the handshake, then does what misbehave says with
+// the next request. It is the guest after user code took over the agent.
+func hostileAgent(t *testing.T, misbehave func(c net.Conn)) *Client {
+	t.Helper()
+	return fakeAgent(t, func(guest net.Conn, _ agentproto.Request) bool {
+		misbehave(guest)
+		return false
+	})
 }
 
 func TestHostileAgent(t *testing.T) {
@@ -105,34 +117,17 @@ func TestSilentAgentTimesOut(t *testing.T) {
 // is one stream across host connections). It must not be taken for the
 // answer to a run.
 func TestStaleAnswerFromAnAbandonedConnection(t *testing.T) {
-	host, guest := net.Pipe()
-	go func() {
-		defer guest.Close()
-		for {
-			b, err := agentproto.ReadFrame(guest, agentproto.MaxRequestFrame)
-			if err != nil {
-				return
-			}
-			var req agentproto.Request
-			_ = json.Unmarshal(b, &req)
-			switch req.Op {
-			case agentproto.OpHello:
-				_ = agentproto.WriteMessage(guest, &agentproto.Response{ID: req.ID, Op: req.Op, Hello: &agentproto.HelloInfo{Version: 1}})
-			case agentproto.OpRun:
-				// First a stale hello answer carrying this very id (as
-				// an old connection's could), then the real answer.
-				_ = agentproto.WriteMessage(guest, &agentproto.Response{ID: req.ID, Op: agentproto.OpHello, Hello: &agentproto.HelloInfo{Version: 1}})
-				_ = agentproto.WriteMessage(guest, &agentproto.Response{ID: req.ID, Op: req.Op, Run: &agentproto.RunResult{Stdout: "real"}})
-			}
+	c := fakeAgent(t, func(guest net.Conn, req agentproto.Request) bool {
+		if req.Op == agentproto.OpRun {
+			// First a stale hello answer carrying this very id (as an
+			// old connection's could), then the real answer.
+			_ = agentproto.WriteMessage(guest, &agentproto.Response{ID: req.ID, Op: agentproto.OpHello, Hello: &agentproto.HelloInfo{Version: 1}})
+			_ = agentproto.WriteMessage(guest, &agentproto.Response{ID: req.ID, Op: req.Op, Run: &agentproto.RunResult{Stdout: "real"}})
 		}
-	}()
+		return true
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, _, err := Connect(ctx, func(context.Context) (net.Conn, error) { return host, nil }, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	res, err := c.Run(ctx, &agentproto.RunRequest{Language: "c", Code: "x"})
 	if err != nil || res.Stdout != "real" {
 		t.Fatalf("run got %+v, %v", res, err)
