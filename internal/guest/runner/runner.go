@@ -4,10 +4,10 @@
 package runner
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +16,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 
@@ -87,8 +86,7 @@ func (r *Runner) Run(ctx context.Context, req *agentproto.RunRequest) (*agentpro
 	}
 	res := &agentproto.RunResult{Compiled: true}
 	if len(l.Compile) > 0 {
-		var out capBuffer
-		out.limit = compileOutputCap
+		out := newOutput(compileOutputCap)
 		clim := lim
 		clim.WallMS = lim.CompileWallMS
 		clim.CPUMS = lim.CompileWallMS
@@ -99,9 +97,11 @@ func (r *Runner) Run(ctx context.Context, req *agentproto.RunRequest) (*agentpro
 		// Appended last: gcc, g++ and rustc take the last of repeated
 		// options, so a job's -std=... or -O... wins over our defaults.
 		argv := append(append([]string{}, l.Compile...), req.CompileFlags...)
-		ph := r.phase(ctx, dir, "compile", argv, nil, clim, &out, &out)
+		// Compiler diagnostics: both streams into one, in order.
+		w := out.writer(stdoutStream)
+		ph := r.phase(ctx, phaseSpec{dir: dir, name: "compile", argv: argv, lim: clim}, out, w, w)
 		res.Compile = ph
-		res.CompileOutput = out.text()
+		res.CompileOutput = out.text(stdoutStream)
 		if ph.ExitCode != 0 || ph.Signal != "" || ph.TimedOut {
 			res.Compiled = false
 			return res, nil
@@ -109,13 +109,13 @@ func (r *Runner) Run(ctx context.Context, req *agentproto.RunRequest) (*agentpro
 	}
 	argv := append(append([]string{}, l.Run...), req.Args...)
 	for i := 0; i < runs; i++ {
-		stdout := capBuffer{limit: lim.OutputBytes}
-		stderr := capBuffer{limit: lim.OutputBytes, shared: &stdout}
-		stdout.shared = &stderr
-		ph := r.phase(ctx, dir, "run"+strconv.Itoa(i), argv, strings.NewReader(req.Stdin), lim, &stdout, &stderr)
+		// stdout and stderr share one budget: the output limit is for both.
+		out := newOutput(lim.OutputBytes)
+		spec := phaseSpec{dir: dir, name: "run" + strconv.Itoa(i), argv: argv, stdin: strings.NewReader(req.Stdin), lim: lim}
+		ph := r.phase(ctx, spec, out, out.writer(stdoutStream), out.writer(stderrStream))
 		if i == 0 {
 			res.Run = ph
-			res.Stdout, res.Stderr = stdout.text(), stderr.text()
+			res.Stdout, res.Stderr = out.text(stdoutStream), out.text(stderrStream)
 		}
 		if runs > 1 {
 			res.Runs = append(res.Runs, *ph)
@@ -184,54 +184,92 @@ func (r *Runner) chown(p string) error {
 	return nil
 }
 
-// phase runs argv in dir and reports what happened. It never returns an
-// error: a process that cannot be started is reported as exit code 127 with
-// the reason on stderr, as a shell would.
-func (r *Runner) phase(ctx context.Context, dir, name string, argv []string, stdin *strings.Reader, lim agentproto.Limits, stdout, stderr *capBuffer) *agentproto.Phase {
+// phaseSpec is one compile or run: what to execute, where, and its limits.
+type phaseSpec struct {
+	dir, name string
+	argv      []string
+	stdin     io.Reader // nil: /dev/null
+	lim       agentproto.Limits
+}
+
+// phase runs spec with its output captured in out and reports what happened.
+// It never returns an error: a process that cannot be started is reported as
+// exit code 127 with the reason on stderr, as a shell would.
+func (r *Runner) phase(ctx context.Context, spec phaseSpec, out *output, stdout, stderr io.Writer) *agentproto.Phase {
 	if r.AfterPhase != nil {
 		defer r.AfterPhase()
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(lim.WallMS)*time.Millisecond)
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(spec.lim.WallMS)*time.Millisecond)
 	defer cancel()
-
 	var cg *phaseCgroup
-	asKB := lim.MemoryKB
 	if r.Cgroups != nil {
 		var err error
-		cg, err = r.Cgroups.create(filepath.Base(dir)+"-"+name, lim.MemoryKB, lim.Processes)
+		cg, err = r.Cgroups.create(filepath.Base(spec.dir)+"-"+spec.name, spec.lim.MemoryKB, spec.lim.Processes)
 		if err != nil {
 			fmt.Fprintf(stderr, "codebench: cgroup: %v\n", err)
 			return &agentproto.Phase{ExitCode: 127}
 		}
 		defer cg.destroy()
-		// The cgroup limits the resident memory of the whole tree; an
-		// address-space limit would make runtimes that reserve large
-		// virtual ranges (the JVM, V8, Go) fail before using anything.
-		asKB = 0
 	}
-	env := []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + dir, "LANG=C.UTF-8", "TMPDIR=/tmp"}
+	cmd, err := r.command(ctx, spec, cg, stdout, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", spec.argv[0], err)
+		return &agentproto.Phase{ExitCode: 127}
+	}
+	out.onOverflow = func() { _ = killGroup(cmd) }
+
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintf(stderr, "start %s: %v\n", spec.argv[0], err)
+		return &agentproto.Phase{ExitCode: 127, WallUS: time.Since(start).Microseconds()}
+	}
+	if cg != nil {
+		if err := applyRlimits(cmd.Process.Pid, spec.lim); err != nil {
+			_ = killGroup(cmd)
+			fmt.Fprintf(stderr, "codebench: rlimits: %v\n", err)
+		}
+	}
+	err = cmd.Wait()
+	wall := time.Since(start)
+	_ = killGroup(cmd) // leftovers in the group after the leader exited
+	ph := result(cmd, err, stderr)
+	ph.WallUS = wall.Microseconds()
+	ph.TimedOut = errors.Is(ctx.Err(), context.DeadlineExceeded)
+	ph.OutputLimited = out.overflowed()
+	if cg != nil {
+		ph.MemoryLimited = cg.oomKilled()
+		// The cgroup's peak is the program's own: ru_maxrss carries the
+		// parent's resident size across exec (exec_mmap keeps the old mm's
+		// high-water mark), so it is used only where the peak is unknown.
+		if peak := cg.peakKB(); peak > 0 {
+			ph.MaxRSSKB = peak
+		}
+	}
+	return ph
+}
+
+// command builds the process of a phase: the job user, its own process
+// group, the phase's cgroup from clone time when there is one (rlimits then
+// follow by prlimit right after start), else the rlimit trampoline.
+func (r *Runner) command(ctx context.Context, spec phaseSpec, cg *phaseCgroup, stdout, stderr io.Writer) (*exec.Cmd, error) {
+	env := []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + spec.dir, "LANG=C.UTF-8", "TMPDIR=/tmp"}
 	var full []string
 	if cg != nil {
 		// No trampoline: its own start-up would be counted as the program's
-		// CPU time and memory. The cgroup contains the process from clone
-		// time (memory, process count); the rlimits follow by prlimit right
-		// after start (see applyRlimits).
-		path, err := lookPath(argv[0], env[0])
+		// CPU time and memory.
+		path, err := lookPath(spec.argv[0], env[0])
 		if err != nil {
-			fmt.Fprintf(stderr, "%s: %v\n", argv[0], err)
-			return &agentproto.Phase{ExitCode: 127}
+			return nil, err
 		}
-		full = append([]string{path}, argv[1:]...)
+		full = append([]string{path}, spec.argv[1:]...)
 	} else {
-		rl := lim
-		rl.MemoryKB = asKB
-		full = append(append(append([]string{}, r.Exec...), rlimitArgs(rl)...), append([]string{"--"}, argv...)...)
+		full = append(append(append([]string{}, r.Exec...), rlimitArgs(spec.lim)...), append([]string{"--"}, spec.argv...)...)
 	}
 	cmd := exec.CommandContext(ctx, full[0], full[1:]...)
-	cmd.Dir = dir
+	cmd.Dir = spec.dir
 	cmd.Env = env
-	if stdin != nil {
-		cmd.Stdin = stdin
+	if spec.stdin != nil {
+		cmd.Stdin = spec.stdin
 	}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -248,58 +286,29 @@ func (r *Runner) phase(ctx context.Context, dir, name string, argv []string, std
 	// A child that inherited stdout keeps the pipe open after the leader
 	// exits; do not wait for it longer than this.
 	cmd.WaitDelay = 500 * time.Millisecond
-	stdout.onOverflow = func() { _ = killGroup(cmd) }
-	stderr.onOverflow = stdout.onOverflow
+	return cmd, nil
+}
 
-	start := time.Now()
-	err := cmd.Start()
-	if err != nil {
-		fmt.Fprintf(stderr, "start %s: %v\n", argv[0], err)
-		return &agentproto.Phase{ExitCode: 127, WallUS: time.Since(start).Microseconds()}
-	}
-	if cg != nil {
-		if err := applyRlimits(cmd.Process.Pid, lim); err != nil {
-			_ = killGroup(cmd)
-			fmt.Fprintf(stderr, "codebench: rlimits: %v\n", err)
-		}
-	}
-	err = cmd.Wait()
-	wall := time.Since(start)
-	_ = killGroup(cmd) // leftovers in the group after the leader exited
-
-	ph := &agentproto.Phase{
-		WallUS:        wall.Microseconds(),
-		TimedOut:      errors.Is(ctx.Err(), context.DeadlineExceeded),
-		OutputLimited: stdout.overflowed() || stderr.overflowed(),
-	}
-	if cg != nil {
-		ph.MemoryLimited = cg.oomKilled()
-		// The cgroup's peak is the program's own: ru_maxrss carries the
-		// parent's resident size across exec (exec_mmap keeps the old mm's
-		// high-water mark), so it is used only where the peak is unknown.
-		defer func() {
-			if peak := cg.peakKB(); peak > 0 {
-				ph.MaxRSSKB = peak
-			}
-		}()
-	}
-	if st := cmd.ProcessState; st != nil {
-		if ru, ok := st.SysUsage().(*syscall.Rusage); ok {
-			ph.CPUUserUS = ru.Utime.Sec*1e6 + int64(ru.Utime.Usec)
-			ph.CPUSysUS = ru.Stime.Sec*1e6 + int64(ru.Stime.Usec)
-			ph.MaxRSSKB = ru.Maxrss
-		}
-		ws, _ := st.Sys().(syscall.WaitStatus)
-		switch {
-		case ws.Signaled():
-			ph.Signal = unix.SignalName(ws.Signal())
-			ph.ExitCode = 128 + int(ws.Signal())
-		default:
-			ph.ExitCode = ws.ExitStatus()
-		}
-	} else if err != nil {
-		fmt.Fprintf(stderr, "wait: %v\n", err)
+// result reads the exit status and resource usage of a finished phase.
+func result(cmd *exec.Cmd, waitErr error, stderr io.Writer) *agentproto.Phase {
+	ph := &agentproto.Phase{}
+	st := cmd.ProcessState
+	if st == nil {
+		fmt.Fprintf(stderr, "wait: %v\n", waitErr)
 		ph.ExitCode = 127
+		return ph
+	}
+	if ru, ok := st.SysUsage().(*syscall.Rusage); ok {
+		ph.CPUUserUS = ru.Utime.Sec*1e6 + int64(ru.Utime.Usec)
+		ph.CPUSysUS = ru.Stime.Sec*1e6 + int64(ru.Stime.Usec)
+		ph.MaxRSSKB = ru.Maxrss
+	}
+	ws, _ := st.Sys().(syscall.WaitStatus)
+	if ws.Signaled() {
+		ph.Signal = unix.SignalName(ws.Signal())
+		ph.ExitCode = 128 + int(ws.Signal())
+	} else {
+		ph.ExitCode = ws.ExitStatus()
 	}
 	return ph
 }
@@ -325,82 +334,4 @@ func rlimitArgs(l agentproto.Limits) []string {
 		"--nproc", strconv.FormatInt(l.Processes, 10),
 		"--fsize-kb", strconv.FormatInt(l.FileSizeKB, 10),
 	}
-}
-
-// capBuffer keeps at most limit bytes shared with its sibling (stdout and
-// stderr share one cap) and reports overflow once.
-type capBuffer struct {
-	mu         sync.Mutex // guards buf, over
-	buf        bytes.Buffer
-	limit      int64
-	shared     *capBuffer
-	over       bool
-	onOverflow func()
-}
-
-func (c *capBuffer) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	used := int64(c.buf.Len())
-	if c.shared != nil {
-		used += c.shared.size()
-	}
-	room := c.limit - used
-	if room < 0 {
-		room = 0
-	}
-	overflow := int64(len(p)) > room
-	if overflow {
-		c.buf.Write(p[:room])
-		c.over = true
-	} else {
-		c.buf.Write(p)
-	}
-	fn := c.onOverflow
-	c.mu.Unlock()
-	if overflow && fn != nil {
-		fn()
-	}
-	// Report success so the copier keeps draining (and discarding) the pipe
-	// until the killed process closes it.
-	return len(p), nil
-}
-
-func (c *capBuffer) size() int64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return int64(c.buf.Len())
-}
-
-func (c *capBuffer) overflowed() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.over
-}
-
-// text returns the output as valid UTF-8: bytes that are not UTF-8 are
-// written as \xNN instead of being replaced or dropped, so binary output
-// survives JSON and can be told apart from text.
-func (c *capBuffer) text() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return EscapeInvalidUTF8(c.buf.Bytes())
-}
-
-// EscapeInvalidUTF8 keeps valid UTF-8 as is and writes each invalid byte as
-// the four characters \xNN.
-func EscapeInvalidUTF8(b []byte) string {
-	if utf8.Valid(b) {
-		return string(b)
-	}
-	var sb strings.Builder
-	for len(b) > 0 {
-		r, size := utf8.DecodeRune(b)
-		if r == utf8.RuneError && size == 1 {
-			fmt.Fprintf(&sb, "\\x%02x", b[0])
-		} else {
-			sb.Write(b[:size])
-		}
-		b = b[size:]
-	}
-	return sb.String()
 }
