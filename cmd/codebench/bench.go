@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -15,7 +14,6 @@ import (
 	"github.com/codebench/codebench/internal/bench"
 	"github.com/codebench/codebench/internal/config"
 	"github.com/codebench/codebench/internal/sandbox"
-	"github.com/codebench/codebench/internal/template"
 )
 
 // benchReport is everything "codebench bench" measured, in one run.
@@ -73,32 +71,28 @@ func benchCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []s
 			fmt.Fprintf(os.Stderr, "bench: "+format+"\n", a...)
 		}
 	}
-	launcher := e.launcher(ctx, cfg, quiet)
-	if launcher.Template == nil {
-		return errors.New("bench needs snapshot templates (driver support and CODEBENCH_SNAPSHOTS=true)")
+	prov, err := e.provisioner(ctx, cfg, quiet)
+	if prov.Template() == nil {
+		return fmt.Errorf("bench needs snapshot templates (driver support and CODEBENCH_SNAPSHOTS=true): %v", err)
 	}
-	drv := launcher.Driver.(template.Driver)
-	rep := benchReport{Machine: machine(), Driver: e.describe(), TemplateDir: launcher.Template.Dir, TemplateInMS: launcher.Template.Meta.BuildMS}
+	tmpl := prov.Template()
+	rep := benchReport{Machine: machine(), Driver: e.describe(), TemplateDir: tmpl.Dir, TemplateInMS: tmpl.Meta.BuildMS}
 
 	progress("cold boots: %d rounds of %d", *rounds, *poolSize)
 	if rep.ColdBoot, err = bench.MeasureVMs(ctx, "cold boot to ready", func(ctx context.Context) (*sandbox.Instance, error) {
 		ctx, cancel := context.WithTimeout(ctx, cfg.VM.BootLimit)
 		defer cancel()
-		return sandbox.Launch(ctx, e.driver, e.spec)
+		return sandbox.Boot(ctx, e.driver, e.spec)
 	}, *rounds, *poolSize); err != nil {
 		return err
 	}
 	progress("restores: %d rounds of %d", *rounds, *poolSize)
-	if rep.Restore, err = bench.MeasureVMs(ctx, "restore to ready", func(ctx context.Context) (*sandbox.Instance, error) {
-		ctx, cancel := context.WithTimeout(ctx, cfg.VM.BootLimit)
-		defer cancel()
-		return launcher.Template.Clone(ctx, drv, e.spec)
-	}, *rounds, *poolSize); err != nil {
+	if rep.Restore, err = bench.MeasureVMs(ctx, "restore to ready", prov.Instance, *rounds, *poolSize); err != nil {
 		return err
 	}
 	if *local {
 		progress("load: %d jobs, %d at once, through a pool of %d clones", *n, *c, *poolSize)
-		rep.Load, err = bench.LoadLocal(ctx, launcher, e.policy, *poolSize, *n, *c)
+		rep.Load, err = bench.LoadLocal(ctx, prov, e.policy, *poolSize, *n, *c)
 	} else {
 		progress("load: %d jobs, %d at once, through RabbitMQ to the running worker", *n, *c)
 		rep.Load, err = bench.LoadBroker(ctx, queueConfig(cfg), *n, *c)

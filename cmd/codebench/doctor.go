@@ -85,12 +85,12 @@ func doctorCmd(ctx context.Context, cfg config.Config, args []string) error {
 				report(false, "driver qemu", err.Error())
 			} else {
 				bctx, cancel := context.WithTimeout(ctx, cfg.VM.BootLimit)
-				inst, err := sandbox.Launch(bctx, d, spec)
+				inst, err := sandbox.Boot(bctx, d, spec)
 				cancel()
 				if err != nil {
 					report(false, "driver qemu", "test boot failed: "+err.Error())
 				} else {
-					report(true, "driver qemu", fmt.Sprintf("boots to agent ready in %s", inst.BootTime.Round(time.Millisecond)))
+					report(true, "driver qemu", fmt.Sprintf("boots to agent ready in %s", inst.ReadyIn.Round(time.Millisecond)))
 					_ = inst.Stop(ctx)
 				}
 			}
@@ -102,7 +102,7 @@ func doctorCmd(ctx context.Context, cfg config.Config, args []string) error {
 		info("driver firecracker", "cannot run here: "+err.Error())
 	} else {
 		detail := "binary and /dev/kvm present"
-		if err := d.CanSnapshot(); err != nil {
+		if err := d.SnapshotSupport(); err != nil {
 			detail += "; snapshot clones off: " + err.Error()
 		}
 		info("driver firecracker", detail+" (select with CODEBENCH_DRIVER=firecracker; see docs/FIRECRACKER.md)")

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/codebench/codebench/internal/config"
+	"github.com/codebench/codebench/internal/execute"
 	"github.com/codebench/codebench/internal/job"
 	"github.com/codebench/codebench/internal/lang"
 	"github.com/codebench/codebench/internal/sandbox"
@@ -89,12 +90,12 @@ func runCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []str
 
 	start := time.Now()
 	bootCtx, cancel := context.WithTimeout(ctx, cfg.VM.BootLimit)
-	inst, err := sandbox.Launch(bootCtx, e.driver, e.spec)
+	inst, err := sandbox.Boot(bootCtx, e.driver, e.spec)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("boot: %w", err)
 	}
-	st := e.policy.Execute(ctx, inst.Agent, j, func() string { return inst.VM.ConsoleTail(2000) })
+	st := execute.Job(ctx, e.policy, inst, j)
 	if err := inst.Stop(ctx); err != nil {
 		log.Warn("stop vm", "err", err)
 	}
@@ -117,7 +118,7 @@ func runCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []str
 			exit = fmt.Sprint(*st.ExitCode)
 		}
 		fmt.Fprintf(os.Stderr, "[%s] verdict=%s exit=%s boot=%s compile=%s run=%s total=%s %s\n",
-			st.Status, st.Verdict, exit, inst.BootTime.Round(time.Millisecond),
+			st.Status, st.Verdict, exit, inst.ReadyIn.Round(time.Millisecond),
 			(time.Duration(st.CompileUS) * time.Microsecond).Round(time.Millisecond),
 			(time.Duration(st.ExecDuration) * time.Microsecond).Round(time.Millisecond),
 			total.Round(time.Millisecond), st.Message)

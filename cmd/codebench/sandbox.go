@@ -12,12 +12,12 @@ import (
 	"github.com/codebench/codebench/internal/image"
 	"github.com/codebench/codebench/internal/job"
 	"github.com/codebench/codebench/internal/lang"
+	"github.com/codebench/codebench/internal/provision"
 	"github.com/codebench/codebench/internal/reconcile"
 	"github.com/codebench/codebench/internal/sandbox"
 	"github.com/codebench/codebench/internal/sandbox/firecracker"
 	"github.com/codebench/codebench/internal/sandbox/qemu"
 	"github.com/codebench/codebench/internal/template"
-	"github.com/codebench/codebench/internal/worker"
 )
 
 // env is what every VM-running command needs, wired from the config.
@@ -25,9 +25,13 @@ type env struct {
 	runDir string
 	img    *image.Image
 	driver sandbox.Driver
-	accel  qemu.ProbeResult // qemu only
-	spec   sandbox.Spec
-	policy job.Policy
+	// chosen says why this driver runs the way it does here (for logs).
+	chosen string
+	// notBoundary is nil when the driver is a security boundary on this
+	// host, and says why it is not otherwise (QEMU under TCG).
+	notBoundary error
+	spec        sandbox.Spec
+	policy      job.Policy
 }
 
 // openEnv wires the sandbox for a command. Its VMs live under a run dir of
@@ -51,7 +55,7 @@ func openEnv(ctx context.Context, cfg config.Config, log *slog.Logger, owner str
 		if err := drv.Probe(); err != nil {
 			return nil, err
 		}
-		return &env{runDir: cfg.RunDir, img: img, driver: drv, accel: qemu.ProbeResult{Accel: qemu.AccelKVM, Reason: "firecracker runs on KVM"},
+		return &env{runDir: cfg.RunDir, img: img, driver: drv, chosen: "configured; firecracker runs on KVM",
 			spec: spec, policy: policyFor(cfg, img)}, nil
 	}
 	qcfg := qemu.Config{Binary: cfg.VM.QEMU, RunDir: cfg.RunDir, TSCKHz: cfg.VM.TSCKHz}
@@ -64,7 +68,11 @@ func openEnv(ctx context.Context, cfg config.Config, log *slog.Logger, owner str
 	if err != nil {
 		return nil, err
 	}
-	return &env{runDir: cfg.RunDir, img: img, driver: drv, accel: probe, spec: spec, policy: policyFor(cfg, img)}, nil
+	e := &env{runDir: cfg.RunDir, img: img, driver: drv, chosen: probe.Reason, spec: spec, policy: policyFor(cfg, img)}
+	if probe.Accel == qemu.AccelTCG {
+		e.notBoundary = fmt.Errorf("QEMU runs under TCG: software emulation is not a security boundary (%s)", probe.Reason)
+	}
+	return e, nil
 }
 
 // close removes this process's run dir; it is empty once every VM stopped.
@@ -74,9 +82,17 @@ func (e *env) close(log *slog.Logger) {
 	}
 }
 
-// reconcileRunDir removes what killed codebench processes left in the run dir.
-func reconcileRunDir(cfg config.Config, log *slog.Logger) {
-	rep, err := reconcile.Run(reconcile.Config{RunDir: cfg.RunDir, PIDFile: qemu.PIDFile, Marker: qemu.NamePrefix}, log)
+// reconcileRunDir removes what killed codebench processes left in the run
+// dir, asking every driver this host may have run to reclaim its own.
+func reconcileRunDir(ctx context.Context, cfg config.Config, log *slog.Logger) {
+	var rs []sandbox.Reclaimer
+	if d, err := qemu.New(qemu.Config{Binary: cfg.VM.QEMU, RunDir: cfg.RunDir, Accel: qemu.AccelTCG}, log); err == nil {
+		rs = append(rs, d)
+	}
+	if d, err := firecrackerDriver(cfg, log); err == nil {
+		rs = append(rs, d)
+	}
+	rep, err := reconcile.Run(ctx, reconcile.Config{RunDir: cfg.RunDir, Reclaimers: rs}, log)
 	if err != nil {
 		log.Warn("reconcile", "err", err)
 	}
@@ -111,8 +127,9 @@ func policyFor(cfg config.Config, img *image.Image) job.Policy {
 	}
 }
 
-// launcher makes pool VMs: template clones when the driver can.
-func (e *env) launcher(ctx context.Context, cfg config.Config, log *slog.Logger) *worker.Launcher {
+// provisioner makes pool sandboxes: template clones when the driver can.
+// Its error says why clones were wanted but could not be had.
+func (e *env) provisioner(ctx context.Context, cfg config.Config, log *slog.Logger) (*provision.Provisioner, error) {
 	var langs []lang.Language
 	for _, n := range e.img.LanguageNames() {
 		if l, ok := lang.Builtin()[n]; ok {
@@ -125,9 +142,9 @@ func (e *env) launcher(ctx context.Context, cfg config.Config, log *slog.Logger)
 		Languages: langs,
 		BootLimit: cfg.VM.BootLimit,
 	}
-	return worker.NewLauncher(ctx, e.driver, e.spec, tcfg, cfg.VM.Snapshots, log)
+	return provision.New(ctx, e.driver, e.spec, tcfg, cfg.VM.Snapshots, log)
 }
 
 func (e *env) describe() string {
-	return fmt.Sprintf("driver %s (%s), image %s", e.driver.Name(), e.accel.Reason, e.img.Manifest.Hash[:12])
+	return fmt.Sprintf("driver %s (%s), image %s", e.driver.Name(), e.chosen, e.img.Manifest.Hash[:12])
 }

@@ -18,7 +18,6 @@ import (
 	"github.com/codebench/codebench/internal/config"
 	"github.com/codebench/codebench/internal/pool"
 	"github.com/codebench/codebench/internal/queue"
-	"github.com/codebench/codebench/internal/sandbox/qemu"
 	"github.com/codebench/codebench/internal/worker"
 )
 
@@ -34,27 +33,25 @@ func workerCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []
 	if len(args) > 0 {
 		return fmt.Errorf("worker takes no arguments; it is configured by the environment (see README)")
 	}
-	reconcileRunDir(cfg, log)
+	reconcileRunDir(ctx, cfg, log)
 	e, err := openEnv(ctx, cfg, log, "w")
 	if err != nil {
 		return err
 	}
-	if e.accel.Accel == qemu.AccelTCG {
+	if e.notBoundary != nil {
 		if !cfg.VM.AllowTCG {
-			return errors.New("refusing to serve untrusted jobs under TCG: software emulation is not a security boundary " +
-				"(" + e.accel.Reason + "). Use a host where KVM boots the guest, or set CODEBENCH_ALLOW_TCG=1 for development")
+			return fmt.Errorf("refusing to serve untrusted jobs: %w. Use a host where KVM boots the guest, or set CODEBENCH_ALLOW_TCG=1 for development", e.notBoundary)
 		}
-		log.Warn("RUNNING UNDER TCG: QEMU's software emulation is NOT a security boundary; do not serve untrusted code this way",
-			"reason", e.accel.Reason)
+		log.Warn("RUNNING WITHOUT A SECURITY BOUNDARY: do not serve untrusted code this way", "reason", e.notBoundary)
 	}
 	log.Info("worker starting", "env", e.describe(), "concurrency", cfg.Worker.Concurrency, "pool_size", cfg.Worker.PoolSize)
 
-	launcher := e.launcher(ctx, cfg, log)
-	p := pool.New(pool.Config{Size: cfg.Worker.PoolSize, MaxBoots: cfg.Worker.PoolBoots}, launcher.Launch, log, nil)
+	prov, _ := e.provisioner(ctx, cfg, log) // without a template it cold-boots, and has said why
+	p := pool.New(pool.Config{Size: cfg.Worker.PoolSize, MaxBoots: cfg.Worker.PoolBoots}, prov.Provision, log, nil)
 	p.Start()
 	defer func() {
 		log.Info("stopping pool")
-		p.Close()
+		p.Stop()
 		e.close(log)
 		log.Info("worker stopped")
 	}()
@@ -62,8 +59,14 @@ func workerCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []
 	qcfg := queueConfig(cfg)
 	w := worker.New(worker.Config{
 		Concurrency: cfg.Worker.Concurrency, PoolWait: cfg.Worker.PoolWait,
-		Grace: cfg.Worker.Grace, ReconnectMax: cfg.Worker.ReconnectMax, Queue: qcfg,
-	}, e.policy, p, func(ctx context.Context) (*queue.Conn, error) { return queue.Dial(ctx, qcfg) }, log)
+		Grace: cfg.Worker.Grace, ReconnectMax: cfg.Worker.ReconnectMax,
+	}, e.policy, worker.FromPool(p), func(ctx context.Context) (worker.Session, error) {
+		c, err := queue.Dial(ctx, qcfg)
+		if err != nil {
+			return nil, err // not a typed nil in the interface
+		}
+		return c, nil
+	}, log)
 
 	if cfg.DebugAddr != "" {
 		stopDebug, err := serveDebug(cfg.DebugAddr, log)

@@ -10,10 +10,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/codebench/codebench/internal/execute"
 	"github.com/codebench/codebench/internal/job"
 	"github.com/codebench/codebench/internal/pool"
+	"github.com/codebench/codebench/internal/provision"
 	"github.com/codebench/codebench/internal/queue"
-	"github.com/codebench/codebench/internal/worker"
 )
 
 // HelloC is the program every benchmark runs: the seed's.
@@ -100,11 +101,11 @@ func runConcurrent(ctx context.Context, n, c int, one func(ctx context.Context, 
 }
 
 // LoadLocal runs n hello-world C jobs at concurrency c straight through a
-// warm pool of launcher's VMs, the worker's path without the broker.
-func LoadLocal(ctx context.Context, l *worker.Launcher, policy job.Policy, poolSize, n, c int) (*LoadReport, error) {
-	p := pool.New(pool.Config{Size: poolSize, MaxBoots: max(2, poolSize/2)}, l.Launch, quietLog(), nil)
+// warm pool of prov's sandboxes, the worker's path without the broker.
+func LoadLocal(ctx context.Context, prov *provision.Provisioner, policy job.Policy, poolSize, n, c int) (*LoadReport, error) {
+	p := pool.New(pool.Config{Size: poolSize, MaxBoots: max(2, poolSize/2)}, prov.Provision, quietLog(), nil)
 	p.Start()
-	defer p.Close()
+	defer p.Stop()
 	for p.Stats().Ready < poolSize { // start warm
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -117,21 +118,17 @@ func LoadLocal(ctx context.Context, l *worker.Launcher, policy job.Policy, poolS
 		if err != nil {
 			return sample{}, err
 		}
-		s := sample{poolWait: time.Since(start)}
-		agentStart := time.Now()
-		st := policy.Execute(ctx, sb.Agent, &job.Job{ID: fmt.Sprint("bench-", i), Language: "c", Code: HelloC}, nil)
-		agent := time.Since(agentStart)
-		s.e2e = time.Since(start)
+		poolWait := time.Since(start)
+		st := execute.Job(ctx, policy, sb, &job.Job{ID: fmt.Sprint("bench-", i), Language: "c", Code: HelloC})
+		e2e := time.Since(start)
 		t := time.Now()
-		_ = sb.Destroy(ctx)
-		s.teardown = time.Since(t)
+		_ = sb.Stop(ctx)
+		teardown := time.Since(t)
 		if st.Status != job.StatusDone || st.Stdout != "Hello, World!" {
 			return sample{}, fmt.Errorf("job %d: %s %s %s", i, st.Status, st.Message, st.Error)
 		}
-		s.compile = time.Duration(st.CompileUS) * time.Microsecond
-		s.run = time.Duration(st.ExecDuration) * time.Microsecond
-		s.guest = time.Duration(st.GuestUS) * time.Microsecond
-		s.dispatch = agent - s.compile - s.run
+		s := fromTimings(st.Timings)
+		s.e2e, s.poolWait, s.teardown = e2e, poolWait, teardown
 		return s, nil
 	})
 	if err != nil {
@@ -175,10 +172,9 @@ func LoadBroker(ctx context.Context, qcfg queue.Config, n, c int) (*LoadReport, 
 			if st.Status != job.StatusDone || st.Stdout != "Hello, World!" || st.Timings == nil {
 				return sample{}, fmt.Errorf("job %s: %s %s %s", id, st.Status, st.Message, st.Error)
 			}
-			us := func(v int64) time.Duration { return time.Duration(v) * time.Microsecond }
-			t := st.Timings
-			s.queueWait, s.poolWait, s.publish = us(t.QueueWaitUS), us(t.PoolWaitUS), us(t.PublishUS)
-			s.dispatch, s.compile, s.run, s.guest = us(t.DispatchUS), us(t.CompileUS), us(t.RunUS), us(t.GuestUS)
+			e2e := s.e2e
+			s = fromTimings(st.Timings)
+			s.e2e = e2e
 			return s, nil
 		}
 		return sample{}, fmt.Errorf("job %s: no final status", id)
@@ -189,6 +185,15 @@ func LoadBroker(ctx context.Context, qcfg queue.Config, n, c int) (*LoadReport, 
 	r := &LoadReport{Mode: "rabbitmq (running worker)", N: n, Concurrency: c}
 	r.fill(samples, took)
 	return r, nil
+}
+
+// fromTimings reads a status's phases into a sample.
+func fromTimings(t *job.Timings) sample {
+	us := func(v int64) time.Duration { return time.Duration(v) * time.Microsecond }
+	return sample{
+		queueWait: us(t.QueueWaitUS), poolWait: us(t.PoolWaitUS), publish: us(t.PublishUS),
+		dispatch: us(t.DispatchUS), compile: us(t.CompileUS), run: us(t.RunUS), guest: us(t.GuestUS),
+	}
 }
 
 // Native compiles and runs HelloC on the host n times with the gcc command

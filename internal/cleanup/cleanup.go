@@ -11,7 +11,7 @@ import (
 )
 
 // Func releases one resource. The ctx is never cancelled by the caller's
-// request: Run derives it with context.WithoutCancel.
+// request: Unwind derives it with context.WithoutCancel.
 type Func func(ctx context.Context) error
 
 // Stack is safe for concurrent use.
@@ -26,7 +26,7 @@ type step struct {
 	fn   Func
 }
 
-// Push adds a release step. Pushing after Run runs the step at once: a
+// Push adds a release step. Pushing after Unwind runs the step at once: a
 // resource acquired by a racing goroutine after teardown is still released.
 func (s *Stack) Push(name string, fn Func) {
 	s.mu.Lock()
@@ -39,9 +39,9 @@ func (s *Stack) Push(name string, fn Func) {
 	s.mu.Unlock()
 }
 
-// Run unwinds the stack once, newest first, and joins the errors. Later calls
+// Unwind unwinds the stack once, newest first, and joins the errors. Later calls
 // return nil.
-func (s *Stack) Run(ctx context.Context) error {
+func (s *Stack) Unwind(ctx context.Context) error {
 	s.mu.Lock()
 	if s.done {
 		s.mu.Unlock()

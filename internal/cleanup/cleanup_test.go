@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-func TestStackRunsLIFOOnceAndJoins(t *testing.T) {
+func TestStackUnwindsLIFOOnceAndJoins(t *testing.T) {
 	var s Stack
 	var order []string
 	errB := errors.New("b failed")
@@ -22,19 +22,19 @@ func TestStackRunsLIFOOnceAndJoins(t *testing.T) {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	err := s.Run(ctx)
+	err := s.Unwind(ctx)
 	if !errors.Is(err, errB) {
 		t.Fatalf("err = %v, want %v", err, errB)
 	}
 	if want := []string{"c", "b", "a"}; !slices.Equal(order, want) {
 		t.Fatalf("order = %v, want %v", order, want)
 	}
-	if err := s.Run(ctx); err != nil || len(order) != 3 {
-		t.Fatalf("second Run: err=%v order=%v", err, order)
+	if err := s.Unwind(ctx); err != nil || len(order) != 3 {
+		t.Fatalf("second Unwind: err=%v order=%v", err, order)
 	}
 	ran := false
 	s.Push("late", func(context.Context) error { ran = true; return nil })
 	if !ran {
-		t.Fatal("push after Run did not release at once")
+		t.Fatal("push after Unwind did not release at once")
 	}
 }

@@ -50,7 +50,6 @@ type Status struct {
 	CPUUserUS     int64    `json:"cpu_user_us,omitempty"`
 	CPUSysUS      int64    `json:"cpu_sys_us,omitempty"`
 	CompileUS     int64    `json:"compile_us,omitempty"`
-	GuestUS       int64    `json:"-"` // copied into Timings by the worker
 	Timings       *Timings `json:"timings,omitempty"`
 	// Runs and RunsSummary are set when the job asked for several runs.
 	Runs        []RunStat    `json:"runs,omitempty"`
@@ -123,7 +122,7 @@ func Internal(id, message string, err error) *Status {
 // FromResult derives the verdict and final status from the agent's result.
 // With several runs, the first run that did not pass decides the verdict.
 func FromResult(j *Job, lim agentproto.Limits, r *agentproto.RunResult) *Status {
-	s := &Status{ID: j.ID, Status: StatusFailed, CompileOutput: r.CompileOutput, Stdout: r.Stdout, Stderr: r.Stderr, GuestUS: r.AgentUS}
+	s := &Status{ID: j.ID, Status: StatusFailed, CompileOutput: r.CompileOutput, Stdout: r.Stdout, Stderr: r.Stderr}
 	if r.Compile != nil {
 		s.CompileUS = r.Compile.WallUS
 	}

@@ -12,19 +12,19 @@ import (
 	"time"
 )
 
-// ErrClosed is returned by Take after Close.
-var ErrClosed = errors.New("pool: closed")
+// ErrStopped is returned by Take after Stop.
+var ErrStopped = errors.New("pool: stopped")
 
 // Member is what the pool holds: a booted sandbox.
 type Member interface {
 	// Healthy checks the member still answers (an agent ping).
 	Healthy(ctx context.Context) error
-	// Destroy releases it for good.
-	Destroy(ctx context.Context) error
+	// Stop destroys it for good.
+	Stop(ctx context.Context) error
 }
 
 // Factory boots one member. ctx is the pool's lifetime: it is cancelled by
-// Close.
+// Stop.
 type Factory[T Member] func(ctx context.Context) (T, error)
 
 // Clock is the time the pool sees; tests inject a fake one.
@@ -48,10 +48,10 @@ type Config struct {
 
 // Stats is a snapshot for logs and tests.
 type Stats struct {
-	Ready, Booting, Taken, Destroyed, BootFailures, Unhealthy int
+	Ready, Booting, Taken, Stopped, BootFailures, Unhealthy int
 }
 
-// Pool is a warm pool. Create with New, start with Start, stop with Close.
+// Pool is a warm pool. Create with New, start with Start, end with Stop.
 type Pool[T Member] struct {
 	cfg     Config
 	factory Factory[T]
@@ -67,7 +67,7 @@ type Pool[T Member] struct {
 	backoff time.Duration // last delay after a failed boot; 0 after a success
 	paused  bool          // no boots until the backoff elapsed
 
-	ctx    context.Context // the pool's lifetime, for boots
+	ctx    context.Context // the pool's lifetime, for boots; ended by Stop
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the refill loop and every boot goroutine
 	closed chan struct{}
@@ -188,25 +188,25 @@ func (p *Pool[T]) boot() {
 	select {
 	case p.ready <- m:
 	default:
-		// Cannot happen while ready+booting <= Size; destroy rather than leak.
-		p.destroy(m)
+		// Cannot happen while ready+booting <= Size; stop rather than leak.
+		p.stopMember(m)
 	}
 	p.poke()
 }
 
-func (p *Pool[T]) destroy(m T) {
+func (p *Pool[T]) stopMember(m T) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(p.ctx), 30*time.Second)
 	defer cancel()
-	if err := m.Destroy(ctx); err != nil {
-		p.log.Warn("pool: destroy", "err", err)
+	if err := m.Stop(ctx); err != nil {
+		p.log.Warn("pool: stop member", "err", err)
 	}
 	p.mu.Lock()
-	p.stats.Destroyed++
+	p.stats.Stopped++
 	p.mu.Unlock()
 }
 
 // Take returns a healthy member, never handed out before. With Size 0 it
-// boots one on demand. The caller owns it and must Destroy it.
+// boots one on demand. The caller owns it and must Stop it.
 func (p *Pool[T]) Take(ctx context.Context) (T, error) {
 	var zero T
 	for {
@@ -215,7 +215,7 @@ func (p *Pool[T]) Take(ctx context.Context) (T, error) {
 		}
 		select {
 		case <-p.closed:
-			return zero, ErrClosed
+			return zero, ErrStopped
 		case <-ctx.Done():
 			return zero, fmt.Errorf("pool: waiting for a sandbox: %w", ctx.Err())
 		case m := <-p.ready:
@@ -228,7 +228,7 @@ func (p *Pool[T]) Take(ctx context.Context) (T, error) {
 				p.mu.Lock()
 				p.stats.Unhealthy++
 				p.mu.Unlock()
-				p.destroy(m)
+				p.stopMember(m)
 				continue
 			}
 			p.mu.Lock()
@@ -263,9 +263,9 @@ func (p *Pool[T]) Stats() Stats {
 	return s
 }
 
-// Close stops refilling, cancels boots in flight, waits for them, and destroys
-// every ready member. Members already taken are their holders' to destroy.
-func (p *Pool[T]) Close() {
+// Stop stops refilling, cancels boots in flight, waits for them, and stops
+// every ready member. Members already taken are their holders' to stop.
+func (p *Pool[T]) Stop() {
 	p.once.Do(func() {
 		close(p.closed)
 		p.cancel()
@@ -278,7 +278,7 @@ func (p *Pool[T]) drain() {
 	for {
 		select {
 		case m := <-p.ready:
-			p.destroy(m)
+			p.stopMember(m)
 		default:
 			return
 		}

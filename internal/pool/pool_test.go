@@ -12,9 +12,9 @@ import (
 )
 
 type fakeMember struct {
-	id        int
-	healthy   atomic.Bool
-	destroyed atomic.Bool
+	id      int
+	healthy atomic.Bool
+	stopped atomic.Bool
 }
 
 func (m *fakeMember) Healthy(context.Context) error {
@@ -24,9 +24,9 @@ func (m *fakeMember) Healthy(context.Context) error {
 	return nil
 }
 
-func (m *fakeMember) Destroy(context.Context) error {
-	if m.destroyed.Swap(true) {
-		panic("destroyed twice")
+func (m *fakeMember) Stop(context.Context) error {
+	if m.stopped.Swap(true) {
+		panic("stopped twice")
 	}
 	return nil
 }
@@ -122,7 +122,7 @@ func TestFillsToSizeWithBoundedBoots(t *testing.T) {
 	f := &fakeFactory{block: make(chan struct{})}
 	p := New(Config{Size: 4, MaxBoots: 2}, f.boot, quiet, &fakeClock{})
 	p.Start()
-	defer p.Close()
+	defer p.Stop()
 	eventually(t, "2 boots in flight", func() bool { return p.Stats().Booting == 2 })
 	close(f.block)
 	eventually(t, "4 ready", func() bool { return p.Stats().Ready == 4 })
@@ -138,7 +138,7 @@ func TestTakeNeverHandsOutTwiceAndRefills(t *testing.T) {
 	f := &fakeFactory{}
 	p := New(Config{Size: 2, MaxBoots: 2}, f.boot, quiet, &fakeClock{})
 	p.Start()
-	defer p.Close()
+	defer p.Stop()
 	seen := map[*fakeMember]bool{}
 	for range 10 {
 		m, err := p.Take(context.Background())
@@ -157,7 +157,7 @@ func TestUnhealthyMemberIsReplaced(t *testing.T) {
 	f := &fakeFactory{}
 	p := New(Config{Size: 1, MaxBoots: 1}, f.boot, quiet, &fakeClock{})
 	p.Start()
-	defer p.Close()
+	defer p.Stop()
 	eventually(t, "ready", func() bool { return p.Stats().Ready == 1 })
 	first := f.members()[0]
 	first.healthy.Store(false)
@@ -165,8 +165,8 @@ func TestUnhealthyMemberIsReplaced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m == first || !first.destroyed.Load() || p.Stats().Unhealthy != 1 {
-		t.Fatalf("got member %d; first destroyed=%v", m.id, first.destroyed.Load())
+	if m == first || !first.stopped.Load() || p.Stats().Unhealthy != 1 {
+		t.Fatalf("got member %d; first stopped=%v", m.id, first.stopped.Load())
 	}
 }
 
@@ -174,7 +174,7 @@ func TestTakeHonoursCancellation(t *testing.T) {
 	f := &fakeFactory{block: make(chan struct{})}
 	p := New(Config{Size: 1, MaxBoots: 1}, f.boot, quiet, &fakeClock{})
 	p.Start()
-	defer p.Close()
+	defer p.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	if _, err := p.Take(ctx); !errors.Is(err, context.DeadlineExceeded) {
@@ -188,7 +188,7 @@ func TestBootFailureBacksOffOnTheClock(t *testing.T) {
 	clock := &fakeClock{}
 	p := New(Config{Size: 1, MaxBoots: 1, Backoff: time.Second, MaxBackoff: 4 * time.Second}, f.boot, quiet, clock)
 	p.Start()
-	defer p.Close()
+	defer p.Stop()
 	eventually(t, "first backoff", func() bool { return len(clock.durations()) == 1 })
 	// No boot while the backoff has not elapsed.
 	time.Sleep(10 * time.Millisecond)
@@ -215,7 +215,7 @@ func TestBootFailureBacksOffOnTheClock(t *testing.T) {
 	eventually(t, "recovered", func() bool { return p.Stats().Ready == 1 })
 }
 
-func TestCloseDestroysEverything(t *testing.T) {
+func TestStopStopsEverything(t *testing.T) {
 	f := &fakeFactory{}
 	p := New(Config{Size: 3, MaxBoots: 3}, f.boot, quiet, &fakeClock{})
 	p.Start()
@@ -224,31 +224,31 @@ func TestCloseDestroysEverything(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.Close()
+	p.Stop()
 	for _, m := range f.members() {
-		if m != taken && !m.destroyed.Load() {
+		if m != taken && !m.stopped.Load() {
 			t.Fatalf("member %d leaked", m.id)
 		}
 	}
-	if taken.destroyed.Load() {
-		t.Fatal("pool destroyed a member it had handed out")
+	if taken.stopped.Load() {
+		t.Fatal("pool stopped a member it had handed out")
 	}
-	if _, err := p.Take(context.Background()); !errors.Is(err, ErrClosed) {
-		t.Fatalf("Take after Close: %v", err)
+	if _, err := p.Take(context.Background()); !errors.Is(err, ErrStopped) {
+		t.Fatalf("Take after Stop: %v", err)
 	}
 }
 
-func TestCloseCancelsBootsInFlight(t *testing.T) {
+func TestStopCancelsBootsInFlight(t *testing.T) {
 	f := &fakeFactory{block: make(chan struct{})}
 	p := New(Config{Size: 2, MaxBoots: 2}, f.boot, quiet, &fakeClock{})
 	p.Start()
 	eventually(t, "booting", func() bool { return p.Stats().Booting == 2 })
 	done := make(chan struct{})
-	go func() { p.Close(); close(done) }()
+	go func() { p.Stop(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
-		t.Fatal("Close did not cancel boots in flight")
+		t.Fatal("Stop did not cancel boots in flight")
 	}
 }
 
@@ -256,7 +256,7 @@ func TestSizeZeroBootsOnDemand(t *testing.T) {
 	f := &fakeFactory{}
 	p := New(Config{Size: 0}, f.boot, quiet, &fakeClock{})
 	p.Start()
-	defer p.Close()
+	defer p.Stop()
 	if _, err := p.Take(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -126,9 +126,19 @@ func (c *Conn) setup() error {
 	return nil
 }
 
-// NotifyClose is closed (after one value, if any) when the connection is lost.
-func (c *Conn) NotifyClose() <-chan *amqp.Error {
-	return c.conn.NotifyClose(make(chan *amqp.Error, 1))
+// Closed delivers why the connection was lost (nil for a clean close), then
+// is closed.
+func (c *Conn) Closed() <-chan error {
+	in := c.conn.NotifyClose(make(chan *amqp.Error, 1))
+	out := make(chan error, 1)
+	// Owned by the connection: amqp091 closes in when the connection ends.
+	go func() {
+		defer close(out)
+		if e, ok := <-in; ok && e != nil {
+			out <- e
+		}
+	}()
+	return out
 }
 
 // Close closes the connection; unacked deliveries go back to the queue.
@@ -145,22 +155,42 @@ type Delivery struct {
 	Redelivered bool
 	// PublishedAt is the producer's PublishedHeader, zero when absent.
 	PublishedAt time.Time
-	tag         uint64
-	c           *Conn
+	// Acker settles the delivery: the consuming channel for deliveries
+	// from Consume, a fake in tests.
+	Acker Acker
 }
 
-// Ack acknowledges the delivery: the job is done with.
-func (d *Delivery) Ack() error {
-	d.c.consMu.Lock()
-	defer d.c.consMu.Unlock()
-	return d.c.cons.Ack(d.tag, false)
+// Acker settles a delivery.
+type Acker interface {
+	// Ack acknowledges it: the job is done with.
+	Ack() error
+	// Nack returns it to the queue (requeue) or lets the broker drop or
+	// dead-letter it.
+	Nack(requeue bool) error
 }
 
-// Nack returns the delivery to the queue (requeue) or drops it.
-func (d *Delivery) Nack(requeue bool) error {
-	d.c.consMu.Lock()
-	defer d.c.consMu.Unlock()
-	return d.c.cons.Nack(d.tag, false, requeue)
+// Ack acknowledges the delivery.
+func (d Delivery) Ack() error { return d.Acker.Ack() }
+
+// Nack returns the delivery to the queue or drops it.
+func (d Delivery) Nack(requeue bool) error { return d.Acker.Nack(requeue) }
+
+// consAck settles one delivery on the consuming channel.
+type consAck struct {
+	c   *Conn
+	tag uint64
+}
+
+func (a consAck) Ack() error {
+	a.c.consMu.Lock()
+	defer a.c.consMu.Unlock()
+	return a.c.cons.Ack(a.tag, false)
+}
+
+func (a consAck) Nack(requeue bool) error {
+	a.c.consMu.Lock()
+	defer a.c.consMu.Unlock()
+	return a.c.cons.Nack(a.tag, false, requeue)
 }
 
 // Consume starts consuming the jobs queue with manual acks and the configured
@@ -185,7 +215,7 @@ func (c *Conn) Consume() (<-chan Delivery, error) {
 	go func() {
 		defer close(out)
 		for m := range msgs {
-			d := Delivery{Body: m.Body, Redelivered: m.Redelivered, tag: m.DeliveryTag, c: c}
+			d := Delivery{Body: m.Body, Redelivered: m.Redelivered, Acker: consAck{c, m.DeliveryTag}}
 			if ns, ok := m.Headers[PublishedHeader].(int64); ok && ns > 0 {
 				d.PublishedAt = time.Unix(0, ns)
 			}

@@ -1,14 +1,16 @@
 // Package reconcile removes what a killed codebench process left behind.
-// Every process keeps its VMs under <run dir>/<prefix>-<pid>/ (one directory
-// per VM inside, holding the VMM's pid file); at start-up a worker looks at
-// the directories whose owner is gone and, for each, kills VMM processes that
-// still carry our marker on their command line, then removes the directory.
-// It touches nothing else: not other live workers' directories, not
-// processes without the marker.
+// Every process keeps its sandboxes under <run dir>/<prefix>-<pid>/ (one
+// directory per sandbox inside); at start-up a worker looks at the
+// directories whose owner is gone and, for each sandbox directory in them,
+// asks every driver it knows to reclaim it (each driver kills its own
+// processes, proven by a marker, and removes what it keeps elsewhere: jailer
+// chroots, runsc state), then removes the directory. It touches nothing else:
+// not other live processes' directories, not processes without the marker.
 package reconcile
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +21,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/codebench/codebench/internal/sandbox"
 )
 
 // OwnerDir is the run directory of the calling process: <runDir>/<prefix>-<pid>.
@@ -29,14 +33,16 @@ func OwnerDir(runDir, prefix string) string {
 // Owners: w worker, r run, b bench, d doctor.
 var ownerRE = regexp.MustCompile(`^(w|r|b|d)-([0-9]+)$`)
 
-// Config says what marks our processes.
+// ErrNotOurs: a pid file names a live process that does not carry our
+// marker (the pid was reused): it is left alone.
+var ErrNotOurs = errors.New("reconcile: pid file names a process that is not our VM; left alone")
+
+// Config says where to look and who reclaims.
 type Config struct {
 	RunDir string
-	// PIDFile is the name of the VMM pid file inside each VM directory.
-	PIDFile string
-	// Marker must appear in a VMM's command line (e.g. "codebench:" from
-	// QEMU's -name) for it to be killed.
-	Marker string
+	// Reclaimers are the drivers whose leftovers may be found: every
+	// driver this host may have run, not only the one in use now.
+	Reclaimers []sandbox.Reclaimer
 	// OwnerCmd must appear in a live owner's command line for its
 	// directory to count as in use (default "codebench"): a reused pid of
 	// an unrelated process does not keep leftovers alive.
@@ -50,7 +56,7 @@ type Report struct {
 }
 
 // Run cleans the directories of dead owners.
-func Run(cfg Config, log *slog.Logger) (Report, error) {
+func Run(ctx context.Context, cfg Config, log *slog.Logger) (Report, error) {
 	var rep Report
 	entries, err := os.ReadDir(cfg.RunDir)
 	if errors.Is(err, os.ErrNotExist) {
@@ -69,31 +75,26 @@ func Run(cfg Config, log *slog.Logger) (Report, error) {
 			continue // not ours
 		}
 		pid, _ := strconv.Atoi(m[2])
-		if alive(pid) && strings.Contains(cmdline(pid), cfg.OwnerCmd) {
+		if Alive(pid) && strings.Contains(Cmdline(pid), cfg.OwnerCmd) {
 			continue // a live codebench process owns it
 		}
 		dir := filepath.Join(cfg.RunDir, e.Name())
 		vms, _ := os.ReadDir(dir)
 		for _, vm := range vms {
-			b, err := os.ReadFile(filepath.Join(dir, vm.Name(), cfg.PIDFile))
-			if err != nil {
-				continue
+			vmDir := filepath.Join(dir, vm.Name())
+			for _, r := range cfg.Reclaimers {
+				killed, err := r.Reclaim(ctx, vmDir)
+				switch {
+				case errors.Is(err, ErrNotOurs):
+					log.Warn("reconcile: "+ErrNotOurs.Error(), "vm_id", vm.Name(), "err", err)
+				case err != nil:
+					errs = append(errs, err)
+				}
+				for _, p := range killed {
+					log.Info("reconcile: killed VM left by a dead process", "pid", p, "vm_id", vm.Name(), "owner", e.Name())
+				}
+				rep.Killed = append(rep.Killed, killed...)
 			}
-			vpid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-			if err != nil || !alive(vpid) {
-				continue
-			}
-			cl := cmdline(vpid)
-			if !strings.Contains(cl, cfg.Marker+vm.Name()) || !strings.Contains(cl, filepath.Join(dir, vm.Name())) {
-				log.Warn("reconcile: pid file names a process that is not our VM; left alone", "pid", vpid, "vm_id", vm.Name())
-				continue
-			}
-			if err := kill(vpid); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			log.Info("reconcile: killed VM left by a dead process", "pid", vpid, "vm_id", vm.Name(), "owner", e.Name())
-			rep.Killed = append(rep.Killed, vpid)
 		}
 		if err := os.RemoveAll(dir); err != nil {
 			errs = append(errs, err)
@@ -105,7 +106,33 @@ func Run(cfg Config, log *slog.Logger) (Report, error) {
 	return rep, errors.Join(errs...)
 }
 
-func alive(pid int) bool {
+// KillStale kills the process named by pidFile if it is alive and its
+// command line contains every one of marks, and waits for it to be gone. A
+// missing pid file or a dead process is nothing to do (0, nil); a live
+// process without the marks is ErrNotOurs.
+func KillStale(pidFile string, marks ...string) (int, error) {
+	b, err := os.ReadFile(pidFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || !Alive(pid) {
+		return 0, nil
+	}
+	cl := Cmdline(pid)
+	for _, m := range marks {
+		if !strings.Contains(cl, m) {
+			return 0, fmt.Errorf("%w: pid %d (%s)", ErrNotOurs, pid, pidFile)
+		}
+	}
+	return pid, kill(pid)
+}
+
+// Alive reports whether pid is a running process (zombies are not).
+func Alive(pid int) bool {
 	if pid <= 0 {
 		return false
 	}
@@ -113,7 +140,6 @@ func alive(pid int) bool {
 	if err != nil && !errors.Is(err, syscall.EPERM) {
 		return false
 	}
-	// A zombie is not alive for our purposes.
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if i := bytes.LastIndexByte(b, ')'); i > 0 && i+2 < len(b) && b[i+2] == 'Z' {
 		return false
@@ -121,7 +147,8 @@ func alive(pid int) bool {
 	return true
 }
 
-func cmdline(pid int) string {
+// Cmdline is pid's command line, arguments separated by spaces.
+func Cmdline(pid int) string {
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	return string(bytes.ReplaceAll(b, []byte{0}, []byte{' '}))
 }
@@ -129,7 +156,7 @@ func cmdline(pid int) string {
 func kill(pid int) error {
 	_ = syscall.Kill(pid, syscall.SIGKILL)
 	for i := 0; i < 300; i++ {
-		if !alive(pid) {
+		if !Alive(pid) {
 			return nil
 		}
 		time.Sleep(10 * time.Millisecond)

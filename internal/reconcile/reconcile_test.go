@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -10,6 +11,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/codebench/codebench/internal/sandbox"
 )
 
 // fakeVMM is a process whose command line looks like our VMM's (the marker
@@ -35,6 +38,18 @@ func fakeVMM(t *testing.T, vmDir, id string, marker bool) *exec.Cmd {
 	return cmd
 }
 
+// pidFileReclaimer reclaims like the QEMU driver: a pid file in the VM's
+// directory, and the marker plus the directory on the command line.
+type pidFileReclaimer struct{}
+
+func (pidFileReclaimer) Reclaim(_ context.Context, dir string) ([]int, error) {
+	pid, err := KillStale(filepath.Join(dir, "qemu.pid"), "codebench:"+filepath.Base(dir), dir)
+	if pid == 0 {
+		return nil, err
+	}
+	return []int{pid}, err
+}
+
 func TestReconcile(t *testing.T) {
 	run := t.TempDir()
 	var logs bytes.Buffer
@@ -52,7 +67,7 @@ func TestReconcile(t *testing.T) {
 	other := filepath.Join(run, "something-else")
 	os.MkdirAll(other, 0o700)
 
-	rep, err := Run(Config{RunDir: run, PIDFile: "qemu.pid", Marker: "codebench:", OwnerCmd: filepath.Base(os.Args[0])}, log)
+	rep, err := Run(context.Background(), Config{RunDir: run, Reclaimers: []sandbox.Reclaimer{pidFileReclaimer{}}, OwnerCmd: filepath.Base(os.Args[0])}, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,9 @@ var (
 	ErrBootTimeout = errors.New("sandbox: guest did not become ready in time")
 	// ErrStopFailed: the VMM process survived every stop escalation.
 	ErrStopFailed = errors.New("sandbox: vm did not stop")
-	// ErrAccelUnavailable: the requested accelerator cannot boot a guest here.
-	ErrAccelUnavailable = errors.New("sandbox: accelerator unavailable")
+	// ErrNoSnapshots: the driver cannot save and restore sandboxes (here,
+	// as configured).
+	ErrNoSnapshots = errors.New("sandbox: no snapshot support")
+	// ErrNoKill: the driver cannot kill a sandbox without cleanup.
+	ErrNoKill = errors.New("sandbox: driver has no hard kill")
 )

@@ -14,20 +14,20 @@ import (
 type Instance struct {
 	VM    VM
 	Agent *agentclient.Client
-	Hello *agentproto.HelloInfo
-	// BootTime is from Start to the agent's hello answer.
-	BootTime time.Duration
+	// ReadyIn is from the start of the VMM to the agent's hello answer
+	// (for a clone: restore to ready, identity included).
+	ReadyIn time.Duration
 }
 
-// Launch starts a VM with drv and waits until its agent is ready or ctx ends.
-// On failure nothing is left running.
-func Launch(ctx context.Context, drv Driver, spec Spec) (*Instance, error) {
-	return LaunchWith(ctx, func(ctx context.Context) (VM, error) { return drv.Start(ctx, spec) })
+// Boot cold-boots a VM with drv and waits until its agent is ready or ctx
+// ends. On failure nothing is left running.
+func Boot(ctx context.Context, drv Driver, spec Spec) (*Instance, error) {
+	return StartInstance(ctx, func(ctx context.Context) (VM, error) { return drv.Start(ctx, spec) })
 }
 
-// LaunchWith is Launch for any way of starting a VM (a cold boot, a template
-// VM, a restored clone).
-func LaunchWith(ctx context.Context, start func(context.Context) (VM, error)) (*Instance, error) {
+// StartInstance is Boot for any way of starting a VM (a cold boot, a
+// template VM, a restored clone).
+func StartInstance(ctx context.Context, start func(context.Context) (VM, error)) (*Instance, error) {
 	t0 := time.Now()
 	vm, err := start(ctx)
 	if err != nil {
@@ -43,7 +43,7 @@ func LaunchWith(ctx context.Context, start func(context.Context) (VM, error)) (*
 		case <-cctx.Done():
 		}
 	}()
-	client, hello, err := agentclient.Connect(cctx, vm.DialAgent, agentclient.Options{})
+	client, _, err := agentclient.Connect(cctx, vm.DialAgent, agentclient.Options{})
 	exited := isDone(vm.Done())
 	cancel()
 	if err != nil {
@@ -56,8 +56,19 @@ func LaunchWith(ctx context.Context, start func(context.Context) (VM, error)) (*
 		}
 		return nil, errors.Join(err, stopErr)
 	}
-	return &Instance{VM: vm, Agent: client, Hello: hello, BootTime: time.Since(t0)}, nil
+	return &Instance{VM: vm, Agent: client, ReadyIn: time.Since(t0)}, nil
 }
+
+// ID names the VM.
+func (i *Instance) ID() string { return i.VM.ID() }
+
+// Run runs one request on the agent.
+func (i *Instance) Run(ctx context.Context, req *agentproto.RunRequest) (*agentproto.RunResult, error) {
+	return i.Agent.Run(ctx, req)
+}
+
+// ConsoleTail is the end of the VM's console log.
+func (i *Instance) ConsoleTail(n int) string { return i.VM.ConsoleTail(n) }
 
 // Stop closes the agent connection and destroys the VM.
 func (i *Instance) Stop(ctx context.Context) error {

@@ -1,18 +1,22 @@
-// Package sandbox defines what a microVM driver provides: start a VM from a
-// guest image, dial its agent channel, stop it and learn when it exited.
-// Drivers live in subpackages (qemu, firecracker); optional capabilities such
-// as snapshots are separate small interfaces checked with a type assertion.
+// Package sandbox defines what a sandbox driver provides: start a sandbox (a
+// microVM, or a gVisor sandbox) from a guest image, dial its agent channel,
+// stop it and learn when it ended. Drivers live in subpackages. Optional
+// capabilities (snapshots, reclaiming a dead process's leftovers, process ids
+// for measurements, a hard kill) are the small interfaces below, each named
+// once; callers ask for them through the functions here, not with ad-hoc
+// type assertions.
 package sandbox
 
 import (
 	"context"
+	"fmt"
 	"net"
 )
 
-// Spec describes one VM to start.
+// Spec describes one sandbox to start.
 type Spec struct {
-	// ID names the VM in logs and in its run directory; drivers make one
-	// when it is empty.
+	// ID names the sandbox in logs and in its run directory; drivers make
+	// one when it is empty.
 	ID       string
 	Kernel   string
 	Initrd   string
@@ -21,22 +25,23 @@ type Spec struct {
 	VCPUs    int
 }
 
-// Driver starts VMs.
+// Driver starts sandboxes.
 type Driver interface {
 	Name() string
-	// Start launches a VM and returns once its VMM is up. ctx bounds the
-	// start only: the VM's lifetime is its own until Stop.
+	// Start launches a sandbox and returns once its VMM is up. ctx bounds
+	// the start only: the sandbox's lifetime is its own until Stop.
 	Start(ctx context.Context, spec Spec) (VM, error)
 }
 
-// VM is one running microVM.
+// VM is one running sandbox.
 type VM interface {
 	ID() string
 	// DialAgent connects to the guest agent's channel. The guest may not be
 	// listening yet; the agent client retries its handshake.
 	DialAgent(ctx context.Context) (net.Conn, error)
-	// Stop destroys the VM and everything it owns on the host. It escalates
-	// until the VMM process has exited, and is safe to call more than once.
+	// Stop destroys the sandbox and everything it owns on the host. It
+	// escalates until the VMM process has exited, and is safe to call more
+	// than once.
 	Stop(ctx context.Context) error
 	// Done is closed when the VMM process has exited, for whatever reason.
 	Done() <-chan struct{}
@@ -44,14 +49,81 @@ type VM interface {
 	ConsoleTail(n int) string
 }
 
-// Snapshotter is the optional capability to save a booted VM as a template and
-// start clones from it. The pool uses it when a driver has it.
+// Files of a snapshot template directory: every Snapshotter saves into and
+// restores from this layout, and the template package checks it.
+const (
+	TemplateMemFile   = "mem"   // guest RAM
+	TemplateStateFile = "state" // device state
+)
+
+// Snapshotter is the capability to save a booted sandbox as a template and
+// start clones from it.
 type Snapshotter interface {
-	// StartTemplate starts a VM that can later be saved into dir.
+	Driver
+	// SnapshotSupport is nil when clones can be made as configured, and
+	// says why not otherwise.
+	SnapshotSupport() error
+	// Version names the VMM build (and anything else a saved template
+	// depends on): a template is only restored by the same version.
+	Version() string
+	// StartTemplate starts a sandbox that can later be saved into dir.
 	StartTemplate(ctx context.Context, spec Spec, dir string) (VM, error)
-	// Snapshot saves a VM from StartTemplate into dir and stops it.
+	// Snapshot saves a sandbox from StartTemplate into dir and stops it.
 	Snapshot(ctx context.Context, vm VM, dir string) error
 	// Restore starts a clone from the template in dir. Clones never write
 	// to the template.
 	Restore(ctx context.Context, spec Spec, dir string) (VM, error)
+}
+
+// Snapshots returns drv's snapshot capability, or why it has none
+// (ErrNoSnapshots).
+func Snapshots(drv Driver) (Snapshotter, error) {
+	s, ok := drv.(Snapshotter)
+	if !ok {
+		return nil, fmt.Errorf("%w: driver %s cannot save sandboxes", ErrNoSnapshots, drv.Name())
+	}
+	if err := s.SnapshotSupport(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNoSnapshots, err)
+	}
+	return s, nil
+}
+
+// Reclaimer is the capability to clean up what a killed process left of its
+// sandboxes. The reconciler calls it for each sandbox run directory of a dead
+// owner, with every driver it knows: a driver that does not recognise dir as
+// one of its own leaves it alone and returns nothing.
+type Reclaimer interface {
+	// Reclaim ends the sandbox whose run directory is dir if its processes
+	// still run (and are provably this driver's), and removes what the
+	// sandbox owned outside dir. The caller removes dir itself.
+	Reclaim(ctx context.Context, dir string) (killed []int, err error)
+}
+
+// Processes is the capability to name the host processes a sandbox consists
+// of (its VMM; for gVisor, the sandbox and its gofer), for measurements.
+type Processes interface {
+	PIDs() []int
+}
+
+// PIDs returns vm's host processes, or nil when the driver cannot tell.
+func PIDs(vm VM) []int {
+	if p, ok := vm.(Processes); ok {
+		return p.PIDs()
+	}
+	return nil
+}
+
+// Killer is the capability to kill a sandbox's processes at once, without
+// any cleanup, the way a crash would: fault injection for tests.
+type Killer interface {
+	Kill() error
+}
+
+// Kill kills vm hard, or returns ErrNoKill when its driver cannot.
+func Kill(vm VM) error {
+	k, ok := vm.(Killer)
+	if !ok {
+		return ErrNoKill
+	}
+	return k.Kill()
 }

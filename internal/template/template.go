@@ -31,12 +31,9 @@ import (
 // schema changes whenever what a template contains changes.
 const schema = 1
 
-// Files.
-const (
-	metaFile  = "template.json"
-	memFile   = "mem"   // the driver's RAM file (qemu.TemplateMem)
-	stateFile = "state" // the driver's device state (qemu.TemplateState)
-)
+// metaFile is the template's metadata, written last: a directory without it
+// is partial. The rest of the layout is the sandbox package's.
+const metaFile = "template.json"
 
 // warmupLimit bounds each language's warm-up run.
 const warmupLimit = 3 * time.Minute
@@ -44,19 +41,14 @@ const warmupLimit = 3 * time.Minute
 // ErrCorrupt: a template directory does not match its metadata.
 var ErrCorrupt = errors.New("template is corrupt or partial")
 
-// Driver is what templates need of a sandbox driver.
-type Driver interface {
-	sandbox.Snapshotter
-	Name() string
-}
-
 // Config identifies a template.
 type Config struct {
 	Root      string // <data dir>/templates
 	ImageHash string
 	Spec      sandbox.Spec
 	// Version names the VMM build (e.g. "QEMU 7.2.22 tcg"): a template
-	// saved by another build or accelerator is not restored.
+	// saved by another build or accelerator is not restored. Ensure fills
+	// it from the driver when empty.
 	Version   string
 	Languages []lang.Language // warmed up, one hello-world each
 	BootLimit time.Duration
@@ -94,7 +86,10 @@ func (c *Config) Key() string {
 
 // Ensure returns the template for cfg, building it when it is missing,
 // stale or corrupt.
-func Ensure(ctx context.Context, drv Driver, cfg Config, log *slog.Logger) (*Template, error) {
+func Ensure(ctx context.Context, drv sandbox.Snapshotter, cfg Config, log *slog.Logger) (*Template, error) {
+	if cfg.Version == "" {
+		cfg.Version = drv.Version()
+	}
 	key := cfg.Key()
 	dir := filepath.Join(cfg.Root, key)
 	if err := os.MkdirAll(cfg.Root, 0o755); err != nil {
@@ -138,14 +133,14 @@ func Load(dir, key string) (*Template, error) {
 	if m.Schema != schema || m.Key != key {
 		return nil, fmt.Errorf("%w: metadata for key %q schema %d", ErrCorrupt, m.Key, m.Schema)
 	}
-	sum, size, err := image.FileSHA256(filepath.Join(dir, stateFile))
+	sum, size, err := image.FileSHA256(filepath.Join(dir, sandbox.TemplateStateFile))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
 	if size != m.StateSize || sum != m.StateSHA256 {
 		return nil, fmt.Errorf("%w: state is %d bytes %s, metadata says %d bytes %s", ErrCorrupt, size, sum[:12], m.StateSize, m.StateSHA256[:min(12, len(m.StateSHA256))])
 	}
-	st, err := os.Stat(filepath.Join(dir, memFile))
+	st, err := os.Stat(filepath.Join(dir, sandbox.TemplateMemFile))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
@@ -155,7 +150,7 @@ func Load(dir, key string) (*Template, error) {
 	return &Template{Dir: dir, Meta: m}, nil
 }
 
-func build(ctx context.Context, drv Driver, cfg Config, key string, log *slog.Logger) (*Template, error) {
+func build(ctx context.Context, drv sandbox.Snapshotter, cfg Config, key string, log *slog.Logger) (*Template, error) {
 	start := time.Now()
 	log.Info("building snapshot template", "key", key, "driver", drv.Name())
 	staging, err := os.MkdirTemp(cfg.Root, ".staging-"+key[:8]+"-")
@@ -165,7 +160,7 @@ func build(ctx context.Context, drv Driver, cfg Config, key string, log *slog.Lo
 	defer os.RemoveAll(staging)
 
 	bootCtx, cancelBoot := context.WithTimeout(ctx, cfg.BootLimit)
-	inst, err := sandbox.LaunchWith(bootCtx, func(ctx context.Context) (sandbox.VM, error) {
+	inst, err := sandbox.StartInstance(bootCtx, func(ctx context.Context) (sandbox.VM, error) {
 		return drv.StartTemplate(ctx, cfg.Spec, staging)
 	})
 	cancelBoot()
@@ -208,7 +203,7 @@ func build(ctx context.Context, drv Driver, cfg Config, key string, log *slog.Lo
 	if err := drv.Snapshot(bctx, inst.VM, staging); err != nil {
 		return nil, fmt.Errorf("template: snapshot: %w", err)
 	}
-	sum, size, err := image.FileSHA256(filepath.Join(staging, stateFile))
+	sum, size, err := image.FileSHA256(filepath.Join(staging, sandbox.TemplateStateFile))
 	if err != nil {
 		return nil, err
 	}
@@ -235,10 +230,10 @@ func build(ctx context.Context, drv Driver, cfg Config, key string, log *slog.Lo
 }
 
 // Clone restores a VM from t and gives it its own identity. The returned
-// instance's BootTime is restore-to-ready.
-func (t *Template) Clone(ctx context.Context, drv Driver, spec sandbox.Spec) (*sandbox.Instance, error) {
+// instance's ReadyIn is restore to ready, identity included.
+func (t *Template) Clone(ctx context.Context, drv sandbox.Snapshotter, spec sandbox.Spec) (*sandbox.Instance, error) {
 	start := time.Now()
-	inst, err := sandbox.LaunchWith(ctx, func(ctx context.Context) (sandbox.VM, error) {
+	inst, err := sandbox.StartInstance(ctx, func(ctx context.Context) (sandbox.VM, error) {
 		return drv.Restore(ctx, spec, t.Dir)
 	})
 	if err != nil {
@@ -251,7 +246,7 @@ func (t *Template) Clone(ctx context.Context, drv Driver, spec sandbox.Spec) (*s
 	if err := inst.Agent.SetIdentity(ctx, &agentproto.Identity{Seed: seed, UnixNano: time.Now().UnixNano()}); err != nil {
 		return nil, errors.Join(fmt.Errorf("template: clone identity: %w", err), inst.Stop(ctx))
 	}
-	inst.BootTime = time.Since(start) // restore to ready, identity included
+	inst.ReadyIn = time.Since(start)
 	return inst, nil
 }
 

@@ -65,7 +65,7 @@ func TestTemplateLifecycle(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Logf("clone %d ready in %s", i, inst.BootTime)
+			t.Logf("clone %d ready in %s", i, inst.ReadyIn)
 			res, err := inst.Agent.Run(ctx, &agentproto.RunRequest{Language: "python",
 				Code: "import os, time\nprint(os.urandom(16).hex(), abs(time.time() - " + nowSeconds() + ") < 120, sorted(os.listdir('/job')))"})
 			_ = inst.Stop(ctx)

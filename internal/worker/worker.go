@@ -1,6 +1,8 @@
-// Package worker serves jobs from RabbitMQ: one job, one fresh VM from the
-// warm pool, every status published and confirmed, the job acked only after
-// its final status is confirmed, the VM destroyed afterwards.
+// Package worker serves jobs from the broker: one job, one fresh sandbox from
+// the warm pool, every status published and confirmed, the job acked only
+// after its final status is confirmed, the sandbox stopped afterwards. It
+// depends on small interfaces (a broker session, a pool of sandboxes), so
+// every ack/requeue decision is tested with fakes, without a broker or VMs.
 package worker
 
 import (
@@ -12,62 +14,93 @@ import (
 	"sync"
 	"time"
 
+	"github.com/codebench/codebench/internal/execute"
 	"github.com/codebench/codebench/internal/job"
-	"github.com/codebench/codebench/internal/pool"
 	"github.com/codebench/codebench/internal/queue"
-	"github.com/codebench/codebench/internal/sandbox"
 )
 
 // Config is the worker's data.
 type Config struct {
 	Concurrency  int
-	PoolWait     time.Duration // how long a job waits for a VM
+	PoolWait     time.Duration // how long a job waits for a sandbox
 	Grace        time.Duration // how long in-flight jobs may finish on shutdown
 	ReconnectMax time.Duration
-	Queue        queue.Config
 }
 
-// Sandbox is a pool member: a VM whose agent answered.
-type Sandbox struct {
-	*sandbox.Instance
-	// Ready is when the agent last answered (its handshake or identity).
-	Ready time.Time
+// Publisher is what handling one job needs of the broker. Every publish
+// waits for the broker's confirm.
+type Publisher interface {
+	DeclareStatusQueue(id string) error
+	PublishStatus(ctx context.Context, id string, body []byte) error
+	DeadLetter(ctx context.Context, body []byte, reason string) error
 }
 
-// freshFor is how long after its agent answered a member is handed out
-// without a ping: its VMM is alive and its connection up, checked for free.
-const freshFor = 5 * time.Second
-
-// Healthy checks the member before it is handed out: the VMM has not exited,
-// the agent connection is up, and the agent answers a ping unless it
-// answered within freshFor (a ping is a round trip into the guest).
-func (s *Sandbox) Healthy(ctx context.Context) error {
-	select {
-	case <-s.VM.Done():
-		return sandbox.ErrVMExited
-	default:
-	}
-	if err := s.Agent.Err(); err != nil {
-		return err
-	}
-	if time.Since(s.Ready) < freshFor {
-		return nil
-	}
-	return s.Agent.Ping(ctx)
+// Session is one broker connection: a Publisher that also consumes jobs.
+type Session interface {
+	Publisher
+	// Consume delivers jobs until the consumer is cancelled or the
+	// connection is lost, then closes the channel.
+	Consume() (<-chan queue.Delivery, error)
+	StopConsuming() error
+	// Closed delivers why the connection was lost, then is closed.
+	Closed() <-chan error
+	Close() error
 }
 
-// Destroy stops the VM.
-func (s *Sandbox) Destroy(ctx context.Context) error { return s.Stop(ctx) }
+// Dial opens a broker session.
+type Dial func(ctx context.Context) (Session, error)
 
-// Pool is what the worker needs of the warm pool.
+// Sandbox is a fresh sandbox from the pool: it runs one job, then is stopped.
+type Sandbox interface {
+	execute.Sandbox
+	ID() string
+	Stop(ctx context.Context) error
+}
+
+// Pool hands out sandboxes, each at most once.
 type Pool interface {
-	Take(ctx context.Context) (*Sandbox, error)
+	Take(ctx context.Context) (Sandbox, error)
 }
 
-var _ Pool = (*pool.Pool[*Sandbox])(nil)
+// FromPool adapts a pool of a concrete member type to Pool.
+func FromPool[T Sandbox](p interface {
+	Take(context.Context) (T, error)
+}) Pool {
+	return poolOf[T]{p}
+}
 
-// Dial opens a broker connection.
-type Dial func(ctx context.Context) (*queue.Conn, error)
+type poolOf[T Sandbox] struct {
+	p interface {
+		Take(context.Context) (T, error)
+	}
+}
+
+func (p poolOf[T]) Take(ctx context.Context) (Sandbox, error) {
+	m, err := p.p.Take(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Outcome is what becomes of a delivery.
+type Outcome int
+
+const (
+	// Ack: the job is done with (final status confirmed, or refused and
+	// reported).
+	Ack Outcome = iota
+	// Requeue: it could not be finished here; back to the queue, to run
+	// again (here or on another worker).
+	Requeue
+)
+
+func (o Outcome) String() string {
+	if o == Ack {
+		return "ack"
+	}
+	return "requeue"
+}
 
 // Worker consumes jobs.
 type Worker struct {
@@ -98,7 +131,7 @@ var errConnLost = errors.New("worker: broker connection lost")
 func (w *Worker) Run(ctx context.Context) error {
 	backoff := 200 * time.Millisecond
 	for {
-		conn, err := w.dial(ctx)
+		sess, err := w.dial(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -115,8 +148,8 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		backoff = 200 * time.Millisecond
 		w.log.Info("connected to broker; consuming", "queue", queue.JobsQueue, "prefetch", w.cfg.Concurrency)
-		err = w.serve(ctx, conn)
-		_ = conn.Close()
+		err = w.serve(ctx, sess)
+		_ = sess.Close()
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -124,10 +157,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 }
 
-// serve consumes on one connection until it is lost or ctx ends.
-func (w *Worker) serve(ctx context.Context, conn *queue.Conn) error {
-	closed := conn.NotifyClose()
-	deliveries, err := conn.Consume()
+// serve consumes on one session until it is lost or ctx ends.
+func (w *Worker) serve(ctx context.Context, sess Session) error {
+	closed := sess.Closed()
+	deliveries, err := sess.Consume()
 	if err != nil {
 		return err
 	}
@@ -140,7 +173,7 @@ func (w *Worker) serve(ctx context.Context, conn *queue.Conn) error {
 	for {
 		select {
 		case <-ctx.Done():
-			_ = conn.StopConsuming()
+			_ = sess.StopConsuming()
 			w.drain(&wg, cancelJobs)
 			return nil
 		case e := <-closed:
@@ -154,12 +187,10 @@ func (w *Worker) serve(ctx context.Context, conn *queue.Conn) error {
 				return errConnLost
 			}
 			slots <- struct{}{} // prefetch already bounds this; belt and braces
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			wg.Go(func() {
 				defer func() { <-slots }()
-				w.handle(jobsCtx, conn, &d)
-			}()
+				w.process(jobsCtx, sess, d)
+			})
 		}
 	}
 }
@@ -180,137 +211,148 @@ func (w *Worker) drain(wg *sync.WaitGroup, cancelJobs context.CancelFunc) {
 	<-done
 }
 
-// handle runs one delivery to its end: acked after a confirmed final status,
-// or nacked with requeue when the job could not be finished here.
-func (w *Worker) handle(ctx context.Context, conn *queue.Conn, d *queue.Delivery) {
+// process runs one delivery to its end: handle decides, the delivery is
+// settled, and only then is the job's sandbox stopped (its teardown is not
+// on the job's path).
+func (w *Worker) process(ctx context.Context, pub Publisher, d queue.Delivery) {
+	o, sb, log := w.handle(ctx, pub, d)
+	settle(d, o, log)
+	if sb != nil {
+		w.stopSandbox(ctx, sb, log)
+	}
+}
+
+// settle is the one place a delivery is acked or requeued.
+func settle(d queue.Delivery, o Outcome, log *slog.Logger) {
+	var err error
+	switch o {
+	case Ack:
+		err = d.Ack()
+	case Requeue:
+		err = d.Nack(true)
+	}
+	if err != nil {
+		// The broker redelivers an unsettled job when the channel closes.
+		log.Warn("settling the delivery failed; the broker will redeliver it", "outcome", o, "err", err)
+	}
+}
+
+// handle runs one job and decides its outcome. It returns the sandbox the
+// job ran on (nil if none), for the caller to stop after settling.
+func (w *Worker) handle(ctx context.Context, pub Publisher, d queue.Delivery) (Outcome, Sandbox, *slog.Logger) {
 	start := time.Now()
 	j, err := job.Decode(d.Body, w.policy)
 	if err != nil {
-		w.reject(ctx, conn, d, err)
-		return
+		return w.reject(ctx, pub, d.Body, err)
 	}
 	log := w.log.With("job_id", j.ID, "language", j.Language, "redelivered", d.Redelivered)
 	log.Info("job received")
-	requeue := func(why string, err error) {
-		log.Warn("job requeued", "why", why, "err", err)
-		if err := d.Nack(true); err != nil {
-			log.Warn("nack", "err", err)
-		}
-	}
 	var tm job.Timings
 	if !d.PublishedAt.IsZero() {
 		tm.QueueWaitUS = max(start.Sub(d.PublishedAt).Microseconds(), 0)
 	}
-	if err := conn.DeclareStatusQueue(j.ID); err != nil {
-		requeue("declare status queue", err)
-		return
+	if err := pub.DeclareStatusQueue(j.ID); err != nil {
+		return requeue(log, "declare status queue", err), nil, log
 	}
-	pubStart := time.Now()
-	if err := w.publish(ctx, conn, job.Progress(j.ID, job.StatusReceived)); err != nil {
-		requeue("publish received", err)
-		return
+	t := time.Now()
+	if err := w.publish(ctx, pub, job.Progress(j.ID, job.StatusReceived)); err != nil {
+		return requeue(log, "publish received", err), nil, log
 	}
-	tm.PublishUS = time.Since(pubStart).Microseconds()
-	takeStart := time.Now()
+	tm.PublishUS = time.Since(t).Microseconds()
+
+	t = time.Now()
 	takeCtx, cancel := context.WithTimeout(ctx, w.cfg.PoolWait)
 	sb, err := w.pool.Take(takeCtx)
 	cancel()
-	tm.PoolWaitUS = time.Since(takeStart).Microseconds()
+	tm.PoolWaitUS = time.Since(t).Microseconds()
 	if err != nil {
 		if ctx.Err() != nil {
-			requeue("shutting down", err)
-			return
+			return requeue(log, "shutting down", err), nil, log
 		}
 		st := job.Internal(j.ID, fmt.Sprintf("no sandbox became available within %s", w.cfg.PoolWait), err)
-		w.finish(ctx, conn, d, st, log)
-		return
+		return w.finish(ctx, pub, st, tm, start, log), nil, log
 	}
-	log = log.With("vm_id", sb.VM.ID())
-	var finalPublish time.Duration // the final status cannot carry its own publish time
-	defer func() {
-		t := time.Now()
-		w.destroy(ctx, sb, log)
-		log.Info("job timings", "queue_wait_us", tm.QueueWaitUS, "pool_wait_us", tm.PoolWaitUS, "publish_us", tm.PublishUS,
-			"dispatch_us", tm.DispatchUS, "compile_us", tm.CompileUS, "run_us", tm.RunUS, "guest_us", tm.GuestUS,
-			"total_us", tm.TotalUS, "final_publish_us", finalPublish.Microseconds(), "teardown_us", time.Since(t).Microseconds())
-	}()
-	pubStart = time.Now()
-	if err := w.publish(ctx, conn, job.Progress(j.ID, job.StatusRunning)); err != nil {
-		requeue("publish running", err)
-		return
+	log = log.With("vm_id", sb.ID())
+
+	t = time.Now()
+	if err := w.publish(ctx, pub, job.Progress(j.ID, job.StatusRunning)); err != nil {
+		return requeue(log, "publish running", err), sb, log
 	}
-	tm.PublishUS += time.Since(pubStart).Microseconds()
-	agentStart := time.Now()
-	st := w.policy.Execute(ctx, sb.Agent, j, func() string { return sb.VM.ConsoleTail(2000) })
+	tm.PublishUS += time.Since(t).Microseconds()
+	st := execute.Job(ctx, w.policy, sb, j)
 	if ctx.Err() != nil {
-		requeue("cancelled while running", ctx.Err())
-		return
+		return requeue(log, "cancelled while running", ctx.Err()), sb, log
 	}
-	tm.AgentUS = time.Since(agentStart).Microseconds()
-	tm.CompileUS, tm.RunUS, tm.GuestUS = st.CompileUS, st.ExecDuration, st.GuestUS
-	tm.DispatchUS = max(tm.AgentUS-tm.CompileUS-tm.RunUS, 0)
+	return w.finish(ctx, pub, st, tm, start, log), sb, log
+}
+
+func requeue(log *slog.Logger, why string, err error) Outcome {
+	log.Warn("job requeued", "why", why, "err", err)
+	return Requeue
+}
+
+// finish publishes the final status with the host's timings added to the
+// sandbox's; a status that is not confirmed means the job goes back to the
+// queue, to be run again.
+func (w *Worker) finish(ctx context.Context, pub Publisher, st *job.Status, tm job.Timings, start time.Time, log *slog.Logger) Outcome {
+	if a := st.Timings; a != nil {
+		tm.AgentUS, tm.DispatchUS, tm.CompileUS, tm.RunUS, tm.GuestUS = a.AgentUS, a.DispatchUS, a.CompileUS, a.RunUS, a.GuestUS
+	}
 	tm.TotalUS = time.Since(start).Microseconds()
 	st.Timings = &tm
 	t := time.Now()
-	w.finish(ctx, conn, d, st, log)
-	finalPublish = time.Since(t)
+	if err := w.publish(ctx, pub, st); err != nil {
+		return requeue(log, "final status not confirmed", err)
+	}
+	log.Info("job finished", "status", st.Status, "verdict", st.Verdict, "message", st.Message,
+		"queue_wait_us", tm.QueueWaitUS, "pool_wait_us", tm.PoolWaitUS, "publish_us", tm.PublishUS,
+		"dispatch_us", tm.DispatchUS, "compile_us", tm.CompileUS, "run_us", tm.RunUS, "guest_us", tm.GuestUS,
+		"total_us", tm.TotalUS, "final_publish_us", time.Since(t).Microseconds())
+	return Ack
 }
 
-// finish publishes the final status and acks; a status that is not confirmed
-// means the job goes back to the queue, to be run again.
-func (w *Worker) finish(ctx context.Context, conn *queue.Conn, d *queue.Delivery, st *job.Status, log *slog.Logger) {
-	if err := w.publish(ctx, conn, st); err != nil {
-		log.Warn("final status not confirmed; job requeued", "err", err)
-		_ = d.Nack(true)
-		return
-	}
-	if err := d.Ack(); err != nil {
-		log.Warn("ack failed; the broker will redeliver", "err", err)
-		return
-	}
-	log.Info("job finished", "status", st.Status, "verdict", st.Verdict, "message", st.Message)
-}
-
-func (w *Worker) publish(ctx context.Context, conn *queue.Conn, st *job.Status) error {
+func (w *Worker) publish(ctx context.Context, pub Publisher, st *job.Status) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	return conn.PublishStatus(ctx, st.ID, st.Marshal())
+	return pub.PublishStatus(ctx, st.ID, st.Marshal())
 }
 
 // reject answers an invalid job: a failed/invalid_job status where the id is
-// usable, otherwise the message goes to jobs.dead with the reason. Either way
-// it is acked: retrying cannot make it valid.
-func (w *Worker) reject(ctx context.Context, conn *queue.Conn, d *queue.Delivery, err error) {
+// usable, and the message to jobs.dead with the reason where the body could
+// not be decoded or has no usable id. Either way it is acked once reported:
+// retrying cannot make it valid.
+func (w *Worker) reject(ctx context.Context, pub Publisher, body []byte, err error) (Outcome, Sandbox, *slog.Logger) {
 	var inv *job.InvalidError
 	if !errors.As(err, &inv) {
 		inv = &job.InvalidError{Reason: err.Error()}
 	}
 	log := w.log.With("job_id", inv.ID)
 	log.Warn("invalid job", "reason", inv.Reason)
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	var perr error
-	if inv.ID == "" || inv.Malformed {
-		perr = conn.DeadLetter(pctx, d.Body, inv.Reason)
-	}
-	if inv.ID != "" && perr == nil {
-		perr = conn.DeclareStatusQueue(inv.ID)
-		if perr == nil {
-			perr = conn.PublishStatus(pctx, inv.ID, job.Invalid(inv.ID, inv.Reason).Marshal())
-		}
-	}
-	if perr != nil {
-		log.Warn("could not report invalid job; requeued", "err", perr)
-		_ = d.Nack(true)
-		return
-	}
-	_ = d.Ack()
-}
-
-func (w *Worker) destroy(ctx context.Context, sb *Sandbox, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if err := sb.Destroy(ctx); err != nil {
-		log.Warn("destroy vm", "err", err)
+	if inv.ID == "" || inv.Malformed {
+		if err := pub.DeadLetter(ctx, body, inv.Reason); err != nil {
+			return requeue(log, "could not dead-letter an invalid job", err), nil, log
+		}
 	}
+	if inv.ID != "" {
+		err := pub.DeclareStatusQueue(inv.ID)
+		if err == nil {
+			err = pub.PublishStatus(ctx, inv.ID, job.Invalid(inv.ID, inv.Reason).Marshal())
+		}
+		if err != nil {
+			return requeue(log, "could not report an invalid job", err), nil, log
+		}
+	}
+	return Ack, nil, log
+}
+
+func (w *Worker) stopSandbox(ctx context.Context, sb Sandbox, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	t := time.Now()
+	if err := sb.Stop(ctx); err != nil {
+		log.Warn("stop sandbox", "err", err)
+	}
+	log.Debug("sandbox stopped", "teardown_us", time.Since(t).Microseconds())
 }

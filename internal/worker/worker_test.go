@@ -15,6 +15,7 @@ import (
 	"github.com/codebench/codebench/internal/job"
 	"github.com/codebench/codebench/internal/lang"
 	"github.com/codebench/codebench/internal/pool"
+	"github.com/codebench/codebench/internal/provision"
 	"github.com/codebench/codebench/internal/queue"
 	"github.com/codebench/codebench/internal/template"
 	"github.com/codebench/codebench/internal/testenv"
@@ -56,14 +57,14 @@ func startWorkerVia(t *testing.T, name string, poolSize, concurrency int, proxy 
 	for _, n := range vm.Image.LanguageNames() {
 		langs = append(langs, lang.Builtin()[n])
 	}
-	launcher := worker.NewLauncher(context.Background(), vm.Driver, vm.Spec, template.Config{
+	prov, err := provision.New(context.Background(), vm.Driver, vm.Spec, template.Config{
 		Root: filepath.Join(vm.Config.DataDir, "templates"), ImageHash: vm.Image.Manifest.Hash,
 		Languages: langs, BootLimit: 2 * time.Minute,
 	}, true, log)
-	if launcher.Template == nil {
-		t.Fatalf("no snapshot template, the pool would cold boot: %v", launcher.TemplateErr)
+	if prov.Template() == nil {
+		t.Fatalf("no snapshot template, the pool would cold boot: %v", err)
 	}
-	p := pool.New(pool.Config{Size: poolSize, MaxBoots: 2}, launcher.Launch, log, nil)
+	p := pool.New(pool.Config{Size: poolSize, MaxBoots: 2}, prov.Provision, log, nil)
 	p.Start()
 	policy := job.Policy{
 		MaxCodeBytes: 4096,
@@ -72,11 +73,17 @@ func startWorkerVia(t *testing.T, name string, poolSize, concurrency int, proxy 
 		Max:          job.Limits{WallMS: 60_000, CPUMS: 30_000, MemoryKB: 262144, Processes: 256, OutputBytes: 1 << 20, FileSizeKB: 65536},
 		CompileWall:  30_000,
 	}
-	w := worker.New(worker.Config{Concurrency: concurrency, PoolWait: 2 * time.Minute, Grace: 30 * time.Second, ReconnectMax: 2 * time.Second, Queue: wcfg},
-		policy, p, func(ctx context.Context) (*queue.Conn, error) { return queue.Dial(ctx, wcfg) }, log)
+	w := worker.New(worker.Config{Concurrency: concurrency, PoolWait: 2 * time.Minute, Grace: 30 * time.Second, ReconnectMax: 2 * time.Second},
+		policy, worker.FromPool(p), func(ctx context.Context) (worker.Session, error) {
+			c, err := queue.Dial(ctx, wcfg)
+			if err != nil {
+				return nil, err
+			}
+			return c, nil
+		}, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &harness{t: t, vm: vm, cancel: cancel, done: make(chan error, 1)}
-	go func() { err := w.Run(ctx); p.Close(); h.done <- err }()
+	go func() { err := w.Run(ctx); p.Stop(); h.done <- err }()
 	conn, err := queue.Dial(context.Background(), qcfg)
 	if err != nil {
 		t.Fatal(err)

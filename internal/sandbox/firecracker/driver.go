@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -36,13 +37,17 @@ import (
 	"github.com/codebench/codebench/internal/agentproto"
 	"github.com/codebench/codebench/internal/cleanup"
 	"github.com/codebench/codebench/internal/image"
+	"github.com/codebench/codebench/internal/reconcile"
 	"github.com/codebench/codebench/internal/sandbox"
 )
 
 var (
 	_ sandbox.Driver      = (*Driver)(nil)
 	_ sandbox.Snapshotter = (*Driver)(nil)
+	_ sandbox.Reclaimer   = (*Driver)(nil)
 	_ sandbox.VM          = (*VM)(nil)
+	_ sandbox.Processes   = (*VM)(nil)
+	_ sandbox.Killer      = (*VM)(nil)
 )
 
 // Files in a VM's run directory.
@@ -50,6 +55,8 @@ const (
 	APISocket   = "fc.sock"
 	VsockSocket = "v.sock"
 	ConsoleLog  = "console.log"
+	// PIDFile holds the VMM's pid, for the reconciler.
+	PIDFile = "fc.pid"
 	// AgentPort is the guest vsock port the agent listens on.
 	AgentPort = 1024
 	guestCID  = 3
@@ -115,10 +122,10 @@ func (d *Driver) Probe() error {
 	return f.Close()
 }
 
-// CanSnapshot says whether clones can be restored: Firecracker restores a
+// SnapshotSupport implements sandbox.Snapshotter: Firecracker restores a
 // snapshot's vsock device at the Unix socket path it was saved with, so
 // clones only coexist each in a jailer chroot of its own.
-func (d *Driver) CanSnapshot() error {
+func (d *Driver) SnapshotSupport() error {
 	if d.cfg.Jailer == nil {
 		return errors.New("firecracker: snapshot clones need the jailer (each clone's vsock socket must live in its own chroot)")
 	}
@@ -210,7 +217,7 @@ func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, snap *sdk.Snapsh
 	vm := &VM{id: spec.ID, dir: filepath.Join(d.cfg.RunDir, spec.ID), done: make(chan struct{}), log: d.log.With("vm_id", spec.ID)}
 	defer func() {
 		if err != nil {
-			err = errors.Join(err, vm.stack.Run(ctx))
+			err = errors.Join(err, vm.stack.Unwind(ctx))
 		}
 	}()
 	if err := os.Mkdir(vm.dir, 0o700); err != nil {
@@ -264,8 +271,30 @@ func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, snap *sdk.Snapsh
 		vm.exitErr = m.Wait(context.Background())
 		close(vm.done)
 	}()
-	vm.stack.Push("stop firecracker", vm.terminate)
+	vm.stack.Push("stop firecracker", vm.stopVMM)
+	if pid, err := m.PID(); err == nil {
+		_ = os.WriteFile(filepath.Join(vm.dir, PIDFile), []byte(strconv.Itoa(pid)), 0o600)
+	}
 	return vm, nil
+}
+
+// Reclaim implements sandbox.Reclaimer: the VMM named by the pid file, if its
+// command line carries the VM's id (the API socket path, or the jailer's
+// --id), and the VM's jailer chroot.
+func (d *Driver) Reclaim(_ context.Context, dir string) ([]int, error) {
+	id := filepath.Base(dir)
+	var killed []int
+	pid, err := reconcile.KillStale(filepath.Join(dir, PIDFile), "firecracker", id)
+	if pid != 0 {
+		killed = append(killed, pid)
+	}
+	if j := d.cfg.Jailer; j != nil {
+		chroot := filepath.Join(j.ChrootBaseDir, filepath.Base(d.cfg.Binary), id)
+		if _, serr := os.Stat(chroot); serr == nil {
+			err = errors.Join(err, os.RemoveAll(chroot))
+		}
+	}
+	return killed, err
 }
 
 // VM is one Firecracker process.
@@ -288,13 +317,15 @@ func (v *VM) ID() string { return v.id }
 // Done implements sandbox.VM.
 func (v *VM) Done() <-chan struct{} { return v.done }
 
-// PID is the VMM's process id.
-func (v *VM) PID() int {
-	pid, _ := v.m.PID()
-	return pid
+// PIDs implements sandbox.Processes: the VMM.
+func (v *VM) PIDs() []int {
+	if pid, err := v.m.PID(); err == nil {
+		return []int{pid}
+	}
+	return nil
 }
 
-// Kill sends SIGKILL to the VMM (fault injection for tests).
+// Kill implements sandbox.Killer: SIGKILL to the VMM, no cleanup.
 func (v *VM) Kill() error {
 	pid, err := v.m.PID()
 	if err != nil {
@@ -315,13 +346,13 @@ func (v *VM) DialAgent(ctx context.Context) (net.Conn, error) {
 
 // Stop implements sandbox.VM.
 func (v *VM) Stop(ctx context.Context) error {
-	v.stopOnce.Do(func() { v.stopErr = v.stack.Run(context.WithoutCancel(ctx)) })
+	v.stopOnce.Do(func() { v.stopErr = v.stack.Unwind(context.WithoutCancel(ctx)) })
 	return v.stopErr
 }
 
-// terminate escalates: Ctrl-Alt-Del, SIGTERM (StopVMM), SIGKILL, then the
-// VM context; each judged by the process's exit.
-func (v *VM) terminate(ctx context.Context) error {
+// stopVMM escalates: Ctrl-Alt-Del, SIGTERM (StopVMM), SIGKILL, then the VM
+// context; each judged by the process's exit.
+func (v *VM) stopVMM(ctx context.Context) error {
 	defer v.cancel()
 	steps := []struct {
 		name string
@@ -373,7 +404,7 @@ func (d *Driver) StartTemplate(ctx context.Context, spec sandbox.Spec, _ string)
 }
 
 // Snapshot implements sandbox.Snapshotter: pause, save memory and state into
-// dir (files "mem" and "state"), stop.
+// dir (the template layout of package sandbox), stop.
 func (d *Driver) Snapshot(ctx context.Context, v sandbox.VM, dir string) error {
 	vm, ok := v.(*VM)
 	if !ok {
@@ -383,7 +414,7 @@ func (d *Driver) Snapshot(ctx context.Context, v sandbox.VM, dir string) error {
 	if err := vm.m.PauseVM(ctx); err != nil {
 		return fmt.Errorf("firecracker: pause: %w", err)
 	}
-	if err := vm.m.CreateSnapshot(ctx, filepath.Join(dir, "mem"), filepath.Join(dir, "state")); err != nil {
+	if err := vm.m.CreateSnapshot(ctx, filepath.Join(dir, sandbox.TemplateMemFile), filepath.Join(dir, sandbox.TemplateStateFile)); err != nil {
 		return fmt.Errorf("firecracker: create snapshot: %w", err)
 	}
 	return nil
@@ -392,10 +423,10 @@ func (d *Driver) Snapshot(ctx context.Context, v sandbox.VM, dir string) error {
 // Restore implements sandbox.Snapshotter: Firecracker maps the memory file
 // privately (MAP_PRIVATE), so clones never write to the template.
 func (d *Driver) Restore(ctx context.Context, spec sandbox.Spec, dir string) (sandbox.VM, error) {
-	if err := d.CanSnapshot(); err != nil {
+	if err := d.SnapshotSupport(); err != nil {
 		return nil, err
 	}
-	return d.launch(ctx, spec, &sdk.SnapshotConfig{MemFilePath: filepath.Join(dir, "mem"), SnapshotPath: filepath.Join(dir, "state")})
+	return d.launch(ctx, spec, &sdk.SnapshotConfig{MemFilePath: filepath.Join(dir, sandbox.TemplateMemFile), SnapshotPath: filepath.Join(dir, sandbox.TemplateStateFile)})
 }
 
 func isDone(ch <-chan struct{}) bool {

@@ -50,7 +50,7 @@ func TestMachineConfig(t *testing.T) {
 	if cfg.JailerCfg != nil {
 		t.Fatal("jailer configured without being asked for")
 	}
-	if err := d.CanSnapshot(); err == nil {
+	if err := d.SnapshotSupport(); err == nil {
 		t.Fatal("snapshot clones claimed without the jailer")
 	}
 }
@@ -69,7 +69,7 @@ func TestMachineConfigWithJailer(t *testing.T) {
 	if cfg.NetNS != "/var/run/netns/cb" || cfg.SocketPath != APISocket || cfg.VsockDevices[0].Path != VsockSocket {
 		t.Fatalf("chroot-relative paths: %+v", cfg)
 	}
-	if err := d.CanSnapshot(); err != nil {
+	if err := d.SnapshotSupport(); err != nil {
 		t.Fatalf("jailer config cannot snapshot: %v", err)
 	}
 }
@@ -155,7 +155,7 @@ func TestConformance(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	inst, err := sandbox.Launch(ctx, d, vm.Spec)
+	inst, err := sandbox.Boot(ctx, d, vm.Spec)
 	if err != nil {
 		t.Skipf("firecracker cannot boot the guest on this host's KVM: %v", err)
 	}

@@ -23,10 +23,17 @@ import (
 	"time"
 
 	"github.com/codebench/codebench/internal/cleanup"
+	"github.com/codebench/codebench/internal/reconcile"
 	"github.com/codebench/codebench/internal/sandbox"
 )
 
-var _ sandbox.Driver = (*Driver)(nil)
+var (
+	_ sandbox.Driver    = (*Driver)(nil)
+	_ sandbox.Reclaimer = (*Driver)(nil)
+	_ sandbox.VM        = (*VM)(nil)
+	_ sandbox.Processes = (*VM)(nil)
+	_ sandbox.Killer    = (*VM)(nil)
+)
 
 // Accelerators.
 const (
@@ -52,18 +59,20 @@ type Config struct {
 	// TSCKHz is passed as tsc_early_khz; without it some TCG boots hang
 	// calibrating the TSC. Zero reads the host's.
 	TSCKHz int64
-	// KeepConsole copies the console log of each stopped VM here (debugging).
-	KeepConsole string
 }
 
 // Driver starts QEMU microVMs.
 type Driver struct {
-	cfg     Config
-	log     *slog.Logger
-	version string // first line of qemu --version
+	cfg Config
+	log *slog.Logger
+
+	versionOnce sync.Once
+	version     string // first line of qemu --version, read on first use
 }
 
-// New checks cfg and returns a driver.
+// New checks cfg and returns a driver. It does not run QEMU: a host without
+// it can still construct the driver (to reclaim leftovers, or to say why it
+// cannot run); Start and Probe fail there.
 func New(cfg Config, log *slog.Logger) (*Driver, error) {
 	if cfg.Binary == "" {
 		cfg.Binary = "qemu-system-x86_64"
@@ -78,26 +87,33 @@ func New(cfg Config, log *slog.Logger) (*Driver, error) {
 		}
 		cfg.TSCKHz = khz
 	}
-	if err := os.MkdirAll(cfg.RunDir, 0o700); err != nil {
-		return nil, fmt.Errorf("qemu: run dir: %w", err)
-	}
-	out, err := exec.Command(cfg.Binary, "--version").Output()
-	if err != nil {
-		return nil, fmt.Errorf("qemu: %s --version: %w", cfg.Binary, err)
-	}
-	version := strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
-	return &Driver{cfg: cfg, log: log, version: version}, nil
+	return &Driver{cfg: cfg, log: log}, nil
 }
 
-// Version names the VMM build and accelerator: a snapshot saved by one is
-// not restored by another.
-func (d *Driver) Version() string { return d.version + " accel=" + d.cfg.Accel }
+// Version implements sandbox.Snapshotter: the VMM build and accelerator (a
+// snapshot saved by one is not restored by another).
+func (d *Driver) Version() string {
+	d.versionOnce.Do(func() {
+		d.version = "qemu unknown"
+		if out, err := exec.Command(d.cfg.Binary, "--version").Output(); err == nil {
+			d.version = strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+		}
+	})
+	return d.version + " accel=" + d.cfg.Accel
+}
 
 // Name implements sandbox.Driver.
 func (d *Driver) Name() string { return "qemu-" + d.cfg.Accel }
 
-// Accel reports the accelerator in use.
-func (d *Driver) Accel() string { return d.cfg.Accel }
+// Reclaim implements sandbox.Reclaimer: a QEMU of ours carries
+// "-name codebench:<id>" and its run directory on its command line.
+func (d *Driver) Reclaim(_ context.Context, dir string) ([]int, error) {
+	pid, err := reconcile.KillStale(filepath.Join(dir, PIDFile), NamePrefix+filepath.Base(dir), dir)
+	if pid == 0 {
+		return nil, err
+	}
+	return []int{pid}, err
+}
 
 // Start implements sandbox.Driver.
 func (d *Driver) Start(ctx context.Context, spec sandbox.Spec) (sandbox.VM, error) {
@@ -126,20 +142,19 @@ func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, opts launchOpts)
 		dir:  filepath.Join(d.cfg.RunDir, spec.ID),
 		done: make(chan struct{}),
 		log:  d.log.With("vm_id", spec.ID),
-		keep: d.cfg.KeepConsole,
 	}
 	defer func() {
 		if err != nil {
-			err = errors.Join(err, vm.stack.Run(ctx))
+			err = errors.Join(err, vm.stack.Unwind(ctx))
 		}
 	}()
+	if err := os.MkdirAll(d.cfg.RunDir, 0o700); err != nil {
+		return nil, fmt.Errorf("qemu: run dir: %w", err)
+	}
 	if err := os.Mkdir(vm.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("qemu: run dir: %w", err)
 	}
 	vm.stack.Push("remove run dir", func(context.Context) error { return os.RemoveAll(vm.dir) })
-	if vm.keep != "" {
-		vm.stack.Push("keep console", func(context.Context) error { return vm.keepConsole() })
-	}
 
 	args := d.args(spec, vm.dir, opts)
 	cmd := exec.Command(d.cfg.Binary, args...)
@@ -167,13 +182,13 @@ func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, opts launchOpts)
 	}()
 	// Pushed after the waiter so that it unwinds first: the VMM must be
 	// gone before its run dir is removed.
-	vm.stack.Push("stop qemu", vm.terminate)
+	vm.stack.Push("stop qemu", vm.stopVMM)
 
 	q, err := vm.connectQMP(ctx)
 	if err != nil {
 		return nil, err
 	}
-	vm.qmp = q // closed by terminate, after QMP quit had its chance
+	vm.qmp = q // closed by stopVMM, after QMP quit had its chance
 	vm.log.Debug("vm started", "pid", cmd.Process.Pid, "accel", d.cfg.Accel)
 	return vm, nil
 }
@@ -232,12 +247,11 @@ func NewID() string {
 
 // VM is one QEMU process and its run directory.
 type VM struct {
-	id   string
-	dir  string
-	cmd  *exec.Cmd
-	qmp  *qmp
-	log  *slog.Logger
-	keep string
+	id  string
+	dir string
+	cmd *exec.Cmd
+	qmp *qmp
+	log *slog.Logger
 
 	done    chan struct{}
 	exitErr error // written before done is closed
@@ -248,19 +262,14 @@ type VM struct {
 	stopErr  error
 }
 
-var _ sandbox.VM = (*VM)(nil)
-
 // ID implements sandbox.VM.
 func (v *VM) ID() string { return v.id }
 
 // Done implements sandbox.VM.
 func (v *VM) Done() <-chan struct{} { return v.done }
 
-// Dir is the VM's run directory.
-func (v *VM) Dir() string { return v.dir }
-
-// PID is the QEMU process id.
-func (v *VM) PID() int { return v.cmd.Process.Pid }
+// PIDs implements sandbox.Processes: the QEMU process.
+func (v *VM) PIDs() []int { return []int{v.cmd.Process.Pid} }
 
 func (v *VM) connectQMP(ctx context.Context) (*qmp, error) {
 	path := filepath.Join(v.dir, QMPSocket)
@@ -309,13 +318,15 @@ func (v *VM) DialAgent(ctx context.Context) (net.Conn, error) {
 func (v *VM) Stop(ctx context.Context) error {
 	v.stopOnce.Do(func() {
 		ctx := context.WithoutCancel(ctx)
-		v.stopErr = v.stack.Run(ctx)
+		v.stopErr = v.stack.Unwind(ctx)
 		v.log.Debug("vm stopped", "err", v.stopErr)
 	})
 	return v.stopErr
 }
 
-func (v *VM) terminate(ctx context.Context) error {
+// stopVMM ends the QEMU process: QMP quit, SIGTERM, SIGKILL, each judged
+// by the process's exit.
+func (v *VM) stopVMM(ctx context.Context) error {
 	defer func() {
 		if v.qmp != nil {
 			_ = v.qmp.Close()
@@ -380,17 +391,6 @@ func (v *VM) ConsoleTail(n int) string {
 	return string(buf)
 }
 
-func (v *VM) keepConsole() error {
-	b, err := os.ReadFile(filepath.Join(v.dir, ConsoleLog))
-	if err != nil {
-		return nil
-	}
-	if err := os.MkdirAll(v.keep, 0o755); err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(v.keep, v.id+".console.log"), b, 0o644)
-}
-
 // HostTSCKHz reads the host's TSC frequency from /proc/cpuinfo. Under TCG
 // the guest TSC runs at the host's rate, and telling the guest kernel skips
 // the calibration that hangs some boots.
@@ -416,6 +416,6 @@ func HostTSCKHz() (int64, error) {
 
 func lookPath(bin string) (string, error) { return exec.LookPath(bin) }
 
-// Kill sends SIGKILL to the VMM without cleaning up: fault injection for
-// tests, the way a crash would end it.
+// Kill implements sandbox.Killer: SIGKILL to the VMM without cleaning up,
+// the way a crash would end it.
 func (v *VM) Kill() error { return v.cmd.Process.Kill() }

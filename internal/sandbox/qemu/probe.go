@@ -69,7 +69,7 @@ func probeKVM(ctx context.Context, cfg Config, spec sandbox.Spec, log *slog.Logg
 	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	spec.ID = "probe-" + NewID()[3:]
-	inst, err := sandbox.Launch(pctx, d, spec)
+	inst, err := sandbox.Boot(pctx, d, spec)
 	if err != nil {
 		reason := "KVM test boot failed"
 		if errors.Is(err, sandbox.ErrBootTimeout) {
@@ -78,7 +78,7 @@ func probeKVM(ctx context.Context, cfg Config, spec sandbox.Spec, log *slog.Logg
 		return ProbeResult{Accel: AccelTCG, Reason: reason}
 	}
 	_ = inst.Stop(ctx)
-	return ProbeResult{Accel: AccelKVM, Reason: fmt.Sprintf("KVM test boot ready in %s", inst.BootTime.Round(time.Millisecond))}
+	return ProbeResult{Accel: AccelKVM, Reason: fmt.Sprintf("KVM test boot ready in %s", inst.ReadyIn.Round(time.Millisecond))}
 }
 
 func probeKey(binary string, spec sandbox.Spec) string {

@@ -16,17 +16,17 @@ import (
 
 var _ sandbox.Snapshotter = (*Driver)(nil)
 
-// Files of a template directory.
-const (
-	TemplateMem   = "mem"   // guest RAM, written through MAP_SHARED by the template VM
-	TemplateState = "state" // device state (migration stream without RAM: x-ignore-shared)
-	migSocket     = "mig.sock"
-)
+// migSocket carries the device state (a migration stream without RAM:
+// x-ignore-shared) between QEMU and the driver.
+const migSocket = "mig.sock"
 
-// StartTemplate implements sandbox.Snapshotter: a VM whose RAM lives in
-// dir/mem, shared, so that after Snapshot the file holds the guest's memory.
+// SnapshotSupport implements sandbox.Snapshotter: QEMU can always clone.
+func (d *Driver) SnapshotSupport() error { return nil }
+
+// StartTemplate implements sandbox.Snapshotter: a VM whose RAM lives in the
+// template's RAM file, shared, so that after Snapshot the file holds the guest's memory.
 func (d *Driver) StartTemplate(ctx context.Context, spec sandbox.Spec, dir string) (sandbox.VM, error) {
-	return d.launch(ctx, spec, launchOpts{memPath: filepath.Join(dir, TemplateMem), shared: true})
+	return d.launch(ctx, spec, launchOpts{memPath: filepath.Join(dir, sandbox.TemplateMemFile), shared: true})
 }
 
 // Snapshot implements sandbox.Snapshotter: the device state is migrated (RAM
@@ -47,7 +47,7 @@ func (d *Driver) Snapshot(ctx context.Context, v sandbox.VM, dir string) error {
 		return err
 	}
 	defer ln.Close()
-	tmp := filepath.Join(dir, TemplateState+".tmp")
+	tmp := filepath.Join(dir, sandbox.TemplateStateFile+".tmp")
 	out, err := os.Create(tmp)
 	if err != nil {
 		return err
@@ -80,19 +80,19 @@ func (d *Driver) Snapshot(ctx context.Context, v sandbox.VM, dir string) error {
 	if err := out.Sync(); err != nil {
 		return err
 	}
-	return os.Rename(tmp, filepath.Join(dir, TemplateState))
+	return os.Rename(tmp, filepath.Join(dir, sandbox.TemplateStateFile))
 }
 
 // Restore implements sandbox.Snapshotter: a new VM maps the template's RAM
 // privately (copy on write: the template is never modified) and loads the
 // device state; it runs from where the template was saved.
 func (d *Driver) Restore(ctx context.Context, spec sandbox.Spec, dir string) (_ sandbox.VM, err error) {
-	state, err := os.Open(filepath.Join(dir, TemplateState))
+	state, err := os.Open(filepath.Join(dir, sandbox.TemplateStateFile))
 	if err != nil {
 		return nil, err
 	}
 	defer state.Close()
-	vm, err := d.launch(ctx, spec, launchOpts{memPath: filepath.Join(dir, TemplateMem), incoming: true})
+	vm, err := d.launch(ctx, spec, launchOpts{memPath: filepath.Join(dir, sandbox.TemplateMemFile), incoming: true})
 	if err != nil {
 		return nil, err
 	}

@@ -43,19 +43,14 @@ func Run(t *testing.T, h Harness) {
 // testSnapshot saves a template, restores two clones, and checks they run
 // and do not share random numbers. Drivers without the capability skip.
 func testSnapshot(t *testing.T, h Harness) {
-	drv, ok := h.Driver.(template.Driver)
-	if !ok {
-		t.Skipf("driver %s has no snapshot support", h.Driver.Name())
-	}
-	if c, ok := h.Driver.(interface{ CanSnapshot() error }); ok {
-		if err := c.CanSnapshot(); err != nil {
-			t.Skipf("driver %s cannot restore snapshots as configured: %v", h.Driver.Name(), err)
-		}
+	drv, err := sandbox.Snapshots(h.Driver)
+	if err != nil {
+		t.Skipf("driver %s: %v", h.Driver.Name(), err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	tpl, err := template.Ensure(ctx, drv, template.Config{
-		Root: t.TempDir(), ImageHash: "conformance", Spec: h.Spec, Version: h.Driver.Name(),
+		Root: t.TempDir(), ImageHash: "conformance", Spec: h.Spec,
 		Languages: []lang.Language{lang.Builtin()["python"]}, BootLimit: h.BootLimit,
 	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
@@ -92,7 +87,7 @@ func launch(t *testing.T, h Harness) *sandbox.Instance {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), h.BootLimit)
 	defer cancel()
-	inst, err := sandbox.Launch(ctx, h.Driver, h.Spec)
+	inst, err := sandbox.Boot(ctx, h.Driver, h.Spec)
 	if err != nil {
 		t.Fatalf("launch: %v", err)
 	}
@@ -132,7 +127,7 @@ func testConcurrent(t *testing.T, h Harness, n int) {
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), h.BootLimit)
 			defer cancel()
-			insts[i], errs[i] = sandbox.Launch(ctx, h.Driver, h.Spec)
+			insts[i], errs[i] = sandbox.Boot(ctx, h.Driver, h.Spec)
 		})
 	}
 	wg.Wait()
@@ -167,12 +162,11 @@ func testStopDuringBoot(t *testing.T, h Harness) {
 func testStopDead(t *testing.T, h Harness) {
 	inst := launch(t, h)
 	// Kill the VMM behind the driver's back, as a crash would.
-	if k, ok := inst.VM.(interface{ Kill() error }); ok {
-		if err := k.Kill(); err != nil {
-			t.Fatal(err)
-		}
-	} else {
-		t.Skip("driver VM has no Kill for fault injection")
+	if err := sandbox.Kill(inst.VM); errors.Is(err, sandbox.ErrNoKill) {
+		_ = inst.Stop(context.Background())
+		t.Skipf("driver %s: %v", h.Driver.Name(), err)
+	} else if err != nil {
+		t.Fatal(err)
 	}
 	select {
 	case <-inst.VM.Done():

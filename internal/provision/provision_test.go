@@ -1,4 +1,4 @@
-package worker
+package provision
 
 import (
 	"bytes"
@@ -19,21 +19,21 @@ func (coldOnly) Start(context.Context, sandbox.Spec) (sandbox.VM, error) {
 	return nil, context.Canceled
 }
 
-func TestLauncherFallsBackToColdBoot(t *testing.T) {
+func TestProvisionerFallsBackToColdBoot(t *testing.T) {
 	tests := []struct {
 		name      string
 		snapshots bool
 		wantLog   string
 	}{
-		{"driver without snapshots", true, "driver has no snapshot support"},
+		{"driver without snapshots", true, "cannot save sandboxes"},
 		{"snapshots disabled", false, "snapshots disabled by configuration"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var buf bytes.Buffer
-			l := NewLauncher(context.Background(), coldOnly{}, sandbox.Spec{}, template.Config{Root: t.TempDir()}, tt.snapshots,
+			p, err := New(context.Background(), coldOnly{}, sandbox.Spec{}, template.Config{Root: t.TempDir()}, tt.snapshots,
 				slog.New(slog.NewTextHandler(&buf, nil)))
-			if l.Template != nil {
+			if err != nil || p.Template() != nil {
 				t.Fatal("template with a driver that cannot snapshot")
 			}
 			if !strings.Contains(buf.String(), tt.wantLog) {

@@ -1,4 +1,4 @@
-package worker
+package provision
 
 import (
 	"context"
@@ -22,8 +22,8 @@ func (v *fakeVM) Stop(context.Context) error                  { return nil }
 func (v *fakeVM) Done() <-chan struct{}                       { return v.done }
 func (v *fakeVM) ConsoleTail(int) string                      { return "" }
 
-// fakeMember is a Sandbox whose agent counts the pings it answers.
-func fakeMember(t *testing.T, ready time.Time) (*Sandbox, *fakeVM, *atomic.Int32, net.Conn) {
+// fakeMember is a Member whose agent counts the pings it answers.
+func fakeMember(t *testing.T, ready time.Time) (*Member, *fakeVM, *atomic.Int32, net.Conn) {
 	t.Helper()
 	host, guest := net.Pipe()
 	var pings atomic.Int32
@@ -47,10 +47,10 @@ func fakeMember(t *testing.T, ready time.Time) (*Sandbox, *fakeVM, *atomic.Int32
 	}
 	t.Cleanup(func() { c.Close(); guest.Close() })
 	vm := &fakeVM{done: make(chan struct{})}
-	return &Sandbox{Instance: &sandbox.Instance{VM: vm, Agent: c}, Ready: ready}, vm, &pings, guest
+	return &Member{Instance: &sandbox.Instance{VM: vm, Agent: c}, ready: ready}, vm, &pings, guest
 }
 
-func TestSandboxHealthy(t *testing.T) {
+func TestMemberHealthy(t *testing.T) {
 	ctx := context.Background()
 	t.Run("fresh: no round trip", func(t *testing.T) {
 		s, _, pings, _ := fakeMember(t, time.Now())

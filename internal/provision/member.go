@@ -1,0 +1,38 @@
+package provision
+
+import (
+	"context"
+	"time"
+
+	"github.com/codebench/codebench/internal/sandbox"
+)
+
+// Member is a pool member: a sandbox whose agent answered. It runs a job
+// and stops like the instance it is.
+type Member struct {
+	*sandbox.Instance
+	// ready is when the agent last answered (its handshake or identity).
+	ready time.Time
+}
+
+// freshFor is how long after its agent answered a member is handed out
+// without a ping: its VMM is alive and its connection up, checked for free.
+const freshFor = 5 * time.Second
+
+// Healthy checks the member before it is handed out: the VMM has not exited,
+// the agent connection is up, and the agent answers a ping unless it
+// answered within freshFor (a ping is a round trip into the guest).
+func (m *Member) Healthy(ctx context.Context) error {
+	select {
+	case <-m.VM.Done():
+		return sandbox.ErrVMExited
+	default:
+	}
+	if err := m.Agent.Err(); err != nil {
+		return err
+	}
+	if time.Since(m.ready) < freshFor {
+		return nil
+	}
+	return m.Agent.Ping(ctx)
+}

@@ -1,0 +1,141 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/codebench/codebench/internal/job"
+	"github.com/codebench/codebench/internal/queue"
+)
+
+// TestHandleOutcomes is every path of one delivery through the worker: what
+// it publishes, whether it acks or requeues, whether a sandbox was used and
+// stopped. No broker, no VMs.
+func TestHandleOutcomes(t *testing.T) {
+	const valid = `{"id":"j1","language":"c","code":"int main(){}"}`
+	tests := []struct {
+		name     string
+		body     string
+		fail     []string  // broker operations that fail
+		pool     *fakePool // nil: a pool with a sandbox that prints "hi"
+		cancel   bool      // the job's ctx is cancelled (shutdown past grace)
+		want     Outcome   // outcome
+		statuses string    // statuses published for the job's id, in order
+		verdict  string    // of the final status, if any
+		message  string    // substring of the final status's message
+		dead     string    // substring of the dead-letter reason; "" = none
+		stopped  int       // times the sandbox was stopped by process()
+		check    func(*testing.T, []job.Status)
+	}{
+		{name: "done", body: valid, want: Ack, statuses: "received,running,done", verdict: job.VerdictOK, stopped: 1,
+			check: func(t *testing.T, sts []job.Status) {
+				f := sts[2]
+				if f.Stdout != "hi" || f.Timings == nil || f.Timings.CompileUS != 900 || f.Timings.RunUS != 100 || f.Timings.GuestUS != 1100 {
+					t.Fatalf("final %+v timings %+v", f, f.Timings)
+				}
+			}},
+		{name: "seed job without language is C", body: `{"id":"666","type":"code","code":"int main(){}"}`, want: Ack,
+			statuses: "received,running,done", verdict: job.VerdictOK, stopped: 1},
+		{name: "invalid with id: reported, acked, not dead-lettered", body: `{"id":"j1","language":"cobol","code":"x"}`, want: Ack,
+			statuses: "failed", verdict: job.VerdictInvalidJob, message: "unknown language"},
+		{name: "malformed without id: dead-lettered, acked", body: `not json`, want: Ack, dead: "malformed JSON"},
+		{name: "no usable id: dead-lettered", body: `{"id":"../x","code":"x"}`, want: Ack, dead: "id must be"},
+		{name: "malformed with id: dead-lettered and reported", body: `{"id":"j1","code":5}`, want: Ack,
+			statuses: "failed", verdict: job.VerdictInvalidJob, message: "malformed JSON", dead: "malformed JSON"},
+		{name: "dead-letter refused: requeued", body: `not json`, fail: []string{"dead"}, want: Requeue},
+		{name: "invalid status refused: requeued", body: `{"id":"j1","language":"cobol","code":"x"}`, fail: []string{"publish:final"}, want: Requeue},
+		{name: "status queue not declared: requeued", body: valid, fail: []string{"declare"}, want: Requeue},
+		{name: "received not confirmed: requeued, no sandbox taken", body: valid, fail: []string{"publish:received"}, want: Requeue},
+		{name: "running not confirmed: requeued, sandbox stopped", body: valid, fail: []string{"publish:running"}, want: Requeue,
+			statuses: "received", stopped: 1},
+		{name: "final not confirmed: requeued, sandbox stopped", body: valid, fail: []string{"publish:final"}, want: Requeue,
+			statuses: "received,running", stopped: 1},
+		{name: "no sandbox in time: internal error, acked", body: valid, pool: &fakePool{wait: true}, want: Ack,
+			statuses: "received,failed", verdict: job.VerdictInternalError, message: "no sandbox became available"},
+		{name: "pool fails: internal error, acked", body: valid, pool: &fakePool{err: errors.New("boot failed")}, want: Ack,
+			statuses: "received,failed", verdict: job.VerdictInternalError},
+		{name: "agent fails: internal error with console, acked", body: valid, pool: &fakePool{sb: &fakeSandbox{err: errors.New("agent gone")}},
+			want: Ack, statuses: "received,running,failed", verdict: job.VerdictInternalError, stopped: 1,
+			check: func(t *testing.T, sts []job.Status) {
+				if !strings.Contains(sts[2].Error, "fake console") {
+					t.Fatalf("internal error without the console: %q", sts[2].Error)
+				}
+			}},
+		{name: "shutdown while running: requeued, sandbox stopped", body: valid, cancel: true,
+			pool: &fakePool{sb: &fakeSandbox{block: make(chan struct{})}}, want: Requeue, statuses: "received,running", stopped: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newFakeBroker(tt.fail...)
+			p := tt.pool
+			if p == nil {
+				p = &fakePool{sb: &fakeSandbox{res: okResult("hi")}}
+			}
+			w := New(Config{Concurrency: 1, PoolWait: 50 * time.Millisecond, Grace: time.Second}, testPolicy(), p, nil, quietLog(t))
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if tt.cancel {
+				time.AfterFunc(50*time.Millisecond, cancel)
+			}
+			a := newFakeAcker()
+			w.process(ctx, b, queue.Delivery{Body: []byte(tt.body), Acker: a})
+
+			switch tt.want {
+			case Ack:
+				if a.acks != 1 || len(a.nacks) != 0 {
+					t.Fatalf("acks %d nacks %v, want one ack", a.acks, a.nacks)
+				}
+			case Requeue:
+				if a.acks != 0 || !slices.Equal(a.nacks, []bool{true}) {
+					t.Fatalf("acks %d nacks %v, want one requeue", a.acks, a.nacks)
+				}
+			}
+			sts := b.statusesOf("j1")
+			if tt.body != valid && strings.Contains(tt.body, `"666"`) {
+				sts = b.statusesOf("666")
+			}
+			if got := statusNames(sts); got != tt.statuses {
+				t.Fatalf("statuses %q, want %q: %+v", got, tt.statuses, sts)
+			}
+			if tt.verdict != "" {
+				f := sts[len(sts)-1]
+				if f.Verdict != tt.verdict || !strings.Contains(f.Message, tt.message) {
+					t.Fatalf("final %s %q, want %s %q", f.Verdict, f.Message, tt.verdict, tt.message)
+				}
+			}
+			switch {
+			case tt.dead == "" && len(b.dead) != 0:
+				t.Fatalf("dead-lettered %q", b.dead[0].reason)
+			case tt.dead != "" && (len(b.dead) != 1 || !strings.Contains(b.dead[0].reason, tt.dead) || string(b.dead[0].body) != tt.body):
+				t.Fatalf("dead letters %+v, want the body with reason %q", b.dead, tt.dead)
+			}
+			if p.sb != nil && p.sb.stopped != tt.stopped {
+				t.Fatalf("sandbox stopped %d times, want %d", p.sb.stopped, tt.stopped)
+			}
+			if tt.check != nil {
+				tt.check(t, sts)
+			}
+		})
+	}
+}
+
+// TestSeedStatusesByteForByte: received and running are exactly the seed's.
+func TestSeedStatusesByteForByte(t *testing.T) {
+	b := newFakeBroker()
+	w := New(Config{Concurrency: 1, PoolWait: time.Second}, testPolicy(), &fakePool{sb: &fakeSandbox{res: okResult("Hello, World!")}}, nil, quietLog(t))
+	w.process(context.Background(), b, queue.Delivery{Body: []byte(`{"id":"666", "type": "code", "code":"int main(){}"}`), Acker: newFakeAcker()})
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i, want := range []string{
+		`{"id":"666","status":"received","stderr":"","stdout":""}`,
+		`{"id":"666","status":"running","stderr":"","stdout":""}`,
+	} {
+		if got := string(b.bodies["666"][i]); got != want {
+			t.Fatalf("status %d is %s, want %s", i, got, want)
+		}
+	}
+}
