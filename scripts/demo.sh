@@ -29,19 +29,34 @@ curl -s -o /dev/null -u "$user:$pass" -X DELETE "$api/queues/%2F/job_status_666"
 
 echo "demo: publishing the seed's job:"
 echo "  curl 'http://localhost:15672/api/exchanges/%2F/amq.default/publish' -u $user:$pass -d '@examples/seed/req.json'"
-printf '  '; curl -s "$api/exchanges/%2F/amq.default/publish" -u "$user:$pass" -d '@examples/seed/req.json'; echo
+answer=$(curl -s "$api/exchanges/%2F/amq.default/publish" -u "$user:$pass" -d '@examples/seed/req.json' || true)
+echo "  $answer"
+if [ "$(jq -r '.routed' <<<"$answer" 2>/dev/null)" != true ]; then
+  echo "demo: FAILED: RabbitMQ did not route the job (answer: ${answer:-none}), so it was dropped." >&2
+  echo "demo: the queue 'jobs' should exist: scripts/rabbitmq.sh and the worker declare it (bin/codebench declare does too)." >&2
+  exit 1
+fi
 
-echo "demo: waiting for the final status (the first boot under TCG takes a few seconds)..."
-for _ in $(seq 180); do
-  n=$(curl -s -u "$user:$pass" "$api/queues/%2F/job_status_666" | jq -r '.messages // 0' 2>/dev/null || echo 0)
+# A fresh machine builds the snapshot template first (one boot and a
+# hello-world per language): minutes under TCG. The job waits in the queue.
+echo "demo: waiting for the final status (on a first run the worker builds its snapshot template first)..."
+last=""
+for i in $(seq 900); do
+  n=$(curl -s -u "$user:$pass" "$api/queues/%2F/job_status_666" | jq -r 'if type == "object" then (.messages // 0) else 0 end' 2>/dev/null || echo 0)
   [ "$n" = 3 ] && break
   if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then echo "demo: the worker died:"; tail -20 "$log"; exit 1; fi
+  if (( i % 15 == 0 )); then
+    now=$(grep -o 'msg="[^"]*"' "$log" | tail -1 || true)
+    [ "$now" != "$last" ] && echo "demo: worker: ${now#msg=}"
+    last=$now
+  fi
   sleep 1
 done
+if [ "$n" != 3 ]; then echo "demo: FAILED: no final status within 15 minutes; the worker's log:" >&2; tail -30 "$log" >&2; exit 1; fi
 echo "demo: job_status_666 (as the seed's 'rabbitmqadmin get queue=job_status_666 count=3 ackmode=ack_requeue_false'):"
 curl -s -u "$user:$pass" -H 'content-type: application/json' "$api/queues/%2F/job_status_666/get" \
   -d '{"count":3,"ackmode":"ack_requeue_false","encoding":"auto"}' |
-  jq -r '.[] | "  \(.payload_bytes) bytes  \(.payload)"'
+  jq -r 'if type == "array" then .[] | "  \(.payload_bytes) bytes  \(.payload)" else "demo: unexpected answer: \(.)" end'
 final=$(grep -c '"job finished"' "$log" || true)
 echo "demo: done. The worker keeps running (pid $(cat "$pidfile")); stop it and RabbitMQ with: make stop"
 [ "$final" -ge 1 ]

@@ -1,67 +1,100 @@
 #!/usr/bin/env bash
-# Start or stop a RabbitMQ server bound to 127.0.0.1 only (AMQP 5672, management
-# 15672, Erlang distribution 25672, epmd 4369), without systemd.
-# Credentials: RABBITMQ_USER / RABBITMQ_PASSWORD (default admin/admin, like the
-# seed's docker-compose); the built-in guest user stays, loopback-only.
+# Start, stop or check one RabbitMQ node bound to 127.0.0.1 only, without
+# systemd. Several nodes can run side by side (the demo's, the test suite's,
+# a test cluster's): each has its own name, ports and directory.
+#
+#   scripts/rabbitmq.sh start|stop|status
+#
+# The node (defaults: the demo's):
+#   RMQ_NAME       short node name, the node is NAME@localhost   (rabbit)
+#   RMQ_PORT       AMQP port                                     (5672)
+#   RMQ_MGMT_PORT  management HTTP port                          (15672)
+#   RMQ_DIST_PORT  Erlang distribution port                      (RMQ_PORT + 20000)
+#   RMQ_BASE       the node's data, logs and config              (/var/lib/codebench-rabbitmq/NAME)
+#   RMQ_FRESH=1    start from an empty state: RMQ_BASE is wiped first
+#   RMQ_CONF       extra lines for rabbitmq.conf
+# Credentials: RABBITMQ_USER / RABBITMQ_PASSWORD (default admin/admin, like
+# the seed's docker-compose); the built-in guest user stays, loopback-only.
+# After a start, codebench's durable topology is declared (bin/codebench
+# declare), so a job published right away is kept, not dropped as unroutable.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 cmd=${1:-start}
 user=${RABBITMQ_USER:-admin}
 pass=${RABBITMQ_PASSWORD:-admin}
+name=${RMQ_NAME:-rabbit}
+port=${RMQ_PORT:-5672}
+mgmt=${RMQ_MGMT_PORT:-15672}
+dist=${RMQ_DIST_PORT:-$((port + 20000))}
+base=${RMQ_BASE:-/var/lib/codebench-rabbitmq/$name}
+node=$name@localhost
+
+# Everything about the node comes from here, not from /etc/rabbitmq, so
+# nodes do not share configuration by accident.
+export RABBITMQ_NODENAME=$node RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT=$port RABBITMQ_DIST_PORT=$dist
+export RABBITMQ_MNESIA_BASE=$base/mnesia RABBITMQ_LOG_BASE=$base/log RABBITMQ_PID_FILE=$base/pid
+export RABBITMQ_CONFIG_FILE=$base/rabbitmq.conf RABBITMQ_ENABLED_PLUGINS_FILE=$base/enabled_plugins
+export RABBITMQ_CONF_ENV_FILE=$base/rabbitmq-env.conf RABBITMQ_ADVANCED_CONFIG_FILE=$base/advanced.config
+export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
 # Every Erlang tool started below (rabbitmqctl too) may start epmd: loopback.
 export ERL_EPMD_ADDRESS=127.0.0.1
 
-configure() {
-  mkdir -p /etc/rabbitmq
-  # Ours to own: written on every start so a change here takes effect.
-  cat >/etc/rabbitmq/rabbitmq-env.conf <<'CONF'
-# written by codebench scripts/rabbitmq.sh: loopback only
-NODENAME=rabbit@localhost
-NODE_IP_ADDRESS=127.0.0.1
-NODE_PORT=5672
-DIST_PORT=25672
-SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
-CONF
-  cat >/etc/rabbitmq/rabbitmq.conf <<'CONF'
-# written by codebench scripts/rabbitmq.sh: loopback only
-listeners.tcp.default = 127.0.0.1:5672
-management.tcp.ip = 127.0.0.1
-management.tcp.port = 15672
-CONF
-  echo '[rabbitmq_management].' >/etc/rabbitmq/enabled_plugins
-}
+ctl() { rabbitmqctl -q -n "$node" "$@"; }
+running() { ctl status >/dev/null 2>&1; }
 
-running() { rabbitmqctl -q status >/dev/null 2>&1; }
+configure() {
+  mkdir -p "$base/log" "$base/mnesia"
+  : >"$base/rabbitmq-env.conf"
+  cat >"$base/rabbitmq.conf" <<CONF
+# written by codebench scripts/rabbitmq.sh: loopback only
+listeners.tcp.default = 127.0.0.1:$port
+management.tcp.ip = 127.0.0.1
+management.tcp.port = $mgmt
+loopback_users.guest = true
+${RMQ_CONF:-}
+CONF
+  echo '[rabbitmq_management].' >"$base/enabled_plugins"
+  echo '[].' >"$base/advanced.config"
+  # Debian's rabbitmq-server runs the node as the rabbitmq user.
+  if id rabbitmq >/dev/null 2>&1; then chown -R rabbitmq:rabbitmq "$base"; fi
+}
 
 case "$cmd" in
 start)
+  if [ "${RMQ_FRESH:-}" = 1 ]; then
+    if running; then ctl stop >/dev/null 2>&1 || true; fi
+    rm -rf "$base"
+  fi
   configure
-  if running; then echo "rabbitmq: already running"; else
-    echo "rabbitmq: starting (loopback only)"
+  if running; then echo "rabbitmq: $node already running"; else
+    echo "rabbitmq: starting $node (loopback only, AMQP $port, management $mgmt, data $base)"
     # setsid: the server must outlive the shell that started it (make demo).
-    mkdir -p /var/log/rabbitmq
-    setsid nohup rabbitmq-server >/var/log/rabbitmq/codebench-start.log 2>&1 </dev/null &
+    setsid nohup rabbitmq-server >"$base/log/start.log" 2>&1 </dev/null &
     pid=$!
     for _ in $(seq 120); do
       running && break
-      kill -0 "$pid" 2>/dev/null || { echo "rabbitmq: server exited during start:"; tail -30 /var/log/rabbitmq/codebench-start.log; exit 1; }
+      kill -0 "$pid" 2>/dev/null || { echo "rabbitmq: $node exited during start:"; tail -30 "$base/log/start.log"; exit 1; }
       sleep 1
     done
-    rabbitmqctl -q await_startup || { tail -50 /var/log/rabbitmq/codebench-start.log; exit 1; }
+    ctl await_startup || { tail -50 "$base/log/start.log"; exit 1; }
   fi
-  if ! rabbitmqctl -q list_users | grep -q "^$user\b"; then
-    rabbitmqctl -q add_user "$user" "$pass"
+  if ! ctl list_users | grep -q "^$user\b"; then
+    ctl add_user "$user" "$pass" >/dev/null
   else
-    rabbitmqctl -q change_password "$user" "$pass"
+    ctl change_password "$user" "$pass" >/dev/null
   fi
-  rabbitmqctl -q set_user_tags "$user" administrator
-  rabbitmqctl -q set_permissions -p / "$user" '.*' '.*' '.*'
-  echo "rabbitmq: ready on 127.0.0.1:5672 (management http://127.0.0.1:15672, user $user)"
+  ctl set_user_tags "$user" administrator >/dev/null
+  ctl set_permissions -p / "$user" '.*' '.*' '.*' >/dev/null
+  if [ -x bin/codebench ]; then
+    RABBITMQ_URL="amqp://$user:$pass@127.0.0.1:$port/" bin/codebench declare | sed 's/^/rabbitmq: /'
+  fi
+  echo "rabbitmq: ready on 127.0.0.1:$port (management http://127.0.0.1:$mgmt, user $user)"
   ;;
 stop)
-  if running; then rabbitmqctl -q stop && echo "rabbitmq: stopped"; else echo "rabbitmq: not running"; fi
+  if running; then ctl stop && echo "rabbitmq: $node stopped"; else echo "rabbitmq: $node not running"; fi
   ;;
 status)
-  running && echo "rabbitmq: running" || { echo "rabbitmq: not running"; exit 1; }
+  if running; then echo "rabbitmq: $node running"; else echo "rabbitmq: $node not running"; exit 1; fi
   ;;
 *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
 esac

@@ -22,6 +22,7 @@ commands:
   run FILE        run one program in a fresh microVM (no broker needed)
   worker          serve jobs from RabbitMQ with a warm pool of microVMs
   submit FILE     publish a job to RabbitMQ and follow its status queue
+  declare         declare the broker topology (queues jobs, jobs.dead) and exit
   image build     build the guest image (kernel, initramfs, root filesystem)
   doctor          report what works on this host
   bench           cold boot vs snapshot restore, memory per VM, and load with percentiles
@@ -82,6 +83,8 @@ func realMain() int {
 		err = workerCmd(ctx, cfg, log, args)
 	case "submit":
 		err = submitCmd(ctx, cfg, args)
+	case "declare":
+		err = declareCmd(ctx, cfg, args)
 	case "bench":
 		err = benchCmd(ctx, cfg, log, args)
 	case "help", "-h", "--help":

@@ -16,6 +16,7 @@ import (
 	"github.com/codebench/codebench/internal/job"
 	"github.com/codebench/codebench/internal/lang"
 	"github.com/codebench/codebench/internal/sandbox"
+	"github.com/codebench/codebench/internal/untrusted"
 )
 
 // Exit statuses of "codebench run" when the program itself did not decide.
@@ -107,9 +108,10 @@ func runCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []str
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(st)
 	} else {
-		fmt.Fprint(os.Stdout, st.Stdout)
-		fmt.Fprint(os.Stderr, st.CompileOutput)
-		fmt.Fprint(os.Stderr, st.Stderr)
+		out, errOut := untrusted.ForFile(os.Stdout), untrusted.ForFile(os.Stderr)
+		fmt.Fprint(os.Stdout, out(st.Stdout))
+		fmt.Fprint(os.Stderr, errOut(st.CompileOutput))
+		fmt.Fprint(os.Stderr, errOut(st.Stderr))
 		if st.Stdout != "" && st.Stdout[len(st.Stdout)-1] != '\n' {
 			fmt.Fprintln(os.Stdout)
 		}
@@ -121,9 +123,9 @@ func runCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []str
 			st.Status, st.Verdict, exit, inst.ReadyIn.Round(time.Millisecond),
 			(time.Duration(st.CompileUS) * time.Microsecond).Round(time.Millisecond),
 			(time.Duration(st.ExecDuration) * time.Microsecond).Round(time.Millisecond),
-			total.Round(time.Millisecond), st.Message)
+			total.Round(time.Millisecond), errOut(st.Message))
 		if st.Error != "" {
-			fmt.Fprintln(os.Stderr, "error:", st.Error)
+			fmt.Fprintln(os.Stderr, "error:", errOut(st.Error))
 		}
 	}
 	return exitFor(st)

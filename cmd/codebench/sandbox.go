@@ -115,6 +115,7 @@ func firecrackerDriver(cfg config.Config, log *slog.Logger) (*firecracker.Driver
 func policyFor(cfg config.Config, img *image.Image) job.Policy {
 	l := cfg.Limits
 	return job.Policy{
+		MaxJobBytes:  cfg.Worker.MaxJobBytes,
 		MaxCodeBytes: cfg.Worker.MaxCodeBytes,
 		MaxRuns:      l.MaxRuns,
 		Languages:    img.LanguageNames(),

@@ -12,6 +12,7 @@ import (
 	"github.com/codebench/codebench/internal/job"
 	"github.com/codebench/codebench/internal/lang"
 	"github.com/codebench/codebench/internal/queue"
+	"github.com/codebench/codebench/internal/untrusted"
 )
 
 func submitCmd(ctx context.Context, cfg config.Config, args []string) error {
@@ -66,19 +67,20 @@ func submitCmd(ctx context.Context, cfg config.Config, args []string) error {
 	if !*watch {
 		return nil
 	}
+	out, errOut := untrusted.ForFile(os.Stdout), untrusted.ForFile(os.Stderr)
 	for b := range statuses {
 		var st job.Status
 		if err := json.Unmarshal(b, &st); err != nil {
-			fmt.Printf("undecodable status: %s\n", b)
+			fmt.Printf("undecodable status: %s\n", out(untrusted.Clip(string(b), 4096)))
 			continue
 		}
-		fmt.Printf("%-8s %s\n", st.Status, b)
+		fmt.Printf("%-8s %s\n", st.Status, out(string(b)))
 		if job.Final(st.Status) {
-			fmt.Print(st.Stdout)
+			fmt.Print(out(st.Stdout))
 			if st.Stdout != "" && st.Stdout[len(st.Stdout)-1] != '\n' {
 				fmt.Println()
 			}
-			fmt.Fprint(os.Stderr, st.CompileOutput, st.Stderr)
+			fmt.Fprint(os.Stderr, errOut(st.CompileOutput), errOut(st.Stderr))
 			return exitFor(&st)
 		}
 	}

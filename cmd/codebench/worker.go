@@ -33,6 +33,17 @@ func workerCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []
 	if len(args) > 0 {
 		return fmt.Errorf("worker takes no arguments; it is configured by the environment (see README)")
 	}
+	qcfg := queueConfig(cfg)
+	// Before anything slow (a KVM probe, a template build): the topology,
+	// so that jobs published meanwhile are kept, not dropped as unroutable.
+	// A broker that is down now is retried by the worker's loop.
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	if err := queue.DeclareTopology(dctx, qcfg); err != nil {
+		log.Warn("broker not reachable at start; will retry", "err", err)
+	} else {
+		log.Info("broker topology declared", "queue", queue.JobsQueue)
+	}
+	cancel()
 	reconcileRunDir(ctx, cfg, log)
 	e, err := openEnv(ctx, cfg, log, "w")
 	if err != nil {
@@ -56,10 +67,11 @@ func workerCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []
 		log.Info("worker stopped")
 	}()
 
-	qcfg := queueConfig(cfg)
 	w := worker.New(worker.Config{
 		Concurrency: cfg.Worker.Concurrency, PoolWait: cfg.Worker.PoolWait,
 		Grace: cfg.Worker.Grace, ReconnectMax: cfg.Worker.ReconnectMax,
+		MaxStatusBytes: cfg.Worker.MaxStatusBytes, MaxRequeues: cfg.Worker.MaxRequeues,
+		Ready: p.Ready(),
 	}, e.policy, worker.FromPool(p), func(ctx context.Context) (worker.Session, error) {
 		c, err := queue.Dial(ctx, qcfg)
 		if err != nil {

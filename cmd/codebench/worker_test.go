@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"context"
 	"encoding/json"
 	"errors"
@@ -131,6 +132,12 @@ func waitStatus(t *testing.T, ctx context.Context, ch <-chan []byte, want string
 
 // startWorkerBinary starts "codebench worker" with env added to the test's.
 func startWorkerBinary(t *testing.T, logs *bytes.Buffer, env ...string) *exec.Cmd {
+	t.Helper()
+	return startWorkerBinaryTo(t, logs, env...)
+}
+
+// startWorkerBinaryTo is startWorkerBinary logging to any writer.
+func startWorkerBinaryTo(t *testing.T, logs io.Writer, env ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(binary, "worker")
 	cmd.Env = append(append(os.Environ(), "CODEBENCH_ALLOW_TCG=1"), env...)

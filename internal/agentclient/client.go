@@ -1,6 +1,10 @@
 // Package agentclient is the host side of the agent protocol. Everything it
-// reads from the guest is bounded in size (agentproto.MaxResponseFrame) and in
-// time (the caller's ctx): the guest is untrusted once user code has run.
+// reads from the guest is bounded in time (the caller's ctx) and in size by
+// what was asked: a frame may be as large as the answer to a request in
+// flight can be (agentproto.ResponseBound), no larger; frames nobody waits
+// for are dropped while they are small and end the connection when they are
+// not, or when there are too many; an answer is checked against its request
+// (runs, output sizes). The guest is untrusted once user code has run.
 package agentclient
 
 import (
@@ -24,6 +28,9 @@ var (
 	ErrNotReady     = errors.New("agent: did not answer the handshake")
 	ErrVersion      = errors.New("agent: protocol version mismatch")
 	ErrAgentRefused = errors.New("agent: request refused")
+	// ErrRequestTooLarge: the request is over the agent's frame limit; it
+	// was not sent.
+	ErrRequestTooLarge = errors.New("agent: request too large")
 )
 
 // Client is one connection to an agent. Requests may be issued from several
@@ -88,9 +95,20 @@ func Connect(ctx context.Context, dial Dial, opts Options) (*Client, *agentproto
 
 // waiter is a request awaiting its response.
 type waiter struct {
-	op string
-	ch chan *agentproto.Response
+	op    string
+	limit uint32 // the largest frame its answer may take
+	ch    chan *agentproto.Response
 }
+
+// Bounds on what nobody asked for.
+const (
+	// unsolicitedLimit is the largest frame read while no request is in
+	// flight (a late answer to a retried hello, a ping).
+	unsolicitedLimit = 64 << 10
+	// maxUnsolicited is how many frames that answer nothing a connection
+	// may carry before it counts as hostile.
+	maxUnsolicited = 1000
+)
 
 func newClient(conn net.Conn) *Client {
 	// IDs start at a random point: the virtio-serial port is one byte stream
@@ -151,12 +169,24 @@ func (c *Client) handshake(ctx context.Context, opts Options) (*agentproto.Hello
 
 func (c *Client) readLoop() {
 	defer close(c.done)
+	unsolicited := 0
 	for {
-		b, err := agentproto.ReadFrame(c.conn, agentproto.MaxResponseFrame)
+		n, err := agentproto.ReadHeader(c.conn)
 		if err != nil {
-			if errors.Is(err, agentproto.ErrFrameTooLarge) || errors.Is(err, agentproto.ErrEmptyFrame) {
+			if errors.Is(err, agentproto.ErrEmptyFrame) {
 				err = fmt.Errorf("%w: %w", ErrProtocol, err)
 			}
+			c.fail(err)
+			return
+		}
+		// The size is checked before anything is allocated: no answer in
+		// flight can be larger than its bound.
+		if limit := c.frameLimit(); n > limit {
+			c.fail(fmt.Errorf("%w: %w", ErrProtocol, &agentproto.FrameTooLargeError{Size: n, Limit: limit}))
+			return
+		}
+		b, err := agentproto.ReadPayload(c.conn, n)
+		if err != nil {
 			c.fail(err)
 			return
 		}
@@ -164,6 +194,12 @@ func (c *Client) readLoop() {
 		if err := json.Unmarshal(b, &r); err != nil {
 			c.fail(fmt.Errorf("%w: decode response: %w", ErrProtocol, err))
 			return
+		}
+		if r.ID == 0 && r.Error != nil {
+			// The agent could not even read a request (too large, not
+			// JSON): it cannot say which, so every call in flight ends.
+			c.answerAll(&r)
+			continue
 		}
 		c.mu.Lock()
 		w, ok := c.waiters[r.ID]
@@ -173,9 +209,36 @@ func (c *Client) readLoop() {
 		c.mu.Unlock()
 		if ok && w.op == r.Op {
 			w.ch <- &r // buffered, one response per id
+			continue
 		}
 		// A response nobody waits for, or for another op, answers a retried
-		// hello or an abandoned connection's request: dropped.
+		// hello or an abandoned connection's request: dropped, up to a point.
+		if unsolicited++; unsolicited > maxUnsolicited {
+			c.fail(fmt.Errorf("%w: more than %d frames that answer no request", ErrProtocol, maxUnsolicited))
+			return
+		}
+	}
+}
+
+// frameLimit is the largest frame the reader accepts now: the largest bound
+// of the requests in flight, or unsolicitedLimit.
+func (c *Client) frameLimit() uint32 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	limit := uint32(unsolicitedLimit)
+	for _, w := range c.waiters {
+		limit = max(limit, w.limit)
+	}
+	return limit
+}
+
+// answerAll gives r to every request in flight.
+func (c *Client) answerAll(r *agentproto.Response) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, w := range c.waiters {
+		w.ch <- r
+		delete(c.waiters, id)
 	}
 }
 
@@ -210,13 +273,19 @@ func (c *Client) send(req *agentproto.Request) (uint64, chan *agentproto.Respons
 	c.nextID++
 	req.ID = c.nextID
 	ch := make(chan *agentproto.Response, 1)
-	c.waiters[req.ID] = waiter{op: req.Op, ch: ch}
+	c.waiters[req.ID] = waiter{op: req.Op, limit: agentproto.ResponseBound(req), ch: ch}
 	c.mu.Unlock()
 
-	c.writeMu.Lock()
-	_ = c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	err := agentproto.WriteMessage(c.conn, req)
-	c.writeMu.Unlock()
+	b, err := agentproto.Marshal(req)
+	if err == nil && len(b) > agentproto.MaxRequestFrame {
+		err = fmt.Errorf("%w: %d bytes, the agent reads at most %d", ErrRequestTooLarge, len(b), agentproto.MaxRequestFrame)
+	}
+	if err == nil {
+		c.writeMu.Lock()
+		_ = c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		err = agentproto.WriteFrame(c.conn, b)
+		c.writeMu.Unlock()
+	}
 	if err != nil {
 		c.forget(req.ID)
 		return 0, nil, fmt.Errorf("agent: send %s: %w", req.Op, err)
@@ -265,6 +334,9 @@ func (c *Client) Run(ctx context.Context, req *agentproto.RunRequest) (*agentpro
 	}
 	if r.Run == nil {
 		return nil, fmt.Errorf("%w: run answered without a result", ErrProtocol)
+	}
+	if err := agentproto.CheckResult(req, r.Run); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrProtocol, err)
 	}
 	return r.Run, nil
 }

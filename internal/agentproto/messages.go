@@ -1,13 +1,106 @@
 package agentproto
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+
+	"github.com/codebench/codebench/internal/untrusted"
+)
+
+// Bounds of a run request. The host checks them before it sends a request
+// (a job over them is invalid_job) and the agent checks them again.
+const (
+	MaxFiles     = 64       // extra files
+	MaxArgs      = 256      // program arguments
+	MaxArgsBytes = 64 << 10 // all arguments together
+	// MaxCompileOutput bounds the compiler's diagnostics the agent keeps.
+	MaxCompileOutput = 64 << 10
+)
 
 // ValidFileName accepts plain names inside the job directory: no path
-// separators, no "." or "..", no leading dash, at most 255 bytes. Both the
-// host (job validation) and the guest (before writing) check it.
+// separators, no "." or "..", no leading dash, at most 255 bytes.
 func ValidFileName(name string) bool {
 	return name != "" && len(name) <= 255 && name != "." && name != ".." &&
 		!strings.ContainsAny(name, "/\\\x00") && !strings.HasPrefix(name, "-")
+}
+
+// CheckFiles is the one rule for extra files, on both sides: at most
+// MaxFiles, each a ValidFileName, and none named like the program's own
+// source file (source), which the agent writes itself.
+func CheckFiles(files map[string]string, source string) error {
+	if len(files) > MaxFiles {
+		return fmt.Errorf("%d files, at most %d", len(files), MaxFiles)
+	}
+	for name := range files {
+		if !ValidFileName(name) {
+			return fmt.Errorf("invalid file name %s", untrusted.Quote(name))
+		}
+		if name == source {
+			return fmt.Errorf("file name %s is the program's own source file", untrusted.Quote(name))
+		}
+	}
+	return nil
+}
+
+// CheckArgs bounds the program's arguments.
+func CheckArgs(args []string) error {
+	if len(args) > MaxArgs {
+		return fmt.Errorf("%d args, at most %d", len(args), MaxArgs)
+	}
+	n := 0
+	for _, a := range args {
+		n += len(a)
+	}
+	if n > MaxArgsBytes {
+		return fmt.Errorf("args total %d bytes, at most %d", n, MaxArgsBytes)
+	}
+	return nil
+}
+
+// jsonExpansion is the most one captured byte grows to in the JSON of an
+// answer: a control byte is written \u00XX; an invalid byte becomes the four
+// characters \xNN (textExpansion), five in JSON.
+const jsonExpansion = 6
+
+// textExpansion is the most the agent's text grows over the raw bytes it
+// captured (an invalid byte is written as the four characters \xNN).
+const textExpansion = 4
+
+// ResponseBound is the largest frame a well-behaved agent sends in answer to
+// req: the envelope and measurements, plus the kept output and compiler
+// diagnostics at their worst JSON expansion. The host reads no more.
+func ResponseBound(req *Request) uint32 {
+	const envelope = 64 << 10
+	if req.Op != OpRun || req.Run == nil {
+		return envelope
+	}
+	out := req.Run.Limits.OutputBytes
+	if out <= 0 {
+		out = DefaultOutputBytes
+	}
+	runs := int64(max(req.Run.Runs, 1))
+	n := envelope + jsonExpansion*(out+MaxCompileOutput) + runs*512
+	return uint32(min(n, MaxResponseFrame))
+}
+
+// CheckResult checks an agent's answer against the request it answers: no
+// more runs than asked, no more output than the limit allows. A guest whose
+// answer fails it is hostile or broken.
+func CheckResult(req *RunRequest, r *RunResult) error {
+	out := req.Limits.OutputBytes
+	if out <= 0 {
+		out = DefaultOutputBytes
+	}
+	runs := max(req.Runs, 1)
+	switch {
+	case len(r.Runs) > runs:
+		return fmt.Errorf("%d runs answered, %d asked", len(r.Runs), runs)
+	case int64(len(r.Stdout)+len(r.Stderr)) > textExpansion*out:
+		return fmt.Errorf("%d bytes of output answered, the limit is %d", len(r.Stdout)+len(r.Stderr), out)
+	case len(r.CompileOutput) > textExpansion*MaxCompileOutput:
+		return fmt.Errorf("%d bytes of compiler output answered, at most %d are kept", len(r.CompileOutput), MaxCompileOutput)
+	}
+	return nil
 }
 
 // Request is what the host sends. ID correlates the response; the host uses
@@ -52,6 +145,10 @@ type HelloInfo struct {
 	Kernel    string   `json:"kernel"`
 	Languages []string `json:"languages"`
 }
+
+// DefaultOutputBytes is the agent's output limit when a request leaves it at
+// zero.
+const DefaultOutputBytes = 64 << 10
 
 // Limits bound one run. Zero means "the agent's built-in default".
 type Limits struct {

@@ -4,6 +4,7 @@
 package agentproto
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -87,17 +88,32 @@ func WriteFrame(w io.Writer, payload []byte) error {
 // ReadFrame reads one frame of at most limit bytes. On *FrameTooLargeError the
 // payload is still unread; Discard can skip it to keep the stream in sync.
 func ReadFrame(r io.Reader, limit uint32) ([]byte, error) {
-	var hdr [headerSize]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+	n, err := ReadHeader(r)
+	if err != nil {
 		return nil, err
-	}
-	n := binary.BigEndian.Uint32(hdr[:])
-	if n == 0 {
-		return nil, ErrEmptyFrame
 	}
 	if n > limit {
 		return nil, &FrameTooLargeError{Size: n, Limit: limit}
 	}
+	return ReadPayload(r, n)
+}
+
+// ReadHeader reads a frame's header and returns the payload's size, for a
+// reader that decides the limit only then. An empty frame is ErrEmptyFrame.
+func ReadHeader(r io.Reader) (uint32, error) {
+	var hdr [headerSize]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n == 0 {
+		return 0, ErrEmptyFrame
+	}
+	return n, nil
+}
+
+// ReadPayload reads a payload of n bytes whose size the caller checked.
+func ReadPayload(r io.Reader, n uint32) ([]byte, error) {
 	buf := make([]byte, n)
 	if _, err := io.ReadFull(r, buf); err != nil {
 		return nil, fmt.Errorf("agentproto: short frame: %w", err)
@@ -111,11 +127,23 @@ func Discard(r io.Reader, n uint32) error {
 	return err
 }
 
-// WriteMessage encodes v as JSON and writes it as one frame.
+// Marshal encodes v as the payload of one frame: JSON without HTML escaping
+// (program text is full of < and &, and each would cost six bytes).
+func Marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, fmt.Errorf("agentproto: encode: %w", err)
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// WriteMessage encodes v (see Marshal) and writes it as one frame.
 func WriteMessage(w io.Writer, v any) error {
-	b, err := json.Marshal(v)
+	b, err := Marshal(v)
 	if err != nil {
-		return fmt.Errorf("agentproto: encode: %w", err)
+		return err
 	}
 	return WriteFrame(w, b)
 }

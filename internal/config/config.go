@@ -68,6 +68,21 @@ type Worker struct {
 	ReconnectMax  time.Duration // CODEBENCH_RECONNECT_MAX
 	Quorum        bool          // CODEBENCH_QUORUM: jobs is a quorum queue with a delivery limit
 	DeliveryLimit int           // CODEBENCH_DELIVERY_LIMIT
+	// MaxJobBytes bounds a job message before it is decoded
+	// (CODEBENCH_MAX_JOB_BYTES).
+	MaxJobBytes int
+	// MaxStatusBytes caps a status message (CODEBENCH_MAX_STATUS_BYTES);
+	// the broker's own limit caps it further. Outputs are trimmed to fit.
+	MaxStatusBytes int
+	// MaxRequeues is how often one worker requeues a job before it ends it
+	// with internal_error (CODEBENCH_MAX_REQUEUES).
+	MaxRequeues int
+	// ManagementURL is the broker's management API, used by tools and tests
+	// (RABBITMQ_MANAGEMENT_URL, default http://127.0.0.1:15672).
+	ManagementURL string
+	// BrokerNode is the broker's Erlang node name, for local administration
+	// by tests (RABBITMQ_NODENAME, default rabbit@localhost).
+	BrokerNode string
 }
 
 // Limits are defaults and maxima for jobs.
@@ -99,6 +114,8 @@ func Default() Config {
 			Concurrency: 2, PoolSize: 2, PoolBoots: 2, PoolWait: 2 * time.Minute,
 			StatusExpires: time.Hour, Grace: 30 * time.Second, MaxCodeBytes: 1 << 20,
 			ReconnectMax: 30 * time.Second, DeliveryLimit: 5,
+			MaxJobBytes: 8 << 20, MaxStatusBytes: 8 << 20, MaxRequeues: 5,
+			ManagementURL: "http://127.0.0.1:15672", BrokerNode: "rabbit@localhost",
 		},
 		Limits: Limits{
 			WallMS: 10_000, MaxWallMS: 60_000,
@@ -198,6 +215,11 @@ func fromLookup(lookup func(string) (string, bool)) (Config, error) {
 	dur("CODEBENCH_RECONNECT_MAX", &c.Worker.ReconnectMax)
 	boolean("CODEBENCH_QUORUM", &c.Worker.Quorum)
 	integer("CODEBENCH_DELIVERY_LIMIT", &c.Worker.DeliveryLimit)
+	integer("CODEBENCH_MAX_JOB_BYTES", &c.Worker.MaxJobBytes)
+	integer("CODEBENCH_MAX_STATUS_BYTES", &c.Worker.MaxStatusBytes)
+	integer("CODEBENCH_MAX_REQUEUES", &c.Worker.MaxRequeues)
+	str("RABBITMQ_MANAGEMENT_URL", &c.Worker.ManagementURL)
+	str("RABBITMQ_NODENAME", &c.Worker.BrokerNode)
 
 	num("CODEBENCH_WALL_MS", &c.Limits.WallMS)
 	num("CODEBENCH_MAX_WALL_MS", &c.Limits.MaxWallMS)
@@ -241,6 +263,9 @@ func (c *Config) Validate() error {
 	check(c.Worker.PoolBoots >= 1, "pool boots must be at least 1")
 	check(c.Worker.PoolWait > 0, "pool wait must be positive")
 	check(c.Worker.MaxCodeBytes > 0 && c.Worker.MaxCodeBytes < 8<<20, "max code bytes must be in (0, 8 MiB)")
+	check(c.Worker.MaxJobBytes >= c.Worker.MaxCodeBytes, "CODEBENCH_MAX_JOB_BYTES must be at least CODEBENCH_MAX_CODE_BYTES")
+	check(c.Worker.MaxStatusBytes >= 64<<10, "CODEBENCH_MAX_STATUS_BYTES must be at least 64 KiB")
+	check(c.Worker.MaxRequeues >= 1, "CODEBENCH_MAX_REQUEUES must be at least 1")
 	l := c.Limits
 	check(l.WallMS > 0 && l.WallMS <= l.MaxWallMS, "wall limit default %d must be in (0, max %d]", l.WallMS, l.MaxWallMS)
 	check(l.CPUMS > 0 && l.CPUMS <= l.MaxCPUMS, "cpu limit default %d must be in (0, max %d]", l.CPUMS, l.MaxCPUMS)

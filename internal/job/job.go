@@ -15,6 +15,7 @@ import (
 
 	"github.com/codebench/codebench/internal/agentproto"
 	"github.com/codebench/codebench/internal/lang"
+	"github.com/codebench/codebench/internal/untrusted"
 )
 
 // Job is one request, as published on the jobs queue.
@@ -56,6 +57,8 @@ type Limits struct {
 
 // Policy is what the worker accepts and how it fills in limits.
 type Policy struct {
+	// MaxJobBytes bounds a job message before it is decoded at all.
+	MaxJobBytes  int
 	MaxCodeBytes int
 	MaxRuns      int
 	Languages    []string   // what the guest image has
@@ -87,26 +90,40 @@ var idRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
 // ValidID reports whether id can name a status queue.
 func ValidID(id string) bool { return idRE.MatchString(id) && id != "." && id != ".." }
 
-// Decode parses and validates a job body.
+// maxReason bounds the reason of an invalid job: it is published in a
+// status and logged, and parts of it come from the job.
+const maxReason = 1024
+
+// Decode parses and validates a job body. The body's size is checked before
+// anything is decoded.
 func Decode(body []byte, p Policy) (*Job, error) {
+	if p.MaxJobBytes > 0 && len(body) > p.MaxJobBytes {
+		return nil, &InvalidError{ID: salvageID(body), Reason: fmt.Sprintf("job is %d bytes, over the limit of %d", len(body), p.MaxJobBytes)}
+	}
 	var j Job
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(&j); err != nil {
-		// Salvage the id if the rest is wrong, so the producer hears back.
-		var idOnly struct {
-			ID any `json:"id"`
-		}
-		_ = json.Unmarshal(body, &idOnly)
-		id, _ := idOnly.ID.(string)
-		if !ValidID(id) {
-			id = ""
-		}
-		return nil, &InvalidError{ID: id, Reason: "malformed JSON: " + err.Error(), Malformed: true}
+		// A decoding error can quote the input (a number literal).
+		return nil, &InvalidError{ID: salvageID(body), Reason: untrusted.Clip("malformed JSON: "+err.Error(), maxReason), Malformed: true}
 	}
 	if err := j.Validate(p); err != nil {
 		return nil, err
 	}
 	return &j, nil
+}
+
+// salvageID finds a usable id in a body that is not a valid job, so the
+// producer hears back. Only the id is kept: the decoder skips the other
+// fields without allocating them.
+func salvageID(body []byte) string {
+	var idOnly struct {
+		ID any `json:"id"`
+	}
+	_ = json.Unmarshal(body, &idOnly)
+	if id, _ := idOnly.ID.(string); ValidID(id) {
+		return id
+	}
+	return ""
 }
 
 // Validate checks a decoded job and fills in the language.
@@ -116,7 +133,7 @@ func (j *Job) Validate(p Policy) error {
 		if !ValidID(id) {
 			id = ""
 		}
-		return &InvalidError{ID: id, Reason: fmt.Sprintf(format, args...)}
+		return &InvalidError{ID: id, Reason: untrusted.Clip(fmt.Sprintf(format, args...), maxReason)}
 	}
 	switch {
 	case j.ID == "":
@@ -124,7 +141,7 @@ func (j *Job) Validate(p Policy) error {
 	case !ValidID(j.ID):
 		return bad("id must be 1-128 characters of [A-Za-z0-9._-], not . or ..")
 	case j.Type != "" && j.Type != "code":
-		return bad("unknown type %q (only \"code\")", j.Type)
+		return bad("unknown type %s (only \"code\")", untrusted.Quote(j.Type))
 	case strings.TrimSpace(j.Code) == "":
 		return bad("empty code")
 	case p.MaxCodeBytes > 0 && len(j.Code) > p.MaxCodeBytes:
@@ -136,7 +153,7 @@ func (j *Job) Validate(p Policy) error {
 		j.Language = "c" // the seed's jobs carry no language: they are C
 	}
 	if len(p.Languages) > 0 && !slices.Contains(p.Languages, j.Language) {
-		return bad("unknown language %q (available: %s)", j.Language, strings.Join(p.Languages, ", "))
+		return bad("unknown language %s (available: %s)", untrusted.Quote(j.Language), strings.Join(p.Languages, ", "))
 	}
 	switch {
 	case j.Runs < 0:
@@ -145,25 +162,46 @@ func (j *Job) Validate(p Policy) error {
 		return bad("runs is %d, at most %d", j.Runs, p.MaxRuns)
 	case j.Compare != "" && j.Compare != CompareExact && j.Compare != CompareTrailingWhitespace:
 		return bad("compare must be %q or %q", CompareExact, CompareTrailingWhitespace)
-	case len(j.Args) > 256:
-		return bad("at most 256 args")
+	case j.ExpectedOutput != nil && p.Max.OutputBytes > 0 && int64(len(*j.ExpectedOutput)) > p.Max.OutputBytes:
+		return bad("expected_output is %d bytes, over the output limit of %d", len(*j.ExpectedOutput), p.Max.OutputBytes)
 	}
+	if err := agentproto.CheckArgs(j.Args); err != nil {
+		return bad("%v", err)
+	}
+	source := ""
 	if l, ok := p.Table[j.Language]; ok {
 		if err := l.CheckCompileFlags(j.CompileFlags); err != nil {
 			return bad("%v", err)
 		}
+		source = l.Source
+	} else if len(j.CompileFlags) > lang.MaxCompileFlags {
+		return bad("at most %d compile_flags", lang.MaxCompileFlags)
+	}
+	if err := agentproto.CheckFiles(j.Files, source); err != nil {
+		return bad("%v", err)
 	}
 	total := len(j.Code) + len(j.Stdin)
-	for name, body := range j.Files {
-		if !agentproto.ValidFileName(name) {
-			return bad("invalid file name %q", name)
-		}
+	for _, body := range j.Files {
 		total += len(body)
 	}
 	if p.MaxCodeBytes > 0 && total > 4*p.MaxCodeBytes {
 		return bad("code, stdin and files total %d bytes, over the limit of %d", total, 4*p.MaxCodeBytes)
 	}
+	// What the agent will be sent must fit its frame, or it could only
+	// refuse it.
+	if n := p.requestSize(j); n > agentproto.MaxRequestFrame {
+		return bad("the request for this job is %d bytes, over the agent's limit of %d", n, agentproto.MaxRequestFrame)
+	}
 	return nil
+}
+
+// requestSize is the size of the frame the agent would receive for j.
+func (p Policy) requestSize(j *Job) int {
+	b, err := agentproto.Marshal(&agentproto.Request{ID: 1<<63 - 1, Op: agentproto.OpRun, Run: p.Request(j)})
+	if err != nil {
+		return agentproto.MaxRequestFrame + 1
+	}
+	return len(b)
 }
 
 // AgentLimits clamps the requested limits by the policy's maxima and fills

@@ -1,7 +1,9 @@
 package job
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -182,5 +184,61 @@ func TestValidateJudgeFields(t *testing.T) {
 	}
 	if _, err := Decode([]byte(`{"id":"1","code":"x","runs":5,"compile_flags":["-O2"],"expected_output":"a"}`), p); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDecodeBoundsHostileJobs: every size a job controls is bounded before
+// it costs anything, and the reason quoting the job is bounded too.
+func TestDecodeBoundsHostileJobs(t *testing.T) {
+	p := testPolicy
+	p.MaxCodeBytes = 1 << 20
+	p.MaxJobBytes = 8 << 20
+	p.Table = lang.Builtin()
+	manyFiles := map[string]string{}
+	for i := range 10_000 {
+		manyFiles[fmt.Sprintf("f%d.h", i)] = ""
+	}
+	mk := func(fields map[string]any) string {
+		j := map[string]any{"id": "h1", "language": "c", "code": "int main(){}"}
+		for k, v := range fields {
+			j[k] = v
+		}
+		b, _ := json.Marshal(j)
+		// A producer may send U+2028 raw (Go's encoder escapes it).
+		return strings.ReplaceAll(string(b), `\u2028`, "\u2028")
+	}
+	u2028MiB := strings.Repeat("\u2028", (1<<20)/3)
+	tests := []struct {
+		name, body, want string
+		maxReason        int
+	}{
+		{"body over the limit, id salvaged", `{"id":"h1","code":"` + strings.Repeat("x", 9<<20) + `"}`, "over the limit of 8388608", 0},
+		{"10,000 files", mk(map[string]any{"files": manyFiles}), "10000 files, at most 64", 0},
+		{"a 2 MiB arg", mk(map[string]any{"args": []string{strings.Repeat("a", 2<<20)}}), "args total 2097152 bytes", 0},
+		{"300 args", mk(map[string]any{"args": make([]string, 300)}), "300 args, at most 256", 0},
+		{"the source's own name as a file", mk(map[string]any{"files": map[string]string{"main.c": "x"}}), `"main.c" is the program's own source file`, 0},
+		{"expected output over the output limit", mk(map[string]any{"expected_output": strings.Repeat("x", 2<<20)}), "expected_output is 2097152 bytes", 0},
+		// U+2028 is 3 bytes raw in the job but 6 in the request (JSON
+		// always escapes it): 4 MiB of it fits the job and not the frame.
+		{"request over the agent's frame", mk(map[string]any{"code": "x" + u2028MiB[3:], "stdin": u2028MiB, "files": map[string]string{"a.h": u2028MiB, "b.h": u2028MiB}}), "over the agent's limit", 0},
+		{"800 KB language: the reason stays small", mk(map[string]any{"language": strings.Repeat("\u0080", 400_000)}), "unknown language", 2 * 1024},
+		{"800 KB type", mk(map[string]any{"type": strings.Repeat("\u0080", 400_000)}), "unknown type", 2 * 1024},
+		{"a huge compile flag", mk(map[string]any{"compile_flags": []string{"-D" + strings.Repeat("\u0080", 100_000)}}), "over 256 bytes", 2 * 1024},
+		{"a huge number literal", `{"id":"h1","code":"x","runs":` + strings.Repeat("9", 1<<20) + `}`, "malformed JSON", 2 * 1024},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Decode([]byte(tt.body), p)
+			var inv *InvalidError
+			if !errors.As(err, &inv) || inv.ID != "h1" || !strings.Contains(inv.Reason, tt.want) {
+				t.Fatalf("err = %v, want an invalid job h1 with reason containing %q", err, tt.want)
+			}
+			if tt.maxReason > 0 && len(inv.Reason) > tt.maxReason {
+				t.Fatalf("reason is %d bytes", len(inv.Reason))
+			}
+			if st := Invalid(inv.ID, inv.Reason).Marshal(); len(st) > 4096 {
+				t.Fatalf("the invalid_job status is %d bytes", len(st))
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package job
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -54,6 +55,8 @@ type Status struct {
 	// Runs and RunsSummary are set when the job asked for several runs.
 	Runs        []RunStat    `json:"runs,omitempty"`
 	RunsSummary *RunsSummary `json:"runs_summary,omitempty"`
+	// Trimmed is set when text was cut to make the status fit (see Fit).
+	Trimmed *Trimmed `json:"trimmed,omitempty"`
 }
 
 // RunStat is one run's measurements.
@@ -95,11 +98,13 @@ type Timings struct {
 
 // Marshal encodes s without HTML escaping (output is program text).
 func (s *Status) Marshal() []byte {
-	b, err := json.Marshal(s)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(s); err != nil {
 		panic(fmt.Sprintf("job: marshal status: %v", err)) // only strings and ints
 	}
-	return b
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 }
 
 // Progress is a received or running status.

@@ -12,6 +12,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/codebench/codebench/internal/untrusted"
 )
 
 // GuestPath is where the image puts the table inside the guest.
@@ -36,8 +38,11 @@ type Language struct {
 	CompileFlags []string `json:"compile_flags,omitempty"`
 }
 
-// MaxCompileFlags bounds how many flags a job may add.
-const MaxCompileFlags = 16
+// Bounds of a job's compile flags: how many, and how long each.
+const (
+	MaxCompileFlags     = 16
+	MaxCompileFlagBytes = 256
+)
 
 // CheckCompileFlags accepts flags only if the language compiles and each
 // flag matches one of its allowed patterns.
@@ -52,6 +57,9 @@ func (l Language) CheckCompileFlags(flags []string) error {
 		return fmt.Errorf("at most %d compile_flags", MaxCompileFlags)
 	}
 	for _, f := range flags {
+		if len(f) > MaxCompileFlagBytes {
+			return fmt.Errorf("compile flag %s is over %d bytes", untrusted.Quote(f), MaxCompileFlagBytes)
+		}
 		ok := false
 		for _, p := range l.CompileFlags {
 			if m, err := regexp.MatchString("^(?:"+p+")$", f); err == nil && m {
@@ -60,7 +68,7 @@ func (l Language) CheckCompileFlags(flags []string) error {
 			}
 		}
 		if !ok {
-			return fmt.Errorf("compile flag %q is not allowed for %s", f, l.Name)
+			return fmt.Errorf("compile flag %s is not allowed for %s", untrusted.Quote(f), l.Name)
 		}
 	}
 	return nil

@@ -72,6 +72,9 @@ type Pool[T Member] struct {
 	wg     sync.WaitGroup // the refill loop and every boot goroutine
 	closed chan struct{}
 	once   sync.Once
+
+	readyOnce sync.Once
+	readyCh   chan struct{} // closed when the pool can first serve
 }
 
 // New makes a pool; nothing boots until Start.
@@ -94,16 +97,26 @@ func New[T Member](cfg Config, factory Factory[T], log *slog.Logger, clock Clock
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Pool[T]{
 		cfg: cfg, factory: factory, log: log, clock: clock,
-		ready:  make(chan T, max(cfg.Size, 1)),
-		wake:   make(chan struct{}, 1),
-		ctx:    ctx,
-		cancel: cancel,
-		closed: make(chan struct{}),
+		ready:   make(chan T, max(cfg.Size, 1)),
+		wake:    make(chan struct{}, 1),
+		ctx:     ctx,
+		cancel:  cancel,
+		closed:  make(chan struct{}),
+		readyCh: make(chan struct{}),
 	}
 }
 
+// Ready is closed once the pool can serve: a member is ready, or the pool
+// boots on demand (Size 0).
+func (p *Pool[T]) Ready() <-chan struct{} { return p.readyCh }
+
+func (p *Pool[T]) markReady() { p.readyOnce.Do(func() { close(p.readyCh) }) }
+
 // Start launches the refill loop.
 func (p *Pool[T]) Start() {
+	if p.cfg.Size == 0 {
+		p.markReady()
+	}
 	p.wg.Add(1)
 	go p.refill()
 	p.poke()
@@ -187,6 +200,7 @@ func (p *Pool[T]) boot() {
 	p.mu.Unlock()
 	select {
 	case p.ready <- m:
+		p.markReady()
 	default:
 		// Cannot happen while ready+booting <= Size; stop rather than leak.
 		p.stopMember(m)

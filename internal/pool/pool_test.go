@@ -264,3 +264,29 @@ func TestSizeZeroBootsOnDemand(t *testing.T) {
 		t.Fatal("no on-demand boot")
 	}
 }
+
+func TestReadyOnceAMemberIs(t *testing.T) {
+	f := &fakeFactory{block: make(chan struct{})}
+	p := New(Config{Size: 2, MaxBoots: 2}, f.boot, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	p.Start()
+	defer p.Stop()
+	select {
+	case <-p.Ready():
+		t.Fatal("ready before any member booted")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(f.block)
+	select {
+	case <-p.Ready():
+	case <-time.After(5 * time.Second):
+		t.Fatal("not ready after members booted")
+	}
+	onDemand := New(Config{Size: 0}, f.boot, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	onDemand.Start()
+	defer onDemand.Stop()
+	select {
+	case <-onDemand.Ready():
+	default:
+		t.Fatal("a pool that boots on demand is ready at once")
+	}
+}

@@ -10,7 +10,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -35,9 +39,15 @@ const (
 	TopologyAPI  = "api"  // exchange jobs_ex, routing key jobs_rk, bound to jobs
 )
 
-// ErrNotConfirmed means the broker nacked a publish or the channel closed
-// before confirming it.
-var ErrNotConfirmed = errors.New("queue: publish not confirmed by the broker")
+// Errors callers match with errors.Is.
+var (
+	// ErrNotConfirmed means the broker nacked a publish or the channel
+	// closed before confirming it.
+	ErrNotConfirmed = errors.New("queue: publish not confirmed by the broker")
+	// ErrTooLarge means the broker refused a message over its maximum
+	// message size; MaxMessageSize then reports the limit it gave.
+	ErrTooLarge = errors.New("queue: message larger than the broker accepts")
+)
 
 // Config says where and how.
 type Config struct {
@@ -53,13 +63,22 @@ type Config struct {
 	DeliveryLimit int
 }
 
-// Conn is one AMQP connection with a publishing channel in confirm mode.
+// Conn is one AMQP connection with a publishing channel in confirm mode. A
+// publishing channel the broker closes (a refused message closes it) is
+// replaced on the next publish; a lost consuming channel ends Consume's
+// deliveries, and the caller reconnects.
 type Conn struct {
 	cfg  Config
 	conn *amqp.Connection
 
-	pubMu sync.Mutex // guards pub: publishes are serialised, confirms awaited outside
-	pub   *amqp.Channel
+	pubMu     sync.Mutex // guards pub, pubClosed, pubErr: publishes are serialised, confirms awaited outside
+	pub       *amqp.Channel
+	pubClosed chan *amqp.Error // pub's close notification
+	pubErr    *amqp.Error      // why pub closed, once read from pubClosed
+
+	// maxMessage is the broker's maximum message size as far as we know:
+	// its version's default until a refusal tells the real one.
+	maxMessage atomic.Int64
 
 	consMu sync.Mutex // guards cons: acks come from many job goroutines
 	cons   *amqp.Channel
@@ -84,18 +103,51 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 		return nil, fmt.Errorf("queue: dial: %w", err)
 	}
 	c := &Conn{cfg: cfg, conn: conn}
-	if err := c.setup(); err != nil {
+	c.maxMessage.Store(defaultMaxMessage(conn.Properties))
+	if err := c.declare(); err != nil {
 		conn.Close()
 		return nil, err
 	}
 	return c, nil
 }
 
-func (c *Conn) setup() error {
+// DeclareTopology connects, declares the topology and disconnects: a worker
+// does it before anything slow, so that jobs published meanwhile are kept.
+func DeclareTopology(ctx context.Context, cfg Config) error {
+	c, err := Dial(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+// Default maximum message sizes of RabbitMQ (rabbit.max_message_size).
+const (
+	maxMessage3 = 128 << 20 // 3.8 to 3.13
+	maxMessage4 = 16 << 20  // 4.0 on
+)
+
+// defaultMaxMessage is the default limit of the broker's version, from the
+// server properties of connection.start.
+func defaultMaxMessage(props amqp.Table) int64 {
+	if v, ok := props["version"].(string); ok && strings.HasPrefix(v, "3.") {
+		return maxMessage3
+	}
+	return maxMessage4
+}
+
+// MaxMessageSize is the largest message the broker accepts, as far as this
+// connection knows: the default of its version, or the limit the broker gave
+// when it refused a larger one.
+func (c *Conn) MaxMessageSize() int { return int(c.maxMessage.Load()) }
+
+// declare declares the durable topology.
+func (c *Conn) declare() error {
 	ch, err := c.conn.Channel()
 	if err != nil {
 		return fmt.Errorf("queue: channel: %w", err)
 	}
+	defer ch.Close()
 	if _, err := ch.QueueDeclare(DeadQueue, true, false, false, false, nil); err != nil {
 		return fmt.Errorf("queue: declare %s: %w", DeadQueue, err)
 	}
@@ -119,11 +171,60 @@ func (c *Conn) setup() error {
 			return fmt.Errorf("queue: bind %s: %w", JobsQueue, err)
 		}
 	}
-	if err := ch.Confirm(false); err != nil {
-		return fmt.Errorf("queue: confirm mode: %w", err)
-	}
-	c.pub = ch
 	return nil
+}
+
+// pubChannel returns the publishing channel, opening a new one in confirm
+// mode when there is none or the broker closed the last. pubMu is held.
+func (c *Conn) pubChannel() (*amqp.Channel, error) {
+	if c.pub != nil && !c.pub.IsClosed() {
+		return c.pub, nil
+	}
+	ch, err := c.conn.Channel()
+	if err != nil {
+		return nil, fmt.Errorf("queue: publishing channel: %w", err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		ch.Close()
+		return nil, fmt.Errorf("queue: confirm mode: %w", err)
+	}
+	c.pub, c.pubErr = ch, nil
+	c.pubClosed = ch.NotifyClose(make(chan *amqp.Error, 1))
+	return ch, nil
+}
+
+// closeReason is why ch, a publishing channel, was closed by the broker, or
+// nil when it is open or closed without a reason.
+func (c *Conn) closeReason(ch *amqp.Channel) *amqp.Error {
+	c.pubMu.Lock()
+	defer c.pubMu.Unlock()
+	if ch != c.pub {
+		return nil // a later channel: the reason went with the old one
+	}
+	if c.pubErr == nil {
+		select {
+		case e := <-c.pubClosed:
+			c.pubErr = e
+		case <-time.After(100 * time.Millisecond): // the close may still be on its way
+		}
+	}
+	return c.pubErr
+}
+
+// maxSizeRE finds the limit in RabbitMQ's refusal: "message size 1048577 is
+// larger than configured max size 1048576".
+var maxSizeRE = regexp.MustCompile(`max size (\d+)`)
+
+// learnLimit records the limit a refusal gives, or halves the known one when
+// the refusal does not say.
+func (c *Conn) learnLimit(reason string) {
+	if m := maxSizeRE.FindStringSubmatch(reason); m != nil {
+		if n, err := strconv.ParseInt(m[1], 10, 64); err == nil && n > 0 {
+			c.maxMessage.Store(n)
+			return
+		}
+	}
+	c.maxMessage.Store(max(c.maxMessage.Load()/2, 64<<10))
 }
 
 // Closed delivers why the connection was lost (nil for a clean close), then
@@ -281,8 +382,16 @@ func (c *Conn) PublishJob(ctx context.Context, body []byte) error {
 }
 
 func (c *Conn) publish(ctx context.Context, exchange, key string, body []byte, headers amqp.Table) error {
+	if len(body) > c.MaxMessageSize() {
+		return fmt.Errorf("%w: %d bytes to %s, the broker's limit is %d", ErrTooLarge, len(body), key, c.MaxMessageSize())
+	}
 	c.pubMu.Lock()
-	dc, err := c.pub.PublishWithDeferredConfirmWithContext(ctx, exchange, key, true, false, amqp.Publishing{
+	ch, err := c.pubChannel()
+	if err != nil {
+		c.pubMu.Unlock()
+		return err
+	}
+	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, true, false, amqp.Publishing{
 		ContentType:  "application/json",
 		DeliveryMode: amqp.Persistent,
 		Timestamp:    time.Now(),
@@ -297,10 +406,18 @@ func (c *Conn) publish(ctx context.Context, exchange, key string, body []byte, h
 	if err != nil {
 		return fmt.Errorf("queue: confirm of %s: %w", key, err)
 	}
-	if !ok {
-		return fmt.Errorf("%w: %s", ErrNotConfirmed, key)
+	if ok {
+		return nil
 	}
-	return nil
+	// A refused message closes the channel (406 PRECONDITION_FAILED): the
+	// next publish opens a new one.
+	if e := c.closeReason(ch); e != nil && e.Code == amqp.PreconditionFailed {
+		c.learnLimit(e.Reason)
+		return fmt.Errorf("%w: %d bytes to %s: %s", ErrTooLarge, len(body), key, e.Reason)
+	} else if e != nil {
+		return fmt.Errorf("%w: %s: channel closed: %w", ErrNotConfirmed, key, e)
+	}
+	return fmt.Errorf("%w: %s", ErrNotConfirmed, key)
 }
 
 // Follow consumes a job's status queue (auto-ack), delivering bodies until

@@ -2,6 +2,8 @@ package queue_test
 
 import (
 	"context"
+	neturl "net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,4 +60,59 @@ func TestQuorumDeliveryLimit(t *testing.T) {
 	if dead != 1 {
 		t.Fatal("the poison job did not reach jobs.dead")
 	}
+}
+
+// TestClosedChannelsRecover: the broker closes the publishing channel (here
+// a publish to an exchange that is gone, 404); the next publish goes out on
+// a new channel. A consumer whose channel the broker cancels (here: its
+// queue is deleted) sees its deliveries end, so its owner reconnects. (A
+// refusal for size is the same close, with 406; the worker's tests lower
+// the broker's limit for it.)
+func TestClosedChannelsRecover(t *testing.T) {
+	url := testenv.Vhost(t, "channels")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := queue.Dial(ctx, queue.Config{URL: url, Topology: queue.TopologyAPI, Prefetch: 1, StatusExpires: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.DeclareStatusQueue("x"); err != nil {
+		t.Fatal(err)
+	}
+	testenv.NewManagement(t).Do(t, "DELETE", "exchanges/"+neturl.PathEscape(strings.TrimPrefix(mustPath(t, url), "/"))+"/"+queue.APIExchange, "", nil)
+	if err := c.PublishJob(ctx, []byte(`{"id":"lost"}`)); err == nil {
+		t.Fatal("publish to a deleted exchange was confirmed")
+	}
+	if err := c.PublishStatus(ctx, "x", []byte(`{"id":"x"}`)); err != nil {
+		t.Fatalf("publish after the channel was closed: %v", err)
+	}
+	if msgs, err := c.Get(queue.StatusQueue("x"), 5); err != nil || len(msgs) != 1 {
+		t.Fatalf("status queue holds %d messages (%v), want 1", len(msgs), err)
+	}
+
+	deliveries, err := c.Consume()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Delete(queue.JobsQueue); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case _, ok := <-deliveries:
+		if ok {
+			t.Fatal("a delivery from a deleted queue")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("deliveries did not end when the broker cancelled the consumer")
+	}
+}
+
+func mustPath(t *testing.T, s string) string {
+	t.Helper()
+	u, err := neturl.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Path
 }

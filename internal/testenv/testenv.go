@@ -6,6 +6,7 @@ package testenv
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -162,28 +163,66 @@ func Vhost(t testing.TB, name string) string {
 		t.Fatal(err)
 	}
 	vhost := fmt.Sprintf("cbt-%s-%d", name, time.Now().UnixNano())
-	user := u.User.Username()
-	pass, _ := u.User.Password()
-	mgmt := func(method, path, body string) {
-		t.Helper()
-		req, err := http.NewRequest(method, "http://"+u.Hostname()+":15672/api/"+path, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.SetBasicAuth(user, pass)
-		req.Header.Set("content-type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			missing(t, "CODEBENCH_REQUIRE_RABBITMQ", "RabbitMQ management API unreachable: %v", err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode/100 != 2 {
-			t.Fatalf("management API %s %s: %s", method, path, resp.Status)
-		}
-	}
-	mgmt("PUT", "vhosts/"+vhost, "{}")
-	mgmt("PUT", "permissions/"+vhost+"/"+user, `{"configure":".*","write":".*","read":".*"}`)
-	t.Cleanup(func() { mgmt("DELETE", "vhosts/"+vhost, "") })
+	m := NewManagement(t)
+	m.Do(t, "PUT", "vhosts/"+vhost, "{}", nil)
+	m.Do(t, "PUT", "permissions/"+vhost+"/"+m.user, `{"configure":".*","write":".*","read":".*"}`, nil)
+	t.Cleanup(func() { m.Do(t, "DELETE", "vhosts/"+vhost, "", nil) })
 	u.Path = "/" + vhost
 	return u.String()
+}
+
+// Management is the broker's HTTP management API, with the credentials of
+// the configured AMQP URL.
+type Management struct {
+	base, user, pass string
+}
+
+// NewManagement returns the configured management API or skips.
+func NewManagement(t testing.TB) *Management {
+	t.Helper()
+	cfg := Config(t)
+	u, err := url.Parse(RabbitURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pass, _ := u.User.Password()
+	return &Management{base: strings.TrimSuffix(cfg.Worker.ManagementURL, "/") + "/api/", user: u.User.Username(), pass: pass}
+}
+
+// Do calls the API and decodes the answer into out (when not nil); a status
+// other than 2xx fails the test.
+func (m *Management) Do(t testing.TB, method, path, body string, out any) {
+	t.Helper()
+	req, err := http.NewRequest(method, m.base+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth(m.user, m.pass)
+	req.Header.Set("content-type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		missing(t, "CODEBENCH_REQUIRE_RABBITMQ", "RabbitMQ management API unreachable: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("management API %s %s: %s %s", method, path, resp.Status, b)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("management API %s %s: %v: %s", method, path, err, b)
+		}
+	}
+}
+
+// BrokerEval evaluates an Erlang expression on the test broker's node with
+// rabbitmqctl (to change a setting such as max_message_size for one test).
+func BrokerEval(t testing.TB, expr string) string {
+	t.Helper()
+	cfg := Config(t)
+	out, err := exec.Command("rabbitmqctl", "-q", "-n", cfg.Worker.BrokerNode, "eval", expr).CombinedOutput()
+	if err != nil {
+		missing(t, "CODEBENCH_REQUIRE_RABBITMQ", "rabbitmqctl eval on %s: %v: %s", cfg.Worker.BrokerNode, err, out)
+	}
+	return strings.TrimSpace(string(out))
 }

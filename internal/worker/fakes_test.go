@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -29,6 +30,11 @@ type fakeBroker struct {
 	statuses map[string][]job.Status // by job id, in order
 	bodies   map[string][][]byte
 	dead     []deadLetter
+
+	// limit is the broker's real message size limit (0: none); known is
+	// what MaxMessageSize reports, until a refusal teaches the real one.
+	limit, known int
+	refused      int
 
 	deliveries chan queue.Delivery
 	closed     chan error
@@ -66,6 +72,11 @@ func (b *fakeBroker) PublishStatus(_ context.Context, id string, body []byte) er
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.limit > 0 && len(body) > b.limit {
+		b.refused++
+		b.known = b.limit
+		return fmt.Errorf("%w: %d bytes", queue.ErrTooLarge, len(body))
+	}
 	key := "publish:" + st.Status
 	if job.Final(st.Status) {
 		key = "publish:final"
@@ -86,6 +97,15 @@ func (b *fakeBroker) DeadLetter(_ context.Context, body []byte, reason string) e
 	}
 	b.dead = append(b.dead, deadLetter{body, reason})
 	return nil
+}
+
+func (b *fakeBroker) MaxMessageSize() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.known > 0 {
+		return b.known
+	}
+	return 128 << 20
 }
 
 func (b *fakeBroker) Consume() (<-chan queue.Delivery, error) { return b.deliveries, nil }

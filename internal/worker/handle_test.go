@@ -123,6 +123,72 @@ func TestHandleOutcomes(t *testing.T) {
 	}
 }
 
+// TestStatusFitsTheBroker: a program whose output is over the broker's
+// message limit (a limit the worker learns only from the refusal) still
+// gets its final status, trimmed and marked, and the job is acked.
+func TestStatusFitsTheBroker(t *testing.T) {
+	b := newFakeBroker()
+	b.limit = 256 << 10
+	res := okResult(strings.Repeat("x", 3<<20))
+	res.Stderr = "a warning\n"
+	sb := &fakeSandbox{res: res}
+	w := New(Config{Concurrency: 1, PoolWait: time.Second}, testPolicy(), &fakePool{sb: sb}, nil, quietLog(t))
+	a := newFakeAcker()
+	w.process(context.Background(), b, queue.Delivery{Body: []byte(`{"id":"big","code":"x"}`), Acker: a})
+	sts := b.statusesOf("big")
+	if a.acks != 1 || statusNames(sts) != "received,running,failed" && statusNames(sts) != "received,running,done" {
+		t.Fatalf("acks %d nacks %v statuses %s", a.acks, a.nacks, statusNames(sts))
+	}
+	f := sts[2]
+	b.mu.Lock()
+	size := len(b.bodies["big"][2])
+	b.mu.Unlock()
+	if b.refused != 1 || size > b.limit || f.Trimmed == nil || f.Trimmed.Stdout != 3<<20 || f.Stderr != "a warning\n" ||
+		!strings.Contains(f.Stdout, "trimmed to fit") {
+		t.Fatalf("refused %d, final %d bytes (limit %d), trimmed %+v, stderr %q", b.refused, size, b.limit, f.Trimmed, f.Stderr)
+	}
+}
+
+// TestRequeueIsBounded: a job that fails the same way on every delivery is
+// requeued MaxRequeues times, then ended with internal_error; an invalid
+// message that cannot even be dead-lettered is rejected in the end.
+func TestRequeueIsBounded(t *testing.T) {
+	tests := []struct {
+		name, body string
+		fail       []string
+		last       Outcome
+		status     string
+	}{
+		{"running never confirmed", `{"id":"loop","code":"x"}`, []string{"publish:running"}, Ack, "failed"},
+		{"no id, dead-lettering refused", `not json`, []string{"dead"}, Reject, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newFakeBroker(tt.fail...)
+			w := New(Config{Concurrency: 1, PoolWait: time.Second, MaxRequeues: 3}, testPolicy(),
+				&fakePool{sb: &fakeSandbox{res: okResult("hi")}}, nil, quietLog(t))
+			var outcomes []Outcome
+			for range 5 {
+				o, _, _ := w.handle(context.Background(), b, queue.Delivery{Body: []byte(tt.body), Redelivered: true, Acker: newFakeAcker()})
+				outcomes = append(outcomes, o)
+				if o != Requeue {
+					break
+				}
+			}
+			if want := []Outcome{Requeue, Requeue, Requeue, tt.last}; !slices.Equal(outcomes, want) {
+				t.Fatalf("outcomes %v, want %v", outcomes, want)
+			}
+			if tt.status != "" {
+				sts := b.statusesOf("loop")
+				f := sts[len(sts)-1]
+				if f.Status != tt.status || f.Verdict != job.VerdictInternalError || !strings.Contains(f.Message, "could not finish the job 3 times") {
+					t.Fatalf("final %+v", f)
+				}
+			}
+		})
+	}
+}
+
 // TestSeedStatusesByteForByte: received and running are exactly the seed's.
 func TestSeedStatusesByteForByte(t *testing.T) {
 	b := newFakeBroker()

@@ -115,3 +115,30 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestRunReconnectsWhenTheConsumerIsCancelled: the broker cancels the
+// consumer (its channel closed, or the queue deleted): deliveries end and
+// the worker opens a new session.
+func TestRunReconnectsWhenTheConsumerIsCancelled(t *testing.T) {
+	first, second := newFakeBroker(), newFakeBroker()
+	var dials atomic.Int32
+	dial := func(context.Context) (Session, error) {
+		if dials.Add(1) == 1 {
+			return first, nil
+		}
+		return second, nil
+	}
+	w := New(Config{Concurrency: 1, PoolWait: time.Second, Grace: time.Second, ReconnectMax: 10 * time.Millisecond},
+		testPolicy(), &fakePool{sb: &fakeSandbox{res: okResult("hi")}}, dial, quietLog(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	close(first.deliveries)
+	a := newFakeAcker()
+	second.deliveries <- queue.Delivery{Body: []byte(`{"id":"j","code":"x"}`), Acker: a}
+	<-a.settled
+	cancel()
+	if err := <-done; err != nil || a.acks != 1 || dials.Load() != 2 {
+		t.Fatalf("err %v, acks %d, dials %d", err, a.acks, dials.Load())
+	}
+}

@@ -7,6 +7,8 @@ package worker
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,14 +27,33 @@ type Config struct {
 	PoolWait     time.Duration // how long a job waits for a sandbox
 	Grace        time.Duration // how long in-flight jobs may finish on shutdown
 	ReconnectMax time.Duration
+	// MaxStatusBytes caps a status message; the broker's own limit, as the
+	// session knows it, caps it further. Larger statuses have their texts
+	// trimmed (job.Status.Fit).
+	MaxStatusBytes int
+	// MaxRequeues is how often this worker requeues one job (a failure to
+	// publish, a lost sandbox) before it ends it with internal_error
+	// instead, so that no message loops forever.
+	MaxRequeues int
+	// Ready, when set, is closed once the pool can serve: the worker
+	// consumes only then (it declares its topology before, so jobs
+	// published meanwhile are kept).
+	Ready <-chan struct{}
 }
+
+// statusHeadroom is left under the broker's limit for the message's
+// properties and headers.
+const statusHeadroom = 16 << 10
 
 // Publisher is what handling one job needs of the broker. Every publish
 // waits for the broker's confirm.
 type Publisher interface {
 	DeclareStatusQueue(id string) error
+	// PublishStatus fails with queue.ErrTooLarge when the broker refuses a
+	// message as too large; MaxMessageSize then reports its limit.
 	PublishStatus(ctx context.Context, id string, body []byte) error
 	DeadLetter(ctx context.Context, body []byte, reason string) error
+	MaxMessageSize() int
 }
 
 // Session is one broker connection: a Publisher that also consumes jobs.
@@ -93,13 +114,14 @@ const (
 	// Requeue: it could not be finished here; back to the queue, to run
 	// again (here or on another worker).
 	Requeue
+	// Reject: nack without requeue. Only for a message that can be neither
+	// run, reported nor dead-lettered by us, again and again; the broker
+	// dead-letters it if the queue has a dead-letter exchange.
+	Reject
 )
 
 func (o Outcome) String() string {
-	if o == Ack {
-		return "ack"
-	}
-	return "requeue"
+	return [...]string{"ack", "requeue", "reject"}[o]
 }
 
 // Worker consumes jobs.
@@ -110,13 +132,22 @@ type Worker struct {
 	dial   Dial
 	log    *slog.Logger
 
+	requeues *requeues
+
 	abortOnce sync.Once
 	abort     chan struct{} // closed by Abort: skip the grace period
 }
 
 // New wires a worker.
 func New(cfg Config, policy job.Policy, p Pool, dial Dial, log *slog.Logger) *Worker {
-	return &Worker{cfg: cfg, policy: policy, pool: p, dial: dial, log: log, abort: make(chan struct{})}
+	if cfg.MaxStatusBytes <= 0 {
+		cfg.MaxStatusBytes = 8 << 20
+	}
+	if cfg.MaxRequeues <= 0 {
+		cfg.MaxRequeues = 5
+	}
+	return &Worker{cfg: cfg, policy: policy, pool: p, dial: dial, log: log, abort: make(chan struct{}),
+		requeues: newRequeues(10_000)}
 }
 
 // Abort ends the grace period of a shutdown in progress (a second signal).
@@ -147,6 +178,19 @@ func (w *Worker) Run(ctx context.Context) error {
 			continue
 		}
 		backoff = 200 * time.Millisecond
+		if w.cfg.Ready != nil {
+			select {
+			case <-w.cfg.Ready:
+			default:
+				w.log.Info("connected to broker; waiting for the pool before consuming")
+				select {
+				case <-w.cfg.Ready:
+				case <-ctx.Done():
+					_ = sess.Close()
+					return nil
+				}
+			}
+		}
 		w.log.Info("connected to broker; consuming", "queue", queue.JobsQueue, "prefetch", w.cfg.Concurrency)
 		err = w.serve(ctx, sess)
 		_ = sess.Close()
@@ -222,6 +266,24 @@ func (w *Worker) process(ctx context.Context, pub Publisher, d queue.Delivery) {
 	}
 }
 
+// requeue is handle's way out for a job that could not be finished here.
+// A job requeued MaxRequeues times by this worker is ended instead (the
+// cause is likely the job itself); a worker shutting down always requeues.
+func (w *Worker) requeue(ctx context.Context, pub Publisher, key string, tm job.Timings, start time.Time, log *slog.Logger, why string, err error) Outcome {
+	if ctx.Err() != nil {
+		return requeue(log, why, err)
+	}
+	n := w.requeues.add(key)
+	if n <= w.cfg.MaxRequeues {
+		return requeue(log, why, err)
+	}
+	log.Error("job requeued too often by this worker; ending it", "requeues", n-1, "why", why, "err", err)
+	st := job.Internal(key, fmt.Sprintf("this worker could not finish the job %d times (the last time: %s)", n-1, why), err)
+	// If not even this status can be published, the broker is unreachable
+	// and the job is requeued: it must not be lost.
+	return w.finish(ctx, pub, st, tm, start, log)
+}
+
 // settle is the one place a delivery is acked or requeued.
 func settle(d queue.Delivery, o Outcome, log *slog.Logger) {
 	var err error
@@ -230,6 +292,8 @@ func settle(d queue.Delivery, o Outcome, log *slog.Logger) {
 		err = d.Ack()
 	case Requeue:
 		err = d.Nack(true)
+	case Reject:
+		err = d.Nack(false)
 	}
 	if err != nil {
 		// The broker redelivers an unsettled job when the channel closes.
@@ -251,12 +315,13 @@ func (w *Worker) handle(ctx context.Context, pub Publisher, d queue.Delivery) (O
 	if !d.PublishedAt.IsZero() {
 		tm.QueueWaitUS = max(start.Sub(d.PublishedAt).Microseconds(), 0)
 	}
+	again := func(why string, err error) Outcome { return w.requeue(ctx, pub, j.ID, tm, start, log, why, err) }
 	if err := pub.DeclareStatusQueue(j.ID); err != nil {
-		return requeue(log, "declare status queue", err), nil, log
+		return again("declare status queue", err), nil, log
 	}
 	t := time.Now()
 	if err := w.publish(ctx, pub, job.Progress(j.ID, job.StatusReceived)); err != nil {
-		return requeue(log, "publish received", err), nil, log
+		return again("publish received", err), nil, log
 	}
 	tm.PublishUS = time.Since(t).Microseconds()
 
@@ -276,14 +341,17 @@ func (w *Worker) handle(ctx context.Context, pub Publisher, d queue.Delivery) (O
 
 	t = time.Now()
 	if err := w.publish(ctx, pub, job.Progress(j.ID, job.StatusRunning)); err != nil {
-		return requeue(log, "publish running", err), sb, log
+		return again("publish running", err), sb, log
 	}
 	tm.PublishUS += time.Since(t).Microseconds()
 	st := execute.Job(ctx, w.policy, sb, j)
 	if ctx.Err() != nil {
 		return requeue(log, "cancelled while running", ctx.Err()), sb, log
 	}
-	return w.finish(ctx, pub, st, tm, start, log), sb, log
+	if o := w.finish(ctx, pub, st, tm, start, log); o == Requeue {
+		return again("final status not confirmed", nil), sb, log
+	}
+	return Ack, sb, log
 }
 
 func requeue(log *slog.Logger, why string, err error) Outcome {
@@ -302,8 +370,10 @@ func (w *Worker) finish(ctx context.Context, pub Publisher, st *job.Status, tm j
 	st.Timings = &tm
 	t := time.Now()
 	if err := w.publish(ctx, pub, st); err != nil {
-		return requeue(log, "final status not confirmed", err)
+		log.Warn("final status not confirmed", "err", err)
+		return Requeue
 	}
+	w.requeues.forget(st.ID)
 	log.Info("job finished", "status", st.Status, "verdict", st.Verdict, "message", st.Message,
 		"queue_wait_us", tm.QueueWaitUS, "pool_wait_us", tm.PoolWaitUS, "publish_us", tm.PublishUS,
 		"dispatch_us", tm.DispatchUS, "compile_us", tm.CompileUS, "run_us", tm.RunUS, "guest_us", tm.GuestUS,
@@ -311,10 +381,28 @@ func (w *Worker) finish(ctx context.Context, pub Publisher, st *job.Status, tm j
 	return Ack
 }
 
+// publish publishes one status, fitted to the status size limit; when the
+// broker refuses it as too large (its real limit was lower than we knew), it
+// is fitted to the limit the broker gave and published once more.
 func (w *Worker) publish(ctx context.Context, pub Publisher, st *job.Status) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	return pub.PublishStatus(ctx, st.ID, st.Marshal())
+	var err error
+	for range 2 {
+		if st.Fit(w.statusLimit(pub)) {
+			w.log.Warn("status trimmed to fit", "job_id", st.ID, "limit", w.statusLimit(pub), "trimmed", *st.Trimmed)
+		}
+		if err = pub.PublishStatus(ctx, st.ID, st.Marshal()); !errors.Is(err, queue.ErrTooLarge) {
+			return err
+		}
+	}
+	return err
+}
+
+// statusLimit is the most a status may take: the configured cap, and the
+// broker's limit less room for the message's properties.
+func (w *Worker) statusLimit(pub Publisher) int {
+	return min(w.cfg.MaxStatusBytes, pub.MaxMessageSize()-statusHeadroom)
 }
 
 // reject answers an invalid job: a failed/invalid_job status where the id is
@@ -327,23 +415,40 @@ func (w *Worker) reject(ctx context.Context, pub Publisher, body []byte, err err
 		inv = &job.InvalidError{Reason: err.Error()}
 	}
 	log := w.log.With("job_id", inv.ID)
-	log.Warn("invalid job", "reason", inv.Reason)
+	log.Warn("invalid job", "reason", inv.Reason) // bounded by job.Decode
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
+	// Without an id, the body is what names the job for the requeue count.
+	key := inv.ID
+	if key == "" {
+		sum := sha256.Sum256(body)
+		key = "body:" + hex.EncodeToString(sum[:12])
+	}
 	if inv.ID == "" || inv.Malformed {
 		if err := pub.DeadLetter(ctx, body, inv.Reason); err != nil {
+			if w.requeues.add(key) > w.cfg.MaxRequeues {
+				// It cannot be dead-lettered (nor, without an id,
+				// reported): the broker may drop or dead-letter it.
+				log.Error("invalid job could not be dead-lettered, again; rejecting it", "err", err)
+				return Reject, nil, log
+			}
 			return requeue(log, "could not dead-letter an invalid job", err), nil, log
 		}
 	}
 	if inv.ID != "" {
 		err := pub.DeclareStatusQueue(inv.ID)
 		if err == nil {
-			err = pub.PublishStatus(ctx, inv.ID, job.Invalid(inv.ID, inv.Reason).Marshal())
+			err = w.publish(ctx, pub, job.Invalid(inv.ID, inv.Reason))
 		}
 		if err != nil {
+			if w.requeues.add(key) > w.cfg.MaxRequeues {
+				log.Error("invalid job could not be reported, again; acking it (it was dead-lettered if malformed)", "err", err)
+				return Ack, nil, log
+			}
 			return requeue(log, "could not report an invalid job", err), nil, log
 		}
 	}
+	w.requeues.forget(key)
 	return Ack, nil, log
 }
 

@@ -27,6 +27,7 @@ import (
 
 type harness struct {
 	t      *testing.T
+	url    string // the test's vhost
 	conn   *queue.Conn
 	vm     *testenv.VM
 	cancel context.CancelFunc
@@ -67,13 +68,15 @@ func startWorkerVia(t *testing.T, name string, poolSize, concurrency int, proxy 
 	p := pool.New(pool.Config{Size: poolSize, MaxBoots: 2}, prov.Provision, log, nil)
 	p.Start()
 	policy := job.Policy{
+		MaxJobBytes:  8 << 20,
+		Table:        lang.Builtin(),
 		MaxCodeBytes: 4096,
 		Languages:    vm.Image.LanguageNames(),
 		Defaults:     job.Limits{WallMS: 10_000, CPUMS: 5_000, MemoryKB: 131072, Processes: 60, OutputBytes: 65536, FileSizeKB: 1024},
 		Max:          job.Limits{WallMS: 60_000, CPUMS: 30_000, MemoryKB: 262144, Processes: 256, OutputBytes: 1 << 20, FileSizeKB: 65536},
 		CompileWall:  30_000,
 	}
-	w := worker.New(worker.Config{Concurrency: concurrency, PoolWait: 2 * time.Minute, Grace: 30 * time.Second, ReconnectMax: 2 * time.Second},
+	w := worker.New(worker.Config{Concurrency: concurrency, PoolWait: 2 * time.Minute, Grace: 30 * time.Second, ReconnectMax: 2 * time.Second, Ready: p.Ready()},
 		policy, worker.FromPool(p), func(ctx context.Context) (worker.Session, error) {
 			c, err := queue.Dial(ctx, wcfg)
 			if err != nil {
@@ -82,7 +85,7 @@ func startWorkerVia(t *testing.T, name string, poolSize, concurrency int, proxy 
 			return c, nil
 		}, log)
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &harness{t: t, vm: vm, cancel: cancel, done: make(chan error, 1)}
+	h := &harness{t: t, url: url, vm: vm, cancel: cancel, done: make(chan error, 1)}
 	go func() { err := w.Run(ctx); p.Stop(); h.done <- err }()
 	conn, err := queue.Dial(context.Background(), qcfg)
 	if err != nil {
@@ -299,6 +302,12 @@ func TestWorker(t *testing.T) {
 		}
 		t.Logf("peak VMs alive: %d (limit %d)", peak.Load(), limit)
 	})
+}
+
+// vhost is the name of the test's virtual host.
+func (h *harness) vhost() string {
+	u, _ := neturl.Parse(h.url)
+	return strings.TrimPrefix(u.Path, "/")
 }
 
 func langHello(name string) string { return lang.Builtin()[name].Hello }

@@ -31,13 +31,11 @@ var Defaults = agentproto.Limits{
 	MemoryKB:      256 * 1024,
 	StackKB:       8 * 1024,
 	Processes:     64,
-	OutputBytes:   64 * 1024,
+	OutputBytes:   agentproto.DefaultOutputBytes,
 	FileSizeKB:    1024,
 	CompileWallMS: 30_000,
 }
 
-// compileOutputCap bounds compiler diagnostics.
-const compileOutputCap = 64 * 1024
 
 // Runner runs programs. The zero UID means "do not switch user" (tests on a
 // host); in the guest it is the unprivileged job user.
@@ -75,6 +73,12 @@ func (r *Runner) Run(ctx context.Context, req *agentproto.RunRequest) (*agentpro
 	if err := l.CheckCompileFlags(req.CompileFlags); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
+	if err := agentproto.CheckFiles(req.Files, l.Source); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	if err := agentproto.CheckArgs(req.Args); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
 	runs := max(req.Runs, 1)
 	if r.MaxRuns > 0 && runs > r.MaxRuns {
 		return nil, fmt.Errorf("%w: %d runs asked, at most %d", ErrBadRequest, runs, r.MaxRuns)
@@ -86,14 +90,14 @@ func (r *Runner) Run(ctx context.Context, req *agentproto.RunRequest) (*agentpro
 	}
 	res := &agentproto.RunResult{Compiled: true}
 	if len(l.Compile) > 0 {
-		out := newOutput(compileOutputCap)
+		out := newOutput(agentproto.MaxCompileOutput)
 		clim := lim
 		clim.WallMS = lim.CompileWallMS
 		clim.CPUMS = lim.CompileWallMS
 		clim.MemoryKB = max(lim.MemoryKB, 512*1024) // compilers need headroom
 		clim.FileSizeKB = max(lim.FileSizeKB, 256*1024)
 		clim.Processes = max(lim.Processes, 128)
-		clim.OutputBytes = compileOutputCap
+		clim.OutputBytes = agentproto.MaxCompileOutput
 		// Appended last: gcc, g++ and rustc take the last of repeated
 		// options, so a job's -std=... or -O... wins over our defaults.
 		argv := append(append([]string{}, l.Compile...), req.CompileFlags...)
@@ -156,10 +160,7 @@ func (r *Runner) prepare(l lang.Language, req *agentproto.RunRequest) (string, e
 		return "", fmt.Errorf("make job dir: %w", err)
 	}
 	files := map[string]string{l.Source: req.Code}
-	for name, body := range req.Files {
-		if !agentproto.ValidFileName(name) || name == l.Source {
-			return "", fmt.Errorf("%w: invalid file name %q", ErrBadRequest, name)
-		}
+	for name, body := range req.Files { // checked by Run
 		files[name] = body
 	}
 	for name, body := range files {

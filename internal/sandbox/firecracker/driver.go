@@ -54,7 +54,6 @@ var (
 const (
 	APISocket   = "fc.sock"
 	VsockSocket = "v.sock"
-	ConsoleLog  = "console.log"
 	// PIDFile holds the VMM's pid, for the reconciler.
 	PIDFile = "fc.pid"
 	// AgentPort is the guest vsock port the agent listens on.
@@ -214,7 +213,8 @@ func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, snap *sdk.Snapsh
 	}
 	spec.MemoryMB = max(spec.MemoryMB, 128)
 	spec.VCPUs = max(spec.VCPUs, 1)
-	vm := &VM{id: spec.ID, dir: filepath.Join(d.cfg.RunDir, spec.ID), done: make(chan struct{}), log: d.log.With("vm_id", spec.ID)}
+	vm := &VM{id: spec.ID, dir: filepath.Join(d.cfg.RunDir, spec.ID), done: make(chan struct{}), log: d.log.With("vm_id", spec.ID),
+		console: sandbox.NewConsole(sandbox.ConsoleSize)}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, vm.stack.Unwind(ctx))
@@ -229,11 +229,9 @@ func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, snap *sdk.Snapsh
 		return nil, err
 	}
 	cfg := d.machineConfig(spec, vm.dir, vmlinux)
-	console, err := os.Create(filepath.Join(vm.dir, ConsoleLog))
-	if err != nil {
-		return nil, err
-	}
-	vm.stack.Push("close console", func(context.Context) error { return console.Close() })
+	// The VMM's stdout is the guest console: its end is kept in a bounded
+	// ring (os/exec copies the pipe into it until the process exits).
+	console := vm.console
 
 	// The VM's lifetime context: cancelled only by Stop, as the last resort.
 	vmCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -306,6 +304,7 @@ type VM struct {
 	log       *slog.Logger
 	done      chan struct{}
 	exitErr   error // written before done is closed
+	console   *sandbox.Console
 	stack     cleanup.Stack
 	stopOnce  sync.Once
 	stopErr   error
@@ -386,16 +385,7 @@ func (v *VM) stopVMM(ctx context.Context) error {
 }
 
 // ConsoleTail implements sandbox.VM.
-func (v *VM) ConsoleTail(n int) string {
-	b, err := os.ReadFile(filepath.Join(v.dir, ConsoleLog))
-	if err != nil {
-		return ""
-	}
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return string(b)
-}
+func (v *VM) ConsoleTail(n int) string { return v.console.Tail(n) }
 
 // StartTemplate implements sandbox.Snapshotter: a plain boot; Firecracker
 // writes the memory file at Snapshot time.

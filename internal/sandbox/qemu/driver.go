@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net"
@@ -46,9 +47,11 @@ const (
 const (
 	QMPSocket   = "qmp.sock"
 	AgentSocket = "agent.sock"
-	ConsoleLog  = "console.log"
-	PIDFile     = "qemu.pid"
-	NamePrefix  = "codebench:"
+	// ConsoleSocket is where QEMU connects the guest's serial console to
+	// the driver, which keeps its end in a bounded ring (sandbox.Console).
+	ConsoleSocket = "con.sock"
+	PIDFile       = "qemu.pid"
+	NamePrefix    = "codebench:"
 )
 
 // Config is the driver's data.
@@ -155,6 +158,9 @@ func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, opts launchOpts)
 		return nil, fmt.Errorf("qemu: run dir: %w", err)
 	}
 	vm.stack.Push("remove run dir", func(context.Context) error { return os.RemoveAll(vm.dir) })
+	if err := vm.listenConsole(); err != nil {
+		return nil, err
+	}
 
 	args := d.args(spec, vm.dir, opts)
 	cmd := exec.Command(d.cfg.Binary, args...)
@@ -227,7 +233,7 @@ func (d *Driver) args(spec sandbox.Spec, dir string, opts launchOpts) []string {
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
 		"-kernel", spec.Kernel, "-initrd", spec.Initrd, "-append", cmdline,
-		"-chardev", "file,id=con,path="+filepath.Join(dir, ConsoleLog),
+		"-chardev", "socket,id=con,path="+filepath.Join(dir, ConsoleSocket),
 		"-serial", "chardev:con",
 		"-drive", "id=root,file="+spec.Rootfs+",format=raw,if=none,readonly=on",
 		"-device", "virtio-blk-device,drive=root",
@@ -255,6 +261,8 @@ type VM struct {
 
 	done    chan struct{}
 	exitErr error // written before done is closed
+
+	console *sandbox.Console
 
 	stack cleanup.Stack
 
@@ -375,20 +383,37 @@ func (v *VM) waitExit(d time.Duration) bool {
 }
 
 // ConsoleTail implements sandbox.VM.
-func (v *VM) ConsoleTail(n int) string {
-	f, err := os.Open(filepath.Join(v.dir, ConsoleLog))
+func (v *VM) ConsoleTail(n int) string { return v.console.Tail(n) }
+
+// listenConsole listens where QEMU will connect the serial console, and
+// copies what arrives into the VM's console ring until QEMU exits. The
+// copier is the VM's: Stop waits for it.
+func (v *VM) listenConsole() error {
+	v.console = sandbox.NewConsole(sandbox.ConsoleSize)
+	ln, err := net.Listen("unix", filepath.Join(v.dir, ConsoleSocket))
 	if err != nil {
-		return ""
+		return fmt.Errorf("qemu: console socket: %w", err)
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return ""
-	}
-	off := max(st.Size()-int64(n), 0)
-	buf := make([]byte, st.Size()-off)
-	_, _ = f.ReadAt(buf, off)
-	return string(buf)
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		c, err := ln.Accept()
+		_ = ln.Close() // one connection: QEMU's
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = io.Copy(v.console, c)
+	}()
+	// Unwound after QEMU is gone: its end of the console is closed, so
+	// the copy has ended or ends now; a QEMU that never connected is
+	// released by closing the listener.
+	v.stack.Push("stop console copy", func(context.Context) error {
+		_ = ln.Close()
+		<-copied
+		return nil
+	})
+	return nil
 }
 
 // HostTSCKHz reads the host's TSC frequency from /proc/cpuinfo. Under TCG

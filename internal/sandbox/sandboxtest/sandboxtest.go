@@ -105,6 +105,10 @@ func testBootRunStop(t *testing.T, h Harness) {
 	if err != nil || strings.TrimSpace(res.Stdout) != "conformance" {
 		t.Fatalf("run: %+v %v", res, err)
 	}
+	// The console is kept (the agent says it is ready there) and bounded.
+	if tail := inst.VM.ConsoleTail(1 << 20); !strings.Contains(tail, "codebench-agent: ready") || len(tail) > sandbox.ConsoleSize {
+		t.Fatalf("console tail (%d bytes) lacks the agent's ready line: %q", len(tail), tail)
+	}
 	if err := inst.Stop(ctx); err != nil {
 		t.Fatalf("stop: %v", err)
 	}
@@ -112,6 +116,9 @@ func testBootRunStop(t *testing.T, h Harness) {
 	case <-inst.VM.Done():
 	default:
 		t.Fatal("Done not closed after Stop")
+	}
+	if !strings.Contains(inst.VM.ConsoleTail(4096), "codebench-agent: ready") {
+		t.Fatal("the console is gone once the VM stopped: a crashed guest's last words would be lost")
 	}
 	if err := inst.Stop(ctx); err != nil {
 		t.Fatalf("second stop: %v", err)

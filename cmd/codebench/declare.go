@@ -1,0 +1,25 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/codebench/codebench/internal/config"
+	"github.com/codebench/codebench/internal/queue"
+)
+
+// declareCmd declares the broker topology the worker uses and exits, so that
+// a broker set up before any worker ran already keeps published jobs.
+func declareCmd(ctx context.Context, cfg config.Config, args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("declare takes no arguments; it is configured by the environment")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := queue.DeclareTopology(ctx, queueConfig(cfg)); err != nil {
+		return err
+	}
+	fmt.Printf("declared %s and %s (topology %s, quorum %v)\n", queue.JobsQueue, queue.DeadQueue, cfg.Worker.Topology, cfg.Worker.Quorum)
+	return nil
+}
