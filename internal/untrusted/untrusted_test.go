@@ -23,11 +23,11 @@ func TestClipAndQuoteAreBounded(t *testing.T) {
 
 func TestForTerminal(t *testing.T) {
 	for in, want := range map[string]string{
-		"Hello, World!\n\tok": "Hello, World!\n\tok",
+		"Hello, World!\n\tok":     "Hello, World!\n\tok",
 		"\x1b[2J\x1b]0;pwned\x07": `\x1b[2J\x1b]0;pwned\x07`,
-		"bin\xff\x00":           `bin\xff\x00`,
-		"é \u009b c1":           `é \u009b c1`,
-		"\r overwrite":          `\x0d overwrite`,
+		"bin\xff\x00":             `bin\xff\x00`,
+		"é \u009b c1":             `é \u009b c1`,
+		"\r overwrite":            `\x0d overwrite`,
 	} {
 		if got := ForTerminal(in); got != want {
 			t.Errorf("ForTerminal(%q) = %q, want %q", in, got, want)

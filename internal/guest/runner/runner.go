@@ -36,7 +36,6 @@ var Defaults = agentproto.Limits{
 	CompileWallMS: 30_000,
 }
 
-
 // Runner runs programs. The zero UID means "do not switch user" (tests on a
 // host); in the guest it is the unprivileged job user.
 type Runner struct {
