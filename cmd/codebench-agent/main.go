@@ -1,12 +1,15 @@
 // Command codebench-agent runs inside the guest. As /init in the initramfs it
 // mounts the root disk and switches to it; as "serve" it is PID 1 on the root
-// and answers the host on the agent channel; as "exec" it is the trampoline
-// that applies rlimits to a job and execs it.
+// and answers the host on the agent channel ("serve --oci": the init of a
+// gVisor sandbox, whose mounts come from the OCI spec and whose channel is
+// its stdin and stdout); as "exec" it is the trampoline that applies rlimits
+// to a job and execs it.
 package main
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +17,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -53,15 +57,26 @@ func run() error {
 	case "exec":
 		return runner.ExecWithRlimits(os.Args[2:])
 	case "serve":
-		return serve()
+		return serve(os.Args[2:])
 	default:
 		return fmt.Errorf("unknown command %q", os.Args[1])
 	}
 }
 
-func serve() error {
-	log := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	if os.Getpid() == 1 {
+func serve(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	oci := fs.Bool("oci", false, "the init of an OCI container (gVisor): mounts from the spec, channel on stdin/stdout, console on stderr")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	// The console: the VM's serial port is PID 1's stdout; in a container
+	// stdout is the agent channel, so the console is stderr.
+	console := os.Stdout
+	if *oci {
+		console = os.Stderr
+	}
+	log := slog.New(slog.NewTextHandler(console, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if os.Getpid() == 1 && !*oci {
 		if err := boot.Stage2(); err != nil {
 			return err
 		}
@@ -77,16 +92,15 @@ func serve() error {
 	if err != nil {
 		return err
 	}
-	open, where, err := agentChannel(boot.CmdlineValue(agentproto.CmdlineKey))
-	if err != nil {
+	var open agent.Open
+	var where string
+	if *oci {
+		open, where = stdioChannel()
+	} else if open, where, err = agentChannel(boot.CmdlineValue(agentproto.CmdlineKey)); err != nil {
 		return err
 	}
-	cgroups, err := runner.SetupCgroups("/sys/fs/cgroup", "jobs")
-	if err != nil {
-		log.Warn("no cgroup limits; memory is limited per process by RLIMIT_AS", "err", err)
-	}
 	r := &runner.Runner{
-		Cgroups:    cgroups,
+		Limiter:    limiter(log),
 		MaxRuns:    100,
 		Languages:  langs,
 		JobRoot:    boot.JobRoot,
@@ -98,13 +112,54 @@ func serve() error {
 	srv := &agent.Server{
 		Hello:  agentproto.HelloInfo{Agent: "codebench-agent", Kernel: boot.KernelRelease(), Languages: langs.Names()},
 		Runner: r,
-		Host:   guestHost{},
+		Host:   guestHost{oci: *oci},
 		Log:    log,
 	}
 	log.Info("agent ready", "channel", where, "languages", langs.Names())
-	fmt.Println("codebench-agent: ready") // the host's console log shows boot progress
-	return srv.Serve(ctx, open)
+	fmt.Fprintln(console, "codebench-agent: ready") // the host's console log shows boot progress
+	err = srv.Serve(ctx, open)
+	if errors.Is(err, agent.ErrChannelGone) {
+		return nil // the host closed a channel that cannot be reopened: the sandbox ends
+	}
+	return err
 }
+
+// limiter picks how phases are limited: cgroup v2 (a VM's own kernel), else
+// cgroup v1 with a memory watchdog (gVisor), else none (RLIMIT_AS only).
+func limiter(log *slog.Logger) runner.Limiter {
+	v2, err := runner.SetupCgroups("/sys/fs/cgroup", "jobs")
+	if err == nil {
+		return v2
+	}
+	v1, err1 := runner.SetupCgroupsV1("/sys/fs/cgroup", "jobs")
+	if err1 == nil {
+		log.Info("cgroup v2 unavailable; limits by cgroup v1 accounting and a memory watchdog", "v2", err)
+		return v1
+	}
+	log.Warn("no cgroup limits; memory is limited per process by RLIMIT_AS", "v2", err, "v1", err1)
+	return nil
+}
+
+// stdioChannel is the agent channel of a container: stdin and stdout, for
+// the sandbox's whole life (the host keeps them open; it cannot reopen them).
+func stdioChannel() (agent.Open, string) {
+	var once sync.Once
+	return func() (io.ReadWriteCloser, error) {
+		var rw io.ReadWriteCloser
+		once.Do(func() { rw = stdio{} })
+		if rw == nil {
+			return nil, agent.ErrChannelGone
+		}
+		return rw, nil
+	}, "stdio"
+}
+
+// stdio is stdin and stdout as one stream.
+type stdio struct{}
+
+func (stdio) Read(p []byte) (int, error)  { return os.Stdin.Read(p) }
+func (stdio) Write(p []byte) (int, error) { return os.Stdout.Write(p) }
+func (stdio) Close() error                { return errors.Join(os.Stdin.Close(), os.Stdout.Close()) }
 
 // agentChannel picks the transport the host asked for on the kernel command
 // line: "vsock:<port>" (Firecracker) or, by default, the virtio-serial port
@@ -129,13 +184,18 @@ func agentChannel(spec string) (agent.Open, string, error) {
 }
 
 // guestHost resets and re-identifies the guest this agent runs in.
-type guestHost struct{}
+type guestHost struct{ oci bool }
 
 func (guestHost) Reset() error {
 	boot.KillUser(jobUID)
 	return errors.Join(boot.EmptyDir(boot.JobRoot), boot.EmptyDir("/tmp"))
 }
 
-func (guestHost) SetIdentity(id *agentproto.Identity) error {
+func (h guestHost) SetIdentity(id *agentproto.Identity) error {
+	if h.oci {
+		// gVisor's random devices draw from the host's getrandom and its
+		// clock is the host's: nothing of either is cloned with a sandbox.
+		return nil
+	}
 	return errors.Join(boot.Reseed(id.Seed), boot.SetClock(time.Unix(0, id.UnixNano)))
 }

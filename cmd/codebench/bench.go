@@ -60,7 +60,7 @@ func benchCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []s
 		fmt.Printf("%d jobs, %d at once: %.1f s, %.2f jobs/s\n  %s\n  %s\n", r.N, r.Concurrency, r.Seconds, r.JobsPerSec, r.EndToEnd, r.HostOverhead)
 		return nil
 	}
-	e, err := openEnv(ctx, cfg, log, "b")
+	e, err := openEnv(ctx, cfg, log, "b", cfg.VM.AllowTCG)
 	if err != nil {
 		return err
 	}

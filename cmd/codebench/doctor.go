@@ -10,14 +10,13 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/codebench/codebench/internal/config"
 	"github.com/codebench/codebench/internal/image"
 	"github.com/codebench/codebench/internal/reconcile"
-	"github.com/codebench/codebench/internal/sandbox"
+	"github.com/codebench/codebench/internal/sandbox/choose"
 	"github.com/codebench/codebench/internal/sandbox/qemu"
 )
 
@@ -38,9 +37,9 @@ func doctorCmd(ctx context.Context, cfg config.Config, args []string) error {
 			mark = "FAIL"
 			bad++
 		}
-		fmt.Printf("%s %-14s %s\n", mark, what, detail)
+		fmt.Printf("%s %-20s %s\n", mark, what, detail)
 	}
-	info := func(what, detail string) { fmt.Printf("info %-14s %s\n", what, detail) }
+	info := func(what, detail string) { fmt.Printf("info %-20s %s\n", what, detail) }
 
 	qemuPath, err := exec.LookPath(cfg.VM.QEMU)
 	if err != nil {
@@ -68,44 +67,26 @@ func doctorCmd(ctx context.Context, cfg config.Config, args []string) error {
 		report(true, "image", fmt.Sprintf("%s kernel %s languages %s", img.Manifest.Hash[:12],
 			img.Manifest.KernelRelease, strings.Join(img.LanguageNames(), ",")))
 	}
-	if img != nil && qemuPath != "" {
-		spec := sandbox.Spec{Kernel: img.KernelPath(), Initrd: img.InitrdPath(), Rootfs: img.RootfsPath(), MemoryMB: cfg.VM.MemoryMB}
-		qcfg := qemu.Config{Binary: cfg.VM.QEMU, RunDir: cfg.RunDir, TSCKHz: cfg.VM.TSCKHz}
-		probe, err := qemu.ResolveAccel(ctx, cfg.VM.Accel, qcfg, spec, filepath.Join(cfg.DataDir, "accel-probe.json"), log)
+	if img != nil {
+		// Every candidate the configuration allows, probed for real, in the
+		// order the worker tries them.
+		c, err := choose.Choose(ctx, candidates(cfg, specFor(cfg, img), log), cfg.VM.AllowTCG, true)
+		for _, r := range c.Reports {
+			what := "driver " + r.Name
+			switch {
+			case r.Chosen:
+				report(true, what, "USED: "+r.Detail)
+			case r.Works:
+				info(what, "works: "+r.Detail)
+			default:
+				info(what, "cannot run here: "+r.Detail)
+			}
+		}
 		if err != nil {
-			report(false, "accelerator", err.Error())
+			report(false, "sandbox", fmt.Sprintf("the worker will refuse to start: %v", err))
 		} else {
-			detail := probe.Accel + ": " + probe.Reason
-			if probe.Accel == qemu.AccelTCG {
-				detail += " (TCG is not a security boundary; the worker needs CODEBENCH_ALLOW_TCG=1)"
-			}
-			report(probe.Accel == qemu.AccelKVM || cfg.VM.AllowTCG, "accelerator", detail)
-			qcfg.Accel = probe.Accel
-			if d, err := qemu.New(qcfg, log); err != nil {
-				report(false, "driver qemu", err.Error())
-			} else {
-				bctx, cancel := context.WithTimeout(ctx, cfg.VM.BootLimit)
-				inst, err := sandbox.Boot(bctx, d, spec)
-				cancel()
-				if err != nil {
-					report(false, "driver qemu", "test boot failed: "+err.Error())
-				} else {
-					report(true, "driver qemu", fmt.Sprintf("boots to agent ready in %s", inst.ReadyIn.Round(time.Millisecond)))
-					_ = inst.Stop(ctx)
-				}
-			}
+			report(true, "sandbox", fmt.Sprintf("the worker will use %s (CODEBENCH_DRIVER=%s)", c.Name, cfg.VM.Driver))
 		}
-	}
-	if d, err := firecrackerDriver(cfg, log); err != nil {
-		info("driver firecracker", "misconfigured: "+err.Error())
-	} else if err := d.Probe(); err != nil {
-		info("driver firecracker", "cannot run here: "+err.Error())
-	} else {
-		detail := "binary and /dev/kvm present"
-		if err := d.SnapshotSupport(); err != nil {
-			detail += "; snapshot clones off: " + err.Error()
-		}
-		info("driver firecracker", detail+" (select with CODEBENCH_DRIVER=firecracker; see docs/FIRECRACKER.md)")
 	}
 	u, err := url.Parse(cfg.Worker.RabbitURL)
 	if err == nil {

@@ -78,7 +78,7 @@ func runCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []str
 		}
 		j.Stdin = string(b)
 	}
-	e, err := openEnv(ctx, cfg, log, "r")
+	e, err := openEnv(ctx, cfg, log, "r", cfg.VM.AllowTCG)
 	if err != nil {
 		return err
 	}

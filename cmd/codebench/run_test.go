@@ -39,8 +39,13 @@ type result struct {
 
 func runCLI(t *testing.T, runDir string, args ...string) result {
 	t.Helper()
+	return runCLIWith(t, nil, runDir, args...)
+}
+
+func runCLIWith(t *testing.T, env []string, runDir string, args ...string) result {
+	t.Helper()
 	cmd := exec.Command(binary, args...)
-	cmd.Env = append(os.Environ(), "CODEBENCH_RUN_DIR="+runDir)
+	cmd.Env = append(append(os.Environ(), "CODEBENCH_RUN_DIR="+runDir), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -54,6 +59,8 @@ func runCLI(t *testing.T, runDir string, args ...string) result {
 	return r
 }
 
+// TestRunCommand runs "codebench run" on the driver this host chooses by
+// default (auto) and on QEMU explicitly.
 func TestRunCommand(t *testing.T) {
 	env := testenv.NeedVM(t)
 	tests := []struct {
@@ -70,20 +77,30 @@ func TestRunCommand(t *testing.T) {
 		{"timeout", []string{"run", "--wall-ms", "1500", "../../examples/forever.c"}, "", "verdict=time_limit", exitTimeLimit},
 		{"json", []string{"run", "--json", "../../examples/hello.py"}, `"stdout": "Hello, World!\n"`, "", 0},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			runDir := filepath.Join(env.RunDir, strings.ReplaceAll(tt.name, " ", "-"))
-			r := runCLI(t, runDir, tt.args...)
-			if r.exit != tt.wantExit || !strings.Contains(r.stdout, tt.wantStdout) || !strings.Contains(r.stderr, tt.wantStderr) {
-				t.Fatalf("exit %d, want %d\nstdout: %q (want %q)\nstderr: %s (want %q)", r.exit, tt.wantExit, r.stdout, tt.wantStdout, r.stderr, tt.wantStderr)
-			}
-			// The VM is gone: no QEMU process, no run dir entry.
-			if n := testenv.QEMUProcesses(runDir); n != 0 {
-				t.Fatalf("%d qemu processes left", n)
-			}
-			if left := testenv.Entries(runDir); len(left) != 0 {
-				t.Fatalf("run dir entries left: %v", left)
+	for _, drv := range []struct {
+		name string
+		env  []string
+	}{
+		{"auto", nil},
+		{"qemu", []string{"CODEBENCH_DRIVER=qemu", "CODEBENCH_ALLOW_TCG=1"}},
+	} {
+		t.Run(drv.name, func(t *testing.T) {
+			for _, tt := range tests {
+				t.Run(tt.name, func(t *testing.T) {
+					t.Parallel()
+					runDir := filepath.Join(env.RunDir, drv.name+"-"+strings.ReplaceAll(tt.name, " ", "-"))
+					r := runCLIWith(t, drv.env, runDir, tt.args...)
+					if r.exit != tt.wantExit || !strings.Contains(r.stdout, tt.wantStdout) || !strings.Contains(r.stderr, tt.wantStderr) {
+						t.Fatalf("exit %d, want %d\nstdout: %q (want %q)\nstderr: %s (want %q)", r.exit, tt.wantExit, r.stdout, tt.wantStdout, r.stderr, tt.wantStderr)
+					}
+					// The sandbox is gone: no process, no run dir entry.
+					if n := testenv.SandboxProcesses(runDir); n != 0 {
+						t.Fatalf("%d sandbox processes left", n)
+					}
+					if left := testenv.Entries(runDir); len(left) != 0 {
+						t.Fatalf("run dir entries left: %v", left)
+					}
+				})
 			}
 		})
 	}

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"time"
 
 	"github.com/codebench/codebench/internal/config"
 	"github.com/codebench/codebench/internal/image"
@@ -15,64 +17,137 @@ import (
 	"github.com/codebench/codebench/internal/provision"
 	"github.com/codebench/codebench/internal/reconcile"
 	"github.com/codebench/codebench/internal/sandbox"
+	"github.com/codebench/codebench/internal/sandbox/choose"
 	"github.com/codebench/codebench/internal/sandbox/firecracker"
+	"github.com/codebench/codebench/internal/sandbox/gvisor"
 	"github.com/codebench/codebench/internal/sandbox/qemu"
 	"github.com/codebench/codebench/internal/template"
 )
 
-// env is what every VM-running command needs, wired from the config.
+// env is what every sandbox-running command needs, wired from the config.
 type env struct {
 	runDir string
 	img    *image.Image
 	driver sandbox.Driver
-	// chosen says why this driver runs the way it does here (for logs).
-	chosen string
-	// notBoundary is nil when the driver is a security boundary on this
-	// host, and says why it is not otherwise (QEMU under TCG).
-	notBoundary error
-	spec        sandbox.Spec
-	policy      job.Policy
+	// choice is how the driver was chosen: every candidate and why.
+	choice *choose.Choice
+	spec   sandbox.Spec
+	policy job.Policy
 }
 
-// openEnv wires the sandbox for a command. Its VMs live under a run dir of
-// this process's own (<run dir>/<owner>-<pid>), so a reconciler can tell a
-// dead process's leftovers from a live one's; close removes it.
-func openEnv(ctx context.Context, cfg config.Config, log *slog.Logger, owner string) (*env, error) {
+// openEnv wires the sandbox for a command: the image, and the driver chosen
+// among the configured candidates (choose.Choose), a driver that is no
+// security boundary only when allowNoBoundary. Its sandboxes live under a run
+// dir of this process's own (<run dir>/<owner>-<pid>), so a reconciler can
+// tell a dead process's leftovers from a live one's; close removes it.
+func openEnv(ctx context.Context, cfg config.Config, log *slog.Logger, owner string, allowNoBoundary bool) (*env, error) {
 	cfg.RunDir = reconcile.OwnerDir(cfg.RunDir, owner)
 	img, err := image.Resolve(cfg.DataDir, cfg.Image)
 	if err != nil {
 		return nil, err
 	}
-	spec := sandbox.Spec{
-		Kernel: img.KernelPath(), Initrd: img.InitrdPath(), Rootfs: img.RootfsPath(),
+	spec := specFor(cfg, img)
+	c, err := choose.Choose(ctx, candidates(cfg, spec, log), allowNoBoundary, false)
+	if err != nil {
+		return nil, fmt.Errorf("%w (CODEBENCH_DRIVER=%s)", err, cfg.VM.Driver)
+	}
+	return &env{runDir: cfg.RunDir, img: img, driver: c.Driver, choice: c, spec: spec, policy: policyFor(cfg, img)}, nil
+}
+
+func specFor(cfg config.Config, img *image.Image) sandbox.Spec {
+	return sandbox.Spec{
+		Kernel: img.KernelPath(), Initrd: img.InitrdPath(), Rootfs: img.RootfsPath(), RootDir: img.RootTreePath(),
 		MemoryMB: cfg.VM.MemoryMB, VCPUs: cfg.VM.VCPUs,
 	}
-	if cfg.VM.Driver == "firecracker" {
-		drv, err := firecrackerDriver(cfg, log)
+}
+
+// Candidate names.
+const (
+	candFirecracker = "firecracker"
+	candQEMUKVM     = "qemu-kvm"
+	candGVisor      = "gvisor"
+	candQEMUTCG     = "qemu-tcg"
+)
+
+// candidates are the drivers CODEBENCH_DRIVER allows, in order of
+// preference: "auto" is a KVM microVM (Firecracker, then QEMU), then
+// gVisor, then QEMU under TCG (no security boundary: only when allowed).
+func candidates(cfg config.Config, spec sandbox.Spec, log *slog.Logger) []choose.Candidate {
+	probeTimeout := min(cfg.VM.BootLimit, 60*time.Second)
+	fc := choose.Candidate{Name: candFirecracker, Boundary: true, Probe: func(context.Context) (sandbox.Driver, string, error) {
+		d, err := firecrackerDriver(cfg, log)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
-		if err := drv.Probe(); err != nil {
-			return nil, err
+		if err := d.Probe(); err != nil {
+			return nil, "", err
 		}
-		return &env{runDir: cfg.RunDir, img: img, driver: drv, chosen: "configured; firecracker runs on KVM",
-			spec: spec, policy: policyFor(cfg, img)}, nil
-	}
+		return d, "binary and /dev/kvm present", nil
+	}}
 	qcfg := qemu.Config{Binary: cfg.VM.QEMU, RunDir: cfg.RunDir, TSCKHz: cfg.VM.TSCKHz}
-	probe, err := qemu.ResolveAccel(ctx, cfg.VM.Accel, qcfg, spec, filepath.Join(cfg.DataDir, "accel-probe.json"), log)
-	if err != nil {
-		return nil, err
+	kvm := choose.Candidate{Name: candQEMUKVM, Boundary: true, Probe: func(ctx context.Context) (sandbox.Driver, string, error) {
+		want := qemu.AccelKVM
+		if cfg.VM.Accel == "auto" {
+			want = "auto"
+		}
+		r, err := qemu.ResolveAccel(ctx, want, qcfg, spec, filepath.Join(cfg.DataDir, "accel-probe.json"), log)
+		if err != nil {
+			return nil, "", err
+		}
+		if r.Accel != qemu.AccelKVM {
+			return nil, "", errors.New(r.Reason)
+		}
+		c := qcfg
+		c.Accel = qemu.AccelKVM
+		d, err := qemu.New(c, log)
+		return d, r.Reason, err
+	}}
+	gv := choose.Candidate{Name: candGVisor, Boundary: true, Probe: func(ctx context.Context) (sandbox.Driver, string, error) {
+		d, err := gvisorDriver(cfg, log)
+		if err != nil {
+			return nil, "", err
+		}
+		platform, err := d.Platform()
+		if err != nil {
+			return nil, "", err
+		}
+		pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+		defer cancel()
+		inst, err := sandbox.Boot(pctx, d, spec)
+		if err != nil {
+			return nil, "", fmt.Errorf("test sandbox (platform %s) did not reach the agent: %w", platform, err)
+		}
+		_ = inst.Stop(ctx)
+		return d, fmt.Sprintf("%s: test sandbox ready in %s", d.Version(), inst.ReadyIn.Round(time.Millisecond)), nil
+	}}
+	tcg := choose.Candidate{Name: candQEMUTCG, Boundary: false, Probe: func(context.Context) (sandbox.Driver, string, error) {
+		if _, err := exec.LookPath(cfg.VM.QEMU); err != nil {
+			return nil, "", fmt.Errorf("%s not found (apt-get install qemu-system-x86)", cfg.VM.QEMU)
+		}
+		c := qcfg
+		c.Accel = qemu.AccelTCG
+		d, err := qemu.New(c, log)
+		return d, "QEMU under TCG, software emulation", err
+	}}
+	switch cfg.VM.Driver {
+	case "firecracker":
+		return []choose.Candidate{fc}
+	case "gvisor":
+		return []choose.Candidate{gv}
+	case "qemu":
+		switch cfg.VM.Accel {
+		case qemu.AccelKVM:
+			return []choose.Candidate{kvm}
+		case qemu.AccelTCG:
+			return []choose.Candidate{tcg}
+		}
+		return []choose.Candidate{kvm, tcg}
 	}
-	qcfg.Accel = probe.Accel
-	drv, err := qemu.New(qcfg, log)
-	if err != nil {
-		return nil, err
-	}
-	e := &env{runDir: cfg.RunDir, img: img, driver: drv, chosen: probe.Reason, spec: spec, policy: policyFor(cfg, img)}
-	if probe.Accel == qemu.AccelTCG {
-		e.notBoundary = fmt.Errorf("QEMU runs under TCG: software emulation is not a security boundary (%s)", probe.Reason)
-	}
-	return e, nil
+	return []choose.Candidate{fc, kvm, gv, tcg}
+}
+
+func gvisorDriver(cfg config.Config, log *slog.Logger) (*gvisor.Driver, error) {
+	return gvisor.New(gvisor.Config{Binary: cfg.VM.Runsc, RunDir: cfg.RunDir, Platform: cfg.VM.GVisorPlatform}, log)
 }
 
 // close removes this process's run dir; it is empty once every VM stopped.
@@ -90,6 +165,9 @@ func reconcileRunDir(ctx context.Context, cfg config.Config, log *slog.Logger) {
 		rs = append(rs, d)
 	}
 	if d, err := firecrackerDriver(cfg, log); err == nil {
+		rs = append(rs, d)
+	}
+	if d, err := gvisorDriver(cfg, log); err == nil {
 		rs = append(rs, d)
 	}
 	rep, err := reconcile.Run(ctx, reconcile.Config{RunDir: cfg.RunDir, Reclaimers: rs}, log)
@@ -147,5 +225,12 @@ func (e *env) provisioner(ctx context.Context, cfg config.Config, log *slog.Logg
 }
 
 func (e *env) describe() string {
-	return fmt.Sprintf("driver %s (%s), image %s", e.driver.Name(), e.chosen, e.img.Manifest.Hash[:12])
+	return fmt.Sprintf("driver %s (%s), image %s", e.choice.Name, e.choice.Detail, e.img.Manifest.Hash[:12])
+}
+
+// logChoice says in the log which driver runs and why the others do not.
+func (e *env) logChoice(log *slog.Logger) {
+	for _, r := range e.choice.Reports {
+		log.Info("sandbox driver candidate", "candidate", r.Name, "works", r.Works, "chosen", r.Chosen, "detail", r.Detail)
+	}
 }

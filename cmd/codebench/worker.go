@@ -45,15 +45,13 @@ func workerCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []
 	}
 	cancel()
 	reconcileRunDir(ctx, cfg, log)
-	e, err := openEnv(ctx, cfg, log, "w")
+	e, err := openEnv(ctx, cfg, log, "w", cfg.VM.AllowTCG)
 	if err != nil {
-		return err
+		return fmt.Errorf("refusing to serve untrusted jobs: %w", err)
 	}
-	if e.notBoundary != nil {
-		if !cfg.VM.AllowTCG {
-			return fmt.Errorf("refusing to serve untrusted jobs: %w. Use a host where KVM boots the guest, or set CODEBENCH_ALLOW_TCG=1 for development", e.notBoundary)
-		}
-		log.Warn("RUNNING WITHOUT A SECURITY BOUNDARY: do not serve untrusted code this way", "reason", e.notBoundary)
+	e.logChoice(log)
+	if e.choice.Name == candQEMUTCG {
+		log.Warn("RUNNING WITHOUT A SECURITY BOUNDARY: QEMU's software emulation (TCG) is not one; do not serve untrusted code this way")
 	}
 	log.Info("worker starting", "env", e.describe(), "concurrency", cfg.Worker.Concurrency, "pool_size", cfg.Worker.PoolSize)
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -39,10 +40,16 @@ type VM struct {
 	// Snapshots: pool VMs are clones of a warmed-up template when the
 	// driver can (CODEBENCH_SNAPSHOTS, default true).
 	Snapshots bool
-	// Driver: "qemu" (default) or "firecracker" (CODEBENCH_DRIVER).
+	// Driver (CODEBENCH_DRIVER): "auto" (default: a KVM microVM, else
+	// gVisor, else QEMU under TCG where allowed), "qemu", "firecracker" or
+	// "gvisor".
 	Driver      string
 	Firecracker string // CODEBENCH_FIRECRACKER: the binary
 	Jailer      Jailer
+	// Runsc is gVisor's runsc binary (CODEBENCH_RUNSC); GVisorPlatform is
+	// systrap or ptrace, empty to detect (CODEBENCH_GVISOR_PLATFORM).
+	Runsc          string
+	GVisorPlatform string
 }
 
 // Jailer configures Firecracker's jailer (CODEBENCH_JAILER=true enables it).
@@ -106,7 +113,7 @@ func Default() Config {
 		VM: VM{
 			Accel: "auto", MemoryMB: 1024, VCPUs: 1, QEMU: "qemu-system-x86_64",
 			BootLimit: 60 * time.Second, Snapshots: true,
-			Driver: "qemu", Firecracker: "firecracker",
+			Driver: "auto", Firecracker: "firecracker", Runsc: "runsc",
 			Jailer: Jailer{Binary: "jailer", UID: 1500, GID: 1500, Chroot: "/srv/jailer"},
 		},
 		Worker: Worker{
@@ -196,6 +203,8 @@ func fromLookup(lookup func(string) (string, bool)) (Config, error) {
 	boolean("CODEBENCH_SNAPSHOTS", &c.VM.Snapshots)
 	str("CODEBENCH_DRIVER", &c.VM.Driver)
 	str("CODEBENCH_FIRECRACKER", &c.VM.Firecracker)
+	str("CODEBENCH_RUNSC", &c.VM.Runsc)
+	str("CODEBENCH_GVISOR_PLATFORM", &c.VM.GVisorPlatform)
 	boolean("CODEBENCH_JAILER", &c.VM.Jailer.Enabled)
 	str("CODEBENCH_JAILER_BINARY", &c.VM.Jailer.Binary)
 	integer("CODEBENCH_JAILER_UID", &c.VM.Jailer.UID)
@@ -254,7 +263,8 @@ func (c *Config) Validate() error {
 	check(c.RunDir != "" && len(c.RunDir) <= 48, "run dir %q must be set and short (Unix socket paths are limited to 108 bytes)", c.RunDir)
 	check(strings.Contains("auto kvm tcg", c.VM.Accel) && c.VM.Accel != "", "CODEBENCH_ACCEL must be auto, kvm or tcg, not %q", c.VM.Accel)
 	check(c.VM.MemoryMB >= 128, "VM memory %d MiB is below 128", c.VM.MemoryMB)
-	check(c.VM.Driver == "qemu" || c.VM.Driver == "firecracker", "CODEBENCH_DRIVER must be qemu or firecracker, not %q", c.VM.Driver)
+	check(slices.Contains([]string{"auto", "qemu", "firecracker", "gvisor"}, c.VM.Driver), "CODEBENCH_DRIVER must be auto, qemu, firecracker or gvisor, not %q", c.VM.Driver)
+	check(slices.Contains([]string{"", "systrap", "ptrace"}, c.VM.GVisorPlatform), "CODEBENCH_GVISOR_PLATFORM must be systrap or ptrace, not %q", c.VM.GVisorPlatform)
 	check(!c.VM.Jailer.Enabled || (c.VM.Jailer.UID > 0 && c.VM.Jailer.GID > 0), "the jailer needs a non-root uid and gid")
 	check(c.VM.VCPUs >= 1, "VM vCPUs must be at least 1")
 	check(c.Worker.Topology == "seed" || c.Worker.Topology == "api", "CODEBENCH_TOPOLOGY must be seed or api")

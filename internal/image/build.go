@@ -24,7 +24,7 @@ import (
 )
 
 // recipeVersion changes whenever the build steps change what they produce.
-const recipeVersion = "2"
+const recipeVersion = "3"
 
 // Job user inside the guest; the agent runs programs as this user.
 const (
@@ -362,9 +362,11 @@ func (b *builder) rootfs(ctx context.Context, baseDir, staging string, m *Manife
 		"-L", "codebench", "-d", tree, img, fmt.Sprint(blocks)); err != nil {
 		return err
 	}
-	if err := os.RemoveAll(tree); err != nil {
+	// The tree stays, as the root of gVisor sandboxes.
+	if err := os.Rename(tree, filepath.Join(staging, RootTreeDir)); err != nil {
 		return err
 	}
+	m.RootTree = RootTreeDir
 	m.Rootfs, err = artifact(staging, RootfsFile)
 	return err
 }

@@ -76,6 +76,7 @@ func writeImage(t *testing.T, m Manifest, files map[string]string) string {
 	dir := filepath.Join(t.TempDir(), m.Hash)
 	os.MkdirAll(dir, 0o755)
 	for name, body := range files {
+		os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755)
 		os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644)
 	}
 	os.WriteFile(filepath.Join(dir, ManifestFile), mustJSON(m), 0o644)
@@ -83,8 +84,8 @@ func writeImage(t *testing.T, m Manifest, files map[string]string) string {
 }
 
 func validManifest() (Manifest, map[string]string) {
-	files := map[string]string{KernelFile: "kernel", InitrdFile: "initrd!", RootfsFile: "rootfs!!"}
-	m := Manifest{Schema: Schema, Hash: strings.Repeat("a", 64), Languages: []LanguageInfo{{Name: "c"}}}
+	files := map[string]string{KernelFile: "kernel", InitrdFile: "initrd!", RootfsFile: "rootfs!!", RootTreeDir + agentInTree: "agent"}
+	m := Manifest{Schema: Schema, Hash: strings.Repeat("a", 64), Languages: []LanguageInfo{{Name: "c"}}, RootTree: RootTreeDir}
 	art := func(name string) Artifact {
 		sum := hashOfBytes(files[name])
 		return Artifact{File: name, SHA256: sum, Size: int64(len(files[name]))}
@@ -125,6 +126,8 @@ func TestLoadDetectsCorruption(t *testing.T) {
 		{"wrong schema", func(m *Manifest, f map[string]string) { m.Schema = 99 }},
 		{"no languages", func(m *Manifest, f map[string]string) { m.Languages = nil }},
 		{"path in file name", func(m *Manifest, f map[string]string) { m.Kernel.File = "../vmlinuz" }},
+		{"no root tree", func(m *Manifest, f map[string]string) { m.RootTree = "" }},
+		{"root tree without the agent", func(m *Manifest, f map[string]string) { delete(f, RootTreeDir+agentInTree) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,6 +1,8 @@
 // Package image builds and loads guest images: a Debian cloud kernel, an
-// initramfs whose /init is the agent, and a read-only ext4 root with the
-// compilers. Images are content-addressed under <data dir>/images/<hash>/.
+// initramfs whose /init is the agent, and the root with the compilers, both
+// as a read-only ext4 disk (for microVMs) and as a directory tree (for
+// gVisor; its files are hard links to the build cache's, so it costs no
+// space). Images are content-addressed under <data dir>/images/<hash>/.
 package image
 
 import (
@@ -11,7 +13,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
+
+	"github.com/codebench/codebench/internal/guest/boot"
 )
+
+// agentInTree is checked by Load: a tree without the agent is not an image.
+const agentInTree = boot.AgentPath
 
 // Schema is the manifest format version.
 const Schema = 1
@@ -21,6 +29,7 @@ const (
 	KernelFile    = "vmlinuz"
 	InitrdFile    = "initrd.cpio"
 	RootfsFile    = "rootfs.ext4"
+	RootTreeDir   = "rootfs"
 	ManifestFile  = "manifest.json"
 	CurrentLink   = "current"
 	imagesSubdir  = "images"
@@ -58,6 +67,7 @@ type Manifest struct {
 	Kernel        Artifact       `json:"kernel"`
 	Initrd        Artifact       `json:"initrd"`
 	Rootfs        Artifact       `json:"rootfs"`
+	RootTree      string         `json:"root_tree"`
 	AgentSHA256   string         `json:"agent_sha256"`
 	Modules       []string       `json:"modules"`
 	Packages      []string       `json:"packages"`
@@ -74,6 +84,9 @@ type Image struct {
 func (i *Image) KernelPath() string { return filepath.Join(i.Dir, i.Manifest.Kernel.File) }
 func (i *Image) InitrdPath() string { return filepath.Join(i.Dir, i.Manifest.Initrd.File) }
 func (i *Image) RootfsPath() string { return filepath.Join(i.Dir, i.Manifest.Rootfs.File) }
+
+// RootTreePath is the root filesystem as a directory tree.
+func (i *Image) RootTreePath() string { return filepath.Join(i.Dir, i.Manifest.RootTree) }
 
 // HasLanguage reports whether the image can run name.
 func (i *Image) HasLanguage(name string) bool {
@@ -100,6 +113,8 @@ func (m *Manifest) Validate() error {
 		return fmt.Errorf("%w: bad hash %q", ErrCorrupt, m.Hash)
 	case len(m.Languages) == 0:
 		return fmt.Errorf("%w: no languages", ErrCorrupt)
+	case m.RootTree == "" || filepath.Base(m.RootTree) != m.RootTree:
+		return fmt.Errorf("%w: bad root tree %q", ErrCorrupt, m.RootTree)
 	}
 	for _, a := range []Artifact{m.Kernel, m.Initrd, m.Rootfs} {
 		if a.File == "" || filepath.Base(a.File) != a.File || !hashRE.MatchString(a.SHA256) || a.Size <= 0 {
@@ -142,6 +157,9 @@ func Load(dir string) (*Image, error) {
 		if st.Size() != a.Size {
 			return nil, fmt.Errorf("%w: %s is %d bytes, manifest says %d", ErrCorrupt, a.File, st.Size(), a.Size)
 		}
+	}
+	if _, err := os.Stat(filepath.Join(real, m.RootTree, strings.TrimPrefix(agentInTree, "/"))); err != nil {
+		return nil, fmt.Errorf("%w: root tree: %v", ErrCorrupt, err)
 	}
 	return &Image{Dir: real, Manifest: m}, nil
 }

@@ -20,7 +20,8 @@ type Spec struct {
 	ID       string
 	Kernel   string
 	Initrd   string
-	Rootfs   string
+	Rootfs   string // the root as a disk image (microVMs)
+	RootDir  string // the root as a directory tree (gVisor)
 	MemoryMB int
 	VCPUs    int
 }

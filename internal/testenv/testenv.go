@@ -16,13 +16,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/codebench/codebench/internal/config"
 	"github.com/codebench/codebench/internal/image"
 	"github.com/codebench/codebench/internal/sandbox"
+	"github.com/codebench/codebench/internal/sandbox/gvisor"
 	"github.com/codebench/codebench/internal/sandbox/qemu"
 )
 
@@ -71,7 +74,7 @@ func NeedVM(t testing.TB) *VM {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(runDir) })
-	spec := sandbox.Spec{Kernel: img.KernelPath(), Initrd: img.InitrdPath(), Rootfs: img.RootfsPath(), MemoryMB: cfg.VM.MemoryMB}
+	spec := sandbox.Spec{Kernel: img.KernelPath(), Initrd: img.InitrdPath(), Rootfs: img.RootfsPath(), RootDir: img.RootTreePath(), MemoryMB: cfg.VM.MemoryMB}
 	qcfg := qemu.Config{Binary: cfg.VM.QEMU, RunDir: runDir, TSCKHz: cfg.VM.TSCKHz}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -85,6 +88,93 @@ func NeedVM(t testing.TB) *VM {
 		t.Fatal(err)
 	}
 	return &VM{Config: cfg, Image: img, Driver: d, Spec: spec, RunDir: runDir}
+}
+
+// GVisor is what a test needs to start gVisor sandboxes.
+type GVisor struct {
+	Config config.Config
+	Image  *image.Image
+	Driver *gvisor.Driver
+	Spec   sandbox.Spec
+	RunDir string
+}
+
+// NeedGVisor returns a gVisor driver on the current guest image, with a
+// fresh run dir, or skips (fails where CODEBENCH_REQUIRE_GVISOR is set).
+func NeedGVisor(t testing.TB) *GVisor {
+	t.Helper()
+	cfg := Config(t)
+	img, err := image.Resolve(cfg.DataDir, cfg.Image)
+	if err != nil {
+		missing(t, "CODEBENCH_REQUIRE_GVISOR", "no guest image (run codebench image build): %v", err)
+	}
+	runDir, err := os.MkdirTemp("/run", "cbg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(runDir) })
+	d, err := gvisor.New(gvisor.Config{Binary: cfg.VM.Runsc, RunDir: runDir}, Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Platform(); err != nil {
+		missing(t, "CODEBENCH_REQUIRE_GVISOR", "gVisor cannot run here: %v", err)
+	}
+	spec := sandbox.Spec{Kernel: img.KernelPath(), Initrd: img.InitrdPath(), Rootfs: img.RootfsPath(), RootDir: img.RootTreePath(), MemoryMB: cfg.VM.MemoryMB}
+	return &GVisor{Config: cfg, Image: img, Driver: d, Spec: spec, RunDir: runDir}
+}
+
+// Sandbox is a driver ready for driver-neutral tests: the image, a spec on
+// it, a fresh run dir, and how to count the driver's processes there.
+type Sandbox struct {
+	Name   string
+	Config config.Config
+	Image  *image.Image
+	Driver sandbox.Driver
+	Spec   sandbox.Spec
+	RunDir string
+	// process names the driver's processes on the host (their command
+	// lines also name the run dir).
+	process string
+}
+
+// Processes counts the driver's live processes under the run dir.
+func (s *Sandbox) Processes() int { return Processes(s.RunDir, s.process) }
+
+// Sandbox is the QEMU driver as a Sandbox.
+func (v *VM) Sandbox() *Sandbox {
+	return &Sandbox{Name: "qemu", Config: v.Config, Image: v.Image, Driver: v.Driver, Spec: v.Spec, RunDir: v.RunDir, process: "qemu-system"}
+}
+
+// Sandbox is the gVisor driver as a Sandbox.
+func (g *GVisor) Sandbox() *Sandbox {
+	return &Sandbox{Name: "gvisor", Config: g.Config, Image: g.Image, Driver: g.Driver, Spec: g.Spec, RunDir: g.RunDir, process: "runsc"}
+}
+
+// EachSandbox runs fn as a subtest for every driver the tests must cover on
+// this host, QEMU and gVisor; each skips (or fails, where required) on its
+// own when it cannot run here.
+func EachSandbox(t *testing.T, fn func(t *testing.T, sb *Sandbox)) {
+	t.Run("qemu", func(t *testing.T) { fn(t, NeedVM(t).Sandbox()) })
+	t.Run("gvisor", func(t *testing.T) { fn(t, NeedGVisor(t).Sandbox()) })
+}
+
+// KillProcesses sends SIGKILL to the driver's processes under the run dir,
+// the way a crash would end them, and returns how many it signalled.
+func (s *Sandbox) KillProcesses() int {
+	n := 0
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && containsBytes(b, []byte(s.RunDir+"/")) && containsBytes(b, []byte(s.process)) && syscall.Kill(pid, syscall.SIGKILL) == nil {
+			n++
+		}
+	}
+	return n
 }
 
 // RabbitURL returns a reachable broker URL or skips.
@@ -114,6 +204,10 @@ func Logger(t testing.TB) *slog.Logger {
 
 // QEMUProcesses counts live QEMU processes whose command line mentions dir.
 func QEMUProcesses(dir string) int { return Processes(dir, "qemu-system") }
+
+// SandboxProcesses counts live processes of any driver (QEMU, runsc and
+// what runsc started) whose command line mentions dir.
+func SandboxProcesses(dir string) int { return Processes(dir, "") }
 
 // Processes counts live processes whose command line mentions dir and name.
 func Processes(dir, name string) int {

@@ -36,7 +36,8 @@ func lowerMaxMessageSize(t *testing.T, bytes int) {
 // get a final status, nothing loops, and the next job is done.
 func TestNothingWedgesTheWorker(t *testing.T) {
 	lowerMaxMessageSize(t, 1<<20)
-	h := startWorker(t, "wedge", 2, 2)
+	// Driver-neutral: on gVisor, the fastest sandbox here.
+	h := startWorkerOn(t, testenv.NeedGVisor(t).Sandbox(), "wedge", 2, 2, nil)
 
 	t.Run("poison job: invalid_job with a bounded reason, no requeue loop", func(t *testing.T) {
 		// 400,000 U+0080, raw in the JSON: 800 KB (Go's %q would escape them).
@@ -92,7 +93,7 @@ func TestNothingWedgesTheWorker(t *testing.T) {
 // as are later ones); a job with 10,000 files or a 2 MiB argument is
 // invalid_job before any sandbox is taken.
 func TestProducerEdgeCases(t *testing.T) {
-	h := startWorker(t, "producer", 1, 1)
+	h := startWorkerOn(t, testenv.NeedGVisor(t).Sandbox(), "producer", 1, 1, nil)
 	t.Run("status queue declared by the producer", func(t *testing.T) {
 		c, err := amqp.Dial(h.url)
 		if err != nil {

@@ -3,11 +3,7 @@ package worker_test
 import (
 	"context"
 	"net/url"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -57,7 +53,7 @@ func TestBrokerOutage(t *testing.T) {
 	proxy.Cut()
 	// During the outage the pool keeps its VMs.
 	time.Sleep(2 * time.Second)
-	if n := testenv.QEMUProcesses(h.vm.RunDir); n < 2 {
+	if n := h.sandboxes(); n < 2 {
 		t.Fatalf("only %d VMs alive during the outage; the pool should keep 2", n)
 	}
 	proxy.Restore()
@@ -69,12 +65,16 @@ func TestBrokerOutage(t *testing.T) {
 	t.Logf("statuses after the outage: %s", statusNames(sts))
 }
 
-// TestVMKilledMidJob: every VMM process is killed while a job runs (the
-// job's VM and the pool's). The job ends with internal_error within seconds,
-// with the console's tail, and the next job succeeds on a fresh VM: the pool
-// notices its dead members and replaces them.
+// TestVMKilledMidJob: every sandbox process is killed while a job runs (the
+// job's sandbox and the pool's). The job ends with internal_error within
+// seconds, with the console's tail, and the next job succeeds in a fresh
+// sandbox: the pool notices its dead members and replaces them.
 func TestVMKilledMidJob(t *testing.T) {
-	h := startWorker(t, "vmkill", 2, 1)
+	testenv.EachSandbox(t, testVMKilledMidJob)
+}
+
+func testVMKilledMidJob(t *testing.T, sb *testenv.Sandbox) {
+	h := startWorkerOn(t, sb, "vmkill", 2, 1, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	ch, err := h.conn.Follow(ctx, "victim")
@@ -86,24 +86,15 @@ func TestVMKilledMidJob(t *testing.T) {
 	}
 	waitFor(t, ctx, ch, job.StatusRunning)
 	time.Sleep(500 * time.Millisecond)
-	killed := 0
-	for _, vmDir := range testenv.Entries(h.vm.RunDir) {
-		b, err := os.ReadFile(filepath.Join(h.vm.RunDir, vmDir, "qemu.pid"))
-		if err != nil {
-			continue
-		}
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && syscall.Kill(pid, syscall.SIGKILL) == nil {
-			killed++
-		}
-	}
+	killed := sb.KillProcesses()
 	if killed == 0 {
-		t.Fatal("no VM process to kill")
+		t.Fatal("no sandbox process to kill")
 	}
 	start := time.Now()
 	sts := waitFor(t, ctx, ch, job.StatusFailed)
 	f := sts[len(sts)-1]
 	if f.Verdict != job.VerdictInternalError || time.Since(start) > 10*time.Second {
-		t.Fatalf("after killing %d VMs: %s %q after %s", killed, f.Verdict, f.Message, time.Since(start))
+		t.Fatalf("after killing %d processes: %s %q after %s", killed, f.Verdict, f.Message, time.Since(start))
 	}
 	if !strings.Contains(f.Error, "console") {
 		t.Fatalf("internal error without the console tail: %q", f.Error)

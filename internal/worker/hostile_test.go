@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/codebench/codebench/internal/job"
+	"github.com/codebench/codebench/internal/testenv"
 )
 
 // hostProcs counts the host's processes; hostAvailableKB is MemAvailable.
@@ -46,7 +47,11 @@ func hostAvailableKB() int64 {
 // verdict within its limit plus a margin, the next job succeeds, and the
 // host's process count and memory come back to where they were.
 func TestHostilePrograms(t *testing.T) {
-	h := startWorker(t, "hostile", 2, 1)
+	testenv.EachSandbox(t, testHostilePrograms)
+}
+
+func testHostilePrograms(t *testing.T, sb *testenv.Sandbox) {
+	h := startWorkerOn(t, sb, "hostile", 2, 1, nil)
 	// Let the pool settle, then take the host's baseline, and the time an
 	// ordinary C job takes here now: the calibration for every time bound
 	// below (a loaded 2-core machine under TCG compiles several times

@@ -8,13 +8,18 @@ import (
 	"time"
 
 	"github.com/codebench/codebench/internal/job"
+	"github.com/codebench/codebench/internal/testenv"
 )
 
 // TestVerdicts sends one real program per verdict through the worker, checks
 // the verdict and the output produced before the limit hit, and that the
 // next job on the same worker succeeds.
 func TestVerdicts(t *testing.T) {
-	h := startWorker(t, "verdicts", 2, 1)
+	testenv.EachSandbox(t, testVerdicts)
+}
+
+func testVerdicts(t *testing.T, sb *testenv.Sandbox) {
+	h := startWorkerOn(t, sb, "verdicts", 2, 1, nil)
 	cJob := func(code string, limits string, extra string) string {
 		b, _ := json.Marshal(code)
 		if limits == "" {
@@ -97,7 +102,11 @@ func TestVerdicts(t *testing.T) {
 // TestJudgeFeatures: stdin, args, extra files, several runs, compile flags,
 // CPU time accuracy, binary output, and hello-world in every language.
 func TestJudgeFeatures(t *testing.T) {
-	h := startWorker(t, "judge", 2, 2)
+	testenv.EachSandbox(t, testJudgeFeatures)
+}
+
+func testJudgeFeatures(t *testing.T, sb *testenv.Sandbox) {
+	h := startWorkerOn(t, sb, "judge", 2, 2, nil)
 	final := func(id, body string) job.Status {
 		t.Helper()
 		sts := h.submit(id, body, 5*time.Minute)
@@ -143,7 +152,7 @@ func TestJudgeFeatures(t *testing.T) {
 			t.Fatalf("stdout %q", f.Stdout)
 		}
 	})
-	for _, l := range h.vm.Image.LanguageNames() {
+	for _, l := range h.sb.Image.LanguageNames() {
 		t.Run("hello "+l, func(t *testing.T) {
 			hello, _ := json.Marshal(langHello(l))
 			f := final("hello-"+l, fmt.Sprintf(`{"id":"hello-%s","language":"%s","code":%s}`, l, l, hello))

@@ -17,6 +17,7 @@ import (
 	"github.com/codebench/codebench/internal/pool"
 	"github.com/codebench/codebench/internal/provision"
 	"github.com/codebench/codebench/internal/queue"
+	"github.com/codebench/codebench/internal/sandbox"
 	"github.com/codebench/codebench/internal/template"
 	"github.com/codebench/codebench/internal/testenv"
 	"github.com/codebench/codebench/internal/worker"
@@ -29,22 +30,30 @@ type harness struct {
 	t      *testing.T
 	url    string // the test's vhost
 	conn   *queue.Conn
-	vm     *testenv.VM
+	sb     *testenv.Sandbox
 	cancel context.CancelFunc
 	done   chan error
 }
 
+// startWorker starts a worker on QEMU microVMs.
 func startWorker(t *testing.T, name string, poolSize, concurrency int) *harness {
 	t.Helper()
-	return startWorkerVia(t, name, poolSize, concurrency, nil)
+	return startWorkerOn(t, testenv.NeedVM(t).Sandbox(), name, poolSize, concurrency, nil)
 }
 
 // startWorkerVia is startWorker whose worker reaches the broker through
 // proxy (the test's own connection does not).
 func startWorkerVia(t *testing.T, name string, poolSize, concurrency int, proxy *testenv.Proxy) *harness {
 	t.Helper()
-	vm := testenv.NeedVM(t)
-	url := testenv.Vhost(t, name)
+	return startWorkerOn(t, testenv.NeedVM(t).Sandbox(), name, poolSize, concurrency, proxy)
+}
+
+// startWorkerOn starts an in-process worker on the driver sb, against a
+// vhost of its own, with the production path: pool members are clones of
+// a template where the driver can make them, cold starts otherwise.
+func startWorkerOn(t *testing.T, sb *testenv.Sandbox, name string, poolSize, concurrency int, proxy *testenv.Proxy) *harness {
+	t.Helper()
+	url := testenv.Vhost(t, name+"-"+sb.Name)
 	qcfg := queue.Config{URL: url, Prefetch: concurrency, StatusExpires: time.Hour}
 	wcfg := qcfg
 	if proxy != nil {
@@ -55,14 +64,14 @@ func startWorkerVia(t *testing.T, name string, poolSize, concurrency int, proxy 
 	log := testenv.Logger(t)
 	// The production path: pool VMs are clones of a warmed-up template.
 	var langs []lang.Language
-	for _, n := range vm.Image.LanguageNames() {
+	for _, n := range sb.Image.LanguageNames() {
 		langs = append(langs, lang.Builtin()[n])
 	}
-	prov, err := provision.New(context.Background(), vm.Driver, vm.Spec, template.Config{
-		Root: filepath.Join(vm.Config.DataDir, "templates"), ImageHash: vm.Image.Manifest.Hash,
+	prov, err := provision.New(context.Background(), sb.Driver, sb.Spec, template.Config{
+		Root: filepath.Join(sb.Config.DataDir, "templates"), ImageHash: sb.Image.Manifest.Hash,
 		Languages: langs, BootLimit: 2 * time.Minute,
 	}, true, log)
-	if prov.Template() == nil {
+	if _, canSnap := sandbox.Snapshots(sb.Driver); canSnap == nil && prov.Template() == nil {
 		t.Fatalf("no snapshot template, the pool would cold boot: %v", err)
 	}
 	p := pool.New(pool.Config{Size: poolSize, MaxBoots: 2}, prov.Provision, log, nil)
@@ -71,7 +80,7 @@ func startWorkerVia(t *testing.T, name string, poolSize, concurrency int, proxy 
 		MaxJobBytes:  8 << 20,
 		Table:        lang.Builtin(),
 		MaxCodeBytes: 4096,
-		Languages:    vm.Image.LanguageNames(),
+		Languages:    sb.Image.LanguageNames(),
 		Defaults:     job.Limits{WallMS: 10_000, CPUMS: 5_000, MemoryKB: 131072, Processes: 60, OutputBytes: 65536, FileSizeKB: 1024},
 		Max:          job.Limits{WallMS: 60_000, CPUMS: 30_000, MemoryKB: 262144, Processes: 256, OutputBytes: 1 << 20, FileSizeKB: 65536},
 		CompileWall:  30_000,
@@ -85,7 +94,7 @@ func startWorkerVia(t *testing.T, name string, poolSize, concurrency int, proxy 
 			return c, nil
 		}, log)
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &harness{t: t, url: url, vm: vm, cancel: cancel, done: make(chan error, 1)}
+	h := &harness{t: t, url: url, sb: sb, cancel: cancel, done: make(chan error, 1)}
 	go func() { err := w.Run(ctx); p.Stop(); h.done <- err }()
 	conn, err := queue.Dial(context.Background(), qcfg)
 	if err != nil {
@@ -103,10 +112,10 @@ func startWorkerVia(t *testing.T, name string, poolSize, concurrency int, proxy 
 			t.Error("worker did not stop")
 		}
 		conn.Close()
-		if n := testenv.QEMUProcesses(vm.RunDir); n != 0 {
-			t.Errorf("%d VM processes left after shutdown", n)
+		if n := sb.Processes(); n != 0 {
+			t.Errorf("%d sandbox processes left after shutdown", n)
 		}
-		if left := testenv.Entries(vm.RunDir); len(left) != 0 {
+		if left := testenv.Entries(sb.RunDir); len(left) != 0 {
 			t.Errorf("run dir entries left after shutdown: %v", left)
 		}
 	})
@@ -168,7 +177,11 @@ func statusNames(sts []job.Status) string {
 const seedBody = `{"id":"666", "type": "code", "code":"#include <stdio.h>\r\nint main() {\r\n   \/\/ printf() displays the string inside quotation\r\n   printf(\"Hello, World!\");\r\n   return 0;\r\n}"}` + "\r\n"
 
 func TestWorker(t *testing.T) {
-	h := startWorker(t, "worker", 2, 2)
+	testenv.EachSandbox(t, func(t *testing.T, sb *testenv.Sandbox) { testWorker(t, sb) })
+}
+
+func testWorker(t *testing.T, sb *testenv.Sandbox) {
+	h := startWorkerOn(t, sb, "worker", 2, 2, nil)
 
 	t.Run("SeedJob", func(t *testing.T) {
 		sts := h.submit("666", seedBody, 3*time.Minute)
@@ -265,7 +278,7 @@ func TestWorker(t *testing.T) {
 					return
 				case <-time.After(20 * time.Millisecond):
 				}
-				if c := int64(testenv.QEMUProcesses(h.vm.RunDir)); c > peak.Load() {
+				if c := int64(h.sandboxes()); c > peak.Load() {
 					peak.Store(c)
 				}
 			}
@@ -303,6 +316,10 @@ func TestWorker(t *testing.T) {
 		t.Logf("peak VMs alive: %d (limit %d)", peak.Load(), limit)
 	})
 }
+
+// sandboxes counts the sandboxes alive (their run dirs: a gVisor sandbox is
+// several processes, a VM one).
+func (h *harness) sandboxes() int { return len(testenv.Entries(h.sb.RunDir)) }
 
 // vhost is the name of the test's virtual host.
 func (h *harness) vhost() string {

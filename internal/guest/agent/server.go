@@ -37,14 +37,22 @@ type Server struct {
 }
 
 // Open opens the agent channel. The virtio-serial port reads EOF whenever the
-// host side is not connected, so the server reopens it after every EOF.
+// host side is not connected, so the server reopens it after every EOF. An
+// Open that returns ErrChannelGone ends Serve.
 type Open func() (io.ReadWriteCloser, error)
+
+// ErrChannelGone: the channel cannot be opened again (a container's stdio,
+// closed by the host): the agent's work is over.
+var ErrChannelGone = errors.New("agent: channel gone")
 
 // Serve reopens the channel until ctx is done.
 func (s *Server) Serve(ctx context.Context, open Open) error {
 	backoff := 5 * time.Millisecond
 	for ctx.Err() == nil {
 		ch, err := open()
+		if errors.Is(err, ErrChannelGone) {
+			return err
+		}
 		if err != nil {
 			s.Log.Warn("open agent channel", "err", err)
 			sleep(ctx, 200*time.Millisecond)

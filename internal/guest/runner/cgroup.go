@@ -5,11 +5,37 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/codebench/codebench/internal/agentproto"
 )
+
+// Limiter gives each phase its limits.
+type Limiter interface {
+	Create(name string, memoryKB, pids int64) (PhaseLimits, error)
+}
+
+// PhaseLimits are one phase's limits, from before its start to its end.
+type PhaseLimits interface {
+	// Start starts cmd (the program itself, no trampoline) inside the
+	// phase's limits, so that it is limited from its first instruction.
+	Start(cmd *exec.Cmd) error
+	// Started runs right after the start: the rlimits, by prlimit. The
+	// window between exec and this is covered by the cgroup (memory,
+	// processes), by RLIMIT_CPU counting all CPU time, and by the size of
+	// the job's tmpfs.
+	Started(pid int, l agentproto.Limits) error
+	// MemoryLimited reports whether the phase was killed for memory.
+	MemoryLimited() bool
+	// PeakKB is the phase's peak memory, 0 if unknown.
+	PeakKB() int64
+	// Destroy kills what is left of the phase and releases its limits.
+	Destroy()
+}
 
 // Cgroups places each phase in a cgroup v2 of its own under Root: memory.max
 // (no swap) and pids.max limit the whole process tree, an OOM kill is
@@ -18,6 +44,8 @@ import (
 type Cgroups struct {
 	Root string // e.g. /sys/fs/cgroup/jobs, created by Setup
 }
+
+var _ Limiter = (*Cgroups)(nil)
 
 // SetupCgroups enables the memory and pids controllers below parent and
 // creates root. It fails where the kernel lacks cgroup v2 or the controllers;
@@ -51,7 +79,8 @@ type phaseCgroup struct {
 	fd  *os.File // the directory, for CLONE_INTO_CGROUP
 }
 
-func (c *Cgroups) create(name string, memoryKB, pids int64) (*phaseCgroup, error) {
+// Create implements Limiter.
+func (c *Cgroups) Create(name string, memoryKB, pids int64) (PhaseLimits, error) {
 	dir := filepath.Join(c.Root, name)
 	_ = os.Remove(dir) // a leftover of an earlier phase with this name
 	if err := os.Mkdir(dir, 0o755); err != nil {
@@ -77,13 +106,24 @@ func (c *Cgroups) create(name string, memoryKB, pids int64) (*phaseCgroup, error
 	return &phaseCgroup{dir: dir, fd: fd}, nil
 }
 
-// oomKilled reports whether the kernel OOM-killed a process of the phase.
-func (p *phaseCgroup) oomKilled() bool {
+// Start implements PhaseLimits: CLONE_INTO_CGROUP.
+func (p *phaseCgroup) Start(cmd *exec.Cmd) error {
+	cmd.SysProcAttr.UseCgroupFD = true
+	cmd.SysProcAttr.CgroupFD = int(p.fd.Fd())
+	return cmd.Start()
+}
+
+// Started implements PhaseLimits.
+func (p *phaseCgroup) Started(pid int, l agentproto.Limits) error { return applyRlimits(pid, l) }
+
+// MemoryLimited implements PhaseLimits: the kernel OOM-killed a process of
+// the phase.
+func (p *phaseCgroup) MemoryLimited() bool {
 	return readKeyed(filepath.Join(p.dir, "memory.events"), "oom_kill") > 0
 }
 
-// peakKB is the phase's peak memory (kernel 5.19+), 0 if unknown.
-func (p *phaseCgroup) peakKB() int64 {
+// PeakKB implements PhaseLimits: memory.peak (kernel 5.19+), 0 if unknown.
+func (p *phaseCgroup) PeakKB() int64 {
 	b, err := os.ReadFile(filepath.Join(p.dir, "memory.peak"))
 	if err != nil {
 		return 0
@@ -92,8 +132,8 @@ func (p *phaseCgroup) peakKB() int64 {
 	return n >> 10
 }
 
-// destroy kills what is left in the phase and removes the cgroup.
-func (p *phaseCgroup) destroy() {
+// Destroy implements PhaseLimits: cgroup.kill, then the cgroup goes.
+func (p *phaseCgroup) Destroy() {
 	_ = os.WriteFile(filepath.Join(p.dir, "cgroup.kill"), []byte("1"), 0)
 	p.fd.Close()
 	for i := 0; i < 200; i++ { // rmdir fails while killed processes are exiting

@@ -92,10 +92,8 @@ func ptrSlice(ss []string) ([]*byte, error) {
 	return out, nil
 }
 
-// applyRlimits sets the job's rlimits on an already started process. The
-// window between exec and this call is covered by the cgroup (memory and
-// process count), by RLIMIT_CPU counting all CPU time, including the time
-// before it was set, and by the size of the job's tmpfs.
+// applyRlimits sets the job's rlimits on an already started process (see
+// PhaseLimits.Started).
 func applyRlimits(pid int, l agentproto.Limits) error {
 	cpu := uint64((l.CPUMS + 999) / 1000)
 	for _, r := range []struct {

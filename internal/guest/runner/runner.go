@@ -49,10 +49,11 @@ type Runner struct {
 	// AfterPhase, when set, runs after each compile or run; the PID-1 agent
 	// uses it to kill leftovers of the job user and reap orphans.
 	AfterPhase func()
-	// Cgroups, when set, limits each phase's process tree by memory and
-	// process count and detects OOM kills; without it memory is limited by
-	// RLIMIT_AS per process.
-	Cgroups *Cgroups
+	// Limiter, when set, limits each phase's process tree by memory and
+	// process count and reports memory kills: cgroup v2 (Cgroups) in a VM,
+	// cgroup v1 with a watchdog (CgroupsV1) in gVisor. Without one, memory
+	// is limited per process by RLIMIT_AS.
+	Limiter Limiter
 	// MaxRuns bounds RunRequest.Runs.
 	MaxRuns int
 
@@ -201,17 +202,17 @@ func (r *Runner) phase(ctx context.Context, spec phaseSpec, out *output, stdout,
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(spec.lim.WallMS)*time.Millisecond)
 	defer cancel()
-	var cg *phaseCgroup
-	if r.Cgroups != nil {
+	var pl PhaseLimits
+	if r.Limiter != nil {
 		var err error
-		cg, err = r.Cgroups.create(filepath.Base(spec.dir)+"-"+spec.name, spec.lim.MemoryKB, spec.lim.Processes)
+		pl, err = r.Limiter.Create(filepath.Base(spec.dir)+"-"+spec.name, spec.lim.MemoryKB, spec.lim.Processes)
 		if err != nil {
 			fmt.Fprintf(stderr, "codebench: cgroup: %v\n", err)
 			return &agentproto.Phase{ExitCode: 127}
 		}
-		defer cg.destroy()
+		defer pl.Destroy()
 	}
-	cmd, err := r.command(ctx, spec, cg, stdout, stderr)
+	cmd, err := r.command(ctx, spec, pl, stdout, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", spec.argv[0], err)
 		return &agentproto.Phase{ExitCode: 127}
@@ -219,14 +220,18 @@ func (r *Runner) phase(ctx context.Context, spec phaseSpec, out *output, stdout,
 	out.onOverflow = func() { _ = killGroup(cmd) }
 
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
+	startCmd := cmd.Start
+	if pl != nil {
+		startCmd = func() error { return pl.Start(cmd) }
+	}
+	if err := startCmd(); err != nil {
 		fmt.Fprintf(stderr, "start %s: %v\n", spec.argv[0], err)
 		return &agentproto.Phase{ExitCode: 127, WallUS: time.Since(start).Microseconds()}
 	}
-	if cg != nil {
-		if err := applyRlimits(cmd.Process.Pid, spec.lim); err != nil {
+	if pl != nil {
+		if err := pl.Started(cmd.Process.Pid, spec.lim); err != nil {
 			_ = killGroup(cmd)
-			fmt.Fprintf(stderr, "codebench: rlimits: %v\n", err)
+			fmt.Fprintf(stderr, "codebench: limits: %v\n", err)
 		}
 	}
 	err = cmd.Wait()
@@ -236,12 +241,12 @@ func (r *Runner) phase(ctx context.Context, spec phaseSpec, out *output, stdout,
 	ph.WallUS = wall.Microseconds()
 	ph.TimedOut = errors.Is(ctx.Err(), context.DeadlineExceeded)
 	ph.OutputLimited = out.overflowed()
-	if cg != nil {
-		ph.MemoryLimited = cg.oomKilled()
+	if pl != nil {
+		ph.MemoryLimited = pl.MemoryLimited()
 		// The cgroup's peak is the program's own: ru_maxrss carries the
 		// parent's resident size across exec (exec_mmap keeps the old mm's
 		// high-water mark), so it is used only where the peak is unknown.
-		if peak := cg.peakKB(); peak > 0 {
+		if peak := pl.PeakKB(); peak > 0 {
 			ph.MaxRSSKB = peak
 		}
 	}
@@ -249,12 +254,12 @@ func (r *Runner) phase(ctx context.Context, spec phaseSpec, out *output, stdout,
 }
 
 // command builds the process of a phase: the job user, its own process
-// group, the phase's cgroup from clone time when there is one (rlimits then
-// follow by prlimit right after start), else the rlimit trampoline.
-func (r *Runner) command(ctx context.Context, spec phaseSpec, cg *phaseCgroup, stdout, stderr io.Writer) (*exec.Cmd, error) {
+// group, and the program itself when a limiter places it (PhaseLimits.Start),
+// else the rlimit trampoline (no limiter: RLIMIT_AS limits memory).
+func (r *Runner) command(ctx context.Context, spec phaseSpec, pl PhaseLimits, stdout, stderr io.Writer) (*exec.Cmd, error) {
 	env := []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + spec.dir, "LANG=C.UTF-8", "TMPDIR=/tmp"}
 	var full []string
-	if cg != nil {
+	if pl != nil {
 		// No trampoline: its own start-up would be counted as the program's
 		// CPU time and memory.
 		path, err := lookPath(spec.argv[0], env[0])
@@ -275,10 +280,6 @@ func (r *Runner) command(ctx context.Context, spec phaseSpec, cg *phaseCgroup, s
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if r.UID != 0 {
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: r.UID, Gid: r.GID, Groups: []uint32{}}
-	}
-	if cg != nil {
-		cmd.SysProcAttr.UseCgroupFD = true
-		cmd.SysProcAttr.CgroupFD = int(cg.fd.Fd())
 	}
 	// Kill the whole process group, not just the leader: a fork bomb or a
 	// background child must not outlive its phase.

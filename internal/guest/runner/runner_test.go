@@ -2,8 +2,10 @@ package runner
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -105,4 +107,42 @@ func TestRunRefusesBadRequests(t *testing.T) {
 			t.Fatalf("%+v: no error", req)
 		}
 	}
+}
+
+// TestCgroupsV1Watchdog runs the gVisor limiter against the host's cgroup v1
+// memory and pids hierarchies (this host's kernel has them): a program that
+// allocates past its limit is killed and reported as a memory kill, with
+// its peak; an ordinary program is not.
+func TestCgroupsV1Watchdog(t *testing.T) {
+	mem, pids := "/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids"
+	for _, d := range []string{mem, pids} {
+		if _, err := os.Stat(filepath.Join(d, "cgroup.procs")); err != nil {
+			t.Skipf("no cgroup v1 %s hierarchy on this host: %v", filepath.Base(d), err)
+		}
+	}
+	name := fmt.Sprintf("cbtest-%d", os.Getpid())
+	lim := &CgroupsV1{MemoryRoot: mem, PidsRoot: pids, Memory: filepath.Join(mem, name), Pids: filepath.Join(pids, name), Every: 5 * time.Millisecond}
+	for _, d := range []string{lim.Memory, lim.Pids} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Skipf("cannot create a v1 cgroup here: %v", err)
+		}
+		t.Cleanup(func() { _ = os.Remove(d) })
+	}
+	r := newRunner(t)
+	r.Limiter = lim
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	hog, err := r.Run(ctx, &agentproto.RunRequest{Language: "python", Code: "x = []\nwhile True: x.append(bytearray(1 << 20))",
+		Limits: agentproto.Limits{MemoryKB: 64 << 10, WallMS: 20_000}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hog.Run.MemoryLimited || hog.Run.MaxRSSKB < 60<<10 || hog.Run.Signal != "SIGKILL" {
+		t.Fatalf("memory hog: %+v", hog.Run)
+	}
+	ok, err := r.Run(ctx, &agentproto.RunRequest{Language: "python", Code: "print(sum(range(1000)))", Limits: agentproto.Limits{MemoryKB: 64 << 10}})
+	if err != nil || ok.Run.MemoryLimited || ok.Stdout != "499500\n" || ok.Run.MaxRSSKB <= 0 {
+		t.Fatalf("ordinary program: %+v %+v %v", ok, ok.Run, err)
+	}
+	t.Logf("hog killed at a peak of %d KiB; an ordinary program peaked at %d KiB", hog.Run.MaxRSSKB, ok.Run.MaxRSSKB)
 }
