@@ -81,7 +81,7 @@ func testHostilePrograms(t *testing.T, sb *testenv.Sandbox) {
 		// within is the time the job may legitimately take (its wall
 		// limit); the test allows it plus three calibration jobs and 5 s.
 		within time.Duration
-		check                    func(t *testing.T, st job.Status)
+		check  func(t *testing.T, st job.Status)
 	}{
 		{name: "fork bomb", lang: "c", code: c(`int main(){ printf("start\n"); fflush(stdout); for(;;) fork(); }`), limits: `{"wall_ms":3000}`,
 			verdicts: []string{job.VerdictTimeLimit}, within: 3 * time.Second},
