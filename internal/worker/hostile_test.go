@@ -70,6 +70,13 @@ func testHostilePrograms(t *testing.T, sb *testenv.Sandbox) {
 	time.Sleep(2 * time.Second)
 	procs0, mem0 := hostProcs(), hostAvailableKB()
 
+	// A file only the host has, and this test's own command line: the
+	// sandbox must see neither.
+	marker := fmt.Sprintf("/var/tmp/codebench-isolation-%d", time.Now().UnixNano())
+	if err := os.WriteFile(marker, []byte("host secret"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(marker)
 	py := func(code string) string { b, _ := json.Marshal(code); return string(b) }
 	c := func(code string) string {
 		b, _ := json.Marshal("#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n#include <unistd.h>\n#include <signal.h>\n#include <fcntl.h>\n" + code)
@@ -137,6 +144,31 @@ int main(){ int a = reboot(RB_POWER_OFF); perror("reboot"); int b = reboot(RB_AU
 				// A fresh VM: this job's own directory is the only one.
 				if dirs := regexp.MustCompile(`\brun[0-9]+\b`).FindAllString(st.Stdout, -1); len(dirs) != 1 {
 					t.Fatalf("another job's directory is visible: %q", st.Stdout)
+				}
+			}},
+		{name: "see the host's files, processes and network", lang: "python", code: py(`import os
+try:
+    print("MARKER", open(` + fmt.Sprintf("%q", marker) + `).read())
+except OSError as e:
+    print("no marker", e.errno)
+seen = []
+for p in os.listdir("/proc"):
+    if p.isdigit():
+        try:
+            seen.append(open(f"/proc/{p}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            pass
+print("processes", len(seen))
+for c in seen:
+    if "worker.test" in c or "rabbitmq" in c or "codebench worker" in c:
+        print("HOST PROCESS", c)
+print("interfaces", sorted(l.split(":")[0].strip() for l in open("/proc/net/dev").read().splitlines()[2:]))
+`),
+			verdicts: []string{job.VerdictOK}, within: 10 * time.Second,
+			check: func(t *testing.T, st job.Status) {
+				if strings.Contains(st.Stdout, "MARKER") || strings.Contains(st.Stdout, "HOST PROCESS") ||
+					!strings.Contains(st.Stdout, "interfaces ['lo']") || !strings.Contains(st.Stdout, "no marker") {
+					t.Fatalf("the sandbox sees the host: %s", st.Stdout)
 				}
 			}},
 		{name: "child sleeps forever after parent exits", lang: "bash", code: py("(sleep 1000 &) ; nohup sleep 1000 >/dev/null 2>&1 & setsid sleep 1000 >/dev/null 2>&1 < /dev/null & echo parent done"),
