@@ -11,10 +11,9 @@ pidfile=/run/codebench-worker.pid
 log=/var/log/codebench-worker.log
 
 export RABBITMQ_URL=${RABBITMQ_URL:-amqp://$user:$pass@127.0.0.1:5672/}
-# On a host whose KVM cannot boot the guest, QEMU falls back to TCG, which
-# is not a security boundary: fine for a demo on your own machine, and the
-# worker says so loudly in its log.
-export CODEBENCH_ALLOW_TCG=${CODEBENCH_ALLOW_TCG:-1}
+# The worker picks its sandbox (CODEBENCH_DRIVER=auto): a KVM microVM where
+# KVM boots the guest, else gVisor; it refuses QEMU's software emulation
+# (TCG, no security boundary) unless CODEBENCH_ALLOW_TCG=1.
 
 if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
   echo "demo: worker already running (pid $(cat "$pidfile"))"
@@ -39,7 +38,7 @@ fi
 
 # A fresh machine builds the snapshot template first (one boot and a
 # hello-world per language): minutes under TCG. The job waits in the queue.
-echo "demo: waiting for the final status (on a first run the worker builds its snapshot template first)..."
+echo "demo: waiting for the final status (on a first run with a KVM microVM the worker builds its snapshot template first)..."
 last=""
 for i in $(seq 900); do
   n=$(curl -s -u "$user:$pass" "$api/queues/%2F/job_status_666" | jq -r 'if type == "object" then (.messages // 0) else 0 end' 2>/dev/null || echo 0)
@@ -58,5 +57,6 @@ curl -s -u "$user:$pass" -H 'content-type: application/json' "$api/queues/%2F/jo
   -d '{"count":3,"ackmode":"ack_requeue_false","encoding":"auto"}' |
   jq -r 'if type == "array" then .[] | "  \(.payload_bytes) bytes  \(.payload)" else "demo: unexpected answer: \(.)" end'
 final=$(grep -c '"job finished"' "$log" || true)
+echo "demo: the worker's sandbox: $(grep -o 'env="[^"]*"' "$log" | head -1 | sed 's/^env=//')"
 echo "demo: done. The worker keeps running (pid $(cat "$pidfile")); stop it and RabbitMQ with: make stop"
 [ "$final" -ge 1 ]

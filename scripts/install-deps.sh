@@ -1,25 +1,88 @@
 #!/usr/bin/env bash
 # Install what codebench needs on Debian 12, from the host's own apt sources.
 # Idempotent: packages already present are left alone.
+#
+# gVisor (runsc) comes from bookworm-backports (its systrap platform is
+# several times faster than ptrace) when the host's mirror serves that suite:
+# the suite is added for the mirror the host's sources already name, never a
+# host name of ours. Otherwise bookworm's own runsc (ptrace only) is used.
 set -euo pipefail
 pkgs=(qemu-system-x86 debootstrap rabbitmq-server e2fsprogs curl jq ca-certificates)
+export DEBIAN_FRONTEND=noninteractive
+
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+
+# mirror_of SUITE: the URI (and Signed-By, if any) of the host's apt source
+# for SUITE, from deb822 .sources files or one-line .list files.
+mirror_of() {
+  local suite=$1 f
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -e "$f" ] || continue
+    awk -v suite="$suite" 'BEGIN { RS = ""; FS = "\n" }
+      {
+        types = ""; uris = ""; suites = ""; signed = ""
+        for (i = 1; i <= NF; i++) {
+          line = $i
+          if (line ~ /^[ \t]*#/) continue
+          if (line ~ /^Types:/)     { sub(/^Types:[ \t]*/, "", line); types = " " line " " }
+          if (line ~ /^URIs:/)      { sub(/^URIs:[ \t]*/, "", line); uris = line }
+          if (line ~ /^Suites:/)    { sub(/^Suites:[ \t]*/, "", line); suites = " " line " " }
+          if (line ~ /^Signed-By:/) { sub(/^Signed-By:[ \t]*/, "", line); signed = line }
+        }
+        if (index(types, " deb ") && index(suites, " " suite " ") && uris != "") {
+          split(uris, u, " "); print u[1] "\t" signed; exit
+        }
+      }' "$f" | head -1 | grep . && return 0
+  done
+  grep -hE "^deb[[:space:]]" /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+    sed -E 's/\[[^]]*\][[:space:]]*//' | awk -v suite="$suite" '$3 == suite { print $2 "\t"; exit }' | grep .
+}
+
+# add_backports: the bookworm-backports suite of the host's own mirror.
+add_backports() {
+  local src=/etc/apt/sources.list.d/codebench-backports.sources line uri signed
+  [ -e "$src" ] && return 0
+  line=$(mirror_of bookworm) || { echo "deps: no apt source for bookworm found; not adding backports"; return 1; }
+  uri=${line%%$'\t'*}; signed=${line#*$'\t'}
+  {
+    echo "# written by codebench scripts/install-deps.sh: the host's own mirror, suite bookworm-backports"
+    echo "Types: deb"
+    echo "URIs: $uri"
+    echo "Suites: bookworm-backports"
+    echo "Components: main"
+    [ -n "$signed" ] && echo "Signed-By: $signed"
+  } >"$src"
+  echo "deps: added bookworm-backports for $uri"
+}
+
 missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
+for p in "${pkgs[@]}"; do installed "$p" || missing+=("$p"); done
+updated=""
+if ((${#missing[@]})) || ! installed runsc; then
+  add_backports || true
+  apt-get update -qq
+  updated=1
+fi
 if ((${#missing[@]})); then
   echo "deps: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # The Debian package may start a broker bound to every interface through
   # its init script; ours (scripts/rabbitmq.sh) binds to loopback only.
   if command -v rabbitmqctl >/dev/null && rabbitmqctl -q status >/dev/null 2>&1; then
     rabbitmqctl -q stop >/dev/null 2>&1 || true
   fi
-else
-  echo "deps: system packages present"
 fi
+if ! installed runsc; then
+  if apt-cache policy runsc 2>/dev/null | grep -q bookworm-backports; then
+    echo "deps: installing runsc (gVisor) from bookworm-backports"
+    apt-get install -y -qq --no-install-recommends -t bookworm-backports runsc >/dev/null
+  else
+    echo "deps: installing runsc (gVisor) from bookworm (ptrace platform only)"
+    apt-get install -y -qq --no-install-recommends runsc >/dev/null
+  fi
+fi
+if [ -z "$updated" ]; then echo "deps: system packages present"; fi
+echo "deps: $(runsc --version 2>/dev/null | head -1)"
 # The image build resolves the kernel package with apt-cache: make sure the
 # package lists exist (a fresh machine may have none).
 if ! apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1; then

@@ -7,7 +7,6 @@ cd "$(dirname "$0")/.."
 jobs=${SOAK_JOBS:-2000}
 user=${RABBITMQ_USER:-admin}; pass=${RABBITMQ_PASSWORD:-admin}
 export RABBITMQ_URL=${RABBITMQ_URL:-amqp://$user:$pass@127.0.0.1:5672/}
-export CODEBENCH_ALLOW_TCG=${CODEBENCH_ALLOW_TCG:-1}
 export CODEBENCH_DEBUG_ADDR=127.0.0.1:6061
 export CODEBENCH_RUN_DIR=/run/codebench-soak
 log=/var/log/codebench-soak-worker.log

@@ -8,25 +8,36 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/codebench/codebench/internal/agentproto"
 	"github.com/codebench/codebench/internal/bench"
 	"github.com/codebench/codebench/internal/config"
+	"github.com/codebench/codebench/internal/lang"
 	"github.com/codebench/codebench/internal/sandbox"
+	"github.com/codebench/codebench/internal/sandbox/gvisor"
 )
 
 // benchReport is everything "codebench bench" measured, in one run.
 type benchReport struct {
-	Machine      string            `json:"machine"`
-	Driver       string            `json:"driver"`
-	ColdBoot     bench.VMReport    `json:"cold_boot"`
-	Restore      bench.VMReport    `json:"restore"`
-	Load         *bench.LoadReport `json:"load"`
-	Native       bench.Summary     `json:"native_baseline"`
-	Targets      []target          `json:"targets"`
-	TemplateDir  string            `json:"template_dir"`
-	TemplateInMS int64             `json:"template_build_ms"`
+	Machine string         `json:"machine"`
+	Drivers []driverReport `json:"drivers"`
+	Native  bench.Summary  `json:"native_baseline"`
+	Targets []target       `json:"targets"`
+}
+
+// driverReport is one driver's measurements.
+type driverReport struct {
+	Name   string `json:"name"`
+	Detail string `json:"detail"`
+	// Start is a fresh sandbox, start to agent ready; Restore one restored
+	// from a saved one (RestoreKind says how, and whether the pool uses it).
+	Start       bench.VMReport      `json:"start"`
+	Restore     *bench.VMReport     `json:"restore,omitempty"`
+	RestoreKind string              `json:"restore_kind,omitempty"`
+	Loads       []*bench.LoadReport `json:"loads"`
 }
 
 type target struct {
@@ -39,18 +50,28 @@ type target struct {
 
 func benchCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	n := fs.Int("n", 40, "jobs in the load run")
-	c := fs.Int("c", 8, "jobs in flight at once")
-	poolSize := fs.Int("pool", 4, "warm pool size (local mode), and VMs alive at once for the PSS reading")
-	rounds := fs.Int("rounds", 3, "rounds of cold boots and restores (each round starts -pool VMs)")
-	local := fs.Bool("local", false, "run the load through the pool directly instead of RabbitMQ and a running worker")
+	drivers := fs.String("drivers", "", "comma-separated drivers to compare: "+strings.Join([]string{candFirecracker, candQEMUKVM, candGVisor, candQEMUTCG}, ", ")+" (default: the one the worker would use)")
+	n := fs.Int("n", 20, "jobs in each load run")
+	conc := fs.String("c", "1,2", "jobs in flight at once: one load run for each")
+	poolSize := fs.Int("pool", 2, "sandboxes alive at once when measuring start, restore and memory; the pool's size in load runs (at least the concurrency)")
+	rounds := fs.Int("rounds", 2, "rounds of -pool starts (and restores)")
+	local := fs.Bool("local", false, "load through the pool directly instead of through RabbitMQ and a worker")
 	asJSON := fs.Bool("json", false, "print JSON")
-	loadOnly := fs.Bool("load-only", false, "only the load run through RabbitMQ (no VMs of its own: for soak tests)")
+	loadOnly := fs.Bool("load-only", false, "only a load run through RabbitMQ against a running worker (no sandboxes of its own: for soak tests); -c is one number")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	progress := func(format string, a ...any) {
+		if !*asJSON {
+			fmt.Fprintf(os.Stderr, "bench: "+format+"\n", a...)
+		}
+	}
 	if *loadOnly {
-		r, err := bench.LoadBroker(ctx, queueConfig(cfg), *n, *c)
+		c, err := strconv.Atoi(*conc)
+		if err != nil {
+			return fmt.Errorf("-c with --load-only: %w", err)
+		}
+		r, err := bench.LoadBroker(ctx, queueConfig(cfg), *n, c)
 		if err != nil {
 			return err
 		}
@@ -60,47 +81,29 @@ func benchCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []s
 		fmt.Printf("%d jobs, %d at once: %.1f s, %.2f jobs/s\n  %s\n  %s\n", r.N, r.Concurrency, r.Seconds, r.JobsPerSec, r.EndToEnd, r.HostOverhead)
 		return nil
 	}
-	e, err := openEnv(ctx, cfg, log, "b", cfg.VM.AllowTCG)
-	if err != nil {
-		return err
-	}
-	defer e.close(log)
-	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	progress := func(format string, a ...any) {
-		if !*asJSON {
-			fmt.Fprintf(os.Stderr, "bench: "+format+"\n", a...)
+	var cs []int
+	for _, f := range strings.Split(*conc, ",") {
+		c, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || c < 1 {
+			return fmt.Errorf("-c: %q is not a concurrency", f)
 		}
+		cs = append(cs, c)
 	}
-	prov, err := e.provisioner(ctx, cfg, quiet)
-	if prov.Template() == nil {
-		return fmt.Errorf("bench needs snapshot templates (driver support and CODEBENCH_SNAPSHOTS=true): %v", err)
+	names := strings.Split(*drivers, ",")
+	if *drivers == "" {
+		names = []string{""}
 	}
-	tmpl := prov.Template()
-	rep := benchReport{Machine: machine(), Driver: e.describe(), TemplateDir: tmpl.Dir, TemplateInMS: tmpl.Meta.BuildMS}
-
-	progress("cold boots: %d rounds of %d", *rounds, *poolSize)
-	if rep.ColdBoot, err = bench.MeasureVMs(ctx, "cold boot to ready", func(ctx context.Context) (*sandbox.Instance, error) {
-		ctx, cancel := context.WithTimeout(ctx, cfg.VM.BootLimit)
-		defer cancel()
-		return sandbox.Boot(ctx, e.driver, e.spec)
-	}, *rounds, *poolSize); err != nil {
-		return err
-	}
-	progress("restores: %d rounds of %d", *rounds, *poolSize)
-	if rep.Restore, err = bench.MeasureVMs(ctx, "restore to ready", prov.Instance, *rounds, *poolSize); err != nil {
-		return err
-	}
-	if *local {
-		progress("load: %d jobs, %d at once, through a pool of %d clones", *n, *c, *poolSize)
-		rep.Load, err = bench.LoadLocal(ctx, prov, e.policy, *poolSize, *n, *c)
-	} else {
-		progress("load: %d jobs, %d at once, through RabbitMQ to the running worker", *n, *c)
-		rep.Load, err = bench.LoadBroker(ctx, queueConfig(cfg), *n, *c)
-	}
-	if err != nil {
-		return err
+	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	rep := benchReport{Machine: machine()}
+	for _, name := range names {
+		dr, err := benchDriver(ctx, cfg, quiet, strings.TrimSpace(name), *n, cs, *poolSize, *rounds, *local, progress)
+		if err != nil {
+			return err
+		}
+		rep.Drivers = append(rep.Drivers, *dr)
 	}
 	progress("native baseline: %d runs", *n)
+	var err error
 	if rep.Native, err = bench.Native(ctx, *n); err != nil {
 		return err
 	}
@@ -114,13 +117,126 @@ func benchCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []s
 	return nil
 }
 
-func targets(r *benchReport) []target {
-	ratio := func(a, b time.Duration) float64 {
-		if b == 0 {
-			return 0
+// benchDriver measures one driver: fresh starts, restores where it has
+// them, then the load runs.
+func benchDriver(ctx context.Context, cfg config.Config, log *slog.Logger, name string, n int, cs []int, poolSize, rounds int, local bool,
+	progress func(string, ...any)) (*driverReport, error) {
+	allow := cfg.VM.AllowTCG
+	if name != "" {
+		if err := selectDriver(&cfg, name); err != nil {
+			return nil, err
 		}
-		return float64(a) / float64(b)
+		allow = true // a benchmark of TCG is the user's own choice
 	}
+	e, err := openEnv(ctx, cfg, log, "b", allow)
+	if err != nil {
+		return nil, err
+	}
+	defer e.close(log)
+	dr := &driverReport{Name: e.choice.Name, Detail: e.choice.Detail}
+	progress("%s: %d rounds of %d fresh starts", dr.Name, rounds, poolSize)
+	if dr.Start, err = bench.MeasureVMs(ctx, dr.Name+" start to ready", func(ctx context.Context) (*sandbox.Instance, error) {
+		ctx, cancel := context.WithTimeout(ctx, cfg.VM.BootLimit)
+		defer cancel()
+		return sandbox.Boot(ctx, e.driver, e.spec)
+	}, rounds, poolSize); err != nil {
+		return nil, err
+	}
+	prov, _ := e.provisioner(ctx, cfg, log)
+	switch gv, isGVisor := e.driver.(*gvisor.Driver); {
+	case prov.Template() != nil:
+		progress("%s: %d rounds of %d restores from the snapshot template", dr.Name, rounds, poolSize)
+		r, err := bench.MeasureVMs(ctx, dr.Name+" restore to ready", prov.Instance, rounds, poolSize)
+		if err != nil {
+			return nil, err
+		}
+		dr.Restore, dr.RestoreKind = &r, "snapshot template clone (used by the pool)"
+	case isGVisor:
+		progress("%s: %d rounds of %d restores from a runsc checkpoint", dr.Name, rounds, poolSize)
+		r, err := gvisorRestores(ctx, gv, e.spec, cfg.VM.BootLimit, rounds, poolSize)
+		if err != nil {
+			return nil, err
+		}
+		dr.Restore, dr.RestoreKind = r, "runsc checkpoint after a warm-up, restored (not used by the pool: slower than a fresh start where measured)"
+	}
+	for _, c := range cs {
+		size := max(poolSize, c)
+		var l *bench.LoadReport
+		if local {
+			progress("%s: %d jobs, %d at once, through a pool of %d", dr.Name, n, c, size)
+			l, err = bench.LoadLocal(ctx, prov, e.policy, size, n, c)
+		} else {
+			progress("%s: %d jobs, %d at once, through RabbitMQ and a worker with a pool of %d", dr.Name, n, c, size)
+			l, err = loadThroughWorker(ctx, cfg, e, log, size, n, c)
+		}
+		if err != nil {
+			return nil, err
+		}
+		dr.Loads = append(dr.Loads, l)
+	}
+	return dr, nil
+}
+
+// loadThroughWorker serves a load run with a worker of the benchmark's own
+// (the production wiring, on this driver) on a virtual host of its own.
+func loadThroughWorker(ctx context.Context, cfg config.Config, e *env, log *slog.Logger, poolSize, n, c int) (*bench.LoadReport, error) {
+	url, remove, err := bench.TempVhost(ctx, cfg.Worker.ManagementURL, cfg.Worker.RabbitURL, strings.ReplaceAll(e.choice.Name, "-", ""))
+	if err != nil {
+		return nil, err
+	}
+	defer remove()
+	cfg.Worker.RabbitURL, cfg.Worker.PoolSize, cfg.Worker.Concurrency = url, poolSize, c
+	qcfg := queueConfig(cfg)
+	srv := newServer(ctx, e, cfg, qcfg, log)
+	defer srv.stop()
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- srv.w.Run(wctx) }()
+	defer func() { cancel(); <-done }()
+	// Start warm, as a worker that has been up a while.
+	for ready := false; !ready; {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+			ready = srv.p.Stats().Ready >= poolSize
+		}
+	}
+	return bench.LoadBroker(ctx, qcfg, n, c)
+}
+
+// gvisorRestores measures restores from a runsc checkpoint of a sandbox
+// warmed up with a hello-world compile, against the fresh starts measured
+// before it.
+func gvisorRestores(ctx context.Context, d *gvisor.Driver, spec sandbox.Spec, limit time.Duration, rounds, alive int) (*bench.VMReport, error) {
+	inst, err := sandbox.Boot(ctx, d, spec)
+	if err != nil {
+		return nil, err
+	}
+	c := lang.Builtin()["c"]
+	if _, err := inst.Agent.Run(ctx, &agentproto.RunRequest{Language: c.Name, Code: c.Hello}); err != nil {
+		_ = inst.Stop(ctx)
+		return nil, err
+	}
+	_ = inst.Agent.Close()
+	dir, err := os.MkdirTemp("", "codebench-checkpoint-")
+	if err != nil {
+		_ = inst.Stop(ctx)
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	if err := d.Checkpoint(ctx, inst.VM, dir); err != nil {
+		return nil, err
+	}
+	r, err := bench.MeasureVMs(ctx, "gvisor restore to ready", func(ctx context.Context) (*sandbox.Instance, error) {
+		ctx, cancel := context.WithTimeout(ctx, limit)
+		defer cancel()
+		return sandbox.StartInstance(ctx, func(ctx context.Context) (sandbox.VM, error) { return d.Restore(ctx, spec, dir) })
+	}, rounds, alive)
+	return &r, err
+}
+
+func targets(r *benchReport) []target {
 	var ts []target
 	add := func(name string, v, limit float64, atLeast bool, unit string) {
 		met := v <= limit
@@ -129,38 +245,80 @@ func targets(r *benchReport) []target {
 		}
 		ts = append(ts, target{Name: name, Value: v, Limit: limit, Met: met, Unit: unit})
 	}
-	add("restore-to-ready speedup over cold boot (p50), at least", ratio(r.ColdBoot.Ready.P50, r.Restore.Ready.P50), 15, true, "x")
-	add("end-to-end p99 / p50, at most", ratio(r.Load.EndToEnd.P99, r.Load.EndToEnd.P50), 3, false, "x")
-	add("host overhead p50, under", float64(r.Load.HostOverhead.P50)/float64(time.Millisecond), 10, false, "ms")
-	pss := 0.0
-	if r.ColdBoot.PSSKB > 0 {
-		pss = float64(r.Restore.PSSKB) / float64(r.ColdBoot.PSSKB)
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	byName := map[string]*driverReport{}
+	for i := range r.Drivers {
+		byName[r.Drivers[i].Name] = &r.Drivers[i]
 	}
-	add("idle clone PSS / idle cold-booted VM PSS, at most", pss, 0.5, false, "x")
+	load := func(d *driverReport, c int) *bench.LoadReport {
+		for _, l := range d.Loads {
+			if l.Concurrency == c {
+				return l
+			}
+		}
+		return nil
+	}
+	for _, d := range r.Drivers {
+		if d.Restore != nil && strings.HasPrefix(d.RestoreKind, "snapshot") && d.Restore.Ready.P50 > 0 {
+			add(d.Name+": restore-to-ready speedup over a fresh start (p50), at least", float64(d.Start.Ready.P50)/float64(d.Restore.Ready.P50), 15, true, "x")
+			if d.Start.PSSKB > 0 {
+				add(d.Name+": idle clone PSS / idle fresh PSS, at most", float64(d.Restore.PSSKB)/float64(d.Start.PSSKB), 0.5, false, "x")
+			}
+		}
+		if l := load(&d, 1); l != nil {
+			add(d.Name+": host overhead p50 at c=1, under", ms(l.HostOverhead.P50), 10, false, "ms")
+			add(d.Name+": end-to-end p99 / p50 at c=1, at most", float64(l.EndToEnd.P99)/float64(max(l.EndToEnd.P50, 1)), 3, false, "x")
+		}
+	}
+	if g := byName[candGVisor]; g != nil {
+		if l := load(g, 1); l != nil {
+			add("gvisor: end-to-end p50 at c=1, at most", ms(l.EndToEnd.P50), 300, false, "ms")
+			add("gvisor: sandbox handed out (pool wait p50) at c=1, at most", ms(l.PoolWait.P50), 5, false, "ms")
+			if t := byName[candQEMUTCG]; t != nil {
+				if tl := load(t, 1); tl != nil && tl.EndToEnd.P50 > 0 {
+					add("gvisor p50 / qemu-tcg p50 at c=1 (same run), at most", float64(l.EndToEnd.P50)/float64(tl.EndToEnd.P50), 0.35, false, "x")
+				}
+			}
+		}
+		if l := load(g, 2); l != nil {
+			add("gvisor: jobs/s at c=2, at least", l.JobsPerSec, 3, true, "jobs/s")
+		}
+		add("gvisor: idle sandbox PSS, at most", float64(g.Start.PSSKB)/1024, 40, false, "MiB")
+	}
 	return ts
 }
 
 func printReport(r *benchReport) {
-	fmt.Printf("machine: %s\ndriver:  %s\ntemplate: %s (built in %d ms)\n\n", r.Machine, r.Driver, r.TemplateDir, r.TemplateInMS)
-	fmt.Println("VMs")
-	fmt.Println(" ", r.ColdBoot.Ready)
-	fmt.Println(" ", r.Restore.Ready)
-	fmt.Printf("  idle VMM PSS (median, %d alive): cold boot %d KiB, clone %d KiB\n\n", r.ColdBoot.Alive, r.ColdBoot.PSSKB, r.Restore.PSSKB)
-	l := r.Load
-	fmt.Printf("Load: %s, %d hello.c jobs, %d at once: %.1f s, %.2f jobs/s\n", l.Mode, l.N, l.Concurrency, l.Seconds, l.JobsPerSec)
-	for _, s := range []bench.Summary{l.EndToEnd, l.QueueWait, l.PoolWait, l.Publish, l.Dispatch, l.Compile, l.Run, l.Guest, l.HostOverhead, l.Teardown} {
-		if s.N > 0 {
-			fmt.Println(" ", s)
+	fmt.Printf("machine: %s\n\n", r.Machine)
+	for _, d := range r.Drivers {
+		fmt.Printf("%s (%s)\n", d.Name, d.Detail)
+		fmt.Println(" ", d.Start.Ready)
+		fmt.Printf("  idle PSS (median, %d alive): %d KiB\n", d.Start.Alive, d.Start.PSSKB)
+		if d.Restore != nil {
+			fmt.Println(" ", d.Restore.Ready, "["+d.RestoreKind+"]")
+			fmt.Printf("  idle PSS after restore: %d KiB\n", d.Restore.PSSKB)
 		}
+		for _, l := range d.Loads {
+			fmt.Printf("  load: %s, %d hello.c jobs, %d at once: %.1f s, %.2f jobs/s\n", l.Mode, l.N, l.Concurrency, l.Seconds, l.JobsPerSec)
+			for _, s := range []bench.Summary{l.EndToEnd, l.QueueWait, l.PoolWait, l.Publish, l.Dispatch, l.Compile, l.Run, l.Guest, l.HostOverhead, l.Teardown} {
+				if s.N > 0 {
+					fmt.Println("   ", s)
+				}
+			}
+			if r.Native.P50 > 0 {
+				fmt.Printf("    end to end / native (p50): %.1fx\n", float64(l.EndToEnd.P50)/float64(r.Native.P50))
+			}
+		}
+		fmt.Println()
 	}
 	fmt.Println(" ", r.Native)
-	fmt.Printf("  end to end / native (p50): %.1fx\n\nTargets\n", float64(l.EndToEnd.P50)/float64(r.Native.P50))
+	fmt.Println("\nTargets")
 	for _, t := range r.Targets {
 		mark := "MET   "
 		if !t.Met {
 			mark = "MISSED"
 		}
-		fmt.Printf("  %s %-52s %.2f%s (limit %g%s)\n", mark, t.Name, t.Value, t.Unit, t.Limit, t.Unit)
+		fmt.Printf("  %s %-62s %.2f%s (limit %g%s)\n", mark, t.Name, t.Value, t.Unit, t.Limit, t.Unit)
 	}
 }
 

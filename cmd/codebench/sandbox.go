@@ -234,3 +234,18 @@ func (e *env) logChoice(log *slog.Logger) {
 		log.Info("sandbox driver candidate", "candidate", r.Name, "works", r.Works, "chosen", r.Chosen, "detail", r.Detail)
 	}
 }
+
+// selectDriver sets cfg to run exactly the candidate name.
+func selectDriver(cfg *config.Config, name string) error {
+	switch name {
+	case candFirecracker, candGVisor:
+		cfg.VM.Driver = name
+	case candQEMUKVM:
+		cfg.VM.Driver, cfg.VM.Accel = "qemu", qemu.AccelKVM
+	case candQEMUTCG:
+		cfg.VM.Driver, cfg.VM.Accel = "qemu", qemu.AccelTCG
+	default:
+		return fmt.Errorf("unknown driver %q (have %s, %s, %s, %s)", name, candFirecracker, candQEMUKVM, candGVisor, candQEMUTCG)
+	}
+	return nil
+}

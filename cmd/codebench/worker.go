@@ -17,6 +17,7 @@ import (
 
 	"github.com/codebench/codebench/internal/config"
 	"github.com/codebench/codebench/internal/pool"
+	"github.com/codebench/codebench/internal/provision"
 	"github.com/codebench/codebench/internal/queue"
 	"github.com/codebench/codebench/internal/worker"
 )
@@ -55,28 +56,14 @@ func workerCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []
 	}
 	log.Info("worker starting", "env", e.describe(), "concurrency", cfg.Worker.Concurrency, "pool_size", cfg.Worker.PoolSize)
 
-	prov, _ := e.provisioner(ctx, cfg, log) // without a template it cold-boots, and has said why
-	p := pool.New(pool.Config{Size: cfg.Worker.PoolSize, MaxBoots: cfg.Worker.PoolBoots}, prov.Provision, log, nil)
-	p.Start()
+	srv := newServer(ctx, e, cfg, qcfg, log)
 	defer func() {
 		log.Info("stopping pool")
-		p.Stop()
+		srv.stop()
 		e.close(log)
 		log.Info("worker stopped")
 	}()
-
-	w := worker.New(worker.Config{
-		Concurrency: cfg.Worker.Concurrency, PoolWait: cfg.Worker.PoolWait,
-		Grace: cfg.Worker.Grace, ReconnectMax: cfg.Worker.ReconnectMax,
-		MaxStatusBytes: cfg.Worker.MaxStatusBytes, MaxRequeues: cfg.Worker.MaxRequeues,
-		Ready: p.Ready(),
-	}, e.policy, worker.FromPool(p), func(ctx context.Context) (worker.Session, error) {
-		c, err := queue.Dial(ctx, qcfg)
-		if err != nil {
-			return nil, err // not a typed nil in the interface
-		}
-		return c, nil
-	}, log)
+	w := srv.w
 
 	if cfg.DebugAddr != "" {
 		stopDebug, err := serveDebug(cfg.DebugAddr, log)
@@ -100,6 +87,37 @@ func workerCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []
 	}()
 	return w.Run(ctx)
 }
+
+// server is a worker and its warm pool, wired from the config: what
+// "codebench worker" runs, and what "codebench bench" starts for each driver
+// it compares.
+type server struct {
+	w *worker.Worker
+	p *pool.Pool[*provision.Member]
+}
+
+// newServer starts the pool (template clones where the driver can, else
+// cold starts) and makes the worker; the caller runs w.Run and then stop.
+func newServer(ctx context.Context, e *env, cfg config.Config, qcfg queue.Config, log *slog.Logger) *server {
+	prov, _ := e.provisioner(ctx, cfg, log) // without a template it cold-boots, and has said why
+	p := pool.New(pool.Config{Size: cfg.Worker.PoolSize, MaxBoots: cfg.Worker.PoolBoots}, prov.Provision, log, nil)
+	p.Start()
+	w := worker.New(worker.Config{
+		Concurrency: cfg.Worker.Concurrency, PoolWait: cfg.Worker.PoolWait,
+		Grace: cfg.Worker.Grace, ReconnectMax: cfg.Worker.ReconnectMax,
+		MaxStatusBytes: cfg.Worker.MaxStatusBytes, MaxRequeues: cfg.Worker.MaxRequeues,
+		Ready: p.Ready(),
+	}, e.policy, worker.FromPool(p), func(ctx context.Context) (worker.Session, error) {
+		c, err := queue.Dial(ctx, qcfg)
+		if err != nil {
+			return nil, err // not a typed nil in the interface
+		}
+		return c, nil
+	}, log)
+	return &server{w: w, p: p}
+}
+
+func (s *server) stop() { s.p.Stop() }
 
 // serveDebug serves expvar (with the goroutine count) and pprof on a
 // loopback address, for the soak test and for people. The returned func
