@@ -214,7 +214,7 @@ func gvisorRestores(ctx context.Context, d *gvisor.Driver, spec sandbox.Spec, li
 		return nil, err
 	}
 	c := lang.Builtin()["c"]
-	if _, err := inst.Agent.Run(ctx, &agentproto.RunRequest{Language: c.Name, Code: c.Hello}); err != nil {
+	if _, err := inst.Agent.Run(ctx, &agentproto.RunRequest{Language: c.Name, Code: c.Hello}, nil); err != nil {
 		_ = inst.Stop(ctx)
 		return nil, err
 	}

@@ -96,7 +96,7 @@ func runCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []str
 	if err != nil {
 		return fmt.Errorf("boot: %w", err)
 	}
-	st := execute.Job(ctx, e.policy, inst, j)
+	st := execute.Job(ctx, e.policy, inst, j, nil)
 	if err := inst.Stop(ctx); err != nil {
 		log.Warn("stop vm", "err", err)
 	}

@@ -196,6 +196,7 @@ func policyFor(cfg config.Config, img *image.Image) job.Policy {
 		MaxJobBytes:  cfg.Worker.MaxJobBytes,
 		MaxCodeBytes: cfg.Worker.MaxCodeBytes,
 		MaxRuns:      l.MaxRuns,
+		MaxTests:     l.MaxTests,
 		Languages:    img.LanguageNames(),
 		Table:        lang.Builtin(),
 		Defaults: job.Limits{WallMS: l.WallMS, CPUMS: l.CPUMS, MemoryKB: l.MemoryKB, StackKB: l.StackKB, Processes: l.Processes,

@@ -106,7 +106,7 @@ func newServer(ctx context.Context, e *env, cfg config.Config, qcfg queue.Config
 		Concurrency: cfg.Worker.Concurrency, PoolWait: cfg.Worker.PoolWait,
 		Grace: cfg.Worker.Grace, ReconnectMax: cfg.Worker.ReconnectMax,
 		MaxStatusBytes: cfg.Worker.MaxStatusBytes, MaxRequeues: cfg.Worker.MaxRequeues,
-		Ready: p.Ready(),
+		Ready: p.Ready(), StatusQueueWithReply: cfg.Worker.StatusQueueWithReply,
 	}, e.policy, worker.FromPool(p), func(ctx context.Context) (worker.Session, error) {
 		c, err := queue.Dial(ctx, qcfg)
 		if err != nil {

@@ -96,7 +96,7 @@ func TestHostileAnswersAreBoundedByTheRequest(t *testing.T) {
 			var before runtime.MemStats
 			runtime.ReadMemStats(&before)
 			start := time.Now()
-			st := execute.Job(context.Background(), p, conn{c}, &job.Job{ID: "h", Language: "c", Code: "int main(){}"})
+			st := execute.Job(context.Background(), p, conn{c}, &job.Job{ID: "h", Language: "c", Code: "int main(){}"}, nil)
 			took := time.Since(start)
 			var after runtime.MemStats
 			runtime.ReadMemStats(&after)
@@ -120,7 +120,7 @@ func TestHostileAnswersAreBoundedByTheRequest(t *testing.T) {
 func TestRequestOverTheFrameIsNotSent(t *testing.T) {
 	sent := make(chan agentproto.Request, 1)
 	c := fakeAgent(t, func(_ net.Conn, req agentproto.Request) bool { sent <- req; return true })
-	_, err := c.Run(context.Background(), &agentproto.RunRequest{Language: "c", Code: strings.Repeat("x", agentproto.MaxRequestFrame)})
+	_, err := c.Run(context.Background(), &agentproto.RunRequest{Language: "c", Code: strings.Repeat("x", agentproto.MaxRequestFrame)}, nil)
 	if !errors.Is(err, ErrRequestTooLarge) {
 		t.Fatalf("err = %v", err)
 	}

@@ -40,7 +40,7 @@ type Client struct {
 
 	mu      sync.Mutex // guards nextID, waiters, err
 	nextID  uint64
-	waiters map[uint64]waiter
+	waiters map[uint64]*waiter
 	err     error // set once the reader stopped
 
 	writeMu sync.Mutex // serialises frames on conn
@@ -98,7 +98,16 @@ type waiter struct {
 	op    string
 	limit uint32 // the largest frame its answer may take
 	ch    chan *agentproto.Response
+	// out gets the output streamed during a run that asked for it (nil
+	// otherwise); streamed counts its bytes against streamLimit.
+	out         chan *agentproto.Output
+	streamed    int64
+	streamLimit int64
 }
+
+// streamBuffer is how many output frames wait for the caller before more
+// are dropped (the final answer carries all the output anyway).
+const streamBuffer = 256
 
 // Bounds on what nobody asked for.
 const (
@@ -117,7 +126,7 @@ func newClient(conn net.Conn) *Client {
 	// a request there.
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	c := &Client{conn: conn, nextID: binary.BigEndian.Uint64(b[:]) >> 2, waiters: map[uint64]waiter{}, done: make(chan struct{})}
+	c := &Client{conn: conn, nextID: binary.BigEndian.Uint64(b[:]) >> 2, waiters: map[uint64]*waiter{}, done: make(chan struct{})}
 	go c.readLoop()
 	return c
 }
@@ -201,6 +210,16 @@ func (c *Client) readLoop() {
 			c.answerAll(&r)
 			continue
 		}
+		if r.Op == agentproto.OpOutput {
+			switch err := c.stream(&r); {
+			case err != nil:
+				c.fail(err)
+				return
+			case r.Output != nil:
+				continue
+			}
+			// Output for no run that asked for it: unsolicited, below.
+		}
 		c.mu.Lock()
 		w, ok := c.waiters[r.ID]
 		if ok && w.op == r.Op {
@@ -218,6 +237,30 @@ func (c *Client) readLoop() {
 			return
 		}
 	}
+}
+
+// stream hands a streamed output frame to its run, bounded: a run receives
+// at most what its output limits allow. It leaves r.Output nil when no run
+// in flight asked for this output.
+func (c *Client) stream(r *agentproto.Response) error {
+	o := r.Output
+	r.Output = nil
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w, ok := c.waiters[r.ID]
+	if !ok || w.out == nil || o == nil {
+		return nil
+	}
+	w.streamed += int64(len(o.Stdout) + len(o.Stderr))
+	if w.streamed > w.streamLimit {
+		return fmt.Errorf("%w: %d bytes of output streamed, at most %d can be", ErrProtocol, w.streamed, w.streamLimit)
+	}
+	select {
+	case w.out <- o:
+	default: // the caller is behind: drop, the answer has it all
+	}
+	r.Output = o
+	return nil
 }
 
 // frameLimit is the largest frame the reader accepts now: the largest bound
@@ -265,6 +308,16 @@ func (c *Client) readErr() error {
 }
 
 func (c *Client) send(req *agentproto.Request) (uint64, chan *agentproto.Response, error) {
+	id, w, err := c.sendStream(req, false)
+	if err != nil {
+		return 0, nil, err
+	}
+	return id, w.ch, nil
+}
+
+// sendStream sends req; with stream, its waiter also receives streamed
+// output.
+func (c *Client) sendStream(req *agentproto.Request, stream bool) (uint64, *waiter, error) {
 	c.mu.Lock()
 	if c.err != nil {
 		c.mu.Unlock()
@@ -272,8 +325,12 @@ func (c *Client) send(req *agentproto.Request) (uint64, chan *agentproto.Respons
 	}
 	c.nextID++
 	req.ID = c.nextID
-	ch := make(chan *agentproto.Response, 1)
-	c.waiters[req.ID] = waiter{op: req.Op, limit: agentproto.ResponseBound(req), ch: ch}
+	w := &waiter{op: req.Op, limit: agentproto.ResponseBound(req), ch: make(chan *agentproto.Response, 1)}
+	if stream && req.Run != nil {
+		w.out = make(chan *agentproto.Output, streamBuffer)
+		w.streamLimit = agentproto.StreamBound(req.Run)
+	}
+	c.waiters[req.ID] = w
 	c.mu.Unlock()
 
 	b, err := agentproto.Marshal(req)
@@ -290,7 +347,7 @@ func (c *Client) send(req *agentproto.Request) (uint64, chan *agentproto.Respons
 		c.forget(req.ID)
 		return 0, nil, fmt.Errorf("agent: send %s: %w", req.Op, err)
 	}
-	return req.ID, ch, nil
+	return req.ID, w, nil
 }
 
 func (c *Client) forget(id uint64) {
@@ -320,15 +377,59 @@ func (c *Client) call(ctx context.Context, req *agentproto.Request) (*agentproto
 	}
 }
 
+// callStreaming is call for a run that streams its output to progress.
+func (c *Client) callStreaming(ctx context.Context, req *agentproto.Request, progress func(agentproto.Output)) (*agentproto.Response, error) {
+	id, w, err := c.sendStream(req, true)
+	if err != nil {
+		return nil, err
+	}
+	defer c.forget(id)
+	drain := func() {
+		for {
+			select {
+			case o := <-w.out:
+				progress(*o)
+			default:
+				return
+			}
+		}
+	}
+	for {
+		select {
+		case o := <-w.out:
+			progress(*o)
+		case r, ok := <-w.ch:
+			drain() // frames read before the answer come first
+			if !ok {
+				return nil, c.readErr()
+			}
+			if r.Error != nil {
+				return nil, fmt.Errorf("%w: %w", ErrAgentRefused, r.Error)
+			}
+			return r, nil
+		case <-ctx.Done():
+			return nil, fmt.Errorf("agent: %s: %w", req.Op, ctx.Err())
+		}
+	}
+}
+
 // Ping checks the agent answers.
 func (c *Client) Ping(ctx context.Context) error {
 	_, err := c.call(ctx, &agentproto.Request{Op: agentproto.OpPing})
 	return err
 }
 
-// Run runs one program.
-func (c *Client) Run(ctx context.Context, req *agentproto.RunRequest) (*agentproto.RunResult, error) {
-	r, err := c.call(ctx, &agentproto.Request{Op: agentproto.OpRun, Run: req})
+// Run runs one program. progress, when not nil and the request streams,
+// gets the output the agent streams while it runs, in order, before Run
+// returns.
+func (c *Client) Run(ctx context.Context, req *agentproto.RunRequest, progress func(agentproto.Output)) (*agentproto.RunResult, error) {
+	var r *agentproto.Response
+	var err error
+	if progress != nil && req.Stream {
+		r, err = c.callStreaming(ctx, &agentproto.Request{Op: agentproto.OpRun, Run: req}, progress)
+	} else {
+		r, err = c.call(ctx, &agentproto.Request{Op: agentproto.OpRun, Run: req})
+	}
 	if err != nil {
 		return nil, err
 	}

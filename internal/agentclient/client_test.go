@@ -87,7 +87,7 @@ func TestHostileAgent(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			start := time.Now()
-			_, err := c.Run(ctx, &agentproto.RunRequest{Language: "c", Code: "x"})
+			_, err := c.Run(ctx, &agentproto.RunRequest{Language: "c", Code: "x"}, nil)
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("err = %v, want %v", err, tt.want)
 			}
@@ -107,7 +107,7 @@ func TestSilentAgentTimesOut(t *testing.T) {
 	c := hostileAgent(t, func(c net.Conn) { time.Sleep(10 * time.Second) })
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	if _, err := c.Run(ctx, &agentproto.RunRequest{Language: "c", Code: "x"}); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := c.Run(ctx, &agentproto.RunRequest{Language: "c", Code: "x"}, nil); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v", err)
 	}
 }
@@ -128,7 +128,7 @@ func TestStaleAnswerFromAnAbandonedConnection(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	res, err := c.Run(ctx, &agentproto.RunRequest{Language: "c", Code: "x"})
+	res, err := c.Run(ctx, &agentproto.RunRequest{Language: "c", Code: "x"}, nil)
 	if err != nil || res.Stdout != "real" {
 		t.Fatalf("run got %+v, %v", res, err)
 	}

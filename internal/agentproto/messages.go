@@ -3,6 +3,7 @@ package agentproto
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/codebench/codebench/internal/untrusted"
 )
@@ -15,6 +16,16 @@ const (
 	MaxArgsBytes = 64 << 10 // all arguments together
 	// MaxCompileOutput bounds the compiler's diagnostics the agent keeps.
 	MaxCompileOutput = 64 << 10
+	// MaxTests bounds a request's test cases.
+	MaxTests = 256
+	// MaxTotalOutput bounds the output the agent keeps for all the tests of
+	// a request together (each test keeps at most its output limit, and
+	// none once this is used up); it keeps the answer under the frame.
+	MaxTotalOutput = 4 << 20
+	// MaxCheckerMessage bounds what a checker says about one test.
+	MaxCheckerMessage = 4 << 10
+	// StreamEvery is the least time between two output frames of a run.
+	StreamEvery = 100 * time.Millisecond
 )
 
 // ValidFileName accepts plain names inside the job directory: no path
@@ -79,8 +90,24 @@ func ResponseBound(req *Request) uint32 {
 		out = DefaultOutputBytes
 	}
 	runs := int64(max(req.Run.Runs, 1))
-	n := envelope + jsonExpansion*(out+MaxCompileOutput) + runs*512
+	kept := out
+	if t := int64(len(req.Run.Tests)); t > 0 {
+		kept = min(out*t, MaxTotalOutput)
+		runs = t
+	}
+	n := envelope + jsonExpansion*(kept+2*MaxCompileOutput+runs*MaxCheckerMessage) + runs*1024
 	return uint32(min(n, MaxResponseFrame))
+}
+
+// StreamBound is the most output a run may stream: its output limit for each
+// run or test (at their textual expansion).
+func StreamBound(req *RunRequest) int64 {
+	out := req.Limits.OutputBytes
+	if out <= 0 {
+		out = DefaultOutputBytes
+	}
+	n := int64(max(req.Runs, len(req.Tests), 1))
+	return textExpansion*out*n + 64<<10
 }
 
 // CheckResult checks an agent's answer against the request it answers: no
@@ -97,10 +124,68 @@ func CheckResult(req *RunRequest, r *RunResult) error {
 		return fmt.Errorf("%d runs answered, %d asked", len(r.Runs), runs)
 	case int64(len(r.Stdout)+len(r.Stderr)) > textExpansion*out:
 		return fmt.Errorf("%d bytes of output answered, the limit is %d", len(r.Stdout)+len(r.Stderr), out)
-	case len(r.CompileOutput) > textExpansion*MaxCompileOutput:
+	case len(r.CompileOutput) > textExpansion*MaxCompileOutput || len(r.CheckerCompileOutput) > textExpansion*MaxCompileOutput:
 		return fmt.Errorf("%d bytes of compiler output answered, at most %d are kept", len(r.CompileOutput), MaxCompileOutput)
+	case len(r.Tests) > len(req.Tests):
+		return fmt.Errorf("%d tests answered, %d asked", len(r.Tests), len(req.Tests))
+	}
+	var total int64
+	for i, t := range r.Tests {
+		n := int64(len(t.Stdout) + len(t.Stderr))
+		total += n
+		if n > textExpansion*out || len(t.CheckerMessage) > textExpansion*MaxCheckerMessage {
+			return fmt.Errorf("test %d: %d bytes of output answered, the limit is %d", i+1, n, out)
+		}
+	}
+	if total > textExpansion*MaxTotalOutput {
+		return fmt.Errorf("%d bytes of output answered for all tests, at most %d are kept", total, MaxTotalOutput)
 	}
 	return nil
+}
+
+// TestCase is one run of the compiled program with its own input.
+type TestCase struct {
+	Stdin string   `json:"stdin,omitempty"`
+	Args  []string `json:"args,omitempty"`
+	// ExpectedOutput, when set, is compared with the program's stdout
+	// (see RunRequest.Compare) unless a checker decides.
+	ExpectedOutput *string `json:"expected_output,omitempty"`
+}
+
+// Checker is a program that judges each test's output: it is compiled once
+// next to the program and run after each test with three file arguments
+// (the test's input, the expected output, the program's output); exit 0
+// accepts, 1 rejects, anything else is the checker's own failure. What it
+// prints on stdout is its message about the test.
+type Checker struct {
+	Language string `json:"language"`
+	Code     string `json:"code"`
+}
+
+// TestResult is one test's outcome.
+type TestResult struct {
+	Phase
+	Stdout string `json:"stdout"`
+	Stderr string `json:"stderr"`
+	// OutputKept is false when the request's total output was used up
+	// before this test: its output was not kept (the limit still applies).
+	OutputKept bool `json:"output_kept"`
+	// Matched reports the comparison with the expected output, when there
+	// was one and no checker.
+	Matched *bool `json:"matched,omitempty"`
+	// Checker is the checker's run, when there is a checker and the
+	// program ran cleanly.
+	Checker        *Phase `json:"checker,omitempty"`
+	CheckerMessage string `json:"checker_message,omitempty"`
+}
+
+// Output is a chunk of a running program's output (an OpOutput frame).
+type Output struct {
+	// Test is the test (from 0) or run whose output this is.
+	Test   int    `json:"test"`
+	Seq    int    `json:"seq"`
+	Stdout string `json:"stdout,omitempty"`
+	Stderr string `json:"stderr,omitempty"`
 }
 
 // Request is what the host sends. ID correlates the response; the host uses
@@ -120,13 +205,16 @@ type Identity struct {
 }
 
 // Response is what the agent answers. Exactly one of Error, Hello or Run is set
-// for hello and run; ping answers with none.
+// for hello and run; ping answers with none. While a run with Stream runs,
+// the agent also sends frames with the run's id, op OpOutput and Output set,
+// before its answer.
 type Response struct {
-	ID    uint64     `json:"id"`
-	Op    string     `json:"op"`
-	Error *Error     `json:"error,omitempty"`
-	Hello *HelloInfo `json:"hello,omitempty"`
-	Run   *RunResult `json:"run,omitempty"`
+	ID     uint64     `json:"id"`
+	Op     string     `json:"op"`
+	Error  *Error     `json:"error,omitempty"`
+	Hello  *HelloInfo `json:"hello,omitempty"`
+	Run    *RunResult `json:"run,omitempty"`
+	Output *Output    `json:"output,omitempty"`
 }
 
 // Error is a protocol-level failure: the request could not be served.
@@ -175,6 +263,18 @@ type RunRequest struct {
 	// CompileFlags go right after the compiler's name; the host and the
 	// agent both check them against the language's allow-list.
 	CompileFlags []string `json:"compile_flags,omitempty"`
+	// Tests, when set, replace Runs: the program runs once per test, in
+	// order, each with its own input, limits and measurements.
+	Tests []TestCase `json:"tests,omitempty"`
+	// StopOnFailure ends the tests at the first that does not pass.
+	StopOnFailure bool `json:"stop_on_failure,omitempty"`
+	// Compare is how ExpectedOutput is compared: "exact" or
+	// "trailing_whitespace" (the default).
+	Compare string   `json:"compare,omitempty"`
+	Checker *Checker `json:"checker,omitempty"`
+	// Stream asks for OpOutput frames while the program runs: new output,
+	// at most one frame per StreamEvery.
+	Stream bool `json:"stream,omitempty"`
 }
 
 // Phase outcome of a compile or a run.
@@ -206,6 +306,13 @@ type RunResult struct {
 	Runs   []Phase `json:"runs,omitempty"`
 	Stdout string  `json:"stdout"`
 	Stderr string  `json:"stderr"`
+	// Tests has each test's outcome, in order, when the request had tests
+	// (fewer than asked when StopOnFailure stopped them).
+	Tests []TestResult `json:"tests,omitempty"`
+	// CheckerCompiled is false when the checker did not compile; its
+	// diagnostics are in CheckerCompileOutput, and no test ran.
+	CheckerCompiled      bool   `json:"checker_compiled,omitempty"`
+	CheckerCompileOutput string `json:"checker_compile_output,omitempty"`
 	// AgentUS is the agent's own time for the request, receipt to answer:
 	// everything spent inside the guest.
 	AgentUS int64 `json:"agent_us"`

@@ -40,6 +40,8 @@ const (
 	// OpIdentity gives a restored clone its own identity: fresh entropy for
 	// the kernel RNG (then an immediate reseed) and the current time.
 	OpIdentity = "identity"
+	// OpOutput marks the agent's frames of streamed output during a run.
+	OpOutput = "output"
 )
 
 // Error codes an agent answers with.

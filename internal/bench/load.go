@@ -119,7 +119,7 @@ func LoadLocal(ctx context.Context, prov *provision.Provisioner, policy job.Poli
 			return sample{}, err
 		}
 		poolWait := time.Since(start)
-		st := execute.Job(ctx, policy, sb, &job.Job{ID: fmt.Sprint("bench-", i), Language: "c", Code: HelloC})
+		st := execute.Job(ctx, policy, sb, &job.Job{ID: fmt.Sprint("bench-", i), Language: "c", Code: HelloC}, nil)
 		e2e := time.Since(start)
 		t := time.Now()
 		_ = sb.Stop(ctx)

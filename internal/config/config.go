@@ -84,6 +84,10 @@ type Worker struct {
 	// MaxRequeues is how often one worker requeues a job before it ends it
 	// with internal_error (CODEBENCH_MAX_REQUEUES).
 	MaxRequeues int
+	// StatusQueueWithReply: a job with an AMQP reply_to also gets its
+	// job_status_<id> queue (CODEBENCH_STATUS_QUEUE_WITH_REPLY, default
+	// true); false sends its statuses to the reply queue only.
+	StatusQueueWithReply bool
 	// ManagementURL is the broker's management API, used by tools and tests
 	// (RABBITMQ_MANAGEMENT_URL, default http://127.0.0.1:15672).
 	ManagementURL string
@@ -103,6 +107,7 @@ type Limits struct {
 	FileSizeKB, MaxFileSizeKB   int64
 	CompileWallMS               int64
 	MaxRuns                     int // CODEBENCH_MAX_RUNS
+	MaxTests                    int // CODEBENCH_MAX_TESTS: test cases per job
 }
 
 // Default returns the built-in configuration.
@@ -121,7 +126,7 @@ func Default() Config {
 			Concurrency: 2, PoolSize: 2, PoolBoots: 2, PoolWait: 2 * time.Minute,
 			StatusExpires: time.Hour, Grace: 30 * time.Second, MaxCodeBytes: 1 << 20,
 			ReconnectMax: 30 * time.Second, DeliveryLimit: 5,
-			MaxJobBytes: 8 << 20, MaxStatusBytes: 8 << 20, MaxRequeues: 5,
+			MaxJobBytes: 8 << 20, MaxStatusBytes: 8 << 20, MaxRequeues: 5, StatusQueueWithReply: true,
 			ManagementURL: "http://127.0.0.1:15672", BrokerNode: "rabbit@localhost",
 		},
 		Limits: Limits{
@@ -134,6 +139,7 @@ func Default() Config {
 			FileSizeKB: 1024, MaxFileSizeKB: 64 * 1024,
 			CompileWallMS: 60_000,
 			MaxRuns:       20,
+			MaxTests:      64,
 		},
 	}
 }
@@ -227,6 +233,7 @@ func fromLookup(lookup func(string) (string, bool)) (Config, error) {
 	integer("CODEBENCH_MAX_JOB_BYTES", &c.Worker.MaxJobBytes)
 	integer("CODEBENCH_MAX_STATUS_BYTES", &c.Worker.MaxStatusBytes)
 	integer("CODEBENCH_MAX_REQUEUES", &c.Worker.MaxRequeues)
+	boolean("CODEBENCH_STATUS_QUEUE_WITH_REPLY", &c.Worker.StatusQueueWithReply)
 	str("RABBITMQ_MANAGEMENT_URL", &c.Worker.ManagementURL)
 	str("RABBITMQ_NODENAME", &c.Worker.BrokerNode)
 
@@ -242,6 +249,7 @@ func fromLookup(lookup func(string) (string, bool)) (Config, error) {
 	num("CODEBENCH_MAX_OUTPUT_BYTES", &c.Limits.MaxOutputBytes)
 	num("CODEBENCH_COMPILE_WALL_MS", &c.Limits.CompileWallMS)
 	integer("CODEBENCH_MAX_RUNS", &c.Limits.MaxRuns)
+	integer("CODEBENCH_MAX_TESTS", &c.Limits.MaxTests)
 
 	if err := errors.Join(errs...); err != nil {
 		return c, err
@@ -276,6 +284,7 @@ func (c *Config) Validate() error {
 	check(c.Worker.MaxJobBytes >= c.Worker.MaxCodeBytes, "CODEBENCH_MAX_JOB_BYTES must be at least CODEBENCH_MAX_CODE_BYTES")
 	check(c.Worker.MaxStatusBytes >= 64<<10, "CODEBENCH_MAX_STATUS_BYTES must be at least 64 KiB")
 	check(c.Worker.MaxRequeues >= 1, "CODEBENCH_MAX_REQUEUES must be at least 1")
+	check(c.Limits.MaxTests >= 1 && c.Limits.MaxTests <= 256, "CODEBENCH_MAX_TESTS must be in [1, 256]")
 	l := c.Limits
 	check(l.WallMS > 0 && l.WallMS <= l.MaxWallMS, "wall limit default %d must be in (0, max %d]", l.WallMS, l.MaxWallMS)
 	check(l.CPUMS > 0 && l.CPUMS <= l.MaxCPUMS, "cpu limit default %d must be in (0, max %d]", l.CPUMS, l.MaxCPUMS)

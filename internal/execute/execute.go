@@ -17,7 +17,8 @@ import (
 // Sandbox is what a job runs on: the guest agent, and the console to quote
 // when the sandbox fails.
 type Sandbox interface {
-	Run(ctx context.Context, req *agentproto.RunRequest) (*agentproto.RunResult, error)
+	// Run runs req; progress, when not nil, gets streamed output.
+	Run(ctx context.Context, req *agentproto.RunRequest, progress func(agentproto.Output)) (*agentproto.RunResult, error)
 	ConsoleTail(n int) string
 }
 
@@ -34,13 +35,23 @@ const consoleTail = 2000
 // answer by the job's compile and wall limits plus a margin is treated as
 // broken (internal_error, with the console's tail); the caller destroys the
 // sandbox either way.
-func Job(ctx context.Context, p job.Policy, sb Sandbox, j *job.Job) *job.Status {
+//
+// progress, when not nil and the job streams, gets the program's output as
+// it comes, in order, before Job returns.
+func Job(ctx context.Context, p job.Policy, sb Sandbox, j *job.Job, progress func(agentproto.Output)) *job.Status {
 	req := p.Request(j)
-	limit := time.Duration(req.Limits.CompileWallMS+int64(req.Runs)*req.Limits.WallMS)*time.Millisecond + backstopMargin
+	// The backstop: every phase at its wall limit (a checker's compile and
+	// runs included), plus a margin.
+	phases := int64(max(req.Runs, len(req.Tests)))
+	compiles := int64(1)
+	if req.Checker != nil {
+		phases, compiles = 2*phases, 2
+	}
+	limit := time.Duration(compiles*req.Limits.CompileWallMS+phases*req.Limits.WallMS)*time.Millisecond + backstopMargin
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	start := time.Now()
-	res, err := sb.Run(ctx, req)
+	res, err := sb.Run(ctx, req, progress)
 	agent := time.Since(start)
 	if err != nil {
 		msg := "the sandbox failed while running the job"

@@ -16,7 +16,7 @@ type fakeSandbox struct {
 	req *agentproto.RunRequest
 }
 
-func (s *fakeSandbox) Run(_ context.Context, req *agentproto.RunRequest) (*agentproto.RunResult, error) {
+func (s *fakeSandbox) Run(_ context.Context, req *agentproto.RunRequest, _ func(agentproto.Output)) (*agentproto.RunResult, error) {
 	s.req = req
 	return s.res, s.err
 }
@@ -51,7 +51,7 @@ func TestJob(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st := Job(context.Background(), p, tt.sb, &job.Job{ID: "x", Language: "c", Code: "int main(){}"})
+			st := Job(context.Background(), p, tt.sb, &job.Job{ID: "x", Language: "c", Code: "int main(){}"}, nil)
 			if st.Verdict != tt.verdict {
 				t.Fatalf("verdict %s (%s), want %s", st.Verdict, st.Message, tt.verdict)
 			}

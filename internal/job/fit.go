@@ -9,11 +9,12 @@ import (
 // Trimmed records the sizes, in bytes, of the texts Fit cut, before it cut
 // them. A text that was not cut is absent.
 type Trimmed struct {
-	Stdout        int `json:"stdout_bytes,omitempty"`
-	Stderr        int `json:"stderr_bytes,omitempty"`
-	CompileOutput int `json:"compile_output_bytes,omitempty"`
-	Error         int `json:"error_bytes,omitempty"`
-	Message       int `json:"message_bytes,omitempty"`
+	Stdout         int `json:"stdout_bytes,omitempty"`
+	Stderr         int `json:"stderr_bytes,omitempty"`
+	CompileOutput  int `json:"compile_output_bytes,omitempty"`
+	Error          int `json:"error_bytes,omitempty"`
+	Message        int `json:"message_bytes,omitempty"`
+	CheckerMessage int `json:"checker_message_bytes,omitempty"`
 }
 
 // trimMarker ends every text Fit cut.
@@ -36,22 +37,38 @@ func (s *Status) Fit(limit int) bool {
 	type text struct {
 		p    *string
 		orig int
-		save func(t *Trimmed, n int)
+		save func(n int) // records the original size
 	}
+	if s.Trimmed == nil {
+		s.Trimmed = &Trimmed{}
+	}
+	top := s.Trimmed
 	texts := []text{
-		{&s.Stdout, len(s.Stdout), func(t *Trimmed, n int) { t.Stdout = n }},
-		{&s.Stderr, len(s.Stderr), func(t *Trimmed, n int) { t.Stderr = n }},
-		{&s.CompileOutput, len(s.CompileOutput), func(t *Trimmed, n int) { t.CompileOutput = n }},
-		{&s.Error, len(s.Error), func(t *Trimmed, n int) { t.Error = n }},
-		{&s.Message, len(s.Message), func(t *Trimmed, n int) { t.Message = n }},
+		{&s.Stdout, len(s.Stdout), func(n int) { top.Stdout = n }},
+		{&s.Stderr, len(s.Stderr), func(n int) { top.Stderr = n }},
+		{&s.CompileOutput, len(s.CompileOutput), func(n int) { top.CompileOutput = n }},
+		{&s.Error, len(s.Error), func(n int) { top.Error = n }},
+		{&s.Message, len(s.Message), func(n int) { top.Message = n }},
+	}
+	for i := range s.Tests {
+		ts := &s.Tests[i]
+		rec := func(set func(*Trimmed, int)) func(int) {
+			return func(n int) {
+				if ts.Trimmed == nil {
+					ts.Trimmed = &Trimmed{}
+				}
+				set(ts.Trimmed, n)
+			}
+		}
+		texts = append(texts,
+			text{&ts.Stdout, len(ts.Stdout), rec(func(t *Trimmed, n int) { t.Stdout = n })},
+			text{&ts.Stderr, len(ts.Stderr), rec(func(t *Trimmed, n int) { t.Stderr = n })},
+			text{&ts.CheckerMessage, len(ts.CheckerMessage), rec(func(t *Trimmed, n int) { t.CheckerMessage = n })})
 	}
 	orig := make([]string, len(texts))
 	for i, t := range texts {
 		orig[i] = *t.p
 		*t.p = ""
-	}
-	if s.Trimmed == nil {
-		s.Trimmed = &Trimmed{}
 	}
 	// Every text may need a marker and the record of its size.
 	fixed := len(s.Marshal()) + len(texts)*(len(trimMarker)+64)
@@ -76,8 +93,11 @@ func (s *Status) Fit(limit int) bool {
 		}
 		kept := prefixWithin(orig[i], share)
 		*texts[i].p = kept + fmt.Sprintf(trimMarker, len(kept), len(orig[i]))
-		texts[i].save(s.Trimmed, len(orig[i]))
+		texts[i].save(len(orig[i]))
 		budget -= share
+	}
+	if *top == (Trimmed{}) {
+		s.Trimmed = nil // only tests' texts were cut; each test says so
 	}
 	return true
 }

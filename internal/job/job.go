@@ -36,12 +36,37 @@ type Job struct {
 	// trailing spaces on each line and trailing newlines are ignored).
 	ExpectedOutput *string `json:"expected_output,omitempty"`
 	Compare        string  `json:"compare,omitempty"`
+	// Tests: compile once, run once per test, in order, each with its own
+	// input and measurements; exclusive with runs and a job-level
+	// expected_output.
+	Tests []Test `json:"tests,omitempty"`
+	// StopOnFailure (default true) stops at the first test that fails.
+	StopOnFailure *bool `json:"stop_on_failure,omitempty"`
+	// Checker judges each test's output instead of the comparison.
+	Checker *Checker `json:"checker,omitempty"`
+	// Stream publishes the output while the program runs: statuses
+	// "output" with a seq, at most one per 100 ms, before the final one.
+	Stream bool `json:"stream,omitempty"`
+}
+
+// Test is one test case of a job.
+type Test struct {
+	Stdin          string   `json:"stdin,omitempty"`
+	ExpectedOutput *string  `json:"expected_output,omitempty"`
+	Args           []string `json:"args,omitempty"`
+}
+
+// Checker is a program that judges each test: exit 0 accepts, 1 is a wrong
+// answer, anything else an internal error; its stdout is its message.
+type Checker struct {
+	Language string `json:"language"`
+	Code     string `json:"code"`
 }
 
 // Comparison modes.
 const (
-	CompareExact              = "exact"
-	CompareTrailingWhitespace = "trailing_whitespace"
+	CompareExact              = agentproto.CompareExact
+	CompareTrailingWhitespace = agentproto.CompareTrailingWhitespace
 )
 
 // Limits requested by a job; zero means the worker's default.
@@ -61,6 +86,7 @@ type Policy struct {
 	MaxJobBytes  int
 	MaxCodeBytes int
 	MaxRuns      int
+	MaxTests     int        // test cases a job may have
 	Languages    []string   // what the guest image has
 	Table        lang.Table // compile-flag allow-lists; nil skips the check (the guest checks too)
 	Defaults     Limits
@@ -164,12 +190,41 @@ func (j *Job) Validate(p Policy) error {
 		return bad("compare must be %q or %q", CompareExact, CompareTrailingWhitespace)
 	case j.ExpectedOutput != nil && p.Max.OutputBytes > 0 && int64(len(*j.ExpectedOutput)) > p.Max.OutputBytes:
 		return bad("expected_output is %d bytes, over the output limit of %d", len(*j.ExpectedOutput), p.Max.OutputBytes)
+	case len(j.Tests) > 0 && (j.Runs > 1 || j.ExpectedOutput != nil):
+		return bad("tests cannot be combined with runs or a job-level expected_output")
+	case p.MaxTests > 0 && len(j.Tests) > p.MaxTests:
+		return bad("%d tests, at most %d", len(j.Tests), p.MaxTests)
+	case len(j.Tests) > agentproto.MaxTests:
+		return bad("%d tests, at most %d", len(j.Tests), agentproto.MaxTests)
+	case j.Checker != nil && len(j.Tests) == 0:
+		return bad("a checker needs tests")
+	}
+	for i, t := range j.Tests {
+		if err := agentproto.CheckArgs(t.Args); err != nil {
+			return bad("test %d: %v", i+1, err)
+		}
+		if t.ExpectedOutput != nil && p.Max.OutputBytes > 0 && int64(len(*t.ExpectedOutput)) > p.Max.OutputBytes {
+			return bad("test %d: expected_output is %d bytes, over the output limit of %d", i+1, len(*t.ExpectedOutput), p.Max.OutputBytes)
+		}
+	}
+	if c := j.Checker; c != nil {
+		switch {
+		case len(p.Languages) > 0 && !slices.Contains(p.Languages, c.Language):
+			return bad("unknown checker language %s", untrusted.Quote(c.Language))
+		case strings.TrimSpace(c.Code) == "":
+			return bad("empty checker code")
+		case p.MaxCodeBytes > 0 && len(c.Code) > p.MaxCodeBytes:
+			return bad("checker code is %d bytes, over the limit of %d", len(c.Code), p.MaxCodeBytes)
+		case !utf8.ValidString(c.Code):
+			return bad("checker code is not valid UTF-8")
+		}
 	}
 	if err := agentproto.CheckArgs(j.Args); err != nil {
 		return bad("%v", err)
 	}
 	source := ""
 	if l, ok := p.Table[j.Language]; ok {
+		l = l.For(j.Code)
 		if err := l.CheckCompileFlags(j.CompileFlags); err != nil {
 			return bad("%v", err)
 		}
@@ -183,6 +238,15 @@ func (j *Job) Validate(p Policy) error {
 	total := len(j.Code) + len(j.Stdin)
 	for _, body := range j.Files {
 		total += len(body)
+	}
+	for _, t := range j.Tests {
+		total += len(t.Stdin)
+		if t.ExpectedOutput != nil {
+			total += len(*t.ExpectedOutput)
+		}
+	}
+	if j.Checker != nil {
+		total += len(j.Checker.Code)
 	}
 	if p.MaxCodeBytes > 0 && total > 4*p.MaxCodeBytes {
 		return bad("code, stdin and files total %d bytes, over the limit of %d", total, 4*p.MaxCodeBytes)
@@ -230,8 +294,17 @@ func (p Policy) AgentLimits(req Limits) agentproto.Limits {
 
 // Request builds the agent request for j.
 func (p Policy) Request(j *Job) *agentproto.RunRequest {
-	return &agentproto.RunRequest{
+	req := &agentproto.RunRequest{
 		Language: j.Language, Code: j.Code, Stdin: j.Stdin, Args: j.Args, Files: j.Files,
 		Limits: p.AgentLimits(j.Limits), Runs: max(j.Runs, 1), CompileFlags: j.CompileFlags,
+		Compare: j.Compare, Stream: j.Stream,
+		StopOnFailure: j.StopOnFailure == nil || *j.StopOnFailure,
 	}
+	for _, t := range j.Tests {
+		req.Tests = append(req.Tests, agentproto.TestCase{Stdin: t.Stdin, Args: t.Args, ExpectedOutput: t.ExpectedOutput})
+	}
+	if j.Checker != nil {
+		req.Checker = &agentproto.Checker{Language: j.Checker.Language, Code: j.Checker.Code}
+	}
+	return req
 }

@@ -242,3 +242,43 @@ func TestDecodeBoundsHostileJobs(t *testing.T) {
 		})
 	}
 }
+
+func TestFromResultWithTests(t *testing.T) {
+	yes, no := true, false
+	lim := agentproto.Limits{CPUMS: 1000, WallMS: 2000, OutputBytes: 100}
+	phase := func(code int) agentproto.Phase { return agentproto.Phase{ExitCode: code, WallUS: 1000, MaxRSSKB: 500} }
+	j := &Job{ID: "t", Tests: make([]Test, 5)}
+	r := &agentproto.RunResult{Compiled: true, Tests: []agentproto.TestResult{
+		{Phase: phase(0), Stdout: "ok", Matched: &yes, OutputKept: true},
+		{Phase: phase(0), Stdout: "bad", Matched: &no, OutputKept: true},
+		{Phase: agentproto.Phase{ExitCode: 137, Signal: "SIGKILL", TimedOut: true}, OutputKept: true},
+	}}
+	st := FromResult(j, lim, r)
+	if st.Status != StatusFailed || st.Verdict != VerdictWrongAnswer || st.Message != "test 2 of 5: output differs from expected_output" {
+		t.Fatalf("job %s %s %q", st.Status, st.Verdict, st.Message)
+	}
+	want := []string{VerdictOK, VerdictWrongAnswer, VerdictTimeLimit}
+	for i, ts := range st.Tests {
+		if ts.Verdict != want[i] {
+			t.Fatalf("test %d: %s (%s), want %s", i+1, ts.Verdict, ts.Message, want[i])
+		}
+	}
+	if st.ExecDuration != 2000 || st.MemUsage != 500 || *st.ExitCode != 0 {
+		t.Fatalf("totals: %d us, %d KiB, exit %d", st.ExecDuration, st.MemUsage, *st.ExitCode)
+	}
+	// A checker decides: 0 accepts, 1 rejects, anything else is its failure.
+	j.Checker = &Checker{Language: "python", Code: "x"}
+	r = &agentproto.RunResult{Compiled: true, CheckerCompiled: true, Tests: []agentproto.TestResult{
+		{Phase: phase(0), Checker: &agentproto.Phase{ExitCode: 0}, CheckerMessage: "fine", OutputKept: true},
+		{Phase: phase(0), Checker: &agentproto.Phase{ExitCode: 2}, OutputKept: true},
+	}}
+	st = FromResult(j, lim, r)
+	if st.Tests[0].Verdict != VerdictOK || st.Tests[0].CheckerMessage != "fine" || st.Tests[1].Verdict != VerdictInternalError || st.Verdict != VerdictInternalError {
+		t.Fatalf("checker verdicts: %+v", st.Tests)
+	}
+	r.CheckerCompiled = false
+	r.CheckerCompileOutput = "syntax error"
+	if st = FromResult(j, lim, r); st.Verdict != VerdictInternalError || st.Message != "the checker did not compile" || st.Error != "syntax error" {
+		t.Fatalf("checker that does not compile: %+v", st)
+	}
+}

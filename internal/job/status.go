@@ -16,6 +16,9 @@ const (
 	StatusRunning  = "running"
 	StatusDone     = "done"
 	StatusFailed   = "failed"
+	// StatusOutput carries streamed output (stream: true), between running
+	// and the final status.
+	StatusOutput = "output"
 )
 
 // Verdicts.
@@ -55,8 +58,28 @@ type Status struct {
 	// Runs and RunsSummary are set when the job asked for several runs.
 	Runs        []RunStat    `json:"runs,omitempty"`
 	RunsSummary *RunsSummary `json:"runs_summary,omitempty"`
+	// Tests has one entry per test run, when the job had tests.
+	Tests []TestStatus `json:"tests,omitempty"`
+	// Seq orders a job's output statuses.
+	Seq int `json:"seq,omitempty"`
 	// Trimmed is set when text was cut to make the status fit (see Fit).
 	Trimmed *Trimmed `json:"trimmed,omitempty"`
+}
+
+// TestStatus is one test's outcome.
+type TestStatus struct {
+	Verdict        string   `json:"verdict"`
+	Message        string   `json:"message,omitempty"`
+	ExitCode       int      `json:"exit_code"`
+	Signal         string   `json:"signal,omitempty"`
+	Stdout         string   `json:"stdout"`
+	Stderr         string   `json:"stderr"`
+	ExecDuration   int64    `json:"exec_duration"` // µs
+	CPUUserUS      int64    `json:"cpu_user_us"`
+	CPUSysUS       int64    `json:"cpu_sys_us"`
+	MemUsage       int64    `json:"mem_usage"` // KiB
+	CheckerMessage string   `json:"checker_message,omitempty"`
+	Trimmed        *Trimmed `json:"trimmed,omitempty"`
 }
 
 // RunStat is one run's measurements.
@@ -110,6 +133,11 @@ func (s *Status) Marshal() []byte {
 // Progress is a received or running status.
 func Progress(id, status string) *Status { return &Status{ID: id, Status: status} }
 
+// Output is a streamed output status.
+func Output(id string, seq int, stdout, stderr string) *Status {
+	return &Status{ID: id, Status: StatusOutput, Seq: seq, Stdout: stdout, Stderr: stderr}
+}
+
 // Invalid is the final status of a refused job.
 func Invalid(id, reason string) *Status {
 	return &Status{ID: id, Status: StatusFailed, Verdict: VerdictInvalidJob, Message: reason}
@@ -143,6 +171,9 @@ func FromResult(j *Job, lim agentproto.Limits, r *agentproto.RunResult) *Status 
 		}
 		return s
 	}
+	if len(j.Tests) > 0 {
+		return fromTests(s, j, lim, r)
+	}
 	run := r.Run
 	if run == nil {
 		s.Verdict = VerdictInternalError
@@ -164,13 +195,69 @@ func FromResult(j *Job, lim agentproto.Limits, r *agentproto.RunResult) *Status 
 			}
 		}
 	}
-	if s.Verdict == VerdictOK && j.ExpectedOutput != nil && !sameOutput(s.Stdout, *j.ExpectedOutput, j.Compare) {
+	if s.Verdict == VerdictOK && j.ExpectedOutput != nil && !agentproto.OutputMatches(s.Stdout, *j.ExpectedOutput, j.Compare) {
 		s.Verdict = VerdictWrongAnswer
 		s.Message = "output differs from expected_output"
 		if j.Compare == CompareExact {
 			s.Message += " (exact comparison)"
 		}
 	}
+	if s.Verdict == VerdictOK {
+		s.Status = StatusDone
+	}
+	return s
+}
+
+// fromTests judges a job with tests: each test by its run, then its checker
+// or the comparison; the job by its first test that did not pass.
+func fromTests(s *Status, j *Job, lim agentproto.Limits, r *agentproto.RunResult) *Status {
+	if j.Checker != nil && !r.CheckerCompiled {
+		s.Verdict = VerdictInternalError
+		s.Message = "the checker did not compile"
+		s.Error = r.CheckerCompileOutput
+		return s
+	}
+	if len(r.Tests) == 0 {
+		s.Verdict = VerdictInternalError
+		s.Message = "agent returned no test"
+		return s
+	}
+	s.Verdict = VerdictOK
+	code := 0
+	for i, t := range r.Tests {
+		ts := TestStatus{ExitCode: t.ExitCode, Signal: t.Signal, Stdout: t.Stdout, Stderr: t.Stderr,
+			ExecDuration: t.WallUS, CPUUserUS: t.CPUUserUS, CPUSysUS: t.CPUSysUS, MemUsage: t.MaxRSSKB}
+		ts.Verdict, ts.Message = phaseVerdict(&t.Phase, lim)
+		switch {
+		case ts.Verdict != VerdictOK:
+		case t.Checker != nil:
+			ts.CheckerMessage = t.CheckerMessage
+			switch {
+			case t.Checker.ExitCode == 0 && t.Checker.Signal == "" && !t.Checker.TimedOut:
+			case t.Checker.ExitCode == 1 && t.Checker.Signal == "":
+				ts.Verdict, ts.Message = VerdictWrongAnswer, "the checker rejected the output"
+			default:
+				ts.Verdict = VerdictInternalError
+				ts.Message = fmt.Sprintf("the checker failed (exit %d%s)", t.Checker.ExitCode, map[bool]string{true: ", " + t.Checker.Signal}[t.Checker.Signal != ""])
+			}
+		case t.Matched != nil && !*t.Matched:
+			ts.Verdict, ts.Message = VerdictWrongAnswer, "output differs from expected_output"
+		}
+		if !t.OutputKept {
+			ts.Message = strings.TrimPrefix(ts.Message+"; output not kept (the job's total output budget was used up)", "; ")
+		}
+		s.Tests = append(s.Tests, ts)
+		s.ExecDuration += t.WallUS
+		s.CPUUserUS += t.CPUUserUS
+		s.CPUSysUS += t.CPUSysUS
+		s.MemUsage = max(s.MemUsage, t.MaxRSSKB)
+		if s.Verdict == VerdictOK && ts.Verdict != VerdictOK {
+			s.Verdict = ts.Verdict
+			s.Message = fmt.Sprintf("test %d of %d: %s", i+1, len(j.Tests), ts.Message)
+			code = t.ExitCode
+		}
+	}
+	s.ExitCode = &code
 	if s.Verdict == VerdictOK {
 		s.Status = StatusDone
 	}
@@ -225,21 +312,6 @@ func median(sorted []int64) int64 {
 		return sorted[n/2]
 	}
 	return (sorted[n/2-1] + sorted[n/2]) / 2
-}
-
-// sameOutput compares program output with the expected output.
-func sameOutput(got, want, mode string) bool {
-	if mode == CompareExact {
-		return got == want
-	}
-	norm := func(s string) string {
-		lines := strings.Split(strings.ReplaceAll(s, "\r\n", "\n"), "\n")
-		for i, l := range lines {
-			lines[i] = strings.TrimRight(l, " \t\r")
-		}
-		return strings.TrimRight(strings.Join(lines, "\n"), "\n")
-	}
-	return norm(got) == norm(want)
 }
 
 // Final reports whether status ends a job.

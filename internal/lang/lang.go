@@ -36,6 +36,48 @@ type Language struct {
 	// CompileFlags are the patterns (anchored regular expressions) a job's
 	// compile_flags must each match.
 	CompileFlags []string `json:"compile_flags,omitempty"`
+	// Main, when set, names the program's entry point from its source
+	// (Java: the public top-level class, which must name the file): every
+	// "{main}" in Source, Compile and Run is replaced by it (see For).
+	Main *MainName `json:"main,omitempty"`
+}
+
+// MainName finds the program's entry point in its source.
+type MainName struct {
+	Pattern string `json:"pattern"` // its first group is the name
+	Default string `json:"default"` // when the pattern finds none
+}
+
+// mainPlaceholder is replaced by the entry point's name.
+const mainPlaceholder = "{main}"
+
+// mainRE is what an entry point's name may be: an identifier, so that it
+// can name a file and an argument safely.
+var mainRE = regexp.MustCompile(`^[A-Za-z_$][A-Za-z0-9_$]{0,127}$`)
+
+// For returns the language as it builds and runs code: placeholders filled
+// with the entry point the source names (or the default). Host and guest
+// both use it, so they agree on the source file's name.
+func (l Language) For(code string) Language {
+	if l.Main == nil {
+		return l
+	}
+	name := l.Main.Default
+	if re, err := regexp.Compile(l.Main.Pattern); err == nil {
+		if m := re.FindStringSubmatch(code); len(m) > 1 && mainRE.MatchString(m[1]) {
+			name = m[1]
+		}
+	}
+	fill := func(args []string) []string {
+		out := make([]string, len(args))
+		for i, a := range args {
+			out[i] = strings.ReplaceAll(a, mainPlaceholder, name)
+		}
+		return out
+	}
+	l.Source = strings.ReplaceAll(l.Source, mainPlaceholder, name)
+	l.Compile, l.Run = fill(l.Compile), fill(l.Run)
+	return l
 }
 
 // Bounds of a job's compile flags: how many, and how long each.
@@ -102,6 +144,8 @@ func Parse(b []byte) (Table, error) {
 			return nil, fmt.Errorf("lang: entry without a name")
 		case l.Source == "" || filepath.Base(l.Source) != l.Source:
 			return nil, fmt.Errorf("lang: %s: source must be a plain file name", l.Name)
+		case l.Main != nil && (!strings.Contains(l.Source, mainPlaceholder) || !mainRE.MatchString(l.Main.Default)):
+			return nil, fmt.Errorf("lang: %s: main needs %s in source and a valid default", l.Name, mainPlaceholder)
 		case len(l.Run) == 0:
 			return nil, fmt.Errorf("lang: %s: no run command", l.Name)
 		case l.Hello == "":

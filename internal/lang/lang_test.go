@@ -59,3 +59,23 @@ func TestCheckCompileFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestForNamesJavaFilesAfterThePublicClass(t *testing.T) {
+	java := Builtin()["java"]
+	tests := []struct{ code, source, class string }{
+		{"public class Main { public static void main(String[] a) {} }", "Main.java", "Main"},
+		{"import java.util.*;\n\npublic final class Solution {\n  public static void main(String[] a) {}\n}\nclass Helper {}", "Solution.java", "Solution"},
+		{"class NotPublic { public static void main(String[] a) {} }", "Main.java", "Main"},
+		{"// public class Trick\npublic class Real {}", "Real.java", "Real"},
+		{"public class Bad;rm -rf {}", "Bad.java", "Bad"},
+	}
+	for _, tt := range tests {
+		l := java.For(tt.code)
+		if l.Source != tt.source || l.Run[len(l.Run)-1] != tt.class || l.Compile[len(l.Compile)-1] != tt.source {
+			t.Errorf("%q: source %s compile %v run %v", tt.code, l.Source, l.Compile, l.Run)
+		}
+	}
+	if c := Builtin()["c"]; c.For("int main(){}").Source != "main.c" {
+		t.Error("a language without main is unchanged")
+	}
+}

@@ -256,6 +256,10 @@ type Delivery struct {
 	Redelivered bool
 	// PublishedAt is the producer's PublishedHeader, zero when absent.
 	PublishedAt time.Time
+	// ReplyTo and CorrelationID are the AMQP properties of RabbitMQ's
+	// request/reply convention: statuses also go to ReplyTo, carrying
+	// CorrelationID.
+	ReplyTo, CorrelationID string
 	// Acker settles the delivery: the consuming channel for deliveries
 	// from Consume, a fake in tests.
 	Acker Acker
@@ -316,7 +320,8 @@ func (c *Conn) Consume() (<-chan Delivery, error) {
 	go func() {
 		defer close(out)
 		for m := range msgs {
-			d := Delivery{Body: m.Body, Redelivered: m.Redelivered, Acker: consAck{c, m.DeliveryTag}}
+			d := Delivery{Body: m.Body, Redelivered: m.Redelivered, Acker: consAck{c, m.DeliveryTag},
+				ReplyTo: m.ReplyTo, CorrelationID: m.CorrelationId}
 			if ns, ok := m.Headers[PublishedHeader].(int64); ok && ns > 0 {
 				d.PublishedAt = time.Unix(0, ns)
 			}
@@ -364,24 +369,32 @@ func (c *Conn) DeclareStatusQueue(id string) error {
 // PublishStatus publishes one status to the job's queue and waits for the
 // broker's confirm.
 func (c *Conn) PublishStatus(ctx context.Context, id string, body []byte) error {
-	return c.publish(ctx, "", StatusQueue(id), body, nil)
+	return c.publish(ctx, "", StatusQueue(id), body, nil, "")
+}
+
+// PublishReply publishes one status to a requester's reply queue (also
+// RabbitMQ's direct reply-to, amq.rabbitmq.reply-to.*) with its correlation
+// id, and waits for the broker's confirm. A reply queue that is gone makes
+// the message unroutable, not an error.
+func (c *Conn) PublishReply(ctx context.Context, replyTo, correlationID string, body []byte) error {
+	return c.publish(ctx, "", replyTo, body, nil, correlationID)
 }
 
 // DeadLetter publishes an undeliverable job to jobs.dead with the reason.
 func (c *Conn) DeadLetter(ctx context.Context, body []byte, reason string) error {
-	return c.publish(ctx, "", DeadQueue, body, amqp.Table{ReasonHeader: reason})
+	return c.publish(ctx, "", DeadQueue, body, amqp.Table{ReasonHeader: reason}, "")
 }
 
 // PublishJob publishes a job the way the configured topology expects.
 func (c *Conn) PublishJob(ctx context.Context, body []byte) error {
 	h := amqp.Table{PublishedHeader: time.Now().UnixNano()}
 	if c.cfg.Topology == TopologyAPI {
-		return c.publish(ctx, APIExchange, APIRoutingKey, body, h)
+		return c.publish(ctx, APIExchange, APIRoutingKey, body, h, "")
 	}
-	return c.publish(ctx, "", JobsQueue, body, h)
+	return c.publish(ctx, "", JobsQueue, body, h, "")
 }
 
-func (c *Conn) publish(ctx context.Context, exchange, key string, body []byte, headers amqp.Table) error {
+func (c *Conn) publish(ctx context.Context, exchange, key string, body []byte, headers amqp.Table, correlationID string) error {
 	if len(body) > c.MaxMessageSize() {
 		return fmt.Errorf("%w: %d bytes to %s, the broker's limit is %d", ErrTooLarge, len(body), key, c.MaxMessageSize())
 	}
@@ -392,11 +405,12 @@ func (c *Conn) publish(ctx context.Context, exchange, key string, body []byte, h
 		return err
 	}
 	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, true, false, amqp.Publishing{
-		ContentType:  "application/json",
-		DeliveryMode: amqp.Persistent,
-		Timestamp:    time.Now(),
-		Headers:      headers,
-		Body:         body,
+		ContentType:   "application/json",
+		DeliveryMode:  amqp.Persistent,
+		Timestamp:     time.Now(),
+		Headers:       headers,
+		CorrelationId: correlationID,
+		Body:          body,
 	})
 	c.pubMu.Unlock()
 	if err != nil {

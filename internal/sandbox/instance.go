@@ -62,9 +62,10 @@ func StartInstance(ctx context.Context, start func(context.Context) (VM, error))
 // ID names the VM.
 func (i *Instance) ID() string { return i.VM.ID() }
 
-// Run runs one request on the agent.
-func (i *Instance) Run(ctx context.Context, req *agentproto.RunRequest) (*agentproto.RunResult, error) {
-	return i.Agent.Run(ctx, req)
+// Run runs one request on the agent; progress (may be nil) gets streamed
+// output.
+func (i *Instance) Run(ctx context.Context, req *agentproto.RunRequest, progress func(agentproto.Output)) (*agentproto.RunResult, error) {
+	return i.Agent.Run(ctx, req, progress)
 }
 
 // ConsoleTail is the end of the VM's console log.

@@ -183,7 +183,7 @@ func build(ctx context.Context, drv sandbox.Snapshotter, cfg Config, key string,
 	ms := warmupLimit.Milliseconds()
 	for _, l := range cfg.Languages {
 		res, err := inst.Agent.Run(bctx, &agentproto.RunRequest{Language: l.Name, Code: l.Hello,
-			Limits: agentproto.Limits{WallMS: ms, CPUMS: ms, CompileWallMS: ms, MemoryKB: 512 << 10, Processes: 256}})
+			Limits: agentproto.Limits{WallMS: ms, CPUMS: ms, CompileWallMS: ms, MemoryKB: 512 << 10, Processes: 256}}, nil)
 		switch {
 		case err != nil:
 			return nil, fmt.Errorf("template: warm up %s: %w", l.Name, err)

@@ -67,7 +67,7 @@ func TestTemplateLifecycle(t *testing.T) {
 			}
 			t.Logf("clone %d ready in %s", i, inst.ReadyIn)
 			res, err := inst.Agent.Run(ctx, &agentproto.RunRequest{Language: "python",
-				Code: "import os, time\nprint(os.urandom(16).hex(), abs(time.time() - " + nowSeconds() + ") < 120, sorted(os.listdir('/job')))"})
+				Code: "import os, time\nprint(os.urandom(16).hex(), abs(time.time() - " + nowSeconds() + ") < 120, sorted(os.listdir('/job')))"}, nil)
 			_ = inst.Stop(ctx)
 			if err != nil {
 				t.Fatal(err)

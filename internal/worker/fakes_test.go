@@ -30,6 +30,7 @@ type fakeBroker struct {
 	statuses map[string][]job.Status // by job id, in order
 	bodies   map[string][][]byte
 	dead     []deadLetter
+	replies  []reply
 
 	// limit is the broker's real message size limit (0: none); known is
 	// what MaxMessageSize reports, until a refusal teaches the real one.
@@ -86,6 +87,25 @@ func (b *fakeBroker) PublishStatus(_ context.Context, id string, body []byte) er
 	}
 	b.statuses[id] = append(b.statuses[id], st)
 	b.bodies[id] = append(b.bodies[id], body)
+	return nil
+}
+
+type reply struct {
+	to, correlationID string
+	status            job.Status
+}
+
+func (b *fakeBroker) PublishReply(_ context.Context, replyTo, correlationID string, body []byte) error {
+	var st job.Status
+	if err := json.Unmarshal(body, &st); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fail["reply"] {
+		return errBroker
+	}
+	b.replies = append(b.replies, reply{replyTo, correlationID, st})
 	return nil
 }
 
@@ -156,6 +176,8 @@ func (a *fakeAcker) Nack(requeue bool) error {
 type fakeSandbox struct {
 	res *agentproto.RunResult
 	err error
+	// stream is output the fake streams before it answers.
+	stream []string
 	// block, when set, makes Run wait for it or ctx.
 	block chan struct{}
 
@@ -166,7 +188,12 @@ type fakeSandbox struct {
 
 func (s *fakeSandbox) ID() string { return "fake-vm" }
 
-func (s *fakeSandbox) Run(ctx context.Context, _ *agentproto.RunRequest) (*agentproto.RunResult, error) {
+func (s *fakeSandbox) Run(ctx context.Context, _ *agentproto.RunRequest, progress func(agentproto.Output)) (*agentproto.RunResult, error) {
+	for i, chunk := range s.stream {
+		if progress != nil {
+			progress(agentproto.Output{Seq: i + 1, Stdout: chunk})
+		}
+	}
 	s.mu.Lock()
 	s.runs++
 	s.mu.Unlock()

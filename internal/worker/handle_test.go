@@ -205,3 +205,38 @@ func TestSeedStatusesByteForByte(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamingAndReplies: a streaming job's output statuses come between
+// running and the final status, in order; a job with reply_to gets every
+// status there too, with its correlation id; with StatusQueueWithReply off
+// its status queue is not used at all.
+func TestStreamingAndReplies(t *testing.T) {
+	for _, withQueue := range []bool{true, false} {
+		b := newFakeBroker()
+		sb := &fakeSandbox{res: okResult("a\nb\nc\n"), stream: []string{"a\n", "b\n", "c\n"}}
+		w := New(Config{Concurrency: 1, PoolWait: time.Second, StatusQueueWithReply: withQueue}, testPolicy(), &fakePool{sb: sb}, nil, quietLog(t))
+		a := newFakeAcker()
+		w.process(context.Background(), b, queue.Delivery{Body: []byte(`{"id":"s","code":"x","stream":true}`), Acker: a,
+			ReplyTo: "amq.rabbitmq.reply-to.g1h2", CorrelationID: "req-7"})
+		if a.acks != 1 {
+			t.Fatalf("acks %d nacks %v", a.acks, a.nacks)
+		}
+		var names []string
+		for i, r := range b.replies {
+			if r.to != "amq.rabbitmq.reply-to.g1h2" || r.correlationID != "req-7" {
+				t.Fatalf("reply %d: %+v", i, r)
+			}
+			names = append(names, r.status.Status)
+			if r.status.Status == job.StatusOutput && r.status.Seq != len(names)-2 {
+				t.Fatalf("output %d has seq %d", len(names)-2, r.status.Seq)
+			}
+		}
+		if got := strings.Join(names, ","); got != "received,running,output,output,output,done" {
+			t.Fatalf("replies %s", got)
+		}
+		queued := statusNames(b.statusesOf("s"))
+		if withQueue && queued != strings.Join(names, ",") || !withQueue && (queued != "" || len(b.declared) != 0) {
+			t.Fatalf("with status queue %v: status queue got %q, declared %v", withQueue, queued, b.declared)
+		}
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/codebench/codebench/internal/agentproto"
 	"github.com/codebench/codebench/internal/execute"
 	"github.com/codebench/codebench/internal/job"
 	"github.com/codebench/codebench/internal/queue"
@@ -39,6 +40,21 @@ type Config struct {
 	// consumes only then (it declares its topology before, so jobs
 	// published meanwhile are kept).
 	Ready <-chan struct{}
+	// StatusQueueWithReply: a job sent with a reply_to also gets its
+	// job_status_<id> queue (true, the seed's behaviour); false sends such a
+	// job's statuses to reply_to only.
+	StatusQueueWithReply bool
+}
+
+// route is where one job's statuses go: its status queue, and the reply
+// queue of a requester that asked (AMQP reply_to, with its correlation id).
+type route struct {
+	statusQueue            bool
+	replyTo, correlationID string
+}
+
+func (w *Worker) routeOf(d queue.Delivery) route {
+	return route{statusQueue: d.ReplyTo == "" || w.cfg.StatusQueueWithReply, replyTo: d.ReplyTo, correlationID: d.CorrelationID}
 }
 
 // statusHeadroom is left under the broker's limit for the message's
@@ -52,6 +68,8 @@ type Publisher interface {
 	// PublishStatus fails with queue.ErrTooLarge when the broker refuses a
 	// message as too large; MaxMessageSize then reports its limit.
 	PublishStatus(ctx context.Context, id string, body []byte) error
+	// PublishReply publishes a status to a requester's reply queue.
+	PublishReply(ctx context.Context, replyTo, correlationID string, body []byte) error
 	DeadLetter(ctx context.Context, body []byte, reason string) error
 	MaxMessageSize() int
 }
@@ -269,7 +287,7 @@ func (w *Worker) process(ctx context.Context, pub Publisher, d queue.Delivery) {
 // requeue is handle's way out for a job that could not be finished here.
 // A job requeued MaxRequeues times by this worker is ended instead (the
 // cause is likely the job itself); a worker shutting down always requeues.
-func (w *Worker) requeue(ctx context.Context, pub Publisher, key string, tm job.Timings, start time.Time, log *slog.Logger, why string, err error) Outcome {
+func (w *Worker) requeue(ctx context.Context, pub Publisher, rt route, key string, tm job.Timings, start time.Time, log *slog.Logger, why string, err error) Outcome {
 	if ctx.Err() != nil {
 		return requeue(log, why, err)
 	}
@@ -281,7 +299,7 @@ func (w *Worker) requeue(ctx context.Context, pub Publisher, key string, tm job.
 	st := job.Internal(key, fmt.Sprintf("this worker could not finish the job %d times (the last time: %s)", n-1, why), err)
 	// If not even this status can be published, the broker is unreachable
 	// and the job is requeued: it must not be lost.
-	return w.finish(ctx, pub, st, tm, start, log)
+	return w.finish(ctx, pub, rt, st, tm, start, log)
 }
 
 // settle is the one place a delivery is acked or requeued.
@@ -307,20 +325,23 @@ func (w *Worker) handle(ctx context.Context, pub Publisher, d queue.Delivery) (O
 	start := time.Now()
 	j, err := job.Decode(d.Body, w.policy)
 	if err != nil {
-		return w.reject(ctx, pub, d.Body, err)
+		return w.reject(ctx, pub, w.routeOf(d), d.Body, err)
 	}
+	rt := w.routeOf(d)
 	log := w.log.With("job_id", j.ID, "language", j.Language, "redelivered", d.Redelivered)
 	log.Info("job received")
 	var tm job.Timings
 	if !d.PublishedAt.IsZero() {
 		tm.QueueWaitUS = max(start.Sub(d.PublishedAt).Microseconds(), 0)
 	}
-	again := func(why string, err error) Outcome { return w.requeue(ctx, pub, j.ID, tm, start, log, why, err) }
-	if err := pub.DeclareStatusQueue(j.ID); err != nil {
-		return again("declare status queue", err), nil, log
+	again := func(why string, err error) Outcome { return w.requeue(ctx, pub, rt, j.ID, tm, start, log, why, err) }
+	if rt.statusQueue {
+		if err := pub.DeclareStatusQueue(j.ID); err != nil {
+			return again("declare status queue", err), nil, log
+		}
 	}
 	t := time.Now()
-	if err := w.publish(ctx, pub, job.Progress(j.ID, job.StatusReceived)); err != nil {
+	if err := w.publish(ctx, pub, rt, job.Progress(j.ID, job.StatusReceived)); err != nil {
 		return again("publish received", err), nil, log
 	}
 	tm.PublishUS = time.Since(t).Microseconds()
@@ -335,20 +356,28 @@ func (w *Worker) handle(ctx context.Context, pub Publisher, d queue.Delivery) (O
 			return requeue(log, "shutting down", err), nil, log
 		}
 		st := job.Internal(j.ID, fmt.Sprintf("no sandbox became available within %s", w.cfg.PoolWait), err)
-		return w.finish(ctx, pub, st, tm, start, log), nil, log
+		return w.finish(ctx, pub, rt, st, tm, start, log), nil, log
 	}
 	log = log.With("vm_id", sb.ID())
 
 	t = time.Now()
-	if err := w.publish(ctx, pub, job.Progress(j.ID, job.StatusRunning)); err != nil {
+	if err := w.publish(ctx, pub, rt, job.Progress(j.ID, job.StatusRunning)); err != nil {
 		return again("publish running", err), sb, log
 	}
 	tm.PublishUS += time.Since(t).Microseconds()
-	st := execute.Job(ctx, w.policy, sb, j)
+	var progress func(agentproto.Output)
+	var streamed func()
+	if j.Stream {
+		progress, streamed = w.streamOutput(ctx, pub, rt, j.ID, log)
+	}
+	st := execute.Job(ctx, w.policy, sb, j, progress)
+	if streamed != nil {
+		streamed() // every output status goes before the final one
+	}
 	if ctx.Err() != nil {
 		return requeue(log, "cancelled while running", ctx.Err()), sb, log
 	}
-	if o := w.finish(ctx, pub, st, tm, start, log); o == Requeue {
+	if o := w.finish(ctx, pub, rt, st, tm, start, log); o == Requeue {
 		return again("final status not confirmed", nil), sb, log
 	}
 	return Ack, sb, log
@@ -362,14 +391,14 @@ func requeue(log *slog.Logger, why string, err error) Outcome {
 // finish publishes the final status with the host's timings added to the
 // sandbox's; a status that is not confirmed means the job goes back to the
 // queue, to be run again.
-func (w *Worker) finish(ctx context.Context, pub Publisher, st *job.Status, tm job.Timings, start time.Time, log *slog.Logger) Outcome {
+func (w *Worker) finish(ctx context.Context, pub Publisher, rt route, st *job.Status, tm job.Timings, start time.Time, log *slog.Logger) Outcome {
 	if a := st.Timings; a != nil {
 		tm.AgentUS, tm.DispatchUS, tm.CompileUS, tm.RunUS, tm.GuestUS = a.AgentUS, a.DispatchUS, a.CompileUS, a.RunUS, a.GuestUS
 	}
 	tm.TotalUS = time.Since(start).Microseconds()
 	st.Timings = &tm
 	t := time.Now()
-	if err := w.publish(ctx, pub, st); err != nil {
+	if err := w.publish(ctx, pub, rt, st); err != nil {
 		log.Warn("final status not confirmed", "err", err)
 		return Requeue
 	}
@@ -381,22 +410,60 @@ func (w *Worker) finish(ctx context.Context, pub Publisher, st *job.Status, tm j
 	return Ack
 }
 
-// publish publishes one status, fitted to the status size limit; when the
-// broker refuses it as too large (its real limit was lower than we knew), it
-// is fitted to the limit the broker gave and published once more.
-func (w *Worker) publish(ctx context.Context, pub Publisher, st *job.Status) error {
+// publish publishes one status where rt says, fitted to the status size
+// limit; when the broker refuses it as too large (its real limit was lower
+// than we knew), it is fitted to the limit the broker gave and published
+// once more.
+func (w *Worker) publish(ctx context.Context, pub Publisher, rt route, st *job.Status) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
+	send := func(body []byte) error {
+		if rt.statusQueue {
+			if err := pub.PublishStatus(ctx, st.ID, body); err != nil {
+				return err
+			}
+		}
+		if rt.replyTo != "" {
+			return pub.PublishReply(ctx, rt.replyTo, rt.correlationID, body)
+		}
+		return nil
+	}
 	var err error
 	for range 2 {
 		if st.Fit(w.statusLimit(pub)) {
-			w.log.Warn("status trimmed to fit", "job_id", st.ID, "limit", w.statusLimit(pub), "trimmed", *st.Trimmed)
+			w.log.Warn("status trimmed to fit", "job_id", st.ID, "limit", w.statusLimit(pub))
 		}
-		if err = pub.PublishStatus(ctx, st.ID, st.Marshal()); !errors.Is(err, queue.ErrTooLarge) {
+		if err = send(st.Marshal()); !errors.Is(err, queue.ErrTooLarge) {
 			return err
 		}
 	}
 	return err
+}
+
+// streamOutput publishes a job's streamed output as "output" statuses, in
+// order, from a goroutine of its own so the agent's reader never waits for
+// the broker. done waits until every queued status is published; chunks
+// that find the queue full are dropped (the final status has all the
+// output).
+func (w *Worker) streamOutput(ctx context.Context, pub Publisher, rt route, id string, log *slog.Logger) (progress func(agentproto.Output), done func()) {
+	ch := make(chan agentproto.Output, 64)
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for o := range ch {
+			if err := w.publish(ctx, pub, rt, job.Output(id, o.Seq, o.Stdout, o.Stderr)); err != nil {
+				log.Warn("output status not published", "seq", o.Seq, "err", err)
+			}
+		}
+	}()
+	progress = func(o agentproto.Output) {
+		select {
+		case ch <- o:
+		default:
+			log.Warn("output status dropped: the broker is behind", "seq", o.Seq)
+		}
+	}
+	return progress, func() { close(ch); <-finished }
 }
 
 // statusLimit is the most a status may take: the configured cap, and the
@@ -409,7 +476,7 @@ func (w *Worker) statusLimit(pub Publisher) int {
 // usable, and the message to jobs.dead with the reason where the body could
 // not be decoded or has no usable id. Either way it is acked once reported:
 // retrying cannot make it valid.
-func (w *Worker) reject(ctx context.Context, pub Publisher, body []byte, err error) (Outcome, Sandbox, *slog.Logger) {
+func (w *Worker) reject(ctx context.Context, pub Publisher, rt route, body []byte, err error) (Outcome, Sandbox, *slog.Logger) {
 	var inv *job.InvalidError
 	if !errors.As(err, &inv) {
 		inv = &job.InvalidError{Reason: err.Error()}
@@ -424,6 +491,11 @@ func (w *Worker) reject(ctx context.Context, pub Publisher, body []byte, err err
 		sum := sha256.Sum256(body)
 		key = "body:" + hex.EncodeToString(sum[:12])
 	}
+	if inv.ID == "" && rt.replyTo != "" {
+		// The requester hears back even without an id (best effort: the
+		// message is dead-lettered below either way).
+		_ = w.publish(ctx, pub, route{replyTo: rt.replyTo, correlationID: rt.correlationID}, job.Invalid("", inv.Reason))
+	}
 	if inv.ID == "" || inv.Malformed {
 		if err := pub.DeadLetter(ctx, body, inv.Reason); err != nil {
 			if w.requeues.add(key) > w.cfg.MaxRequeues {
@@ -436,9 +508,12 @@ func (w *Worker) reject(ctx context.Context, pub Publisher, body []byte, err err
 		}
 	}
 	if inv.ID != "" {
-		err := pub.DeclareStatusQueue(inv.ID)
+		var err error
+		if rt.statusQueue {
+			err = pub.DeclareStatusQueue(inv.ID)
+		}
 		if err == nil {
-			err = w.publish(ctx, pub, job.Invalid(inv.ID, inv.Reason))
+			err = w.publish(ctx, pub, rt, job.Invalid(inv.ID, inv.Reason))
 		}
 		if err != nil {
 			if w.requeues.add(key) > w.cfg.MaxRequeues {

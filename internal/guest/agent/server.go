@@ -10,15 +10,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/codebench/codebench/internal/agentproto"
 	"github.com/codebench/codebench/internal/guest/runner"
 )
 
-// Runner is what the server needs to run a program.
+// Runner is what the server needs to run a program; progress (nil unless
+// the request streams) gets output while it runs.
 type Runner interface {
-	Run(ctx context.Context, req *agentproto.RunRequest) (*agentproto.RunResult, error)
+	Run(ctx context.Context, req *agentproto.RunRequest, progress runner.Progress) (*agentproto.RunResult, error)
 }
 
 // Host is what the server does to the guest itself for reset and identity;
@@ -88,13 +90,14 @@ func sleep(ctx context.Context, d time.Duration) {
 // at least one frame arrived.
 func (s *Server) ServeConn(ctx context.Context, rw io.ReadWriter) (served bool, err error) {
 	handshake := false
+	w := &frameWriter{w: rw}
 	for {
 		frame, err := agentproto.ReadFrame(rw, agentproto.MaxRequestFrame)
 		var tooLarge *agentproto.FrameTooLargeError
 		switch {
 		case errors.As(err, &tooLarge):
 			served = true
-			if err := s.reply(rw, &agentproto.Response{Error: &agentproto.Error{Code: agentproto.CodeFrameTooLarge, Message: tooLarge.Error()}}); err != nil {
+			if err := w.write(&agentproto.Response{Error: &agentproto.Error{Code: agentproto.CodeFrameTooLarge, Message: tooLarge.Error()}}); err != nil {
 				return served, err
 			}
 			if err := agentproto.Discard(rw, tooLarge.Size); err != nil {
@@ -103,7 +106,7 @@ func (s *Server) ServeConn(ctx context.Context, rw io.ReadWriter) (served bool, 
 			continue
 		case errors.Is(err, agentproto.ErrEmptyFrame):
 			served = true
-			if err := s.reply(rw, &agentproto.Response{Error: &agentproto.Error{Code: agentproto.CodeBadFrame, Message: "empty frame"}}); err != nil {
+			if err := w.write(&agentproto.Response{Error: &agentproto.Error{Code: agentproto.CodeBadFrame, Message: "empty frame"}}); err != nil {
 				return served, err
 			}
 			continue
@@ -111,18 +114,27 @@ func (s *Server) ServeConn(ctx context.Context, rw io.ReadWriter) (served bool, 
 			return served, err
 		}
 		served = true
-		resp := s.handle(ctx, frame, &handshake)
-		if err := s.reply(rw, resp); err != nil {
+		resp := s.handle(ctx, frame, &handshake, w)
+		if err := w.write(resp); err != nil {
 			return served, err
 		}
 	}
 }
 
-func (s *Server) reply(w io.Writer, r *agentproto.Response) error {
-	return agentproto.WriteMessage(w, r)
+// frameWriter serialises frames: streamed output is written from the
+// runner while its answer is pending.
+type frameWriter struct {
+	mu sync.Mutex // guards w
+	w  io.Writer
 }
 
-func (s *Server) handle(ctx context.Context, frame []byte, handshake *bool) *agentproto.Response {
+func (f *frameWriter) write(r *agentproto.Response) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return agentproto.WriteMessage(f.w, r)
+}
+
+func (s *Server) handle(ctx context.Context, frame []byte, handshake *bool, w *frameWriter) *agentproto.Response {
 	var req agentproto.Request
 	if err := json.Unmarshal(frame, &req); err != nil {
 		return errResp(0, "", agentproto.CodeBadFrame, "decode request: "+err.Error())
@@ -168,7 +180,11 @@ func (s *Server) handle(ctx context.Context, frame []byte, handshake *bool) *age
 		return errResp(req.ID, req.Op, agentproto.CodeBadRequest, "run without a run request")
 	}
 	start := time.Now()
-	res, err := s.Runner.Run(ctx, req.Run)
+	progress := func(o agentproto.Output) {
+		// A lost frame is not worth the run: the answer has all the output.
+		_ = w.write(&agentproto.Response{ID: req.ID, Op: agentproto.OpOutput, Output: &o})
+	}
+	res, err := s.Runner.Run(ctx, req.Run, progress)
 	switch {
 	case errors.Is(err, runner.ErrBadRequest):
 		return errResp(req.ID, req.Op, agentproto.CodeBadRequest, err.Error())

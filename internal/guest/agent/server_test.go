@@ -12,11 +12,12 @@ import (
 
 	"github.com/codebench/codebench/internal/agentclient"
 	"github.com/codebench/codebench/internal/agentproto"
+	"github.com/codebench/codebench/internal/guest/runner"
 )
 
 type fakeRunner struct{}
 
-func (fakeRunner) Run(_ context.Context, req *agentproto.RunRequest) (*agentproto.RunResult, error) {
+func (fakeRunner) Run(_ context.Context, req *agentproto.RunRequest, _ runner.Progress) (*agentproto.RunResult, error) {
 	return &agentproto.RunResult{Compiled: true, Run: &agentproto.Phase{}, Stdout: "ran " + req.Code}, nil
 }
 
@@ -124,7 +125,7 @@ func TestClientAgainstServer(t *testing.T) {
 	if err := cl.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}
-	res, err := cl.Run(ctx, &agentproto.RunRequest{Language: "c", Code: "x"})
+	res, err := cl.Run(ctx, &agentproto.RunRequest{Language: "c", Code: "x"}, nil)
 	if err != nil || res.Stdout != "ran x" {
 		t.Fatalf("run: %+v %v", res, err)
 	}

@@ -19,17 +19,20 @@ const (
 // two streams are copied by two goroutines of os/exec; one lock guards both
 // buffers and the budget, so there is no lock order to get wrong.
 type output struct {
-	limit int64
-	// onOverflow is called once, outside the lock, when the budget is
-	// first exceeded (the runner kills the phase). Set before writes start.
+	limit int64 // more than this from both streams together is an overflow
+	keep  int64 // at most this much of it is kept (the request's total budget)
+	// onOverflow is called once, outside the lock, when the limit is first
+	// exceeded (the runner kills the phase). Set before writes start.
 	onOverflow func()
 
-	mu   sync.Mutex // guards bufs, over
-	bufs [2]bytes.Buffer
-	over bool
+	mu      sync.Mutex // guards bufs, written, over
+	bufs    [2]bytes.Buffer
+	written int64 // accepted bytes of both streams, kept or not
+	over    bool
 }
 
-func newOutput(limit int64) *output { return &output{limit: limit} }
+// newOutput accepts limit bytes and keeps all of them.
+func newOutput(limit int64) *output { return &output{limit: limit, keep: limit} }
 
 // stream is an io.Writer into one of the buffers.
 type stream struct {
@@ -44,15 +47,17 @@ func (o *output) writer(i int) io.Writer { return stream{o, i} }
 
 func (o *output) write(i int, p []byte) (int, error) {
 	o.mu.Lock()
-	room := max(o.limit-int64(o.bufs[0].Len()+o.bufs[1].Len()), 0)
+	room := max(o.limit-o.written, 0)
+	accepted := p
 	first := false
 	if int64(len(p)) > room {
-		o.bufs[i].Write(p[:room])
+		accepted = p[:room]
 		first = !o.over
 		o.over = true
-	} else {
-		o.bufs[i].Write(p)
 	}
+	o.written += int64(len(accepted))
+	keepRoom := max(o.keep-int64(o.bufs[0].Len()+o.bufs[1].Len()), 0)
+	o.bufs[i].Write(accepted[:min(int64(len(accepted)), keepRoom)])
 	o.mu.Unlock()
 	if first && o.onOverflow != nil {
 		o.onOverflow()
@@ -68,11 +73,42 @@ func (o *output) overflowed() bool {
 	return o.over
 }
 
+// kept is how many bytes of both streams are kept.
+func (o *output) kept() int64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return int64(o.bufs[0].Len() + o.bufs[1].Len())
+}
+
 // text returns stream i as valid UTF-8 (see EscapeInvalidUTF8).
 func (o *output) text(i int) string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return EscapeInvalidUTF8(o.bufs[i].Bytes())
+}
+
+// since returns what stream i kept after offset off, up to a character
+// boundary (an incomplete character waits for the next call), and the new
+// offset. Streaming reads it while the phase runs.
+func (o *output) since(i, off int) (string, int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	b := o.bufs[i].Bytes()
+	if off >= len(b) {
+		return "", off
+	}
+	chunk := b[off:]
+	end := len(chunk)
+	// Hold back a character cut in two by the pipe (at most 3 bytes).
+	for k := 1; k <= 3 && k <= len(chunk); k++ {
+		if c := chunk[len(chunk)-k]; utf8.RuneStart(c) {
+			if !utf8.FullRune(chunk[len(chunk)-k:]) {
+				end = len(chunk) - k
+			}
+			break
+		}
+	}
+	return EscapeInvalidUTF8(chunk[:end]), off + end
 }
 
 // EscapeInvalidUTF8 keeps valid UTF-8 as is and writes each invalid byte as

@@ -64,59 +64,57 @@ type Runner struct {
 // ErrBadRequest marks requests the runner refuses before running anything.
 var ErrBadRequest = errors.New("bad request")
 
-// Run writes, compiles and runs req.
-func (r *Runner) Run(ctx context.Context, req *agentproto.RunRequest) (*agentproto.RunResult, error) {
-	l, ok := r.Languages[req.Language]
-	if !ok {
-		return nil, fmt.Errorf("%w: unknown language %q (have %s)", ErrBadRequest, req.Language, strings.Join(r.Languages.Names(), ", "))
+// Progress receives a running program's new output (streaming); nil when
+// the request does not stream.
+type Progress func(agentproto.Output)
+
+// Run writes, compiles and runs req: its runs, or its tests (each judged by
+// the expected output or the checker, stopping at the first failure when
+// asked). progress, when the request streams, gets the output as it comes.
+func (r *Runner) Run(ctx context.Context, req *agentproto.RunRequest, progress Progress) (*agentproto.RunResult, error) {
+	l, checker, err := r.check(req)
+	if err != nil {
+		return nil, err
 	}
-	if err := l.CheckCompileFlags(req.CompileFlags); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
-	}
-	if err := agentproto.CheckFiles(req.Files, l.Source); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
-	}
-	if err := agentproto.CheckArgs(req.Args); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
-	}
-	runs := max(req.Runs, 1)
-	if r.MaxRuns > 0 && runs > r.MaxRuns {
-		return nil, fmt.Errorf("%w: %d runs asked, at most %d", ErrBadRequest, runs, r.MaxRuns)
+	if !req.Stream {
+		progress = nil
 	}
 	lim := withDefaults(req.Limits)
-	dir, err := r.prepare(l, req)
+	dir, err := r.prepare(l, "run", req.Code, req.Files)
 	if err != nil {
 		return nil, err
 	}
 	res := &agentproto.RunResult{Compiled: true}
-	if len(l.Compile) > 0 {
-		out := newOutput(agentproto.MaxCompileOutput)
-		clim := lim
-		clim.WallMS = lim.CompileWallMS
-		clim.CPUMS = lim.CompileWallMS
-		clim.MemoryKB = max(lim.MemoryKB, 512*1024) // compilers need headroom
-		clim.FileSizeKB = max(lim.FileSizeKB, 256*1024)
-		clim.Processes = max(lim.Processes, 128)
-		clim.OutputBytes = agentproto.MaxCompileOutput
-		// Appended last: gcc, g++ and rustc take the last of repeated
-		// options, so a job's -std=... or -O... wins over our defaults.
-		argv := append(append([]string{}, l.Compile...), req.CompileFlags...)
-		// Compiler diagnostics: both streams into one, in order.
-		w := out.writer(stdoutStream)
-		ph := r.phase(ctx, phaseSpec{dir: dir, name: "compile", argv: argv, lim: clim}, out, w, w)
-		res.Compile = ph
-		res.CompileOutput = out.text(stdoutStream)
-		if ph.ExitCode != 0 || ph.Signal != "" || ph.TimedOut {
-			res.Compiled = false
-			return res, nil
-		}
+	res.Compile, res.CompileOutput, res.Compiled = r.compile(ctx, dir, l, req.CompileFlags, lim)
+	if !res.Compiled {
+		return res, nil
 	}
+	var cdir string
+	if checker != nil {
+		if cdir, err = r.prepare(*checker, "checker", req.Checker.Code, nil); err != nil {
+			return nil, err
+		}
+		var ok bool
+		_, res.CheckerCompileOutput, ok = r.compile(ctx, cdir, *checker, nil, lim)
+		if !ok {
+			return res, nil // CheckerCompiled stays false
+		}
+		res.CheckerCompiled = true
+	}
+	s := &streamer{progress: progress}
+	if len(req.Tests) > 0 {
+		r.runTests(ctx, req, l, checker, dir, cdir, lim, s, res)
+		return res, nil
+	}
+	runs := max(req.Runs, 1)
 	argv := append(append([]string{}, l.Run...), req.Args...)
 	for i := 0; i < runs; i++ {
 		// stdout and stderr share one budget: the output limit is for both.
 		out := newOutput(lim.OutputBytes)
 		spec := phaseSpec{dir: dir, name: "run" + strconv.Itoa(i), argv: argv, stdin: strings.NewReader(req.Stdin), lim: lim}
-		ph := r.phase(ctx, spec, out, out.writer(stdoutStream), out.writer(stderrStream))
+		ph := s.phase(i, out, func() *agentproto.Phase {
+			return r.phase(ctx, spec, out, out.writer(stdoutStream), out.writer(stderrStream))
+		})
 		if i == 0 {
 			res.Run = ph
 			res.Stdout, res.Stderr = out.text(stdoutStream), out.text(stderrStream)
@@ -129,6 +127,128 @@ func (r *Runner) Run(ctx context.Context, req *agentproto.RunRequest) (*agentpro
 		}
 	}
 	return res, nil
+}
+
+// check refuses what cannot run before anything runs, and resolves the
+// languages of the program and of the checker for their sources.
+func (r *Runner) check(req *agentproto.RunRequest) (lang.Language, *lang.Language, error) {
+	bad := func(err error) (lang.Language, *lang.Language, error) {
+		return lang.Language{}, nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	l, ok := r.Languages[req.Language]
+	if !ok {
+		return bad(fmt.Errorf("unknown language %q (have %s)", req.Language, strings.Join(r.Languages.Names(), ", ")))
+	}
+	l = l.For(req.Code)
+	if err := l.CheckCompileFlags(req.CompileFlags); err != nil {
+		return bad(err)
+	}
+	if err := agentproto.CheckFiles(req.Files, l.Source); err != nil {
+		return bad(err)
+	}
+	if err := agentproto.CheckArgs(req.Args); err != nil {
+		return bad(err)
+	}
+	if runs := max(req.Runs, 1); r.MaxRuns > 0 && runs > r.MaxRuns {
+		return bad(fmt.Errorf("%d runs asked, at most %d", runs, r.MaxRuns))
+	}
+	if len(req.Tests) > agentproto.MaxTests {
+		return bad(fmt.Errorf("%d tests, at most %d", len(req.Tests), agentproto.MaxTests))
+	}
+	for i, t := range req.Tests {
+		if err := agentproto.CheckArgs(t.Args); err != nil {
+			return bad(fmt.Errorf("test %d: %v", i+1, err))
+		}
+	}
+	if req.Checker == nil {
+		return l, nil, nil
+	}
+	c, ok := r.Languages[req.Checker.Language]
+	if !ok {
+		return bad(fmt.Errorf("unknown checker language %q", req.Checker.Language))
+	}
+	c = c.For(req.Checker.Code)
+	return l, &c, nil
+}
+
+// compile compiles the source in dir, if the language compiles: its phase,
+// its diagnostics, and whether it succeeded.
+func (r *Runner) compile(ctx context.Context, dir string, l lang.Language, flags []string, lim agentproto.Limits) (*agentproto.Phase, string, bool) {
+	if len(l.Compile) == 0 {
+		return nil, "", true
+	}
+	out := newOutput(agentproto.MaxCompileOutput)
+	clim := lim
+	clim.WallMS = lim.CompileWallMS
+	clim.CPUMS = lim.CompileWallMS
+	clim.MemoryKB = max(lim.MemoryKB, 512*1024) // compilers need headroom
+	clim.FileSizeKB = max(lim.FileSizeKB, 256*1024)
+	clim.Processes = max(lim.Processes, 128)
+	clim.OutputBytes = agentproto.MaxCompileOutput
+	// Appended last: gcc, g++ and rustc take the last of repeated options,
+	// so a job's -std=... or -O... wins over our defaults.
+	argv := append(append([]string{}, l.Compile...), flags...)
+	// Compiler diagnostics: both streams into one, in order.
+	w := out.writer(stdoutStream)
+	ph := r.phase(ctx, phaseSpec{dir: dir, name: "compile", argv: argv, lim: clim}, out, w, w)
+	return ph, out.text(stdoutStream), ph.ExitCode == 0 && ph.Signal == "" && !ph.TimedOut
+}
+
+// runTests runs the program once per test, in order, each with the job's
+// limits, and judges it: by the checker when there is one, else by the
+// expected output when there is one, else by its exit alone. The output
+// kept for all tests together is bounded by agentproto.MaxTotalOutput.
+func (r *Runner) runTests(ctx context.Context, req *agentproto.RunRequest, l lang.Language, checker *lang.Language, dir, cdir string,
+	lim agentproto.Limits, s *streamer, res *agentproto.RunResult) {
+	var kept int64
+	for i, tc := range req.Tests {
+		out := newOutput(lim.OutputBytes)
+		out.keep = min(lim.OutputBytes, max(agentproto.MaxTotalOutput-kept, 0))
+		argv := append(append([]string{}, l.Run...), tc.Args...)
+		spec := phaseSpec{dir: dir, name: "test" + strconv.Itoa(i), argv: argv, stdin: strings.NewReader(tc.Stdin), lim: lim}
+		ph := s.phase(i, out, func() *agentproto.Phase {
+			return r.phase(ctx, spec, out, out.writer(stdoutStream), out.writer(stderrStream))
+		})
+		kept += out.kept()
+		tr := agentproto.TestResult{Phase: *ph, Stdout: out.text(stdoutStream), Stderr: out.text(stderrStream), OutputKept: out.keep > 0}
+		clean := ph.ExitCode == 0 && ph.Signal == "" && !ph.TimedOut && !ph.OutputLimited && !ph.MemoryLimited
+		passed := clean
+		switch {
+		case !clean:
+		case checker != nil:
+			tr.Checker, tr.CheckerMessage = r.check1(ctx, i, *checker, cdir, tc, tr.Stdout, lim)
+			passed = tr.Checker.ExitCode == 0 && tr.Checker.Signal == "" && !tr.Checker.TimedOut
+		case tc.ExpectedOutput != nil:
+			m := agentproto.OutputMatches(tr.Stdout, *tc.ExpectedOutput, req.Compare)
+			tr.Matched = &m
+			passed = m
+		}
+		res.Tests = append(res.Tests, tr)
+		if (!passed && req.StopOnFailure) || ctx.Err() != nil {
+			break
+		}
+	}
+}
+
+// check1 runs the checker on one test: its input, the expected output and
+// the program's output as files in the checker's directory (owned by the
+// job user, like everything the checker touches).
+func (r *Runner) check1(ctx context.Context, i int, checker lang.Language, cdir string, tc agentproto.TestCase, got string, lim agentproto.Limits) (*agentproto.Phase, string) {
+	want := ""
+	if tc.ExpectedOutput != nil {
+		want = *tc.ExpectedOutput
+	}
+	files := []string{"input.txt", "expected.txt", "output.txt"}
+	for k, body := range []string{tc.Stdin, want, got} {
+		p := filepath.Join(cdir, files[k])
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil || r.chown(p) != nil {
+			return &agentproto.Phase{ExitCode: 127}, "codebench: cannot write the checker's files"
+		}
+	}
+	out := newOutput(agentproto.MaxCheckerMessage)
+	argv := append(append([]string{}, checker.Run...), files...)
+	ph := r.phase(ctx, phaseSpec{dir: cdir, name: "check" + strconv.Itoa(i), argv: argv, lim: lim}, out, out.writer(stdoutStream), io.Discard)
+	return ph, out.text(stdoutStream)
 }
 
 func withDefaults(l agentproto.Limits) agentproto.Limits {
@@ -148,19 +268,19 @@ func withDefaults(l agentproto.Limits) agentproto.Limits {
 	return l
 }
 
-// prepare makes a fresh job directory owned by the job user and writes the
-// source and extra files into it.
-func (r *Runner) prepare(l lang.Language, req *agentproto.RunRequest) (string, error) {
+// prepare makes a fresh directory (kind plus a sequence number) owned by the
+// job user and writes the source and extra files into it.
+func (r *Runner) prepare(l lang.Language, kind, code string, extra map[string]string) (string, error) {
 	r.mu.Lock()
 	r.seq++
 	n := r.seq
 	r.mu.Unlock()
-	dir := filepath.Join(r.JobRoot, "run"+strconv.Itoa(n))
+	dir := filepath.Join(r.JobRoot, kind+strconv.Itoa(n))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("make job dir: %w", err)
 	}
-	files := map[string]string{l.Source: req.Code}
-	for name, body := range req.Files { // checked by Run
+	files := map[string]string{l.Source: code}
+	for name, body := range extra { // checked by check
 		files[name] = body
 	}
 	for name, body := range files {

@@ -88,7 +88,7 @@ func TestRunOnHost(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			res, err := r.Run(ctx, &tt.req)
+			res, err := r.Run(ctx, &tt.req, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -103,7 +103,7 @@ func TestRunRefusesBadRequests(t *testing.T) {
 		{Language: "cobol", Code: "x"},
 		{Language: "c", Code: "x", Files: map[string]string{"../escape": "x"}},
 	} {
-		if _, err := r.Run(context.Background(), &req); err == nil {
+		if _, err := r.Run(context.Background(), &req, nil); err == nil {
 			t.Fatalf("%+v: no error", req)
 		}
 	}
@@ -133,16 +133,99 @@ func TestCgroupsV1Watchdog(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	hog, err := r.Run(ctx, &agentproto.RunRequest{Language: "python", Code: "x = []\nwhile True: x.append(bytearray(1 << 20))",
-		Limits: agentproto.Limits{MemoryKB: 64 << 10, WallMS: 20_000}})
+		Limits: agentproto.Limits{MemoryKB: 64 << 10, WallMS: 20_000}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !hog.Run.MemoryLimited || hog.Run.MaxRSSKB < 60<<10 || hog.Run.Signal != "SIGKILL" {
 		t.Fatalf("memory hog: %+v", hog.Run)
 	}
-	ok, err := r.Run(ctx, &agentproto.RunRequest{Language: "python", Code: "print(sum(range(1000)))", Limits: agentproto.Limits{MemoryKB: 64 << 10}})
+	ok, err := r.Run(ctx, &agentproto.RunRequest{Language: "python", Code: "print(sum(range(1000)))", Limits: agentproto.Limits{MemoryKB: 64 << 10}}, nil)
 	if err != nil || ok.Run.MemoryLimited || ok.Stdout != "499500\n" || ok.Run.MaxRSSKB <= 0 {
 		t.Fatalf("ordinary program: %+v %+v %v", ok, ok.Run, err)
 	}
 	t.Logf("hog killed at a peak of %d KiB; an ordinary program peaked at %d KiB", hog.Run.MaxRSSKB, ok.Run.MaxRSSKB)
+}
+
+func strp(s string) *string { return &s }
+
+// TestTestsCheckerAndStreaming on the host: tests compiled once and judged
+// in order (stopping at the first failure only when asked), a checker that
+// accepts any order of lines, and output streamed while the program runs.
+func TestTestsCheckerAndStreaming(t *testing.T) {
+	r := newRunner(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	double := "#include <stdio.h>\nint main(){ int x; if (scanf(\"%d\", &x) != 1) return 2; printf(\"%d\\n\", 2*x); return 0; }"
+	tests := []agentproto.TestCase{
+		{Stdin: "1", ExpectedOutput: strp("2\n")},
+		{Stdin: "2", ExpectedOutput: strp("5\n")},
+		{Stdin: "x", ExpectedOutput: strp("0\n")},
+		{Stdin: "3", ExpectedOutput: strp("6")},
+	}
+	for _, stop := range []bool{false, true} {
+		res, err := r.Run(ctx, &agentproto.RunRequest{Language: "c", Code: double, Tests: tests, StopOnFailure: stop}, nil)
+		if err != nil || !res.Compiled {
+			t.Fatalf("stop=%v: %v %+v", stop, err, res)
+		}
+		want := 4
+		if stop {
+			want = 2
+		}
+		if len(res.Tests) != want || !*res.Tests[0].Matched || *res.Tests[1].Matched || res.Tests[0].Stdout != "2\n" {
+			t.Fatalf("stop=%v: %+v", stop, res.Tests)
+		}
+		if !stop && (res.Tests[2].ExitCode != 2 || res.Tests[2].Matched != nil || !*res.Tests[3].Matched) {
+			t.Fatalf("tests 3 and 4: %+v %+v", res.Tests[2], res.Tests[3])
+		}
+	}
+
+	// A checker that accepts the expected lines in any order.
+	checker := &agentproto.Checker{Language: "python", Code: "import sys\nexp, got = open(sys.argv[2]).read().split(), open(sys.argv[3]).read().split()\nok = sorted(exp) == sorted(got)\nprint('same lines' if ok else 'lines differ')\nsys.exit(0 if ok else 1)"}
+	perm := "print('b'); print('a'); print('c')"
+	res, err := r.Run(ctx, &agentproto.RunRequest{Language: "python", Code: perm, Checker: checker,
+		Tests: []agentproto.TestCase{{ExpectedOutput: strp("a\nb\nc\n")}, {ExpectedOutput: strp("a\nb\nd\n")}}}, nil)
+	if err != nil || !res.CheckerCompiled || len(res.Tests) != 2 {
+		t.Fatalf("checker: %v %+v", err, res)
+	}
+	if c := res.Tests[0]; c.Checker == nil || c.Checker.ExitCode != 0 || c.CheckerMessage != "same lines\n" {
+		t.Fatalf("checker on a permutation: %+v", c)
+	}
+	if c := res.Tests[1]; c.Checker.ExitCode != 1 || c.CheckerMessage != "lines differ\n" {
+		t.Fatalf("checker on a wrong answer: %+v", c)
+	}
+
+	// Streaming: a line every 200 ms for a second.
+	var chunks []agentproto.Output
+	res, err = r.Run(ctx, &agentproto.RunRequest{Language: "python", Stream: true,
+		Code: "import time\nfor i in range(5):\n    print('line', i, flush=True)\n    time.sleep(0.2)"}, func(o agentproto.Output) { chunks = append(chunks, o) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var joined string
+	for i, c := range chunks {
+		if c.Seq != i+1 {
+			t.Fatalf("chunk %d has seq %d", i, c.Seq)
+		}
+		joined += c.Stdout
+	}
+	if len(chunks) < 3 || joined != res.Stdout || !strings.HasPrefix(joined, "line 0\nline 1\n") {
+		t.Fatalf("%d chunks %q, final stdout %q", len(chunks), joined, res.Stdout)
+	}
+}
+
+func TestJavaClassFromTheSource(t *testing.T) {
+	if _, err := exec.LookPath("javac"); err != nil {
+		t.Skipf("no javac on this host: %v", err)
+	}
+	r := newRunner(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// Without a limiter memory is RLIMIT_AS, which the JVM's reservations
+	// need to be large.
+	res, err := r.Run(ctx, &agentproto.RunRequest{Language: "java", Args: []string{"x"}, Limits: agentproto.Limits{MemoryKB: 8 << 20},
+		Code: "public class Solution { public static void main(String[] a) { System.out.println(\"solved \" + a[0]); } }"}, nil)
+	if err != nil || !res.Compiled || res.Stdout != "solved x\n" {
+		t.Fatalf("%v %+v compile %q", err, res, res.CompileOutput)
+	}
 }

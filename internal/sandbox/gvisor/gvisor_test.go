@@ -35,7 +35,7 @@ func TestCheckpointRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := inst.Agent.Run(ctx, &agentproto.RunRequest{Language: "python", Code: "print(1)"}); err != nil {
+	if _, err := inst.Agent.Run(ctx, &agentproto.RunRequest{Language: "python", Code: "print(1)"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	_ = inst.Agent.Close()
@@ -49,7 +49,7 @@ func TestCheckpointRestore(t *testing.T) {
 		if err != nil {
 			t.Fatalf("restore %d: %v", i, err)
 		}
-		res, err := clone.Agent.Run(ctx, &agentproto.RunRequest{Language: "python", Code: "import os; print(os.urandom(16).hex())"})
+		res, err := clone.Agent.Run(ctx, &agentproto.RunRequest{Language: "python", Code: "import os; print(os.urandom(16).hex())"}, nil)
 		stopErr := clone.Stop(ctx)
 		if err != nil || stopErr != nil {
 			t.Fatalf("restore %d: run %v stop %v", i, err, stopErr)

@@ -62,7 +62,7 @@ func testSnapshot(t *testing.T, h Harness) {
 		if err != nil {
 			t.Fatalf("clone %d: %v", i, err)
 		}
-		res, err := inst.Agent.Run(ctx, &agentproto.RunRequest{Language: "python", Code: "import os; print(os.urandom(16).hex())"})
+		res, err := inst.Agent.Run(ctx, &agentproto.RunRequest{Language: "python", Code: "import os; print(os.urandom(16).hex())"}, nil)
 		stopErr := inst.Stop(ctx)
 		if err != nil || stopErr != nil {
 			t.Fatalf("clone %d: run %v, stop %v", i, err, stopErr)
@@ -101,7 +101,7 @@ func testBootRunStop(t *testing.T, h Harness) {
 	if err := inst.Agent.Ping(ctx); err != nil {
 		t.Fatalf("ping: %v", err)
 	}
-	res, err := inst.Agent.Run(ctx, &agentproto.RunRequest{Language: "python", Code: "print('conformance')"})
+	res, err := inst.Agent.Run(ctx, &agentproto.RunRequest{Language: "python", Code: "print('conformance')"}, nil)
 	if err != nil || strings.TrimSpace(res.Stdout) != "conformance" {
 		t.Fatalf("run: %+v %v", res, err)
 	}
