@@ -15,6 +15,7 @@ import (
 	"github.com/codebench/codebench/internal/agentproto"
 	"github.com/codebench/codebench/internal/bench"
 	"github.com/codebench/codebench/internal/config"
+	"github.com/codebench/codebench/internal/job"
 	"github.com/codebench/codebench/internal/lang"
 	"github.com/codebench/codebench/internal/sandbox"
 	"github.com/codebench/codebench/internal/sandbox/gvisor"
@@ -38,6 +39,9 @@ type driverReport struct {
 	Restore     *bench.VMReport     `json:"restore,omitempty"`
 	RestoreKind string              `json:"restore_kind,omitempty"`
 	Loads       []*bench.LoadReport `json:"loads"`
+	// TestLoads are jobs with 1 test, then with --tests tests (one compile
+	// each), at concurrency 1.
+	TestLoads []*bench.LoadReport `json:"test_loads,omitempty"`
 }
 
 type target struct {
@@ -57,6 +61,7 @@ func benchCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []s
 	rounds := fs.Int("rounds", 2, "rounds of -pool starts (and restores)")
 	local := fs.Bool("local", false, "load through the pool directly instead of through RabbitMQ and a worker")
 	asJSON := fs.Bool("json", false, "print JSON")
+	tests := fs.Int("tests", 0, "also measure the marginal cost of a test: jobs with 1 test vs with this many (through the pool, at concurrency 1)")
 	loadOnly := fs.Bool("load-only", false, "only a load run through RabbitMQ against a running worker (no sandboxes of its own: for soak tests); -c is one number")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -96,7 +101,7 @@ func benchCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []s
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	rep := benchReport{Machine: machine()}
 	for _, name := range names {
-		dr, err := benchDriver(ctx, cfg, quiet, strings.TrimSpace(name), *n, cs, *poolSize, *rounds, *local, progress)
+		dr, err := benchDriver(ctx, cfg, quiet, strings.TrimSpace(name), *n, cs, *poolSize, *rounds, *local, *tests, progress)
 		if err != nil {
 			return err
 		}
@@ -120,7 +125,7 @@ func benchCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []s
 // benchDriver measures one driver: fresh starts, restores where it has
 // them, then the load runs.
 func benchDriver(ctx context.Context, cfg config.Config, log *slog.Logger, name string, n int, cs []int, poolSize, rounds int, local bool,
-	progress func(string, ...any)) (*driverReport, error) {
+	tests int, progress func(string, ...any)) (*driverReport, error) {
 	allow := cfg.VM.AllowTCG
 	if name != "" {
 		if err := selectDriver(&cfg, name); err != nil {
@@ -173,6 +178,18 @@ func benchDriver(ctx context.Context, cfg config.Config, log *slog.Logger, name 
 			return nil, err
 		}
 		dr.Loads = append(dr.Loads, l)
+	}
+	if tests > 1 {
+		for _, k := range []int{1, tests} {
+			progress("%s: %d jobs with %d test(s) each, one at a time, through a pool of %d", dr.Name, n, k, poolSize)
+			l, err := bench.LoadLocalJobs(ctx, prov, e.policy, poolSize, n, 1, func(i int) *job.Job { return bench.TestsJob(i, k) },
+				func(st *job.Status) bool { return len(st.Tests) == k })
+			if err != nil {
+				return nil, err
+			}
+			l.Mode, l.TestsPerJob = fmt.Sprintf("local, %d test(s) per job", k), k
+			dr.TestLoads = append(dr.TestLoads, l)
+		}
 	}
 	return dr, nil
 }
@@ -251,7 +268,7 @@ func targets(r *benchReport) []target {
 		byName[r.Drivers[i].Name] = &r.Drivers[i]
 	}
 	load := func(d *driverReport, c int) *bench.LoadReport {
-		for _, l := range d.Loads {
+		for _, l := range append(append([]*bench.LoadReport{}, d.Loads...), d.TestLoads...) {
 			if l.Concurrency == c {
 				return l
 			}
@@ -269,6 +286,18 @@ func targets(r *benchReport) []target {
 			add(d.Name+": host overhead p50 at c=1, under", ms(l.HostOverhead.P50), 10, false, "ms")
 			add(d.Name+": end-to-end p99 / p50 at c=1, at most", float64(l.EndToEnd.P99)/float64(max(l.EndToEnd.P50, 1)), 3, false, "x")
 		}
+	}
+	for _, d := range r.Drivers {
+		if len(d.TestLoads) != 2 {
+			continue
+		}
+		one, many := d.TestLoads[0], d.TestLoads[1]
+		k := float64(many.TestsPerJob - one.TestsPerJob)
+		marginal := float64(many.EndToEnd.P50-one.EndToEnd.P50) / max(k, 1)
+		if one.Compile.P50 > 0 {
+			add(d.Name+": each additional test / compile (p50), at most", marginal/float64(one.Compile.P50), 0.05, false, "x")
+		}
+		add(d.Name+": all tests / one test, end to end (p50), under", float64(many.EndToEnd.P50)/float64(max(one.EndToEnd.P50, 1)), 1.5, false, "x")
 	}
 	if g := byName[candGVisor]; g != nil {
 		if l := load(g, 1); l != nil {
@@ -298,8 +327,8 @@ func printReport(r *benchReport) {
 			fmt.Println(" ", d.Restore.Ready, "["+d.RestoreKind+"]")
 			fmt.Printf("  idle PSS after restore: %d KiB\n", d.Restore.PSSKB)
 		}
-		for _, l := range d.Loads {
-			fmt.Printf("  load: %s, %d hello.c jobs, %d at once: %.1f s, %.2f jobs/s\n", l.Mode, l.N, l.Concurrency, l.Seconds, l.JobsPerSec)
+		for _, l := range append(append([]*bench.LoadReport{}, d.Loads...), d.TestLoads...) {
+			fmt.Printf("  load: %s, %d jobs, %d at once: %.1f s, %.2f jobs/s\n", l.Mode, l.N, l.Concurrency, l.Seconds, l.JobsPerSec)
 			for _, s := range []bench.Summary{l.EndToEnd, l.QueueWait, l.PoolWait, l.Publish, l.Dispatch, l.Compile, l.Run, l.Guest, l.HostOverhead, l.Teardown} {
 				if s.N > 0 {
 					fmt.Println("   ", s)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/codebench/codebench/internal/agentproto"
 	"github.com/codebench/codebench/internal/config"
 	"github.com/codebench/codebench/internal/execute"
 	"github.com/codebench/codebench/internal/job"
@@ -38,11 +39,23 @@ func runCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []str
 	compare := fs.String("compare", "", "exact or trailing_whitespace (default)")
 	runs := fs.Int("runs", 0, "run the compiled program this many times")
 	flags := fs.String("compile-flags", "", "space-separated compile flags from the language's allow-list")
+	jobFile := fs.String("job", "", "a whole job as JSON, as on the jobs queue (tests, checker, stream, ...), instead of FILE")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if *jobFile != "" {
+		b, err := os.ReadFile(*jobFile)
+		if err != nil {
+			return err
+		}
+		var j job.Job
+		if err := json.Unmarshal(b, &j); err != nil {
+			return fmt.Errorf("--job %s: %w", *jobFile, err)
+		}
+		return runJob(ctx, cfg, log, &j, *asJSON)
+	}
 	if fs.NArg() < 1 {
-		return fmt.Errorf("usage: codebench run [--lang L] [--json] FILE [ARGS...]")
+		return fmt.Errorf("usage: codebench run [--lang L] [--json] FILE [ARGS...] | codebench run [--json] --job JOB.json")
 	}
 	file := fs.Arg(0)
 	code, err := os.ReadFile(file)
@@ -78,6 +91,14 @@ func runCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []str
 		}
 		j.Stdin = string(b)
 	}
+	return runJob(ctx, cfg, log, j, *asJSON)
+}
+
+// runJob runs one job in one fresh sandbox and prints its status.
+func runJob(ctx context.Context, cfg config.Config, log *slog.Logger, j *job.Job, asJSON bool) error {
+	if j.ID == "" {
+		j.ID = "run-" + fmt.Sprint(time.Now().UnixNano())
+	}
 	e, err := openEnv(ctx, cfg, log, "r", cfg.VM.AllowTCG)
 	if err != nil {
 		return err
@@ -96,24 +117,38 @@ func runCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []str
 	if err != nil {
 		return fmt.Errorf("boot: %w", err)
 	}
-	st := execute.Job(ctx, e.policy, inst, j, nil)
+	out, errOut := untrusted.ForFile(os.Stdout), untrusted.ForFile(os.Stderr)
+	var progress func(agentproto.Output)
+	if j.Stream && !asJSON {
+		progress = func(o agentproto.Output) {
+			fmt.Fprint(os.Stdout, out(o.Stdout))
+			fmt.Fprint(os.Stderr, errOut(o.Stderr))
+		}
+	}
+	st := execute.Job(ctx, e.policy, inst, j, progress)
 	if err := inst.Stop(ctx); err != nil {
 		log.Warn("stop vm", "err", err)
 	}
 	total := time.Since(start)
 
-	if *asJSON {
+	if asJSON {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetEscapeHTML(false)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(st)
 	} else {
-		out, errOut := untrusted.ForFile(os.Stdout), untrusted.ForFile(os.Stderr)
-		fmt.Fprint(os.Stdout, out(st.Stdout))
+		if progress == nil {
+			fmt.Fprint(os.Stdout, out(st.Stdout))
+		}
 		fmt.Fprint(os.Stderr, errOut(st.CompileOutput))
-		fmt.Fprint(os.Stderr, errOut(st.Stderr))
+		if progress == nil {
+			fmt.Fprint(os.Stderr, errOut(st.Stderr))
+		}
 		if st.Stdout != "" && st.Stdout[len(st.Stdout)-1] != '\n' {
 			fmt.Fprintln(os.Stdout)
+		}
+		for i, ts := range st.Tests {
+			fmt.Fprintf(os.Stderr, "test %d: %s %s %s\n", i+1, ts.Verdict, ts.Message, errOut(ts.CheckerMessage))
 		}
 		exit := "-"
 		if st.ExitCode != nil {

@@ -21,27 +21,44 @@ func submitCmd(ctx context.Context, cfg config.Config, args []string) error {
 	id := fs.String("id", "", "job id (default: generated)")
 	watch := fs.Bool("watch", false, "follow the job's status queue until its final status")
 	timeout := fs.Duration("timeout", 5*time.Minute, "how long --watch waits for the final status")
+	stream := fs.Bool("stream", false, "ask for the output while the program runs (output statuses)")
+	jobFile := fs.String("job", "", "publish this whole job (JSON, as on the jobs queue) instead of FILE")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		return fmt.Errorf("usage: codebench submit [--lang L] [--id ID] [--watch] FILE")
-	}
-	code, err := os.ReadFile(fs.Arg(0))
-	if err != nil {
-		return err
-	}
-	if *language == "" {
-		l, ok := lang.Builtin().ByExtension(fs.Arg(0))
-		if !ok {
-			return fmt.Errorf("cannot tell the language of %s; use --lang", fs.Arg(0))
+	var j job.Job
+	switch {
+	case *jobFile != "":
+		b, err := os.ReadFile(*jobFile)
+		if err != nil {
+			return err
 		}
-		*language = l.Name
+		if err := json.Unmarshal(b, &j); err != nil {
+			return fmt.Errorf("--job %s: %w", *jobFile, err)
+		}
+	case fs.NArg() == 1:
+		code, err := os.ReadFile(fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		if *language == "" {
+			l, ok := lang.Builtin().ByExtension(fs.Arg(0))
+			if !ok {
+				return fmt.Errorf("cannot tell the language of %s; use --lang", fs.Arg(0))
+			}
+			*language = l.Name
+		}
+		j = job.Job{Type: "code", Language: *language, Code: string(code), Stream: *stream}
+	default:
+		return fmt.Errorf("usage: codebench submit [--lang L] [--id ID] [--stream] [--watch] FILE | --job JOB.json")
 	}
-	if *id == "" {
-		*id = fmt.Sprintf("job-%d", time.Now().UnixNano())
+	if *id != "" {
+		j.ID = *id
 	}
-	j := job.Job{ID: *id, Type: "code", Language: *language, Code: string(code)}
+	if j.ID == "" {
+		j.ID = fmt.Sprintf("job-%d", time.Now().UnixNano())
+	}
+	*id = j.ID
 	if err := j.Validate(job.Policy{MaxCodeBytes: cfg.Worker.MaxCodeBytes}); err != nil {
 		return err
 	}
@@ -63,7 +80,7 @@ func submitCmd(ctx context.Context, cfg config.Config, args []string) error {
 	if err := conn.PublishJob(ctx, body); err != nil {
 		return err
 	}
-	fmt.Printf("submitted job %s (%s) to %s\n", *id, *language, queue.JobsQueue)
+	fmt.Printf("submitted job %s (%s) to %s\n", *id, j.Language, queue.JobsQueue)
 	if !*watch {
 		return nil
 	}

@@ -28,6 +28,7 @@ type sample struct {
 // LoadReport is the result of a load run.
 type LoadReport struct {
 	Mode         string  `json:"mode"`
+	TestsPerJob  int     `json:"tests_per_job,omitempty"`
 	N            int     `json:"n"`
 	Concurrency  int     `json:"concurrency"`
 	Seconds      float64 `json:"seconds"`
@@ -103,6 +104,14 @@ func runConcurrent(ctx context.Context, n, c int, one func(ctx context.Context, 
 // LoadLocal runs n hello-world C jobs at concurrency c straight through a
 // warm pool of prov's sandboxes, the worker's path without the broker.
 func LoadLocal(ctx context.Context, prov *provision.Provisioner, policy job.Policy, poolSize, n, c int) (*LoadReport, error) {
+	hello := func(i int) *job.Job { return &job.Job{ID: fmt.Sprint("bench-", i), Language: "c", Code: HelloC} }
+	return LoadLocalJobs(ctx, prov, policy, poolSize, n, c, hello, func(st *job.Status) bool { return st.Stdout == "Hello, World!" })
+}
+
+// LoadLocalJobs is LoadLocal for any job: mk makes the i-th, ok says
+// whether its final status is right.
+func LoadLocalJobs(ctx context.Context, prov *provision.Provisioner, policy job.Policy, poolSize, n, c int,
+	mk func(i int) *job.Job, ok func(*job.Status) bool) (*LoadReport, error) {
 	p := pool.New(pool.Config{Size: poolSize, MaxBoots: max(2, poolSize/2)}, prov.Provision, quietLog(), nil)
 	p.Start()
 	defer p.Stop()
@@ -119,12 +128,12 @@ func LoadLocal(ctx context.Context, prov *provision.Provisioner, policy job.Poli
 			return sample{}, err
 		}
 		poolWait := time.Since(start)
-		st := execute.Job(ctx, policy, sb, &job.Job{ID: fmt.Sprint("bench-", i), Language: "c", Code: HelloC}, nil)
+		st := execute.Job(ctx, policy, sb, mk(i), nil)
 		e2e := time.Since(start)
 		t := time.Now()
 		_ = sb.Stop(ctx)
 		teardown := time.Since(t)
-		if st.Status != job.StatusDone || st.Stdout != "Hello, World!" {
+		if st.Status != job.StatusDone || !ok(st) {
 			return sample{}, fmt.Errorf("job %d: %s %s %s", i, st.Status, st.Message, st.Error)
 		}
 		s := fromTimings(st.Timings)
@@ -137,6 +146,18 @@ func LoadLocal(ctx context.Context, prov *provision.Provisioner, policy job.Poli
 	r := &LoadReport{Mode: "local (pool, no broker)", N: n, Concurrency: c}
 	r.fill(samples, took)
 	return r, nil
+}
+
+// TestsJob is a job with tests of a trivial C program (it echoes its input),
+// each test expecting its input back.
+func TestsJob(i, tests int) *job.Job {
+	j := &job.Job{ID: fmt.Sprintf("bench-tests-%d-%d", tests, i), Language: "c",
+		Code: "#include <stdio.h>\nint main(){ int c; while ((c = getchar()) != EOF) putchar(c); return 0; }"}
+	for k := range tests {
+		in := fmt.Sprintf("%d\n", k)
+		j.Tests = append(j.Tests, job.Test{Stdin: in, ExpectedOutput: &in})
+	}
+	return j
 }
 
 // LoadBroker publishes n hello-world C jobs, c in flight at once, to a running
