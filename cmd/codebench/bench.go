@@ -42,6 +42,8 @@ type driverReport struct {
 	// TestLoads are jobs with 1 test, then with --tests tests (one compile
 	// each), at concurrency 1.
 	TestLoads []*bench.LoadReport `json:"test_loads,omitempty"`
+	// StreamLoads are hello.c jobs without, then with streaming.
+	StreamLoads []*bench.LoadReport `json:"stream_loads,omitempty"`
 }
 
 type target struct {
@@ -61,6 +63,7 @@ func benchCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []s
 	rounds := fs.Int("rounds", 2, "rounds of -pool starts (and restores)")
 	local := fs.Bool("local", false, "load through the pool directly instead of through RabbitMQ and a worker")
 	asJSON := fs.Bool("json", false, "print JSON")
+	stream := fs.Bool("stream", false, "also measure hello.c jobs that stream their output, against the same jobs without, through the pool at concurrency 1")
 	tests := fs.Int("tests", 0, "also measure the marginal cost of a test: jobs with 1 test vs with this many (through the pool, at concurrency 1)")
 	loadOnly := fs.Bool("load-only", false, "only a load run through RabbitMQ against a running worker (no sandboxes of its own: for soak tests); -c is one number")
 	if err := fs.Parse(args); err != nil {
@@ -101,7 +104,7 @@ func benchCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []s
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	rep := benchReport{Machine: machine()}
 	for _, name := range names {
-		dr, err := benchDriver(ctx, cfg, quiet, strings.TrimSpace(name), *n, cs, *poolSize, *rounds, *local, *tests, progress)
+		dr, err := benchDriver(ctx, cfg, quiet, strings.TrimSpace(name), *n, cs, *poolSize, *rounds, *local, *tests, *stream, progress)
 		if err != nil {
 			return err
 		}
@@ -125,7 +128,7 @@ func benchCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []s
 // benchDriver measures one driver: fresh starts, restores where it has
 // them, then the load runs.
 func benchDriver(ctx context.Context, cfg config.Config, log *slog.Logger, name string, n int, cs []int, poolSize, rounds int, local bool,
-	tests int, progress func(string, ...any)) (*driverReport, error) {
+	tests int, stream bool, progress func(string, ...any)) (*driverReport, error) {
 	allow := cfg.VM.AllowTCG
 	if name != "" {
 		if err := selectDriver(&cfg, name); err != nil {
@@ -178,6 +181,19 @@ func benchDriver(ctx context.Context, cfg config.Config, log *slog.Logger, name 
 			return nil, err
 		}
 		dr.Loads = append(dr.Loads, l)
+	}
+	if stream {
+		for _, st := range []bool{false, true} {
+			progress("%s: %d hello.c jobs, stream=%v, one at a time, through a pool of %d", dr.Name, n, st, poolSize)
+			l, err := bench.LoadLocalJobs(ctx, prov, e.policy, poolSize, n, 1, func(i int) *job.Job {
+				return &job.Job{ID: fmt.Sprint("bench-stream-", i), Language: "c", Code: bench.HelloC, Stream: st}
+			}, func(st *job.Status) bool { return st.Stdout == "Hello, World!" })
+			if err != nil {
+				return nil, err
+			}
+			l.Mode = fmt.Sprintf("local, stream=%v", st)
+			dr.StreamLoads = append(dr.StreamLoads, l)
+		}
 	}
 	if tests > 1 {
 		for _, k := range []int{1, tests} {
@@ -268,7 +284,7 @@ func targets(r *benchReport) []target {
 		byName[r.Drivers[i].Name] = &r.Drivers[i]
 	}
 	load := func(d *driverReport, c int) *bench.LoadReport {
-		for _, l := range append(append([]*bench.LoadReport{}, d.Loads...), d.TestLoads...) {
+		for _, l := range append(append(append([]*bench.LoadReport{}, d.Loads...), d.TestLoads...), d.StreamLoads...) {
 			if l.Concurrency == c {
 				return l
 			}
@@ -327,7 +343,7 @@ func printReport(r *benchReport) {
 			fmt.Println(" ", d.Restore.Ready, "["+d.RestoreKind+"]")
 			fmt.Printf("  idle PSS after restore: %d KiB\n", d.Restore.PSSKB)
 		}
-		for _, l := range append(append([]*bench.LoadReport{}, d.Loads...), d.TestLoads...) {
+		for _, l := range append(append(append([]*bench.LoadReport{}, d.Loads...), d.TestLoads...), d.StreamLoads...) {
 			fmt.Printf("  load: %s, %d jobs, %d at once: %.1f s, %.2f jobs/s\n", l.Mode, l.N, l.Concurrency, l.Seconds, l.JobsPerSec)
 			for _, s := range []bench.Summary{l.EndToEnd, l.QueueWait, l.PoolWait, l.Publish, l.Dispatch, l.Compile, l.Run, l.Guest, l.HostOverhead, l.Teardown} {
 				if s.N > 0 {
