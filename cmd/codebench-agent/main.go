@@ -81,6 +81,13 @@ func serve(args []string) error {
 			return err
 		}
 	}
+	if *oci {
+		// The VM's root is mounted so by stage 1; a sandbox's by runsc.
+		if err := boot.RemountRootNosuid(); err != nil {
+			log.Warn("root stays without nosuid (no_new_privs still keeps setuid bits from mattering)", "err", err)
+		}
+		log.Info("namespace sysctls set to 0", "sysctls", boot.DisableNamespaces())
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 
@@ -102,6 +109,7 @@ func serve(args []string) error {
 	r := &runner.Runner{
 		Limiter:    limiter(log),
 		MaxRuns:    100,
+		Restrict:   true,
 		Languages:  langs,
 		JobRoot:    boot.JobRoot,
 		UID:        jobUID,

@@ -28,7 +28,7 @@ const (
 
 // Stage1 runs as /init in the initramfs and never returns on success.
 func Stage1() error {
-	if err := mount("devtmpfs", "/dev", "devtmpfs", 0, ""); err != nil {
+	if err := mount("devtmpfs", "/dev", "devtmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, ""); err != nil {
 		return err
 	}
 	if err := mount("proc", "/proc", "proc", 0, ""); err != nil {
@@ -40,7 +40,9 @@ func Stage1() error {
 	if err := waitFor(RootDevice, 10*time.Second); err != nil {
 		return err
 	}
-	if err := mount(RootDevice, "/newroot", "ext4", unix.MS_RDONLY|unix.MS_NOATIME, ""); err != nil {
+	// nosuid: the base system has setuid binaries, and nothing in a job
+	// needs them; nodev: no device node on the disk means anything.
+	if err := mount(RootDevice, "/newroot", "ext4", unix.MS_RDONLY|unix.MS_NOATIME|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
 		return err
 	}
 	if err := unix.Mount("/dev", "/newroot/dev", "", unix.MS_MOVE, ""); err != nil {
@@ -81,7 +83,35 @@ func Stage2() error {
 		}
 	}
 	_ = unix.Sethostname([]byte("codebench"))
+	DisableNamespaces()
 	return nil
+}
+
+// namespaceSysctls are the knobs that let an unprivileged user make
+// namespaces; a user namespace is the most common way into kernel code an
+// unprivileged user could not reach otherwise. The job seccomp filter
+// refuses them too; this closes them for anything that escaped it.
+var namespaceSysctls = []string{
+	"user/max_user_namespaces", "user/max_mnt_namespaces", "user/max_net_namespaces",
+	"user/max_pid_namespaces", "user/max_ipc_namespaces", "user/max_uts_namespaces", "user/max_cgroup_namespaces",
+}
+
+// DisableNamespaces sets every namespace sysctl the kernel has to 0 and
+// reports which it set.
+func DisableNamespaces() []string {
+	var set []string
+	for _, k := range namespaceSysctls {
+		if os.WriteFile(filepath.Join("/proc/sys", k), []byte("0"), 0) == nil {
+			set = append(set, k)
+		}
+	}
+	return set
+}
+
+// RemountRootNosuid makes / nosuid and nodev where its mount allows it (a
+// gVisor sandbox's root, set up by runsc).
+func RemountRootNosuid() error {
+	return unix.Mount("", "/", "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, "")
 }
 
 func mount(src, dst, fstype string, flags uintptr, data string) error {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,6 +57,9 @@ type Runner struct {
 	Limiter Limiter
 	// MaxRuns bounds RunRequest.Runs.
 	MaxRuns int
+	// Restrict starts every phase with no_new_privs and the job seccomp
+	// filter (the agent sets it; tests on a host may not).
+	Restrict bool
 
 	mu  sync.Mutex // guards seq
 	seq int
@@ -340,14 +344,12 @@ func (r *Runner) phase(ctx context.Context, spec phaseSpec, out *output, stdout,
 	out.onOverflow = func() { _ = killGroup(cmd) }
 
 	start := time.Now()
-	startCmd := cmd.Start
-	if pl != nil {
-		startCmd = func() error { return pl.Start(cmd) }
-	}
-	if err := startCmd(); err != nil {
+	release, err := r.start(cmd, pl)
+	if err != nil {
 		fmt.Fprintf(stderr, "start %s: %v\n", spec.argv[0], err)
 		return &agentproto.Phase{ExitCode: 127, WallUS: time.Since(start).Microseconds()}
 	}
+	defer release()
 	if pl != nil {
 		if err := pl.Started(cmd.Process.Pid, spec.lim); err != nil {
 			_ = killGroup(cmd)
@@ -371,6 +373,40 @@ func (r *Runner) phase(ctx context.Context, spec phaseSpec, out *output, stdout,
 		}
 	}
 	return ph
+}
+
+// start starts cmd from a goroutine locked to a thread of its own, which is
+// discarded afterwards: with Restrict the thread gets no_new_privs and the
+// job seccomp filter, the limiter places it (or the child), and the child
+// inherits all of it from the fork on. The thread must outlive the child
+// (the child's parent-death signal follows the thread that forked it): the
+// caller calls the returned release once the child was waited for.
+func (r *Runner) start(cmd *exec.Cmd, pl PhaseLimits) (release func(), err error) {
+	startIn := cmd.Start
+	if pl != nil {
+		startIn = func() error { return pl.Start(cmd) }
+	}
+	if !r.Restrict {
+		return func() {}, startIn()
+	}
+	errc := make(chan error, 1)
+	done := make(chan struct{})
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+		if err := restrictThread(); err != nil {
+			errc <- fmt.Errorf("restrict the job: %w", err)
+			return
+		}
+		err := startIn()
+		errc <- err
+		if err == nil {
+			<-done
+		}
+	}()
+	if err := <-errc; err != nil {
+		return func() {}, err
+	}
+	return func() { close(done) }, nil
 }
 
 // command builds the process of a phase: the job user, its own process

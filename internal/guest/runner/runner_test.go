@@ -229,3 +229,45 @@ func TestJavaClassFromTheSource(t *testing.T) {
 		t.Fatalf("%v %+v compile %q", err, res, res.CompileOutput)
 	}
 }
+
+// TestRestrictedJobs: with Restrict, a job has no_new_privs and the seccomp
+// filter: bpf, perf_event_open and a new user namespace fail with EPERM,
+// clone3 with ENOSYS (so libc falls back to clone), and ordinary work,
+// threads and child processes still run.
+func TestRestrictedJobs(t *testing.T) {
+	r := newRunner(t)
+	r.Restrict = true
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	code := `#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static void *run(void *a) { return a; }
+int main(void) {
+	printf("bpf %s\n", syscall(SYS_bpf, 0, 0, 0) < 0 ? strerror(errno) : "allowed");
+	printf("perf %s\n", syscall(SYS_perf_event_open, 0, 0, -1, -1, 0) < 0 ? strerror(errno) : "allowed");
+	printf("userns %s\n", unshare(CLONE_NEWUSER) < 0 ? strerror(errno) : "allowed");
+	printf("clone3 %s\n", syscall(SYS_clone3, 0, 0) < 0 ? strerror(errno) : "allowed");
+	pthread_t t; printf("thread %d\n", pthread_create(&t, 0, run, 0) == 0 && pthread_join(t, 0) == 0);
+	pid_t p = fork(); if (p == 0) _exit(7); int st; waitpid(p, &st, 0); printf("child %d\n", WEXITSTATUS(st));
+	FILE *f = fopen("/proc/self/status", "r"); char line[256];
+	while (fgets(line, sizeof line, f)) if (!strncmp(line, "NoNewPrivs", 10) || !strncmp(line, "Seccomp:", 8)) fputs(line, stdout);
+	return 0;
+}`
+	res, err := r.Run(ctx, &agentproto.RunRequest{Language: "c", Code: code}, nil)
+	if err != nil || !res.Compiled {
+		t.Fatalf("%v %+v %+v %s", err, res, res.Compile, res.CompileOutput)
+	}
+	for _, want := range []string{"bpf Operation not permitted", "perf Operation not permitted", "userns Operation not permitted",
+		"clone3 Function not implemented", "thread 1", "child 7", "NoNewPrivs:\t1", "Seccomp:\t2"} {
+		if !strings.Contains(res.Stdout, want) {
+			t.Fatalf("%q lacks %q; stderr %q compile %q run %+v", res.Stdout, want, res.Stderr, res.CompileOutput, res.Run)
+		}
+	}
+}

@@ -1,0 +1,106 @@
+//go:build linux && amd64
+
+package runner
+
+import (
+	"fmt"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Jobs run under a seccomp filter (and no_new_privs) that refuses what a
+// judge never needs and what kernel exploits start from; docs/SECURITY.md
+// says why each is there. Everything else is allowed: the filter is a
+// wall behind the unprivileged user, the limits and the guest kernel, not a
+// sandbox of its own.
+var deniedSyscalls = []struct {
+	nr  uintptr
+	why string
+}{
+	{unix.SYS_INIT_MODULE, "kernel modules"}, {unix.SYS_FINIT_MODULE, "kernel modules"}, {unix.SYS_DELETE_MODULE, "kernel modules"},
+	{unix.SYS_KEXEC_LOAD, "kexec"}, {unix.SYS_KEXEC_FILE_LOAD, "kexec"},
+	{unix.SYS_BPF, "eBPF: verifier bugs are a common kernel exploit path"},
+	{unix.SYS_PERF_EVENT_OPEN, "perf: kernel attack surface and side channels"},
+	{unix.SYS_KEYCTL, "kernel keyrings"}, {unix.SYS_ADD_KEY, "kernel keyrings"}, {unix.SYS_REQUEST_KEY, "kernel keyrings"},
+	{unix.SYS_USERFAULTFD, "userfaultfd: makes kernel races winnable"},
+	{unix.SYS_IO_URING_SETUP, "io_uring: large, often exploited"}, {unix.SYS_IO_URING_ENTER, "io_uring"}, {unix.SYS_IO_URING_REGISTER, "io_uring"},
+	{unix.SYS_PTRACE, "ptrace of other processes"}, {unix.SYS_PROCESS_VM_READV, "other processes' memory"}, {unix.SYS_PROCESS_VM_WRITEV, "other processes' memory"},
+	{unix.SYS_MOUNT, "mounts"}, {unix.SYS_UMOUNT2, "mounts"}, {unix.SYS_PIVOT_ROOT, "mounts"},
+	{unix.SYS_OPEN_TREE, "mounts"}, {unix.SYS_MOVE_MOUNT, "mounts"}, {unix.SYS_FSOPEN, "mounts"}, {unix.SYS_FSCONFIG, "mounts"},
+	{unix.SYS_FSMOUNT, "mounts"}, {unix.SYS_FSPICK, "mounts"}, {unix.SYS_MOUNT_SETATTR, "mounts"},
+	{unix.SYS_SETNS, "namespaces"},
+	{unix.SYS_REBOOT, "reboot"}, {unix.SYS_SWAPON, "swap"}, {unix.SYS_SWAPOFF, "swap"}, {unix.SYS_ACCT, "accounting"},
+	{unix.SYS_IOPL, "I/O ports"}, {unix.SYS_IOPERM, "I/O ports"}, {unix.SYS_SYSLOG, "the kernel log"},
+	{unix.SYS_QUOTACTL, "quotas"}, {unix.SYS_LOOKUP_DCOOKIE, "profiling"}, {unix.SYS_OPEN_BY_HANDLE_AT, "file handles"},
+	{unix.SYS_NAME_TO_HANDLE_AT, "file handles"},
+}
+
+// nsFlags are the clone/unshare flags that make namespaces: a user namespace
+// is the most common way into kernel code an unprivileged user cannot
+// otherwise reach.
+const nsFlags = unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWNET | unix.CLONE_NEWPID |
+	unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWCGROUP
+
+// Classic BPF, as seccomp reads it.
+const (
+	bpfLdW   = unix.BPF_LD | unix.BPF_W | unix.BPF_ABS
+	bpfJeq   = unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K
+	bpfJset  = unix.BPF_JMP | unix.BPF_JSET | unix.BPF_K
+	bpfRet   = unix.BPF_RET | unix.BPF_K
+	retAllow = unix.SECCOMP_RET_ALLOW
+	retKill  = unix.SECCOMP_RET_KILL_PROCESS
+	// struct seccomp_data: nr, arch, instruction pointer, args[6]
+	offNr   = 0
+	offArch = 4
+	offArg0 = 16 // the low 32 bits, on a little-endian machine
+)
+
+func retErrno(errno unix.Errno) uint32 { return unix.SECCOMP_RET_ERRNO | uint32(errno) }
+
+// jobFilter assembles the filter.
+func jobFilter() []unix.SockFilter {
+	stmt := func(code uint16, k uint32) unix.SockFilter { return unix.SockFilter{Code: code, K: k} }
+	jump := func(code uint16, k uint32, jt, jf uint8) unix.SockFilter {
+		return unix.SockFilter{Code: code, K: k, Jt: jt, Jf: jf}
+	}
+	f := []unix.SockFilter{
+		stmt(bpfLdW, offArch),
+		jump(bpfJeq, unix.AUDIT_ARCH_X86_64, 1, 0),
+		stmt(bpfRet, retKill), // another ABI's syscall numbers: never
+		stmt(bpfLdW, offNr),
+		jump(bpfJset, 0x40000000, 0, 1), // the x32 ABI
+		stmt(bpfRet, retErrno(unix.ENOSYS)),
+	}
+	for _, d := range deniedSyscalls {
+		f = append(f, jump(bpfJeq, uint32(d.nr), 0, 1), stmt(bpfRet, retErrno(unix.EPERM)))
+	}
+	// clone3 passes its flags in memory, out of the filter's sight: ENOSYS
+	// makes the C library fall back to clone, whose flags it can see.
+	f = append(f,
+		jump(bpfJeq, unix.SYS_CLONE3, 0, 1), stmt(bpfRet, retErrno(unix.ENOSYS)),
+		jump(bpfJeq, unix.SYS_CLONE, 2, 0),
+		jump(bpfJeq, unix.SYS_UNSHARE, 1, 0),
+		stmt(bpfRet, retAllow),
+		stmt(bpfLdW, offArg0),
+		jump(bpfJset, nsFlags, 0, 1),
+		stmt(bpfRet, retErrno(unix.EPERM)),
+		stmt(bpfRet, retAllow),
+	)
+	return f
+}
+
+// restrictThread sets no_new_privs and installs the job filter on the
+// calling thread, which must be locked to its goroutine and never serve
+// anything else: a child forked from it inherits both.
+func restrictThread() error {
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("no_new_privs: %w", err)
+	}
+	f := jobFilter()
+	prog := unix.SockFprog{Len: uint16(len(f)), Filter: &f[0]}
+	if err := unix.Prctl(unix.PR_SET_SECCOMP, unix.SECCOMP_MODE_FILTER, uintptr(unsafe.Pointer(&prog)), 0, 0); err != nil {
+		return fmt.Errorf("seccomp filter: %w", err)
+	}
+	return nil
+}
