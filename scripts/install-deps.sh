@@ -6,6 +6,12 @@
 # several times faster than ptrace) when the host's mirror serves that suite:
 # the suite is added for the mirror the host's sources already name, never a
 # host name of ours. Otherwise bookworm's own runsc (ptrace only) is used.
+# QEMU comes from the same suite when it serves 8.2 or later: a jailed VM
+# maps its snapshot template from a file it opened read-only
+# (readonly=on,rom=off), which bookworm's QEMU 7.2 cannot.
+#
+# It also creates codebench-vm, the unprivileged user each jailed QEMU runs
+# as (docs/SECURITY.md).
 set -euo pipefail
 pkgs=(qemu-system-x86 debootstrap rabbitmq-server e2fsprogs curl jq ca-certificates)
 export DEBIAN_FRONTEND=noninteractive
@@ -58,7 +64,13 @@ add_backports() {
 missing=()
 for p in "${pkgs[@]}"; do installed "$p" || missing+=("$p"); done
 updated=""
-if ((${#missing[@]})) || ! installed runsc; then
+# qemu_old: the installed QEMU is older than 8.2.
+qemu_old() {
+  local v
+  v=$(dpkg-query -W -f='${Version}' qemu-system-x86 2>/dev/null) || return 0
+  dpkg --compare-versions "$v" lt 1:8.2
+}
+if ((${#missing[@]})) || ! installed runsc || qemu_old; then
   add_backports || true
   apt-get update -qq
   updated=1
@@ -81,7 +93,16 @@ if ! installed runsc; then
     apt-get install -y -qq --no-install-recommends runsc >/dev/null
   fi
 fi
+if qemu_old && apt-cache policy qemu-system-x86 2>/dev/null | grep -q bookworm-backports; then
+  echo "deps: installing QEMU from bookworm-backports (8.2+ maps templates read-only)"
+  apt-get install -y -qq --no-install-recommends -t bookworm-backports qemu-system-x86 >/dev/null
+fi
 if [ -z "$updated" ]; then echo "deps: system packages present"; fi
+echo "deps: $(qemu-system-x86_64 --version | head -1)"
+if ! id -u codebench-vm >/dev/null 2>&1; then
+  echo "deps: creating user codebench-vm (jailed QEMU runs as it)"
+  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin codebench-vm
+fi
 echo "deps: $(runsc --version 2>/dev/null | head -1)"
 # The image build resolves the kernel package with apt-cache: make sure the
 # package lists exist (a fresh machine may have none).

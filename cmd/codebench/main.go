@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/codebench/codebench/internal/config"
+	"github.com/codebench/codebench/internal/sandbox/qemu"
 )
 
 const usage = `usage: codebench <command> [flags]
@@ -45,6 +46,11 @@ func realMain() int {
 	if len(os.Args) < 2 {
 		fmt.Fprint(os.Stderr, usage)
 		return 2
+	}
+	// The QEMU driver re-executes this binary as each VM's jail helper.
+	if os.Args[1] == qemu.JailCommand {
+		fmt.Fprintln(os.Stderr, "codebench:", qemu.JailMain(os.Args[2:]))
+		return 1
 	}
 	cfg, err := config.FromEnv()
 	if err != nil {

@@ -84,8 +84,11 @@ func candidates(cfg config.Config, spec sandbox.Spec, log *slog.Logger) []choose
 		}
 		return d, "binary and /dev/kvm present", nil
 	}}
-	qcfg := qemu.Config{Binary: cfg.VM.QEMU, RunDir: cfg.RunDir, TSCKHz: cfg.VM.TSCKHz}
 	kvm := choose.Candidate{Name: candQEMUKVM, Boundary: true, Probe: func(ctx context.Context) (sandbox.Driver, string, error) {
+		qcfg, jailed, err := qemuConfig(cfg)
+		if err != nil {
+			return nil, "", err
+		}
 		want := qemu.AccelKVM
 		if cfg.VM.Accel == "auto" {
 			want = "auto"
@@ -100,7 +103,7 @@ func candidates(cfg config.Config, spec sandbox.Spec, log *slog.Logger) []choose
 		c := qcfg
 		c.Accel = qemu.AccelKVM
 		d, err := qemu.New(c, log)
-		return d, r.Reason, err
+		return d, r.Reason + "; " + jailed, err
 	}}
 	gv := choose.Candidate{Name: candGVisor, Boundary: true, Probe: func(ctx context.Context) (sandbox.Driver, string, error) {
 		d, err := gvisorDriver(cfg, log)
@@ -124,10 +127,13 @@ func candidates(cfg config.Config, spec sandbox.Spec, log *slog.Logger) []choose
 		if _, err := exec.LookPath(cfg.VM.QEMU); err != nil {
 			return nil, "", fmt.Errorf("%s not found (apt-get install qemu-system-x86)", cfg.VM.QEMU)
 		}
-		c := qcfg
+		c, jailed, err := qemuConfig(cfg)
+		if err != nil {
+			return nil, "", err
+		}
 		c.Accel = qemu.AccelTCG
 		d, err := qemu.New(c, log)
-		return d, "QEMU under TCG, software emulation", err
+		return d, "QEMU under TCG, software emulation; " + jailed, err
 	}}
 	switch cfg.VM.Driver {
 	case "firecracker":
@@ -146,6 +152,20 @@ func candidates(cfg config.Config, spec sandbox.Spec, log *slog.Logger) []choose
 	return []choose.Candidate{fc, kvm, gv, tcg}
 }
 
+// qemuConfig is the QEMU driver's config with its jail resolved (this
+// binary is the jail's helper), and a line saying how QEMU runs.
+func qemuConfig(cfg config.Config) (qemu.Config, string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return qemu.Config{}, "", err
+	}
+	j, why, err := qemu.NewJail(cfg.VM.QEMUJail, cfg.VM.VMUser, exe)
+	if err != nil {
+		return qemu.Config{}, "", err
+	}
+	return qemu.Config{Binary: cfg.VM.QEMU, RunDir: cfg.RunDir, TSCKHz: cfg.VM.TSCKHz, Jail: j}, why, nil
+}
+
 func gvisorDriver(cfg config.Config, log *slog.Logger) (*gvisor.Driver, error) {
 	return gvisor.New(gvisor.Config{Binary: cfg.VM.Runsc, RunDir: cfg.RunDir, Platform: cfg.VM.GVisorPlatform}, log)
 }
@@ -161,8 +181,11 @@ func (e *env) close(log *slog.Logger) {
 // dir, asking every driver this host may have run to reclaim its own.
 func reconcileRunDir(ctx context.Context, cfg config.Config, log *slog.Logger) {
 	var rs []sandbox.Reclaimer
-	if d, err := qemu.New(qemu.Config{Binary: cfg.VM.QEMU, RunDir: cfg.RunDir, Accel: qemu.AccelTCG}, log); err == nil {
-		rs = append(rs, d)
+	if qcfg, _, err := qemuConfig(cfg); err == nil {
+		qcfg.Accel = qemu.AccelTCG
+		if d, err := qemu.New(qcfg, log); err == nil {
+			rs = append(rs, d)
+		}
 	}
 	if d, err := firecrackerDriver(cfg, log); err == nil {
 		rs = append(rs, d)

@@ -36,6 +36,11 @@ type VM struct {
 	VCPUs     int    // CODEBENCH_VM_VCPUS
 	TSCKHz    int64  // CODEBENCH_TSC_KHZ: 0 = read from the host
 	QEMU      string // CODEBENCH_QEMU: the qemu-system-x86_64 binary
+	// QEMUJail (CODEBENCH_QEMU_JAIL) is auto (default: jailed where the
+	// host allows), on (jailed or fail) or off; VMUser (CODEBENCH_VM_USER,
+	// default codebench-vm) is the unprivileged user a jailed QEMU runs as.
+	QEMUJail  string
+	VMUser    string
 	BootLimit time.Duration
 	// Snapshots: pool VMs are clones of a warmed-up template when the
 	// driver can (CODEBENCH_SNAPSHOTS, default true).
@@ -116,7 +121,7 @@ func Default() Config {
 		DataDir: "/var/lib/codebench",
 		RunDir:  "/run/codebench",
 		VM: VM{
-			Accel: "auto", MemoryMB: 1024, VCPUs: 1, QEMU: "qemu-system-x86_64",
+			Accel: "auto", MemoryMB: 1024, VCPUs: 1, QEMU: "qemu-system-x86_64", QEMUJail: "auto", VMUser: "codebench-vm",
 			BootLimit: 60 * time.Second, Snapshots: true,
 			Driver: "auto", Firecracker: "firecracker", Runsc: "runsc",
 			Jailer: Jailer{Binary: "jailer", UID: 1500, GID: 1500, Chroot: "/srv/jailer"},
@@ -205,6 +210,8 @@ func fromLookup(lookup func(string) (string, bool)) (Config, error) {
 	integer("CODEBENCH_VM_VCPUS", &c.VM.VCPUs)
 	num("CODEBENCH_TSC_KHZ", &c.VM.TSCKHz)
 	str("CODEBENCH_QEMU", &c.VM.QEMU)
+	str("CODEBENCH_QEMU_JAIL", &c.VM.QEMUJail)
+	str("CODEBENCH_VM_USER", &c.VM.VMUser)
 	dur("CODEBENCH_BOOT_TIMEOUT", &c.VM.BootLimit)
 	boolean("CODEBENCH_SNAPSHOTS", &c.VM.Snapshots)
 	str("CODEBENCH_DRIVER", &c.VM.Driver)
@@ -270,6 +277,8 @@ func (c *Config) Validate() error {
 		"CODEBENCH_DEBUG_ADDR must be on loopback, not %q", c.DebugAddr)
 	check(c.RunDir != "" && len(c.RunDir) <= 48, "run dir %q must be set and short (Unix socket paths are limited to 108 bytes)", c.RunDir)
 	check(strings.Contains("auto kvm tcg", c.VM.Accel) && c.VM.Accel != "", "CODEBENCH_ACCEL must be auto, kvm or tcg, not %q", c.VM.Accel)
+	check(c.VM.QEMUJail == "auto" || c.VM.QEMUJail == "on" || c.VM.QEMUJail == "off", "CODEBENCH_QEMU_JAIL must be auto, on or off, not %q", c.VM.QEMUJail)
+	check(c.VM.VMUser != "" && c.VM.VMUser != "root", "CODEBENCH_VM_USER must name a user other than root, not %q", c.VM.VMUser)
 	check(c.VM.MemoryMB >= 128, "VM memory %d MiB is below 128", c.VM.MemoryMB)
 	check(slices.Contains([]string{"auto", "qemu", "firecracker", "gvisor"}, c.VM.Driver), "CODEBENCH_DRIVER must be auto, qemu, firecracker or gvisor, not %q", c.VM.Driver)
 	check(slices.Contains([]string{"", "systrap", "ptrace"}, c.VM.GVisorPlatform), "CODEBENCH_GVISOR_PLATFORM must be systrap or ptrace, not %q", c.VM.GVisorPlatform)

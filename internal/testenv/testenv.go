@@ -48,6 +48,17 @@ func missing(t testing.TB, envVar, format string, args ...any) {
 	t.Skipf(format, args...)
 }
 
+// Main runs a test binary's tests. A package whose tests start QEMU VMs
+// calls it from TestMain: the QEMU driver re-executes the running binary
+// as each VM's jail helper, and in a test that binary is the test binary.
+func Main(m *testing.M) int {
+	if len(os.Args) > 1 && os.Args[1] == qemu.JailCommand {
+		fmt.Fprintln(os.Stderr, "jail helper:", qemu.JailMain(os.Args[2:]))
+		return 1
+	}
+	return m.Run()
+}
+
 // VM is what a test needs to boot guests.
 type VM struct {
 	Config config.Config
@@ -55,6 +66,9 @@ type VM struct {
 	Driver *qemu.Driver
 	Spec   sandbox.Spec
 	RunDir string
+	// Jail is how the driver jails QEMU (nil: unjailed, JailWhy says why).
+	Jail    *qemu.Jail
+	JailWhy string
 }
 
 // NeedVM returns a QEMU driver on the current guest image, with a fresh run
@@ -75,7 +89,15 @@ func NeedVM(t testing.TB) *VM {
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(runDir) })
 	spec := sandbox.Spec{Kernel: img.KernelPath(), Initrd: img.InitrdPath(), Rootfs: img.RootfsPath(), RootDir: img.RootTreePath(), MemoryMB: cfg.VM.MemoryMB}
-	qcfg := qemu.Config{Binary: cfg.VM.QEMU, RunDir: runDir, TSCKHz: cfg.VM.TSCKHz}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	jail, why, err := qemu.NewJail(cfg.VM.QEMUJail, cfg.VM.VMUser, exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qcfg := qemu.Config{Binary: cfg.VM.QEMU, RunDir: runDir, TSCKHz: cfg.VM.TSCKHz, Jail: jail}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	probe, err := qemu.ResolveAccel(ctx, cfg.VM.Accel, qcfg, spec, filepath.Join(cfg.DataDir, "accel-probe.json"), Logger(t))
@@ -87,7 +109,18 @@ func NeedVM(t testing.TB) *VM {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &VM{Config: cfg, Image: img, Driver: d, Spec: spec, RunDir: runDir}
+	return &VM{Config: cfg, Image: img, Driver: d, Spec: spec, RunDir: runDir, Jail: jail, JailWhy: why}
+}
+
+// NeedJail is NeedVM for a test of the QEMU jail: it skips where this host
+// cannot jail QEMU (fails where CODEBENCH_REQUIRE_VM is set: CI must).
+func NeedJail(t testing.TB) *VM {
+	t.Helper()
+	vm := NeedVM(t)
+	if vm.Jail == nil || vm.Jail.Cgroups == nil {
+		missing(t, "CODEBENCH_REQUIRE_VM", "QEMU is not jailed with a cgroup here: %s", vm.JailWhy)
+	}
+	return vm
 }
 
 // GVisor is what a test needs to start gVisor sandboxes.

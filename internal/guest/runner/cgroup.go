@@ -113,6 +113,9 @@ func (p *phaseCgroup) Start(cmd *exec.Cmd) error {
 	return cmd.Start()
 }
 
+// StartsWithClone3 tells the job filter to let the fork through.
+func (p *phaseCgroup) StartsWithClone3() bool { return true }
+
 // Started implements PhaseLimits.
 func (p *phaseCgroup) Started(pid int, l agentproto.Limits) error { return applyRlimits(pid, l) }
 

@@ -375,6 +375,9 @@ func (r *Runner) phase(ctx context.Context, spec phaseSpec, out *output, stdout,
 	return ph
 }
 
+// clone3Starter is a PhaseLimits whose Start forks with clone3.
+type clone3Starter interface{ StartsWithClone3() bool }
+
 // start starts cmd from a goroutine locked to a thread of its own, which is
 // discarded afterwards: with Restrict the thread gets no_new_privs and the
 // job seccomp filter, the limiter places it (or the child), and the child
@@ -391,9 +394,11 @@ func (r *Runner) start(cmd *exec.Cmd, pl PhaseLimits) (release func(), err error
 	}
 	errc := make(chan error, 1)
 	done := make(chan struct{})
+	c3, _ := pl.(clone3Starter)
+	allowClone3 := c3 != nil && c3.StartsWithClone3()
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
-		if err := restrictThread(); err != nil {
+		if err := restrictThread(allowClone3); err != nil {
 			errc <- fmt.Errorf("restrict the job: %w", err)
 			return
 		}

@@ -58,8 +58,13 @@ const (
 
 func retErrno(errno unix.Errno) uint32 { return unix.SECCOMP_RET_ERRNO | uint32(errno) }
 
-// jobFilter assembles the filter.
-func jobFilter() []unix.SockFilter {
+// jobFilter assembles the filter. allowClone3 lets clone3 through: the
+// runner itself forks with it where it places the job with
+// CLONE_INTO_CGROUP (cgroup v2), and the thread that forks carries the
+// filter. Its namespace flags are then out of the filter's sight; the
+// guest's namespace sysctls (boot.DisableNamespaces: every max_*_namespaces
+// is 0) refuse them to everyone.
+func jobFilter(allowClone3 bool) []unix.SockFilter {
 	stmt := func(code uint16, k uint32) unix.SockFilter { return unix.SockFilter{Code: code, K: k} }
 	jump := func(code uint16, k uint32, jt, jf uint8) unix.SockFilter {
 		return unix.SockFilter{Code: code, K: k, Jt: jt, Jf: jf}
@@ -77,8 +82,10 @@ func jobFilter() []unix.SockFilter {
 	}
 	// clone3 passes its flags in memory, out of the filter's sight: ENOSYS
 	// makes the C library fall back to clone, whose flags it can see.
+	if !allowClone3 {
+		f = append(f, jump(bpfJeq, unix.SYS_CLONE3, 0, 1), stmt(bpfRet, retErrno(unix.ENOSYS)))
+	}
 	f = append(f,
-		jump(bpfJeq, unix.SYS_CLONE3, 0, 1), stmt(bpfRet, retErrno(unix.ENOSYS)),
 		jump(bpfJeq, unix.SYS_CLONE, 2, 0),
 		jump(bpfJeq, unix.SYS_UNSHARE, 1, 0),
 		stmt(bpfRet, retAllow),
@@ -93,11 +100,11 @@ func jobFilter() []unix.SockFilter {
 // restrictThread sets no_new_privs and installs the job filter on the
 // calling thread, which must be locked to its goroutine and never serve
 // anything else: a child forked from it inherits both.
-func restrictThread() error {
+func restrictThread(allowClone3 bool) error {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("no_new_privs: %w", err)
 	}
-	f := jobFilter()
+	f := jobFilter(allowClone3)
 	prog := unix.SockFprog{Len: uint16(len(f)), Filter: &f[0]}
 	if err := unix.Prctl(unix.PR_SET_SECCOMP, unix.SECCOMP_MODE_FILTER, uintptr(unsafe.Pointer(&prog)), 0, 0); err != nil {
 		return fmt.Errorf("seccomp filter: %w", err)

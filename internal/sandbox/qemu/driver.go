@@ -62,7 +62,18 @@ type Config struct {
 	// TSCKHz is passed as tsc_early_khz; without it some TCG boots hang
 	// calibrating the TSC. Zero reads the host's.
 	TSCKHz int64
+	// Firmware is passed as -bios; empty uses DefaultFirmware if it
+	// exists, else QEMU's default for microvm.
+	Firmware string
+	// Jail, when set, runs each QEMU jailed (see Jail).
+	Jail *Jail
 }
+
+// DefaultFirmware is qboot, the minimal firmware microvm was made for. It
+// is preferred to QEMU's default for microvm (SeaBIOS's bios-microvm.bin),
+// which hung before the kernel here with QEMU 10.0 and SeaBIOS 1.16.3 from
+// bookworm-backports.
+const DefaultFirmware = "/usr/share/qemu/qboot.rom"
 
 // Driver starts QEMU microVMs.
 type Driver struct {
@@ -82,6 +93,14 @@ func New(cfg Config, log *slog.Logger) (*Driver, error) {
 	}
 	if cfg.Accel != AccelKVM && cfg.Accel != AccelTCG {
 		return nil, fmt.Errorf("qemu: accel must be %q or %q, not %q", AccelKVM, AccelTCG, cfg.Accel)
+	}
+	if cfg.Firmware == "" {
+		if _, err := os.Stat(DefaultFirmware); err == nil {
+			cfg.Firmware = DefaultFirmware
+		}
+	}
+	if j := cfg.Jail; j != nil && (j.Binary == "" || j.UID <= 0 || j.GID <= 0) {
+		return nil, fmt.Errorf("qemu: a jail needs its binary and a user and group other than root, not %d:%d", j.UID, j.GID)
 	}
 	if cfg.TSCKHz == 0 {
 		khz, err := HostTSCKHz()
@@ -105,6 +124,29 @@ func (d *Driver) Version() string {
 	return d.version + " accel=" + d.cfg.Accel
 }
 
+// readOnlyTemplates reports whether this QEMU can map a template's RAM file
+// opened read-only, privately and writable (readonly=on,rom=off: QEMU 8.2+).
+func (d *Driver) readOnlyTemplates() bool {
+	major, minor, ok := parseVersion(d.Version())
+	return ok && (major > 8 || major == 8 && minor >= 2)
+}
+
+// parseVersion reads "QEMU emulator version X.Y.Z ...".
+func parseVersion(v string) (major, minor int, ok bool) {
+	const prefix = "QEMU emulator version "
+	i := strings.Index(v, prefix)
+	if i < 0 {
+		return 0, 0, false
+	}
+	parts := strings.SplitN(strings.Fields(v[i+len(prefix):]+" ")[0], ".", 3)
+	if len(parts) < 2 {
+		return 0, 0, false
+	}
+	major, err1 := strconv.Atoi(parts[0])
+	minor, err2 := strconv.Atoi(parts[1])
+	return major, minor, err1 == nil && err2 == nil
+}
+
 // Name implements sandbox.Driver.
 func (d *Driver) Name() string { return "qemu-" + d.cfg.Accel }
 
@@ -112,6 +154,9 @@ func (d *Driver) Name() string { return "qemu-" + d.cfg.Accel }
 // "-name codebench:<id>" and its run directory on its command line.
 func (d *Driver) Reclaim(_ context.Context, dir string) ([]int, error) {
 	pid, err := reconcile.KillStale(filepath.Join(dir, PIDFile), NamePrefix+filepath.Base(dir), dir)
+	if j := d.cfg.Jail; j != nil && j.Cgroups != nil {
+		err = errors.Join(err, j.Cgroups.Reclaim(filepath.Base(dir)))
+	}
 	if pid == 0 {
 		return nil, err
 	}
@@ -162,13 +207,29 @@ func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, opts launchOpts)
 		return nil, err
 	}
 
-	args := d.args(spec, vm.dir, opts)
-	cmd := exec.Command(d.cfg.Binary, args...)
+	var cmd *exec.Cmd
+	if d.cfg.Jail == nil {
+		cmd = exec.Command(d.cfg.Binary, d.args(spec, vm.dir, opts)...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	} else {
+		vm.jail = d.cfg.Jail
+		bin, err := exec.LookPath(d.cfg.Binary)
+		if err != nil {
+			return nil, fmt.Errorf("qemu: %w", err)
+		}
+		if spec, err = resolveImage(spec); err != nil {
+			return nil, err
+		}
+		if cmd, err = d.jailed(vm, spec, opts, append([]string{bin}, d.args(spec, vm.dir, opts)...)); err != nil {
+			return nil, err
+		}
+	}
 	cmd.Dir = vm.dir
 	// Own process group: a Ctrl-C on the worker's terminal must not reach
 	// QEMU; the worker drains its VMs itself. Pdeathsig: a worker killed
 	// with -9 does not leave VMs running.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr.Setpgid = true
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	stderr, err := os.Create(filepath.Join(vm.dir, "qemu.stderr"))
 	if err != nil {
 		return nil, err
@@ -211,14 +272,27 @@ func (d *Driver) args(spec sandbox.Spec, dir string, opts launchOpts) []string {
 	}, " ")
 	machine := "microvm,x-option-roms=off,rtc=on"
 	var mem []string
+	if d.cfg.Firmware != "" {
+		mem = append(mem, "-bios", d.cfg.Firmware)
+	}
 	if opts.memPath != "" {
 		machine += ",memory-backend=mem"
-		share := "off"
-		if opts.shared {
-			share = "on"
+		backend := fmt.Sprintf("memory-backend-file,id=mem,size=%dM,mem-path=%s,prealloc=off", spec.MemoryMB, opts.memPath)
+		switch {
+		case opts.shared:
+			backend += ",share=on"
+		case d.readOnlyTemplates():
+			// A private copy-on-write mapping of a file QEMU opens
+			// read-only: the template cannot be written through it.
+			backend += ",share=off,readonly=on,rom=off"
+		default:
+			backend += ",share=off"
 		}
-		mem = []string{"-object", fmt.Sprintf("memory-backend-file,id=mem,size=%dM,mem-path=%s,share=%s,prealloc=off",
-			spec.MemoryMB, opts.memPath, share)}
+		mem = append(mem, "-object", backend)
+	}
+	accel := d.cfg.Accel
+	if accel == AccelTCG {
+		accel += ",tb-size=" + strconv.Itoa(tcgCacheMB)
 	}
 	if opts.incoming {
 		mem = append(mem, "-incoming", "defer")
@@ -226,7 +300,7 @@ func (d *Driver) args(spec sandbox.Spec, dir string, opts launchOpts) []string {
 	return append(mem,
 		"-name", NamePrefix+spec.ID,
 		"-M", machine,
-		"-accel", d.cfg.Accel,
+		"-accel", accel,
 		"-cpu", cpu,
 		"-m", strconv.Itoa(spec.MemoryMB),
 		"-smp", strconv.Itoa(spec.VCPUs),
@@ -263,6 +337,7 @@ type VM struct {
 	exitErr error // written before done is closed
 
 	console *sandbox.Console
+	jail    *Jail // nil: QEMU runs unjailed
 
 	stack cleanup.Stack
 

@@ -20,8 +20,15 @@ var _ sandbox.Snapshotter = (*Driver)(nil)
 // x-ignore-shared) between QEMU and the driver.
 const migSocket = "mig.sock"
 
-// SnapshotSupport implements sandbox.Snapshotter: QEMU can always clone.
-func (d *Driver) SnapshotSupport() error { return nil }
+// SnapshotSupport implements sandbox.Snapshotter: QEMU can always clone,
+// but a jailed QEMU only from a template it opens read-only (QEMU 8.2+):
+// an older one would need every clone to be able to write the template.
+func (d *Driver) SnapshotSupport() error {
+	if d.cfg.Jail != nil && !d.readOnlyTemplates() {
+		return fmt.Errorf("qemu: %s cannot map a template read-only (readonly=on,rom=off needs QEMU 8.2+), and a jailed VM must not be able to write one", d.Version())
+	}
+	return nil
+}
 
 // StartTemplate implements sandbox.Snapshotter: a VM whose RAM lives in the
 // template's RAM file, shared, so that after Snapshot the file holds the guest's memory.
@@ -47,6 +54,9 @@ func (d *Driver) Snapshot(ctx context.Context, v sandbox.VM, dir string) error {
 		return err
 	}
 	defer ln.Close()
+	if err := vm.grant(sock); err != nil {
+		return err
+	}
 	tmp := filepath.Join(dir, sandbox.TemplateStateFile+".tmp")
 	out, err := os.Create(tmp)
 	if err != nil {
@@ -78,6 +88,13 @@ func (d *Driver) Snapshot(ctx context.Context, v sandbox.VM, dir string) error {
 		return fmt.Errorf("qemu: receive snapshot stream: %w", err)
 	}
 	if err := out.Sync(); err != nil {
+		return err
+	}
+	// The VM is gone before its RAM file is handed back.
+	if err := vm.Stop(ctx); err != nil {
+		return err
+	}
+	if err := d.templateDone(filepath.Join(dir, sandbox.TemplateMemFile)); err != nil {
 		return err
 	}
 	return os.Rename(tmp, filepath.Join(dir, sandbox.TemplateStateFile))
