@@ -30,12 +30,12 @@ type Config struct {
 
 // VM sizes and drives the sandbox.
 type VM struct {
-	Accel     string // CODEBENCH_ACCEL: auto, kvm or tcg
-	AllowTCG  bool   // CODEBENCH_ALLOW_TCG: the worker refuses TCG without it
-	MemoryMB  int    // CODEBENCH_VM_MEMORY_MB
-	VCPUs     int    // CODEBENCH_VM_VCPUS
-	TSCKHz    int64  // CODEBENCH_TSC_KHZ: 0 = read from the host
-	QEMU      string // CODEBENCH_QEMU: the qemu-system-x86_64 binary
+	Accel    string // CODEBENCH_ACCEL: auto, kvm or tcg
+	AllowTCG bool   // CODEBENCH_ALLOW_TCG: the worker refuses TCG without it
+	MemoryMB int    // CODEBENCH_VM_MEMORY_MB
+	VCPUs    int    // CODEBENCH_VM_VCPUS
+	TSCKHz   int64  // CODEBENCH_TSC_KHZ: 0 = read from the host
+	QEMU     string // CODEBENCH_QEMU: the qemu-system-x86_64 binary
 	// QEMUJail (CODEBENCH_QEMU_JAIL) is auto (default: jailed where the
 	// host allows), on (jailed or fail) or off; VMUser (CODEBENCH_VM_USER,
 	// default codebench-vm) is the unprivileged user a jailed QEMU runs as.

@@ -138,7 +138,7 @@ func parseVersion(v string) (major, minor int, ok bool) {
 	if i < 0 {
 		return 0, 0, false
 	}
-	parts := strings.SplitN(strings.Fields(v[i+len(prefix):]+" ")[0], ".", 3)
+	parts := strings.SplitN(strings.Fields(v[i+len(prefix):] + " ")[0], ".", 3)
 	if len(parts) < 2 {
 		return 0, 0, false
 	}
