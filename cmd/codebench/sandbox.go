@@ -20,6 +20,7 @@ import (
 	"github.com/codebench/codebench/internal/sandbox/choose"
 	"github.com/codebench/codebench/internal/sandbox/firecracker"
 	"github.com/codebench/codebench/internal/sandbox/gvisor"
+	"github.com/codebench/codebench/internal/sandbox/hostcgroup"
 	"github.com/codebench/codebench/internal/sandbox/qemu"
 	"github.com/codebench/codebench/internal/template"
 )
@@ -166,8 +167,18 @@ func qemuConfig(cfg config.Config) (qemu.Config, string, error) {
 	return qemu.Config{Binary: cfg.VM.QEMU, RunDir: cfg.RunDir, TSCKHz: cfg.VM.TSCKHz, Jail: j}, why, nil
 }
 
+// gvisorDriver is the gVisor driver; as root, each sandbox gets a host
+// cgroup with limits where the host has one to give.
 func gvisorDriver(cfg config.Config, log *slog.Logger) (*gvisor.Driver, error) {
-	return gvisor.New(gvisor.Config{Binary: cfg.VM.Runsc, RunDir: cfg.RunDir, Platform: cfg.VM.GVisorPlatform}, log)
+	gcfg := gvisor.Config{Binary: cfg.VM.Runsc, RunDir: cfg.RunDir, Platform: cfg.VM.GVisorPlatform}
+	if os.Geteuid() == 0 {
+		cg, err := hostcgroup.Detect(hostcgroup.Root, hostcgroup.DefaultName)
+		if err != nil {
+			log.Warn("gVisor sandboxes without a host cgroup", "err", err)
+		}
+		gcfg.Cgroups = cg
+	}
+	return gvisor.New(gcfg, log)
 }
 
 // close removes this process's run dir; it is empty once every VM stopped.

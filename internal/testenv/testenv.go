@@ -26,6 +26,7 @@ import (
 	"github.com/codebench/codebench/internal/image"
 	"github.com/codebench/codebench/internal/sandbox"
 	"github.com/codebench/codebench/internal/sandbox/gvisor"
+	"github.com/codebench/codebench/internal/sandbox/hostcgroup"
 	"github.com/codebench/codebench/internal/sandbox/qemu"
 )
 
@@ -130,6 +131,10 @@ type GVisor struct {
 	Driver *gvisor.Driver
 	Spec   sandbox.Spec
 	RunDir string
+	// Cgroups is where sandboxes get host cgroups (nil: none, CgroupsErr
+	// says why).
+	Cgroups    *hostcgroup.Manager
+	CgroupsErr error
 }
 
 // NeedGVisor returns a gVisor driver on the current guest image, with a
@@ -146,7 +151,8 @@ func NeedGVisor(t testing.TB) *GVisor {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(runDir) })
-	d, err := gvisor.New(gvisor.Config{Binary: cfg.VM.Runsc, RunDir: runDir}, Logger(t))
+	cg, cgErr := hostcgroup.Detect(hostcgroup.Root, hostcgroup.DefaultName)
+	d, err := gvisor.New(gvisor.Config{Binary: cfg.VM.Runsc, RunDir: runDir, Cgroups: cg}, Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +160,7 @@ func NeedGVisor(t testing.TB) *GVisor {
 		missing(t, "CODEBENCH_REQUIRE_GVISOR", "gVisor cannot run here: %v", err)
 	}
 	spec := sandbox.Spec{Kernel: img.KernelPath(), Initrd: img.InitrdPath(), Rootfs: img.RootfsPath(), RootDir: img.RootTreePath(), MemoryMB: cfg.VM.MemoryMB}
-	return &GVisor{Config: cfg, Image: img, Driver: d, Spec: spec, RunDir: runDir}
+	return &GVisor{Config: cfg, Image: img, Driver: d, Spec: spec, RunDir: runDir, Cgroups: cg, CgroupsErr: cgErr}
 }
 
 // Sandbox is a driver ready for driver-neutral tests: the image, a spec on

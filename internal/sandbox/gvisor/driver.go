@@ -31,6 +31,7 @@ import (
 	"github.com/codebench/codebench/internal/guest/boot"
 	"github.com/codebench/codebench/internal/reconcile"
 	"github.com/codebench/codebench/internal/sandbox"
+	"github.com/codebench/codebench/internal/sandbox/hostcgroup"
 )
 
 var (
@@ -66,6 +67,10 @@ type Config struct {
 	// Platform is systrap or ptrace; empty: systrap where this runsc has
 	// it, else ptrace.
 	Platform string
+	// Cgroups, when set, puts each sandbox (runsc's sandbox and gofer
+	// processes) in a host cgroup of its own with memory and process
+	// limits, which runsc creates from the spec's linux.resources.
+	Cgroups *hostcgroup.Manager
 }
 
 // Driver starts gVisor sandboxes.
@@ -205,7 +210,18 @@ func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, restoreFrom stri
 	if err := os.Mkdir(bundle, 0o700); err != nil {
 		return nil, err
 	}
-	b, err := json.MarshalIndent(ociSpec(spec), "", "  ")
+	oci := ociSpec(spec)
+	if d.cfg.Cgroups != nil {
+		// runsc removes it on a clean exit; this covers the rest (a
+		// killed sandbox). Unwound after the sandbox is stopped.
+		vm.stack.Push("remove cgroup", func(context.Context) error { return d.cfg.Cgroups.Reclaim(spec.ID) })
+		oci.Linux.CgroupsPath = d.cfg.Cgroups.Path(spec.ID)
+		oci.Linux.Resources = &resources{
+			Memory: &memoryResources{Limit: int64(spec.MemoryMB+sandboxOverheadMB) << 20},
+			Pids:   &pidsResources{Limit: sandboxPids},
+		}
+	}
+	b, err := json.MarshalIndent(oci, "", "  ")
 	if err != nil {
 		return nil, err
 	}
@@ -369,6 +385,9 @@ func (d *Driver) Reclaim(_ context.Context, dir string) ([]int, error) {
 			continue
 		}
 		killed = append(killed, p)
+	}
+	if d.cfg.Cgroups != nil {
+		errs = append(errs, d.cfg.Cgroups.Reclaim(id))
 	}
 	return killed, errors.Join(errs...)
 }

@@ -50,11 +50,31 @@ type (
 		Options     []string `json:"options,omitempty"`
 	}
 	linuxCfg struct {
-		Namespaces []namespace `json:"namespaces"`
+		Namespaces  []namespace `json:"namespaces"`
+		CgroupsPath string      `json:"cgroupsPath,omitempty"`
+		Resources   *resources  `json:"resources,omitempty"`
+	}
+	resources struct {
+		Memory *memoryResources `json:"memory,omitempty"`
+		Pids   *pidsResources   `json:"pids,omitempty"`
+	}
+	memoryResources struct {
+		Limit int64 `json:"limit"`
+	}
+	pidsResources struct {
+		Limit int64 `json:"limit"`
 	}
 	namespace struct {
 		Type string `json:"type"`
 	}
+)
+
+// A sandbox's host cgroup allows the guest's memory plus this much for the
+// Sentry and gofer, and this many host tasks (the Sentry's threads and,
+// under systrap, its stub processes, which grow with the job's).
+const (
+	sandboxOverheadMB = 256
+	sandboxPids       = 1024
 )
 
 // agentCaps are what the agent, root inside the sandbox, needs: mount its

@@ -15,13 +15,19 @@ import (
 	"time"
 )
 
-// Root is where the hierarchies are mounted.
-const Root = "/sys/fs/cgroup"
+// Root is where the hierarchies are mounted; DefaultName is codebench's
+// parent cgroup in each.
+const (
+	Root        = "/sys/fs/cgroup"
+	DefaultName = "codebench"
+)
 
 // Manager makes the sandboxes' cgroups under a parent of its own.
 type Manager struct {
 	// Version is "v2" or "v1".
 	Version string
+	// Name is the parent cgroup's name, in every hierarchy used.
+	Name string
 	// parents are the parent cgroups: one on v2, memory and pids on v1.
 	v2     string
 	memory string
@@ -43,7 +49,7 @@ func Detect(root, name string) (*Manager, error) {
 			if err := os.WriteFile(filepath.Join(parent, "cgroup.subtree_control"), []byte("+memory +pids"), 0); err != nil {
 				return nil, fmt.Errorf("hostcgroup: enable memory and pids in %s: %w", parent, err)
 			}
-			return &Manager{Version: "v2", v2: parent}, nil
+			return &Manager{Version: "v2", Name: name, v2: parent}, nil
 		}
 	}
 	mem, pids := filepath.Join(root, "memory"), filepath.Join(root, "pids")
@@ -52,7 +58,7 @@ func Detect(root, name string) (*Manager, error) {
 			return nil, fmt.Errorf("hostcgroup: no cgroup v2 memory and pids controllers, and no v1 %s hierarchy: %w", filepath.Base(d), err)
 		}
 	}
-	m := &Manager{Version: "v1", memory: filepath.Join(mem, name), pids: filepath.Join(pids, name)}
+	m := &Manager{Version: "v1", Name: name, memory: filepath.Join(mem, name), pids: filepath.Join(pids, name)}
 	for _, d := range []string{m.memory, m.pids} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err
@@ -68,6 +74,10 @@ func (m *Manager) Describe() string {
 	}
 	return "cgroup v1 at " + m.memory + " and " + m.pids
 }
+
+// Path is sandbox id's cgroup path relative to the hierarchies' roots (an
+// OCI runtime's cgroupsPath).
+func (m *Manager) Path(id string) string { return "/" + m.Name + "/" + id }
 
 // Group is one sandbox's cgroup.
 type Group struct {

@@ -449,7 +449,7 @@ func NewJail(mode, userName, binary string) (*Jail, string, error) {
 		j.Groups = []int{int(st.Gid)}
 	}
 	why := fmt.Sprintf("QEMU jailed as %s (%d:%d)", userName, uid, gid)
-	cg, err := hostcgroup.Detect(hostcgroup.Root, "codebench")
+	cg, err := hostcgroup.Detect(hostcgroup.Root, hostcgroup.DefaultName)
 	if err != nil {
 		if mode == JailOn {
 			return nil, "", fmt.Errorf("qemu jail: %w", err)

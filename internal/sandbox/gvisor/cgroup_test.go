@@ -1,0 +1,69 @@
+package gvisor_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/codebench/codebench/internal/agentproto"
+	"github.com/codebench/codebench/internal/sandbox"
+	"github.com/codebench/codebench/internal/testenv"
+)
+
+// TestHostCgroup: every host process of a sandbox (runsc, the Sentry, the
+// gofer) is in the sandbox's own host cgroup, whose memory and process
+// limits runsc set from the spec; the cgroup goes with the sandbox.
+func TestHostCgroup(t *testing.T) {
+	env := testenv.NeedGVisor(t)
+	if env.Cgroups == nil {
+		if os.Getenv("CODEBENCH_REQUIRE_GVISOR") != "" {
+			t.Fatalf("no host cgroup for gVisor sandboxes: %v", env.CgroupsErr)
+		}
+		t.Skipf("no host cgroup here: %v", env.CgroupsErr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	inst, err := sandbox.Boot(ctx, env.Driver, env.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inst.Stop(ctx)
+	if _, err := inst.Agent.Run(ctx, &agentproto.RunRequest{Language: "python", Code: "print(1)"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := env.Cgroups.Path(inst.VM.ID())
+	pids := inst.VM.(sandbox.Processes).PIDs()
+	inCgroup := 0
+	for _, pid := range pids {
+		b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cgroup"))
+		if err != nil {
+			continue // runsc's own process may have gone
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, "memory") && strings.HasSuffix(l, ":"+want) {
+				inCgroup++
+			}
+		}
+	}
+	// The Sentry and the gofer at least.
+	if inCgroup < 2 {
+		t.Errorf("%d of the sandbox's processes %v are in its memory cgroup %s", inCgroup, pids, want)
+	}
+	mem, procs, err := env.Cgroups.Limits(inst.VM.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mem < int64(env.Spec.MemoryMB)<<20 || mem > int64(env.Spec.MemoryMB+1024)<<20 || procs <= 0 || procs > 4096 {
+		t.Errorf("limits: memory %d, pids %d", mem, procs)
+	}
+	if err := inst.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := env.Cgroups.Limits(inst.VM.ID()); err == nil {
+		t.Errorf("the sandbox's cgroup outlived it")
+	}
+}
