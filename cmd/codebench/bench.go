@@ -151,6 +151,7 @@ func benchDriver(ctx context.Context, cfg config.Config, log *slog.Logger, name 
 		return nil, err
 	}
 	prov, _ := e.provisioner(ctx, cfg, log)
+	defer prov.Close()
 	switch gv, isGVisor := e.driver.(*gvisor.Driver); {
 	case prov.Template() != nil:
 		progress("%s: %d rounds of %d restores from the snapshot template", dr.Name, rounds, poolSize)

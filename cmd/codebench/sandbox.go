@@ -256,7 +256,8 @@ func (e *env) provisioner(ctx context.Context, cfg config.Config, log *slog.Logg
 		Languages: langs,
 		BootLimit: cfg.VM.BootLimit,
 	}
-	return provision.New(ctx, e.driver, e.spec, tcfg, cfg.VM.Snapshots, log)
+	rot := provision.Rotation{MaxAge: cfg.VM.TemplateMaxAge, MaxClones: cfg.VM.TemplateMaxClones}
+	return provision.New(ctx, e.driver, e.spec, tcfg, cfg.VM.Snapshots, rot, log)
 }
 
 func (e *env) describe() string {

@@ -92,8 +92,9 @@ func workerCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []
 // "codebench worker" runs, and what "codebench bench" starts for each driver
 // it compares.
 type server struct {
-	w *worker.Worker
-	p *pool.Pool[*provision.Member]
+	w    *worker.Worker
+	p    *pool.Pool[*provision.Member]
+	prov *provision.Provisioner
 }
 
 // newServer starts the pool (template clones where the driver can, else
@@ -114,10 +115,13 @@ func newServer(ctx context.Context, e *env, cfg config.Config, qcfg queue.Config
 		}
 		return c, nil
 	}, log)
-	return &server{w: w, p: p}
+	return &server{w: w, p: p, prov: prov}
 }
 
-func (s *server) stop() { s.p.Stop() }
+func (s *server) stop() {
+	s.p.Stop()
+	s.prov.Close()
+}
 
 // serveDebug serves expvar (with the goroutine count) and pprof on a
 // loopback address, for the soak test and for people. The returned func

@@ -45,6 +45,12 @@ type VM struct {
 	// Snapshots: pool VMs are clones of a warmed-up template when the
 	// driver can (CODEBENCH_SNAPSHOTS, default true).
 	Snapshots bool
+	// The template is rebuilt in the background once it is TemplateMaxAge
+	// old (CODEBENCH_TEMPLATE_MAX_AGE, default 24h) or was cloned
+	// TemplateMaxClones times (CODEBENCH_TEMPLATE_MAX_CLONES, default 0:
+	// no limit); zero turns either off.
+	TemplateMaxAge    time.Duration
+	TemplateMaxClones int
 	// Driver (CODEBENCH_DRIVER): "auto" (default: a KVM microVM, else
 	// gVisor, else QEMU under TCG where allowed), "qemu", "firecracker" or
 	// "gvisor".
@@ -122,7 +128,7 @@ func Default() Config {
 		RunDir:  "/run/codebench",
 		VM: VM{
 			Accel: "auto", MemoryMB: 1024, VCPUs: 1, QEMU: "qemu-system-x86_64", QEMUJail: "auto", VMUser: "codebench-vm",
-			BootLimit: 60 * time.Second, Snapshots: true,
+			BootLimit: 60 * time.Second, Snapshots: true, TemplateMaxAge: 24 * time.Hour,
 			Driver: "auto", Firecracker: "firecracker", Runsc: "runsc",
 			Jailer: Jailer{Binary: "jailer", UID: 1500, GID: 1500, Chroot: "/srv/jailer"},
 		},
@@ -214,6 +220,8 @@ func fromLookup(lookup func(string) (string, bool)) (Config, error) {
 	str("CODEBENCH_VM_USER", &c.VM.VMUser)
 	dur("CODEBENCH_BOOT_TIMEOUT", &c.VM.BootLimit)
 	boolean("CODEBENCH_SNAPSHOTS", &c.VM.Snapshots)
+	dur("CODEBENCH_TEMPLATE_MAX_AGE", &c.VM.TemplateMaxAge)
+	integer("CODEBENCH_TEMPLATE_MAX_CLONES", &c.VM.TemplateMaxClones)
 	str("CODEBENCH_DRIVER", &c.VM.Driver)
 	str("CODEBENCH_FIRECRACKER", &c.VM.Firecracker)
 	str("CODEBENCH_RUNSC", &c.VM.Runsc)
@@ -278,6 +286,7 @@ func (c *Config) Validate() error {
 	check(c.RunDir != "" && len(c.RunDir) <= 48, "run dir %q must be set and short (Unix socket paths are limited to 108 bytes)", c.RunDir)
 	check(strings.Contains("auto kvm tcg", c.VM.Accel) && c.VM.Accel != "", "CODEBENCH_ACCEL must be auto, kvm or tcg, not %q", c.VM.Accel)
 	check(c.VM.QEMUJail == "auto" || c.VM.QEMUJail == "on" || c.VM.QEMUJail == "off", "CODEBENCH_QEMU_JAIL must be auto, on or off, not %q", c.VM.QEMUJail)
+	check(c.VM.TemplateMaxAge >= 0 && c.VM.TemplateMaxClones >= 0, "CODEBENCH_TEMPLATE_MAX_AGE and CODEBENCH_TEMPLATE_MAX_CLONES must not be negative")
 	check(c.VM.VMUser != "" && c.VM.VMUser != "root", "CODEBENCH_VM_USER must name a user other than root, not %q", c.VM.VMUser)
 	check(c.VM.MemoryMB >= 128, "VM memory %d MiB is below 128", c.VM.MemoryMB)
 	check(slices.Contains([]string{"auto", "qemu", "firecracker", "gvisor"}, c.VM.Driver), "CODEBENCH_DRIVER must be auto, qemu, firecracker or gvisor, not %q", c.VM.Driver)

@@ -6,13 +6,28 @@ package provision
 
 import (
 	"context"
-
+	"errors"
+	"io/fs"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/codebench/codebench/internal/sandbox"
 	"github.com/codebench/codebench/internal/template"
 )
+
+// Rotation replaces the template in the background once it is MaxAge old
+// or has been cloned MaxClones times by this process (zero: no limit), so
+// that what one clone may learn of the guest's layout (its KASLR offset,
+// its allocators' state) stops applying to later clones. Clones keep coming
+// from the old template until the new one is ready.
+type Rotation struct {
+	MaxAge    time.Duration
+	MaxClones int
+}
+
+// rotationRetry is how long a failed rebuild waits before the next try.
+const rotationRetry = time.Minute
 
 // Provisioner makes members.
 type Provisioner struct {
@@ -20,17 +35,33 @@ type Provisioner struct {
 	spec      sandbox.Spec
 	bootLimit time.Duration
 	log       *slog.Logger
-	// snap and tmpl are set when members are clones.
+	// snap and tcfg are set when members are clones.
 	snap sandbox.Snapshotter
-	tmpl *template.Template
+	tcfg template.Config
+	rot  Rotation
+
+	now     func() time.Time
+	rebuild func(ctx context.Context, old *template.Template) (*template.Template, error)
+
+	mu         sync.Mutex // guards the fields below
+	tmpl       *template.Template
+	prev       *template.Template // kept on disk: other workers may clone it still
+	clones     int                // made from tmpl
+	rebuilding bool
+	retryAt    time.Time
+
+	ctx    context.Context // the rotation's: ends with Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the rotation goroutine
 }
 
 // New prepares the template (building it if needed) when snapshots are
 // wanted and the driver can make them, and says in the log which it chose.
 // It returns the reason clones are not used when they were wanted but could
 // not be had (the provisioner then cold-boots); nil otherwise.
-func New(ctx context.Context, drv sandbox.Driver, spec sandbox.Spec, tcfg template.Config, snapshots bool, log *slog.Logger) (*Provisioner, error) {
-	p := &Provisioner{driver: drv, spec: spec, bootLimit: tcfg.BootLimit, log: log}
+func New(ctx context.Context, drv sandbox.Driver, spec sandbox.Spec, tcfg template.Config, snapshots bool, rot Rotation, log *slog.Logger) (*Provisioner, error) {
+	p := &Provisioner{driver: drv, spec: spec, bootLimit: tcfg.BootLimit, log: log, rot: rot, now: time.Now}
+	p.ctx, p.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	if !snapshots {
 		log.Info("pool: snapshots disabled by configuration; cold booting pool sandboxes")
 		return p, nil
@@ -46,14 +77,94 @@ func New(ctx context.Context, drv sandbox.Driver, spec sandbox.Spec, tcfg templa
 		log.Warn("pool: snapshot template failed; cold booting pool sandboxes", "err", err)
 		return p, err
 	}
-	p.snap, p.tmpl = snap, t
-	log.Info("pool: sandboxes are restored from a snapshot template", "template", t.Dir)
+	p.snap, p.tmpl, p.tcfg = snap, t, tcfg
+	p.rebuild = func(ctx context.Context, old *template.Template) (*template.Template, error) {
+		return template.Rebuild(ctx, snap, tcfg, old, log)
+	}
+	log.Info("pool: sandboxes are restored from a snapshot template", "template", t.Dir,
+		"max_age", rot.MaxAge, "max_clones", rot.MaxClones)
 	return p, nil
+}
+
+// Close stops a template rebuild in progress and waits for it.
+func (p *Provisioner) Close() {
+	p.cancel()
+	p.wg.Wait()
 }
 
 // Template is the template members are cloned from; nil when they are
 // cold-booted.
-func (p *Provisioner) Template() *template.Template { return p.tmpl }
+func (p *Provisioner) Template() *template.Template {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.tmpl
+}
+
+// cloned counts a clone of t and starts a rebuild when the template is due
+// and none is running (or failed too recently).
+func (p *Provisioner) cloned(t *template.Template) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if t != p.tmpl {
+		return // a clone of the template just replaced
+	}
+	p.clones++
+	now := p.now()
+	due := (p.rot.MaxAge > 0 && now.Sub(t.Created()) >= p.rot.MaxAge) ||
+		(p.rot.MaxClones > 0 && p.clones >= p.rot.MaxClones)
+	if !due || p.rebuilding || now.Before(p.retryAt) {
+		return
+	}
+	p.rebuilding = true
+	p.log.Info("pool: rebuilding the snapshot template in the background", "template", t.Dir,
+		"age", now.Sub(t.Created()).Round(time.Second), "clones", p.clones)
+	p.wg.Add(1)
+	go func() { // owned by the provisioner: Close cancels and waits
+		defer p.wg.Done()
+		next, err := p.rebuild(p.ctx, t)
+		p.swap(t, next, err)
+	}()
+}
+
+// swap makes next the template clones come from, or schedules a retry.
+func (p *Provisioner) swap(old, next *template.Template, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.rebuilding = false
+	if err != nil {
+		p.retryAt = p.now().Add(rotationRetry)
+		if p.ctx.Err() == nil {
+			p.log.Warn("pool: template rebuild failed; clones still come from the old one", "err", err, "retry_in", rotationRetry)
+		}
+		return
+	}
+	if p.tmpl != old {
+		return
+	}
+	p.prev, p.tmpl, p.clones = old, next, 0
+	p.log.Info("pool: new snapshot template in use", "template", next.Dir, "previous", old.Dir)
+	if p.tcfg.Root != "" {
+		if err := template.Prune(p.tcfg, p.tmpl, p.prev); err != nil {
+			p.log.Warn("pool: pruning old templates", "err", err)
+		}
+	}
+}
+
+// reload picks up the newest template after the one in use went away
+// (another worker on the host rotated and pruned it).
+func (p *Provisioner) reload(ctx context.Context, gone *template.Template) {
+	t, err := template.Ensure(ctx, p.snap, p.tcfg, p.log)
+	if err != nil {
+		p.log.Warn("pool: reloading the snapshot template", "err", err)
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tmpl == gone {
+		p.tmpl, p.clones = t, 0
+		p.log.Info("pool: template in use was removed; now cloning another", "template", t.Dir)
+	}
+}
 
 // Driver is the driver members run on.
 func (p *Provisioner) Driver() sandbox.Driver { return p.driver }
@@ -74,14 +185,21 @@ func (p *Provisioner) Instance(ctx context.Context) (*sandbox.Instance, error) {
 	defer cancel()
 	var inst *sandbox.Instance
 	var err error
-	if p.tmpl != nil {
-		inst, err = p.tmpl.Clone(ctx, p.snap, p.spec)
+	t := p.Template()
+	if t != nil {
+		inst, err = t.Clone(ctx, p.snap, p.spec)
+		if errors.Is(err, fs.ErrNotExist) {
+			p.reload(ctx, t)
+		}
 	} else {
 		inst, err = sandbox.Boot(ctx, p.driver, p.spec)
 	}
 	if err != nil {
 		return nil, err
 	}
-	p.log.Debug("pool: sandbox ready", "vm_id", inst.VM.ID(), "ready_in", inst.ReadyIn, "restored", p.tmpl != nil)
+	if t != nil {
+		p.cloned(t)
+	}
+	p.log.Debug("pool: sandbox ready", "vm_id", inst.VM.ID(), "ready_in", inst.ReadyIn, "restored", t != nil)
 	return inst, nil
 }

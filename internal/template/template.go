@@ -2,8 +2,10 @@
 // warmed up (one hello-world per language, so the guest page cache holds the
 // compilers), reset, and saved; pool VMs are restored clones of it, each given
 // its own RNG seed and clock. Templates live next to the image under
-// <data dir>/templates/<key>/ and are keyed by everything that makes a saved
-// VM unusable when it changes: image, VM size, QEMU version, accelerator.
+// <data dir>/templates/<key>.<generation>/ and are keyed by everything that
+// makes a saved VM unusable when it changes: image, VM size, QEMU version,
+// accelerator. A key has generations: Rebuild makes a new one, so that a
+// long-lived template's layout (KASLR offset, slab seeds) stops applying.
 package template
 
 import (
@@ -17,6 +19,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -72,6 +76,7 @@ type Meta struct {
 type Template struct {
 	Dir  string
 	Meta Meta
+	gen  int64 // the generation in Dir's name
 }
 
 // Key is the template's content key.
@@ -84,19 +89,31 @@ func (c *Config) Key() string {
 	return hex.EncodeToString(h.Sum(nil))[:32]
 }
 
-// Ensure returns the template for cfg, building it when it is missing,
-// stale or corrupt.
+// Ensure returns the newest usable generation of the template for cfg,
+// building one when none is (missing, stale or corrupt ones are removed).
 func Ensure(ctx context.Context, drv sandbox.Snapshotter, cfg Config, log *slog.Logger) (*Template, error) {
+	return ensure(ctx, drv, cfg, nil, log)
+}
+
+// Rebuild makes a new generation of the template, for a template past its
+// age: clones of the new one share nothing (KASLR offset, heap layout)
+// with clones of the old. If another process made a generation newer than
+// old meanwhile, that one is returned instead.
+func Rebuild(ctx context.Context, drv sandbox.Snapshotter, cfg Config, old *Template, log *slog.Logger) (*Template, error) {
+	return ensure(ctx, drv, cfg, old, log)
+}
+
+// ensure returns the newest usable generation newer than after (any, if
+// after is nil), building one if there is none.
+func ensure(ctx context.Context, drv sandbox.Snapshotter, cfg Config, after *Template, log *slog.Logger) (*Template, error) {
 	if cfg.Version == "" {
 		cfg.Version = drv.Version()
 	}
 	key := cfg.Key()
-	dir := filepath.Join(cfg.Root, key)
 	if err := os.MkdirAll(cfg.Root, 0o755); err != nil {
 		return nil, err
 	}
-	t, err := Load(dir, key)
-	if err == nil {
+	if t := newest(cfg.Root, key, after, nil); t != nil {
 		return t, nil
 	}
 	// One builder per template on a host: other workers starting at the
@@ -106,17 +123,81 @@ func Ensure(ctx context.Context, drv sandbox.Snapshotter, cfg Config, log *slog.
 		return nil, err
 	}
 	defer unlock()
-	if t, err := Load(dir, key); err == nil {
+	if t := newest(cfg.Root, key, after, log); t != nil {
 		return t, nil
 	}
-	if _, statErr := os.Stat(dir); statErr == nil {
-		// Present but unusable (corrupt, or partial: no metadata).
-		log.Warn("template unusable; rebuilding", "dir", dir, "err", err)
-		if err := os.RemoveAll(dir); err != nil {
-			return nil, err
+	return build(ctx, drv, cfg, key, log)
+}
+
+// generation is one template directory: <key> (the first layout, which
+// counts as generation 0) or <key>.<unix nanoseconds of its build>.
+type generation struct {
+	dir string
+	gen int64
+}
+
+// generations lists key's template directories, newest first.
+func generations(root, key string) []generation {
+	var gs []generation
+	if _, err := os.Stat(filepath.Join(root, key)); err == nil {
+		gs = append(gs, generation{dir: filepath.Join(root, key)})
+	}
+	matches, _ := filepath.Glob(filepath.Join(root, key+".*"))
+	for _, m := range matches {
+		n, err := strconv.ParseInt(strings.TrimPrefix(filepath.Base(m), key+"."), 10, 64)
+		if err == nil {
+			gs = append(gs, generation{dir: m, gen: n})
 		}
 	}
-	return build(ctx, drv, cfg, key, log)
+	sort.Slice(gs, func(i, j int) bool { return gs[i].gen > gs[j].gen })
+	return gs
+}
+
+// newest loads the newest usable generation newer than after. With log
+// set (the caller holds the build lock), unusable ones are removed.
+func newest(root, key string, after *Template, log *slog.Logger) *Template {
+	for _, g := range generations(root, key) {
+		if after != nil && g.gen <= after.gen {
+			return nil
+		}
+		t, err := Load(g.dir, key)
+		if err == nil {
+			t.gen = g.gen
+			return t
+		}
+		if log != nil {
+			log.Warn("template unusable; removing it", "dir", g.dir, "err", err)
+			_ = os.RemoveAll(g.dir)
+		}
+	}
+	return nil
+}
+
+// Prune removes the generations of cfg's template other than keep (a
+// worker keeps the one it clones from and the one before, which another
+// worker on the host may still be cloning from).
+func Prune(cfg Config, keep ...*Template) error {
+	key := cfg.Key()
+	var errs []error
+	for _, g := range generations(cfg.Root, key) {
+		kept := false
+		for _, k := range keep {
+			kept = kept || (k != nil && k.Dir == g.dir)
+		}
+		if !kept {
+			errs = append(errs, os.RemoveAll(g.dir))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Created is when the template was built.
+func (t *Template) Created() time.Time {
+	c, err := time.Parse(time.RFC3339, t.Meta.Created)
+	if err != nil {
+		return time.Time{}
+	}
+	return c
 }
 
 // Load checks a template directory: metadata for this key, the state's
@@ -217,16 +298,13 @@ func build(ctx context.Context, drv sandbox.Snapshotter, cfg Config, key string,
 	if err := os.WriteFile(filepath.Join(staging, metaFile), b, 0o644); err != nil {
 		return nil, err
 	}
-	dir := filepath.Join(cfg.Root, key)
+	gen := time.Now().UnixNano()
+	dir := filepath.Join(cfg.Root, key+"."+strconv.FormatInt(gen, 10))
 	if err := os.Rename(staging, dir); err != nil {
-		// Another worker finished the same template first: use theirs.
-		if t, lerr := Load(dir, key); lerr == nil {
-			return t, nil
-		}
 		return nil, err
 	}
-	log.Info("snapshot template ready", "key", key, "took", time.Since(start).Round(time.Millisecond))
-	return &Template{Dir: dir, Meta: m}, nil
+	log.Info("snapshot template ready", "key", key, "dir", dir, "took", time.Since(start).Round(time.Millisecond))
+	return &Template{Dir: dir, Meta: m, gen: gen}, nil
 }
 
 // Clone restores a VM from t and gives it its own identity. The returned

@@ -90,6 +90,46 @@ func TestTemplateLifecycle(t *testing.T) {
 		}
 	})
 
+	t.Run("rebuild makes a new generation", func(t *testing.T) {
+		cur, err := template.Ensure(ctx, vm.Driver, cfg, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		next, err := template.Rebuild(ctx, vm.Driver, cfg, cur, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if next.Dir == cur.Dir || next.Meta.StateSHA256 == cur.Meta.StateSHA256 {
+			t.Fatalf("rebuild gave the same template: %s", next.Dir)
+		}
+		// Another worker asking to replace the same old generation gets
+		// the new one, not a third build.
+		again, err := template.Rebuild(ctx, vm.Driver, cfg, cur, log)
+		if err != nil || again.Dir != next.Dir {
+			t.Fatalf("second rebuild of the old generation: %v %v", again, err)
+		}
+		if latest, err := template.Ensure(ctx, vm.Driver, cfg, log); err != nil || latest.Dir != next.Dir {
+			t.Fatalf("Ensure after a rebuild: %v %v", latest, err)
+		}
+		// Both still clone until the old one is pruned.
+		for _, tpl := range []*template.Template{cur, next} {
+			inst, err := tpl.Clone(ctx, vm.Driver, vm.Spec)
+			if err != nil {
+				t.Fatalf("clone of %s: %v", tpl.Dir, err)
+			}
+			_ = inst.Stop(ctx)
+		}
+		if err := template.Prune(cfg, next); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(cur.Dir); !os.IsNotExist(err) {
+			t.Fatalf("pruned generation still there: %v", err)
+		}
+		if _, err := os.Stat(next.Dir); err != nil {
+			t.Fatalf("kept generation gone: %v", err)
+		}
+	})
+
 	t.Run("image change invalidates", func(t *testing.T) {
 		other := cfg
 		other.ImageHash = strings.Repeat("0", 64)

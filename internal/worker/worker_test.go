@@ -70,7 +70,8 @@ func startWorkerOn(t *testing.T, sb *testenv.Sandbox, name string, poolSize, con
 	prov, err := provision.New(context.Background(), sb.Driver, sb.Spec, template.Config{
 		Root: filepath.Join(sb.Config.DataDir, "templates"), ImageHash: sb.Image.Manifest.Hash,
 		Languages: langs, BootLimit: 2 * time.Minute,
-	}, true, log)
+	}, true, provision.Rotation{}, log)
+	t.Cleanup(prov.Close)
 	if _, canSnap := sandbox.Snapshots(sb.Driver); canSnap == nil && prov.Template() == nil {
 		t.Fatalf("no snapshot template, the pool would cold boot: %v", err)
 	}
