@@ -217,6 +217,9 @@ func firecrackerDriver(cfg config.Config, log *slog.Logger) (*firecracker.Driver
 	fc := firecracker.Config{Binary: cfg.VM.Firecracker, RunDir: cfg.RunDir, VmlinuxCache: filepath.Join(cfg.DataDir, "cache", "vmlinux")}
 	if j := cfg.VM.Jailer; j.Enabled {
 		fc.Jailer = &firecracker.Jailer{Binary: j.Binary, UID: j.UID, GID: j.GID, ChrootBaseDir: j.Chroot, NetNS: j.NetNS}
+		if cg, err := hostcgroup.Detect(hostcgroup.Root, hostcgroup.DefaultName); err == nil && cg.Version == "v1" {
+			fc.Jailer.CgroupVersion = "1"
+		}
 	}
 	if err := os.MkdirAll(cfg.RunDir, 0o700); err != nil {
 		return nil, err

@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -71,6 +72,27 @@ type Jailer struct {
 	UID, GID      int
 	ChrootBaseDir string // /srv/jailer by default
 	NetNS         string // optional: path of a network namespace
+	// CgroupVersion is the hierarchy the jailer puts the VMM in: "2", or
+	// "1" on hosts whose v2 hierarchy lacks memory and pids (empty: "2").
+	CgroupVersion string
+}
+
+// The jailer's cgroup for a VMM allows the guest's memory plus this much
+// for Firecracker itself, and this many tasks (its few threads; its own
+// seccomp filters forbid it to fork).
+const (
+	vmmOverheadMB = 128
+	vmmPids       = 64
+)
+
+// jailerCgroupArgs are the jailer's --cgroup limits for a VM of memoryMB.
+func jailerCgroupArgs(version string, memoryMB int) []string {
+	mem := strconv.FormatInt(int64(memoryMB+vmmOverheadMB)<<20, 10)
+	memFile := "memory.max"
+	if version == "1" {
+		memFile = "memory.limit_in_bytes"
+	}
+	return []string{"--cgroup", memFile + "=" + mem, "--cgroup", "pids.max=" + strconv.Itoa(vmmPids)}
 }
 
 // Config is the driver's data.
@@ -102,6 +124,9 @@ func New(cfg Config, log *slog.Logger) (*Driver, error) {
 	}
 	if cfg.Jailer != nil && cfg.Jailer.ChrootBaseDir == "" {
 		cfg.Jailer.ChrootBaseDir = "/srv/jailer"
+	}
+	if cfg.Jailer != nil && cfg.Jailer.CgroupVersion == "" {
+		cfg.Jailer.CgroupVersion = "2"
 	}
 	return &Driver{cfg: cfg, log: log}, nil
 }
@@ -170,7 +195,7 @@ func (d *Driver) machineConfig(spec sandbox.Spec, dir, vmlinux string) sdk.Confi
 		cfg.JailerCfg = &sdk.JailerConfig{
 			UID: &uid, GID: &gid, ID: spec.ID, NumaNode: sdk.Int(0),
 			ExecFile: d.cfg.Binary, JailerBinary: j.Binary, ChrootBaseDir: j.ChrootBaseDir,
-			ChrootStrategy: sdk.NewNaiveChrootStrategy(vmlinux), CgroupVersion: "2",
+			ChrootStrategy: sdk.NewNaiveChrootStrategy(vmlinux), CgroupVersion: j.CgroupVersion,
 		}
 		cfg.NetNS = j.NetNS
 		// Inside the chroot the sockets have short relative paths.
@@ -178,6 +203,25 @@ func (d *Driver) machineConfig(spec sandbox.Spec, dir, vmlinux string) sdk.Confi
 		cfg.VsockDevices[0].Path = VsockSocket
 	}
 	return cfg
+}
+
+// jailerCommand is the jailer invocation the SDK would build for cfg, plus
+// --cgroup memory and pids limits for a VM of memoryMB.
+func jailerCommand(ctx context.Context, cfg sdk.Config, memoryMB int, console io.Writer) *exec.Cmd {
+	j := cfg.JailerCfg
+	b := sdk.NewJailerCommandBuilder().WithID(j.ID).WithUID(*j.UID).WithGID(*j.GID).
+		WithNumaNode(*j.NumaNode).WithExecFile(j.ExecFile).WithChrootBaseDir(j.ChrootBaseDir).
+		WithCgroupVersion(j.CgroupVersion).WithFirecrackerArgs("--api-sock", APISocket).
+		WithStdout(console).WithStderr(console).WithBin(j.JailerBinary)
+	if cfg.NetNS != "" {
+		b = b.WithNetNS(cfg.NetNS)
+	}
+	args := b.Args()
+	sep := slices.Index(args, "--")
+	args = slices.Insert(args, sep, jailerCgroupArgs(j.CgroupVersion, memoryMB)...)
+	cmd := exec.CommandContext(ctx, b.Bin(), args...)
+	cmd.Stdout, cmd.Stderr = console, console
+	return cmd
 }
 
 // vmlinux extracts (once, cached by the bzImage's name and size) the ELF
@@ -243,7 +287,11 @@ func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, snap *sdk.Snapsh
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 		opts = append(opts, sdk.WithProcessRunner(cmd))
 	} else {
-		cfg.JailerCfg.Stdout, cfg.JailerCfg.Stderr = console, console
+		// The SDK's jailer command, with the cgroup limits it has no
+		// field for.
+		cmd := jailerCommand(vmCtx, cfg, spec.MemoryMB, console)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		opts = append(opts, sdk.WithProcessRunner(cmd))
 	}
 	if snap != nil {
 		opts = append(opts, sdk.WithSnapshot(snap.MemFilePath, snap.SnapshotPath, func(c *sdk.SnapshotConfig) { c.ResumeVM = true }))

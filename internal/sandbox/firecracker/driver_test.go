@@ -72,6 +72,28 @@ func TestMachineConfigWithJailer(t *testing.T) {
 	if err := d.SnapshotSupport(); err != nil {
 		t.Fatalf("jailer config cannot snapshot: %v", err)
 	}
+	cmd := jailerCommand(context.Background(), cfg, 512, io.Discard)
+	got := strings.Join(cmd.Args, " ")
+	for _, want := range []string{"--cgroup-version 2", "--cgroup memory.max=671088640 --cgroup pids.max=64 -- --api-sock " + APISocket,
+		"--netns /var/run/netns/cb", "--uid 1500 --gid 1500", "--exec-file firecracker"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("jailer command %q lacks %q", got, want)
+		}
+	}
+}
+
+func TestJailerCgroupArgs(t *testing.T) {
+	for _, tc := range []struct {
+		version string
+		want    string
+	}{
+		{"2", "--cgroup memory.max=402653184 --cgroup pids.max=64"},
+		{"1", "--cgroup memory.limit_in_bytes=402653184 --cgroup pids.max=64"},
+	} {
+		if got := strings.Join(jailerCgroupArgs(tc.version, 256), " "); got != tc.want {
+			t.Errorf("v%s: %q, want %q", tc.version, got, tc.want)
+		}
+	}
 }
 
 // fakePeer plays Firecracker's side of the vsock Unix socket.
