@@ -86,6 +86,14 @@ func doctorCmd(ctx context.Context, cfg config.Config, args []string) error {
 			report(false, "sandbox", fmt.Sprintf("the worker will refuse to start: %v", err))
 		} else {
 			report(true, "sandbox", fmt.Sprintf("the worker will use %s (CODEBENCH_DRIVER=%s)", c.Name, cfg.VM.Driver))
+			// The walls around a job on that driver (docs/SECURITY.md).
+			for _, w := range walls(ctx, cfg, c, specFor(cfg, img)) {
+				mark := "wall"
+				if !w.present {
+					mark = "MISS"
+				}
+				fmt.Printf("%s %-20s %s\n", mark, w.name, w.detail)
+			}
 		}
 	}
 	u, err := url.Parse(cfg.Worker.RabbitURL)
