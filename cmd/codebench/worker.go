@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/codebench/codebench/internal/pool"
 	"github.com/codebench/codebench/internal/provision"
 	"github.com/codebench/codebench/internal/queue"
+	"github.com/codebench/codebench/internal/telemetry"
 	"github.com/codebench/codebench/internal/worker"
 )
 
@@ -56,7 +58,19 @@ func workerCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []
 	}
 	log.Info("worker starting", "env", e.describe(), "concurrency", cfg.Worker.Concurrency, "pool_size", cfg.Worker.PoolSize)
 
-	srv := newServer(ctx, e, cfg, qcfg, log)
+	// Metrics and health from here on: /healthz answers while the pool
+	// (and its template) is being built, /readyz only once jobs are served.
+	metrics := telemetry.New(e.img.LanguageNames())
+	var serving atomic.Pointer[server]
+	if cfg.MetricsAddr != "" {
+		ts, err := telemetry.Listen(cfg.MetricsAddr, metrics, func() error { return readiness(serving.Load()) }, log)
+		if err != nil {
+			return err
+		}
+		defer ts.Stop()
+	}
+	srv := newServerObserved(ctx, e, cfg, qcfg, metrics, log)
+	serving.Store(srv)
 	defer func() {
 		log.Info("stopping pool")
 		srv.stop()
@@ -97,17 +111,47 @@ type server struct {
 	prov *provision.Provisioner
 }
 
+// readiness is /readyz: connected and consuming, and a sandbox ready.
+func readiness(s *server) error {
+	if s == nil {
+		return errors.New("starting: the pool is being prepared")
+	}
+	if !s.w.Consuming() {
+		return errors.New("not consuming: no broker connection, or the pool is not ready yet")
+	}
+	if s.p.Stats().Ready < 1 {
+		return errors.New("no sandbox ready in the pool")
+	}
+	return nil
+}
+
 // newServer starts the pool (template clones where the driver can, else
 // cold starts) and makes the worker; the caller runs w.Run and then stop.
 func newServer(ctx context.Context, e *env, cfg config.Config, qcfg queue.Config, log *slog.Logger) *server {
+	return newServerObserved(ctx, e, cfg, qcfg, nil, log)
+}
+
+// newServerObserved is newServer reporting into metrics (nil: none).
+func newServerObserved(ctx context.Context, e *env, cfg config.Config, qcfg queue.Config, metrics *telemetry.Metrics, log *slog.Logger) *server {
 	prov, _ := e.provisioner(ctx, cfg, log) // without a template it cold-boots, and has said why
+	var obs worker.Observer
+	if metrics != nil {
+		prov.Observe(metrics)
+		obs = metrics
+	}
 	p := pool.New(pool.Config{Size: cfg.Worker.PoolSize, MaxBoots: cfg.Worker.PoolBoots}, prov.Provision, log, nil)
+	if metrics != nil {
+		metrics.WatchPool(func() (int, int, int) {
+			st := p.Stats()
+			return st.Ready, st.Booting, cfg.Worker.PoolSize
+		})
+	}
 	p.Start()
 	w := worker.New(worker.Config{
 		Concurrency: cfg.Worker.Concurrency, PoolWait: cfg.Worker.PoolWait,
 		Grace: cfg.Worker.Grace, ReconnectMax: cfg.Worker.ReconnectMax,
 		MaxStatusBytes: cfg.Worker.MaxStatusBytes, MaxRequeues: cfg.Worker.MaxRequeues,
-		Ready: p.Ready(), StatusQueueWithReply: cfg.Worker.StatusQueueWithReply,
+		Ready: p.Ready(), StatusQueueWithReply: cfg.Worker.StatusQueueWithReply, Observer: obs,
 	}, e.policy, worker.FromPool(p), func(ctx context.Context) (worker.Session, error) {
 		c, err := queue.Dial(ctx, qcfg)
 		if err != nil {

@@ -26,6 +26,9 @@ type Config struct {
 	// DebugAddr serves expvar and pprof for the worker (loopback only;
 	// CODEBENCH_DEBUG_ADDR, off by default).
 	DebugAddr string
+	// MetricsAddr serves Prometheus metrics on /metrics and /healthz,
+	// /readyz (CODEBENCH_METRICS_ADDR, e.g. 127.0.0.1:9464; empty: off).
+	MetricsAddr string
 }
 
 // VM sizes and drives the sandbox.
@@ -209,6 +212,7 @@ func fromLookup(lookup func(string) (string, bool)) (Config, error) {
 	str("CODEBENCH_DEBIAN_MIRROR", &c.Mirror)
 	boolean("CODEBENCH_DEBUG", &c.Verbose)
 	str("CODEBENCH_DEBUG_ADDR", &c.DebugAddr)
+	str("CODEBENCH_METRICS_ADDR", &c.MetricsAddr)
 
 	str("CODEBENCH_ACCEL", &c.VM.Accel)
 	boolean("CODEBENCH_ALLOW_TCG", &c.VM.AllowTCG)

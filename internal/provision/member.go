@@ -2,6 +2,7 @@ package provision
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/codebench/codebench/internal/sandbox"
@@ -13,6 +14,18 @@ type Member struct {
 	*sandbox.Instance
 	// ready is when the agent last answered (its handshake or identity).
 	ready time.Time
+	// stopped, when set, is called once when the member is stopped.
+	stopped  func()
+	stopOnce sync.Once
+}
+
+// Stop stops the sandbox (once, like the instance) and reports it.
+func (m *Member) Stop(ctx context.Context) error {
+	err := m.Instance.Stop(ctx)
+	if m.stopped != nil {
+		m.stopOnce.Do(m.stopped)
+	}
+	return err
 }
 
 // freshFor is how long after its agent answered a member is handed out

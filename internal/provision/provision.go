@@ -40,6 +40,7 @@ type Provisioner struct {
 	tcfg template.Config
 	rot  Rotation
 
+	obs     Observer // nil: nobody
 	now     func() time.Time
 	rebuild func(ctx context.Context, old *template.Template) (*template.Template, error)
 
@@ -169,13 +170,41 @@ func (p *Provisioner) reload(ctx context.Context, gone *template.Template) {
 // Driver is the driver members run on.
 func (p *Provisioner) Driver() sandbox.Driver { return p.driver }
 
+// Observer is told of pool members started and stopped (metrics).
+type Observer interface {
+	SandboxStarted(kind string, took time.Duration) // kind: restore or boot
+	SandboxFailed(kind string)
+	SandboxStopped()
+}
+
+// Kinds of start.
+const (
+	KindRestore = "restore"
+	KindBoot    = "boot"
+)
+
+// Observe sets the observer of the members Provision makes.
+func (p *Provisioner) Observe(o Observer) { p.obs = o }
+
 // Provision makes one ready member within the boot limit.
 func (p *Provisioner) Provision(ctx context.Context) (*Member, error) {
+	kind := KindBoot
+	if p.Template() != nil {
+		kind = KindRestore
+	}
 	inst, err := p.Instance(ctx)
 	if err != nil {
+		if p.obs != nil {
+			p.obs.SandboxFailed(kind)
+		}
 		return nil, err
 	}
-	return &Member{Instance: inst, ready: time.Now()}, nil
+	m := &Member{Instance: inst, ready: time.Now()}
+	if p.obs != nil {
+		p.obs.SandboxStarted(kind, inst.ReadyIn)
+		m.stopped = p.obs.SandboxStopped
+	}
+	return m, nil
 }
 
 // Instance makes one ready sandbox, a clone or a cold boot, within the boot

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -75,7 +76,8 @@ func TestHandleOutcomes(t *testing.T) {
 			if p == nil {
 				p = &fakePool{sb: &fakeSandbox{res: okResult("hi")}}
 			}
-			w := New(Config{Concurrency: 1, PoolWait: 50 * time.Millisecond, Grace: time.Second}, testPolicy(), p, nil, quietLog(t))
+			obs := &fakeObserver{}
+			w := New(Config{Concurrency: 1, PoolWait: 50 * time.Millisecond, Grace: time.Second, Observer: obs}, testPolicy(), p, nil, quietLog(t))
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			if tt.cancel {
@@ -119,9 +121,41 @@ func TestHandleOutcomes(t *testing.T) {
 			if tt.check != nil {
 				tt.check(t, sts)
 			}
+			// What the metrics hear: dead letters, final statuses, requeues.
+			var want []string
+			if tt.dead != "" {
+				want = append(want, "dead")
+			}
+			if tt.want == Ack && tt.verdict != "" {
+				want = append(want, "finished:"+tt.verdict)
+			}
+			if tt.want == Requeue {
+				want = append(want, "requeued")
+			}
+			if !slices.Equal(obs.events, want) {
+				t.Fatalf("observed %q, want %q", obs.events, want)
+			}
 		})
 	}
 }
+
+// fakeObserver records what the worker reports.
+type fakeObserver struct {
+	mu     sync.Mutex
+	events []string
+}
+
+func (o *fakeObserver) add(e string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.events = append(o.events, e)
+}
+func (o *fakeObserver) JobFinished(_, _, verdict string, _ job.Timings) { o.add("finished:" + verdict) }
+func (o *fakeObserver) JobRequeued(string)                              { o.add("requeued") }
+func (o *fakeObserver) DeadLettered()                                   { o.add("dead") }
+func (o *fakeObserver) StatusTrimmed(int)                               { o.add("trimmed") }
+func (o *fakeObserver) Reconnected()                                    { o.add("reconnected") }
+func (o *fakeObserver) Consuming(bool)                                  {}
 
 // TestStatusFitsTheBroker: a program whose output is over the broker's
 // message limit (a limit the worker learns only from the refusal) still

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/codebench/codebench/internal/agentproto"
@@ -44,7 +45,29 @@ type Config struct {
 	// job_status_<id> queue (true, the seed's behaviour); false sends such a
 	// job's statuses to reply_to only.
 	StatusQueueWithReply bool
+	// Observer hears what happens (metrics); nil: nobody.
+	Observer Observer
 }
+
+// Observer is told what the worker does, for metrics.
+type Observer interface {
+	JobFinished(language, status, verdict string, tm job.Timings)
+	JobRequeued(reason string)
+	DeadLettered()
+	StatusTrimmed(bytes int)
+	Reconnected()
+	Consuming(bool)
+}
+
+// noObserver is the Observer of a worker without one.
+type noObserver struct{}
+
+func (noObserver) JobFinished(string, string, string, job.Timings) {}
+func (noObserver) JobRequeued(string)                              {}
+func (noObserver) DeadLettered()                                   {}
+func (noObserver) StatusTrimmed(int)                               {}
+func (noObserver) Reconnected()                                    {}
+func (noObserver) Consuming(bool)                                  {}
 
 // route is where one job's statuses go: its status queue, and the reply
 // queue of a requester that asked (AMQP reply_to, with its correlation id).
@@ -151,6 +174,9 @@ type Worker struct {
 	log    *slog.Logger
 
 	requeues *requeues
+	obs      Observer
+	// consuming is true while serve consumes: connected, consuming.
+	consuming atomic.Bool
 
 	abortOnce sync.Once
 	abort     chan struct{} // closed by Abort: skip the grace period
@@ -164,9 +190,17 @@ func New(cfg Config, policy job.Policy, p Pool, dial Dial, log *slog.Logger) *Wo
 	if cfg.MaxRequeues <= 0 {
 		cfg.MaxRequeues = 5
 	}
+	obs := cfg.Observer
+	if obs == nil {
+		obs = noObserver{}
+	}
 	return &Worker{cfg: cfg, policy: policy, pool: p, dial: dial, log: log, abort: make(chan struct{}),
-		requeues: newRequeues(10_000)}
+		requeues: newRequeues(10_000), obs: obs}
 }
+
+// Consuming reports whether the worker is connected to the broker and
+// consuming jobs (for /readyz).
+func (w *Worker) Consuming() bool { return w.consuming.Load() }
 
 // Abort ends the grace period of a shutdown in progress (a second signal).
 func (w *Worker) Abort() { w.abortOnce.Do(func() { close(w.abort) }) }
@@ -179,6 +213,7 @@ var errConnLost = errors.New("worker: broker connection lost")
 // returns nil.
 func (w *Worker) Run(ctx context.Context) error {
 	backoff := 200 * time.Millisecond
+	lost := false
 	for {
 		sess, err := w.dial(ctx)
 		if err != nil {
@@ -196,6 +231,9 @@ func (w *Worker) Run(ctx context.Context) error {
 			continue
 		}
 		backoff = 200 * time.Millisecond
+		if lost {
+			w.obs.Reconnected()
+		}
 		if w.cfg.Ready != nil {
 			select {
 			case <-w.cfg.Ready:
@@ -215,6 +253,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		lost = true
 		w.log.Warn("reconnecting", "err", err)
 	}
 }
@@ -226,6 +265,12 @@ func (w *Worker) serve(ctx context.Context, sess Session) error {
 	if err != nil {
 		return err
 	}
+	w.consuming.Store(true)
+	w.obs.Consuming(true)
+	defer func() {
+		w.consuming.Store(false)
+		w.obs.Consuming(false)
+	}()
 	// Jobs outlive the shutdown signal for the grace period; cancelJobs
 	// ends them (they are requeued).
 	jobsCtx, cancelJobs := context.WithCancel(context.WithoutCancel(ctx))
@@ -287,19 +332,19 @@ func (w *Worker) process(ctx context.Context, pub Publisher, d queue.Delivery) {
 // requeue is handle's way out for a job that could not be finished here.
 // A job requeued MaxRequeues times by this worker is ended instead (the
 // cause is likely the job itself); a worker shutting down always requeues.
-func (w *Worker) requeue(ctx context.Context, pub Publisher, rt route, key string, tm job.Timings, start time.Time, log *slog.Logger, why string, err error) Outcome {
+func (w *Worker) requeue(ctx context.Context, pub Publisher, rt route, key, lang string, tm job.Timings, start time.Time, log *slog.Logger, why string, err error) Outcome {
 	if ctx.Err() != nil {
-		return requeue(log, why, err)
+		return w.requeued(log, why, err)
 	}
 	n := w.requeues.add(key)
 	if n <= w.cfg.MaxRequeues {
-		return requeue(log, why, err)
+		return w.requeued(log, why, err)
 	}
 	log.Error("job requeued too often by this worker; ending it", "requeues", n-1, "why", why, "err", err)
 	st := job.Internal(key, fmt.Sprintf("this worker could not finish the job %d times (the last time: %s)", n-1, why), err)
 	// If not even this status can be published, the broker is unreachable
 	// and the job is requeued: it must not be lost.
-	return w.finish(ctx, pub, rt, st, tm, start, log)
+	return w.finish(ctx, pub, rt, st, lang, tm, start, log)
 }
 
 // settle is the one place a delivery is acked or requeued.
@@ -334,7 +379,7 @@ func (w *Worker) handle(ctx context.Context, pub Publisher, d queue.Delivery) (O
 	if !d.PublishedAt.IsZero() {
 		tm.QueueWaitUS = max(start.Sub(d.PublishedAt).Microseconds(), 0)
 	}
-	again := func(why string, err error) Outcome { return w.requeue(ctx, pub, rt, j.ID, tm, start, log, why, err) }
+	again := func(why string, err error) Outcome { return w.requeue(ctx, pub, rt, j.ID, j.Language, tm, start, log, why, err) }
 	if rt.statusQueue {
 		if err := pub.DeclareStatusQueue(j.ID); err != nil {
 			return again("declare status queue", err), nil, log
@@ -353,10 +398,10 @@ func (w *Worker) handle(ctx context.Context, pub Publisher, d queue.Delivery) (O
 	tm.PoolWaitUS = time.Since(t).Microseconds()
 	if err != nil {
 		if ctx.Err() != nil {
-			return requeue(log, "shutting down", err), nil, log
+			return w.requeued(log, "shutting down", err), nil, log
 		}
 		st := job.Internal(j.ID, fmt.Sprintf("no sandbox became available within %s", w.cfg.PoolWait), err)
-		return w.finish(ctx, pub, rt, st, tm, start, log), nil, log
+		return w.finish(ctx, pub, rt, st, j.Language, tm, start, log), nil, log
 	}
 	log = log.With("vm_id", sb.ID())
 
@@ -375,23 +420,24 @@ func (w *Worker) handle(ctx context.Context, pub Publisher, d queue.Delivery) (O
 		streamed() // every output status goes before the final one
 	}
 	if ctx.Err() != nil {
-		return requeue(log, "cancelled while running", ctx.Err()), sb, log
+		return w.requeued(log, "cancelled while running", ctx.Err()), sb, log
 	}
-	if o := w.finish(ctx, pub, rt, st, tm, start, log); o == Requeue {
+	if o := w.finish(ctx, pub, rt, st, j.Language, tm, start, log); o == Requeue {
 		return again("final status not confirmed", nil), sb, log
 	}
 	return Ack, sb, log
 }
 
-func requeue(log *slog.Logger, why string, err error) Outcome {
+func (w *Worker) requeued(log *slog.Logger, why string, err error) Outcome {
 	log.Warn("job requeued", "why", why, "err", err)
+	w.obs.JobRequeued(why)
 	return Requeue
 }
 
 // finish publishes the final status with the host's timings added to the
 // sandbox's; a status that is not confirmed means the job goes back to the
 // queue, to be run again.
-func (w *Worker) finish(ctx context.Context, pub Publisher, rt route, st *job.Status, tm job.Timings, start time.Time, log *slog.Logger) Outcome {
+func (w *Worker) finish(ctx context.Context, pub Publisher, rt route, st *job.Status, lang string, tm job.Timings, start time.Time, log *slog.Logger) Outcome {
 	if a := st.Timings; a != nil {
 		tm.AgentUS, tm.DispatchUS, tm.CompileUS, tm.RunUS, tm.GuestUS = a.AgentUS, a.DispatchUS, a.CompileUS, a.RunUS, a.GuestUS
 	}
@@ -402,6 +448,7 @@ func (w *Worker) finish(ctx context.Context, pub Publisher, rt route, st *job.St
 		log.Warn("final status not confirmed", "err", err)
 		return Requeue
 	}
+	w.obs.JobFinished(lang, st.Status, st.Verdict, tm)
 	w.requeues.forget(st.ID)
 	log.Info("job finished", "status", st.Status, "verdict", st.Verdict, "message", st.Message,
 		"queue_wait_us", tm.QueueWaitUS, "pool_wait_us", tm.PoolWaitUS, "publish_us", tm.PublishUS,
@@ -430,10 +477,15 @@ func (w *Worker) publish(ctx context.Context, pub Publisher, rt route, st *job.S
 	}
 	var err error
 	for range 2 {
-		if st.Fit(w.statusLimit(pub)) {
-			w.log.Warn("status trimmed to fit", "job_id", st.ID, "limit", w.statusLimit(pub))
+		limit := w.statusLimit(pub)
+		body := st.Marshal()
+		if len(body) > limit && st.Fit(limit) {
+			before := len(body)
+			body = st.Marshal()
+			w.obs.StatusTrimmed(before - len(body))
+			w.log.Warn("status trimmed to fit", "job_id", st.ID, "limit", limit, "bytes", before, "trimmed_to", len(body))
 		}
-		if err = send(st.Marshal()); !errors.Is(err, queue.ErrTooLarge) {
+		if err = send(body); !errors.Is(err, queue.ErrTooLarge) {
 			return err
 		}
 	}
@@ -497,14 +549,19 @@ func (w *Worker) reject(ctx context.Context, pub Publisher, rt route, body []byt
 		_ = w.publish(ctx, pub, route{replyTo: rt.replyTo, correlationID: rt.correlationID}, job.Invalid("", inv.Reason))
 	}
 	if inv.ID == "" || inv.Malformed {
-		if err := pub.DeadLetter(ctx, body, inv.Reason); err != nil {
+		err := pub.DeadLetter(ctx, body, inv.Reason)
+		if err == nil {
+			w.obs.DeadLettered()
+		}
+		if err != nil {
 			if w.requeues.add(key) > w.cfg.MaxRequeues {
 				// It cannot be dead-lettered (nor, without an id,
 				// reported): the broker may drop or dead-letter it.
 				log.Error("invalid job could not be dead-lettered, again; rejecting it", "err", err)
+				w.obs.DeadLettered()
 				return Reject, nil, log
 			}
-			return requeue(log, "could not dead-letter an invalid job", err), nil, log
+			return w.requeued(log, "could not dead-letter an invalid job", err), nil, log
 		}
 	}
 	if inv.ID != "" {
@@ -515,12 +572,15 @@ func (w *Worker) reject(ctx context.Context, pub Publisher, rt route, body []byt
 		if err == nil {
 			err = w.publish(ctx, pub, rt, job.Invalid(inv.ID, inv.Reason))
 		}
+		if err == nil {
+			w.obs.JobFinished("", job.StatusFailed, job.VerdictInvalidJob, job.Timings{})
+		}
 		if err != nil {
 			if w.requeues.add(key) > w.cfg.MaxRequeues {
 				log.Error("invalid job could not be reported, again; acking it (it was dead-lettered if malformed)", "err", err)
 				return Ack, nil, log
 			}
-			return requeue(log, "could not report an invalid job", err), nil, log
+			return w.requeued(log, "could not report an invalid job", err), nil, log
 		}
 	}
 	w.requeues.forget(key)
