@@ -191,7 +191,7 @@ type PoolStats func() (ready, booting, target int)
 func (m *Metrics) WatchPool(stats PoolStats) {
 	for i, state := range []string{"ready", "booting", "target"} {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: MetricPoolSandboxes,
-			Help: "The warm pool's sandboxes: ready to take, booting, and the pool's target size.",
+			Help:        "The warm pool's sandboxes: ready to take, booting, and the pool's target size.",
 			ConstLabels: prometheus.Labels{"state": state}}, func() float64 {
 			r, b, t := stats()
 			return float64([]int{r, b, t}[i])

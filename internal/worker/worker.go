@@ -379,7 +379,9 @@ func (w *Worker) handle(ctx context.Context, pub Publisher, d queue.Delivery) (O
 	if !d.PublishedAt.IsZero() {
 		tm.QueueWaitUS = max(start.Sub(d.PublishedAt).Microseconds(), 0)
 	}
-	again := func(why string, err error) Outcome { return w.requeue(ctx, pub, rt, j.ID, j.Language, tm, start, log, why, err) }
+	again := func(why string, err error) Outcome {
+		return w.requeue(ctx, pub, rt, j.ID, j.Language, tm, start, log, why, err)
+	}
 	if rt.statusQueue {
 		if err := pub.DeclareStatusQueue(j.ID); err != nil {
 			return again("declare status queue", err), nil, log
