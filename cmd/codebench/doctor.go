@@ -96,8 +96,11 @@ func doctorCmd(ctx context.Context, cfg config.Config, args []string) error {
 			}
 		}
 	}
-	u, err := url.Parse(cfg.Worker.RabbitURL)
-	if err == nil {
+	for _, raw := range strings.Split(cfg.Worker.RabbitURL, ",") {
+		u, err := url.Parse(strings.TrimSpace(raw))
+		if err != nil {
+			continue
+		}
 		conn, derr := net.DialTimeout("tcp", u.Host, 2*time.Second)
 		if derr != nil {
 			info("rabbitmq", fmt.Sprintf("%s not reachable (needed by worker/submit, not by run): %v", u.Host, derr))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"expvar"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -27,14 +28,31 @@ import (
 func queueConfig(cfg config.Config) queue.Config {
 	return queue.Config{
 		URL: cfg.Worker.RabbitURL, Topology: cfg.Worker.Topology,
+		CAFile: cfg.Worker.RabbitCAFile, CertFile: cfg.Worker.RabbitCertFile, KeyFile: cfg.Worker.RabbitKeyFile,
 		Prefetch: cfg.Worker.Concurrency, StatusExpires: cfg.Worker.StatusExpires,
 		Quorum: cfg.Worker.Quorum, DeliveryLimit: cfg.Worker.DeliveryLimit,
 	}
 }
 
 func workerCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []string) error {
-	if len(args) > 0 {
-		return fmt.Errorf("worker takes no arguments; it is configured by the environment (see README)")
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	configFile := fs.String("config", "", "TOML config file (default: $CODEBENCH_CONFIG); flags > environment > file > defaults")
+	printConfig := fs.Bool("print-config", false, "print the effective configuration (secrets masked) and exit")
+	overrides := config.Flags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("worker takes flags only, not %q", fs.Args())
+	}
+	if *configFile != "" || len(overrides()) > 0 {
+		var err error
+		if cfg, err = config.FromEnvAnd(*configFile, overrides()); err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
+	}
+	if *printConfig {
+		return config.Print(os.Stdout, cfg)
 	}
 	qcfg := queueConfig(cfg)
 	// Before anything slow (a KVM probe, a template build): the topology,

@@ -5,9 +5,10 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"net/url"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -77,7 +78,16 @@ type Jailer struct {
 
 // Worker configures the daemon.
 type Worker struct {
-	RabbitURL     string        // RABBITMQ_URL
+	// RabbitURL is the broker, or a comma-separated list of a cluster's
+	// nodes tried in turn (RABBITMQ_URL); amqps:// for TLS.
+	RabbitURL string
+	// RabbitPasswordFile holds the broker password, put into every URL
+	// (CODEBENCH_RABBITMQ_PASSWORD_FILE); RabbitCAFile, RabbitCertFile and
+	// RabbitKeyFile are PEM files for TLS: the CA that signed the broker's
+	// certificate, and a client certificate and key where the broker
+	// asks for one (CODEBENCH_RABBITMQ_CA_FILE, _CERT_FILE, _KEY_FILE).
+	RabbitPasswordFile                          string
+	RabbitCAFile, RabbitCertFile, RabbitKeyFile string
 	Topology      string        // CODEBENCH_TOPOLOGY: "seed" (queue jobs) or "api" (jobs_ex/jobs_rk)
 	Concurrency   int           // CODEBENCH_CONCURRENCY: jobs in flight
 	PoolSize      int           // CODEBENCH_POOL_SIZE: warm VMs
@@ -158,119 +168,66 @@ func Default() Config {
 	}
 }
 
-// FromEnv overlays the environment on the defaults and validates.
+// FromEnv is Load with the environment, and the config file it names in
+// CODEBENCH_CONFIG, if any.
 func FromEnv() (Config, error) {
-	return fromLookup(os.LookupEnv)
+	return Load(os.LookupEnv, "", nil)
 }
 
+// FromEnvAnd is FromEnv with a config file path (empty: CODEBENCH_CONFIG)
+// and flag overrides by key, for commands that take them.
+func FromEnvAnd(path string, overrides map[string]string) (Config, error) {
+	return Load(os.LookupEnv, path, overrides)
+}
+
+// fromLookup is FromEnv with another environment (tests).
 func fromLookup(lookup func(string) (string, bool)) (Config, error) {
+	return Load(lookup, "", nil)
+}
+
+// Load builds the configuration: the defaults, then the TOML file (path,
+// or CODEBENCH_CONFIG from the environment when path is empty), then the
+// environment, then overrides (from command-line flags, by key). Unknown
+// keys and values of the wrong type are refused, naming the key; then the
+// whole is validated.
+func Load(lookup func(string) (string, bool), path string, overrides map[string]string) (Config, error) {
 	c := Default()
+	table := settings(&c)
+	byKey := map[string]*setting{}
+	for i := range table {
+		byKey[table[i].key] = &table[i]
+	}
+	if path == "" {
+		path, _ = lookup(EnvConfigFile)
+	}
+	if path != "" {
+		if err := loadFile(path, byKey); err != nil {
+			return c, err
+		}
+	}
 	var errs []error
-	str := func(key string, dst *string) {
-		if v, ok := lookup(key); ok && v != "" {
-			*dst = v
-		}
-	}
-	num := func(key string, dst *int64) {
-		if v, ok := lookup(key); ok && v != "" {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", key, err))
-				return
+	for i := range table {
+		st := &table[i]
+		if v, ok := lookup(st.env); ok && v != "" {
+			if err := st.parse(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", st.env, err))
 			}
-			*dst = n
 		}
 	}
-	integer := func(key string, dst *int) {
-		n := int64(*dst)
-		num(key, &n)
-		*dst = int(n)
-	}
-	dur := func(key string, dst *time.Duration) {
-		if v, ok := lookup(key); ok && v != "" {
-			d, err := time.ParseDuration(v)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", key, err))
-				return
-			}
-			*dst = d
+	for _, k := range slices.Sorted(maps.Keys(overrides)) {
+		st, ok := byKey[k]
+		if !ok {
+			errs = append(errs, fmt.Errorf("unknown setting %q", k))
+			continue
+		}
+		if err := st.parse(overrides[k]); err != nil {
+			errs = append(errs, fmt.Errorf("--%s: %w", flagName(k), err))
 		}
 	}
-	boolean := func(key string, dst *bool) {
-		if v, ok := lookup(key); ok && v != "" {
-			b, err := strconv.ParseBool(v)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", key, err))
-				return
-			}
-			*dst = b
-		}
-	}
-	str("CODEBENCH_DATA_DIR", &c.DataDir)
-	str("CODEBENCH_RUN_DIR", &c.RunDir)
-	str("CODEBENCH_IMAGE", &c.Image)
-	str("CODEBENCH_DEBIAN_MIRROR", &c.Mirror)
-	boolean("CODEBENCH_DEBUG", &c.Verbose)
-	str("CODEBENCH_DEBUG_ADDR", &c.DebugAddr)
-	str("CODEBENCH_METRICS_ADDR", &c.MetricsAddr)
-
-	str("CODEBENCH_ACCEL", &c.VM.Accel)
-	boolean("CODEBENCH_ALLOW_TCG", &c.VM.AllowTCG)
-	integer("CODEBENCH_VM_MEMORY_MB", &c.VM.MemoryMB)
-	integer("CODEBENCH_VM_VCPUS", &c.VM.VCPUs)
-	num("CODEBENCH_TSC_KHZ", &c.VM.TSCKHz)
-	str("CODEBENCH_QEMU", &c.VM.QEMU)
-	str("CODEBENCH_QEMU_JAIL", &c.VM.QEMUJail)
-	str("CODEBENCH_VM_USER", &c.VM.VMUser)
-	dur("CODEBENCH_BOOT_TIMEOUT", &c.VM.BootLimit)
-	boolean("CODEBENCH_SNAPSHOTS", &c.VM.Snapshots)
-	dur("CODEBENCH_TEMPLATE_MAX_AGE", &c.VM.TemplateMaxAge)
-	integer("CODEBENCH_TEMPLATE_MAX_CLONES", &c.VM.TemplateMaxClones)
-	str("CODEBENCH_DRIVER", &c.VM.Driver)
-	str("CODEBENCH_FIRECRACKER", &c.VM.Firecracker)
-	str("CODEBENCH_RUNSC", &c.VM.Runsc)
-	str("CODEBENCH_GVISOR_PLATFORM", &c.VM.GVisorPlatform)
-	boolean("CODEBENCH_JAILER", &c.VM.Jailer.Enabled)
-	str("CODEBENCH_JAILER_BINARY", &c.VM.Jailer.Binary)
-	integer("CODEBENCH_JAILER_UID", &c.VM.Jailer.UID)
-	integer("CODEBENCH_JAILER_GID", &c.VM.Jailer.GID)
-	str("CODEBENCH_JAILER_CHROOT", &c.VM.Jailer.Chroot)
-	str("CODEBENCH_JAILER_NETNS", &c.VM.Jailer.NetNS)
-
-	str("RABBITMQ_URL", &c.Worker.RabbitURL)
-	str("CODEBENCH_TOPOLOGY", &c.Worker.Topology)
-	integer("CODEBENCH_CONCURRENCY", &c.Worker.Concurrency)
-	integer("CODEBENCH_POOL_SIZE", &c.Worker.PoolSize)
-	integer("CODEBENCH_POOL_BOOTS", &c.Worker.PoolBoots)
-	dur("CODEBENCH_POOL_WAIT", &c.Worker.PoolWait)
-	dur("CODEBENCH_STATUS_EXPIRES", &c.Worker.StatusExpires)
-	dur("CODEBENCH_SHUTDOWN_GRACE", &c.Worker.Grace)
-	integer("CODEBENCH_MAX_CODE_BYTES", &c.Worker.MaxCodeBytes)
-	dur("CODEBENCH_RECONNECT_MAX", &c.Worker.ReconnectMax)
-	boolean("CODEBENCH_QUORUM", &c.Worker.Quorum)
-	integer("CODEBENCH_DELIVERY_LIMIT", &c.Worker.DeliveryLimit)
-	integer("CODEBENCH_MAX_JOB_BYTES", &c.Worker.MaxJobBytes)
-	integer("CODEBENCH_MAX_STATUS_BYTES", &c.Worker.MaxStatusBytes)
-	integer("CODEBENCH_MAX_REQUEUES", &c.Worker.MaxRequeues)
-	boolean("CODEBENCH_STATUS_QUEUE_WITH_REPLY", &c.Worker.StatusQueueWithReply)
-	str("RABBITMQ_MANAGEMENT_URL", &c.Worker.ManagementURL)
-	str("RABBITMQ_NODENAME", &c.Worker.BrokerNode)
-
-	num("CODEBENCH_WALL_MS", &c.Limits.WallMS)
-	num("CODEBENCH_MAX_WALL_MS", &c.Limits.MaxWallMS)
-	num("CODEBENCH_CPU_MS", &c.Limits.CPUMS)
-	num("CODEBENCH_MAX_CPU_MS", &c.Limits.MaxCPUMS)
-	num("CODEBENCH_MEMORY_KB", &c.Limits.MemoryKB)
-	num("CODEBENCH_MAX_MEMORY_KB", &c.Limits.MaxMemoryKB)
-	num("CODEBENCH_STACK_KB", &c.Limits.StackKB)
-	num("CODEBENCH_MAX_STACK_KB", &c.Limits.MaxStackKB)
-	num("CODEBENCH_OUTPUT_BYTES", &c.Limits.OutputBytes)
-	num("CODEBENCH_MAX_OUTPUT_BYTES", &c.Limits.MaxOutputBytes)
-	num("CODEBENCH_COMPILE_WALL_MS", &c.Limits.CompileWallMS)
-	integer("CODEBENCH_MAX_RUNS", &c.Limits.MaxRuns)
-	integer("CODEBENCH_MAX_TESTS", &c.Limits.MaxTests)
-
 	if err := errors.Join(errs...); err != nil {
+		return c, err
+	}
+	if err := c.resolveSecrets(); err != nil {
 		return c, err
 	}
 	return c, c.Validate()
@@ -297,6 +254,11 @@ func (c *Config) Validate() error {
 	check(slices.Contains([]string{"", "systrap", "ptrace"}, c.VM.GVisorPlatform), "CODEBENCH_GVISOR_PLATFORM must be systrap or ptrace, not %q", c.VM.GVisorPlatform)
 	check(!c.VM.Jailer.Enabled || (c.VM.Jailer.UID > 0 && c.VM.Jailer.GID > 0), "the jailer needs a non-root uid and gid")
 	check(c.VM.VCPUs >= 1, "VM vCPUs must be at least 1")
+	for _, raw := range strings.Split(c.Worker.RabbitURL, ",") {
+		u, err := url.Parse(strings.TrimSpace(raw))
+		check(err == nil && (u.Scheme == "amqp" || u.Scheme == "amqps") && u.Host != "", "rabbitmq_url: each URL must be amqp:// or amqps://host...")
+	}
+	check((c.Worker.RabbitCertFile == "") == (c.Worker.RabbitKeyFile == ""), "rabbitmq_cert_file and rabbitmq_key_file go together")
 	check(c.Worker.Topology == "seed" || c.Worker.Topology == "api", "CODEBENCH_TOPOLOGY must be seed or api")
 	check(c.Worker.Concurrency >= 1, "concurrency must be at least 1")
 	check(c.Worker.PoolSize >= 0, "pool size must not be negative")

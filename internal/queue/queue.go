@@ -8,8 +8,12 @@ package queue
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/url"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -51,7 +55,15 @@ var (
 
 // Config says where and how.
 type Config struct {
-	URL           string
+	// URL is the broker, or a comma-separated list of a cluster's nodes:
+	// Dial tries them in turn, each time from the one after the node it
+	// last reached, so a worker whose node goes away moves to the next.
+	// amqps:// is TLS.
+	URL string
+	// TLS: the CA that signed the broker's certificate (else the host's
+	// roots), and a client certificate and key where the broker wants one.
+	CAFile, CertFile, KeyFile string
+
 	Topology      string
 	Prefetch      int
 	StatusExpires time.Duration
@@ -93,22 +105,98 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 	if cfg.Topology == "" {
 		cfg.Topology = TopologySeed
 	}
-	conn, err := amqp.DialConfig(cfg.URL, amqp.Config{
+	urls := splitURLs(cfg.URL)
+	if len(urls) == 0 {
+		return nil, errors.New("queue: no broker URL")
+	}
+	start := int(nextNode.Load() % uint32(len(urls)))
+	var errs []error
+	for i := range urls {
+		n := (start + i) % len(urls)
+		conn, err := dialOne(urls[n], cfg)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", redact(urls[n]), err))
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		// The next dial (after this connection is lost) starts at the
+		// next node.
+		nextNode.Store(uint32(n + 1))
+		c := &Conn{cfg: cfg, conn: conn}
+		c.maxMessage.Store(defaultMaxMessage(conn.Properties))
+		if err := c.declare(); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		return c, nil
+	}
+	return nil, fmt.Errorf("queue: dial: %w", errors.Join(errs...))
+}
+
+// nextNode is the index in the URL list the next Dial starts at.
+var nextNode atomic.Uint32
+
+func splitURLs(list string) []string {
+	var out []string
+	for _, u := range strings.Split(list, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// redact drops the credentials from a URL, for errors and logs.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable broker URL)"
+	}
+	u.User = nil
+	return u.String()
+}
+
+func dialOne(raw string, cfg Config) (*amqp.Connection, error) {
+	acfg := amqp.Config{
 		Heartbeat:  10 * time.Second,
 		Locale:     "en_US",
 		Dial:       amqp.DefaultDial(10 * time.Second),
 		Properties: amqp.Table{"connection_name": "codebench"},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("queue: dial: %w", err)
 	}
-	c := &Conn{cfg: cfg, conn: conn}
-	c.maxMessage.Store(defaultMaxMessage(conn.Properties))
-	if err := c.declare(); err != nil {
-		conn.Close()
-		return nil, err
+	if strings.HasPrefix(raw, "amqps://") || cfg.CAFile != "" || cfg.CertFile != "" {
+		tc, err := tlsConfig(cfg)
+		if err != nil {
+			return nil, err
+		}
+		acfg.TLSClientConfig = tc
 	}
-	return c, nil
+	return amqp.DialConfig(raw, acfg)
+}
+
+// tlsConfig reads the CA and the client certificate, where given.
+func tlsConfig(cfg Config) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("queue: CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("queue: CA file %s holds no PEM certificate", cfg.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if cfg.CertFile != "" || cfg.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("queue: client certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
 }
 
 // DeclareTopology connects, declares the topology and disconnects: a worker
