@@ -88,17 +88,17 @@ type Worker struct {
 	// asks for one (CODEBENCH_RABBITMQ_CA_FILE, _CERT_FILE, _KEY_FILE).
 	RabbitPasswordFile                          string
 	RabbitCAFile, RabbitCertFile, RabbitKeyFile string
-	Topology      string        // CODEBENCH_TOPOLOGY: "seed" (queue jobs) or "api" (jobs_ex/jobs_rk)
-	Concurrency   int           // CODEBENCH_CONCURRENCY: jobs in flight
-	PoolSize      int           // CODEBENCH_POOL_SIZE: warm VMs
-	PoolBoots     int           // CODEBENCH_POOL_BOOTS: concurrent boots while refilling
-	PoolWait      time.Duration // CODEBENCH_POOL_WAIT: how long a job waits for a VM
-	StatusExpires time.Duration // CODEBENCH_STATUS_EXPIRES: x-expires of job_status_<id>
-	Grace         time.Duration // CODEBENCH_SHUTDOWN_GRACE
-	MaxCodeBytes  int           // CODEBENCH_MAX_CODE_BYTES
-	ReconnectMax  time.Duration // CODEBENCH_RECONNECT_MAX
-	Quorum        bool          // CODEBENCH_QUORUM: jobs is a quorum queue with a delivery limit
-	DeliveryLimit int           // CODEBENCH_DELIVERY_LIMIT
+	Topology                                    string        // CODEBENCH_TOPOLOGY: "seed" (queue jobs) or "api" (jobs_ex/jobs_rk)
+	Concurrency                                 int           // CODEBENCH_CONCURRENCY: jobs in flight
+	PoolSize                                    int           // CODEBENCH_POOL_SIZE: warm VMs
+	PoolBoots                                   int           // CODEBENCH_POOL_BOOTS: concurrent boots while refilling
+	PoolWait                                    time.Duration // CODEBENCH_POOL_WAIT: how long a job waits for a VM
+	StatusExpires                               time.Duration // CODEBENCH_STATUS_EXPIRES: x-expires of job_status_<id>
+	Grace                                       time.Duration // CODEBENCH_SHUTDOWN_GRACE
+	MaxCodeBytes                                int           // CODEBENCH_MAX_CODE_BYTES
+	ReconnectMax                                time.Duration // CODEBENCH_RECONNECT_MAX
+	Quorum                                      bool          // CODEBENCH_QUORUM: jobs is a quorum queue with a delivery limit
+	DeliveryLimit                               int           // CODEBENCH_DELIVERY_LIMIT
 	// MaxJobBytes bounds a job message before it is decoded
 	// (CODEBENCH_MAX_JOB_BYTES).
 	MaxJobBytes int
