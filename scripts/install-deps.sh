@@ -13,7 +13,7 @@
 # It also creates codebench-vm, the unprivileged user each jailed QEMU runs
 # as (docs/SECURITY.md).
 set -euo pipefail
-pkgs=(qemu-system-x86 debootstrap rabbitmq-server e2fsprogs curl jq ca-certificates)
+pkgs=(qemu-system-x86 debootstrap rabbitmq-server e2fsprogs curl jq ca-certificates systemd)
 export DEBIAN_FRONTEND=noninteractive
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
