@@ -230,14 +230,41 @@ func defaultMaxMessage(props amqp.Table) int64 {
 func (c *Conn) MaxMessageSize() int { return int(c.maxMessage.Load()) }
 
 // declare declares the durable topology.
+// declareDead declares jobs.dead: with Quorum a quorum queue, so that it
+// survives a node of the cluster, unless it exists already (of either
+// type: a queue cannot change type, and an existing one keeps working).
+func (c *Conn) declareDead() error {
+	ch, err := c.conn.Channel()
+	if err != nil {
+		return fmt.Errorf("queue: channel: %w", err)
+	}
+	defer ch.Close()
+	var args amqp.Table
+	if c.cfg.Quorum {
+		if _, err := ch.QueueDeclarePassive(DeadQueue, true, false, false, false, nil); err == nil {
+			return nil
+		}
+		// The failed passive declare closed that channel.
+		if ch, err = c.conn.Channel(); err != nil {
+			return fmt.Errorf("queue: channel: %w", err)
+		}
+		defer ch.Close()
+		args = amqp.Table{"x-queue-type": "quorum"}
+	}
+	if _, err := ch.QueueDeclare(DeadQueue, true, false, false, false, args); err != nil {
+		return fmt.Errorf("queue: declare %s: %w", DeadQueue, err)
+	}
+	return nil
+}
+
 func (c *Conn) declare() error {
 	ch, err := c.conn.Channel()
 	if err != nil {
 		return fmt.Errorf("queue: channel: %w", err)
 	}
 	defer ch.Close()
-	if _, err := ch.QueueDeclare(DeadQueue, true, false, false, false, nil); err != nil {
-		return fmt.Errorf("queue: declare %s: %w", DeadQueue, err)
+	if err := c.declareDead(); err != nil {
+		return err
 	}
 	var jobArgs amqp.Table
 	if c.cfg.Quorum {

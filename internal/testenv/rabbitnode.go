@@ -23,11 +23,14 @@ type Node struct {
 	URL      string // amqp://admin:admin@127.0.0.1:Port/
 	MgmtURL  string
 	conf     string
+	env      []string
 	repoRoot string
 }
 
-// StartNode starts a fresh node. conf is extra rabbitmq.conf lines.
-func StartNode(t testing.TB, name string, port int, conf string) *Node {
+// StartNode starts a fresh node. conf is extra rabbitmq.conf lines; env is
+// extra environment for the script (e.g. CODEBENCH_QUORUM=true for the
+// topology it declares after each start).
+func StartNode(t testing.TB, name string, port int, conf string, env ...string) *Node {
 	t.Helper()
 	if _, err := exec.LookPath("rabbitmq-server"); err != nil {
 		missing(t, "CODEBENCH_REQUIRE_RABBITMQ", "rabbitmq-server is not installed: %v", err)
@@ -42,7 +45,7 @@ func StartNode(t testing.TB, name string, port int, conf string) *Node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &Node{Name: name, Port: port, Base: base, conf: conf, repoRoot: root,
+	n := &Node{Name: name, Port: port, Base: base, conf: conf, env: env, repoRoot: root,
 		URL:     fmt.Sprintf("amqp://admin:admin@127.0.0.1:%d/", port),
 		MgmtURL: fmt.Sprintf("http://127.0.0.1:%d", port+10000)}
 	t.Cleanup(func() {
@@ -64,7 +67,7 @@ func (n *Node) script(cmd string, env ...string) error {
 	c.Env = append(os.Environ(), append([]string{
 		"RMQ_NAME=" + n.Name, "RMQ_PORT=" + strconv.Itoa(n.Port), "RMQ_MGMT_PORT=" + strconv.Itoa(n.Port+10000),
 		"RMQ_BASE=" + n.Base, "RMQ_CONF=" + n.conf, "RABBITMQ_USER=admin", "RABBITMQ_PASSWORD=admin",
-	}, env...)...)
+	}, append(n.env, env...)...)...)
 	out, err := c.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("rabbitmq.sh %s: %w: %s", cmd, err, out)

@@ -20,6 +20,16 @@ func TestVerdicts(t *testing.T) {
 
 func testVerdicts(t *testing.T, sb *testenv.Sandbox) {
 	h := startWorkerOn(t, sb, "verdicts", 2, 1, nil)
+	// The wall limit of the sleeping Python job must leave Python time to
+	// start and print first, however loaded this machine is now: calibrate
+	// on the same program without the sleep.
+	cal := h.submit("verdict-cal", `{"id":"verdict-cal","language":"python","code":"print('start', flush=True)"}`, 3*time.Minute)
+	calRun := time.Duration(0)
+	if f := cal[len(cal)-1]; f.Timings != nil {
+		calRun = time.Duration(f.Timings.RunUS) * time.Microsecond
+	}
+	sleepWallMS := min(60_000, max(1500, 4*calRun.Milliseconds()+500))
+	t.Logf("calibration: python prints in %s; the sleeping job gets a wall limit of %d ms", calRun, sleepWallMS)
 	cJob := func(code string, limits string, extra string) string {
 		b, _ := json.Marshal(code)
 		if limits == "" {
@@ -41,7 +51,7 @@ func testVerdicts(t *testing.T, sb *testenv.Sandbox) {
 	}{
 		{name: "infinite loop: cpu", body: cJob(head+`int main(){ printf("start\n"); fflush(stdout); for(;;); }`, `{"cpu_ms":1000,"wall_ms":20000}`, ""),
 			verdict: job.VerdictTimeLimit, message: "CPU time limit", stdout: "start\n", exitCode: -1},
-		{name: "sleep past wall", body: `{"language":"python","code":"import time\nprint('start', flush=True)\ntime.sleep(60)","limits":{"wall_ms":1500}}`,
+		{name: "sleep past wall", body: fmt.Sprintf(`{"language":"python","code":"import time\nprint('start', flush=True)\ntime.sleep(600)","limits":{"wall_ms":%d}}`, sleepWallMS),
 			verdict: job.VerdictTimeLimit, message: "wall time limit", stdout: "start\n", exitCode: -1},
 		{name: "malloc past memory", body: cJob(head+`int main(){ printf("start\n"); fflush(stdout); for(;;){ char *p = malloc(1<<20); if(!p) return 9; memset(p, 1, 1<<20); } }`, `{"memory_kb":65536}`, ""),
 			verdict: job.VerdictMemoryLimit, message: "memory limit", stdout: "start\n", exitCode: -1},
