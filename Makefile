@@ -10,7 +10,7 @@ RABBITMQ_USER ?= admin
 RABBITMQ_PASSWORD ?= admin
 export RABBITMQ_USER RABBITMQ_PASSWORD
 
-.PHONY: all build deps image rabbitmq demo test unit soak stop clean
+.PHONY: all build deps image rabbitmq demo test unit soak stop clean cluster-test
 
 all: build
 
@@ -36,6 +36,11 @@ demo: deps image rabbitmq
 # (scripts/test.sh); integration tests must not skip here.
 test: deps image
 	scripts/test.sh
+
+# The cluster test at full size: 3 RabbitMQ nodes, 100 jobs, one node
+# killed (make test runs it with 20).
+cluster-test: deps image
+	CODEBENCH_CLUSTER_JOBS=100 scripts/test.sh -v -run 'TestClusterLosesANode' ./cmd/codebench/
 
 # Unit tests only: no VM, no broker (integration tests skip with a reason).
 unit:

@@ -169,8 +169,10 @@ func TestMetricsAndHealth(t *testing.T) {
 	if m := sample(after, telemetry.MetricPoolSandboxes, map[string]string{"state": "target"}); m == nil || m.Gauge.GetValue() != 1 {
 		t.Errorf("pool target: %v", m)
 	}
-	if n := histCount(after, telemetry.MetricSandboxReady, map[string]string{"kind": "boot"}); n < 4 {
-		t.Errorf("%d sandbox starts observed, want at least 4 (one per job and the pool's)", n)
+	// One sandbox per job (the replacement of the last may still be
+	// starting).
+	if n := histCount(after, telemetry.MetricSandboxReady, map[string]string{"kind": "boot"}); n < 3 {
+		t.Errorf("%d sandbox starts observed, want at least 3 (one per job)", n)
 	}
 	if m := sample(after, telemetry.MetricConsuming, nil); m == nil || m.Gauge.GetValue() != 1 {
 		t.Errorf("consuming: %v", m)

@@ -146,6 +146,7 @@ func TestTLSWithPasswordFile(t *testing.T) {
 				conn.Close()
 				t.Fatal("connected")
 			}
+			t.Logf("refused: %v", err)
 			if strings.Contains(err.Error(), "admin:") {
 				t.Fatalf("the error shows the credentials: %v", err)
 			}
