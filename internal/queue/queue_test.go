@@ -2,6 +2,7 @@ package queue_test
 
 import (
 	"context"
+	"errors"
 	neturl "net/url"
 	"strings"
 	"testing"
@@ -115,4 +116,42 @@ func mustPath(t *testing.T, s string) string {
 		t.Fatal(err)
 	}
 	return u.Path
+}
+
+// TestQueueLengthLimitPushesBack: with the policy docs/OPERATIONS.md gives
+// (max-length with reject-publish on jobs), a publish past the limit is not
+// confirmed, so a producer sees the back-pressure instead of a lost job.
+func TestQueueLengthLimitPushesBack(t *testing.T) {
+	url := testenv.Vhost(t, "maxlen")
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vhost := strings.TrimPrefix(u.Path, "/")
+	testenv.NewManagement(t).Do(t, "PUT", "policies/"+neturl.PathEscape(vhost)+"/jobs-length", `{"pattern":"^jobs$","apply-to":"queues","definition":{"max-length":2,"overflow":"reject-publish"}}`, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := queue.Dial(ctx, queue.Config{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// The policy applies within moments of being set.
+	var refused error
+	for i := 0; i < 50 && refused == nil; i++ {
+		refused = c.PublishJob(ctx, []byte(`{"id":"x","code":"x"}`))
+		if refused == nil {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if !errors.Is(refused, queue.ErrNotConfirmed) {
+		t.Fatalf("publish past the length limit: %v, want ErrNotConfirmed", refused)
+	}
+	msgs, err := c.Get(queue.JobsQueue, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 2 {
+		t.Fatalf("%d jobs in the queue, want the limit, 2", len(msgs))
+	}
 }
