@@ -359,3 +359,29 @@ func BrokerEval(t testing.TB, expr string) string {
 	}
 	return strings.TrimSpace(string(out))
 }
+
+// Footprint counts the live processes whose command line names dir (a
+// driver's run dir: the VMMs, runsc and its sandboxes) and their resident
+// memory: what a worker's sandboxes hold on the host, unlike the host's
+// totals, which other tests running at the same time move.
+func Footprint(dir string) (procs int, rssKB int64) {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !containsBytes(b, []byte(dir+"/")) {
+			continue
+		}
+		procs++
+		st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(st), "\n") {
+			if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+				n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+				rssKB += n
+			}
+		}
+	}
+	return procs, rssKB
+}
