@@ -13,7 +13,11 @@
 # It also creates codebench-vm, the unprivileged user each jailed QEMU runs
 # as (docs/SECURITY.md).
 set -euo pipefail
-pkgs=(qemu-system-x86 debootstrap rabbitmq-server e2fsprogs curl jq ca-certificates systemd)
+# nftables, iptables, containernetworking-plugins: the opt-in guest network
+# (docs/NETWORKING.md): its fences, ptp's masquerading, the ptp and
+# host-local CNI plugins; python3 serves the network tests' HTTP servers.
+pkgs=(qemu-system-x86 debootstrap rabbitmq-server e2fsprogs curl jq ca-certificates systemd
+  nftables iptables containernetworking-plugins iproute2 python3)
 export DEBIAN_FRONTEND=noninteractive
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
@@ -114,4 +118,11 @@ if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then
 fi
 command -v go >/dev/null || { echo "deps: Go is not installed (need the version in go.mod, at /usr/local/go or on PATH)" >&2; exit 1; }
 go mod download
+# The tc-redirect-tap CNI plugin, pinned in its own module, built from the
+# Go module proxy into /opt/cni/bin (where the original worker had it).
+if [ ! -x /opt/cni/bin/tc-redirect-tap ]; then
+  echo "deps: building the tc-redirect-tap CNI plugin into /opt/cni/bin"
+  mkdir -p /opt/cni/bin
+  (cd "$(dirname "$0")/../tools/tc-redirect-tap" && go build -o /opt/cni/bin/tc-redirect-tap github.com/awslabs/tc-redirect-tap/cmd/tc-redirect-tap)
+fi
 echo "deps: ok ($(go version | cut -d' ' -f3))"

@@ -205,5 +205,9 @@ func (h guestHost) SetIdentity(id *agentproto.Identity) error {
 		// clock is the host's: nothing of either is cloned with a sandbox.
 		return nil
 	}
-	return errors.Join(boot.Reseed(id.Seed), boot.SetClock(time.Unix(0, id.UnixNano)))
+	err := errors.Join(boot.Reseed(id.Seed), boot.SetClock(time.Unix(0, id.UnixNano)))
+	if id.Net != nil {
+		err = errors.Join(err, boot.ConfigureNet(id.Net))
+	}
+	return err
 }

@@ -221,7 +221,10 @@ func loadThroughWorker(ctx context.Context, cfg config.Config, e *env, log *slog
 	defer remove()
 	cfg.Worker.RabbitURL, cfg.Worker.PoolSize, cfg.Worker.Concurrency = url, poolSize, c
 	qcfg := queueConfig(cfg)
-	srv := newServer(ctx, e, cfg, qcfg, log)
+	srv, err := newServer(ctx, e, cfg, qcfg, log)
+	if err != nil {
+		return nil, err
+	}
 	defer srv.stop()
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)

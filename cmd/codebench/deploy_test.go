@@ -67,7 +67,16 @@ func TestExampleConfig(t *testing.T) {
 	if !c.Worker.Quorum || c.MetricsAddr != "127.0.0.1:9464" || c.Worker.RabbitURL != "amqps://codebench:pw@127.0.0.1:5671/" {
 		t.Fatalf("example config loaded as %+v", c.Worker)
 	}
-	r := runCLIWith(t, []string{"CODEBENCH_RABBITMQ_PASSWORD_FILE=" + pass}, t.TempDir(), "worker", "--config", "../../deploy/codebench.toml", "--print-config")
+	// Only the file and the password: the test broker's CODEBENCH_* settings
+	// in this environment would (rightly) override the file's.
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CODEBENCH_") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, "CODEBENCH_RUN_DIR="+t.TempDir(), "CODEBENCH_RABBITMQ_PASSWORD_FILE="+pass)
+	r := runCLIEnv(t, env, "worker", "--config", "../../deploy/codebench.toml", "--print-config")
 	if r.exit != 0 || !strings.Contains(r.stdout, `rabbitmq_url = "amqps://codebench:xxxxx@127.0.0.1:5671/"`) || strings.Contains(r.stdout, ":pw@") {
 		t.Fatalf("--print-config: exit %d\n%s%s", r.exit, r.stdout, r.stderr)
 	}

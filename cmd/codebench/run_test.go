@@ -49,8 +49,14 @@ func runCLI(t *testing.T, runDir string, args ...string) result {
 
 func runCLIWith(t *testing.T, env []string, runDir string, args ...string) result {
 	t.Helper()
+	return runCLIEnv(t, append(append(os.Environ(), "CODEBENCH_RUN_DIR="+runDir), env...), args...)
+}
+
+// runCLIEnv runs the binary with exactly env.
+func runCLIEnv(t *testing.T, env []string, args ...string) result {
+	t.Helper()
 	cmd := exec.Command(binary, args...)
-	cmd.Env = append(append(os.Environ(), "CODEBENCH_RUN_DIR="+runDir), env...)
+	cmd.Env = env
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

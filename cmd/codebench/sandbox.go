@@ -247,6 +247,11 @@ func policyFor(cfg config.Config, img *image.Image) job.Policy {
 // provisioner makes pool sandboxes: template clones when the driver can.
 // Its error says why clones were wanted but could not be had.
 func (e *env) provisioner(ctx context.Context, cfg config.Config, log *slog.Logger) (*provision.Provisioner, error) {
+	return e.provisionerWith(ctx, cfg, nil, log)
+}
+
+// provisionerWith is provisioner for sandboxes on net (nil: none).
+func (e *env) provisionerWith(ctx context.Context, cfg config.Config, net template.Networker, log *slog.Logger) (*provision.Provisioner, error) {
 	var langs []lang.Language
 	for _, n := range e.img.LanguageNames() {
 		if l, ok := lang.Builtin()[n]; ok {
@@ -258,6 +263,7 @@ func (e *env) provisioner(ctx context.Context, cfg config.Config, log *slog.Logg
 		ImageHash: e.img.Manifest.Hash,
 		Languages: langs,
 		BootLimit: cfg.VM.BootLimit,
+		Network:   net,
 	}
 	rot := provision.Rotation{MaxAge: cfg.VM.TemplateMaxAge, MaxClones: cfg.VM.TemplateMaxClones}
 	return provision.New(ctx, e.driver, e.spec, tcfg, cfg.VM.Snapshots, rot, log)

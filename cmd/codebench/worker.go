@@ -87,7 +87,11 @@ func workerCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []
 		}
 		defer ts.Stop()
 	}
-	srv := newServerObserved(ctx, e, cfg, qcfg, metrics, log)
+	reclaimNetwork(ctx, e, cfg, log)
+	srv, err := newServerObserved(ctx, e, cfg, qcfg, metrics, log)
+	if err != nil {
+		return fmt.Errorf("refusing to serve untrusted jobs: %w", err)
+	}
 	serving.Store(srv)
 	defer func() {
 		log.Info("stopping pool")
@@ -127,6 +131,8 @@ type server struct {
 	w    *worker.Worker
 	p    *pool.Pool[*provision.Member]
 	prov *provision.Provisioner
+	net  *networked // nil: jobs may not ask for a network
+	log  *slog.Logger
 }
 
 // readiness is /readyz: connected and consuming, and a sandbox ready.
@@ -145,16 +151,29 @@ func readiness(s *server) error {
 
 // newServer starts the pool (template clones where the driver can, else
 // cold starts) and makes the worker; the caller runs w.Run and then stop.
-func newServer(ctx context.Context, e *env, cfg config.Config, qcfg queue.Config, log *slog.Logger) *server {
+func newServer(ctx context.Context, e *env, cfg config.Config, qcfg queue.Config, log *slog.Logger) (*server, error) {
 	return newServerObserved(ctx, e, cfg, qcfg, nil, log)
 }
 
-// newServerObserved is newServer reporting into metrics (nil: none).
-func newServerObserved(ctx context.Context, e *env, cfg config.Config, qcfg queue.Config, metrics *telemetry.Metrics, log *slog.Logger) *server {
+// newServerObserved is newServer reporting into metrics (nil: none). It
+// fails only when networking is enabled and cannot be had.
+func newServerObserved(ctx context.Context, e *env, cfg config.Config, qcfg queue.Config, metrics *telemetry.Metrics, log *slog.Logger) (*server, error) {
+	var nw *networked
+	var netPool worker.Pool
+	if cfg.Network.Enabled {
+		var err error
+		if nw, err = e.networked(ctx, cfg, log); err != nil {
+			return nil, err
+		}
+		netPool = nw
+	}
 	prov, _ := e.provisioner(ctx, cfg, log) // without a template it cold-boots, and has said why
 	var obs worker.Observer
 	if metrics != nil {
 		prov.Observe(metrics)
+		if nw != nil {
+			nw.prov.Observe(metrics)
+		}
 		obs = metrics
 	}
 	p := pool.New(pool.Config{Size: cfg.Worker.PoolSize, MaxBoots: cfg.Worker.PoolBoots}, prov.Provision, log, nil)
@@ -170,6 +189,7 @@ func newServerObserved(ctx context.Context, e *env, cfg config.Config, qcfg queu
 		Grace: cfg.Worker.Grace, ReconnectMax: cfg.Worker.ReconnectMax,
 		MaxStatusBytes: cfg.Worker.MaxStatusBytes, MaxRequeues: cfg.Worker.MaxRequeues,
 		Ready: p.Ready(), StatusQueueWithReply: cfg.Worker.StatusQueueWithReply, Observer: obs,
+		Networked: netPool,
 	}, e.policy, worker.FromPool(p), func(ctx context.Context) (worker.Session, error) {
 		c, err := queue.Dial(ctx, qcfg)
 		if err != nil {
@@ -177,12 +197,15 @@ func newServerObserved(ctx context.Context, e *env, cfg config.Config, qcfg queu
 		}
 		return c, nil
 	}, log)
-	return &server{w: w, p: p, prov: prov}
+	return &server{w: w, p: p, prov: prov, net: nw, log: log}, nil
 }
 
 func (s *server) stop() {
 	s.p.Stop()
 	s.prov.Close()
+	if s.net != nil {
+		s.net.close(s.log)
+	}
 }
 
 // serveDebug serves expvar (with the goroutine count) and pprof on a

@@ -202,6 +202,18 @@ type Request struct {
 type Identity struct {
 	Seed     []byte `json:"seed"`      // at least 32 random bytes
 	UnixNano int64  `json:"unix_nano"` // the host's wall clock
+	// Net configures the guest's network interface (a networked sandbox);
+	// nil leaves it as it is (none, or down).
+	Net *Net `json:"net,omitempty"`
+}
+
+// Net is a guest interface's configuration: its MAC, its address (CIDR
+// notation; the guest uses it as a /32 and routes everything through the
+// gateway) and the gateway.
+type Net struct {
+	MAC     string `json:"mac"`
+	Addr    string `json:"addr"`
+	Gateway string `json:"gateway"`
 }
 
 // Response is what the agent answers. Exactly one of Error, Hello or Run is set

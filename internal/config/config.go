@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -23,6 +25,7 @@ type Config struct {
 	VM      VM
 	Worker  Worker
 	Limits  Limits
+	Network Network
 	Verbose bool // CODEBENCH_DEBUG
 	// DebugAddr serves expvar and pprof for the worker (loopback only;
 	// CODEBENCH_DEBUG_ADDR, off by default).
@@ -120,6 +123,47 @@ type Worker struct {
 	BrokerNode string
 }
 
+// Network is the opt-in guest network (docs/NETWORKING.md): off by
+// default; a job that asks for it is refused unless Enabled.
+type Network struct {
+	Enabled bool // CODEBENCH_NETWORK
+	// Name tells this worker's network apart from another worker's on
+	// the same host: its nftables table, namespaces and state directory
+	// (CODEBENCH_NETWORK_NAME, default "w").
+	Name string
+	// Subnet is host-local's IPv4 range for guests
+	// (CODEBENCH_NETWORK_SUBNET, default the original's 192.168.127.0/24).
+	Subnet string
+	// IPMasq masquerades guests' traffic behind the host's address, as
+	// ptp's ipMasq (CODEBENCH_NETWORK_IPMASQ, default true).
+	IPMasq bool
+	// Allow is the comma-separated list of CIDRs guests may connect to
+	// (CODEBENCH_NETWORK_ALLOW; empty, the default: nowhere).
+	Allow string
+	// ConnPerSecond bounds each guest's new connections
+	// (CODEBENCH_NETWORK_CONN_RATE, default 20).
+	ConnPerSecond int
+	// CNIPath is where the CNI plugins are, colon-separated
+	// (CODEBENCH_CNI_PATH, default /opt/cni/bin:/usr/lib/cni).
+	CNIPath string
+}
+
+// NetworkAllow parses Network.Allow.
+func (c *Config) NetworkAllow() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(c.Network.Allow, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil || !p.Addr().Is4() {
+			return nil, fmt.Errorf("network_allow: %q is not an IPv4 CIDR", f)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
 // Limits are defaults and maxima for jobs.
 type Limits struct {
 	WallMS, MaxWallMS           int64 // CODEBENCH_WALL_MS, CODEBENCH_MAX_WALL_MS
@@ -153,6 +197,8 @@ func Default() Config {
 			MaxJobBytes: 8 << 20, MaxStatusBytes: 8 << 20, MaxRequeues: 5, StatusQueueWithReply: true,
 			ManagementURL: "http://127.0.0.1:15672", BrokerNode: "rabbit@localhost",
 		},
+		Network: Network{Name: "w", Subnet: "192.168.127.0/24", IPMasq: true, ConnPerSecond: 20,
+			CNIPath: "/opt/cni/bin:/usr/lib/cni"},
 		Limits: Limits{
 			WallMS: 10_000, MaxWallMS: 60_000,
 			CPUMS: 5_000, MaxCPUMS: 30_000,
@@ -269,6 +315,14 @@ func (c *Config) Validate() error {
 	check(c.Worker.MaxStatusBytes >= 64<<10, "CODEBENCH_MAX_STATUS_BYTES must be at least 64 KiB")
 	check(c.Worker.MaxRequeues >= 1, "CODEBENCH_MAX_REQUEUES must be at least 1")
 	check(c.Limits.MaxTests >= 1 && c.Limits.MaxTests <= 256, "CODEBENCH_MAX_TESTS must be in [1, 256]")
+	n := c.Network
+	check(regexp.MustCompile(`^[a-z0-9]{1,8}$`).MatchString(n.Name), "network_name must be 1-8 of [a-z0-9], not %q", n.Name)
+	sub, err := netip.ParsePrefix(n.Subnet)
+	check(err == nil && sub.Addr().Is4() && sub.Bits() >= 8 && sub.Bits() <= 28, "network_subnet must be an IPv4 CIDR from /8 to /28, not %q", n.Subnet)
+	_, err = c.NetworkAllow()
+	check(err == nil, "%v", err)
+	check(n.ConnPerSecond >= 1, "network_conn_rate must be at least 1")
+	check(n.CNIPath != "", "cni_path is empty")
 	l := c.Limits
 	check(l.WallMS > 0 && l.WallMS <= l.MaxWallMS, "wall limit default %d must be in (0, max %d]", l.WallMS, l.MaxWallMS)
 	check(l.CPUMS > 0 && l.CPUMS <= l.MaxCPUMS, "cpu limit default %d must be in (0, max %d]", l.CPUMS, l.MaxCPUMS)

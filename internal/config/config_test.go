@@ -32,6 +32,21 @@ func TestFromLookup(t *testing.T) {
 		{name: "bad accel", env: map[string]string{"CODEBENCH_ACCEL": "hvf"}, wantErr: true},
 		{name: "long run dir", env: map[string]string{"CODEBENCH_RUN_DIR": "/a/very/long/run/directory/that/leaves/no/room/for/sockets"}, wantErr: true},
 		{name: "default above max", env: map[string]string{"CODEBENCH_WALL_MS": "70000"}, wantErr: true},
+		{name: "network off by default", check: func(t *testing.T, c Config) {
+			if a, err := c.NetworkAllow(); c.Network.Enabled || err != nil || len(a) != 0 || c.Network.Subnet != "192.168.127.0/24" || !c.Network.IPMasq {
+				t.Errorf("network defaults: %+v", c.Network)
+			}
+		}},
+		{name: "network allow list", env: map[string]string{"CODEBENCH_NETWORK": "true", "CODEBENCH_NETWORK_ALLOW": "10.99.0.0/24, 10.98.1.7/32"},
+			check: func(t *testing.T, c Config) {
+				if a, err := c.NetworkAllow(); !c.Network.Enabled || err != nil || len(a) != 2 || a[1].String() != "10.98.1.7/32" {
+					t.Errorf("allow list: %v %v", a, err)
+				}
+			}},
+		{name: "network allow not a CIDR", env: map[string]string{"CODEBENCH_NETWORK_ALLOW": "example"}, wantErr: true},
+		{name: "network allow IPv6", env: map[string]string{"CODEBENCH_NETWORK_ALLOW": "::/0"}, wantErr: true},
+		{name: "network subnet", env: map[string]string{"CODEBENCH_NETWORK_SUBNET": "10.0.0.0/30"}, wantErr: true},
+		{name: "network name", env: map[string]string{"CODEBENCH_NETWORK_NAME": "Bad-Name"}, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -91,6 +91,14 @@ func settings(c *Config) []setting {
 	add("RABBITMQ_MANAGEMENT_URL", &c.Worker.ManagementURL)
 	add("RABBITMQ_NODENAME", &c.Worker.BrokerNode)
 
+	add("CODEBENCH_NETWORK", &c.Network.Enabled)
+	add("CODEBENCH_NETWORK_NAME", &c.Network.Name)
+	add("CODEBENCH_NETWORK_SUBNET", &c.Network.Subnet)
+	add("CODEBENCH_NETWORK_IPMASQ", &c.Network.IPMasq)
+	add("CODEBENCH_NETWORK_ALLOW", &c.Network.Allow)
+	add("CODEBENCH_NETWORK_CONN_RATE", &c.Network.ConnPerSecond)
+	add("CODEBENCH_CNI_PATH", &c.Network.CNIPath)
+
 	add("CODEBENCH_WALL_MS", &c.Limits.WallMS)
 	add("CODEBENCH_MAX_WALL_MS", &c.Limits.MaxWallMS)
 	add("CODEBENCH_CPU_MS", &c.Limits.CPUMS)

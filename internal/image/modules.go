@@ -12,7 +12,8 @@ import (
 // agent channel exist; their dependencies are added in load order.
 // virtio_console carries the agent channel under QEMU (virtio-serial), the
 // vsock transport under Firecracker.
-var GuestModules = []string{"virtio_mmio", "virtio_blk", "virtio_console", "vmw_vsock_virtio_transport"}
+// virtio_net is the network device of a sandbox that asks for one.
+var GuestModules = []string{"virtio_mmio", "virtio_blk", "virtio_console", "vmw_vsock_virtio_transport", "virtio_net"}
 
 // resolveModules returns the .ko paths for want and their dependencies,
 // dependencies first, reading each module's own "depends=" modinfo.

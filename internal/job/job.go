@@ -47,6 +47,10 @@ type Job struct {
 	// Stream publishes the output while the program runs: statuses
 	// "output" with a seq, at most one per 100 ms, before the final one.
 	Stream bool `json:"stream,omitempty"`
+	// Network asks for a sandbox with a network interface (fenced: only
+	// the worker's allow-list is reachable); refused unless the worker
+	// has networking enabled.
+	Network bool `json:"network,omitempty"`
 }
 
 // Test is one test case of a job.
@@ -92,6 +96,8 @@ type Policy struct {
 	Defaults     Limits
 	Max          Limits
 	CompileWall  int64
+	// Network: jobs may ask for a network (the worker has it enabled).
+	Network bool
 }
 
 // InvalidError explains why a job was refused. ID is set when the job's id was
@@ -177,6 +183,9 @@ func (j *Job) Validate(p Policy) error {
 	}
 	if j.Language == "" {
 		j.Language = "c" // the seed's jobs carry no language: they are C
+	}
+	if j.Network && !p.Network {
+		return bad("network access is not enabled on this worker (network = true in its configuration)")
 	}
 	if len(p.Languages) > 0 && !slices.Contains(p.Languages, j.Language) {
 		return bad("unknown language %s (available: %s)", untrusted.Quote(j.Language), strings.Join(p.Languages, ", "))

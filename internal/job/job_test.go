@@ -44,6 +44,8 @@ func TestDecode(t *testing.T) {
 		{name: "unknown type", body: `{"id":"1","type":"shell","code":"x"}`, wantID: "1", wantErr: "unknown type"},
 		{name: "code too big", body: `{"id":"1","code":"` + strings.Repeat("x", 1001) + `"}`, wantID: "1", wantErr: "over the limit of 1000"},
 		{name: "bad file name", body: `{"id":"1","code":"x","files":{"../etc/passwd":"x"}}`, wantID: "1", wantErr: "invalid file name"},
+		{name: "network not enabled", body: `{"id":"n1","code":"x","network":true}`, wantID: "n1", wantErr: "network access is not enabled"},
+		{name: "network not asked", body: `{"id":"n2","code":"x","network":false}`, wantID: "n2", wantLang: "c"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -280,5 +282,16 @@ func TestFromResultWithTests(t *testing.T) {
 	r.CheckerCompileOutput = "syntax error"
 	if st = FromResult(j, lim, r); st.Verdict != VerdictInternalError || st.Message != "the checker did not compile" || st.Error != "syntax error" {
 		t.Fatalf("checker that does not compile: %+v", st)
+	}
+}
+
+// TestNetworkEnabled: with networking enabled a job may ask for it, and
+// the job says it did.
+func TestNetworkEnabled(t *testing.T) {
+	p := testPolicy
+	p.Network = true
+	j, err := Decode([]byte(`{"id":"n3","code":"x","network":true}`), p)
+	if err != nil || !j.Network {
+		t.Fatalf("networked job on a networked worker: %+v, %v", j, err)
 	}
 }

@@ -2,6 +2,7 @@ package provision
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -15,16 +16,24 @@ type Member struct {
 	// ready is when the agent last answered (its handshake or identity).
 	ready time.Time
 	// stopped, when set, is called once when the member is stopped.
-	stopped  func()
+	stopped func()
+	// detach, when set, takes the member's network away once it stopped.
+	detach   func(context.Context) error
 	stopOnce sync.Once
 }
 
-// Stop stops the sandbox (once, like the instance) and reports it.
+// Stop stops the sandbox (once, like the instance), takes its network
+// away and reports it.
 func (m *Member) Stop(ctx context.Context) error {
 	err := m.Instance.Stop(ctx)
-	if m.stopped != nil {
-		m.stopOnce.Do(m.stopped)
-	}
+	m.stopOnce.Do(func() {
+		if m.detach != nil {
+			err = errors.Join(err, m.detach(context.WithoutCancel(ctx)))
+		}
+		if m.stopped != nil {
+			m.stopped()
+		}
+	})
 	return err
 }
 

@@ -6,12 +6,15 @@ package provision
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"sync"
 	"time"
 
+	"github.com/codebench/codebench/internal/agentproto"
 	"github.com/codebench/codebench/internal/sandbox"
 	"github.com/codebench/codebench/internal/template"
 )
@@ -39,6 +42,8 @@ type Provisioner struct {
 	snap sandbox.Snapshotter
 	tcfg template.Config
 	rot  Rotation
+	// net, when set, gives every member a network of its own.
+	net template.Networker
 
 	obs     Observer // nil: nobody
 	now     func() time.Time
@@ -61,7 +66,7 @@ type Provisioner struct {
 // It returns the reason clones are not used when they were wanted but could
 // not be had (the provisioner then cold-boots); nil otherwise.
 func New(ctx context.Context, drv sandbox.Driver, spec sandbox.Spec, tcfg template.Config, snapshots bool, rot Rotation, log *slog.Logger) (*Provisioner, error) {
-	p := &Provisioner{driver: drv, spec: spec, bootLimit: tcfg.BootLimit, log: log, rot: rot, now: time.Now}
+	p := &Provisioner{driver: drv, spec: spec, bootLimit: tcfg.BootLimit, log: log, rot: rot, now: time.Now, net: tcfg.Network}
 	p.ctx, p.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	if !snapshots {
 		log.Info("pool: snapshots disabled by configuration; cold booting pool sandboxes")
@@ -167,6 +172,13 @@ func (p *Provisioner) reload(ctx context.Context, gone *template.Template) {
 	}
 }
 
+// seed is fresh entropy for a guest.
+func seed() []byte {
+	b := make([]byte, 64)
+	_, _ = rand.Read(b)
+	return b
+}
+
 // Driver is the driver members run on.
 func (p *Provisioner) Driver() sandbox.Driver { return p.driver }
 
@@ -192,14 +204,31 @@ func (p *Provisioner) Provision(ctx context.Context) (*Member, error) {
 	if p.Template() != nil {
 		kind = KindRestore
 	}
-	inst, err := p.Instance(ctx)
-	if err != nil {
+	fail := func(err error) (*Member, error) {
 		if p.obs != nil {
 			p.obs.SandboxFailed(kind)
 		}
 		return nil, err
 	}
-	m := &Member{Instance: inst, ready: time.Now()}
+	spec := p.spec
+	var detach func(context.Context) error
+	if p.net != nil {
+		spec.ID = sandbox.NewID()
+		nic, err := p.net.Attach(ctx, spec.ID)
+		if err != nil {
+			return fail(fmt.Errorf("pool: network: %w", err))
+		}
+		spec.NIC = nic
+		detach = func(ctx context.Context) error { return p.net.Detach(ctx, spec.ID) }
+	}
+	inst, err := p.instance(ctx, spec)
+	if err != nil {
+		if detach != nil {
+			err = errors.Join(err, detach(context.WithoutCancel(ctx)))
+		}
+		return fail(err)
+	}
+	m := &Member{Instance: inst, ready: time.Now(), detach: detach}
 	if p.obs != nil {
 		p.obs.SandboxStarted(kind, inst.ReadyIn)
 		m.stopped = p.obs.SandboxStopped
@@ -210,18 +239,33 @@ func (p *Provisioner) Provision(ctx context.Context) (*Member, error) {
 // Instance makes one ready sandbox, a clone or a cold boot, within the boot
 // limit.
 func (p *Provisioner) Instance(ctx context.Context) (*sandbox.Instance, error) {
+	if p.net != nil {
+		return nil, errors.New("pool: a networked sandbox is made by Provision, which detaches it when it stops")
+	}
+	return p.instance(ctx, p.spec)
+}
+
+func (p *Provisioner) instance(ctx context.Context, spec sandbox.Spec) (*sandbox.Instance, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.bootLimit)
 	defer cancel()
 	var inst *sandbox.Instance
 	var err error
 	t := p.Template()
 	if t != nil {
-		inst, err = t.Clone(ctx, p.snap, p.spec)
+		inst, err = t.Clone(ctx, p.snap, spec)
 		if errors.Is(err, fs.ErrNotExist) {
 			p.reload(ctx, t)
 		}
 	} else {
-		inst, err = sandbox.Boot(ctx, p.driver, p.spec)
+		inst, err = sandbox.Boot(ctx, p.driver, spec)
+		if err == nil && spec.NIC != nil {
+			// A clone gets its network with its identity; a cold boot
+			// gets it here.
+			err = inst.Agent.SetIdentity(ctx, &agentproto.Identity{Seed: seed(), UnixNano: time.Now().UnixNano(), Net: spec.NIC.Agent()})
+			if err != nil {
+				err = errors.Join(fmt.Errorf("pool: network: %w", err), inst.Stop(context.WithoutCancel(ctx)))
+			}
+		}
 	}
 	if err != nil {
 		return nil, err

@@ -15,4 +15,7 @@ var (
 	ErrNoSnapshots = errors.New("sandbox: no snapshot support")
 	// ErrNoKill: the driver cannot kill a sandbox without cleanup.
 	ErrNoKill = errors.New("sandbox: driver has no hard kill")
+	// ErrNoNetwork: the driver (as configured) cannot give a sandbox a
+	// network interface.
+	ErrNoNetwork = errors.New("sandbox: no network support")
 )

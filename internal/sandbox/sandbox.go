@@ -9,8 +9,13 @@ package sandbox
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"net"
+	"net/netip"
+
+	"github.com/codebench/codebench/internal/agentproto"
 )
 
 // Spec describes one sandbox to start.
@@ -24,7 +29,42 @@ type Spec struct {
 	RootDir  string // the root as a directory tree (gVisor)
 	MemoryMB int
 	VCPUs    int
+	// NIC, when set, gives the sandbox a network interface (the VMM's tap
+	// in a network namespace of its own); nil: no network device at all.
+	NIC *NIC
 }
+
+// NIC is a sandbox's network, made by internal/network: the VMM joins
+// NetNS and attaches to its tap device Tap; the guest agent gives the
+// guest's interface MAC, Addr and a default route through Gateway.
+type NIC struct {
+	NetNS   string
+	Tap     string
+	MAC     string
+	Addr    netip.Prefix
+	Gateway netip.Addr
+}
+
+// Agent is the NIC as the guest agent configures it; nil for none.
+func (n *NIC) Agent() *agentproto.Net {
+	if n == nil {
+		return nil
+	}
+	return &agentproto.Net{MAC: n.MAC, Addr: n.Addr.String(), Gateway: n.Gateway.String()}
+}
+
+// NewID makes a short sandbox id (socket paths, interface and namespace
+// names built from it must stay short).
+func NewID() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return "vm-" + hex.EncodeToString(b)
+}
+
+// DeviceMAC is the MAC of every guest's network device as the VMM creates
+// it (a template's clones must match the template); the agent sets the
+// NIC's own MAC on the interface once the guest runs.
+const DeviceMAC = "02:cb:00:00:00:01"
 
 // Driver starts sandboxes.
 type Driver interface {

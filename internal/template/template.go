@@ -56,6 +56,16 @@ type Config struct {
 	Version   string
 	Languages []lang.Language // warmed up, one hello-world each
 	BootLimit time.Duration
+	// Network, when set, makes a template whose VM has a network device
+	// (attached while it is built): the one networked clones come from.
+	Network Networker
+}
+
+// Networker gives a sandbox a network interface and takes it away
+// (internal/network).
+type Networker interface {
+	Attach(ctx context.Context, id string) (*sandbox.NIC, error)
+	Detach(ctx context.Context, id string) error
 }
 
 // Meta is template.json.
@@ -85,6 +95,9 @@ func (c *Config) Key() string {
 	fmt.Fprintf(h, "schema=%d\nimage=%s\nmem=%d\nvcpus=%d\nversion=%s\n", schema, c.ImageHash, c.Spec.MemoryMB, c.Spec.VCPUs, c.Version)
 	for _, l := range c.Languages {
 		fmt.Fprintf(h, "lang=%s\n", l.Name)
+	}
+	if c.Network != nil {
+		fmt.Fprintf(h, "nic=%s\n", sandbox.DeviceMAC)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:32]
 }
@@ -240,9 +253,26 @@ func build(ctx context.Context, drv sandbox.Snapshotter, cfg Config, key string,
 	}
 	defer os.RemoveAll(staging)
 
+	spec := cfg.Spec
+	if cfg.Network != nil {
+		// The template's VM has a device on a network of its own; its
+		// interface stays down (no identity is given to it), and the
+		// network goes once the VM is saved and stopped.
+		spec.ID = sandbox.NewID()
+		nic, err := cfg.Network.Attach(ctx, spec.ID)
+		if err != nil {
+			return nil, fmt.Errorf("template: network: %w", err)
+		}
+		spec.NIC = nic
+		defer func() {
+			if err := cfg.Network.Detach(context.WithoutCancel(ctx), spec.ID); err != nil {
+				log.Warn("template: detaching the build VM's network", "err", err)
+			}
+		}()
+	}
 	bootCtx, cancelBoot := context.WithTimeout(ctx, cfg.BootLimit)
 	inst, err := sandbox.StartInstance(bootCtx, func(ctx context.Context) (sandbox.VM, error) {
-		return drv.StartTemplate(ctx, cfg.Spec, staging)
+		return drv.StartTemplate(ctx, spec, staging)
 	})
 	cancelBoot()
 	if err != nil {
@@ -321,7 +351,7 @@ func (t *Template) Clone(ctx context.Context, drv sandbox.Snapshotter, spec sand
 	if _, err := rand.Read(seed); err != nil {
 		return nil, errors.Join(err, inst.Stop(ctx))
 	}
-	if err := inst.Agent.SetIdentity(ctx, &agentproto.Identity{Seed: seed, UnixNano: time.Now().UnixNano()}); err != nil {
+	if err := inst.Agent.SetIdentity(ctx, &agentproto.Identity{Seed: seed, UnixNano: time.Now().UnixNano(), Net: spec.NIC.Agent()}); err != nil {
 		return nil, errors.Join(fmt.Errorf("template: clone identity: %w", err), inst.Stop(ctx))
 	}
 	inst.ReadyIn = time.Since(start)

@@ -47,6 +47,9 @@ type Config struct {
 	StatusQueueWithReply bool
 	// Observer hears what happens (metrics); nil: nobody.
 	Observer Observer
+	// Networked hands out sandboxes with a network, for jobs that ask for
+	// one (the policy lets them only when it is set).
+	Networked Pool
 }
 
 // Observer is told what the worker does, for metrics.
@@ -190,6 +193,9 @@ func New(cfg Config, policy job.Policy, p Pool, dial Dial, log *slog.Logger) *Wo
 	if cfg.MaxRequeues <= 0 {
 		cfg.MaxRequeues = 5
 	}
+	// Jobs may ask for a network exactly when there are networked
+	// sandboxes to hand them.
+	policy.Network = cfg.Networked != nil
 	obs := cfg.Observer
 	if obs == nil {
 		obs = noObserver{}
@@ -395,7 +401,11 @@ func (w *Worker) handle(ctx context.Context, pub Publisher, d queue.Delivery) (O
 
 	t = time.Now()
 	takeCtx, cancel := context.WithTimeout(ctx, w.cfg.PoolWait)
-	sb, err := w.pool.Take(takeCtx)
+	pool := w.pool
+	if j.Network {
+		pool = w.cfg.Networked
+	}
+	sb, err := pool.Take(takeCtx)
 	cancel()
 	tm.PoolWaitUS = time.Since(t).Microseconds()
 	if err != nil {

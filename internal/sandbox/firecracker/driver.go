@@ -190,6 +190,14 @@ func (d *Driver) machineConfig(spec sandbox.Spec, dir, vmlinux string) sdk.Confi
 		// Empty, not nil: nil means "forward SIGINT, SIGTERM, ... to the VMM".
 		ForwardSignals: []os.Signal{},
 	}
+	if spec.NIC != nil {
+		// The network's tap in the VM's own namespace, which the SDK (or
+		// the jailer) starts the VMM in; the device's MAC is every
+		// guest's, the agent sets the NIC's own.
+		cfg.NetNS = spec.NIC.NetNS
+		cfg.NetworkInterfaces = sdk.NetworkInterfaces{{StaticConfiguration: &sdk.StaticNetworkConfiguration{
+			MacAddress: sandbox.DeviceMAC, HostDevName: spec.NIC.Tap}}}
+	}
 	if j := d.cfg.Jailer; j != nil {
 		uid, gid := j.UID, j.GID
 		cfg.JailerCfg = &sdk.JailerConfig{
@@ -198,6 +206,9 @@ func (d *Driver) machineConfig(spec sandbox.Spec, dir, vmlinux string) sdk.Confi
 			ChrootStrategy: sdk.NewNaiveChrootStrategy(vmlinux), CgroupVersion: j.CgroupVersion,
 		}
 		cfg.NetNS = j.NetNS
+		if spec.NIC != nil {
+			cfg.NetNS = spec.NIC.NetNS
+		}
 		// Inside the chroot the sockets have short relative paths.
 		cfg.SocketPath = APISocket
 		cfg.VsockDevices[0].Path = VsockSocket

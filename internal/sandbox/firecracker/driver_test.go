@@ -187,3 +187,33 @@ func TestConformance(t *testing.T) {
 		Leftovers: func() (int, []string) { return testenv.Processes(runDir, "firecracker"), testenv.Entries(runDir) },
 	})
 }
+
+// TestMachineConfigWithNIC: a networked VM gets the network's tap as its
+// one interface, with the device MAC every clone shares, and its VMM runs
+// in the VM's namespace (the jailer's --netns when jailed).
+func TestMachineConfigWithNIC(t *testing.T) {
+	nic := &sandbox.NIC{NetNS: "/run/netns/cbw-fc-3", Tap: "tap0", MAC: "0a:00:00:00:00:07"}
+	for _, jailer := range []*Jailer{nil, {UID: 1500, GID: 1500, NetNS: "/var/run/netns/cb"}} {
+		d, err := New(Config{RunDir: "/run/cb", VmlinuxCache: "/c", Jailer: jailer}, quiet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := d.machineConfig(sandbox.Spec{ID: "fc-3", Rootfs: "/r", MemoryMB: 512, VCPUs: 1, NIC: nic}, "/run/cb/fc-3", "/c/vmlinux")
+		if cfg.NetNS != nic.NetNS || len(cfg.NetworkInterfaces) != 1 {
+			t.Fatalf("jailer %v: netns %q, interfaces %+v", jailer != nil, cfg.NetNS, cfg.NetworkInterfaces)
+		}
+		sc := cfg.NetworkInterfaces[0].StaticConfiguration
+		if sc == nil || sc.HostDevName != "tap0" || sc.MacAddress != sandbox.DeviceMAC || cfg.NetworkInterfaces[0].CNIConfiguration != nil {
+			t.Fatalf("interface: %+v", cfg.NetworkInterfaces[0])
+		}
+		if jailer != nil {
+			if got := strings.Join(jailerCommand(context.Background(), cfg, 512, io.Discard).Args, " "); !strings.Contains(got, "--netns "+nic.NetNS) {
+				t.Fatalf("jailer command %q is not in the VM's namespace", got)
+			}
+		}
+	}
+	d, _ := New(Config{RunDir: "/run/cb", VmlinuxCache: "/c"}, quiet)
+	if cfg := d.machineConfig(sandbox.Spec{ID: "fc-4", Rootfs: "/r"}, "/run/cb/fc-4", "/c/vmlinux"); len(cfg.NetworkInterfaces) != 0 || cfg.NetNS != "" {
+		t.Fatalf("a VM without a NIC has %+v in %q", cfg.NetworkInterfaces, cfg.NetNS)
+	}
+}

@@ -186,6 +186,9 @@ func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, restoreFrom stri
 	if err != nil {
 		return nil, err
 	}
+	if spec.NIC != nil {
+		return nil, fmt.Errorf("gvisor: %w: sandboxes run with --network=none", sandbox.ErrNoNetwork)
+	}
 	if spec.RootDir == "" {
 		return nil, errors.New("gvisor: the image has no root tree (rebuild it: codebench image build)")
 	}

@@ -208,6 +208,9 @@ func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, opts launchOpts)
 	}
 
 	var cmd *exec.Cmd
+	if spec.NIC != nil && d.cfg.Jail == nil {
+		return nil, fmt.Errorf("qemu: %w: a networked VM needs the QEMU jail, which joins its network namespace", sandbox.ErrNoNetwork)
+	}
 	if d.cfg.Jail == nil {
 		cmd = exec.Command(d.cfg.Binary, d.args(spec, vm.dir, opts)...)
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
@@ -296,6 +299,14 @@ func (d *Driver) args(spec sandbox.Spec, dir string, opts launchOpts) []string {
 	}
 	if opts.incoming {
 		mem = append(mem, "-incoming", "defer")
+	}
+	if spec.NIC != nil {
+		// The tap the network made in the VM's namespace, which the jail
+		// joined and opened as TapFD; the device's MAC is every guest's (a
+		// template's clones must match it), the agent sets the NIC's own.
+		mem = append(mem,
+			"-netdev", "tap,id=net0,fd="+strconv.Itoa(TapFD),
+			"-device", "virtio-net-device,netdev=net0,mac="+sandbox.DeviceMAC)
 	}
 	return append(mem,
 		"-name", NamePrefix+spec.ID,

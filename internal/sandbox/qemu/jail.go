@@ -49,6 +49,8 @@ type jailSpec struct {
 	readWrite []string // bound read-write at the same paths
 	devices   []string // device nodes bound in /dev
 	cgroups   []string // cgroup.procs files to join
+	netns     string   // a network namespace to join; "": a new, empty one
+	tap       string   // a tap device in netns, opened for QEMU as fd TapFD
 	uid, gid  int
 	groups    []int
 }
@@ -70,6 +72,12 @@ func (s jailSpec) args() []string {
 	}
 	for _, g := range s.groups {
 		a = append(a, "--group", strconv.Itoa(g))
+	}
+	if s.netns != "" {
+		a = append(a, "--netns", s.netns)
+	}
+	if s.tap != "" {
+		a = append(a, "--tap", s.tap)
 	}
 	return a
 }
@@ -117,6 +125,8 @@ func JailMain(args []string) error {
 	fs.Var(&devs, "dev", "device node bound in /dev")
 	fs.Var(&cgs, "cgroup", "cgroup.procs file to join")
 	fs.Var(&groups, "group", "supplementary group to keep")
+	fs.StringVar(&s.netns, "netns", "", "network namespace to join")
+	fs.StringVar(&s.tap, "tap", "", "tap device (in the namespace) QEMU gets as fd TapFD")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -128,6 +138,18 @@ func JailMain(args []string) error {
 		return errors.New("qemu jail: usage: --root DIR --uid N --gid N [--ro P] [--rw P] [--dev P] [--cgroup F] -- qemu args")
 	}
 	s.readOnly, s.readWrite, s.devices, s.cgroups, s.groups = ro, rw, devs, cgs, groups
+	// The network namespace first: its path is a host file too. The
+	// thread that joins it is the one that execs QEMU.
+	if s.netns != "" {
+		if err := joinNetNS(s.netns); err != nil {
+			return fmt.Errorf("qemu jail: %w", err)
+		}
+	}
+	if s.tap != "" {
+		if err := openTap(s.tap); err != nil {
+			return fmt.Errorf("qemu jail: %w", err)
+		}
+	}
 	// The cgroups first: they are host files, gone once the root is.
 	for _, f := range s.cgroups {
 		if err := os.WriteFile(f, []byte(strconv.Itoa(os.Getpid())), 0); err != nil {
@@ -145,6 +167,46 @@ func JailMain(args []string) error {
 		return fmt.Errorf("qemu jail: %w", err)
 	}
 	return syscall.Exec(path, argv, []string{"PATH=/usr/bin:/bin"})
+}
+
+// joinNetNS moves the calling thread into the network namespace at path.
+func joinNetNS(path string) error {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("network namespace: %w", err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+		return fmt.Errorf("join network namespace %s: %w", path, err)
+	}
+	return nil
+}
+
+// TapFD is the descriptor a jailed QEMU finds its tap device on: the
+// helper opens it as root, so the jail holds no tun device and QEMU's user
+// needs no right on it.
+const TapFD = 100
+
+// openTap attaches to the tap device name (in this thread's network
+// namespace) and leaves it open, across exec, as TapFD.
+func openTap(name string) error {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("tap: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return fmt.Errorf("tap %s: %w", name, err)
+	}
+	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		return fmt.Errorf("tap %s: %w", name, err)
+	}
+	if err := unix.Dup3(fd, TapFD, 0); err != nil {
+		return fmt.Errorf("tap %s: %w", name, err)
+	}
+	return nil
 }
 
 // buildRoot makes the jail's root: a tmpfs with the bound paths, a minimal
@@ -226,6 +288,9 @@ func buildRoot(s jailSpec) error {
 			return fmt.Errorf("%s is not a device", d)
 		}
 		dst := filepath.Join(s.root, d)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
 		f, err := os.Create(dst)
 		if err != nil {
 			return err
@@ -368,8 +433,15 @@ func (d *Driver) jailed(vm *VM, spec sandbox.Spec, opts launchOpts, argv []strin
 		vm.stack.Push("remove cgroup", func(context.Context) error { return g.Remove() })
 		s.cgroups = g.Procs()
 	}
+	flags := uintptr(jailNamespaces)
+	if spec.NIC != nil {
+		// The VM's own namespace, which holds its tap and nothing of the
+		// host's; the helper opens the tap for QEMU.
+		flags &^= unix.CLONE_NEWNET
+		s.netns, s.tap = spec.NIC.NetNS, spec.NIC.Tap
+	}
 	cmd := exec.Command(j.Binary, append(append(s.args(), "--"), argv...)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: jailNamespaces}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags}
 	return cmd, nil
 }
 

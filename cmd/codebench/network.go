@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/codebench/codebench/internal/config"
+	"github.com/codebench/codebench/internal/network"
+	"github.com/codebench/codebench/internal/provision"
+	"github.com/codebench/codebench/internal/worker"
+)
+
+// networkConfig is the guest network's configuration for the chosen
+// driver: the tap belongs to the user its VMM runs as.
+func (e *env) networkConfig(cfg config.Config) (network.Config, error) {
+	allow, err := cfg.NetworkAllow()
+	if err != nil {
+		return network.Config{}, err
+	}
+	n := network.Config{
+		Name: cfg.Network.Name, StateDir: networkStateDir(cfg),
+		PluginDirs: filepath.SplitList(cfg.Network.CNIPath), Subnet: netip.MustParsePrefix(cfg.Network.Subnet),
+		IPMasq: cfg.Network.IPMasq, Allow: allow, ConnPerSecond: cfg.Network.ConnPerSecond,
+	}
+	switch {
+	case e.choice.Name == candGVisor:
+		return n, fmt.Errorf("the gVisor driver runs sandboxes with --network=none; networked jobs need the qemu or firecracker driver")
+	case e.choice.Name == candFirecracker && cfg.VM.Jailer.Enabled:
+		n.TapUID, n.TapGID = cfg.VM.Jailer.UID, cfg.VM.Jailer.GID
+	case e.choice.Name == candFirecracker:
+		// An unjailed Firecracker runs as root.
+	default:
+		// QEMU: networked VMs need its jail, which runs as the VM user.
+		u, err := user.Lookup(cfg.VM.VMUser)
+		if err != nil {
+			return n, fmt.Errorf("networked QEMU VMs run jailed as %s: %w", cfg.VM.VMUser, err)
+		}
+		n.TapUID, _ = strconv.Atoi(u.Uid)
+		n.TapGID, _ = strconv.Atoi(u.Gid)
+	}
+	return n, nil
+}
+
+func networkStateDir(cfg config.Config) string {
+	return filepath.Join(cfg.DataDir, "network", cfg.Network.Name)
+}
+
+// networked is the sandbox supply for jobs that ask for a network: each
+// a clone of a template with a network device (or a cold boot), attached
+// to a network of its own when it is made, detached when it stops.
+// They are made on demand, not kept warm: a networked job waits for a
+// restore.
+type networked struct {
+	mgr  *network.Manager
+	prov *provision.Provisioner
+}
+
+func (e *env) networked(ctx context.Context, cfg config.Config, log *slog.Logger) (*networked, error) {
+	ncfg, err := e.networkConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("network: %w", err)
+	}
+	mgr, err := network.New(ctx, ncfg, log)
+	if err != nil {
+		return nil, err
+	}
+	prov, err := e.provisionerWith(ctx, cfg, mgr, log)
+	if err != nil && prov == nil {
+		return nil, errors.Join(err, mgr.Close(context.WithoutCancel(ctx)))
+	}
+	log.Info("network: jobs may ask for a network", "subnet", cfg.Network.Subnet, "allow", cfg.Network.Allow,
+		"ipmasq", cfg.Network.IPMasq, "fences", mgr.Table())
+	return &networked{mgr: mgr, prov: prov}, nil
+}
+
+// Take makes a networked sandbox for one job.
+func (n *networked) Take(ctx context.Context) (worker.Sandbox, error) {
+	m, err := n.prov.Provision(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (n *networked) close(log *slog.Logger) {
+	n.prov.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := n.mgr.Close(ctx); err != nil {
+		log.Warn("network: teardown", "err", err)
+	}
+}
+
+// reclaimNetwork removes what a killed worker's network left (namespaces,
+// leases, fences) when this worker runs without networking.
+func reclaimNetwork(ctx context.Context, e *env, cfg config.Config, log *slog.Logger) {
+	if cfg.Network.Enabled {
+		return // network.New reclaims
+	}
+	if _, err := os.Stat(filepath.Join(networkStateDir(cfg), "attachments")); err != nil {
+		return
+	}
+	ncfg, err := e.networkConfig(cfg)
+	if err != nil {
+		return
+	}
+	if mgr, err := network.New(ctx, ncfg, log); err == nil {
+		err = mgr.Close(ctx)
+		log.Info("network: reclaimed a previous worker's network", "err", err)
+	}
+}

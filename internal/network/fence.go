@@ -1,0 +1,107 @@
+package network
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/netip"
+	"os/exec"
+	"strings"
+)
+
+// The fences are one nftables table the worker owns (inet <table>): it is
+// made whole when the manager starts (replacing what a killed worker left)
+// and deleted when it closes. Guests are known by their host-side veth
+// (set "guests") and the address each was given (set "pairs"), so a guest
+// cannot escape a rule by forging its source address.
+//
+// Per guest interface:
+//   - input: everything dropped. A guest never reaches the host itself: not
+//     its gateway address, not any other address of the host, not a
+//     listening socket;
+//   - forward, from a guest: IPv4 only, its own source address only, never
+//     to link-local (metadata services), multicast or broadcast addresses,
+//     only to the allow-list (empty: nowhere), new connections rate-limited;
+//   - forward, to a guest: only replies (established, related); so no guest
+//     reaches another, and nothing outside opens a connection to a guest.
+func fenceRuleset(table string, allow []netip.Prefix, connPerSecond int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "table inet %s {\n", table)
+	b.WriteString("  set guests { type ifname; }\n")
+	b.WriteString("  set pairs { type ifname . ipv4_addr; }\n")
+	b.WriteString("  set allow { type ipv4_addr; flags interval;")
+	if len(allow) > 0 {
+		var els []string
+		for _, p := range allow {
+			els = append(els, p.Masked().String())
+		}
+		fmt.Fprintf(&b, " elements = { %s };", strings.Join(els, ", "))
+	}
+	b.WriteString(" }\n")
+	b.WriteString("  set rate { type ipv4_addr; size 65535; flags dynamic,timeout; timeout 1m; }\n")
+	b.WriteString("  chain input {\n    type filter hook input priority filter - 10; policy accept;\n")
+	b.WriteString("    iifname @guests drop\n  }\n")
+	b.WriteString("  chain forward {\n    type filter hook forward priority filter - 10; policy accept;\n")
+	b.WriteString("    oifname @guests ct state established,related accept\n")
+	b.WriteString("    oifname @guests drop\n")
+	b.WriteString("    iifname @guests meta nfproto != ipv4 drop\n")
+	b.WriteString("    iifname @guests iifname . ip saddr != @pairs drop\n")
+	b.WriteString("    iifname @guests ip daddr { 0.0.0.0/8, 127.0.0.0/8, 169.254.0.0/16, 224.0.0.0/4, 255.255.255.255 } drop\n")
+	b.WriteString("    iifname @guests ip daddr != @allow drop\n")
+	fmt.Fprintf(&b, "    iifname @guests ct state new update @rate { ip saddr limit rate over %d/second burst %d packets } drop\n", connPerSecond, 2*connPerSecond)
+	b.WriteString("    iifname @guests accept\n  }\n}\n")
+	return b.String()
+}
+
+// nft runs the nft binary with script on its standard input.
+func nft(ctx context.Context, script string) error {
+	cmd := exec.CommandContext(ctx, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(script)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("nft: %w: %s", err, strings.TrimSpace(out.String()))
+	}
+	return nil
+}
+
+// installFences replaces the table with a fresh one, in one transaction.
+func installFences(ctx context.Context, table string, allow []netip.Prefix, connPerSecond int) error {
+	script := fmt.Sprintf("add table inet %s\ndelete table inet %s\n%s", table, table, fenceRuleset(table, allow, connPerSecond))
+	return nft(ctx, script)
+}
+
+// removeFences deletes the table (gone already is fine).
+func removeFences(ctx context.Context, table string) error {
+	return nft(ctx, fmt.Sprintf("add table inet %s\ndelete table inet %s\n", table, table))
+}
+
+// fenceGuest puts a guest's interface and address under the fences.
+func fenceGuest(ctx context.Context, table, ifname string, addr netip.Addr) error {
+	return nft(ctx, fmt.Sprintf("add element inet %s guests { %q }\nadd element inet %s pairs { %q . %s }\n",
+		table, ifname, table, ifname, addr))
+}
+
+// unfenceGuest removes them; an element already gone is not an error.
+func unfenceGuest(ctx context.Context, table, ifname string, addr netip.Addr) error {
+	// "destroy" ignores missing elements only in nft 1.0.8+; delete them
+	// one by one and tolerate absence.
+	var errs []string
+	for _, s := range []string{
+		fmt.Sprintf("delete element inet %s pairs { %q . %s }\n", table, ifname, addr),
+		fmt.Sprintf("delete element inet %s guests { %q }\n", table, ifname),
+	} {
+		if err := nft(ctx, s); err != nil && !strings.Contains(err.Error(), "No such file or directory") {
+			errs = append(errs, err.Error())
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// tableExists reports whether the table is there (tests, doctor).
+func tableExists(ctx context.Context, table string) bool {
+	return exec.CommandContext(ctx, "nft", "list", "table", "inet", table).Run() == nil
+}

@@ -1,0 +1,261 @@
+package network_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/codebench/codebench/internal/agentproto"
+	"github.com/codebench/codebench/internal/lang"
+	"github.com/codebench/codebench/internal/network"
+	"github.com/codebench/codebench/internal/provision"
+	"github.com/codebench/codebench/internal/sandbox"
+	"github.com/codebench/codebench/internal/template"
+	"github.com/codebench/codebench/internal/testenv"
+)
+
+// probeCode tries each target from inside a guest: TCP connect, an HTTP
+// GET, the first bytes of the answer, or the error.
+const probeCode = `import json, socket, time
+targets = json.loads(%q)
+res = {"_at": time.time()}
+for name, host, port in targets:
+    try:
+        s = socket.create_connection((host, port), timeout=3)
+        s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+        data = b""
+        while len(data) < 4096:
+            b = s.recv(4096)
+            if not b:
+                break
+            data += b
+        s.close()
+        res[name] = data.decode(errors="replace")
+    except Exception as e:
+        res[name] = "ERR " + type(e).__name__
+print(json.dumps(res))
+`
+
+// serveCode serves HTTP on 8081 inside a guest for a while, checks that
+// it serves (on its loopback), and reports when it was up and who came.
+const serveCode = `import http.server, json, threading, time, urllib.request
+hits = []
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        hits.append(self.client_address[0])
+        self.send_response(200); self.end_headers(); self.wfile.write(b"guest-two")
+    def log_message(self, *a):
+        pass
+srv = http.server.HTTPServer(("0.0.0.0", 8081), H)
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+ok = urllib.request.urlopen("http://127.0.0.1:8081/", timeout=5).read() == b"guest-two"
+print("serving" if ok else "not serving", flush=True)
+time.sleep(%d)
+print(json.dumps({"self": ok, "hits": len(hits) - 1}))
+`
+
+var netLimits = agentproto.Limits{WallMS: 90_000, CPUMS: 30_000, CompileWallMS: 60_000, MemoryKB: 256 << 10, Processes: 64, OutputBytes: 64 << 10}
+
+// runPython runs code in inst and returns its stdout.
+func runPython(ctx context.Context, t *testing.T, inst *sandbox.Instance, code string) string {
+	t.Helper()
+	return runPythonStreaming(ctx, t, inst, code, nil)
+}
+
+// runPythonStreaming is runPython that hands progress the output while
+// the program runs.
+func runPythonStreaming(ctx context.Context, t *testing.T, inst *sandbox.Instance, code string, progress func(agentproto.Output)) string {
+	t.Helper()
+	res, err := inst.Agent.Run(ctx, &agentproto.RunRequest{Language: "python", Code: code, Limits: netLimits, Stream: progress != nil}, progress)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if res.Run == nil || res.Run.ExitCode != 0 {
+		t.Fatalf("run failed: %+v\nstderr: %s", res.Run, res.Stderr)
+	}
+	return res.Stdout
+}
+
+// bootNetworked cold-boots a VM on m's network and configures its
+// interface, as the provisioner does.
+func bootNetworked(ctx context.Context, t *testing.T, vm *testenv.VM, m *network.Manager) (*sandbox.Instance, *sandbox.NIC) {
+	t.Helper()
+	spec := vm.Spec
+	spec.ID = sandbox.NewID()
+	nic, err := m.Attach(ctx, spec.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Detach(context.Background(), spec.ID) })
+	spec.NIC = nic
+	inst, err := sandbox.Boot(ctx, vm.Driver, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = inst.Stop(context.Background()) })
+	if err := inst.Agent.SetIdentity(ctx, &agentproto.Identity{Seed: make([]byte, 64), UnixNano: time.Now().UnixNano(), Net: nic.Agent()}); err != nil {
+		t.Fatal(err)
+	}
+	return inst, nic
+}
+
+// TestGuestFences: a networked guest reaches the allowed test host, and
+// nothing else: not the host (its side of the link, its other addresses,
+// even one inside the allowed range), not another guest, not a metadata
+// address, not a host outside the allow-list. The allow-list includes the
+// guests' own subnet and the metadata range: what stops those is the
+// fence, not the list. A guest without a network has only lo.
+func TestGuestFences(t *testing.T) {
+	vm := testenv.NeedJail(t)
+	cfg := testConfig(t, "tf", "10.200.0.0/24", "10.99.1.0/24", "169.254.0.0/16", "10.200.0.0/24")
+	cfg.TapUID, cfg.TapGID = vm.Jail.UID, vm.Jail.GID
+	metadata := netip.MustParseAddr("169.254.169.254")
+	allowed := testenv.NewTestHost(t, "fa", netip.MustParsePrefix("10.99.1.0/24"), metadata)
+	outside := testenv.NewTestHost(t, "fb", netip.MustParsePrefix("10.99.2.0/24"))
+	hostPort := serveHost(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	m, err := network.New(ctx, cfg, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	g1, nic1 := bootNetworked(ctx, t, vm, m)
+	g2, nic2 := bootNetworked(ctx, t, vm, m)
+	plain, err := sandbox.Boot(ctx, vm.Driver, vm.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Stop(context.Background())
+
+	// The other guest serves while the first one probes: the probe starts
+	// once it said it serves.
+	var wg sync.WaitGroup
+	var served string
+	serving := make(chan struct{})
+	var once sync.Once
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer once.Do(func() { close(serving) })
+		served = runPythonStreaming(ctx, t, g2, fmt.Sprintf(serveCode, 25), func(o agentproto.Output) {
+			if strings.Contains(o.Stdout, "serving") {
+				once.Do(func() { close(serving) })
+			}
+		})
+	}()
+	<-serving
+
+	targets := [][]any{
+		{"allowed", allowed.Addr.String(), allowed.Port},
+		{"outside", outside.Addr.String(), outside.Port},
+		{"gateway", nic1.Gateway.String(), hostPort},
+		{"host_in_allowed", allowed.HostSide.String(), hostPort},
+		{"host_outside", outside.HostSide.String(), hostPort},
+		{"other_guest", nic2.Addr.Addr().String(), 8081},
+		{"metadata", metadata.String(), allowed.Port},
+	}
+	tj, _ := json.Marshal(targets)
+	var got map[string]any
+	out := runPython(ctx, t, g1, fmt.Sprintf(probeCode, string(tj)))
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("probe output %q: %v", out, err)
+	}
+	wg.Wait()
+	var srv struct {
+		Self bool `json:"self"`
+		Hits int  `json:"hits"`
+	}
+	last := served[strings.LastIndex(strings.TrimSpace(served), "\n")+1:]
+	if err := json.Unmarshal([]byte(last), &srv); err != nil || !srv.Self || !strings.HasPrefix(served, "serving\n") {
+		t.Fatalf("the other guest did not serve through the probe: %q, %v", served, err)
+	}
+	if srv.Hits != 0 {
+		t.Errorf("the other guest was reached %d times", srv.Hits)
+	}
+	for _, tg := range targets {
+		name := tg[0].(string)
+		body, _ := got[name].(string)
+		if name == "allowed" {
+			if !strings.Contains(body, allowed.Token) {
+				t.Errorf("allowed test host: %q", body)
+			}
+			continue
+		}
+		if !strings.HasPrefix(body, "ERR ") {
+			t.Errorf("%s (%v:%v) reached: %q", name, tg[1], tg[2], body)
+		}
+	}
+	// Sanity: what the guest could not reach is up.
+	if body, err := fetchHere(fmt.Sprintf("http://%s:%d/", allowed.HostSide, hostPort)); err != nil || body != "host\n" {
+		t.Fatalf("the host's own server: %q %v", body, err)
+	}
+	waitServing(t, outside.URL())
+
+	ifs := runPython(ctx, t, plain, `import os; print(sorted(os.listdir("/sys/class/net")))`)
+	if strings.TrimSpace(ifs) != "['lo']" {
+		t.Errorf("a guest without a network has interfaces %s", ifs)
+	}
+	ifs = runPython(ctx, t, g1, `import os; print(sorted(os.listdir("/sys/class/net")))`)
+	if strings.TrimSpace(ifs) != "['eth0', 'lo']" {
+		t.Errorf("a networked guest has interfaces %s", ifs)
+	}
+}
+
+// TestNetworkedClones: networked sandboxes cloned from a template with a
+// network device, each on a network of its own, 20 of them one after
+// the other, each reaching the allowed host; then nothing is left: no
+// namespace, lease, record, and the fences go with the manager.
+func TestNetworkedClones(t *testing.T) {
+	vm := testenv.NeedJail(t)
+	cfg := testConfig(t, "tc", "10.202.0.0/24", "10.99.3.0/24")
+	cfg.TapUID, cfg.TapGID = vm.Jail.UID, vm.Jail.GID
+	allowed := testenv.NewTestHost(t, "ca", netip.MustParsePrefix("10.99.3.0/24"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	m, err := network.New(ctx, cfg, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	tcfg := template.Config{Root: t.TempDir(), ImageHash: vm.Image.Manifest.Hash, Languages: []lang.Language{lang.Builtin()["python"]},
+		BootLimit: 2 * time.Minute, Network: m}
+	p, err := provision.New(ctx, vm.Driver, vm.Spec, tcfg, true, provision.Rotation{}, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if p.Template() == nil {
+		t.Fatal("no template with a network device")
+	}
+	code := fmt.Sprintf(probeCode, fmt.Sprintf(`[["allowed", %q, %d]]`, allowed.Addr, allowed.Port))
+	for i := range 20 {
+		mem, err := p.Provision(ctx)
+		if err != nil {
+			t.Fatalf("clone %d: %v", i, err)
+		}
+		out := runPython(ctx, t, mem.Instance, code)
+		if !strings.Contains(out, allowed.Token) {
+			t.Errorf("clone %d: %s", i, out)
+		}
+		if err := mem.Stop(ctx); err != nil {
+			t.Fatalf("clone %d stop: %v", i, err)
+		}
+	}
+	ns, leases, records, table := m.Leftovers(ctx)
+	if len(ns)+len(leases)+len(records) > 0 || !table {
+		t.Fatalf("after 20 jobs: namespaces %v, leases %v, records %v, table %v", ns, leases, records, table)
+	}
+	if err := m.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, table := m.Leftovers(ctx); table {
+		t.Fatal("fences table left after Close")
+	}
+}

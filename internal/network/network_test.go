@@ -1,0 +1,166 @@
+package network_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/codebench/codebench/internal/network"
+	"github.com/codebench/codebench/internal/testenv"
+)
+
+const helperEnv = "CODEBENCH_NETWORK_TEST_HELPER"
+
+// TestMain: the reclaim test's helper is this binary, attaching sandboxes
+// until it is killed.
+func TestMain(m *testing.M) {
+	if cfg := os.Getenv(helperEnv); cfg != "" {
+		os.Exit(helper(cfg))
+	}
+	os.Exit(testenv.Main(m))
+}
+
+func helper(cfgJSON string) int {
+	var cfg network.Config
+	if err := json.Unmarshal([]byte(cfgJSON), &cfg); err != nil {
+		fmt.Println("helper:", err)
+		return 1
+	}
+	ctx := context.Background()
+	m, err := network.New(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		fmt.Println("helper:", err)
+		return 1
+	}
+	for i := range 3 {
+		if _, err := m.Attach(ctx, fmt.Sprintf("k%d", i)); err != nil {
+			fmt.Println("helper:", err)
+			return 1
+		}
+	}
+	fmt.Println("attached")
+	time.Sleep(time.Hour) // until killed
+	return 0
+}
+
+func testConfig(t *testing.T, name string, subnet string, allow ...string) network.Config {
+	cfg := testenv.NeedNetwork(t)
+	c := network.Config{Name: name, StateDir: t.TempDir(), PluginDirs: filepath.SplitList(cfg.Network.CNIPath),
+		Subnet: netip.MustParsePrefix(subnet), IPMasq: true, ConnPerSecond: 50}
+	for _, a := range allow {
+		c.Allow = append(c.Allow, netip.MustParsePrefix(a))
+	}
+	return c
+}
+
+// serveHost serves "host" over HTTP on every address of this host, on a
+// port of its own.
+func serveHost(t *testing.T) int {
+	ln, err := net.Listen("tcp4", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "host") }),
+		ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln) //nolint:errcheck // ends with Close below
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func fetchHere(url string) (string, error) {
+	c := http.Client{Timeout: 3 * time.Second}
+	r, err := c.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer r.Body.Close()
+	var b strings.Builder
+	s := bufio.NewScanner(r.Body)
+	for s.Scan() {
+		b.WriteString(s.Text() + "\n")
+	}
+	return b.String(), nil
+}
+
+func waitServing(t *testing.T, url string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, err := fetchHere(url)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never answered the host: %v", url, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestReclaimAfterKill: a worker killed with -9 holding three networks
+// leaves namespaces, leases, veths and its fences; the next one with the
+// same network reclaims them all.
+func TestReclaimAfterKill(t *testing.T) {
+	cfg := testConfig(t, "tk", "10.201.0.0/24")
+	b, _ := json.Marshal(cfg)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+string(b))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	if strings.TrimSpace(line) != "attached" {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("helper: %q", line)
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	records, _ := filepath.Glob(filepath.Join(cfg.StateDir, "attachments", "*.json"))
+	var hostIfs []string
+	for _, r := range records {
+		var a struct {
+			HostIf string `json:"host_if"`
+		}
+		b, _ := os.ReadFile(r)
+		_ = json.Unmarshal(b, &a)
+		hostIfs = append(hostIfs, a.HostIf)
+	}
+	if len(hostIfs) != 3 {
+		t.Fatalf("the killed worker recorded %d attachments, want 3", len(hostIfs))
+	}
+	m, err := network.New(ctx, cfg, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, leases, recs, _ := m.Leftovers(ctx)
+	if len(ns)+len(leases)+len(recs) > 0 {
+		t.Fatalf("after reclaim: namespaces %v, leases %v, records %v", ns, leases, recs)
+	}
+	for _, itf := range hostIfs {
+		if exec.Command("ip", "link", "show", itf).Run() == nil {
+			t.Errorf("host veth %s left", itf)
+		}
+	}
+	if err := m.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
