@@ -15,6 +15,7 @@ import (
 	"github.com/codebench/codebench/internal/config"
 	"github.com/codebench/codebench/internal/network"
 	"github.com/codebench/codebench/internal/provision"
+	"github.com/codebench/codebench/internal/sandbox/qemu"
 	"github.com/codebench/codebench/internal/worker"
 )
 
@@ -38,7 +39,11 @@ func (e *env) networkConfig(cfg config.Config) (network.Config, error) {
 	case e.choice.Name == candFirecracker:
 		// An unjailed Firecracker runs as root.
 	default:
-		// QEMU: networked VMs need its jail, which runs as the VM user.
+		// QEMU: networked VMs need its jail, which joins the VM's
+		// namespace and runs QEMU as the VM user.
+		if d, ok := e.driver.(*qemu.Driver); ok && !d.Jailed() {
+			return n, fmt.Errorf("networked QEMU VMs need the QEMU jail (run as root with qemu_jail auto or on)")
+		}
 		u, err := user.Lookup(cfg.VM.VMUser)
 		if err != nil {
 			return n, fmt.Errorf("networked QEMU VMs run jailed as %s: %w", cfg.VM.VMUser, err)

@@ -150,6 +150,11 @@ func candidates(cfg config.Config, spec sandbox.Spec, log *slog.Logger) []choose
 		}
 		return []choose.Candidate{kvm, tcg}
 	}
+	if cfg.Network.Enabled {
+		// gVisor sandboxes have no network device: with networking on,
+		// auto chooses among the drivers that can give one.
+		return []choose.Candidate{fc, kvm, tcg}
+	}
 	return []choose.Candidate{fc, kvm, gv, tcg}
 }
 

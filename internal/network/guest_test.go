@@ -59,6 +59,18 @@ time.sleep(%d)
 print(json.dumps({"self": ok, "hits": len(hits) - 1}))
 `
 
+// rateCode opens 40 connections one after the other, each given 0.3 s.
+const rateCode = `import json, socket, time
+ok, t0 = 0, time.time()
+for i in range(40):
+    try:
+        socket.create_connection((%q, %d), timeout=0.3).close()
+        ok += 1
+    except Exception:
+        pass
+print(json.dumps({"ok": ok, "elapsed": time.time() - t0}))
+`
+
 var netLimits = agentproto.Limits{WallMS: 90_000, CPUMS: 30_000, CompileWallMS: 60_000, MemoryKB: 256 << 10, Processes: 64, OutputBytes: 64 << 10}
 
 // runPython runs code in inst and returns its stdout.
@@ -114,6 +126,7 @@ func TestGuestFences(t *testing.T) {
 	vm := testenv.NeedJail(t)
 	cfg := testConfig(t, "tf", "10.200.0.0/24", "10.99.1.0/24", "169.254.0.0/16", "10.200.0.0/24")
 	cfg.TapUID, cfg.TapGID = vm.Jail.UID, vm.Jail.GID
+	cfg.ConnPerSecond = 4
 	metadata := netip.MustParseAddr("169.254.169.254")
 	allowed := testenv.NewTestHost(t, "fa", netip.MustParsePrefix("10.99.1.0/24"), metadata)
 	outside := testenv.NewTestHost(t, "fb", netip.MustParsePrefix("10.99.2.0/24"))
@@ -198,6 +211,23 @@ func TestGuestFences(t *testing.T) {
 	}
 	waitServing(t, outside.URL())
 
+	// The connection rate: 40 connections to the allowed host as fast
+	// as the guest makes them; past the burst (2x the rate) only the rate
+	// gets through.
+	out = runPython(ctx, t, g1, fmt.Sprintf(rateCode, allowed.Addr, allowed.Port))
+	var rate struct {
+		OK      int     `json:"ok"`
+		Elapsed float64 `json:"elapsed"`
+	}
+	if err := json.Unmarshal([]byte(out), &rate); err != nil {
+		t.Fatalf("rate probe %q: %v", out, err)
+	}
+	t.Logf("rate limit %d/s: %d of 40 connections in %.2fs", cfg.ConnPerSecond, rate.OK, rate.Elapsed)
+	most := 2*cfg.ConnPerSecond + int(float64(cfg.ConnPerSecond)*rate.Elapsed) + 2
+	if rate.OK < 2*cfg.ConnPerSecond || rate.OK > most || rate.OK >= 40 {
+		t.Errorf("rate limit %d/s: %d of 40 connections in %.1fs got through, want %d..%d", cfg.ConnPerSecond, rate.OK, rate.Elapsed, 2*cfg.ConnPerSecond, most)
+	}
+
 	ifs := runPython(ctx, t, plain, `import os; print(sorted(os.listdir("/sys/class/net")))`)
 	if strings.TrimSpace(ifs) != "['lo']" {
 		t.Errorf("a guest without a network has interfaces %s", ifs)
@@ -252,6 +282,7 @@ func TestNetworkedClones(t *testing.T) {
 	if len(ns)+len(leases)+len(records) > 0 || !table {
 		t.Fatalf("after 20 jobs: namespaces %v, leases %v, records %v, table %v", ns, leases, records, table)
 	}
+	noMasquerade(t, "codebench-tc")
 	if err := m.Close(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -160,7 +160,20 @@ func TestReclaimAfterKill(t *testing.T) {
 			t.Errorf("host veth %s left", itf)
 		}
 	}
+	noMasquerade(t, "codebench-tk")
 	if err := m.Close(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// noMasquerade fails if ptp's masquerading rules for the network are left.
+func noMasquerade(t *testing.T, network string) {
+	t.Helper()
+	out, err := exec.Command("iptables-save", "-t", "nat").CombinedOutput()
+	if err != nil {
+		t.Fatalf("iptables-save: %v\n%s", err, out)
+	}
+	if strings.Contains(string(out), `name: \"`+network+`\"`) {
+		t.Fatalf("masquerading rules of %s left:\n%s", network, out)
 	}
 }

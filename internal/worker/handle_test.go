@@ -43,6 +43,8 @@ func TestHandleOutcomes(t *testing.T) {
 			statuses: "received,running,done", verdict: job.VerdictOK, stopped: 1},
 		{name: "invalid with id: reported, acked, not dead-lettered", body: `{"id":"j1","language":"cobol","code":"x"}`, want: Ack,
 			statuses: "failed", verdict: job.VerdictInvalidJob, message: "unknown language"},
+		{name: "network asked of a worker without it: invalid, no sandbox", body: `{"id":"j1","language":"c","code":"x","network":true}`, want: Ack,
+			statuses: "failed", verdict: job.VerdictInvalidJob, message: "network access is not enabled"},
 		{name: "malformed without id: dead-lettered, acked", body: `not json`, want: Ack, dead: "malformed JSON"},
 		{name: "no usable id: dead-lettered", body: `{"id":"../x","code":"x"}`, want: Ack, dead: "id must be"},
 		{name: "malformed with id: dead-lettered and reported", body: `{"id":"j1","code":5}`, want: Ack,
@@ -271,6 +273,25 @@ func TestStreamingAndReplies(t *testing.T) {
 		queued := statusNames(b.statusesOf("s"))
 		if withQueue && queued != strings.Join(names, ",") || !withQueue && (queued != "" || len(b.declared) != 0) {
 			t.Fatalf("with status queue %v: status queue got %q, declared %v", withQueue, queued, b.declared)
+		}
+	}
+}
+
+// TestNetworkedJobsTakeNetworkedSandboxes: with a networked supply, a job
+// that asks for a network runs on it and one that does not on the pool.
+func TestNetworkedJobsTakeNetworkedSandboxes(t *testing.T) {
+	plain := &fakePool{sb: &fakeSandbox{res: okResult("plain")}}
+	networked := &fakePool{sb: &fakeSandbox{res: okResult("networked")}}
+	w := New(Config{Concurrency: 1, PoolWait: time.Second, Grace: time.Second, Networked: networked}, testPolicy(), plain, nil, quietLog(t))
+	for _, tc := range []struct{ body, want string }{
+		{`{"id":"j1","language":"c","code":"x","network":true}`, "networked"},
+		{`{"id":"j1","language":"c","code":"x"}`, "plain"},
+	} {
+		b := newFakeBroker()
+		w.process(context.Background(), b, queue.Delivery{Body: []byte(tc.body), Acker: newFakeAcker()})
+		sts := b.statusesOf("j1")
+		if len(sts) == 0 || sts[len(sts)-1].Stdout != tc.want {
+			t.Fatalf("%s: statuses %+v, want stdout %q", tc.body, sts, tc.want)
 		}
 	}
 }

@@ -221,6 +221,7 @@ func testWorker(t *testing.T, sb *testenv.Sandbox) {
 			{"unknown language", "inv2", `{"id":"inv2","language":"cobol","code":"x"}`, "unknown language \"cobol\""},
 			{"code too big", "inv3", `{"id":"inv3","code":"` + strings.Repeat("x", 5000) + `"}`, "over the limit"},
 			{"bad json with id", "inv4", `{"id":"inv4","code":5}`, "malformed JSON"},
+			{"network on a worker without it", "inv5", `{"id":"inv5","language":"python","code":"print(1)","network":true}`, "network access is not enabled"},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {

@@ -126,6 +126,9 @@ func (d *Driver) Version() string {
 
 // readOnlyTemplates reports whether this QEMU can map a template's RAM file
 // opened read-only, privately and writable (readonly=on,rom=off: QEMU 8.2+).
+// Jailed reports whether QEMU runs in the jail (networked VMs need it).
+func (d *Driver) Jailed() bool { return d.cfg.Jail != nil }
+
 func (d *Driver) readOnlyTemplates() bool {
 	major, minor, ok := parseVersion(d.Version())
 	return ok && (major > 8 || major == 8 && minor >= 2)
