@@ -224,7 +224,9 @@ func TestGuestFences(t *testing.T) {
 	}
 	t.Logf("rate limit %d/s: %d of 40 connections in %.2fs", cfg.ConnPerSecond, rate.OK, rate.Elapsed)
 	most := 2*cfg.ConnPerSecond + int(float64(cfg.ConnPerSecond)*rate.Elapsed) + 2
-	if rate.OK < 2*cfg.ConnPerSecond || rate.OK > most || rate.OK >= 40 {
+	// Bounded by what the rate allows in the time the guest took (a slow
+	// guest may stay under it: then only the bound is checked).
+	if rate.OK < 2*cfg.ConnPerSecond || rate.OK > most {
 		t.Errorf("rate limit %d/s: %d of 40 connections in %.1fs got through, want %d..%d", cfg.ConnPerSecond, rate.OK, rate.Elapsed, 2*cfg.ConnPerSecond, most)
 	}
 
