@@ -113,8 +113,9 @@ func reclaimNetwork(ctx context.Context, e *env, cfg config.Config, log *slog.Lo
 	if _, err := os.Stat(filepath.Join(networkStateDir(cfg), "attachments")); err != nil {
 		return
 	}
-	ncfg, err := e.networkConfig(cfg)
-	if err != nil {
+	// The driver does not matter for removing what is there.
+	ncfg, _ := e.networkConfig(cfg)
+	if ncfg.Name == "" {
 		return
 	}
 	if mgr, err := network.New(ctx, ncfg, log); err == nil {
