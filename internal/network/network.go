@@ -13,8 +13,8 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -156,7 +156,7 @@ func findPlugin(dirs []string, name string) (string, error) {
 // Attach makes sandbox id's network: its namespace, the veth and tap by
 // CNI, the fences on its host-side veth and address.
 func (m *Manager) Attach(ctx context.Context, id string) (_ *sandbox.NIC, err error) {
-	path, err := createNetNS(m.nsName(id))
+	path, err := createNetNS(ctx, m.nsName(id))
 	if err != nil {
 		return nil, err
 	}
@@ -319,32 +319,15 @@ func (m *Manager) Leftovers(ctx context.Context) (namespaces, leases, records []
 	return namespaces, leases, records, tableExists(ctx, m.Table())
 }
 
-// createNetNS makes a named network namespace, bind-mounted at
-// NetNSDir/name, from a thread that enters it and is then discarded.
-func createNetNS(name string) (string, error) {
-	if err := os.MkdirAll(NetNSDir, 0o755); err != nil {
-		return "", fmt.Errorf("network: %w", err)
-	}
+// createNetNS makes a named network namespace at NetNSDir/name, with
+// iproute2 ("ip netns add"), in a process of its own. Not from a Go
+// thread: a thread left in another namespace must end, and a VMM forked
+// from that thread earlier would get its parent-death signal with it.
+func createNetNS(ctx context.Context, name string) (string, error) {
 	path := filepath.Join(NetNSDir, name)
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
+	out, err := exec.CommandContext(ctx, "ip", "netns", "add", name).CombinedOutput()
 	if err != nil {
-		return "", fmt.Errorf("network: namespace %s: %w", name, err)
-	}
-	f.Close()
-	errc := make(chan error, 1)
-	go func() {
-		// Never unlocked: the thread, now in the new namespace, ends with
-		// this goroutine instead of serving others.
-		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("unshare: %w", err)
-			return
-		}
-		errc <- unix.Mount(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), path, "", unix.MS_BIND, "")
-	}()
-	if err := <-errc; err != nil {
-		_ = os.Remove(path)
-		return "", fmt.Errorf("network: namespace %s: %w", name, err)
+		return "", fmt.Errorf("network: namespace %s: %w: %s", name, err, strings.TrimSpace(string(out)))
 	}
 	return path, nil
 }

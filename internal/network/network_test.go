@@ -13,6 +13,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -175,5 +177,98 @@ func noMasquerade(t *testing.T, network string) {
 	}
 	if strings.Contains(string(out), `name: \"`+network+`\"`) {
 		t.Fatalf("masquerading rules of %s left:\n%s", network, out)
+	}
+}
+
+// BenchmarkAttachDetach: what a networked sandbox adds to its start and
+// its teardown: a namespace, CNI ADD (ptp, host-local, tc-redirect-tap)
+// and the fence elements; then CNI DEL, the elements, the namespace.
+//
+//	go test -run '^$' -bench AttachDetach -benchtime 20x ./internal/network
+func BenchmarkAttachDetach(b *testing.B) {
+	cfg := testenv.NeedNetwork(b)
+	c := network.Config{Name: "bn", StateDir: b.TempDir(), PluginDirs: filepath.SplitList(cfg.Network.CNIPath),
+		Subnet: netip.MustParsePrefix("10.204.0.0/24"), IPMasq: true}
+	ctx := context.Background()
+	m, err := network.New(ctx, c, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close(ctx)
+	var attach, detach time.Duration
+	for i := 0; b.Loop(); i++ {
+		id := fmt.Sprintf("b%d", i)
+		t0 := time.Now()
+		if _, err := m.Attach(ctx, id); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if err := m.Detach(ctx, id); err != nil {
+			b.Fatal(err)
+		}
+		attach += t1.Sub(t0)
+		detach += time.Since(t1)
+	}
+	b.ReportMetric(float64(attach.Milliseconds())/float64(b.N), "attach-ms/op")
+	b.ReportMetric(float64(detach.Milliseconds())/float64(b.N), "detach-ms/op")
+}
+
+// TestAttachSparesOtherChildren: making networks leaves every thread of
+// the worker as it was. A VMM is started with a parent-death signal, which
+// follows the thread that forked it: a network made by moving a Go thread
+// into a new namespace (and letting it end) killed whatever VM that thread
+// had started before.
+func TestAttachSparesOtherChildren(t *testing.T) {
+	cfg := testConfig(t, "ts", "10.205.0.0/24")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var children []*exec.Cmd
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for range 16 {
+		wg.Add(1)
+		go func() { // from as many threads as the scheduler uses
+			defer wg.Done()
+			c := exec.Command("sleep", "600")
+			c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+			if err := c.Start(); err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			children = append(children, c)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	defer func() {
+		for _, c := range children {
+			_ = c.Process.Kill()
+			_ = c.Wait()
+		}
+	}()
+	m, err := network.New(ctx, cfg, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	for i := range 12 {
+		id := fmt.Sprintf("s%d", i)
+		if _, err := m.Attach(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Detach(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	for _, c := range children {
+		if err := c.Process.Signal(syscall.Signal(0)); err != nil {
+			t.Fatalf("a child started before the networks were made is gone: %v", err)
+		}
+		var ws syscall.WaitStatus
+		if pid, _ := syscall.Wait4(c.Process.Pid, &ws, syscall.WNOHANG, nil); pid == c.Process.Pid {
+			t.Fatalf("a child started before the networks were made was killed: %v", ws)
+		}
 	}
 }
