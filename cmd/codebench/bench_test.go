@@ -44,13 +44,13 @@ func TestBenchShort(t *testing.T) {
 			}
 		}
 	}
-	// Noisy machines aside, a QEMU restore is an order of magnitude faster
-	// than a cold boot, and gVisor's jobs are faster than TCG's.
+	// A QEMU restore is an order of magnitude faster than a cold boot
+	// (~10x here): 5x holds on a loaded machine. Which driver's jobs are
+	// faster is within the noise of 3 jobs while other packages' tests
+	// run (gVisor 0.79x TCG at c=1 in docs/BENCHMARKS.md, slower at c=2):
+	// that is the benchmark's to say, not a test's.
 	if tcg.Restore.Ready.P50*5 > tcg.Start.Ready.P50 {
 		t.Fatalf("qemu restore p50 %s is not 5x faster than cold boot p50 %s", tcg.Restore.Ready.P50, tcg.Start.Ready.P50)
-	}
-	if gv.Loads[0].EndToEnd.P50 >= tcg.Loads[0].EndToEnd.P50 {
-		t.Fatalf("gvisor p50 %s is not faster than qemu-tcg p50 %s", gv.Loads[0].EndToEnd.P50, tcg.Loads[0].EndToEnd.P50)
 	}
 	t.Logf("gvisor: start p50 %s, e2e p50 %s; qemu-tcg: cold %s restore %s, e2e p50 %s",
 		gv.Start.Ready.P50, gv.Loads[0].EndToEnd.P50, tcg.Start.Ready.P50, tcg.Restore.Ready.P50, tcg.Loads[0].EndToEnd.P50)
