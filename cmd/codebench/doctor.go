@@ -10,11 +10,13 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/codebench/codebench/internal/config"
 	"github.com/codebench/codebench/internal/image"
+	"github.com/codebench/codebench/internal/network"
 	"github.com/codebench/codebench/internal/reconcile"
 	"github.com/codebench/codebench/internal/sandbox/choose"
 	"github.com/codebench/codebench/internal/sandbox/qemu"
@@ -108,6 +110,16 @@ func doctorCmd(ctx context.Context, cfg config.Config, args []string) error {
 			conn.Close()
 			report(true, "rabbitmq", u.Host+" accepts connections")
 		}
+	}
+	if cfg.Network.Enabled {
+		if err := network.Check(filepath.SplitList(cfg.Network.CNIPath), cfg.Network.IPMasq); err != nil {
+			report(false, "network", strings.ReplaceAll(err.Error(), "\n", "; "))
+		} else {
+			report(true, "network", fmt.Sprintf("CNI plugins in %s, nft; subnet %s, allowed %q (docs/NETWORKING.md)",
+				cfg.Network.CNIPath, cfg.Network.Subnet, cfg.Network.Allow))
+		}
+	} else {
+		info("network", "off: jobs that ask for a network are refused (docs/NETWORKING.md)")
 	}
 	if bad > 0 {
 		return exitError{1}

@@ -48,13 +48,21 @@ func TestDoctorReportsWalls(t *testing.T) {
 	for _, tc := range []struct {
 		driver  string
 		missing []string
+		network string // the network line doctor prints
 	}{
-		{"gvisor", nil},
-		{"qemu", []string{"guest kernel"}},
+		{"gvisor", nil, `(?m)^info network\s+off: `},
+		{"qemu", []string{"guest kernel"}, `(?m)^ok\s+network\s+CNI plugins in `},
 	} {
 		t.Run(tc.driver, func(t *testing.T) {
-			r := runCLIWith(t, []string{"CODEBENCH_DRIVER=" + tc.driver, "CODEBENCH_ALLOW_TCG=true", "CODEBENCH_QEMU_JAIL=on"},
-				filepath.Join(vm.RunDir, "walls"), "doctor")
+			env := []string{"CODEBENCH_DRIVER=" + tc.driver, "CODEBENCH_ALLOW_TCG=true", "CODEBENCH_QEMU_JAIL=on"}
+			if tc.driver == "qemu" {
+				testenv.NeedNetwork(t)
+				env = append(env, "CODEBENCH_NETWORK=true")
+			}
+			r := runCLIWith(t, env, filepath.Join(vm.RunDir, "walls"), "doctor")
+			if !regexp.MustCompile(tc.network).MatchString(r.stdout) {
+				t.Errorf("network line: want %s\n%s", tc.network, r.stdout)
+			}
 			lines := regexp.MustCompile(`(?m)^(wall|MISS) (.{20}) (.*)$`).FindAllStringSubmatch(r.stdout, -1)
 			got := map[string]string{}
 			for _, l := range lines {

@@ -105,10 +105,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Manager, error) {
 	if cfg.ConnPerSecond <= 0 {
 		cfg.ConnPerSecond = 20
 	}
-	for _, p := range []string{"ptp", "host-local", "tc-redirect-tap"} {
-		if _, err := findPlugin(cfg.PluginDirs, p); err != nil {
-			return nil, err
-		}
+	if err := Check(cfg.PluginDirs, cfg.IPMasq); err != nil {
+		return nil, err
 	}
 	for _, d := range []string{cfg.StateDir, filepath.Join(cfg.StateDir, "attachments"), filepath.Join(cfg.StateDir, "cache")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -142,6 +140,27 @@ func (m *Manager) Table() string { return "codebench_" + m.cfg.Name }
 
 // nsName is sandbox id's network namespace name.
 func (m *Manager) nsName(id string) string { return "cb" + m.cfg.Name + "-" + id }
+
+// Check reports what this host lacks for guest networks: the CNI
+// plugins in dirs, nft for the fences, iptables for ptp's masquerading.
+func Check(dirs []string, ipmasq bool) error {
+	var errs []error
+	for _, p := range []string{"ptp", "host-local", "tc-redirect-tap"} {
+		if _, err := findPlugin(dirs, p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	tools := []string{"nft", "ip"}
+	if ipmasq {
+		tools = append(tools, "iptables")
+	}
+	for _, b := range tools {
+		if _, err := exec.LookPath(b); err != nil {
+			errs = append(errs, fmt.Errorf("network: %s not found (scripts/install-deps.sh installs it)", b))
+		}
+	}
+	return errors.Join(errs...)
+}
 
 func findPlugin(dirs []string, name string) (string, error) {
 	for _, d := range dirs {

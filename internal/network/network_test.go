@@ -272,3 +272,14 @@ func TestAttachSparesOtherChildren(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckNamesWhatIsMissing: a plugin directory without the plugins is
+// reported plugin by plugin.
+func TestCheckNamesWhatIsMissing(t *testing.T) {
+	err := network.Check([]string{t.TempDir()}, false)
+	for _, p := range []string{"ptp", "host-local", "tc-redirect-tap"} {
+		if err == nil || !strings.Contains(err.Error(), "CNI plugin "+p+" not found") {
+			t.Errorf("Check without %s: %v", p, err)
+		}
+	}
+}
