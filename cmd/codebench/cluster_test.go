@@ -88,15 +88,7 @@ func TestClusterLosesANode(t *testing.T) {
 
 	// The replies come to a quorum queue of the test's, through the node
 	// that is not killed.
-	conn, err := amqp.Dial(nodes[2].URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := testenv.Channel(t, nodes[2].URL)
 	const replies = "cluster-test-replies"
 	if _, err := ch.QueueDeclare(replies, true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
 		t.Fatal(err)
@@ -122,7 +114,7 @@ func TestClusterLosesANode(t *testing.T) {
 		t.Fatal(err)
 	}
 	collected := make(chan struct{})
-	go func() { // owned here: ends when the test's connection closes
+	go func() { // owned here: ends when the test's channel closes
 		defer close(collected)
 		for d := range msgs {
 			var st job.Status
@@ -192,6 +184,6 @@ func TestClusterLosesANode(t *testing.T) {
 			t.Errorf("worker %d: %v\n%s", i, err, w.logs.String())
 		}
 	}
-	conn.Close()
+	ch.Close()
 	<-collected
 }

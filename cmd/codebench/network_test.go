@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/codebench/codebench/internal/job"
-	"github.com/codebench/codebench/internal/queue"
 	"github.com/codebench/codebench/internal/testenv"
 )
 
@@ -42,11 +41,7 @@ func TestWorkerNetworkedJobs(t *testing.T) {
 	// Two templates may be built first (the networked one is new).
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
-	conn, err := queue.Dial(ctx, queue.Config{URL: url, StatusExpires: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialBroker(ctx, t, url)
 	fetch := `import socket
 for host in [%q, %q]:
     try:

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/codebench/codebench/internal/job"
-	"github.com/codebench/codebench/internal/queue"
 	"github.com/codebench/codebench/internal/testenv"
 )
 
@@ -36,11 +35,7 @@ func TestScaleOutKill9(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	conn, err := queue.Dial(ctx, queue.Config{URL: url, StatusExpires: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialBroker(ctx, t, url)
 
 	const n = 60
 	type result struct {

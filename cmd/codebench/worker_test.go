@@ -54,11 +54,7 @@ func TestWorkerSIGTERM(t *testing.T) {
 			}()
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
-			conn, err := queue.Dial(ctx, queue.Config{URL: url, StatusExpires: time.Hour})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
+			conn := dialBroker(ctx, t, url)
 			statuses, err := conn.Follow(ctx, "term")
 			if err != nil {
 				t.Fatal(err)
@@ -128,6 +124,18 @@ func waitStatus(t *testing.T, ctx context.Context, ch <-chan []byte, want string
 			t.Fatalf("no %s status in time", want)
 		}
 	}
+}
+
+// dialBroker connects to the test's broker as a client (statuses kept an
+// hour); closed with the test.
+func dialBroker(ctx context.Context, t *testing.T, url string) *queue.Conn {
+	t.Helper()
+	conn, err := queue.Dial(ctx, queue.Config{URL: url, StatusExpires: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
 }
 
 // startWorkerBinary starts "codebench worker" with env added to the test's.

@@ -358,28 +358,14 @@ func (c *Client) forget(id uint64) {
 
 // call sends req and waits for its answer or ctx.
 func (c *Client) call(ctx context.Context, req *agentproto.Request) (*agentproto.Response, error) {
-	id, ch, err := c.send(req)
-	if err != nil {
-		return nil, err
-	}
-	defer c.forget(id)
-	select {
-	case r, ok := <-ch:
-		if !ok {
-			return nil, c.readErr()
-		}
-		if r.Error != nil {
-			return nil, fmt.Errorf("%w: %w", ErrAgentRefused, r.Error)
-		}
-		return r, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("agent: %s: %w", req.Op, ctx.Err())
-	}
+	return c.callStreaming(ctx, req, nil)
 }
 
-// callStreaming is call for a run that streams its output to progress.
+// callStreaming is call for a run that streams its output to progress
+// (nil: the request streams nothing, and its waiter has no output channel,
+// which a select never receives from).
 func (c *Client) callStreaming(ctx context.Context, req *agentproto.Request, progress func(agentproto.Output)) (*agentproto.Response, error) {
-	id, w, err := c.sendStream(req, true)
+	id, w, err := c.sendStream(req, progress != nil)
 	if err != nil {
 		return nil, err
 	}
@@ -423,13 +409,10 @@ func (c *Client) Ping(ctx context.Context) error {
 // gets the output the agent streams while it runs, in order, before Run
 // returns.
 func (c *Client) Run(ctx context.Context, req *agentproto.RunRequest, progress func(agentproto.Output)) (*agentproto.RunResult, error) {
-	var r *agentproto.Response
-	var err error
-	if progress != nil && req.Stream {
-		r, err = c.callStreaming(ctx, &agentproto.Request{Op: agentproto.OpRun, Run: req}, progress)
-	} else {
-		r, err = c.call(ctx, &agentproto.Request{Op: agentproto.OpRun, Run: req})
+	if !req.Stream {
+		progress = nil
 	}
+	r, err := c.callStreaming(ctx, &agentproto.Request{Op: agentproto.OpRun, Run: req}, progress)
 	if err != nil {
 		return nil, err
 	}

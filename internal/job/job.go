@@ -158,6 +158,20 @@ func salvageID(body []byte) string {
 	return ""
 }
 
+// codeProblem says what is wrong with a program's source (what names it:
+// "code", "checker code"), or "".
+func codeProblem(what, code string, maxBytes int) string {
+	switch {
+	case strings.TrimSpace(code) == "":
+		return "empty " + what
+	case maxBytes > 0 && len(code) > maxBytes:
+		return fmt.Sprintf("%s is %d bytes, over the limit of %d", what, len(code), maxBytes)
+	case !utf8.ValidString(code):
+		return what + " is not valid UTF-8"
+	}
+	return ""
+}
+
 // Validate checks a decoded job and fills in the language.
 func (j *Job) Validate(p Policy) error {
 	bad := func(format string, args ...any) error {
@@ -174,12 +188,9 @@ func (j *Job) Validate(p Policy) error {
 		return bad("id must be 1-128 characters of [A-Za-z0-9._-], not . or ..")
 	case j.Type != "" && j.Type != "code":
 		return bad("unknown type %s (only \"code\")", untrusted.Quote(j.Type))
-	case strings.TrimSpace(j.Code) == "":
-		return bad("empty code")
-	case p.MaxCodeBytes > 0 && len(j.Code) > p.MaxCodeBytes:
-		return bad("code is %d bytes, over the limit of %d", len(j.Code), p.MaxCodeBytes)
-	case !utf8.ValidString(j.Code):
-		return bad("code is not valid UTF-8")
+	}
+	if why := codeProblem("code", j.Code, p.MaxCodeBytes); why != "" {
+		return bad("%s", why)
 	}
 	if j.Language == "" {
 		j.Language = "c" // the seed's jobs carry no language: they are C
@@ -217,15 +228,11 @@ func (j *Job) Validate(p Policy) error {
 		}
 	}
 	if c := j.Checker; c != nil {
-		switch {
-		case len(p.Languages) > 0 && !slices.Contains(p.Languages, c.Language):
+		if len(p.Languages) > 0 && !slices.Contains(p.Languages, c.Language) {
 			return bad("unknown checker language %s", untrusted.Quote(c.Language))
-		case strings.TrimSpace(c.Code) == "":
-			return bad("empty checker code")
-		case p.MaxCodeBytes > 0 && len(c.Code) > p.MaxCodeBytes:
-			return bad("checker code is %d bytes, over the limit of %d", len(c.Code), p.MaxCodeBytes)
-		case !utf8.ValidString(c.Code):
-			return bad("checker code is not valid UTF-8")
+		}
+		if why := codeProblem("checker code", c.Code, p.MaxCodeBytes); why != "" {
+			return bad("%s", why)
 		}
 	}
 	if err := agentproto.CheckArgs(j.Args); err != nil {

@@ -98,7 +98,7 @@ func runPythonStreaming(ctx context.Context, t *testing.T, inst *sandbox.Instanc
 func bootNetworked(ctx context.Context, t *testing.T, vm *testenv.VM, m *network.Manager) (*sandbox.Instance, *sandbox.NIC) {
 	t.Helper()
 	spec := vm.Spec
-	spec.ID = sandbox.NewID()
+	spec.ID = sandbox.NewID("vm-")
 	nic, err := m.Attach(ctx, spec.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -110,7 +110,7 @@ func bootNetworked(ctx context.Context, t *testing.T, vm *testenv.VM, m *network
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = inst.Stop(context.Background()) })
-	if err := inst.Agent.SetIdentity(ctx, &agentproto.Identity{Seed: make([]byte, 64), UnixNano: time.Now().UnixNano(), Net: nic.Agent()}); err != nil {
+	if err := inst.Identify(ctx, nic); err != nil {
 		t.Fatal(err)
 	}
 	return inst, nic

@@ -6,7 +6,6 @@ package provision
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/codebench/codebench/internal/agentproto"
 	"github.com/codebench/codebench/internal/sandbox"
 	"github.com/codebench/codebench/internal/template"
 )
@@ -172,13 +170,6 @@ func (p *Provisioner) reload(ctx context.Context, gone *template.Template) {
 	}
 }
 
-// seed is fresh entropy for a guest.
-func seed() []byte {
-	b := make([]byte, 64)
-	_, _ = rand.Read(b)
-	return b
-}
-
 // Driver is the driver members run on.
 func (p *Provisioner) Driver() sandbox.Driver { return p.driver }
 
@@ -213,7 +204,7 @@ func (p *Provisioner) Provision(ctx context.Context) (*Member, error) {
 	spec := p.spec
 	var detach func(context.Context) error
 	if p.net != nil {
-		spec.ID = sandbox.NewID()
+		spec.ID = sandbox.NewID("vm-")
 		nic, err := p.net.Attach(ctx, spec.ID)
 		if err != nil {
 			return fail(fmt.Errorf("pool: network: %w", err))
@@ -261,8 +252,7 @@ func (p *Provisioner) instance(ctx context.Context, spec sandbox.Spec) (*sandbox
 		if err == nil && spec.NIC != nil {
 			// A clone gets its network with its identity; a cold boot
 			// gets it here.
-			err = inst.Agent.SetIdentity(ctx, &agentproto.Identity{Seed: seed(), UnixNano: time.Now().UnixNano(), Net: spec.NIC.Agent()})
-			if err != nil {
+			if err = inst.Identify(ctx, spec.NIC); err != nil {
 				err = errors.Join(fmt.Errorf("pool: network: %w", err), inst.Stop(context.WithoutCancel(ctx)))
 			}
 		}

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"time"
@@ -44,7 +45,7 @@ func StartInstance(ctx context.Context, start func(context.Context) (VM, error))
 		}
 	}()
 	client, _, err := agentclient.Connect(cctx, vm.DialAgent, agentclient.Options{})
-	exited := isDone(vm.Done())
+	exited := IsDone(vm.Done())
 	cancel()
 	if err != nil {
 		stopErr := vm.Stop(context.WithoutCancel(ctx))
@@ -57,6 +58,18 @@ func StartInstance(ctx context.Context, start func(context.Context) (VM, error))
 		return nil, errors.Join(err, stopErr)
 	}
 	return &Instance{VM: vm, Agent: client, ReadyIn: time.Since(t0)}, nil
+}
+
+// Identify gives the instance its own identity: fresh entropy, the host's
+// clock and, for a networked sandbox, its interface (nic; nil: none). A
+// clone needs it (it shares its template's); a networked cold boot for
+// its interface.
+func (i *Instance) Identify(ctx context.Context, nic *NIC) error {
+	seed := make([]byte, 64)
+	if _, err := rand.Read(seed); err != nil {
+		return err
+	}
+	return i.Agent.SetIdentity(ctx, &agentproto.Identity{Seed: seed, UnixNano: time.Now().UnixNano(), Net: nic.Agent()})
 }
 
 // ID names the VM.
@@ -76,7 +89,8 @@ func (i *Instance) Stop(ctx context.Context) error {
 	return errors.Join(i.Agent.Close(), i.VM.Stop(ctx))
 }
 
-func isDone(ch <-chan struct{}) bool {
+// IsDone reports whether ch (a VM's Done) is closed, without waiting.
+func IsDone(ch <-chan struct{}) bool {
 	select {
 	case <-ch:
 		return true

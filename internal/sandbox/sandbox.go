@@ -53,12 +53,12 @@ func (n *NIC) Agent() *agentproto.Net {
 	return &agentproto.Net{MAC: n.MAC, Addr: n.Addr.String(), Gateway: n.Gateway.String()}
 }
 
-// NewID makes a short sandbox id (socket paths, interface and namespace
-// names built from it must stay short).
-func NewID() string {
+// NewID makes a short sandbox id: prefix and 12 random hex digits (socket
+// paths, interface and namespace names built from it must stay short).
+func NewID(prefix string) string {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
-	return "vm-" + hex.EncodeToString(b)
+	return prefix + hex.EncodeToString(b)
 }
 
 // DeviceMAC is the MAC of every guest's network device as the VMM creates

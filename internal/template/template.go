@@ -10,7 +10,6 @@ package template
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -258,7 +257,7 @@ func build(ctx context.Context, drv sandbox.Snapshotter, cfg Config, key string,
 		// The template's VM has a device on a network of its own; its
 		// interface stays down (no identity is given to it), and the
 		// network goes once the VM is saved and stopped.
-		spec.ID = sandbox.NewID()
+		spec.ID = sandbox.NewID("vm-")
 		nic, err := cfg.Network.Attach(ctx, spec.ID)
 		if err != nil {
 			return nil, fmt.Errorf("template: network: %w", err)
@@ -347,11 +346,7 @@ func (t *Template) Clone(ctx context.Context, drv sandbox.Snapshotter, spec sand
 	if err != nil {
 		return nil, err
 	}
-	seed := make([]byte, 64)
-	if _, err := rand.Read(seed); err != nil {
-		return nil, errors.Join(err, inst.Stop(ctx))
-	}
-	if err := inst.Agent.SetIdentity(ctx, &agentproto.Identity{Seed: seed, UnixNano: time.Now().UnixNano(), Net: spec.NIC.Agent()}); err != nil {
+	if err := inst.Identify(ctx, spec.NIC); err != nil {
 		return nil, errors.Join(fmt.Errorf("template: clone identity: %w", err), inst.Stop(ctx))
 	}
 	inst.ReadyIn = time.Since(start)

@@ -95,15 +95,7 @@ func TestNothingWedgesTheWorker(t *testing.T) {
 func TestProducerEdgeCases(t *testing.T) {
 	h := startWorkerOn(t, testenv.NeedGVisor(t).Sandbox(), "producer", 1, 1, nil)
 	t.Run("status queue declared by the producer", func(t *testing.T) {
-		c, err := amqp.Dial(h.url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		ch, err := c.Channel()
-		if err != nil {
-			t.Fatal(err)
-		}
+		ch := testenv.Channel(t, h.url)
 		if _, err := ch.QueueDeclare("job_status_pre", true, false, false, false, amqp.Table{"x-max-length": int64(100)}); err != nil {
 			t.Fatal(err)
 		}

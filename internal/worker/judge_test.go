@@ -97,15 +97,7 @@ func testJudgeTests(t *testing.T, sb *testenv.Sandbox) {
 		}
 	})
 	t.Run("reply_to with a plain amqp091 RPC client", func(t *testing.T) {
-		conn, err := amqp.Dial(h.url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		ch, err := conn.Channel()
-		if err != nil {
-			t.Fatal(err)
-		}
+		ch := testenv.Channel(t, h.url)
 		// Direct reply-to: consume the pseudo-queue (no-ack), then publish
 		// on the same channel with reply_to set to it.
 		replies, err := ch.Consume("amq.rabbitmq.reply-to", "", true, false, false, false, nil)

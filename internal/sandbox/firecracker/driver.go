@@ -14,8 +14,6 @@ package firecracker
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -262,9 +260,7 @@ func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, snap *sdk.Snapsh
 		return nil, err
 	}
 	if spec.ID == "" {
-		b := make([]byte, 6)
-		_, _ = rand.Read(b)
-		spec.ID = "fc-" + hex.EncodeToString(b)
+		spec.ID = sandbox.NewID("fc-")
 	}
 	spec.MemoryMB = max(spec.MemoryMB, 128)
 	spec.VCPUs = max(spec.VCPUs, 1)
@@ -422,7 +418,7 @@ func (v *VM) stopVMM(ctx context.Context) error {
 		{"SIGKILL", v.Kill, 3 * time.Second},
 	}
 	for _, s := range steps {
-		if isDone(v.done) {
+		if sandbox.IsDone(v.done) {
 			return nil
 		}
 		if err := s.do(); err != nil {
@@ -476,15 +472,6 @@ func (d *Driver) Restore(ctx context.Context, spec sandbox.Spec, dir string) (sa
 		return nil, err
 	}
 	return d.launch(ctx, spec, &sdk.SnapshotConfig{MemFilePath: filepath.Join(dir, sandbox.TemplateMemFile), SnapshotPath: filepath.Join(dir, sandbox.TemplateStateFile)})
-}
-
-func isDone(ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
 }
 
 func quietLogrus() *logrus.Logger {

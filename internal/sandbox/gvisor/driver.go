@@ -11,8 +11,6 @@ package gvisor
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -145,11 +143,7 @@ func (d *Driver) Version() string {
 }
 
 // NewID makes a short sandbox id.
-func NewID() string {
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	return "gv-" + hex.EncodeToString(b)
-}
+func NewID() string { return sandbox.NewID("gv-") }
 
 // Start implements sandbox.Driver: write the bundle, start "runsc run" with
 // the container's stdio as the agent channel, return once it runs.
@@ -322,7 +316,7 @@ func (v *VM) Stop(ctx context.Context) error {
 // agent's stdin closes (it exits, and with it the container), then SIGKILL
 // to runsc and to the sandbox and gofer processes its state names.
 func (v *VM) stopSandbox(context.Context) error {
-	if isDone(v.done) {
+	if sandbox.IsDone(v.done) {
 		return v.killState() // runsc went; what it started may not have
 	}
 	_ = v.ch.closeInput()
@@ -439,15 +433,6 @@ func killAndWait(pid int, id string) error {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return fmt.Errorf("gvisor: pid %d survived SIGKILL", pid)
-}
-
-func isDone(ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
 }
 
 func waitDone(ch <-chan struct{}, d time.Duration) bool {

@@ -6,8 +6,6 @@ package qemu
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -333,11 +331,7 @@ func (d *Driver) args(spec sandbox.Spec, dir string, opts launchOpts) []string {
 }
 
 // NewID makes a short VM id (socket paths must stay under 108 bytes).
-func NewID() string {
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	return "vm-" + hex.EncodeToString(b)
-}
+func NewID() string { return sandbox.NewID("vm-") }
 
 // VM is one QEMU process and its run directory.
 type VM struct {
