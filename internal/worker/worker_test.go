@@ -35,14 +35,8 @@ type harness struct {
 	done   chan error
 }
 
-// startWorker starts a worker on QEMU microVMs.
-func startWorker(t *testing.T, name string, poolSize, concurrency int) *harness {
-	t.Helper()
-	return startWorkerOn(t, testenv.NeedVM(t).Sandbox(), name, poolSize, concurrency, nil)
-}
-
-// startWorkerVia is startWorker whose worker reaches the broker through
-// proxy (the test's own connection does not).
+// startWorkerVia starts a worker on QEMU microVMs that reaches the broker
+// through proxy (the test's own connection does not).
 func startWorkerVia(t *testing.T, name string, poolSize, concurrency int, proxy *testenv.Proxy) *harness {
 	t.Helper()
 	return startWorkerOn(t, testenv.NeedVM(t).Sandbox(), name, poolSize, concurrency, proxy)

@@ -69,7 +69,7 @@ func (s *Server) Serve(ctx context.Context, open Open) error {
 			// milliseconds, so the ceiling stays low.
 			backoff = min(backoff*2, 20*time.Millisecond)
 		}
-		if err != nil && !errors.Is(err, io.EOF) {
+		if !errors.Is(err, io.EOF) { // ServeConn returns only when the channel failed
 			s.Log.Debug("agent channel closed", "err", err)
 		}
 		sleep(ctx, backoff)
