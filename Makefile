@@ -10,7 +10,7 @@ RABBITMQ_USER ?= admin
 RABBITMQ_PASSWORD ?= admin
 export RABBITMQ_USER RABBITMQ_PASSWORD
 
-.PHONY: all build deps image rabbitmq demo test unit soak stop clean cluster-test
+.PHONY: all build deps image rabbitmq demo test unit lint host-check fresh-check soak stop clean cluster-test
 
 all: build
 
@@ -34,8 +34,22 @@ demo: deps image rabbitmq
 
 # Every test, against a RabbitMQ node of its own started from an empty state
 # (scripts/test.sh); integration tests must not skip here.
-test: deps image
+test: deps image lint
 	scripts/test.sh
+
+# The shell scripts, linted (shellcheck comes with make deps).
+lint:
+	shellcheck scripts/*.sh .ci/run
+
+# doctor --strict on every driver this host can run: fails when a wall is
+# missing, or runsc/QEMU is older than the host's apt sources serve.
+host-check: deps image
+	scripts/host-check.sh
+
+# Rehearse a new machine: remove runsc, QEMU and the backports source, run
+# the install as a new machine would, then host-check. Changes the host.
+fresh-check:
+	scripts/fresh-check.sh
 
 # The cluster test at full size: 3 RabbitMQ nodes, 100 jobs, one node
 # killed (make test runs it with 20).

@@ -16,7 +16,7 @@ trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
 
 sample() {
   local fds rss gor dirs
-  fds=$(ls /proc/$pid/fd | wc -l)
+  fds=$(find /proc/$pid/fd -mindepth 1 -maxdepth 1 | wc -l)
   rss=$(awk '/^VmRSS:/ {print $2}' /proc/$pid/status)
   gor=$(curl -s http://$CODEBENCH_DEBUG_ADDR/debug/vars | jq .goroutines)
   dirs=$(find "$CODEBENCH_RUN_DIR" -mindepth 2 -maxdepth 2 | wc -l)

@@ -15,19 +15,31 @@ import (
 	"time"
 
 	"github.com/codebench/codebench/internal/config"
+	"github.com/codebench/codebench/internal/hostpkg"
 	"github.com/codebench/codebench/internal/image"
 	"github.com/codebench/codebench/internal/network"
 	"github.com/codebench/codebench/internal/reconcile"
 	"github.com/codebench/codebench/internal/sandbox/choose"
+	"github.com/codebench/codebench/internal/sandbox/gvisor"
 	"github.com/codebench/codebench/internal/sandbox/qemu"
 )
 
 // doctorCmd reports what works on this host. It exits non-zero when
-// something a worker needs is missing.
+// something a worker needs is missing; with --strict also when a wall is
+// missing on the chosen driver (one the configuration did not waive), or
+// when the host has an older runsc or QEMU than its apt sources serve and
+// the README promises.
 func doctorCmd(ctx context.Context, cfg config.Config, args []string) error {
 	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
+	strict := fs.Bool("strict", false, "also fail on a missing wall and on packages older than the apt sources serve")
+	driver := fs.String("driver", "", "check auto or exactly this candidate ("+strings.Join(candidateNames, ", ")+") instead of CODEBENCH_DRIVER")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *driver != "" {
+		if err := selectDriver(&cfg, *driver); err != nil {
+			return err
+		}
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	cfg.RunDir = reconcile.OwnerDir(cfg.RunDir, "d")
@@ -42,6 +54,22 @@ func doctorCmd(ctx context.Context, cfg config.Config, args []string) error {
 		fmt.Printf("%s %-20s %s\n", mark, what, detail)
 	}
 	info := func(what, detail string) { fmt.Printf("info %-20s %s\n", what, detail) }
+	// warn fails only under --strict.
+	warn := func(what, detail string) {
+		if *strict {
+			report(false, what, detail)
+			return
+		}
+		fmt.Printf("warn %-20s %s\n", what, detail)
+	}
+	for _, p := range checkPackages(ctx) {
+		switch {
+		case p.stale:
+			warn("package "+p.name, p.detail)
+		default:
+			info("package "+p.name, p.detail)
+		}
+	}
 
 	qemuPath, err := exec.LookPath(cfg.VM.QEMU)
 	if err != nil {
@@ -93,8 +121,18 @@ func doctorCmd(ctx context.Context, cfg config.Config, args []string) error {
 				mark := "wall"
 				if !w.present {
 					mark = "MISS"
+					if w.waivedBy != "" {
+						w.detail += " (accepted by " + w.waivedBy + ")"
+					} else if *strict {
+						bad++
+					}
 				}
 				fmt.Printf("%s %-20s %s\n", mark, w.name, w.detail)
+			}
+			if d, ok := c.Driver.(*gvisor.Driver); ok {
+				if platform, _ := d.Platform(); platform == gvisor.PlatformPtrace {
+					info("gvisor platform", ptraceCost)
+				}
 			}
 		}
 	}
@@ -125,4 +163,60 @@ func doctorCmd(ctx context.Context, cfg config.Config, args []string) error {
 		return exitError{1}
 	}
 	return nil
+}
+
+// ptraceCost is what doctor says of a runsc that has only ptrace
+// (docs/BENCHMARKS.md, "gVisor platforms").
+const ptraceCost = "ptrace only: every system call of a job is a ptrace stop; a gcc hello world takes " +
+	"1.2-1.3x the wall time and 1.3-1.6x the CPU of systrap (docs/BENCHMARKS.md, gVisor platforms); " +
+	"bookworm-backports' runsc has systrap (scripts/install-deps.sh)"
+
+// promise is a package scripts/install-deps.sh takes from
+// bookworm-backports where the host's mirror serves it, the version it
+// wants (its "wanted" table holds the same), and what an older one costs.
+type promise struct{ pkg, min, without string }
+
+var promised = []promise{
+	{"runsc", "0.0~20231113", "no systrap platform: gVisor runs on ptrace, far slower"},
+	{"qemu-system-x86", "1:8.2", "a jailed QEMU cannot map its template read-only: no snapshot clones, auto skips QEMU"},
+}
+
+// pkgCheck is one line of doctor's package report.
+type pkgCheck struct {
+	name, detail string
+	// stale: older than promised while the apt sources serve one that is not.
+	stale bool
+}
+
+// checkPackages compares each promised package with what the host has and
+// what its apt sources serve.
+func checkPackages(ctx context.Context) []pkgCheck {
+	var out []pkgCheck
+	for _, p := range promised {
+		have, err := hostpkg.Installed(ctx, p.pkg)
+		offers, _ := hostpkg.Served(ctx, p.pkg)
+		out = append(out, p.judge(have, err, offers))
+	}
+	return out
+}
+
+// judge is one promise's line, given the installed version (or why none)
+// and what the sources serve.
+func (p promise) judge(have string, haveErr error, offers []hostpkg.Offer) pkgCheck {
+	c := pkgCheck{name: p.pkg, detail: have}
+	newest, served := hostpkg.Newest(offers)
+	servesPromise := served && hostpkg.Compare(newest.Version, p.min) >= 0
+	switch {
+	case haveErr != nil:
+		c.detail = "not installed from a Debian package (scripts/install-deps.sh installs it)"
+	case hostpkg.Compare(have, p.min) >= 0:
+		c.detail += fmt.Sprintf(" (>= %s)", p.min)
+	case servesPromise:
+		c.stale = true
+		c.detail += fmt.Sprintf(" is older than %s: %s; the apt sources serve %s (%s): run scripts/install-deps.sh",
+			p.min, p.without, newest.Version, newest.Source)
+	default:
+		c.detail += fmt.Sprintf(" is older than %s (%s), and the apt sources serve nothing newer", p.min, p.without)
+	}
+	return c
 }

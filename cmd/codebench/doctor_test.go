@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/codebench/codebench/internal/hostpkg"
 	"github.com/codebench/codebench/internal/testenv"
 )
 
@@ -76,6 +77,77 @@ func TestDoctorReportsWalls(t *testing.T) {
 				if got[w] != want {
 					t.Errorf("%s: %q, want %q\n%s", w, got[w], want, r.stdout)
 				}
+			}
+		})
+	}
+}
+
+// TestPackagePromises: doctor --strict fails where the host has an older
+// runsc or QEMU than its apt sources serve (what a fresh machine got from
+// a broken install), and only then.
+func TestPackagePromises(t *testing.T) {
+	backports := []hostpkg.Offer{
+		{Version: "1:10.0.2+ds-2+deb13u1~bpo12+1", Source: "mirror bookworm-backports/main amd64 Packages"},
+		{Version: "1:7.2+dfsg-7+deb12u16", Source: "mirror bookworm/main amd64 Packages"},
+	}
+	bookworm := backports[1:]
+	qemuP := promised[slices.IndexFunc(promised, func(p promise) bool { return p.pkg == "qemu-system-x86" })]
+	runscP := promised[slices.IndexFunc(promised, func(p promise) bool { return p.pkg == "runsc" })]
+	for _, tc := range []struct {
+		name   string
+		p      promise
+		have   string
+		err    error
+		offers []hostpkg.Offer
+		stale  bool
+		says   string
+	}{
+		{"old qemu, newer served", qemuP, "1:7.2+dfsg-7+deb12u16", nil, backports, true, "the apt sources serve 1:10.0.2"},
+		{"old qemu, nothing newer", qemuP, "1:7.2+dfsg-7+deb12u16", nil, bookworm, false, "serve nothing newer"},
+		{"new qemu", qemuP, "1:10.0.2+ds-2+deb13u1~bpo12+1", nil, backports, false, ">= 1:8.2"},
+		{"qemu missing", qemuP, "", hostpkg.ErrNotInstalled, backports, false, "not installed"},
+		{"ptrace runsc, systrap served", runscP, "0.0~20221219.0+ds1-4", nil,
+			[]hostpkg.Offer{{Version: "0.0~20240729.0-4~bpo12+2"}, {Version: "0.0~20221219.0+ds1-4"}}, true, "no systrap"},
+		{"systrap runsc", runscP, "0.0~20240729.0-4~bpo12+2", nil, []hostpkg.Offer{{Version: "0.0~20240729.0-4~bpo12+2"}}, false, ">= "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tc.p.judge(tc.have, tc.err, tc.offers)
+			if c.stale != tc.stale || !strings.Contains(c.detail, tc.says) {
+				t.Fatalf("stale %v %q, want stale %v saying %q", c.stale, c.detail, tc.stale, tc.says)
+			}
+		})
+	}
+}
+
+// TestDoctorStrict: on a host that got what the README promises, doctor
+// --strict passes on gVisor and on jailed QEMU (TCG's missing hardware
+// boundary accepted by CODEBENCH_ALLOW_TCG); it fails where a wall is
+// missing (QEMU unjailed), which plain doctor only reports.
+func TestDoctorStrict(t *testing.T) {
+	vm := testenv.NeedJail(t)
+	testenv.NeedGVisor(t)
+	for _, tc := range []struct {
+		name     string
+		env      []string
+		args     []string
+		wantExit int
+	}{
+		{"gvisor", nil, []string{"--strict", "--driver", "gvisor"}, 0},
+		{"jailed qemu", []string{"CODEBENCH_QEMU_JAIL=on"}, []string{"--strict", "--driver", "qemu-tcg"}, 0},
+		{"unjailed qemu, strict", []string{"CODEBENCH_QEMU_JAIL=off"}, []string{"--strict", "--driver", "qemu-tcg"}, 1},
+		{"unjailed qemu, not strict", []string{"CODEBENCH_QEMU_JAIL=off"}, []string{"--driver", "qemu-tcg"}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := append([]string{"CODEBENCH_ALLOW_TCG=true", "CODEBENCH_NETWORK=false"}, tc.env...)
+			r := runCLIWith(t, env, filepath.Join(vm.RunDir, "strict"), append([]string{"doctor"}, tc.args...)...)
+			if r.exit != tc.wantExit {
+				t.Fatalf("exit %d, want %d\n%s%s", r.exit, tc.wantExit, r.stdout, r.stderr)
+			}
+			if !regexp.MustCompile(`(?m)^info package (runsc|qemu-system-x86)\s+\S+ \(>= `).MatchString(r.stdout) {
+				t.Errorf("doctor does not show the promised packages as present\n%s", r.stdout)
+			}
+			if tc.wantExit == 1 && !regexp.MustCompile(`(?m)^MISS vmm jail`).MatchString(r.stdout) {
+				t.Errorf("strict failed, but not on the missing jail\n%s", r.stdout)
 			}
 		})
 	}

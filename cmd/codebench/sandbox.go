@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"time"
 
@@ -70,6 +69,9 @@ const (
 	candQEMUTCG     = "qemu-tcg"
 )
 
+// candidateNames are every candidate, in the order auto tries them.
+var candidateNames = []string{candFirecracker, candQEMUKVM, candGVisor, candQEMUTCG}
+
 // candidates are the drivers CODEBENCH_DRIVER allows, in order of
 // preference: "auto" is a KVM microVM (Firecracker, then QEMU), then
 // gVisor, then QEMU under TCG (no security boundary: only when allowed).
@@ -88,6 +90,9 @@ func candidates(cfg config.Config, spec sandbox.Spec, log *slog.Logger) []choose
 	kvm := choose.Candidate{Name: candQEMUKVM, Boundary: true, Probe: func(ctx context.Context) (sandbox.Driver, string, error) {
 		qcfg, jailed, err := qemuConfig(cfg)
 		if err != nil {
+			return nil, "", err
+		}
+		if err := probeQEMU(qcfg, log); err != nil {
 			return nil, "", err
 		}
 		want := qemu.AccelKVM
@@ -125,16 +130,19 @@ func candidates(cfg config.Config, spec sandbox.Spec, log *slog.Logger) []choose
 		return d, fmt.Sprintf("%s: test sandbox ready in %s", d.Version(), inst.ReadyIn.Round(time.Millisecond)), nil
 	}}
 	tcg := choose.Candidate{Name: candQEMUTCG, Boundary: false, Probe: func(context.Context) (sandbox.Driver, string, error) {
-		if _, err := exec.LookPath(cfg.VM.QEMU); err != nil {
-			return nil, "", fmt.Errorf("%s not found (apt-get install qemu-system-x86)", cfg.VM.QEMU)
-		}
 		c, jailed, err := qemuConfig(cfg)
 		if err != nil {
 			return nil, "", err
 		}
 		c.Accel = qemu.AccelTCG
 		d, err := qemu.New(c, log)
-		return d, "QEMU under TCG, software emulation; " + jailed, err
+		if err != nil {
+			return nil, "", err
+		}
+		if err := d.Probe(); err != nil {
+			return nil, "", err
+		}
+		return d, "QEMU under TCG, software emulation; " + jailed, nil
 	}}
 	switch cfg.VM.Driver {
 	case "firecracker":
@@ -170,6 +178,17 @@ func qemuConfig(cfg config.Config) (qemu.Config, string, error) {
 		return qemu.Config{}, "", err
 	}
 	return qemu.Config{Binary: cfg.VM.QEMU, RunDir: cfg.RunDir, TSCKHz: cfg.VM.TSCKHz, Jail: j}, why, nil
+}
+
+// probeQEMU checks, before any test boot, that QEMU can run as configured
+// (present, and new enough for its jail).
+func probeQEMU(qcfg qemu.Config, log *slog.Logger) error {
+	qcfg.Accel = qemu.AccelTCG
+	d, err := qemu.New(qcfg, log)
+	if err != nil {
+		return err
+	}
+	return d.Probe()
 }
 
 // gvisorDriver is the gVisor driver; as root, each sandbox gets a host
@@ -288,6 +307,8 @@ func (e *env) logChoice(log *slog.Logger) {
 // selectDriver sets cfg to run exactly the candidate name.
 func selectDriver(cfg *config.Config, name string) error {
 	switch name {
+	case "auto":
+		cfg.VM.Driver = name
 	case candFirecracker, candGVisor:
 		cfg.VM.Driver = name
 	case candQEMUKVM:

@@ -29,11 +29,19 @@ print("nnp", libc.prctl(39, 0, 0, 0, 0))
 print("nosuid", int(bool(os.statvfs("/").f_flag & os.ST_NOSUID)))
 `
 
+// newWall is a wall no setting waived.
+func newWall(name string, present bool, detail string) wall {
+	return wall{name: name, present: present, detail: detail}
+}
+
 // wall is one line of the report.
 type wall struct {
 	name    string
 	present bool
 	detail  string
+	// waivedBy names the setting with which the operator accepted this
+	// wall's absence (doctor --strict does not fail on it).
+	waivedBy string
 }
 
 // walls checks each wall for the chosen driver, innermost first: the job's
@@ -62,62 +70,66 @@ func walls(ctx context.Context, cfg config.Config, c *choose.Choice, spec sandbo
 		}
 	}
 	if err != nil {
-		out = append(out, wall{"job", false, "the probe job did not run: " + err.Error()})
+		out = append(out, newWall("job", false, "the probe job did not run: "+err.Error()))
 	} else {
 		out = append(out,
-			wall{"job user", probe["uid"] != "0" && probe["uid"] != "", "uid " + probe["uid"] + ", with per-job cgroup limits in the guest"},
-			wall{"job seccomp", probe["bpf"] == "EPERM" && probe["perf"] == "EPERM" && probe["userns"] == "EPERM",
-				fmt.Sprintf("bpf %s, perf_event_open %s, unshare(CLONE_NEWUSER) %s", probe["bpf"], probe["perf"], probe["userns"])},
-			wall{"job no_new_privs", probe["nnp"] == "1", "prctl(PR_GET_NO_NEW_PRIVS) = " + probe["nnp"]},
-			wall{"guest root nosuid", probe["nosuid"] == "1", "statvfs(/) ST_NOSUID = " + probe["nosuid"]},
+			newWall("job user", probe["uid"] != "0" && probe["uid"] != "", "uid "+probe["uid"]+", with per-job cgroup limits in the guest"),
+			newWall("job seccomp", probe["bpf"] == "EPERM" && probe["perf"] == "EPERM" && probe["userns"] == "EPERM",
+				fmt.Sprintf("bpf %s, perf_event_open %s, unshare(CLONE_NEWUSER) %s", probe["bpf"], probe["perf"], probe["userns"])),
+			newWall("job no_new_privs", probe["nnp"] == "1", "prctl(PR_GET_NO_NEW_PRIVS) = "+probe["nnp"]),
+			newWall("guest root nosuid", probe["nosuid"] == "1", "statvfs(/) ST_NOSUID = "+probe["nosuid"]),
 		)
 	}
 	switch c.Name {
 	case candFirecracker, candQEMUKVM:
-		out = append(out, wall{"guest kernel", true, "a kernel of its own in a KVM microVM (" + c.Name + ")"})
+		out = append(out, newWall("guest kernel", true, "a kernel of its own in a KVM microVM ("+c.Name+")"))
 	case candGVisor:
 		platform := "?"
 		if d, ok := c.Driver.(*gvisor.Driver); ok {
 			platform, _ = d.Platform()
 		}
-		out = append(out, wall{"guest kernel", true, "gVisor's Sentry, a kernel in user space (platform " + platform + ")"})
+		out = append(out, newWall("guest kernel", true, "gVisor's Sentry, a kernel in user space (platform "+platform+")"))
 	default:
-		out = append(out, wall{"guest kernel", false, "a kernel of its own, but under TCG emulation: not a hardware boundary (CODEBENCH_ALLOW_TCG)"})
+		w := wall{name: "guest kernel", detail: "a kernel of its own, but under TCG emulation: not a hardware boundary"}
+		if cfg.VM.AllowTCG {
+			w.waivedBy = "CODEBENCH_ALLOW_TCG=true"
+		}
+		out = append(out, w)
 	}
 	switch c.Name {
 	case candQEMUKVM, candQEMUTCG:
 		q, why, err := qemuConfig(cfg)
 		switch {
 		case err != nil:
-			out = append(out, wall{"vmm jail", false, err.Error()}, wall{"host cgroup", false, "no jail"})
+			out = append(out, newWall("vmm jail", false, err.Error()), newWall("host cgroup", false, "no jail"))
 		case q.Jail == nil:
-			out = append(out, wall{"vmm jail", false, why}, wall{"host cgroup", false, "no jail"})
+			out = append(out, newWall("vmm jail", false, why), newWall("host cgroup", false, "no jail"))
 		default:
-			out = append(out, wall{"vmm jail", true, why + "; namespaces, pivot_root, no_new_privs, -sandbox on"})
+			out = append(out, newWall("vmm jail", true, why+"; namespaces, pivot_root, no_new_privs, -sandbox on"))
 			if q.Jail.Cgroups != nil {
-				out = append(out, wall{"host cgroup", true, q.Jail.Cgroups.Describe() + " (memory and pids limits per VM)"})
+				out = append(out, newWall("host cgroup", true, q.Jail.Cgroups.Describe()+" (memory and pids limits per VM)"))
 			} else {
-				out = append(out, wall{"host cgroup", false, "no usable memory and pids controllers"})
+				out = append(out, newWall("host cgroup", false, "no usable memory and pids controllers"))
 			}
 		}
 	case candGVisor:
-		out = append(out, wall{"vmm jail", true, "runsc's own: Sentry and gofer in namespaces of their own under seccomp, --network=none"})
+		out = append(out, newWall("vmm jail", true, "runsc's own: Sentry and gofer in namespaces of their own under seccomp, --network=none"))
 		cg, err := hostcgroup.Detect(hostcgroup.Root, hostcgroup.DefaultName)
 		switch {
 		case os.Geteuid() != 0:
-			out = append(out, wall{"host cgroup", false, "not root"})
+			out = append(out, newWall("host cgroup", false, "not root"))
 		case err != nil:
-			out = append(out, wall{"host cgroup", false, err.Error()})
+			out = append(out, newWall("host cgroup", false, err.Error()))
 		default:
-			out = append(out, wall{"host cgroup", true, cg.Describe() + " (memory and pids limits per sandbox, set by runsc)"})
+			out = append(out, newWall("host cgroup", true, cg.Describe()+" (memory and pids limits per sandbox, set by runsc)"))
 		}
 	case candFirecracker:
 		if cfg.VM.Jailer.Enabled {
-			out = append(out, wall{"vmm jail", true, "Firecracker's jailer: chroot, uid " + fmt.Sprint(cfg.VM.Jailer.UID) + ", its seccomp filters"},
-				wall{"host cgroup", true, "the jailer's, with memory and pids limits"})
+			out = append(out, newWall("vmm jail", true, "Firecracker's jailer: chroot, uid "+fmt.Sprint(cfg.VM.Jailer.UID)+", its seccomp filters"),
+				newWall("host cgroup", true, "the jailer's, with memory and pids limits"))
 		} else {
-			out = append(out, wall{"vmm jail", false, "jailer off (CODEBENCH_JAILER=true turns it on)"},
-				wall{"host cgroup", false, "jailer off"})
+			out = append(out, newWall("vmm jail", false, "jailer off (CODEBENCH_JAILER=true turns it on)"),
+				newWall("host cgroup", false, "jailer off"))
 		}
 	}
 	return out

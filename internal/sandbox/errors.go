@@ -18,4 +18,7 @@ var (
 	// ErrNoNetwork: the driver (as configured) cannot give a sandbox a
 	// network interface.
 	ErrNoNetwork = errors.New("sandbox: no network support")
+	// ErrVMMTooOld: the installed VMM lacks a feature this configuration
+	// needs (a jailed QEMU older than 8.2 cannot map a template read-only).
+	ErrVMMTooOld = errors.New("sandbox: the VMM is too old for this configuration")
 )

@@ -110,6 +110,9 @@ func NeedVM(t testing.TB) *VM {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := d.Probe(); err != nil {
+		missing(t, "CODEBENCH_REQUIRE_VM", "capability QEMU as configured (jail %s): %v", cfg.VM.QEMUJail, err)
+	}
 	return &VM{Config: cfg, Image: img, Driver: d, Spec: spec, RunDir: runDir, Jail: jail, JailWhy: why}
 }
 
@@ -156,8 +159,13 @@ func NeedGVisor(t testing.TB) *GVisor {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Platform(); err != nil {
+	platform, err := d.Platform()
+	if err != nil {
 		missing(t, "CODEBENCH_REQUIRE_GVISOR", "gVisor cannot run here: %v", err)
+	}
+	if platform == gvisor.PlatformPtrace && cfg.VM.GVisorPlatform == "" {
+		missing(t, "CODEBENCH_REQUIRE_GVISOR", "capability gVisor systrap: %s has only ptrace, which the walls and the "+
+			"docs do not describe (scripts/install-deps.sh installs bookworm-backports' runsc)", d.Version())
 	}
 	spec := sandbox.Spec{Kernel: img.KernelPath(), Initrd: img.InitrdPath(), Rootfs: img.RootfsPath(), RootDir: img.RootTreePath(), MemoryMB: cfg.VM.MemoryMB}
 	return &GVisor{Config: cfg, Image: img, Driver: d, Spec: spec, RunDir: runDir, Cgroups: cg, CgroupsErr: cgErr}

@@ -122,11 +122,11 @@ func (d *Driver) Version() string {
 	return d.version + " accel=" + d.cfg.Accel
 }
 
-// readOnlyTemplates reports whether this QEMU can map a template's RAM file
-// opened read-only, privately and writable (readonly=on,rom=off: QEMU 8.2+).
 // Jailed reports whether QEMU runs in the jail (networked VMs need it).
 func (d *Driver) Jailed() bool { return d.cfg.Jail != nil }
 
+// readOnlyTemplates reports whether this QEMU can map a template's RAM file
+// opened read-only, privately and writable (readonly=on,rom=off: QEMU 8.2+).
 func (d *Driver) readOnlyTemplates() bool {
 	major, minor, ok := parseVersion(d.Version())
 	return ok && (major > 8 || major == 8 && minor >= 2)
@@ -146,6 +146,16 @@ func parseVersion(v string) (major, minor int, ok bool) {
 	major, err1 := strconv.Atoi(parts[0])
 	minor, err2 := strconv.Atoi(parts[1])
 	return major, minor, err1 == nil && err2 == nil
+}
+
+// Probe reports whether this QEMU can run sandboxes as configured: the
+// binary is there and, when jailed, it is new enough to clone from a
+// template it cannot write (QEMU 8.2+). It boots nothing.
+func (d *Driver) Probe() error {
+	if _, err := exec.LookPath(d.cfg.Binary); err != nil {
+		return fmt.Errorf("qemu: %s not found (apt-get install qemu-system-x86): %w", d.cfg.Binary, err)
+	}
+	return d.SnapshotSupport()
 }
 
 // Name implements sandbox.Driver.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/codebench/codebench/internal/sandbox"
@@ -25,9 +26,17 @@ const migSocket = "mig.sock"
 // an older one would need every clone to be able to write the template.
 func (d *Driver) SnapshotSupport() error {
 	if d.cfg.Jail != nil && !d.readOnlyTemplates() {
-		return fmt.Errorf("qemu: %s cannot map a template read-only (readonly=on,rom=off needs QEMU 8.2+), and a jailed VM must not be able to write one", d.Version())
+		return d.tooOld()
 	}
 	return nil
+}
+
+// tooOld says why a jailed QEMU older than 8.2 cannot run clones, and what
+// to install: never a bare "Permission denied" from deep in a VM start.
+func (d *Driver) tooOld() error {
+	return fmt.Errorf("%w: %s: a jailed QEMU needs 8.2 or later to map its snapshot template read-only "+
+		"(readonly=on,rom=off); install qemu-system-x86 from bookworm-backports (scripts/install-deps.sh does "+
+		"where the host's mirror serves it)", sandbox.ErrVMMTooOld, strings.TrimSuffix(d.Version(), " accel="+d.cfg.Accel))
 }
 
 // StartTemplate implements sandbox.Snapshotter: a VM whose RAM lives in the
@@ -104,6 +113,9 @@ func (d *Driver) Snapshot(ctx context.Context, v sandbox.VM, dir string) error {
 // privately (copy on write: the template is never modified) and loads the
 // device state; it runs from where the template was saved.
 func (d *Driver) Restore(ctx context.Context, spec sandbox.Spec, dir string) (_ sandbox.VM, err error) {
+	if err := d.SnapshotSupport(); err != nil {
+		return nil, err
+	}
 	state, err := os.Open(filepath.Join(dir, sandbox.TemplateStateFile))
 	if err != nil {
 		return nil, err
