@@ -59,6 +59,22 @@ CONF
   if id rabbitmq >/dev/null 2>&1; then chown -R rabbitmq:rabbitmq "$base"; fi
 }
 
+# add_user NAME CONFIGURE WRITE READ: a user with those permissions on /
+# and a password in $base/NAME.password (made once, mode 0600).
+add_user() {
+  local name=$1 pwfile=$base/$1.password users
+  if [ ! -s "$pwfile" ]; then
+    (umask 077 && head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$pwfile")
+  fi
+  users=$(ctl list_users)
+  if grep -q "^$name\b" <<<"$users"; then
+    ctl change_password "$name" "$(cat "$pwfile")" >/dev/null
+  else
+    ctl add_user "$name" "$(cat "$pwfile")" >/dev/null
+  fi
+  ctl set_permissions -p / "$name" "$2" "$3" "$4" >/dev/null
+}
+
 case "$cmd" in
 start)
   if [ "${RMQ_FRESH:-}" = 1 ]; then
@@ -78,13 +94,25 @@ start)
     done
     ctl await_startup || { tail -50 "$base/log/start.log"; exit 1; }
   fi
-  if ! ctl list_users | grep -q "^$user\b"; then
+  users=$(ctl list_users)
+  if ! grep -q "^$user\b" <<<"$users"; then
     ctl add_user "$user" "$pass" >/dev/null
   else
     ctl change_password "$user" "$pass" >/dev/null
   fi
   ctl set_user_tags "$user" administrator >/dev/null
   ctl set_permissions -p / "$user" '.*' '.*' '.*' >/dev/null
+  # The users a deployment should have (docs/OPERATIONS.md), each with a
+  # random password kept in a file of the node's: the worker, which alone
+  # writes statuses (its user_id on them, checked by the broker), and a
+  # producer, which may write jobs and read only the reply queues the
+  # broker names for it.
+  add_user codebench-worker \
+    '^(jobs|jobs\.dead|jobs_ex|job_status_.*)$' \
+    '^(amq\.default|jobs|jobs\.dead|jobs_ex|job_status_.*)$' \
+    '^(jobs|jobs_ex)$'
+  add_user codebench-producer '^amq\.gen-.*$' '^jobs_ex$' '^amq\.gen-.*$'
+
   if [ -x bin/codebench ]; then
     RABBITMQ_URL="amqp://$user:$pass@127.0.0.1:$port/" bin/codebench declare | sed 's/^/rabbitmq: /'
   fi

@@ -30,8 +30,13 @@ import (
 	"github.com/codebench/codebench/internal/lang"
 )
 
-// The unprivileged job user the image creates.
-const jobUID, jobGID = 1000, 1000
+// The unprivileged job user the image creates, and the checker's user, of
+// its own (no name needed: nothing looks it up), so that a program can
+// neither read nor change the checker's files.
+const (
+	jobUID, jobGID         = 1000, 1000
+	checkerUID, checkerGID = 1001, 1001
+)
 
 func main() {
 	if err := run(); err != nil {
@@ -114,8 +119,10 @@ func serve(args []string) error {
 		JobRoot:    boot.JobRoot,
 		UID:        jobUID,
 		GID:        jobGID,
+		CheckerUID: checkerUID,
+		CheckerGID: checkerGID,
 		Exec:       []string{boot.AgentPath, "exec"},
-		AfterPhase: func() { boot.KillUser(jobUID) },
+		AfterPhase: func() { boot.KillUser(jobUID); boot.KillUser(checkerUID) },
 	}
 	srv := &agent.Server{
 		Hello:  agentproto.HelloInfo{Agent: "codebench-agent", Kernel: boot.KernelRelease(), Languages: langs.Names()},
@@ -196,6 +203,7 @@ type guestHost struct{ oci bool }
 
 func (guestHost) Reset() error {
 	boot.KillUser(jobUID)
+	boot.KillUser(checkerUID)
 	return errors.Join(boot.EmptyDir(boot.JobRoot), boot.EmptyDir("/tmp"))
 }
 

@@ -68,12 +68,12 @@ func submitCmd(ctx context.Context, cfg config.Config, args []string) error {
 		return err
 	}
 	defer conn.Close()
-	var statuses <-chan []byte
+	var statuses <-chan queue.Message
 	wctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	if *watch {
 		// Follow before publishing, so no status can come before we listen.
-		if statuses, err = conn.Follow(wctx, *id); err != nil {
+		if statuses, err = conn.FollowMessages(wctx, *id); err != nil {
 			return err
 		}
 	}
@@ -85,13 +85,24 @@ func submitCmd(ctx context.Context, cfg config.Config, args []string) error {
 		return nil
 	}
 	out, errOut := untrusted.ForFile(os.Stdout), untrusted.ForFile(os.Stderr)
-	for b := range statuses {
+	// Only the worker's word counts: a status whose user_id (which the
+	// broker checks) is not the workers' user, or that names another job,
+	// was written by someone else into our queue.
+	worker := cfg.Worker.WorkerUser
+	if worker == "" {
+		worker = conn.User()
+	}
+	for m := range statuses {
 		var st job.Status
-		if err := json.Unmarshal(b, &st); err != nil {
-			fmt.Printf("undecodable status: %s\n", out(untrusted.Clip(string(b), 4096)))
+		if err := json.Unmarshal(m.Body, &st); err != nil {
+			fmt.Printf("undecodable status: %s\n", out(untrusted.Clip(string(m.Body), 4096)))
 			continue
 		}
-		fmt.Printf("%-8s %s\n", st.Status, out(string(b)))
+		if err := m.FromWorker(worker, *id, st.ID); err != nil {
+			fmt.Fprintf(os.Stderr, "ignored a status: %s\n", errOut(untrusted.Clip(err.Error(), 4096)))
+			continue
+		}
+		fmt.Printf("%-8s %s\n", out(untrusted.Clip(st.Status, 64)), out(string(m.Body)))
 		if job.Final(st.Status) {
 			fmt.Print(out(st.Stdout))
 			if st.Stdout != "" && st.Stdout[len(st.Stdout)-1] != '\n' {

@@ -184,12 +184,16 @@ func newServerObserved(ctx context.Context, e *env, cfg config.Config, qcfg queu
 		})
 	}
 	p.Start()
+	replyTo, err := queue.NewReplyPolicy(cfg.Worker.ReplyToPattern)
+	if err != nil {
+		return nil, err
+	}
 	w := worker.New(worker.Config{
 		Concurrency: cfg.Worker.Concurrency, PoolWait: cfg.Worker.PoolWait,
 		Grace: cfg.Worker.Grace, ReconnectMax: cfg.Worker.ReconnectMax,
 		MaxStatusBytes: cfg.Worker.MaxStatusBytes, MaxRequeues: cfg.Worker.MaxRequeues,
 		Ready: p.Ready(), StatusQueueWithReply: cfg.Worker.StatusQueueWithReply, Observer: obs,
-		Networked: netPool,
+		Networked: netPool, ReplyTo: replyTo,
 	}, e.policy, worker.FromPool(p), func(ctx context.Context) (worker.Session, error) {
 		c, err := queue.Dial(ctx, qcfg)
 		if err != nil {

@@ -115,6 +115,15 @@ type Worker struct {
 	// job_status_<id> queue (CODEBENCH_STATUS_QUEUE_WITH_REPLY, default
 	// true); false sends its statuses to the reply queue only.
 	StatusQueueWithReply bool
+	// ReplyToPattern allows reply_to queue names beyond RabbitMQ's own
+	// (direct reply-to, amq.gen-*): an anchored regular expression
+	// (CODEBENCH_REPLY_TO_PATTERN, default none). The jobs queue,
+	// jobs.dead and status queues stay refused whatever it says.
+	ReplyToPattern string
+	// WorkerUser is the broker user workers publish statuses as: "codebench
+	// submit --watch" takes only statuses with that user_id
+	// (CODEBENCH_WORKER_USER; default the user of rabbitmq_url).
+	WorkerUser string
 	// ManagementURL is the broker's management API, used by tools and tests
 	// (RABBITMQ_MANAGEMENT_URL, default http://127.0.0.1:15672).
 	ManagementURL string
@@ -314,6 +323,8 @@ func (c *Config) Validate() error {
 	check(c.Worker.MaxJobBytes >= c.Worker.MaxCodeBytes, "CODEBENCH_MAX_JOB_BYTES must be at least CODEBENCH_MAX_CODE_BYTES")
 	check(c.Worker.MaxStatusBytes >= 64<<10, "CODEBENCH_MAX_STATUS_BYTES must be at least 64 KiB")
 	check(c.Worker.MaxRequeues >= 1, "CODEBENCH_MAX_REQUEUES must be at least 1")
+	_, err := regexp.Compile(c.Worker.ReplyToPattern)
+	check(err == nil, "CODEBENCH_REPLY_TO_PATTERN: %v", err)
 	check(c.Limits.MaxTests >= 1 && c.Limits.MaxTests <= 256, "CODEBENCH_MAX_TESTS must be in [1, 256]")
 	n := c.Network
 	check(regexp.MustCompile(`^[a-z0-9]{1,8}$`).MatchString(n.Name), "network_name must be 1-8 of [a-z0-9], not %q", n.Name)

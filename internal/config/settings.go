@@ -88,6 +88,8 @@ func settings(c *Config) []setting {
 	add("CODEBENCH_MAX_STATUS_BYTES", &c.Worker.MaxStatusBytes)
 	add("CODEBENCH_MAX_REQUEUES", &c.Worker.MaxRequeues)
 	add("CODEBENCH_STATUS_QUEUE_WITH_REPLY", &c.Worker.StatusQueueWithReply)
+	add("CODEBENCH_REPLY_TO_PATTERN", &c.Worker.ReplyToPattern)
+	add("CODEBENCH_WORKER_USER", &c.Worker.WorkerUser)
 	add("RABBITMQ_MANAGEMENT_URL", &c.Worker.ManagementURL)
 	add("RABBITMQ_NODENAME", &c.Worker.BrokerNode)
 

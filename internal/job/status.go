@@ -244,7 +244,7 @@ func fromTests(s *Status, j *Job, lim agentproto.Limits, r *agentproto.RunResult
 			ts.Verdict, ts.Message = VerdictWrongAnswer, "output differs from expected_output"
 		}
 		if !t.OutputKept {
-			ts.Message = strings.TrimPrefix(ts.Message+"; output not kept (the job's total output budget was used up)", "; ")
+			ts.Message = strings.TrimPrefix(ts.Message+"; output not kept in full (the job's total output budget was used up; it was judged on all of it)", "; ")
 		}
 		s.Tests = append(s.Tests, ts)
 		s.ExecDuration += t.WallUS

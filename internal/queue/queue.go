@@ -51,7 +51,22 @@ var (
 	// ErrTooLarge means the broker refused a message over its maximum
 	// message size; MaxMessageSize then reports the limit it gave.
 	ErrTooLarge = errors.New("queue: message larger than the broker accepts")
+	// ErrRefused means the broker, still connected, refused a publish: a
+	// nack (a queue full with x-overflow reject-publish, say) or a channel
+	// error. Publishing the same message again will not help (ErrTooLarge
+	// is a refusal of its own kind: fitted smaller, it may pass).
+	ErrRefused = errors.New("queue: publish refused by the broker")
+	// ErrConnLost means the connection went away before the broker
+	// confirmed a publish: it may succeed on another connection.
+	ErrConnLost = errors.New("queue: broker connection lost")
+	// ErrReplyTo means a job's reply_to names a queue statuses must not go to.
+	ErrReplyTo = errors.New("reply_to not allowed")
 )
+
+// AppID is the app_id of everything codebench publishes; with user_id (the
+// connection's own user, which RabbitMQ checks) a consumer can tell a
+// worker's status from one a producer wrote.
+const AppID = "codebench"
 
 // Config says where and how.
 type Config struct {
@@ -82,6 +97,8 @@ type Config struct {
 type Conn struct {
 	cfg  Config
 	conn *amqp.Connection
+	// user is the connection's user, sent as every message's user_id.
+	user string
 
 	pubMu     sync.Mutex // guards pub, pubClosed, pubErr: publishes are serialised, confirms awaited outside
 	pub       *amqp.Channel
@@ -124,7 +141,7 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 		// The next dial (after this connection is lost) starts at the
 		// next node.
 		nextNode.Store(uint32(n + 1))
-		c := &Conn{cfg: cfg, conn: conn}
+		c := &Conn{cfg: cfg, conn: conn, user: userOf(urls[n])}
 		c.maxMessage.Store(defaultMaxMessage(conn.Properties))
 		if err := c.declare(); err != nil {
 			conn.Close()
@@ -147,6 +164,20 @@ func splitURLs(list string) []string {
 	}
 	return out
 }
+
+// userOf is the user a URL logs in as (amqp091's default where it names
+// none).
+func userOf(raw string) string {
+	u, err := amqp.ParseURI(raw)
+	if err != nil {
+		return ""
+	}
+	return u.Username
+}
+
+// User is the user this connection logged in as: the user_id of its
+// messages.
+func (c *Conn) User() string { return c.user }
 
 // redact drops the credentials from a URL, for errors and logs.
 func redact(raw string) string {
@@ -385,8 +416,12 @@ type Acker interface {
 	// Ack acknowledges it: the job is done with.
 	Ack() error
 	// Nack returns it to the queue (requeue) or lets the broker drop or
-	// dead-letter it.
+	// dead-letter it. A quorum queue's delivery limit does not count a
+	// nack's requeue: for a return that is not the job's fault.
 	Nack(requeue bool) error
+	// Reject is Nack for a failure that a quorum queue's delivery limit
+	// should count (basic.reject).
+	Reject(requeue bool) error
 }
 
 // Ack acknowledges the delivery.
@@ -394,6 +429,9 @@ func (d Delivery) Ack() error { return d.Acker.Ack() }
 
 // Nack returns the delivery to the queue or drops it.
 func (d Delivery) Nack(requeue bool) error { return d.Acker.Nack(requeue) }
+
+// Reject returns the delivery to the queue, counted as a failed delivery.
+func (d Delivery) Reject(requeue bool) error { return d.Acker.Reject(requeue) }
 
 // consAck settles one delivery on the consuming channel.
 type consAck struct {
@@ -411,6 +449,12 @@ func (a consAck) Nack(requeue bool) error {
 	a.c.consMu.Lock()
 	defer a.c.consMu.Unlock()
 	return a.c.cons.Nack(a.tag, false, requeue)
+}
+
+func (a consAck) Reject(requeue bool) error {
+	a.c.consMu.Lock()
+	defer a.c.consMu.Unlock()
+	return a.c.cons.Reject(a.tag, requeue)
 }
 
 // Consume starts consuming the jobs queue with manual acks and the configured
@@ -481,6 +525,26 @@ func (c *Conn) DeclareStatusQueue(id string) error {
 	return nil
 }
 
+// StatusQueueExists reports whether job_status_<id> exists, without
+// creating it (a passive declare, on a channel of its own: the broker
+// closes a channel whose passive declare finds nothing).
+func (c *Conn) StatusQueueExists(id string) (bool, error) {
+	ch, err := c.conn.Channel()
+	if err != nil {
+		return false, fmt.Errorf("queue: channel: %w", err)
+	}
+	defer ch.Close()
+	_, err = ch.QueueDeclarePassive(StatusQueue(id), true, false, false, false, nil)
+	var aerr *amqp.Error
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.As(err, &aerr) && aerr.Code == amqp.NotFound:
+		return false, nil
+	}
+	return false, fmt.Errorf("queue: passive declare %s: %w", StatusQueue(id), err)
+}
+
 // PublishStatus publishes one status to the job's queue and waits for the
 // broker's confirm.
 func (c *Conn) PublishStatus(ctx context.Context, id string, body []byte) error {
@@ -525,10 +589,15 @@ func (c *Conn) publish(ctx context.Context, exchange, key string, body []byte, h
 		Timestamp:     time.Now(),
 		Headers:       headers,
 		CorrelationId: correlationID,
+		UserId:        c.user,
+		AppId:         AppID,
 		Body:          body,
 	})
 	c.pubMu.Unlock()
 	if err != nil {
+		if c.conn.IsClosed() {
+			return fmt.Errorf("%w: publish to %s: %w", ErrConnLost, key, err)
+		}
 		return fmt.Errorf("queue: publish to %s: %w", key, err)
 	}
 	ok, err := dc.WaitContext(ctx)
@@ -538,20 +607,67 @@ func (c *Conn) publish(ctx context.Context, exchange, key string, body []byte, h
 	if ok {
 		return nil
 	}
+	if c.conn.IsClosed() {
+		return fmt.Errorf("%w: %w: %s", ErrConnLost, ErrNotConfirmed, key)
+	}
 	// A refused message closes the channel (406 PRECONDITION_FAILED): the
 	// next publish opens a new one.
 	if e := c.closeReason(ch); e != nil && e.Code == amqp.PreconditionFailed {
 		c.learnLimit(e.Reason)
 		return fmt.Errorf("%w: %d bytes to %s: %s", ErrTooLarge, len(body), key, e.Reason)
 	} else if e != nil {
-		return fmt.Errorf("%w: %s: channel closed: %w", ErrNotConfirmed, key, e)
+		return fmt.Errorf("%w: %w: %s: channel closed: %w", ErrRefused, ErrNotConfirmed, key, e)
 	}
-	return fmt.Errorf("%w: %s", ErrNotConfirmed, key)
+	return fmt.Errorf("%w: %w: %s (nacked)", ErrRefused, ErrNotConfirmed, key)
+}
+
+// Message is a status as a consumer sees it: the body, and the properties
+// that say who published it.
+type Message struct {
+	Body          []byte
+	UserID, AppID string
+}
+
+// FromWorker returns nil when the message is a status of job id (its body
+// says statusID) published by workerUser with codebench's app_id, else why
+// not. RabbitMQ refuses a user_id that is not the publishing connection's
+// own, so a producer cannot forge the worker's.
+func (m Message) FromWorker(workerUser, id, statusID string) error {
+	switch {
+	case m.UserID != workerUser:
+		return fmt.Errorf("user_id %q is not the workers' user %q", m.UserID, workerUser)
+	case m.AppID != AppID:
+		return fmt.Errorf("app_id %q is not %q", m.AppID, AppID)
+	case statusID != id:
+		return fmt.Errorf("it is a status of job %q, not of %q", statusID, id)
+	}
+	return nil
 }
 
 // Follow consumes a job's status queue (auto-ack), delivering bodies until
-// ctx ends. Used by "codebench submit --watch" and tests.
+// ctx ends. Used by tests.
 func (c *Conn) Follow(ctx context.Context, id string) (<-chan []byte, error) {
+	msgs, err := c.FollowMessages(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan []byte)
+	go func() {
+		defer close(out)
+		for m := range msgs {
+			select {
+			case out <- m.Body:
+			case <-ctx.Done():
+				// Drain: FollowMessages closes msgs once ctx ended.
+			}
+		}
+	}()
+	return out, nil
+}
+
+// FollowMessages is Follow with each message's publisher (user_id, app_id),
+// for "codebench submit --watch".
+func (c *Conn) FollowMessages(ctx context.Context, id string) (<-chan Message, error) {
 	if err := c.DeclareStatusQueue(id); err != nil {
 		return nil, err
 	}
@@ -566,7 +682,7 @@ func (c *Conn) Follow(ctx context.Context, id string) (<-chan []byte, error) {
 		ch.Close()
 		return nil, err
 	}
-	out := make(chan []byte)
+	out := make(chan Message)
 	go func() {
 		defer close(out)
 		defer ch.Close()
@@ -579,7 +695,7 @@ func (c *Conn) Follow(ctx context.Context, id string) (<-chan []byte, error) {
 					return
 				}
 				select {
-				case out <- m.Body:
+				case out <- Message{Body: m.Body, UserID: m.UserId, AppID: m.AppId}:
 				case <-ctx.Done():
 					return
 				}

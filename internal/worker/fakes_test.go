@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -22,11 +23,16 @@ import (
 var errBroker = errors.New("fake broker: refused")
 
 // fakeBroker is a Session. fail names operations that fail: "declare",
-// "publish:<status>" (e.g. "publish:received", "publish:final"), "dead".
+// "exists", "publish:<status>" (e.g. "publish:received", "publish:final"),
+// "dead", "reply", as if the connection were lost; "refuse:<operation>"
+// (e.g. "refuse:publish:final", "refuse:dead") makes the broker, still
+// connected, refuse it (queue.ErrRefused).
 type fakeBroker struct {
 	mu       sync.Mutex // guards everything below
 	fail     map[string]bool
 	declared []string
+	// existing are status queues that exist without the worker declaring them.
+	existing map[string]bool
 	statuses map[string][]job.Status // by job id, in order
 	bodies   map[string][][]byte
 	dead     []deadLetter
@@ -48,7 +54,7 @@ type deadLetter struct {
 }
 
 func newFakeBroker(fail ...string) *fakeBroker {
-	b := &fakeBroker{fail: map[string]bool{}, statuses: map[string][]job.Status{}, bodies: map[string][][]byte{},
+	b := &fakeBroker{fail: map[string]bool{}, existing: map[string]bool{}, statuses: map[string][]job.Status{}, bodies: map[string][][]byte{},
 		deliveries: make(chan queue.Delivery), closed: make(chan error, 1)}
 	for _, f := range fail {
 		b.fail[f] = true
@@ -59,11 +65,31 @@ func newFakeBroker(fail ...string) *fakeBroker {
 func (b *fakeBroker) DeclareStatusQueue(id string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.fail["declare"] {
-		return errBroker
+	if err := b.failure("declare"); err != nil {
+		return err
 	}
 	b.declared = append(b.declared, id)
 	return nil
+}
+
+// failure is the error of operation op, if it fails. b.mu is held.
+func (b *fakeBroker) failure(op string) error {
+	switch {
+	case b.fail["refuse:"+op]:
+		return fmt.Errorf("%w: fake broker: %s", queue.ErrRefused, op)
+	case b.fail[op]:
+		return errBroker
+	}
+	return nil
+}
+
+func (b *fakeBroker) StatusQueueExists(id string) (bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fail["exists"] {
+		return false, errBroker
+	}
+	return b.existing[id] || slices.Contains(b.declared, id), nil
 }
 
 func (b *fakeBroker) PublishStatus(_ context.Context, id string, body []byte) error {
@@ -82,8 +108,8 @@ func (b *fakeBroker) PublishStatus(_ context.Context, id string, body []byte) er
 	if job.Final(st.Status) {
 		key = "publish:final"
 	}
-	if b.fail[key] {
-		return errBroker
+	if err := b.failure(key); err != nil {
+		return err
 	}
 	b.statuses[id] = append(b.statuses[id], st)
 	b.bodies[id] = append(b.bodies[id], body)
@@ -102,8 +128,8 @@ func (b *fakeBroker) PublishReply(_ context.Context, replyTo, correlationID stri
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.fail["reply"] {
-		return errBroker
+	if err := b.failure("reply"); err != nil {
+		return err
 	}
 	b.replies = append(b.replies, reply{replyTo, correlationID, st})
 	return nil
@@ -112,8 +138,8 @@ func (b *fakeBroker) PublishReply(_ context.Context, replyTo, correlationID stri
 func (b *fakeBroker) DeadLetter(_ context.Context, body []byte, reason string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.fail["dead"] {
-		return errBroker
+	if err := b.failure("dead"); err != nil {
+		return err
 	}
 	b.dead = append(b.dead, deadLetter{body, reason})
 	return nil
@@ -148,10 +174,19 @@ func (b *fakeBroker) statusesOf(id string) []job.Status {
 
 // fakeAcker records how a delivery was settled.
 type fakeAcker struct {
-	mu      sync.Mutex // guards acks, nacks
+	mu      sync.Mutex // guards acks, nacks, rejects
 	acks    int
 	nacks   []bool // requeue flags
+	rejects []bool // requeue flags
 	settled chan struct{}
+}
+
+func (a *fakeAcker) Reject(requeue bool) error {
+	a.mu.Lock()
+	a.rejects = append(a.rejects, requeue)
+	a.mu.Unlock()
+	a.settled <- struct{}{}
+	return nil
 }
 
 func newFakeAcker() *fakeAcker { return &fakeAcker{settled: make(chan struct{}, 16)} }

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -30,6 +31,9 @@ func TestHandleOutcomes(t *testing.T) {
 		message  string    // substring of the final status's message
 		dead     string    // substring of the dead-letter reason; "" = none
 		stopped  int       // times the sandbox was stopped by process()
+		exists   bool      // j1's status queue exists before the job
+		replyTo  string    // the delivery's reply_to
+		events   []string  // what the observer hears, where not derived below
 		check    func(*testing.T, []job.Status)
 	}{
 		{name: "done", body: valid, want: Ack, statuses: "received,running,done", verdict: job.VerdictOK, stopped: 1,
@@ -41,22 +45,43 @@ func TestHandleOutcomes(t *testing.T) {
 			}},
 		{name: "seed job without language is C", body: `{"id":"666","type":"code","code":"int main(){}"}`, want: Ack,
 			statuses: "received,running,done", verdict: job.VerdictOK, stopped: 1},
-		{name: "invalid with id: reported, acked, not dead-lettered", body: `{"id":"j1","language":"cobol","code":"x"}`, want: Ack,
-			statuses: "failed", verdict: job.VerdictInvalidJob, message: "unknown language"},
+		{name: "invalid with id, its status queue exists: reported, acked, not dead-lettered", body: `{"id":"j1","language":"cobol","code":"x"}`,
+			exists: true, want: Ack, statuses: "failed", verdict: job.VerdictInvalidJob, message: "unknown language"},
+		{name: "invalid with id, no status queue: none made, counted, acked", body: `{"id":"j1","language":"cobol","code":"x"}`,
+			want: Ack, events: []string{"finished:invalid_job"}},
 		{name: "network asked of a worker without it: invalid, no sandbox", body: `{"id":"j1","language":"c","code":"x","network":true}`, want: Ack,
-			statuses: "failed", verdict: job.VerdictInvalidJob, message: "network access is not enabled"},
-		{name: "malformed without id: dead-lettered, acked", body: `not json`, want: Ack, dead: "malformed JSON"},
-		{name: "no usable id: dead-lettered", body: `{"id":"../x","code":"x"}`, want: Ack, dead: "id must be"},
-		{name: "malformed with id: dead-lettered and reported", body: `{"id":"j1","code":5}`, want: Ack,
-			statuses: "failed", verdict: job.VerdictInvalidJob, message: "malformed JSON", dead: "malformed JSON"},
-		{name: "dead-letter refused: requeued", body: `not json`, fail: []string{"dead"}, want: Requeue},
-		{name: "invalid status refused: requeued", body: `{"id":"j1","language":"cobol","code":"x"}`, fail: []string{"publish:final"}, want: Requeue},
-		{name: "status queue not declared: requeued", body: valid, fail: []string{"declare"}, want: Requeue},
-		{name: "received not confirmed: requeued, no sandbox taken", body: valid, fail: []string{"publish:received"}, want: Requeue},
-		{name: "running not confirmed: requeued, sandbox stopped", body: valid, fail: []string{"publish:running"}, want: Requeue,
+			exists: true, statuses: "failed", verdict: job.VerdictInvalidJob, message: "network access is not enabled"},
+		{name: "malformed without id: dead-lettered, acked", body: `not json`, want: Ack, dead: "malformed JSON",
+			events: []string{"finished:invalid_job", "dead"}},
+		{name: "no usable id: dead-lettered", body: `{"id":"../x","code":"x"}`, want: Ack, dead: "id must be",
+			events: []string{"finished:invalid_job", "dead"}},
+		{name: "malformed with id: dead-lettered and reported", body: `{"id":"j1","code":5}`, want: Ack, exists: true,
+			statuses: "failed", verdict: job.VerdictInvalidJob, message: "malformed JSON", dead: "malformed JSON",
+			events: []string{"finished:invalid_job", "dead"}},
+		{name: "dead-letter not confirmed: requeued", body: `not json`, fail: []string{"dead"}, want: Requeue,
+			events: []string{"finished:invalid_job", "requeued"}},
+		{name: "dead-letter refused: rejected", body: `not json`, fail: []string{"refuse:dead"}, want: Reject,
+			events: []string{"finished:invalid_job", "dead"}},
+		{name: "invalid status not confirmed: requeued", body: `{"id":"j1","language":"cobol","code":"x"}`, exists: true,
+			fail: []string{"publish:final"}, want: Requeue, events: []string{"finished:invalid_job", "requeued"}},
+		{name: "invalid status refused: acked", body: `{"id":"j1","language":"cobol","code":"x"}`, exists: true,
+			fail: []string{"refuse:publish:final"}, want: Ack, events: []string{"finished:invalid_job"}},
+		{name: "reply_to the jobs queue: invalid, nothing sent there", body: valid, replyTo: "jobs", exists: true, want: Ack,
+			statuses: "failed", verdict: job.VerdictInvalidJob, message: `"jobs" is codebench's own queue`},
+		{name: "reply_to another job's queue: invalid", body: valid, replyTo: "job_status_victim", exists: true, want: Ack,
+			statuses: "failed", verdict: job.VerdictInvalidJob, message: "status queue"},
+		{name: "status queue not declared: retried", body: valid, fail: []string{"declare"}, want: Retry},
+		{name: "received not confirmed: retried, no sandbox taken", body: valid, fail: []string{"publish:received"}, want: Retry},
+		{name: "running not confirmed: retried, sandbox stopped", body: valid, fail: []string{"publish:running"}, want: Retry,
 			statuses: "received", stopped: 1},
-		{name: "final not confirmed: requeued, sandbox stopped", body: valid, fail: []string{"publish:final"}, want: Requeue,
+		{name: "final not confirmed: retried, sandbox stopped", body: valid, fail: []string{"publish:final"}, want: Retry,
 			statuses: "received,running", stopped: 1},
+		{name: "received refused: dead-lettered at once, acked", body: valid, fail: []string{"refuse:publish:received"}, want: Ack,
+			dead: "refused its status"},
+		{name: "final refused: dead-lettered at once, acked, sandbox stopped", body: valid, fail: []string{"refuse:publish:final"},
+			want: Ack, statuses: "received,running", stopped: 1, dead: "refused its status"},
+		{name: "final and dead-letter refused: rejected", body: valid, fail: []string{"refuse:publish:final", "refuse:dead"},
+			want: Reject, statuses: "received,running", stopped: 1, events: []string{"dead"}},
 		{name: "no sandbox in time: internal error, acked", body: valid, pool: &fakePool{wait: true}, want: Ack,
 			statuses: "received,failed", verdict: job.VerdictInternalError, message: "no sandbox became available"},
 		{name: "pool fails: internal error, acked", body: valid, pool: &fakePool{err: errors.New("boot failed")}, want: Ack,
@@ -74,6 +99,7 @@ func TestHandleOutcomes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := newFakeBroker(tt.fail...)
+			b.existing["j1"] = tt.exists
 			p := tt.pool
 			if p == nil {
 				p = &fakePool{sb: &fakeSandbox{res: okResult("hi")}}
@@ -86,17 +112,29 @@ func TestHandleOutcomes(t *testing.T) {
 				time.AfterFunc(50*time.Millisecond, cancel)
 			}
 			a := newFakeAcker()
-			w.process(ctx, b, queue.Delivery{Body: []byte(tt.body), Acker: a})
+			w.process(ctx, b, queue.Delivery{Body: []byte(tt.body), Acker: a, ReplyTo: tt.replyTo})
 
-			switch tt.want {
-			case Ack:
-				if a.acks != 1 || len(a.nacks) != 0 {
-					t.Fatalf("acks %d nacks %v, want one ack", a.acks, a.nacks)
-				}
-			case Requeue:
-				if a.acks != 0 || !slices.Equal(a.nacks, []bool{true}) {
-					t.Fatalf("acks %d nacks %v, want one requeue", a.acks, a.nacks)
-				}
+			var settled string
+			switch {
+			case a.acks == 1 && len(a.nacks)+len(a.rejects) == 0:
+				settled = Ack.String()
+			case a.acks == 0 && slices.Equal(a.nacks, []bool{true}) && len(a.rejects) == 0:
+				settled = Requeue.String()
+			case a.acks == 0 && slices.Equal(a.nacks, []bool{false}) && len(a.rejects) == 0:
+				settled = Reject.String()
+			case a.acks == 0 && len(a.nacks) == 0 && slices.Equal(a.rejects, []bool{true}):
+				settled = Retry.String()
+			default:
+				settled = fmt.Sprintf("acks %d nacks %v rejects %v", a.acks, a.nacks, a.rejects)
+			}
+			if settled != tt.want.String() {
+				t.Fatalf("settled: %s, want %s", settled, tt.want)
+			}
+			b.mu.Lock()
+			replies := len(b.replies)
+			b.mu.Unlock()
+			if tt.replyTo != "" && replies != 0 {
+				t.Fatalf("%d statuses went to the refused reply_to %q", replies, tt.replyTo)
 			}
 			sts := b.statusesOf("j1")
 			if tt.body != valid && strings.Contains(tt.body, `"666"`) {
@@ -131,8 +169,11 @@ func TestHandleOutcomes(t *testing.T) {
 			if tt.want == Ack && tt.verdict != "" {
 				want = append(want, "finished:"+tt.verdict)
 			}
-			if tt.want == Requeue {
+			if tt.want == Requeue || tt.want == Retry {
 				want = append(want, "requeued")
+			}
+			if tt.events != nil {
+				want = tt.events
 			}
 			if !slices.Equal(obs.events, want) {
 				t.Fatalf("observed %q, want %q", obs.events, want)
@@ -192,11 +233,12 @@ func TestRequeueIsBounded(t *testing.T) {
 	tests := []struct {
 		name, body string
 		fail       []string
+		again      Outcome // what each delivery before the last gets
 		last       Outcome
 		status     string
 	}{
-		{"running never confirmed", `{"id":"loop","code":"x"}`, []string{"publish:running"}, Ack, "failed"},
-		{"no id, dead-lettering refused", `not json`, []string{"dead"}, Reject, ""},
+		{"running never confirmed", `{"id":"loop","code":"x"}`, []string{"publish:running"}, Retry, Ack, "failed"},
+		{"no id, dead-lettering never confirmed", `not json`, []string{"dead"}, Requeue, Reject, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -207,11 +249,11 @@ func TestRequeueIsBounded(t *testing.T) {
 			for range 5 {
 				o, _, _ := w.handle(context.Background(), b, queue.Delivery{Body: []byte(tt.body), Redelivered: true, Acker: newFakeAcker()})
 				outcomes = append(outcomes, o)
-				if o != Requeue {
+				if o != tt.again {
 					break
 				}
 			}
-			if want := []Outcome{Requeue, Requeue, Requeue, tt.last}; !slices.Equal(outcomes, want) {
+			if want := []Outcome{tt.again, tt.again, tt.again, tt.last}; !slices.Equal(outcomes, want) {
 				t.Fatalf("outcomes %v, want %v", outcomes, want)
 			}
 			if tt.status != "" {

@@ -11,6 +11,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/codebench/codebench/internal/job"
+	"github.com/codebench/codebench/internal/queue"
 	"github.com/codebench/codebench/internal/testenv"
 )
 
@@ -119,6 +120,9 @@ func testJudgeTests(t *testing.T, sb *testenv.Sandbox) {
 				var st job.Status
 				if err := json.Unmarshal(m.Body, &st); err != nil || m.CorrelationId != "rpc-42" || st.ID != "rpc" {
 					t.Fatalf("reply %q correlation %q: %v", m.Body, m.CorrelationId, err)
+				}
+				if m.UserId != h.conn.User() || m.AppId != queue.AppID {
+					t.Fatalf("reply from user_id %q app_id %q, want the worker's %q %q", m.UserId, m.AppId, h.conn.User(), queue.AppID)
 				}
 				got = append(got, st.Status)
 				if st.Status == job.StatusDone && st.Stdout != "over rpc\n" {

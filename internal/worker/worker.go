@@ -7,8 +7,6 @@ package worker
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -50,6 +48,10 @@ type Config struct {
 	// Networked hands out sandboxes with a network, for jobs that ask for
 	// one (the policy lets them only when it is set).
 	Networked Pool
+	// ReplyTo says which AMQP reply_to a job may name (queue.ReplyPolicy:
+	// direct reply-to and server-named queues, plus a pattern); a job
+	// naming another queue is invalid.
+	ReplyTo queue.ReplyPolicy
 }
 
 // Observer is told what the worker does, for metrics.
@@ -79,8 +81,14 @@ type route struct {
 	replyTo, correlationID string
 }
 
-func (w *Worker) routeOf(d queue.Delivery) route {
-	return route{statusQueue: d.ReplyTo == "" || w.cfg.StatusQueueWithReply, replyTo: d.ReplyTo, correlationID: d.CorrelationID}
+// routeOf is where a delivery's statuses go. A reply_to the policy refuses
+// is dropped from the route (the job's status queue is used instead) and
+// the error says why.
+func (w *Worker) routeOf(d queue.Delivery) (route, error) {
+	if err := w.cfg.ReplyTo.Check(d.ReplyTo); err != nil {
+		return route{statusQueue: true}, err
+	}
+	return route{statusQueue: d.ReplyTo == "" || w.cfg.StatusQueueWithReply, replyTo: d.ReplyTo, correlationID: d.CorrelationID}, nil
 }
 
 // statusHeadroom is left under the broker's limit for the message's
@@ -91,6 +99,9 @@ const statusHeadroom = 16 << 10
 // waits for the broker's confirm.
 type Publisher interface {
 	DeclareStatusQueue(id string) error
+	// StatusQueueExists reports whether job_status_<id> exists, without
+	// creating it.
+	StatusQueueExists(id string) (bool, error)
 	// PublishStatus fails with queue.ErrTooLarge when the broker refuses a
 	// message as too large; MaxMessageSize then reports its limit.
 	PublishStatus(ctx context.Context, id string, body []byte) error
@@ -155,17 +166,23 @@ const (
 	// Ack: the job is done with (final status confirmed, or refused and
 	// reported).
 	Ack Outcome = iota
-	// Requeue: it could not be finished here; back to the queue, to run
-	// again (here or on another worker).
+	// Requeue: it could not be finished here through no fault of its own
+	// (a shutdown, a lost connection); back to the queue, to run again
+	// (here or on another worker). A nack: a quorum queue's delivery
+	// limit does not count it.
 	Requeue
 	// Reject: nack without requeue. Only for a message that can be neither
 	// run, reported nor dead-lettered by us, again and again; the broker
 	// dead-letters it if the queue has a dead-letter exchange.
 	Reject
+	// Retry: back to the queue after a failure that may be the job's own
+	// (a lost sandbox): basic.reject, which a quorum queue's delivery
+	// limit counts.
+	Retry
 )
 
 func (o Outcome) String() string {
-	return [...]string{"ack", "requeue", "reject"}[o]
+	return [...]string{"ack", "requeue", "reject", "retry"}[o]
 }
 
 // Worker consumes jobs.
@@ -329,6 +346,9 @@ func (w *Worker) drain(wg *sync.WaitGroup, cancelJobs context.CancelFunc) {
 // on the job's path).
 func (w *Worker) process(ctx context.Context, pub Publisher, d queue.Delivery) {
 	o, sb, log := w.handle(ctx, pub, d)
+	if o == Retry && ctx.Err() != nil {
+		o = Requeue // a shutdown is not the job's fault
+	}
 	settle(d, o, log)
 	if sb != nil {
 		w.stopSandbox(ctx, sb, log)
@@ -336,21 +356,62 @@ func (w *Worker) process(ctx context.Context, pub Publisher, d queue.Delivery) {
 }
 
 // requeue is handle's way out for a job that could not be finished here.
-// A job requeued MaxRequeues times by this worker is ended instead (the
-// cause is likely the job itself); a worker shutting down always requeues.
-func (w *Worker) requeue(ctx context.Context, pub Publisher, rt route, key, lang string, tm job.Timings, start time.Time, log *slog.Logger, why string, err error) Outcome {
+// A status the broker refused (while connected) ends the job at once: it
+// is dead-lettered with the reason and acked, since publishing again will
+// not help. Otherwise a job requeued MaxRequeues times by this worker is
+// ended instead (the cause is likely the job itself); a worker shutting
+// down always requeues.
+func (w *Worker) requeue(ctx context.Context, pub Publisher, rt route, d queue.Delivery, id, lang string, tm job.Timings, start time.Time, log *slog.Logger, why string, err error) Outcome {
 	if ctx.Err() != nil {
 		return w.requeued(log, why, err)
 	}
-	n := w.requeues.add(key)
+	if refused(err) {
+		return w.deadLetter(ctx, pub, d, log, fmt.Sprintf("job %s: the broker refused its status (%s): %v", id, why, err))
+	}
+	n := w.requeues.add(requeueKey(id, d.Body))
 	if n <= w.cfg.MaxRequeues {
-		return w.requeued(log, why, err)
+		w.requeued(log, why, err)
+		return Retry
 	}
 	log.Error("job requeued too often by this worker; ending it", "requeues", n-1, "why", why, "err", err)
-	st := job.Internal(key, fmt.Sprintf("this worker could not finish the job %d times (the last time: %s)", n-1, why), err)
-	// If not even this status can be published, the broker is unreachable
-	// and the job is requeued: it must not be lost.
-	return w.finish(ctx, pub, rt, st, lang, tm, start, log)
+	st := job.Internal(id, fmt.Sprintf("this worker could not finish the job %d times (the last time: %s)", n-1, why), err)
+	if err := w.finish(ctx, pub, rt, st, lang, tm, start, log); err != nil {
+		if refused(err) {
+			return w.deadLetter(ctx, pub, d, log, fmt.Sprintf("job %s: the broker refused its final status: %v", id, err))
+		}
+		// Not even this status could be published: the broker is
+		// unreachable and the job is requeued, not lost.
+		return w.requeued(log, "final status not confirmed", err)
+	}
+	w.requeues.forget(requeueKey(id, d.Body))
+	return Ack
+}
+
+// refused reports whether the broker, still connected, refused a publish:
+// trying again will not help.
+func refused(err error) bool {
+	return errors.Is(err, queue.ErrRefused) || errors.Is(err, queue.ErrTooLarge)
+}
+
+// deadLetter ends a job whose statuses cannot be delivered: the job goes to
+// jobs.dead with the reason and is acked. If even that is refused, the job
+// is rejected (the broker drops it, or dead-letters it where the queue has
+// a dead-letter exchange); if the connection is gone, it is requeued.
+func (w *Worker) deadLetter(ctx context.Context, pub Publisher, d queue.Delivery, log *slog.Logger, reason string) Outcome {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	log.Error("job ended: dead-lettered", "reason", reason)
+	err := pub.DeadLetter(ctx, d.Body, reason)
+	switch {
+	case err == nil:
+		w.obs.DeadLettered()
+		return Ack
+	case refused(err):
+		log.Error("dead-lettering refused too; rejecting the job", "err", err)
+		w.obs.DeadLettered()
+		return Reject
+	}
+	return w.requeued(log, "could not dead-letter a job whose status was refused", err)
 }
 
 // settle is the one place a delivery is acked or requeued.
@@ -363,6 +424,8 @@ func settle(d queue.Delivery, o Outcome, log *slog.Logger) {
 		err = d.Nack(true)
 	case Reject:
 		err = d.Nack(false)
+	case Retry:
+		err = d.Reject(true)
 	}
 	if err != nil {
 		// The broker redelivers an unsettled job when the channel closes.
@@ -374,11 +437,14 @@ func settle(d queue.Delivery, o Outcome, log *slog.Logger) {
 // job ran on (nil if none), for the caller to stop after settling.
 func (w *Worker) handle(ctx context.Context, pub Publisher, d queue.Delivery) (Outcome, Sandbox, *slog.Logger) {
 	start := time.Now()
+	rt, rtErr := w.routeOf(d)
 	j, err := job.Decode(d.Body, w.policy)
-	if err != nil {
-		return w.reject(ctx, pub, w.routeOf(d), d.Body, err)
+	if err == nil && rtErr != nil {
+		err = &job.InvalidError{ID: j.ID, Reason: rtErr.Error()}
 	}
-	rt := w.routeOf(d)
+	if err != nil {
+		return w.reject(ctx, pub, rt, d.Body, err)
+	}
 	log := w.log.With("job_id", j.ID, "language", j.Language, "redelivered", d.Redelivered)
 	log.Info("job received")
 	var tm job.Timings
@@ -386,7 +452,7 @@ func (w *Worker) handle(ctx context.Context, pub Publisher, d queue.Delivery) (O
 		tm.QueueWaitUS = max(start.Sub(d.PublishedAt).Microseconds(), 0)
 	}
 	again := func(why string, err error) Outcome {
-		return w.requeue(ctx, pub, rt, j.ID, j.Language, tm, start, log, why, err)
+		return w.requeue(ctx, pub, rt, d, j.ID, j.Language, tm, start, log, why, err)
 	}
 	if rt.statusQueue {
 		if err := pub.DeclareStatusQueue(j.ID); err != nil {
@@ -413,7 +479,10 @@ func (w *Worker) handle(ctx context.Context, pub Publisher, d queue.Delivery) (O
 			return w.requeued(log, "shutting down", err), nil, log
 		}
 		st := job.Internal(j.ID, fmt.Sprintf("no sandbox became available within %s", w.cfg.PoolWait), err)
-		return w.finish(ctx, pub, rt, st, j.Language, tm, start, log), nil, log
+		if err := w.finish(ctx, pub, rt, st, j.Language, tm, start, log); err != nil {
+			return again("final status not confirmed", err), nil, log
+		}
+		return Ack, nil, log
 	}
 	log = log.With("vm_id", sb.ID())
 
@@ -434,8 +503,8 @@ func (w *Worker) handle(ctx context.Context, pub Publisher, d queue.Delivery) (O
 	if ctx.Err() != nil {
 		return w.requeued(log, "cancelled while running", ctx.Err()), sb, log
 	}
-	if o := w.finish(ctx, pub, rt, st, j.Language, tm, start, log); o == Requeue {
-		return again("final status not confirmed", nil), sb, log
+	if err := w.finish(ctx, pub, rt, st, j.Language, tm, start, log); err != nil {
+		return again("final status not confirmed", err), sb, log
 	}
 	return Ack, sb, log
 }
@@ -447,9 +516,9 @@ func (w *Worker) requeued(log *slog.Logger, why string, err error) Outcome {
 }
 
 // finish publishes the final status with the host's timings added to the
-// sandbox's; a status that is not confirmed means the job goes back to the
-// queue, to be run again.
-func (w *Worker) finish(ctx context.Context, pub Publisher, rt route, st *job.Status, lang string, tm job.Timings, start time.Time, log *slog.Logger) Outcome {
+// sandbox's; it returns why the status was not confirmed, for the caller
+// to requeue or end the job.
+func (w *Worker) finish(ctx context.Context, pub Publisher, rt route, st *job.Status, lang string, tm job.Timings, start time.Time, log *slog.Logger) error {
 	if a := st.Timings; a != nil {
 		tm.AgentUS, tm.DispatchUS, tm.CompileUS, tm.RunUS, tm.GuestUS = a.AgentUS, a.DispatchUS, a.CompileUS, a.RunUS, a.GuestUS
 	}
@@ -458,15 +527,14 @@ func (w *Worker) finish(ctx context.Context, pub Publisher, rt route, st *job.St
 	t := time.Now()
 	if err := w.publish(ctx, pub, rt, st); err != nil {
 		log.Warn("final status not confirmed", "err", err)
-		return Requeue
+		return err
 	}
 	w.obs.JobFinished(lang, st.Status, st.Verdict, tm)
-	w.requeues.forget(st.ID)
 	log.Info("job finished", "status", st.Status, "verdict", st.Verdict, "message", st.Message,
 		"queue_wait_us", tm.QueueWaitUS, "pool_wait_us", tm.PoolWaitUS, "publish_us", tm.PublishUS,
 		"dispatch_us", tm.DispatchUS, "compile_us", tm.CompileUS, "run_us", tm.RunUS, "guest_us", tm.GuestUS,
 		"total_us", tm.TotalUS, "final_publish_us", time.Since(t).Microseconds())
-	return Ack
+	return nil
 }
 
 // publish publishes one status where rt says, fitted to the status size
@@ -536,9 +604,12 @@ func (w *Worker) statusLimit(pub Publisher) int {
 	return min(w.cfg.MaxStatusBytes, pub.MaxMessageSize()-statusHeadroom)
 }
 
-// reject answers an invalid job: a failed/invalid_job status where the id is
-// usable, and the message to jobs.dead with the reason where the body could
-// not be decoded or has no usable id. Either way it is acked once reported:
+// reject answers an invalid job: a failed/invalid_job status where the id
+// is usable, and the message to jobs.dead with the reason where the body
+// could not be decoded or has no usable id. An invalid job costs the broker
+// nothing lasting: its status goes to its reply_to, or to its status queue
+// only where that exists already (a producer that follows its job declared
+// it), never to a queue made for it. Either way it is acked once reported:
 // retrying cannot make it valid.
 func (w *Worker) reject(ctx context.Context, pub Publisher, rt route, body []byte, err error) (Outcome, Sandbox, *slog.Logger) {
 	var inv *job.InvalidError
@@ -547,14 +618,10 @@ func (w *Worker) reject(ctx context.Context, pub Publisher, rt route, body []byt
 	}
 	log := w.log.With("job_id", inv.ID)
 	log.Warn("invalid job", "reason", inv.Reason) // bounded by job.Decode
+	w.obs.JobFinished("", job.StatusFailed, job.VerdictInvalidJob, job.Timings{})
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	// Without an id, the body is what names the job for the requeue count.
-	key := inv.ID
-	if key == "" {
-		sum := sha256.Sum256(body)
-		key = "body:" + hex.EncodeToString(sum[:12])
-	}
+	key := requeueKey(inv.ID, body)
 	if inv.ID == "" && rt.replyTo != "" {
 		// The requester hears back even without an id (best effort: the
 		// message is dead-lettered below either way).
@@ -566,10 +633,10 @@ func (w *Worker) reject(ctx context.Context, pub Publisher, rt route, body []byt
 			w.obs.DeadLettered()
 		}
 		if err != nil {
-			if w.requeues.add(key) > w.cfg.MaxRequeues {
+			if refused(err) || w.requeues.add(key) > w.cfg.MaxRequeues {
 				// It cannot be dead-lettered (nor, without an id,
 				// reported): the broker may drop or dead-letter it.
-				log.Error("invalid job could not be dead-lettered, again; rejecting it", "err", err)
+				log.Error("invalid job could not be dead-lettered; rejecting it", "err", err)
 				w.obs.DeadLettered()
 				return Reject, nil, log
 			}
@@ -577,21 +644,21 @@ func (w *Worker) reject(ctx context.Context, pub Publisher, rt route, body []byt
 		}
 	}
 	if inv.ID != "" {
+		dest := rt
 		var err error
-		if rt.statusQueue {
-			err = pub.DeclareStatusQueue(inv.ID)
+		if dest.statusQueue {
+			dest.statusQueue, err = pub.StatusQueueExists(inv.ID)
 		}
-		if err == nil {
-			err = w.publish(ctx, pub, rt, job.Invalid(inv.ID, inv.Reason))
+		if err == nil && (dest.statusQueue || dest.replyTo != "") {
+			err = w.publish(ctx, pub, dest, job.Invalid(inv.ID, inv.Reason))
 		}
-		if err == nil {
-			w.obs.JobFinished("", job.StatusFailed, job.VerdictInvalidJob, job.Timings{})
-		}
-		if err != nil {
-			if w.requeues.add(key) > w.cfg.MaxRequeues {
-				log.Error("invalid job could not be reported, again; acking it (it was dead-lettered if malformed)", "err", err)
-				return Ack, nil, log
-			}
+		switch {
+		case err == nil:
+		case refused(err):
+			log.Warn("the broker refused an invalid job's status; acking it", "err", err)
+		case w.requeues.add(key) > w.cfg.MaxRequeues:
+			log.Error("invalid job could not be reported, again; acking it (it was dead-lettered if malformed)", "err", err)
+		default:
 			return w.requeued(log, "could not report an invalid job", err), nil, log
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 
@@ -44,6 +45,12 @@ type Runner struct {
 	// JobRoot holds one fresh directory per run.
 	JobRoot  string
 	UID, GID uint32
+	// CheckerUID, CheckerGID are the checker's own unprivileged user,
+	// apart from the job's: the program can neither read nor change the
+	// checker's files, and the checker's files are made where the program
+	// cannot plant anything (see prepareChecker). Zero: no switch (tests
+	// on a host).
+	CheckerUID, CheckerGID uint32
 	// Exec is the trampoline: argv prefix that applies rlimits and execs the
 	// program (the agent binary's "exec" subcommand).
 	Exec []string
@@ -84,22 +91,23 @@ func (r *Runner) Run(ctx context.Context, req *agentproto.RunRequest, progress P
 		progress = nil
 	}
 	lim := withDefaults(req.Limits)
-	dir, err := r.prepare(l, "run", req.Code, req.Files)
+	job := r.jobUser()
+	dir, err := r.prepare(l, filepath.Join(r.JobRoot, "run"+r.next()), req.Code, req.Files, job)
 	if err != nil {
 		return nil, err
 	}
 	res := &agentproto.RunResult{Compiled: true}
-	res.Compile, res.CompileOutput, res.Compiled = r.compile(ctx, dir, l, req.CompileFlags, lim)
+	res.Compile, res.CompileOutput, res.Compiled = r.compile(ctx, dir, l, req.CompileFlags, lim, job)
 	if !res.Compiled {
 		return res, nil
 	}
-	var cdir string
+	var chk *checkerDir
 	if checker != nil {
-		if cdir, err = r.prepare(*checker, "checker", req.Checker.Code, nil); err != nil {
+		if chk, err = r.prepareChecker(*checker, req.Checker.Code); err != nil {
 			return nil, err
 		}
 		var ok bool
-		_, res.CheckerCompileOutput, ok = r.compile(ctx, cdir, *checker, nil, lim)
+		_, res.CheckerCompileOutput, ok = r.compile(ctx, chk.dir, *checker, nil, lim, r.checkerUser())
 		if !ok {
 			return res, nil // CheckerCompiled stays false
 		}
@@ -107,7 +115,7 @@ func (r *Runner) Run(ctx context.Context, req *agentproto.RunRequest, progress P
 	}
 	s := &streamer{progress: progress}
 	if len(req.Tests) > 0 {
-		r.runTests(ctx, req, l, checker, dir, cdir, lim, s, res)
+		r.runTests(ctx, req, l, checker, dir, chk, lim, s, res)
 		return res, nil
 	}
 	runs := max(req.Runs, 1)
@@ -115,7 +123,7 @@ func (r *Runner) Run(ctx context.Context, req *agentproto.RunRequest, progress P
 	for i := 0; i < runs; i++ {
 		// stdout and stderr share one budget: the output limit is for both.
 		out := newOutput(lim.OutputBytes)
-		spec := phaseSpec{dir: dir, name: "run" + strconv.Itoa(i), argv: argv, stdin: strings.NewReader(req.Stdin), lim: lim}
+		spec := phaseSpec{dir: dir, name: "run" + strconv.Itoa(i), argv: argv, stdin: strings.NewReader(req.Stdin), lim: lim, user: job}
 		ph := s.phase(i, out, func() *agentproto.Phase {
 			return r.phase(ctx, spec, out, out.writer(stdoutStream), out.writer(stderrStream))
 		})
@@ -177,7 +185,7 @@ func (r *Runner) check(req *agentproto.RunRequest) (lang.Language, *lang.Languag
 
 // compile compiles the source in dir, if the language compiles: its phase,
 // its diagnostics, and whether it succeeded.
-func (r *Runner) compile(ctx context.Context, dir string, l lang.Language, flags []string, lim agentproto.Limits) (*agentproto.Phase, string, bool) {
+func (r *Runner) compile(ctx context.Context, dir string, l lang.Language, flags []string, lim agentproto.Limits, as user) (*agentproto.Phase, string, bool) {
 	if len(l.Compile) == 0 {
 		return nil, "", true
 	}
@@ -194,39 +202,48 @@ func (r *Runner) compile(ctx context.Context, dir string, l lang.Language, flags
 	argv := append(append([]string{}, l.Compile...), flags...)
 	// Compiler diagnostics: both streams into one, in order.
 	w := out.writer(stdoutStream)
-	ph := r.phase(ctx, phaseSpec{dir: dir, name: "compile", argv: argv, lim: clim}, out, w, w)
+	ph := r.phase(ctx, phaseSpec{dir: dir, name: "compile", argv: argv, lim: clim, user: as}, out, w, w)
 	return ph, out.text(stdoutStream), ph.ExitCode == 0 && ph.Signal == "" && !ph.TimedOut
 }
 
 // runTests runs the program once per test, in order, each with the job's
 // limits, and judges it: by the checker when there is one, else by the
-// expected output when there is one, else by its exit alone. The output
-// kept for all tests together is bounded by agentproto.MaxTotalOutput.
-func (r *Runner) runTests(ctx context.Context, req *agentproto.RunRequest, l lang.Language, checker *lang.Language, dir, cdir string,
+// expected output when there is one, else by its exit alone. Each test is
+// judged on its whole output (up to the output limit); what the result
+// keeps of all tests together is bounded by agentproto.MaxTotalOutput, and
+// a test whose output was cut for it says so (OutputKept false).
+func (r *Runner) runTests(ctx context.Context, req *agentproto.RunRequest, l lang.Language, checker *lang.Language, dir string, chk *checkerDir,
 	lim agentproto.Limits, s *streamer, res *agentproto.RunResult) {
 	var kept int64
 	for i, tc := range req.Tests {
 		out := newOutput(lim.OutputBytes)
-		out.keep = min(lim.OutputBytes, max(agentproto.MaxTotalOutput-kept, 0))
 		argv := append(append([]string{}, l.Run...), tc.Args...)
-		spec := phaseSpec{dir: dir, name: "test" + strconv.Itoa(i), argv: argv, stdin: strings.NewReader(tc.Stdin), lim: lim}
-		ph := s.phase(i, out, func() *agentproto.Phase {
+		spec := phaseSpec{dir: dir, name: "test" + strconv.Itoa(i), argv: argv, stdin: strings.NewReader(tc.Stdin), lim: lim, user: r.jobUser()}
+		ts := s
+		if kept >= agentproto.MaxTotalOutput {
+			ts = &streamer{} // the job's streamed output has its budget too
+		}
+		ph := ts.phase(i, out, func() *agentproto.Phase {
 			return r.phase(ctx, spec, out, out.writer(stdoutStream), out.writer(stderrStream))
 		})
-		kept += out.kept()
-		tr := agentproto.TestResult{Phase: *ph, Stdout: out.text(stdoutStream), Stderr: out.text(stderrStream), OutputKept: out.keep > 0}
+		stdout, stderr := out.text(stdoutStream), out.text(stderrStream)
+		tr := agentproto.TestResult{Phase: *ph, OutputKept: true}
 		clean := ph.ExitCode == 0 && ph.Signal == "" && !ph.TimedOut && !ph.OutputLimited && !ph.MemoryLimited
 		passed := clean
 		switch {
 		case !clean:
 		case checker != nil:
-			tr.Checker, tr.CheckerMessage = r.check1(ctx, i, *checker, cdir, tc, tr.Stdout, lim)
+			tr.Checker, tr.CheckerMessage = r.check1(ctx, i, *checker, chk, tc, stdout, lim)
 			passed = tr.Checker.ExitCode == 0 && tr.Checker.Signal == "" && !tr.Checker.TimedOut
 		case tc.ExpectedOutput != nil:
-			m := agentproto.OutputMatches(tr.Stdout, *tc.ExpectedOutput, req.Compare)
+			m := agentproto.OutputMatches(stdout, *tc.ExpectedOutput, req.Compare)
 			tr.Matched = &m
 			passed = m
 		}
+		room := max(agentproto.MaxTotalOutput-kept, 0)
+		tr.Stdout, tr.Stderr = cutUTF8(stdout, room), cutUTF8(stderr, max(room-int64(len(stdout)), 0))
+		tr.OutputKept = len(tr.Stdout) == len(stdout) && len(tr.Stderr) == len(stderr)
+		kept += int64(len(tr.Stdout) + len(tr.Stderr))
 		res.Tests = append(res.Tests, tr)
 		if (!passed && req.StopOnFailure) || ctx.Err() != nil {
 			break
@@ -234,24 +251,119 @@ func (r *Runner) runTests(ctx context.Context, req *agentproto.RunRequest, l lan
 	}
 }
 
-// check1 runs the checker on one test: its input, the expected output and
-// the program's output as files in the checker's directory (owned by the
-// job user, like everything the checker touches).
-func (r *Runner) check1(ctx context.Context, i int, checker lang.Language, cdir string, tc agentproto.TestCase, got string, lim agentproto.Limits) (*agentproto.Phase, string) {
+// cutUTF8 is s cut to at most n bytes, at a character boundary.
+func cutUTF8(s string, n int64) string {
+	if int64(len(s)) <= n {
+		return s
+	}
+	end := int(n)
+	for end > 0 && !utf8.RuneStart(s[end]) {
+		end--
+	}
+	return s[:end]
+}
+
+// checkDir is the directory under JobRoot that holds every checker's
+// files: root's, entered by root and the checker's group only. The job
+// user cannot list, read or write it, and cannot plant anything in it (the
+// job root itself is root's and not writable by the job).
+const checkDir = "check"
+
+// checkerDir is where one checker lives: its own directory (owned by the
+// checker's user, in which it compiles) and the test files root makes for
+// it.
+type checkerDir struct {
+	root string // JobRoot/check: root's, mode 0750, the checker's group
+	dir  string // root/checker<N>: the checker's source and binary
+	n    string
+}
+
+// prepareChecker makes the checker's directory under the check root and
+// writes its source there, before anything of the checker has run.
+func (r *Runner) prepareChecker(l lang.Language, code string) (*checkerDir, error) {
+	root := filepath.Join(r.JobRoot, checkDir)
+	if err := os.Mkdir(root, 0o750); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("make checker root: %w", err)
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(root, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR || st.Uid != uint32(os.Geteuid()) {
+		return nil, fmt.Errorf("checker root %s is not a directory of ours (%v)", root, err)
+	}
+	if r.CheckerUID != 0 {
+		if err := os.Chown(root, 0, int(r.CheckerGID)); err != nil {
+			return nil, fmt.Errorf("chown checker root: %w", err)
+		}
+	}
+	if err := os.Chmod(root, 0o750); err != nil {
+		return nil, fmt.Errorf("chmod checker root: %w", err)
+	}
+	n := r.next()
+	dir, err := r.prepare(l, filepath.Join(root, "checker"+n), code, nil, r.checkerUser())
+	if err != nil {
+		return nil, err
+	}
+	return &checkerDir{root: root, dir: dir, n: n}, nil
+}
+
+// checkerFiles are the checker's three arguments, in order.
+var checkerFiles = [3]string{"input.txt", "expected.txt", "output.txt"}
+
+// testFiles makes a fresh directory for one test under the check root and
+// the checker's three files in it, each created new (O_EXCL|O_NOFOLLOW,
+// relative to a directory opened without following links), root's, readable
+// by the checker's group. It returns their paths.
+func (r *Runner) testFiles(c *checkerDir, test int, bodies [3]string) ([]string, error) {
+	rootFD, err := unix.Open(c.root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open checker root: %w", err)
+	}
+	defer unix.Close(rootFD)
+	name := "test" + c.n + "-" + strconv.Itoa(test)
+	if err := unix.Mkdirat(rootFD, name, 0o750); err != nil {
+		return nil, fmt.Errorf("make %s: %w", name, err)
+	}
+	dirFD, err := unix.Openat(rootFD, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", name, err)
+	}
+	defer unix.Close(dirFD)
+	gid := int(r.CheckerGID)
+	if err := unix.Fchown(dirFD, 0, gid); err != nil {
+		return nil, fmt.Errorf("chown %s: %w", name, err)
+	}
+	paths := make([]string, len(checkerFiles))
+	for k, file := range checkerFiles {
+		fd, err := unix.Openat(dirFD, file, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o640)
+		if err != nil {
+			return nil, fmt.Errorf("create %s: %w", file, err)
+		}
+		f := os.NewFile(uintptr(fd), file)
+		_, werr := io.WriteString(f, bodies[k])
+		cerr := f.Chown(0, gid)
+		if err := errors.Join(werr, cerr, f.Close()); err != nil {
+			return nil, fmt.Errorf("write %s: %w", file, err)
+		}
+		paths[k] = filepath.Join(c.root, name, file)
+	}
+	return paths, nil
+}
+
+// check1 runs the checker on one test, as the checker's user in its own
+// directory, with the test's input, the expected output and the program's
+// output as three files it may read and nobody else may write.
+func (r *Runner) check1(ctx context.Context, i int, checker lang.Language, c *checkerDir, tc agentproto.TestCase, got string, lim agentproto.Limits) (*agentproto.Phase, string) {
 	want := ""
 	if tc.ExpectedOutput != nil {
 		want = *tc.ExpectedOutput
 	}
-	files := []string{"input.txt", "expected.txt", "output.txt"}
-	for k, body := range []string{tc.Stdin, want, got} {
-		p := filepath.Join(cdir, files[k])
-		if err := os.WriteFile(p, []byte(body), 0o600); err != nil || r.chown(p) != nil {
-			return &agentproto.Phase{ExitCode: 127}, "codebench: cannot write the checker's files"
-		}
+	files, err := r.testFiles(c, i, [3]string{tc.Stdin, want, got})
+	if err != nil {
+		return &agentproto.Phase{ExitCode: 127}, "codebench: cannot write the checker's files: " + err.Error()
 	}
 	out := newOutput(agentproto.MaxCheckerMessage)
 	argv := append(append([]string{}, checker.Run...), files...)
-	ph := r.phase(ctx, phaseSpec{dir: cdir, name: "check" + strconv.Itoa(i), argv: argv, lim: lim}, out, out.writer(stdoutStream), io.Discard)
+	spec := phaseSpec{dir: c.dir, name: "check" + strconv.Itoa(i), argv: argv, lim: lim, user: r.checkerUser(), tmp: c.dir}
+	ph := r.phase(ctx, spec, out, out.writer(stdoutStream), io.Discard)
 	return ph, out.text(stdoutStream)
 }
 
@@ -272,15 +384,25 @@ func withDefaults(l agentproto.Limits) agentproto.Limits {
 	return l
 }
 
-// prepare makes a fresh directory (kind plus a sequence number) owned by the
-// job user and writes the source and extra files into it.
-func (r *Runner) prepare(l lang.Language, kind, code string, extra map[string]string) (string, error) {
+// user is who a phase runs as (zero: no switch).
+type user struct{ uid, gid uint32 }
+
+func (r *Runner) jobUser() user     { return user{r.UID, r.GID} }
+func (r *Runner) checkerUser() user { return user{r.CheckerUID, r.CheckerGID} }
+
+// next is the next number of the runner's directories.
+func (r *Runner) next() string {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.seq++
-	n := r.seq
-	r.mu.Unlock()
-	dir := filepath.Join(r.JobRoot, kind+strconv.Itoa(n))
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	return strconv.Itoa(r.seq)
+}
+
+// prepare makes dir, a fresh directory owned by as, and writes the source
+// and extra files into it. Nothing of as has run yet, so nothing in it can
+// be a link planted for root to follow.
+func (r *Runner) prepare(l lang.Language, dir, code string, extra map[string]string, as user) (string, error) {
+	if err := os.Mkdir(dir, 0o700); err != nil {
 		return "", fmt.Errorf("make job dir: %w", err)
 	}
 	files := map[string]string{l.Source: code}
@@ -292,18 +414,18 @@ func (r *Runner) prepare(l lang.Language, kind, code string, extra map[string]st
 		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 			return "", fmt.Errorf("write %s: %w", name, err)
 		}
-		if err := r.chown(p); err != nil {
+		if err := chown(p, as); err != nil {
 			return "", err
 		}
 	}
-	return dir, r.chown(dir)
+	return dir, chown(dir, as)
 }
 
-func (r *Runner) chown(p string) error {
-	if r.UID == 0 {
+func chown(p string, as user) error {
+	if as.uid == 0 {
 		return nil
 	}
-	if err := os.Chown(p, int(r.UID), int(r.GID)); err != nil {
+	if err := os.Chown(p, int(as.uid), int(as.gid)); err != nil {
 		return fmt.Errorf("chown %s: %w", p, err)
 	}
 	return nil
@@ -315,6 +437,8 @@ type phaseSpec struct {
 	argv      []string
 	stdin     io.Reader // nil: /dev/null
 	lim       agentproto.Limits
+	user      user
+	tmp       string // TMPDIR; empty: /tmp
 }
 
 // phase runs spec with its output captured in out and reports what happened.
@@ -418,7 +542,11 @@ func (r *Runner) start(cmd *exec.Cmd, pl PhaseLimits) (release func(), err error
 // group, and the program itself when a limiter places it (PhaseLimits.Start),
 // else the rlimit trampoline (no limiter: RLIMIT_AS limits memory).
 func (r *Runner) command(ctx context.Context, spec phaseSpec, pl PhaseLimits, stdout, stderr io.Writer) (*exec.Cmd, error) {
-	env := []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + spec.dir, "LANG=C.UTF-8", "TMPDIR=/tmp"}
+	tmp := spec.tmp
+	if tmp == "" {
+		tmp = "/tmp"
+	}
+	env := []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + spec.dir, "LANG=C.UTF-8", "TMPDIR=" + tmp}
 	var full []string
 	if pl != nil {
 		// No trampoline: its own start-up would be counted as the program's
@@ -439,8 +567,8 @@ func (r *Runner) command(ctx context.Context, spec phaseSpec, pl PhaseLimits, st
 	}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if r.UID != 0 {
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: r.UID, Gid: r.GID, Groups: []uint32{}}
+	if spec.user.uid != 0 {
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: spec.user.uid, Gid: spec.user.gid, Groups: []uint32{}}
 	}
 	// Kill the whole process group, not just the leader: a fork bomb or a
 	// background child must not outlive its phase.

@@ -271,3 +271,39 @@ int main(void) {
 		}
 	}
 }
+
+// TestTestsJudgedOnWholeOutput: once the 4 MiB all tests keep together is
+// used up, a later test is still judged on all it printed (it used to be
+// judged on nothing: a right answer failed, an empty expected output
+// passed anything); only what the result keeps is cut, and says so.
+func TestTestsJudgedOnWholeOutput(t *testing.T) {
+	r := newRunner(t)
+	const n = 3 << 20
+	big := strings.Repeat("x", n)
+	empty := ""
+	wrong := strings.Repeat("y", n)
+	res, err := r.Run(context.Background(), &agentproto.RunRequest{
+		Language: "python", Code: "import sys\nsys.stdout.write('x' * " + fmt.Sprint(n) + ")",
+		Limits:   agentproto.Limits{OutputBytes: 4 << 20, WallMS: 20000},
+		Tests:    []agentproto.TestCase{{ExpectedOutput: &big}, {ExpectedOutput: &big}, {ExpectedOutput: &empty}, {ExpectedOutput: &wrong}},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Tests) != 4 {
+		t.Fatalf("%d tests", len(res.Tests))
+	}
+	for i, want := range []bool{true, true, false, false} {
+		tr := res.Tests[i]
+		if tr.Matched == nil || *tr.Matched != want {
+			t.Errorf("test %d: matched %v, want %v (kept %d bytes)", i+1, tr.Matched, want, len(tr.Stdout))
+		}
+	}
+	kept := 0
+	for _, tr := range res.Tests {
+		kept += len(tr.Stdout) + len(tr.Stderr)
+	}
+	if kept > agentproto.MaxTotalOutput || !res.Tests[0].OutputKept || res.Tests[1].OutputKept || len(res.Tests[1].Stdout) != agentproto.MaxTotalOutput-n {
+		t.Fatalf("kept %d bytes in all; test 2 kept %v (%d bytes)", kept, res.Tests[1].OutputKept, len(res.Tests[1].Stdout))
+	}
+}

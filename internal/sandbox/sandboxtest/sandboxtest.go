@@ -38,6 +38,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("StopDuringBoot", func(t *testing.T) { testStopDuringBoot(t, h) })
 	t.Run("StopDeadVM", func(t *testing.T) { testStopDead(t, h) })
 	t.Run("SnapshotClonesDiffer", func(t *testing.T) { testSnapshot(t, h) })
+	t.Run("CheckerWalledOff", func(t *testing.T) { testCheckerWalledOff(t, h) })
 }
 
 // testSnapshot saves a template, restores two clones, and checks they run

@@ -1,0 +1,128 @@
+package queue_test
+
+import (
+	"context"
+	"fmt"
+	neturl "net/url"
+	"strings"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/codebench/codebench/internal/queue"
+	"github.com/codebench/codebench/internal/testenv"
+)
+
+// TestBrokerUsers: the permissions scripts/rabbitmq.sh gives
+// codebench-worker and codebench-producer (read back from the broker the
+// test set-up started, copied to users of this test's own vhost) let the
+// worker do its work and the producer publish jobs and read its own
+// replies, and nothing more: the producer can neither write a status
+// queue nor read one.
+func TestBrokerUsers(t *testing.T) {
+	m := testenv.NewManagement(t)
+	url := testenv.Vhost(t, "users")
+	u, _ := neturl.Parse(url)
+	vhost := strings.TrimPrefix(u.Path, "/")
+	users := map[string]string{}
+	for _, role := range []string{"codebench-worker", "codebench-producer"} {
+		var perms []struct{ Vhost, Configure, Write, Read string }
+		m.Do(t, "GET", "users/"+role+"/permissions", "", &perms)
+		if len(perms) == 0 {
+			t.Fatalf("the broker has no permissions for %s (scripts/rabbitmq.sh creates it)", role)
+		}
+		name := fmt.Sprintf("%s-%d", role, time.Now().UnixNano())
+		m.Do(t, "PUT", "users/"+name, `{"password":"pw","tags":""}`, nil)
+		t.Cleanup(func() { m.Do(t, "DELETE", "users/"+name, "", nil) })
+		m.Do(t, "PUT", "permissions/"+neturl.PathEscape(vhost)+"/"+name,
+			fmt.Sprintf(`{"configure":%q,"write":%q,"read":%q}`, perms[0].Configure, perms[0].Write, perms[0].Read), nil)
+		uu := *u
+		uu.User = neturl.UserPassword(name, "pw")
+		users[role] = uu.String()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	worker, err := queue.Dial(ctx, queue.Config{URL: users["codebench-worker"], Topology: queue.TopologyAPI, Prefetch: 1})
+	if err != nil {
+		t.Fatalf("the worker user cannot declare the topology: %v", err)
+	}
+	defer worker.Close()
+	jobs, err := worker.Consume()
+	if err != nil {
+		t.Fatalf("the worker user cannot consume jobs: %v", err)
+	}
+
+	pch := testenv.Channel(t, users["codebench-producer"])
+	reply, err := pch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil || !strings.HasPrefix(reply.Name, queue.ServerNamedPrefix) {
+		t.Fatalf("the producer cannot declare its reply queue: %q %v", reply.Name, err)
+	}
+	replies, err := pch.Consume(reply.Name, "", true, true, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pch.PublishWithContext(ctx, queue.APIExchange, queue.APIRoutingKey, false, false, amqp.Publishing{
+		ReplyTo: reply.Name, CorrelationId: "c1", Body: []byte(`{"id":"u1","code":"x"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	var d queue.Delivery
+	select {
+	case d = <-jobs:
+	case <-ctx.Done():
+		t.Fatal("the producer's job did not reach the worker")
+	}
+	if err := (queue.ReplyPolicy{}).Check(d.ReplyTo); err != nil {
+		t.Fatalf("the producer's own reply queue is refused: %v", err)
+	}
+	if err := worker.PublishReply(ctx, d.ReplyTo, d.CorrelationID, []byte(`{"id":"u1","status":"received"}`)); err != nil {
+		t.Fatalf("the worker user cannot reply: %v", err)
+	}
+	if err := worker.DeclareStatusQueue("u1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := worker.PublishStatus(ctx, "u1", []byte(`{"id":"u1","status":"received"}`)); err != nil {
+		t.Fatalf("the worker user cannot write a status queue: %v", err)
+	}
+	if err := d.Ack(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-replies:
+		if r.UserId != worker.User() || r.AppId != queue.AppID || r.CorrelationId != "c1" {
+			t.Fatalf("reply from user_id %q app_id %q correlation %q", r.UserId, r.AppId, r.CorrelationId)
+		}
+	case <-ctx.Done():
+		t.Fatal("no reply")
+	}
+
+	// What the producer must not do: each closes its channel with 403.
+	for _, try := range []struct {
+		what string
+		do   func(ch *amqp.Channel) error
+	}{
+		{"write a status queue", func(ch *amqp.Channel) error {
+			return ch.PublishWithContext(ctx, "", queue.StatusQueue("u1"), false, false, amqp.Publishing{Body: []byte(`{}`)})
+		}},
+		{"write jobs.dead", func(ch *amqp.Channel) error {
+			return ch.PublishWithContext(ctx, "", queue.DeadQueue, false, false, amqp.Publishing{Body: []byte(`{}`)})
+		}},
+		{"read a status queue", func(ch *amqp.Channel) error {
+			_, err := ch.Consume(queue.StatusQueue("u1"), "", true, false, false, false, nil)
+			return err
+		}},
+	} {
+		ch := testenv.Channel(t, users["codebench-producer"])
+		closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+		_ = try.do(ch)
+		select {
+		case e := <-closed:
+			if e == nil || e.Code != amqp.AccessRefused {
+				t.Errorf("producer may not %s: channel closed with %v, want 403", try.what, e)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("the producer could %s", try.what)
+		}
+	}
+}
