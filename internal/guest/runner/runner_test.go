@@ -284,8 +284,8 @@ func TestTestsJudgedOnWholeOutput(t *testing.T) {
 	wrong := strings.Repeat("y", n)
 	res, err := r.Run(context.Background(), &agentproto.RunRequest{
 		Language: "python", Code: "import sys\nsys.stdout.write('x' * " + fmt.Sprint(n) + ")",
-		Limits:   agentproto.Limits{OutputBytes: 4 << 20, WallMS: 20000},
-		Tests:    []agentproto.TestCase{{ExpectedOutput: &big}, {ExpectedOutput: &big}, {ExpectedOutput: &empty}, {ExpectedOutput: &wrong}},
+		Limits: agentproto.Limits{OutputBytes: 4 << 20, WallMS: 20000},
+		Tests:  []agentproto.TestCase{{ExpectedOutput: &big}, {ExpectedOutput: &big}, {ExpectedOutput: &empty}, {ExpectedOutput: &wrong}},
 	}, nil)
 	if err != nil {
 		t.Fatal(err)
