@@ -265,6 +265,7 @@ func policyFor(cfg config.Config, img *image.Image) job.Policy {
 		Max: job.Limits{WallMS: l.MaxWallMS, CPUMS: l.MaxCPUMS, MemoryKB: l.MaxMemoryKB, StackKB: l.MaxStackKB, Processes: l.MaxProcesses,
 			OutputBytes: l.MaxOutputBytes, FileSizeKB: l.MaxFileSizeKB},
 		CompileWall: l.CompileWallMS,
+		MaxJobWall:  l.MaxJobWallMS,
 	}
 }
 

@@ -2,7 +2,6 @@ package agentclient
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -12,121 +11,108 @@ import (
 	"time"
 
 	"github.com/codebench/codebench/internal/agentproto"
-	"github.com/codebench/codebench/internal/execute"
-	"github.com/codebench/codebench/internal/job"
 )
 
-// streamFrame writes one frame of size bytes whose payload is head, then
-// fill repeated, then tail, from a small buffer: the fake agent itself must
-// not allocate what it sends.
-func streamFrame(c net.Conn, head, fill, tail string, size int) {
-	hdr := make([]byte, 4)
-	binary.BigEndian.PutUint32(hdr, uint32(size))
-	if _, err := c.Write(append(hdr, head...)); err != nil {
-		return
-	}
-	chunk := []byte(strings.Repeat(fill, max(1, 64<<10/len(fill))))
-	left := size - len(head) - len(tail)
-	for left > 0 {
-		n := min(left, len(chunk))
-		if _, err := c.Write(chunk[:n]); err != nil {
-			return
-		}
-		left -= n
-	}
-	_, _ = c.Write([]byte(tail))
+// maxOutputRequest is a job at the worker's largest output limit (4 MiB),
+// with tests and streaming: the request whose answer may be largest.
+func maxOutputRequest() *agentproto.RunRequest {
+	tests := make([]agentproto.TestCase, 64)
+	return &agentproto.RunRequest{Language: "c", Code: "x", Stream: true, Tests: tests,
+		Limits: agentproto.Limits{OutputBytes: 4 << 20, WallMS: 60_000}}
 }
 
-// conn is a sandbox whose agent is a Client: the job path of the worker.
-type conn struct{ *Client }
+// allocated runs fn and returns what the process allocated meanwhile.
+func allocated(fn func()) uint64 {
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	fn()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
 
-func (c conn) ConsoleTail(int) string { return "" }
-
-// TestHostileAnswersAreBoundedByTheRequest: a guest that took over the agent
-// answers a job whose output limit is 100 bytes. Each answer ends the job as
-// internal_error within seconds, and the host allocates less than 64 MiB for
-// it, whatever the guest claims or sends.
-func TestHostileAnswersAreBoundedByTheRequest(t *testing.T) {
-	tests := []struct {
-		name   string
-		answer func(c net.Conn, req agentproto.Request)
+// TestHostileAgentIsCountedBeforeDecoded: with a job's maximum output, a
+// hostile agent's largest frame of empty tests, an output frame carrying a
+// run body, and a flood of 200,000 output frames each end the call with a
+// protocol error (the job's internal_error) having allocated under 256 MiB.
+// They once allocated 5.8 GB, 2.36 GB and never ended.
+func TestHostileAgentIsCountedBeforeDecoded(t *testing.T) {
+	req := maxOutputRequest()
+	bound := int(agentproto.ResponseBound(&agentproto.Request{Op: agentproto.OpRun, Run: req}))
+	// The largest frame the host reads for req, all empty test objects.
+	testsFrame := func(id uint64, op string) []byte {
+		head := fmt.Sprintf(`{"id":%d,"op":%q,"run":{"tests":[`, id, op)
+		n := (bound - len(head) - 4) / 3
+		return []byte(head + strings.Repeat(`{},`, n) + `{}]}}`)
+	}
+	for _, tc := range []struct {
+		name string
+		send func(guest net.Conn, id uint64)
+		why  string
 	}{
-		{"10 M empty runs", func(c net.Conn, req agentproto.Request) {
-			head := fmt.Sprintf(`{"id":%d,"op":"run","run":{"compiled":true,"runs":[`, req.ID)
-			streamFrame(c, head, `{},`, `{}]}}`, len(head)+3*10_000_000+len(`{}]}}`))
-		}},
-		{"32 MiB of stdout for a 100-byte limit", func(c net.Conn, req agentproto.Request) {
-			head := fmt.Sprintf(`{"id":%d,"op":"run","run":{"compiled":true,"stdout":"`, req.ID)
-			streamFrame(c, head, "x", `"}}`, 32<<20-1)
-		}},
-		{"stdout under the frame bound but over the output limit", func(c net.Conn, req agentproto.Request) {
-			_ = agentproto.WriteMessage(c, &agentproto.Response{ID: req.ID, Op: req.Op,
-				Run: &agentproto.RunResult{Compiled: true, Run: &agentproto.Phase{}, Stdout: strings.Repeat("x", 300<<10)}})
-		}},
-		{"more runs than asked", func(c net.Conn, req agentproto.Request) {
-			_ = agentproto.WriteMessage(c, &agentproto.Response{ID: req.ID, Op: req.Op,
-				Run: &agentproto.RunResult{Compiled: true, Run: &agentproto.Phase{}, Runs: make([]agentproto.Phase, 50)}})
-		}},
-		{"a flood of unsolicited frames", func(c net.Conn, req agentproto.Request) {
-			for i := range 100_000 {
-				if agentproto.WriteMessage(c, &agentproto.Response{ID: req.ID + 1 + uint64(i), Op: "run"}) != nil {
+		{"largest frame of empty tests", func(guest net.Conn, id uint64) {
+			_ = agentproto.WriteFrame(guest, testsFrame(id, agentproto.OpRun))
+		}, "JSON values"},
+		{"output frames carrying run bodies", func(guest net.Conn, id uint64) {
+			body := testsFrame(id, agentproto.OpOutput)
+			for range 3 {
+				if agentproto.WriteFrame(guest, body) != nil {
 					return
 				}
 			}
-		}},
-		{"an unsolicited 1 GiB frame", func(c net.Conn, req agentproto.Request) {
-			streamFrame(c, `{"id":7,"op":"ping"}`, " ", "", 1<<30)
-		}},
-		{"an error with id 0", func(c net.Conn, req agentproto.Request) {
-			_ = agentproto.WriteMessage(c, &agentproto.Response{Error: &agentproto.Error{Code: agentproto.CodeFrameTooLarge, Message: "no"}})
-			time.Sleep(10 * time.Second) // and then silence: the call must not wait for it
-		}},
-	}
-	p := job.Policy{Defaults: job.Limits{WallMS: 1000, OutputBytes: 100}, CompileWall: 1000}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c := fakeAgent(t, func(guest net.Conn, req agentproto.Request) bool {
-				if req.Op == agentproto.OpRun {
-					tt.answer(guest, req)
-					return false
+		}, "JSON values"},
+		{"output frame with a small run body", func(guest net.Conn, id uint64) {
+			_ = agentproto.WriteFrame(guest, []byte(fmt.Sprintf(`{"id":%d,"op":"output","output":{"seq":1},"run":{"stdout":"x"}}`, id)))
+		}, "carries run"},
+		{"200,000 empty output frames", func(guest net.Conn, id uint64) {
+			frame := []byte(fmt.Sprintf(`{"id":%d,"op":"output","output":{}}`, id))
+			for range 200_000 {
+				if agentproto.WriteFrame(guest, frame) != nil {
+					return
 				}
-				return true
+			}
+		}, "output frames"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := fakeAgent(t, func(guest net.Conn, r agentproto.Request) bool {
+				tc.send(guest, r.ID)
+				return false
 			})
-			runtime.GC()
-			var before runtime.MemStats
-			runtime.ReadMemStats(&before)
-			start := time.Now()
-			st := execute.Job(context.Background(), p, conn{c}, &job.Job{ID: "h", Language: "c", Code: "int main(){}"}, nil)
-			took := time.Since(start)
-			var after runtime.MemStats
-			runtime.ReadMemStats(&after)
-			grew := int64(after.TotalAlloc) - int64(before.TotalAlloc)
-			t.Logf("%s: %s %q in %s, %d KiB allocated", tt.name, st.Verdict, st.Error, took.Round(time.Millisecond), grew>>10)
-			if st.Verdict != job.VerdictInternalError {
-				t.Fatalf("verdict %s, want internal_error", st.Verdict)
+			var err error
+			frames := 0
+			grew := allocated(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				_, err = c.Run(ctx, req, func(agentproto.Output) { frames++ })
+			})
+			if !errors.Is(err, ErrProtocol) || !strings.Contains(err.Error(), tc.why) {
+				t.Fatalf("err = %v, want a protocol error saying %q", err, tc.why)
 			}
-			if took > 5*time.Second {
-				t.Fatalf("took %s", took)
+			if grew > 256<<20 {
+				t.Fatalf("allocated %d MiB", grew>>20)
 			}
-			if grew > 64<<20 {
-				t.Fatalf("the host allocated %d MiB", grew>>20)
+			if limit := agentproto.StreamFrames(req); frames > limit {
+				t.Fatalf("%d output frames reached the caller, at most %d may", frames, limit)
 			}
+			t.Logf("%v; allocated %d MiB, %d frames passed on", err, grew>>20, frames)
 		})
 	}
 }
 
-// TestRequestOverTheFrameIsNotSent: the host refuses to send what the agent
-// could only refuse.
-func TestRequestOverTheFrameIsNotSent(t *testing.T) {
-	sent := make(chan agentproto.Request, 1)
-	c := fakeAgent(t, func(_ net.Conn, req agentproto.Request) bool { sent <- req; return true })
-	_, err := c.Run(context.Background(), &agentproto.RunRequest{Language: "c", Code: strings.Repeat("x", agentproto.MaxRequestFrame)}, nil)
-	if !errors.Is(err, ErrRequestTooLarge) {
-		t.Fatalf("err = %v", err)
-	}
-	select {
-	case req := <-sent:
-		t.Fatalf("the agent received %s", req.Op)
-	case <-time.After(100 * time.Millisecond):
+// TestUnknownSignalIsAProtocolError: a signal must be a signal's name (a
+// 3 MiB one once passed, and no fitting could cut it below the broker's
+// limit).
+func TestUnknownSignalIsAProtocolError(t *testing.T) {
+	sig := strings.Repeat("S", 3<<20)
+	c := fakeAgent(t, func(guest net.Conn, r agentproto.Request) bool {
+		_ = agentproto.WriteMessage(guest, &agentproto.Response{ID: r.ID, Op: r.Op,
+			Run: &agentproto.RunResult{Compiled: true, Run: &agentproto.Phase{ExitCode: 137, Signal: sig}}})
+		return false
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := c.Run(ctx, &agentproto.RunRequest{Language: "c", Code: "x", Limits: agentproto.Limits{OutputBytes: 4 << 20}}, nil)
+	if !errors.Is(err, ErrProtocol) || !strings.Contains(err.Error(), "no signal's name") || len(err.Error()) > 4096 {
+		t.Fatalf("err (%d bytes) = %.300v", len(err.Error()), err)
 	}
 }

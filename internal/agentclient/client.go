@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/codebench/codebench/internal/agentproto"
+	"github.com/codebench/codebench/internal/untrusted"
 )
 
 // Errors callers match with errors.Is.
@@ -95,14 +96,17 @@ func Connect(ctx context.Context, dial Dial, opts Options) (*Client, *agentproto
 
 // waiter is a request awaiting its response.
 type waiter struct {
-	op    string
-	limit uint32 // the largest frame its answer may take
-	ch    chan *agentproto.Response
+	op     string
+	limit  uint32 // the largest frame its answer may take
+	values int    // the most JSON values a frame of its may hold
+	ch     chan *agentproto.Response
 	// out gets the output streamed during a run that asked for it (nil
 	// otherwise); streamed counts its bytes against streamLimit.
 	out         chan *agentproto.Output
 	streamed    int64
 	streamLimit int64
+	// frames counts its output frames, empty or not, against maxFrames.
+	frames, maxFrames int
 }
 
 // streamBuffer is how many output frames wait for the caller before more
@@ -199,19 +203,25 @@ func (c *Client) readLoop() {
 			c.fail(err)
 			return
 		}
-		var r agentproto.Response
-		if err := json.Unmarshal(b, &r); err != nil {
-			c.fail(fmt.Errorf("%w: decode response: %w", ErrProtocol, err))
+		// Counted before decoded: what a frame may allocate is bounded by
+		// its values, not only by its size.
+		if v, limit := untrusted.JSONValues(b), c.valueLimit(); v > limit {
+			c.fail(fmt.Errorf("%w: %w", ErrProtocol, untrusted.TooManyJSONValues("a frame", v, limit)))
+			return
+		}
+		r, err := decodeResponse(b)
+		if err != nil {
+			c.fail(fmt.Errorf("%w: %w", ErrProtocol, err))
 			return
 		}
 		if r.ID == 0 && r.Error != nil {
 			// The agent could not even read a request (too large, not
 			// JSON): it cannot say which, so every call in flight ends.
-			c.answerAll(&r)
+			c.answerAll(r)
 			continue
 		}
 		if r.Op == agentproto.OpOutput {
-			switch err := c.stream(&r); {
+			switch err := c.stream(r); {
 			case err != nil:
 				c.fail(err)
 				return
@@ -227,7 +237,7 @@ func (c *Client) readLoop() {
 		}
 		c.mu.Unlock()
 		if ok && w.op == r.Op {
-			w.ch <- &r // buffered, one response per id
+			w.ch <- r // buffered, one response per id
 			continue
 		}
 		// A response nobody waits for, or for another op, answers a retried
@@ -251,6 +261,9 @@ func (c *Client) stream(r *agentproto.Response) error {
 	if !ok || w.out == nil || o == nil {
 		return nil
 	}
+	if w.frames++; w.frames > w.maxFrames {
+		return fmt.Errorf("%w: more than %d output frames for one run", ErrProtocol, w.maxFrames)
+	}
 	w.streamed += int64(len(o.Stdout) + len(o.Stderr))
 	if w.streamed > w.streamLimit {
 		return fmt.Errorf("%w: %d bytes of output streamed, at most %d can be", ErrProtocol, w.streamed, w.streamLimit)
@@ -273,6 +286,70 @@ func (c *Client) frameLimit() uint32 {
 		limit = max(limit, w.limit)
 	}
 	return limit
+}
+
+// valueLimit is the most JSON values a frame may hold now: the largest
+// bound of the requests in flight, or an envelope's.
+func (c *Client) valueLimit() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	limit := agentproto.ResponseValues(&agentproto.Request{})
+	for _, w := range c.waiters {
+		limit = max(limit, w.values)
+	}
+	return limit
+}
+
+// rawResponse is a frame with its members undecoded, so that a member its
+// op does not have is refused before it is decoded.
+type rawResponse struct {
+	ID     uint64            `json:"id"`
+	Op     string            `json:"op"`
+	Error  *agentproto.Error `json:"error,omitempty"`
+	Hello  json.RawMessage   `json:"hello,omitempty"`
+	Run    json.RawMessage   `json:"run,omitempty"`
+	Output json.RawMessage   `json:"output,omitempty"`
+}
+
+// decodeResponse decodes a frame, refusing members its op does not carry:
+// hello only in a hello's answer, run only in a run's, output only in an
+// output frame.
+func decodeResponse(b []byte) (*agentproto.Response, error) {
+	var raw rawResponse
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return nil, fmt.Errorf("decode response: %w", err)
+	}
+	has := func(m json.RawMessage) bool { return len(m) > 0 && string(m) != "null" }
+	allowed := map[string]bool{}
+	switch raw.Op {
+	case agentproto.OpHello:
+		allowed["hello"] = true
+	case agentproto.OpRun:
+		allowed["run"] = true
+	case agentproto.OpOutput:
+		allowed["output"] = true
+	}
+	r := &agentproto.Response{ID: raw.ID, Op: raw.Op, Error: raw.Error}
+	for _, m := range []struct {
+		name string
+		raw  json.RawMessage
+		into any
+	}{
+		{"hello", raw.Hello, &r.Hello},
+		{"run", raw.Run, &r.Run},
+		{"output", raw.Output, &r.Output},
+	} {
+		if !has(m.raw) {
+			continue
+		}
+		if !allowed[m.name] {
+			return nil, fmt.Errorf("a %s frame carries %s", untrusted.Quote(raw.Op), m.name)
+		}
+		if err := json.Unmarshal(m.raw, m.into); err != nil {
+			return nil, fmt.Errorf("decode %s: %w", m.name, err)
+		}
+	}
+	return r, nil
 }
 
 // answerAll gives r to every request in flight.
@@ -325,10 +402,11 @@ func (c *Client) sendStream(req *agentproto.Request, stream bool) (uint64, *wait
 	}
 	c.nextID++
 	req.ID = c.nextID
-	w := &waiter{op: req.Op, limit: agentproto.ResponseBound(req), ch: make(chan *agentproto.Response, 1)}
+	w := &waiter{op: req.Op, limit: agentproto.ResponseBound(req), values: agentproto.ResponseValues(req), ch: make(chan *agentproto.Response, 1)}
 	if stream && req.Run != nil {
 		w.out = make(chan *agentproto.Output, streamBuffer)
 		w.streamLimit = agentproto.StreamBound(req.Run)
+		w.maxFrames = agentproto.StreamFrames(req.Run)
 	}
 	c.waiters[req.ID] = w
 	c.mu.Unlock()

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/codebench/codebench/internal/untrusted"
 )
 
@@ -99,6 +101,50 @@ func ResponseBound(req *Request) uint32 {
 	return uint32(min(n, MaxResponseFrame))
 }
 
+// WallBudgetMS is the longest req may take: every compile (the program's
+// and the checker's) and every run, test and checker run at its wall limit.
+// The host waits this long (and a margin) for the answer; the agent stops
+// the request when it is spent (Limits.JobWallMS).
+func WallBudgetMS(req *RunRequest) int64 {
+	wall, compile := req.Limits.WallMS, req.Limits.CompileWallMS
+	if wall <= 0 {
+		wall = DefaultWallMS
+	}
+	phases := int64(max(req.Runs, len(req.Tests), 1))
+	compiles := int64(1)
+	if req.Checker != nil {
+		phases, compiles = 2*phases, 2
+	}
+	return compiles*compile + phases*wall
+}
+
+// DefaultWallMS is the agent's wall limit when a request leaves it at zero.
+const DefaultWallMS = 10_000
+
+// ResponseValues bounds the JSON values (untrusted.JSONValues) of a frame
+// answering req, so that the host counts a frame before it decodes it: an
+// answer of many small values ("tests":[{},{},...]) would otherwise
+// allocate far more than its size.
+func ResponseValues(req *Request) int {
+	const envelope = 256
+	if req.Op != OpRun || req.Run == nil {
+		return envelope
+	}
+	return envelope + 32*max(req.Run.Runs, 1) + 64*len(req.Run.Tests)
+}
+
+// StreamFrames is the most output frames a run may send: one per
+// StreamEvery of each run's or test's wall limit (and a second of slack),
+// plus its last.
+func StreamFrames(req *RunRequest) int {
+	wall := req.Limits.WallMS
+	if wall <= 0 {
+		wall = DefaultWallMS
+	}
+	n := max(req.Runs, len(req.Tests), 1)
+	return n*int((wall+1000)/StreamEvery.Milliseconds()+2) + 16
+}
+
 // StreamBound is the most output a run may stream: its output limit for each
 // run or test (at their textual expansion).
 func StreamBound(req *RunRequest) int64 {
@@ -139,6 +185,18 @@ func CheckResult(req *RunRequest, r *RunResult) error {
 	}
 	if total > textExpansion*MaxTotalOutput {
 		return fmt.Errorf("%d bytes of output answered for all tests, at most %d are kept", total, MaxTotalOutput)
+	}
+	phases := []*Phase{r.Compile, r.Run}
+	for i := range r.Runs {
+		phases = append(phases, &r.Runs[i])
+	}
+	for i := range r.Tests {
+		phases = append(phases, &r.Tests[i].Phase, r.Tests[i].Checker)
+	}
+	for _, ph := range phases {
+		if ph != nil && ph.Signal != "" && unix.SignalNum(ph.Signal) == 0 {
+			return fmt.Errorf("signal %s is no signal's name", untrusted.Quote(ph.Signal))
+		}
 	}
 	return nil
 }
@@ -260,6 +318,9 @@ type Limits struct {
 	OutputBytes   int64 `json:"output_bytes,omitempty"`
 	FileSizeKB    int64 `json:"file_size_kb,omitempty"`
 	CompileWallMS int64 `json:"compile_wall_ms,omitempty"`
+	// JobWallMS bounds the whole request (its WallBudgetMS): the agent
+	// stops what is left once it is spent.
+	JobWallMS int64 `json:"job_wall_ms,omitempty"`
 }
 
 // RunRequest asks the agent to write, compile and run one program.

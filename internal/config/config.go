@@ -183,7 +183,11 @@ type Limits struct {
 	OutputBytes, MaxOutputBytes int64
 	FileSizeKB, MaxFileSizeKB   int64
 	CompileWallMS               int64
-	MaxRuns                     int // CODEBENCH_MAX_RUNS
+	// MaxJobWallMS caps the whole job: every compile and every run or
+	// test at its wall limit (CODEBENCH_MAX_JOB_WALL_MS); a job whose
+	// limits multiply past it is invalid.
+	MaxJobWallMS int64
+	MaxRuns      int // CODEBENCH_MAX_RUNS
 	MaxTests                    int // CODEBENCH_MAX_TESTS: test cases per job
 }
 
@@ -217,6 +221,7 @@ func Default() Config {
 			OutputBytes: 64 * 1024, MaxOutputBytes: 4 << 20,
 			FileSizeKB: 1024, MaxFileSizeKB: 64 * 1024,
 			CompileWallMS: 60_000,
+			MaxJobWallMS:  30 * 60_000,
 			MaxRuns:       20,
 			MaxTests:      64,
 		},
@@ -325,6 +330,8 @@ func (c *Config) Validate() error {
 	check(c.Worker.MaxRequeues >= 1, "CODEBENCH_MAX_REQUEUES must be at least 1")
 	_, err := regexp.Compile(c.Worker.ReplyToPattern)
 	check(err == nil, "CODEBENCH_REPLY_TO_PATTERN: %v", err)
+	check(c.Limits.MaxJobWallMS >= c.Limits.CompileWallMS+c.Limits.MaxWallMS,
+		"CODEBENCH_MAX_JOB_WALL_MS must allow at least one compile and one run at their limits")
 	check(c.Limits.MaxTests >= 1 && c.Limits.MaxTests <= 256, "CODEBENCH_MAX_TESTS must be in [1, 256]")
 	n := c.Network
 	check(regexp.MustCompile(`^[a-z0-9]{1,8}$`).MatchString(n.Name), "network_name must be 1-8 of [a-z0-9], not %q", n.Name)

@@ -116,6 +116,7 @@ func settings(c *Config) []setting {
 	add("CODEBENCH_FILE_SIZE_KB", &c.Limits.FileSizeKB)
 	add("CODEBENCH_MAX_FILE_SIZE_KB", &c.Limits.MaxFileSizeKB)
 	add("CODEBENCH_COMPILE_WALL_MS", &c.Limits.CompileWallMS)
+	add("CODEBENCH_MAX_JOB_WALL_MS", &c.Limits.MaxJobWallMS)
 	add("CODEBENCH_MAX_RUNS", &c.Limits.MaxRuns)
 	add("CODEBENCH_MAX_TESTS", &c.Limits.MaxTests)
 	return t

@@ -41,13 +41,8 @@ const consoleTail = 2000
 func Job(ctx context.Context, p job.Policy, sb Sandbox, j *job.Job, progress func(agentproto.Output)) *job.Status {
 	req := p.Request(j)
 	// The backstop: every phase at its wall limit (a checker's compile and
-	// runs included), plus a margin.
-	phases := int64(max(req.Runs, len(req.Tests)))
-	compiles := int64(1)
-	if req.Checker != nil {
-		phases, compiles = 2*phases, 2
-	}
-	limit := time.Duration(compiles*req.Limits.CompileWallMS+phases*req.Limits.WallMS)*time.Millisecond + backstopMargin
+	// runs included), which the policy caps, plus a margin.
+	limit := time.Duration(agentproto.WallBudgetMS(req))*time.Millisecond + backstopMargin
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	start := time.Now()

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/codebench/codebench/internal/agentproto"
@@ -96,6 +97,9 @@ type Policy struct {
 	Defaults     Limits
 	Max          Limits
 	CompileWall  int64
+	// MaxJobWall caps a job's wall budget (agentproto.WallBudgetMS) in
+	// milliseconds; 0: no cap.
+	MaxJobWall int64
 	// Network: jobs may ask for a network (the worker has it enabled).
 	Network bool
 }
@@ -132,6 +136,11 @@ func Decode(body []byte, p Policy) (*Job, error) {
 	if p.MaxJobBytes > 0 && len(body) > p.MaxJobBytes {
 		return nil, &InvalidError{ID: salvageID(body), Reason: fmt.Sprintf("job is %d bytes, over the limit of %d", len(body), p.MaxJobBytes)}
 	}
+	// Counted before decoded: a body of many small values ("tests":[{},
+	// {},...]) would allocate far more than its size.
+	if n, limit := untrusted.JSONValues(body), p.maxValues(); n > limit {
+		return nil, &InvalidError{ID: salvageID(body), Reason: untrusted.TooManyJSONValues("job", n, limit).Error()}
+	}
 	var j Job
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(&j); err != nil {
@@ -145,17 +154,23 @@ func Decode(body []byte, p Policy) (*Job, error) {
 }
 
 // salvageID finds a usable id in a body that is not a valid job, so the
-// producer hears back. Only the id is kept: the decoder skips the other
-// fields without allocating them.
+// producer hears back. It reads the id as a short string and decodes
+// nothing else (a body of {"id":[[],[],...]} allocates nothing).
 func salvageID(body []byte) string {
-	var idOnly struct {
-		ID any `json:"id"`
-	}
-	_ = json.Unmarshal(body, &idOnly)
-	if id, _ := idOnly.ID.(string); ValidID(id) {
+	if id, ok := untrusted.TopLevelString(body, "id", 128); ok && ValidID(id) {
 		return id
 	}
 	return ""
+}
+
+// maxValues bounds the JSON values of a job body: every test with all its
+// arguments, every file, the program's arguments, and room for the rest.
+func (p Policy) maxValues() int {
+	tests := agentproto.MaxTests
+	if p.MaxTests > 0 {
+		tests = min(tests, p.MaxTests)
+	}
+	return tests*(agentproto.MaxArgs+16) + 4*agentproto.MaxFiles + agentproto.MaxArgs + 1024
 }
 
 // codeProblem says what is wrong with a program's source (what names it:
@@ -267,6 +282,10 @@ func (j *Job) Validate(p Policy) error {
 	if p.MaxCodeBytes > 0 && total > 4*p.MaxCodeBytes {
 		return bad("code, stdin and files total %d bytes, over the limit of %d", total, 4*p.MaxCodeBytes)
 	}
+	if budget := agentproto.WallBudgetMS(p.Request(j)); p.MaxJobWall > 0 && budget > p.MaxJobWall {
+		return bad("the job's limits add up to %s of wall time (every compile, run and test at its limit), over the limit of %s",
+			time.Duration(budget)*time.Millisecond, time.Duration(p.MaxJobWall)*time.Millisecond)
+	}
 	// What the agent will be sent must fit its frame, or it could only
 	// refuse it.
 	if n := p.requestSize(j); n > agentproto.MaxRequestFrame {
@@ -322,5 +341,6 @@ func (p Policy) Request(j *Job) *agentproto.RunRequest {
 	if j.Checker != nil {
 		req.Checker = &agentproto.Checker{Language: j.Checker.Language, Code: j.Checker.Code}
 	}
+	req.Limits.JobWallMS = agentproto.WallBudgetMS(req)
 	return req
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -32,7 +33,8 @@ func TestDecode(t *testing.T) {
 	}{
 		{name: "seed job", body: seedJob, wantID: "666", wantLang: "c"},
 		{name: "python", body: `{"id":"a.b-c_1","language":"python","code":"print(1)"}`, wantID: "a.b-c_1", wantLang: "python"},
-		{name: "bad json", body: `{"id":"7", "code": `, wantErr: "malformed JSON"},
+		// Cut short, but its id is readable: the producer hears back.
+		{name: "bad json", body: `{"id":"7", "code": `, wantID: "7", wantErr: "malformed JSON"},
 		{name: "bad json keeps id", body: `{"id":"7", "code": 5}`, wantID: "7", wantErr: "malformed JSON"},
 		{name: "not json", body: `hello`, wantErr: "malformed JSON"},
 		{name: "missing id", body: `{"code":"x"}`, wantErr: "missing id"},
@@ -293,5 +295,70 @@ func TestNetworkEnabled(t *testing.T) {
 	j, err := Decode([]byte(`{"id":"n3","code":"x","network":true}`), p)
 	if err != nil || !j.Network {
 		t.Fatalf("networked job on a networked worker: %+v, %v", j, err)
+	}
+}
+
+// TestDecodeCountsBeforeAllocating: an 8 MiB job of "tests":[{},{},...]
+// and a 16 MiB body of {"id":[[],[],...]} are refused having allocated
+// under 64 MiB each (they once took 819 and 632 MiB).
+func TestDecodeCountsBeforeAllocating(t *testing.T) {
+	p := Policy{MaxJobBytes: 16 << 20, MaxCodeBytes: 4096, MaxTests: 64, Languages: []string{"c"}}
+	for _, tc := range []struct {
+		name, body, reason, id string
+	}{
+		{"8 MiB of tests", `{"id":"many","language":"c","code":"x","tests":[` + strings.Repeat(`{},`, 8<<20/3) + `{}]}`, "JSON values", "many"},
+		{"16 MiB nested id", `{"id":[` + strings.Repeat(`[],`, 16<<20/3-4) + `[]]}`, "JSON values", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := []byte(tc.body)
+			runtime.GC()
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err := Decode(body, p)
+			runtime.ReadMemStats(&after)
+			var inv *InvalidError
+			if !errors.As(err, &inv) || !strings.Contains(inv.Reason, tc.reason) || inv.ID != tc.id {
+				t.Fatalf("%v (id %q), want invalid with id %q: %s", err, inv.ID, tc.id, tc.reason)
+			}
+			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 64<<20 {
+				t.Fatalf("allocated %d MiB", alloc>>20)
+			}
+		})
+	}
+}
+
+// TestJobWallBudget: a job whose limits multiply past the policy's whole-job
+// cap is invalid_job; one under it carries its budget to the agent.
+func TestJobWallBudget(t *testing.T) {
+	p := Policy{MaxCodeBytes: 4096, Languages: []string{"c"}, MaxTests: 64, CompileWall: 60_000, MaxJobWall: 30 * 60_000,
+		Defaults: Limits{WallMS: 10_000}, Max: Limits{WallMS: 60_000}}
+	tests := func(n int) []Test { return make([]Test, n) }
+	checker := &Checker{Language: "c", Code: "int main(){}"}
+	for _, tc := range []struct {
+		name    string
+		j       Job
+		invalid bool
+		budget  int64
+	}{
+		{"one run", Job{ID: "a", Code: "x"}, false, 70_000},
+		{"64 tests, checker, default walls", Job{ID: "b", Code: "x", Tests: tests(64), Checker: checker}, false, 2*60_000 + 128*10_000},
+		{"64 tests, checker, 60 s walls", Job{ID: "c", Code: "x", Tests: tests(64), Checker: checker, Limits: Limits{WallMS: 60_000}}, true, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.j.Validate(p)
+			var inv *InvalidError
+			if tc.invalid {
+				if !errors.As(err, &inv) || !strings.Contains(inv.Reason, "over the limit of 30m0s") {
+					t.Fatalf("err %v, want invalid over the job's wall limit", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := p.Request(&tc.j).Limits.JobWallMS; got != tc.budget {
+				t.Fatalf("budget %d ms, want %d", got, tc.budget)
+			}
+		})
 	}
 }

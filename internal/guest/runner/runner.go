@@ -28,7 +28,7 @@ import (
 // Defaults applied when a request leaves a limit at zero. The host always
 // sends explicit limits; these protect the agent from a request that does not.
 var Defaults = agentproto.Limits{
-	WallMS:        10_000,
+	WallMS:        agentproto.DefaultWallMS,
 	CPUMS:         5_000,
 	MemoryKB:      256 * 1024,
 	StackKB:       8 * 1024,
@@ -91,6 +91,13 @@ func (r *Runner) Run(ctx context.Context, req *agentproto.RunRequest, progress P
 		progress = nil
 	}
 	lim := withDefaults(req.Limits)
+	if lim.JobWallMS > 0 {
+		// The whole request's budget: what is left when it is spent is
+		// stopped (each phase's own wall limit still applies).
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(lim.JobWallMS)*time.Millisecond)
+		defer cancel()
+	}
 	job := r.jobUser()
 	dir, err := r.prepare(l, filepath.Join(r.JobRoot, "run"+r.next()), req.Code, req.Files, job)
 	if err != nil {

@@ -307,3 +307,24 @@ func TestTestsJudgedOnWholeOutput(t *testing.T) {
 		t.Fatalf("kept %d bytes in all; test 2 kept %v (%d bytes)", kept, res.Tests[1].OutputKept, len(res.Tests[1].Stdout))
 	}
 }
+
+// TestJobWallStopsTheRequest: the agent stops a request whose whole budget
+// is spent, whatever each test's own wall limit still allows.
+func TestJobWallStopsTheRequest(t *testing.T) {
+	r := newRunner(t)
+	start := time.Now()
+	res, err := r.Run(context.Background(), &agentproto.RunRequest{
+		Language: "python", Code: "import time\ntime.sleep(1)",
+		Limits:   agentproto.Limits{WallMS: 5000, JobWallMS: 1500},
+		Tests:    make([]agentproto.TestCase, 5), StopOnFailure: false,
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 4*time.Second || len(res.Tests) > 2 {
+		t.Fatalf("%d tests ran in %s; the budget was 1.5 s", len(res.Tests), d)
+	}
+	if last := res.Tests[len(res.Tests)-1]; !last.TimedOut {
+		t.Fatalf("the test cut by the budget is not timed out: %+v", last.Phase)
+	}
+}
