@@ -188,7 +188,7 @@ type Limits struct {
 	// limits multiply past it is invalid.
 	MaxJobWallMS int64
 	MaxRuns      int // CODEBENCH_MAX_RUNS
-	MaxTests                    int // CODEBENCH_MAX_TESTS: test cases per job
+	MaxTests     int // CODEBENCH_MAX_TESTS: test cases per job
 }
 
 // Default returns the built-in configuration.

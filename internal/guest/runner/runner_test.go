@@ -315,8 +315,8 @@ func TestJobWallStopsTheRequest(t *testing.T) {
 	start := time.Now()
 	res, err := r.Run(context.Background(), &agentproto.RunRequest{
 		Language: "python", Code: "import time\ntime.sleep(1)",
-		Limits:   agentproto.Limits{WallMS: 5000, JobWallMS: 1500},
-		Tests:    make([]agentproto.TestCase, 5), StopOnFailure: false,
+		Limits: agentproto.Limits{WallMS: 5000, JobWallMS: 1500},
+		Tests:  make([]agentproto.TestCase, 5), StopOnFailure: false,
 	}, nil)
 	if err != nil {
 		t.Fatal(err)
