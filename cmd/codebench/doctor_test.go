@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -134,8 +135,8 @@ func TestDoctorStrict(t *testing.T) {
 	}{
 		{"gvisor", nil, []string{"--strict", "--driver", "gvisor"}, 0},
 		{"jailed qemu", []string{"CODEBENCH_QEMU_JAIL=on"}, []string{"--strict", "--driver", "qemu-tcg"}, 0},
-		{"unjailed qemu, strict", []string{"CODEBENCH_QEMU_JAIL=off"}, []string{"--strict", "--driver", "qemu-tcg"}, 1},
-		{"unjailed qemu, not strict", []string{"CODEBENCH_QEMU_JAIL=off"}, []string{"--driver", "qemu-tcg"}, 0},
+		{"unjailed qemu, strict", []string{"CODEBENCH_QEMU_JAIL=off", "CODEBENCH_ALLOW_ROOT_VMM=true"}, []string{"--strict", "--driver", "qemu-tcg"}, 1},
+		{"unjailed qemu, not strict", []string{"CODEBENCH_QEMU_JAIL=off", "CODEBENCH_ALLOW_ROOT_VMM=true"}, []string{"--driver", "qemu-tcg"}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := append([]string{"CODEBENCH_ALLOW_TCG=true", "CODEBENCH_NETWORK=false"}, tc.env...)
@@ -150,5 +151,34 @@ func TestDoctorStrict(t *testing.T) {
 				t.Errorf("strict failed, but not on the missing jail\n%s", r.stdout)
 			}
 		})
+	}
+}
+
+// TestAutoFailsClosedAsRoot: as root, auto never picks an unjailed VMM:
+// a Firecracker on PATH with its jailer off, and QEMU without its VM user,
+// are each refused with the reason and the setting that would accept
+// them; doctor says so.
+func TestAutoFailsClosedAsRoot(t *testing.T) {
+	vm := testenv.NeedVM(t)
+	testenv.NeedGVisor(t)
+	if os.Geteuid() != 0 {
+		t.Skip("capability root: the refusal is of a root VMM")
+	}
+	bin := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bin, "firecracker"), []byte("#!/bin/sh\necho 'Firecracker v1.7.0'\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"PATH=" + bin + ":" + os.Getenv("PATH"), "CODEBENCH_DRIVER=auto", "CODEBENCH_ALLOW_TCG=true",
+		"CODEBENCH_JAILER=false", "CODEBENCH_QEMU_JAIL=auto", "CODEBENCH_VM_USER=codebench-no-such-user", "CODEBENCH_NETWORK=false"}
+	r := runCLIWith(t, env, filepath.Join(vm.RunDir, "root"), "doctor")
+	for _, want := range []string{
+		`(?m)^info driver firecracker\s+cannot run here: refused: Firecracker without its jailer would run as root; .*CODEBENCH_JAILER=true.*CODEBENCH_ALLOW_ROOT_VMM=true`,
+		`(?m)^info driver qemu-kvm\s+cannot run here: refused: QEMU unjailed \(no VM user "codebench-no-such-user".*CODEBENCH_ALLOW_ROOT_VMM=true`,
+		`(?m)^info driver qemu-tcg\s+cannot run here: refused: QEMU unjailed`,
+		`(?m)^ok\s+driver gvisor\s+USED: `,
+	} {
+		if !regexp.MustCompile(want).MatchString(r.stdout) {
+			t.Errorf("doctor does not say %s\n%s", want, r.stdout)
+		}
 	}
 }

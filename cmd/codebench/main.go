@@ -57,6 +57,14 @@ func realMain() int {
 		fmt.Fprintln(os.Stderr, "codebench: config:", err)
 		return 2
 	}
+	if cmd := os.Args[1]; cmd != "worker" {
+		// The worker loads its configuration once more (its flags and
+		// --config) and scrubs then.
+		if err := config.ScrubEnv(); err != nil {
+			fmt.Fprintln(os.Stderr, "codebench: config:", err)
+			return 2
+		}
+	}
 	level := slog.LevelInfo
 	if cfg.Verbose {
 		level = slog.LevelDebug

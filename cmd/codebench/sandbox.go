@@ -78,6 +78,11 @@ var candidateNames = []string{candFirecracker, candQEMUKVM, candGVisor, candQEMU
 func candidates(cfg config.Config, spec sandbox.Spec, log *slog.Logger) []choose.Candidate {
 	probeTimeout := min(cfg.VM.BootLimit, 60*time.Second)
 	fc := choose.Candidate{Name: candFirecracker, Boundary: true, Probe: func(context.Context) (sandbox.Driver, string, error) {
+		if !cfg.VM.Jailer.Enabled {
+			if err := rootVMMRefused(cfg, "Firecracker without its jailer", "turn the jailer on (CODEBENCH_JAILER=true)"); err != nil {
+				return nil, "", err
+			}
+		}
 		d, err := firecrackerDriver(cfg, log)
 		if err != nil {
 			return nil, "", err
@@ -90,6 +95,9 @@ func candidates(cfg config.Config, spec sandbox.Spec, log *slog.Logger) []choose
 	kvm := choose.Candidate{Name: candQEMUKVM, Boundary: true, Probe: func(ctx context.Context) (sandbox.Driver, string, error) {
 		qcfg, jailed, err := qemuConfig(cfg)
 		if err != nil {
+			return nil, "", err
+		}
+		if err := qemuJailRefused(cfg, qcfg, jailed); err != nil {
 			return nil, "", err
 		}
 		if err := probeQEMU(qcfg, log); err != nil {
@@ -132,6 +140,9 @@ func candidates(cfg config.Config, spec sandbox.Spec, log *slog.Logger) []choose
 	tcg := choose.Candidate{Name: candQEMUTCG, Boundary: false, Probe: func(context.Context) (sandbox.Driver, string, error) {
 		c, jailed, err := qemuConfig(cfg)
 		if err != nil {
+			return nil, "", err
+		}
+		if err := qemuJailRefused(cfg, c, jailed); err != nil {
 			return nil, "", err
 		}
 		c.Accel = qemu.AccelTCG
@@ -178,6 +189,26 @@ func qemuConfig(cfg config.Config) (qemu.Config, string, error) {
 		return qemu.Config{}, "", err
 	}
 	return qemu.Config{Binary: cfg.VM.QEMU, RunDir: cfg.RunDir, TSCKHz: cfg.VM.TSCKHz, Jail: j}, why, nil
+}
+
+// rootVMMRefused fails closed: as root, a VMM outside its jail is refused
+// unless the operator accepted it by name (CODEBENCH_ALLOW_ROOT_VMM). how
+// says what would jail it.
+func rootVMMRefused(cfg config.Config, what, how string) error {
+	if os.Geteuid() != 0 || cfg.VM.AllowRootVMM {
+		return nil
+	}
+	return fmt.Errorf("refused: %s would run as root; %s, or accept a root VMM with CODEBENCH_ALLOW_ROOT_VMM=true", what, how)
+}
+
+// qemuJailRefused is rootVMMRefused for QEMU without its jail (why says
+// why it has none).
+func qemuJailRefused(cfg config.Config, qcfg qemu.Config, why string) error {
+	if qcfg.Jail != nil {
+		return nil
+	}
+	return rootVMMRefused(cfg, "QEMU unjailed ("+why+")",
+		"create its user (scripts/install-deps.sh makes codebench-vm) and set CODEBENCH_QEMU_JAIL=auto or on")
 }
 
 // probeQEMU checks, before any test boot, that QEMU can run as configured

@@ -54,6 +54,13 @@ func workerCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []
 	if *printConfig {
 		return config.Print(os.Stdout, cfg)
 	}
+	// Children (runsc, QEMU, the CNI plugins, nft) get none of it.
+	if err := config.ScrubEnv(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	for _, w := range cfg.Warnings {
+		log.Warn("config: " + w)
+	}
 	qcfg := queueConfig(cfg)
 	// Before anything slow (a KVM probe, a template build): the topology,
 	// so that jobs published meanwhile are kept, not dropped as unroutable.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"net/netip"
 	"net/url"
 	"os"
@@ -33,12 +34,22 @@ type Config struct {
 	// MetricsAddr serves Prometheus metrics on /metrics and /healthz,
 	// /readyz (CODEBENCH_METRICS_ADDR, e.g. 127.0.0.1:9464; empty: off).
 	MetricsAddr string
+	// MetricsPublic allows MetricsAddr off loopback (CODEBENCH_METRICS_PUBLIC):
+	// metrics say what a worker runs and how busy it is, to anyone who asks.
+	MetricsPublic bool
+	// Warnings are what Load found questionable but not wrong (a password
+	// file others can read): the command logs them.
+	Warnings []string
 }
 
 // VM sizes and drives the sandbox.
 type VM struct {
 	Accel    string // CODEBENCH_ACCEL: auto, kvm or tcg
 	AllowTCG bool   // CODEBENCH_ALLOW_TCG: the worker refuses TCG without it
+	// AllowRootVMM: as root, a VMM may run outside its jail (Firecracker
+	// without its jailer, QEMU without the codebench-vm user); without it
+	// such a driver is refused (CODEBENCH_ALLOW_ROOT_VMM).
+	AllowRootVMM bool
 	MemoryMB int    // CODEBENCH_VM_MEMORY_MB
 	VCPUs    int    // CODEBENCH_VM_VCPUS
 	TSCKHz   int64  // CODEBENCH_TSC_KHZ: 0 = read from the host
@@ -240,6 +251,19 @@ func FromEnvAnd(path string, overrides map[string]string) (Config, error) {
 	return Load(os.LookupEnv, path, overrides)
 }
 
+// ScrubEnv removes from this process's environment every variable the
+// configuration is read from (the broker URL and its password among them),
+// so that the processes it starts (runsc, QEMU, the CNI plugins, nft) do
+// not inherit them. Call it once the configuration is loaded for good.
+func ScrubEnv() error {
+	var errs []error
+	for _, st := range settings(new(Config)) {
+		errs = append(errs, os.Unsetenv(st.env))
+	}
+	errs = append(errs, os.Unsetenv(EnvConfigFile), os.Unsetenv("RABBITMQ_PASSWORD"))
+	return errors.Join(errs...)
+}
+
 // fromLookup is FromEnv with another environment (tests).
 func fromLookup(lookup func(string) (string, bool)) (Config, error) {
 	return Load(lookup, "", nil)
@@ -280,6 +304,12 @@ func Load(lookup func(string) (string, bool), path string, overrides map[string]
 			errs = append(errs, fmt.Errorf("unknown setting %q", k))
 			continue
 		}
+		if st.secret && maskURLs(overrides[k]) != overrides[k] {
+			// /proc/<pid>/cmdline and expvar show every argument.
+			errs = append(errs, fmt.Errorf("--%s: a password on the command line is visible to every user of the host; "+
+				"give it in %s (the environment) or rabbitmq_password_file", flagName(k), st.env))
+			continue
+		}
 		if err := st.parse(overrides[k]); err != nil {
 			errs = append(errs, fmt.Errorf("--%s: %w", flagName(k), err))
 		}
@@ -293,6 +323,19 @@ func Load(lookup func(string) (string, bool), path string, overrides map[string]
 	return c, c.Validate()
 }
 
+// loopback reports whether a listen address is on loopback only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
 // Validate checks ranges and enums.
 func (c *Config) Validate() error {
 	var errs []error
@@ -304,6 +347,8 @@ func (c *Config) Validate() error {
 	check(c.DataDir != "", "data dir is empty")
 	check(c.DebugAddr == "" || strings.HasPrefix(c.DebugAddr, "127.0.0.1:") || strings.HasPrefix(c.DebugAddr, "[::1]:"),
 		"CODEBENCH_DEBUG_ADDR must be on loopback, not %q", c.DebugAddr)
+	check(c.MetricsAddr == "" || c.MetricsPublic || loopback(c.MetricsAddr),
+		"CODEBENCH_METRICS_ADDR %q is not on loopback: set CODEBENCH_METRICS_PUBLIC=true to serve metrics to the network", c.MetricsAddr)
 	check(c.RunDir != "" && len(c.RunDir) <= 48, "run dir %q must be set and short (Unix socket paths are limited to 108 bytes)", c.RunDir)
 	check(strings.Contains("auto kvm tcg", c.VM.Accel) && c.VM.Accel != "", "CODEBENCH_ACCEL must be auto, kvm or tcg, not %q", c.VM.Accel)
 	check(c.VM.QEMUJail == "auto" || c.VM.QEMUJail == "on" || c.VM.QEMUJail == "off", "CODEBENCH_QEMU_JAIL must be auto, on or off, not %q", c.VM.QEMUJail)
@@ -319,6 +364,12 @@ func (c *Config) Validate() error {
 		check(err == nil && (u.Scheme == "amqp" || u.Scheme == "amqps") && u.Host != "", "rabbitmq_url: each URL must be amqp:// or amqps://host...")
 	}
 	check((c.Worker.RabbitCertFile == "") == (c.Worker.RabbitKeyFile == ""), "rabbitmq_cert_file and rabbitmq_key_file go together")
+	if c.Worker.RabbitCAFile != "" || c.Worker.RabbitCertFile != "" {
+		for _, raw := range strings.Split(c.Worker.RabbitURL, ",") {
+			check(!strings.HasPrefix(strings.TrimSpace(raw), "amqp://"),
+				"rabbitmq_ca_file or rabbitmq_cert_file is set, but rabbitmq_url is amqp:// (plaintext): use amqps://")
+		}
+	}
 	check(c.Worker.Topology == "seed" || c.Worker.Topology == "api", "CODEBENCH_TOPOLOGY must be seed or api")
 	check(c.Worker.Concurrency >= 1, "concurrency must be at least 1")
 	check(c.Worker.PoolSize >= 0, "pool size must not be negative")

@@ -43,10 +43,12 @@ func settings(c *Config) []setting {
 	add("CODEBENCH_DEBUG", &c.Verbose)
 	add("CODEBENCH_DEBUG_ADDR", &c.DebugAddr)
 	add("CODEBENCH_METRICS_ADDR", &c.MetricsAddr)
+	add("CODEBENCH_METRICS_PUBLIC", &c.MetricsPublic)
 
 	add("CODEBENCH_DRIVER", &c.VM.Driver)
 	add("CODEBENCH_ACCEL", &c.VM.Accel)
 	add("CODEBENCH_ALLOW_TCG", &c.VM.AllowTCG)
+	add("CODEBENCH_ALLOW_ROOT_VMM", &c.VM.AllowRootVMM)
 	add("CODEBENCH_VM_MEMORY_MB", &c.VM.MemoryMB)
 	add("CODEBENCH_VM_VCPUS", &c.VM.VCPUs)
 	add("CODEBENCH_TSC_KHZ", &c.VM.TSCKHz)
@@ -308,6 +310,10 @@ func (c *Config) resolveSecrets() error {
 		return fmt.Errorf("rabbitmq_password_file: %w", err)
 	}
 	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Mode().Perm()&0o044 != 0 {
+		c.Warnings = append(c.Warnings, fmt.Sprintf("rabbitmq_password_file %s is readable by its group or others (mode %04o): chmod 600 it",
+			c.Worker.RabbitPasswordFile, st.Mode().Perm()))
+	}
 	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
 	if err != nil || len(b) > maxSecretFile {
 		return fmt.Errorf("rabbitmq_password_file %s: unreadable or larger than %d bytes (%v)", c.Worker.RabbitPasswordFile, maxSecretFile, err)

@@ -26,6 +26,10 @@ import (
 // recipeVersion changes whenever the build steps change what they produce.
 const recipeVersion = "3"
 
+// imageRecipe changes whenever the steps after debootstrap change what they
+// produce (the debootstrapped base stays cached).
+const imageRecipe = "1: empty resolv.conf"
+
 // Job user inside the guest; the agent runs programs as this user.
 const (
 	jobUser = "runner"
@@ -134,7 +138,7 @@ func Build(ctx context.Context, opts Options) (*Image, error) {
 		return nil, err
 	}
 	baseKey := hashOf("base", recipeVersion, b.Suite, strings.Join(pkgs, ","), jobUser)
-	hash := hashOf("image", recipeVersion, baseKey, kernelSum, agentSum, string(mustJSON(b.languageList())),
+	hash := hashOf("image", recipeVersion, imageRecipe, baseKey, kernelSum, agentSum, string(mustJSON(b.languageList())),
 		strings.Join(GuestModules, ","))
 	imgDir := filepath.Join(b.DataDir, imagesSubdir, hash)
 	if img, err := Load(imgDir); err == nil {
@@ -335,6 +339,13 @@ func (b *builder) rootfs(ctx context.Context, baseDir, staging string, m *Manife
 	_ = os.Remove(filepath.Join(tree, ".complete"))
 	if err := replaceWith(filepath.Join(tree, boot.AgentPath), func(dst string) error {
 		return copyFile(b.AgentPath, dst, 0o755)
+	}); err != nil {
+		return err
+	}
+	// The build host's resolver must not travel into guests: guests have
+	// no DNS (docs/NETWORKING.md), and the host's resolver is not theirs.
+	if err := replaceWith(filepath.Join(tree, "etc", "resolv.conf"), func(dst string) error {
+		return os.WriteFile(dst, nil, 0o644)
 	}); err != nil {
 		return err
 	}

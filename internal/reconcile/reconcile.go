@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -111,15 +112,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (Report, error) {
 // missing pid file or a dead process is nothing to do (0, nil); a live
 // process without the marks is ErrNotOurs.
 func KillStale(pidFile string, marks ...string) (int, error) {
-	b, err := os.ReadFile(pidFile)
+	pid, err := ReadPIDFile(pidFile)
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil
 	}
 	if err != nil {
 		return 0, err
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || !Alive(pid) {
+	if pid <= 0 || !Alive(pid) {
 		return 0, nil
 	}
 	cl := Cmdline(pid)
@@ -129,6 +129,38 @@ func KillStale(pidFile string, marks ...string) (int, error) {
 		}
 	}
 	return pid, kill(pid)
+}
+
+// maxPIDFile bounds what is read of a pid file.
+const maxPIDFile = 32
+
+// ReadPIDFile reads a pid file that a less trusted user may own (a jailed
+// VMM's run dir): never through a link (O_NOFOLLOW), never from anything
+// but a regular file (a FIFO would hang the reader, /dev/zero would never
+// end), at most a few bytes. A file that holds no pid is 0, nil.
+func ReadPIDFile(path string) (int, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	if !st.Mode().IsRegular() {
+		return 0, fmt.Errorf("reconcile: pid file %s is not a regular file (%s)", path, st.Mode().Type())
+	}
+	b := make([]byte, maxPIDFile)
+	n, err := io.ReadFull(f, b)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return 0, err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b[:n])))
+	if err != nil {
+		return 0, nil
+	}
+	return pid, nil
 }
 
 // Alive reports whether pid is a running process (zombies are not).

@@ -25,7 +25,11 @@ const wallsProgram = `#define _GNU_SOURCE
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/personality.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/msg.h>
+#include <linux/sched.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,6 +37,19 @@ int main(void) {
 	printf("bpf %s\n", syscall(SYS_bpf, 0, 0, 0) < 0 ? strerror(errno) : "allowed");
 	printf("perf %s\n", syscall(SYS_perf_event_open, 0, 0, -1, -1, 0) < 0 ? strerror(errno) : "allowed");
 	printf("userns %s\n", unshare(CLONE_NEWUSER) < 0 ? strerror(errno) : "allowed");
+	int s;
+	printf("vsock %s\n", (s = socket(40, SOCK_STREAM, 0)) < 0 ? strerror(errno) : "allowed");
+	printf("netlink %s\n", (s = socket(AF_NETLINK, SOCK_RAW, 0)) < 0 ? strerror(errno) : "allowed");
+	printf("alg %s\n", (s = socket(38, SOCK_SEQPACKET, 0)) < 0 ? strerror(errno) : "allowed");
+	printf("inet %s\n", (s = socket(AF_INET, SOCK_STREAM, 0)) < 0 ? strerror(errno) : "allowed");
+	struct clone_args ca; memset(&ca, 0, sizeof ca); ca.flags = CLONE_NEWUSER; ca.exit_signal = SIGCHLD;
+	long c3 = syscall(SYS_clone3, &ca, sizeof ca);
+	if (c3 == 0) _exit(0);
+	printf("clone3 newuser %s\n", c3 < 0 ? strerror(errno) : "allowed");
+	printf("personality %s\n", personality(0x0040000) < 0 ? strerror(errno) : "allowed");
+	printf("modify_ldt %s\n", syscall(SYS_modify_ldt, 0, 0, 0) < 0 ? strerror(errno) : "allowed");
+	printf("msgget %s\n", msgget(IPC_PRIVATE, 0600) < 0 ? strerror(errno) : "allowed");
+	struct stat rs; printf("resolv.conf %lld\n", stat("/etc/resolv.conf", &rs) == 0 ? (long long)rs.st_size : -1LL);
 	struct statvfs v; statvfs("/", &v); printf("root nosuid %d\n", (v.f_flag & ST_NOSUID) != 0);
 	printf("no_new_privs %d\n", prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0));
 	FILE *f = fopen("/proc/sys/user/max_user_namespaces", "r"); int n = -1;
@@ -68,7 +85,13 @@ func TestGuestWalls(t *testing.T) {
 		}
 		out := final.Stdout
 		want := []string{"bpf Operation not permitted", "perf Operation not permitted", "userns Operation not permitted",
-			"root nosuid 1", "no_new_privs 1", "passwd setuid root 1"}
+			"root nosuid 1", "no_new_privs 1", "passwd setuid root 1", "inet allowed", "resolv.conf 0\n"}
+		// Refused, whatever the reason each driver gives.
+		for _, call := range []string{"vsock", "netlink", "alg", "clone3 newuser", "personality", "modify_ldt", "msgget"} {
+			if !regexp.MustCompile(`(?m)^` + call + ` [A-Z]`).MatchString(out) || strings.Contains(out, call+" allowed") {
+				t.Errorf("%s is not refused in the guest:\n%s", call, out)
+			}
+		}
 		if sb.Name == "qemu" {
 			// gVisor's kernel has no such sysctl; its sandbox itself
 			// offers no user namespaces to the job (and seccomp denies them).

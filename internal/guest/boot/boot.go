@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/codebench/codebench/internal/agentproto"
 )
 
 // Paths shared by the image builder and the guest.
@@ -135,8 +137,15 @@ func loadModules() error {
 		return err
 	}
 	cmdline, _ := os.ReadFile("/proc/cmdline")
+	// vsock is the agent's channel under Firecracker only; elsewhere its
+	// modules stay out of the guest kernel (a job's socket(AF_VSOCK) finds
+	// no family, whatever the seccomp filter says).
+	vsock := strings.Contains(string(cmdline), agentproto.CmdlineKey+"=vsock:")
 	for _, file := range strings.Fields(string(order)) {
 		name := strings.ReplaceAll(strings.TrimSuffix(file, ".ko"), "-", "_")
+		if strings.Contains(name, "vsock") && !vsock {
+			continue
+		}
 		if err := loadModule(filepath.Join(ModulesDir, file), moduleParams(string(cmdline), name)); err != nil {
 			return fmt.Errorf("load module %s: %w", name, err)
 		}

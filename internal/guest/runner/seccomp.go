@@ -34,7 +34,19 @@ var deniedSyscalls = []struct {
 	{unix.SYS_IOPL, "I/O ports"}, {unix.SYS_IOPERM, "I/O ports"}, {unix.SYS_SYSLOG, "the kernel log"},
 	{unix.SYS_QUOTACTL, "quotas"}, {unix.SYS_LOOKUP_DCOOKIE, "profiling"}, {unix.SYS_OPEN_BY_HANDLE_AT, "file handles"},
 	{unix.SYS_NAME_TO_HANDLE_AT, "file handles"},
+	{unix.SYS_MODIFY_LDT, "the LDT: 16-bit segments, old exploit surface"},
+	{unix.SYS_MSGGET, "SysV message queues: a frequent kernel exploit primitive"}, {unix.SYS_MSGSND, "SysV message queues"},
+	{unix.SYS_MSGRCV, "SysV message queues"}, {unix.SYS_MSGCTL, "SysV message queues"},
 }
+
+// allowedFamilies are the socket families a job may open (socket and
+// socketpair): local and IP sockets. vsock, netlink, AF_ALG, packet and
+// the rest are refused (EAFNOSUPPORT), as if the kernel had none.
+var allowedFamilies = []uint32{unix.AF_UNIX, unix.AF_INET, unix.AF_INET6}
+
+// allowedPersonalities are the personality() arguments a job may pass:
+// Linux's own, and the query. ADDR_NO_RANDOMIZE and the rest are refused.
+var allowedPersonalities = []uint32{0, 0xffffffff}
 
 // nsFlags are the clone/unshare flags that make namespaces: a user namespace
 // is the most common way into kernel code an unprivileged user cannot
@@ -85,16 +97,39 @@ func jobFilter(allowClone3 bool) []unix.SockFilter {
 	if !allowClone3 {
 		f = append(f, jump(bpfJeq, unix.SYS_CLONE3, 0, 1), stmt(bpfRet, retErrno(unix.ENOSYS)))
 	}
-	f = append(f,
-		jump(bpfJeq, unix.SYS_CLONE, 2, 0),
-		jump(bpfJeq, unix.SYS_UNSHARE, 1, 0),
-		stmt(bpfRet, retAllow),
+	// Calls whose first argument decides: each jumps to a block that
+	// loads it and checks it.
+	nsBlock := []unix.SockFilter{
 		stmt(bpfLdW, offArg0),
 		jump(bpfJset, nsFlags, 0, 1),
 		stmt(bpfRet, retErrno(unix.EPERM)),
 		stmt(bpfRet, retAllow),
-	)
-	return f
+	}
+	oneOf := func(values []uint32, refuse unix.Errno) []unix.SockFilter {
+		b := []unix.SockFilter{stmt(bpfLdW, offArg0)}
+		for i, v := range values {
+			// Past the remaining checks and the refusal, to the allow.
+			b = append(b, jump(bpfJeq, v, uint8(len(values)-i), 0))
+		}
+		return append(b, stmt(bpfRet, retErrno(refuse)), stmt(bpfRet, retAllow))
+	}
+	famBlock := oneOf(allowedFamilies, unix.EAFNOSUPPORT)
+	persBlock := oneOf(allowedPersonalities, unix.EPERM)
+	dispatch := []struct {
+		nr    uintptr
+		block int // 0 ns, 1 families, 2 personality
+	}{{unix.SYS_CLONE, 0}, {unix.SYS_UNSHARE, 0}, {unix.SYS_SOCKET, 1}, {unix.SYS_SOCKETPAIR, 1}, {unix.SYS_PERSONALITY, 2}}
+	// Where each block starts, counted from the first dispatch jump.
+	start := []int{len(dispatch) + 1}
+	start = append(start, start[0]+len(nsBlock))
+	start = append(start, start[1]+len(famBlock))
+	for i, d := range dispatch {
+		f = append(f, jump(bpfJeq, uint32(d.nr), uint8(start[d.block]-i-1), 0))
+	}
+	f = append(f, stmt(bpfRet, retAllow))
+	f = append(f, nsBlock...)
+	f = append(f, famBlock...)
+	return append(f, persBlock...)
 }
 
 // restrictThread sets no_new_privs and installs the job filter on the

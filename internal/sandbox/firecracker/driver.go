@@ -86,11 +86,13 @@ const (
 // jailerCgroupArgs are the jailer's --cgroup limits for a VM of memoryMB.
 func jailerCgroupArgs(version string, memoryMB int) []string {
 	mem := strconv.FormatInt(int64(memoryMB+vmmOverheadMB)<<20, 10)
-	memFile := "memory.max"
 	if version == "1" {
-		memFile = "memory.limit_in_bytes"
+		// v1 limits swap only with swap accounting (memory.memsw.*),
+		// which many kernels boot without: the jailer would fail.
+		return []string{"--cgroup", "memory.limit_in_bytes=" + mem, "--cgroup", "pids.max=" + strconv.Itoa(vmmPids)}
 	}
-	return []string{"--cgroup", memFile + "=" + mem, "--cgroup", "pids.max=" + strconv.Itoa(vmmPids)}
+	// No swap: a VMM's memory limit must not turn into swapping the host.
+	return []string{"--cgroup", "memory.max=" + mem, "--cgroup", "memory.swap.max=0", "--cgroup", "pids.max=" + strconv.Itoa(vmmPids)}
 }
 
 // Config is the driver's data.

@@ -74,7 +74,7 @@ func TestMachineConfigWithJailer(t *testing.T) {
 	}
 	cmd := jailerCommand(context.Background(), cfg, 512, io.Discard)
 	got := strings.Join(cmd.Args, " ")
-	for _, want := range []string{"--cgroup-version 2", "--cgroup memory.max=671088640 --cgroup pids.max=64 -- --api-sock " + APISocket,
+	for _, want := range []string{"--cgroup-version 2", "--cgroup memory.max=671088640 --cgroup memory.swap.max=0 --cgroup pids.max=64 -- --api-sock " + APISocket,
 		"--netns /var/run/netns/cb", "--uid 1500 --gid 1500", "--exec-file firecracker"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("jailer command %q lacks %q", got, want)
@@ -87,7 +87,7 @@ func TestJailerCgroupArgs(t *testing.T) {
 		version string
 		want    string
 	}{
-		{"2", "--cgroup memory.max=402653184 --cgroup pids.max=64"},
+		{"2", "--cgroup memory.max=402653184 --cgroup memory.swap.max=0 --cgroup pids.max=64"},
 		{"1", "--cgroup memory.limit_in_bytes=402653184 --cgroup pids.max=64"},
 	} {
 		if got := strings.Join(jailerCgroupArgs(tc.version, 256), " "); got != tc.want {

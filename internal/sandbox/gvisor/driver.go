@@ -216,6 +216,10 @@ func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, restoreFrom stri
 		oci.Linux.Resources = &resources{
 			Memory: &memoryResources{Limit: int64(spec.MemoryMB+sandboxOverheadMB) << 20},
 			Pids:   &pidsResources{Limit: sandboxPids},
+			// The sandbox's vCPUs: a job's busy threads take those, not
+			// every core of the host.
+			CPU: &cpuResources{Quota: int64(max(spec.VCPUs, 1)) * hostcgroup.CPUPeriod.Microseconds(),
+				Period: uint64(hostcgroup.CPUPeriod.Microseconds())},
 		}
 	}
 	b, err := json.MarshalIndent(oci, "", "  ")

@@ -2,6 +2,7 @@ package gvisor_test
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -15,13 +16,18 @@ import (
 
 func TestConformance(t *testing.T) {
 	env := testenv.NeedGVisor(t)
-	sandboxtest.Run(t, sandboxtest.Harness{
+	h := sandboxtest.Harness{
 		Driver: env.Driver,
 		Spec:   env.Spec,
 		Leftovers: func() (int, []string) {
 			return testenv.Processes(env.RunDir, "runsc"), testenv.Entries(env.RunDir)
 		},
-	})
+		CPULimitRequired: os.Getenv("CODEBENCH_REQUIRE_GVISOR") != "",
+	}
+	if env.Cgroups != nil && env.Cgroups.HasCPU() {
+		h.CPUUsage = env.Cgroups.CPUUsage
+	}
+	sandboxtest.Run(t, h)
 }
 
 // TestCheckpointRestore: a warmed-up sandbox saved with runsc checkpoint

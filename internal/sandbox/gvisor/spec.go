@@ -57,6 +57,12 @@ type (
 	resources struct {
 		Memory *memoryResources `json:"memory,omitempty"`
 		Pids   *pidsResources   `json:"pids,omitempty"`
+		CPU    *cpuResources    `json:"cpu,omitempty"`
+	}
+	// cpuResources is a CPU bandwidth limit: quota per period, in µs.
+	cpuResources struct {
+		Quota  int64  `json:"quota"`
+		Period uint64 `json:"period"`
 	}
 	memoryResources struct {
 		Limit int64 `json:"limit"`

@@ -244,13 +244,12 @@ func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, opts launchOpts)
 	// with -9 does not leave VMs running.
 	cmd.SysProcAttr.Setpgid = true
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
-	stderr, err := os.Create(filepath.Join(vm.dir, "qemu.stderr"))
-	if err != nil {
-		return nil, err
-	}
-	cmd.Stderr = stderr
+	vm.stderr = sandbox.NewConsole(stderrSize)
+	cmd.Stderr = vm.stderr
+	// A VMM that exits closes its stderr; do not wait long for a pipe
+	// something else keeps open.
+	cmd.WaitDelay = time.Second
 	if err := cmd.Start(); err != nil {
-		stderr.Close()
 		return nil, fmt.Errorf("qemu: start %s: %w", d.cfg.Binary, err)
 	}
 	vm.cmd = cmd
@@ -258,7 +257,6 @@ func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, opts launchOpts)
 	// The waiter goroutine is owned by the VM: Stop waits for done.
 	go func() {
 		vm.exitErr = cmd.Wait()
-		stderr.Close()
 		close(vm.done)
 	}()
 	// Pushed after the waiter so that it unwinds first: the VMM must be
@@ -355,7 +353,10 @@ type VM struct {
 	exitErr error // written before done is closed
 
 	console *sandbox.Console
-	jail    *Jail // nil: QEMU runs unjailed
+	// stderr keeps the end of QEMU's own stderr, bounded whatever a
+	// misbehaving VMM writes.
+	stderr *sandbox.Console
+	jail   *Jail // nil: QEMU runs unjailed
 
 	stack cleanup.Stack
 
@@ -398,9 +399,11 @@ func (v *VM) connectQMP(ctx context.Context) (*qmp, error) {
 	}
 }
 
+// stderrSize is how much of QEMU's stderr a VM keeps: the end of it.
+const stderrSize = 16 << 10
+
 func (v *VM) stderrTail() string {
-	b, _ := os.ReadFile(filepath.Join(v.dir, "qemu.stderr"))
-	return strings.TrimSpace(string(b))
+	return strings.TrimSpace(v.stderr.Tail(stderrSize))
 }
 
 // DialAgent implements sandbox.VM.

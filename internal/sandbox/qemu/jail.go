@@ -425,7 +425,9 @@ func (d *Driver) jailed(vm *VM, spec sandbox.Spec, opts launchOpts, argv []strin
 		if d.cfg.Accel == AccelTCG {
 			mem += tcgCacheMB << 20
 		}
-		g, err := j.Cgroups.Create(spec.ID, mem, jailPids)
+		// The CPU limit is the VM's vCPUs: a guest's busy threads take
+		// those, not every core of the host.
+		g, err := j.Cgroups.Create(spec.ID, hostcgroup.Limits{MemoryBytes: mem, Pids: jailPids, CPUs: max(spec.VCPUs, 1)})
 		if err != nil {
 			return nil, fmt.Errorf("qemu jail: %w", err)
 		}

@@ -26,6 +26,12 @@ type Harness struct {
 	// both must be zero after every stop.
 	Leftovers func() (processes int, entries []string)
 	BootLimit time.Duration
+	// CPUUsage reads a sandbox's host CPU time from its host cgroup's own
+	// counter (nil: the driver has no host cgroup here; the CPU limit
+	// test fails where CPULimitRequired).
+	CPUUsage func(id string) (time.Duration, error)
+	// CPULimitRequired: the host has the controllers, so the limit must hold.
+	CPULimitRequired bool
 }
 
 // Run runs the conformance suite.
@@ -39,6 +45,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("StopDeadVM", func(t *testing.T) { testStopDead(t, h) })
 	t.Run("SnapshotClonesDiffer", func(t *testing.T) { testSnapshot(t, h) })
 	t.Run("CheckerWalledOff", func(t *testing.T) { testCheckerWalledOff(t, h) })
+	t.Run("CPULimit", func(t *testing.T) { testCPULimit(t, h) })
 }
 
 // testSnapshot saves a template, restores two clones, and checks they run
