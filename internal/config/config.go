@@ -50,10 +50,10 @@ type VM struct {
 	// without its jailer, QEMU without the codebench-vm user); without it
 	// such a driver is refused (CODEBENCH_ALLOW_ROOT_VMM).
 	AllowRootVMM bool
-	MemoryMB int    // CODEBENCH_VM_MEMORY_MB
-	VCPUs    int    // CODEBENCH_VM_VCPUS
-	TSCKHz   int64  // CODEBENCH_TSC_KHZ: 0 = read from the host
-	QEMU     string // CODEBENCH_QEMU: the qemu-system-x86_64 binary
+	MemoryMB     int    // CODEBENCH_VM_MEMORY_MB
+	VCPUs        int    // CODEBENCH_VM_VCPUS
+	TSCKHz       int64  // CODEBENCH_TSC_KHZ: 0 = read from the host
+	QEMU         string // CODEBENCH_QEMU: the qemu-system-x86_64 binary
 	// QEMUJail (CODEBENCH_QEMU_JAIL) is auto (default: jailed where the
 	// host allows), on (jailed or fail) or off; VMUser (CODEBENCH_VM_USER,
 	// default codebench-vm) is the unprivileged user a jailed QEMU runs as.

@@ -88,7 +88,7 @@ func TestGuestWalls(t *testing.T) {
 			"root nosuid 1", "no_new_privs 1", "passwd setuid root 1", "inet allowed", "resolv.conf 0\n"}
 		// Refused, whatever the reason each driver gives.
 		for _, call := range []string{"vsock", "netlink", "alg", "clone3 newuser", "personality", "modify_ldt", "msgget"} {
-			if !regexp.MustCompile(`(?m)^` + call + ` [A-Z]`).MatchString(out) || strings.Contains(out, call+" allowed") {
+			if !regexp.MustCompile(`(?m)^`+call+` [A-Z]`).MatchString(out) || strings.Contains(out, call+" allowed") {
 				t.Errorf("%s is not refused in the guest:\n%s", call, out)
 			}
 		}
