@@ -102,7 +102,9 @@ func TestClusterLosesANode(t *testing.T) {
 		logs := &lockedBuffer{}
 		cmd := startWorkerBinaryTo(t, logs, "RABBITMQ_URL="+urls(order...), "CODEBENCH_DRIVER=gvisor", "CODEBENCH_QUORUM=true",
 			"CODEBENCH_RUN_DIR="+filepath.Join(sb.RunDir, fmt.Sprintf("c%d", i)), "CODEBENCH_POOL_SIZE=2", "CODEBENCH_CONCURRENCY=2",
-			"CODEBENCH_RECONNECT_MAX=1s", "CODEBENCH_STATUS_QUEUE_WITH_REPLY=false")
+			"CODEBENCH_RECONNECT_MAX=1s", "CODEBENCH_STATUS_QUEUE_WITH_REPLY=false",
+			// The replies' queue is one of the test's own names: allowed by pattern.
+			"CODEBENCH_REPLY_TO_PATTERN="+replies)
 		workers = append(workers, &workerProc{cmd: cmd, logs: logs})
 	}
 
