@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/codebench/codebench/internal/config"
@@ -18,6 +21,29 @@ import (
 	"github.com/codebench/codebench/internal/sandbox/qemu"
 	"github.com/codebench/codebench/internal/worker"
 )
+
+// brokerHosts are the broker's addresses (each host of rabbitmq_url,
+// resolved): no guest reaches them, whatever the allow-list says short of
+// naming them.
+func brokerHosts(cfg config.Config) []netip.Prefix {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var out []netip.Prefix
+	for _, raw := range strings.Split(cfg.Worker.RabbitURL, ",") {
+		u, err := url.Parse(strings.TrimSpace(raw))
+		if err != nil || u.Hostname() == "" {
+			continue
+		}
+		addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip4", u.Hostname())
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			out = append(out, netip.PrefixFrom(a.Unmap(), 32))
+		}
+	}
+	return out
+}
 
 // networkConfig is the guest network's configuration for the chosen
 // driver: the tap belongs to the user its VMM runs as.
@@ -30,6 +56,7 @@ func (e *env) networkConfig(cfg config.Config) (network.Config, error) {
 		Name: cfg.Network.Name, StateDir: networkStateDir(cfg),
 		PluginDirs: filepath.SplitList(cfg.Network.CNIPath), Subnet: netip.MustParsePrefix(cfg.Network.Subnet),
 		IPMasq: cfg.Network.IPMasq, Allow: allow, ConnPerSecond: cfg.Network.ConnPerSecond,
+		Deny: brokerHosts(cfg),
 	}
 	switch {
 	case e.choice.Name == candGVisor:

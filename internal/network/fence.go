@@ -21,23 +21,33 @@ import (
 //     listening socket;
 //   - forward, from a guest: IPv4 only, its own source address only, never
 //     to link-local (metadata services), multicast or broadcast addresses,
-//     only to the allow-list (empty: nowhere), new connections rate-limited;
+//     never to the deny set (private ranges, CGNAT, a cloud's wire server,
+//     the broker's hosts) unless the allow-list names the address inside
+//     it, only to the allow-list (empty: nowhere), new connections
+//     rate-limited;
 //   - forward, to a guest: only replies (established, related); so no guest
 //     reaches another, and nothing outside opens a connection to a guest.
-func fenceRuleset(table string, allow []netip.Prefix, connPerSecond int) string {
+func fenceRuleset(table string, allow, deny []netip.Prefix, connPerSecond int) string {
 	var b strings.Builder
+	set := func(name string, ps []netip.Prefix) {
+		fmt.Fprintf(&b, "  set %s { type ipv4_addr; flags interval; auto-merge;", name)
+		if len(ps) > 0 {
+			var els []string
+			for _, p := range ps {
+				els = append(els, p.Masked().String())
+			}
+			fmt.Fprintf(&b, " elements = { %s };", strings.Join(els, ", "))
+		}
+		b.WriteString(" }\n")
+	}
 	fmt.Fprintf(&b, "table inet %s {\n", table)
 	b.WriteString("  set guests { type ifname; }\n")
 	b.WriteString("  set pairs { type ifname . ipv4_addr; }\n")
-	b.WriteString("  set allow { type ipv4_addr; flags interval;")
-	if len(allow) > 0 {
-		var els []string
-		for _, p := range allow {
-			els = append(els, p.Masked().String())
-		}
-		fmt.Fprintf(&b, " elements = { %s };", strings.Join(els, ", "))
-	}
-	b.WriteString(" }\n")
+	set("allow", allow)
+	set("deny", DefaultDeny)
+	set("named", Named(allow, DefaultDeny))
+	set("hosts", deny)
+	set("named_hosts", Named(allow, deny))
 	b.WriteString("  set rate { type ipv4_addr; size 65535; flags dynamic,timeout; timeout 1m; }\n")
 	b.WriteString("  chain input {\n    type filter hook input priority filter - 10; policy accept;\n")
 	b.WriteString("    iifname @guests drop\n  }\n")
@@ -47,10 +57,39 @@ func fenceRuleset(table string, allow []netip.Prefix, connPerSecond int) string 
 	b.WriteString("    iifname @guests meta nfproto != ipv4 drop\n")
 	b.WriteString("    iifname @guests iifname . ip saddr != @pairs drop\n")
 	b.WriteString("    iifname @guests ip daddr { 0.0.0.0/8, 127.0.0.0/8, 169.254.0.0/16, 224.0.0.0/4, 255.255.255.255 } drop\n")
+	b.WriteString("    iifname @guests ip daddr @deny ip daddr != @named drop\n")
+	// The hosts of our own (the broker's): opened only by an allow entry
+	// inside one (its very address), not by one naming its subnet.
+	b.WriteString("    iifname @guests ip daddr @hosts ip daddr != @named_hosts drop\n")
 	b.WriteString("    iifname @guests ip daddr != @allow drop\n")
 	fmt.Fprintf(&b, "    iifname @guests ct state new update @rate { ip saddr limit rate over %d/second burst %d packets } drop\n", connPerSecond, 2*connPerSecond)
 	b.WriteString("    iifname @guests accept\n  }\n}\n")
 	return b.String()
+}
+
+// DefaultDeny are what no guest reaches under any allow-list that does not
+// name the address inside them: the private ranges (RFC 1918), carrier-
+// grade NAT (100.64/10, where one cloud keeps its metadata service), link-
+// local (metadata services) and Azure's wire server.
+var DefaultDeny = []netip.Prefix{
+	netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("172.16.0.0/12"), netip.MustParsePrefix("192.168.0.0/16"),
+	netip.MustParsePrefix("100.64.0.0/10"), netip.MustParsePrefix("169.254.0.0/16"), netip.MustParsePrefix("168.63.129.16/32"),
+}
+
+// Named are the allow-list entries that name addresses inside the deny
+// set (each inside a denied range, not a blanket over it): those stay
+// reachable. 0.0.0.0/0 or 10.0.0.0/7 names nothing; 10.99.1.0/24 does.
+func Named(allow, deny []netip.Prefix) []netip.Prefix {
+	var out []netip.Prefix
+	for _, a := range allow {
+		for _, d := range deny {
+			if a.Bits() >= d.Bits() && d.Contains(a.Addr()) {
+				out = append(out, a.Masked())
+				break
+			}
+		}
+	}
+	return out
 }
 
 // nft runs the nft binary with script on its standard input.
@@ -66,8 +105,10 @@ func nft(ctx context.Context, script string) error {
 }
 
 // installFences replaces the table with a fresh one, in one transaction.
-func installFences(ctx context.Context, table string, allow []netip.Prefix, connPerSecond int) error {
-	script := fmt.Sprintf("add table inet %s\ndelete table inet %s\n%s", table, table, fenceRuleset(table, allow, connPerSecond))
+// installFences: deny are the hosts of our own no guest reaches
+// (DefaultDeny applies besides).
+func installFences(ctx context.Context, table string, allow, deny []netip.Prefix, connPerSecond int) error {
+	script := fmt.Sprintf("add table inet %s\ndelete table inet %s\n%s", table, table, fenceRuleset(table, allow, deny, connPerSecond))
 	return nft(ctx, script)
 }
 

@@ -292,3 +292,56 @@ func TestNetworkedClones(t *testing.T) {
 		t.Fatal("fences table left after Close")
 	}
 }
+
+// TestWideAllowListStillFenced: with allow = 0.0.0.0/0, a guest still
+// cannot reach Azure's wire server (168.63.129.16), a CGNAT metadata
+// address (100.100.100.200), a private address the list does not name,
+// nor the broker's host even when the list names its subnet; it reaches a
+// private test host whose subnet the list names. All are test hosts in
+// namespaces this test makes.
+func TestWideAllowListStillFenced(t *testing.T) {
+	vm := testenv.NeedJail(t)
+	cfg := testConfig(t, "tw", "10.201.0.0/24", "0.0.0.0/0", "10.99.6.0/24", "10.99.7.0/24")
+	cfg.TapUID, cfg.TapGID = vm.Jail.UID, vm.Jail.GID
+	wire, cgnat := netip.MustParseAddr("168.63.129.16"), netip.MustParseAddr("100.100.100.200")
+	clouds := testenv.NewTestHost(t, "wa", netip.MustParsePrefix("10.99.5.0/24"), wire, cgnat)
+	named := testenv.NewTestHost(t, "wb", netip.MustParsePrefix("10.99.6.0/24"))
+	broker := testenv.NewTestHost(t, "wc", netip.MustParsePrefix("10.99.7.0/24"))
+	cfg.Deny = []netip.Prefix{netip.PrefixFrom(broker.Addr, 32)}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	m, err := network.New(ctx, cfg, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	g, _ := bootNetworked(ctx, t, vm, m)
+	targets := [][]any{
+		{"named", named.Addr.String(), named.Port},
+		{"wire_server", wire.String(), clouds.Port},
+		{"cgnat", cgnat.String(), clouds.Port},
+		{"private_unnamed", clouds.Addr.String(), clouds.Port},
+		{"broker", broker.Addr.String(), broker.Port},
+	}
+	tj, _ := json.Marshal(targets)
+	var got map[string]any
+	out := runPython(ctx, t, g, fmt.Sprintf(probeCode, string(tj)))
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("probe output %q: %v", out, err)
+	}
+	for _, tg := range targets {
+		name := tg[0].(string)
+		body, _ := got[name].(string)
+		switch {
+		case name == "named" && !strings.Contains(body, named.Token):
+			t.Errorf("the named test host was not reached: %q", body)
+		case name != "named" && !strings.HasPrefix(body, "ERR "):
+			t.Errorf("%s (%v) reached under allow 0.0.0.0/0: %q", name, tg[1], body)
+		}
+	}
+	// What the guest could not reach is up: reachable from this host.
+	for _, h := range []*testenv.TestHost{clouds, broker} {
+		waitServing(t, h.URL())
+	}
+	waitServing(t, fmt.Sprintf("http://%s:%d/", wire, clouds.Port))
+}

@@ -43,6 +43,10 @@ type Config struct {
 	IPMasq bool
 	// Allow are the networks guests may connect to; none: nowhere.
 	Allow []netip.Prefix
+	// Deny are addresses no guest reaches even under a wide allow-list
+	// (the broker's hosts), besides DefaultDeny; an allow entry inside one
+	// of them names it and opens it.
+	Deny []netip.Prefix
 	// ConnPerSecond bounds each guest's new connections.
 	ConnPerSecond int
 	// TapUID, TapGID own the tap device (the jailed VMM's user).
@@ -126,7 +130,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Manager, error) {
 	}
 	m := &Manager{cfg: cfg, list: list, log: log, attached: map[string]attachment{},
 		cni: libcni.NewCNIConfigWithCacheDir(cfg.PluginDirs, filepath.Join(cfg.StateDir, "cache"), nil)}
-	if err := installFences(ctx, m.Table(), cfg.Allow, cfg.ConnPerSecond); err != nil {
+	if err := installFences(ctx, m.Table(), cfg.Allow, cfg.Deny, cfg.ConnPerSecond); err != nil {
 		return nil, fmt.Errorf("network: fences: %w", err)
 	}
 	if err := m.reclaim(ctx); err != nil {
