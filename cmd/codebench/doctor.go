@@ -156,6 +156,9 @@ func doctorCmd(ctx context.Context, cfg config.Config, args []string) error {
 			report(true, "network", fmt.Sprintf("CNI plugins in %s, nft; subnet %s, allowed %q (docs/NETWORKING.md)",
 				cfg.Network.CNIPath, cfg.Network.Subnet, cfg.Network.Allow))
 		}
+		ns, leases, records, _ := network.Leftovers(ctx, network.Config{Name: cfg.Network.Name, StateDir: networkStateDir(cfg)})
+		info("network state", fmt.Sprintf("%d namespaces, %d leases, %d attachments (a running worker's, or left by a killed one: the next worker reclaims them)",
+			len(ns), len(leases), len(records)))
 	} else {
 		info("network", "off: jobs that ask for a network are refused (docs/NETWORKING.md)")
 	}

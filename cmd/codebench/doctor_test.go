@@ -65,6 +65,9 @@ func TestDoctorReportsWalls(t *testing.T) {
 			if !regexp.MustCompile(tc.network).MatchString(r.stdout) {
 				t.Errorf("network line: want %s\n%s", tc.network, r.stdout)
 			}
+			if tc.driver == "qemu" && !regexp.MustCompile(`(?m)^info network state\s+\d+ namespaces, \d+ leases, \d+ attachments`).MatchString(r.stdout) {
+				t.Errorf("doctor does not count the network's leftovers\n%s", r.stdout)
+			}
 			lines := regexp.MustCompile(`(?m)^(wall|MISS) (.{20}) (.*)$`).FindAllStringSubmatch(r.stdout, -1)
 			got := map[string]string{}
 			for _, l := range lines {

@@ -330,6 +330,15 @@ func (m *Manager) Close(ctx context.Context) error {
 // leases, attachment records, and whether its fences table exists (tests,
 // reconciler reports).
 func (m *Manager) Leftovers(ctx context.Context) (namespaces, leases, records []string, table bool) {
+	return Leftovers(ctx, m.cfg)
+}
+
+// Leftovers is what the network named in cfg holds now, without a
+// Manager (doctor counts it): namespaces, leases, attachment records, and
+// whether its fences' table exists. With no worker running, all of it is
+// left over from one that was killed (the next worker reclaims it).
+func Leftovers(ctx context.Context, cfg Config) (namespaces, leases, records []string, table bool) {
+	m := &Manager{cfg: cfg}
 	namespaces, _ = filepath.Glob(filepath.Join(NetNSDir, m.nsName("*")))
 	ls, _ := filepath.Glob(filepath.Join(m.cfg.StateDir, "leases", "*", "*"))
 	for _, l := range ls {

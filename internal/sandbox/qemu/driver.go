@@ -403,7 +403,8 @@ func (v *VM) connectQMP(ctx context.Context) (*qmp, error) {
 const stderrSize = 16 << 10
 
 func (v *VM) stderrTail() string {
-	return strings.TrimSpace(v.stderr.Tail(stderrSize))
+	// Quoted in errors and logs: the last few KiB say why it ended.
+	return strings.TrimSpace(v.stderr.Tail(4 << 10))
 }
 
 // DialAgent implements sandbox.VM.
