@@ -55,7 +55,7 @@ func (e *env) networkConfig(cfg config.Config) (network.Config, error) {
 	n := network.Config{
 		Name: cfg.Network.Name, StateDir: networkStateDir(cfg),
 		PluginDirs: filepath.SplitList(cfg.Network.CNIPath), Subnet: netip.MustParsePrefix(cfg.Network.Subnet),
-		IPMasq: cfg.Network.IPMasq, Allow: allow, ConnPerSecond: cfg.Network.ConnPerSecond,
+		IPMasq: cfg.Network.IPMasq, Allow: allow, ConnPerSecond: cfg.Network.ConnPerSecond, BandwidthKBps: cfg.Network.BandwidthKBps,
 		Deny: brokerHosts(cfg),
 	}
 	switch {

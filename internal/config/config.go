@@ -163,6 +163,9 @@ type Network struct {
 	// ConnPerSecond bounds each guest's new connections
 	// (CODEBENCH_NETWORK_CONN_RATE, default 20).
 	ConnPerSecond int
+	// BandwidthKBps bounds each guest's traffic, each way, in KB/s
+	// (CODEBENCH_NETWORK_BANDWIDTH_KBPS; 0: no bound).
+	BandwidthKBps int
 	// CNIPath is where the CNI plugins are, colon-separated
 	// (CODEBENCH_CNI_PATH, default /opt/cni/bin:/usr/lib/cni).
 	CNIPath string
@@ -391,6 +394,7 @@ func (c *Config) Validate() error {
 	_, err = c.NetworkAllow()
 	check(err == nil, "%v", err)
 	check(n.ConnPerSecond >= 1, "network_conn_rate must be at least 1")
+	check(n.BandwidthKBps >= 0, "network_bandwidth_kbps must not be negative")
 	check(n.CNIPath != "", "cni_path is empty")
 	l := c.Limits
 	check(l.WallMS > 0 && l.WallMS <= l.MaxWallMS, "wall limit default %d must be in (0, max %d]", l.WallMS, l.MaxWallMS)

@@ -101,6 +101,7 @@ func settings(c *Config) []setting {
 	add("CODEBENCH_NETWORK_IPMASQ", &c.Network.IPMasq)
 	add("CODEBENCH_NETWORK_ALLOW", &c.Network.Allow)
 	add("CODEBENCH_NETWORK_CONN_RATE", &c.Network.ConnPerSecond)
+	add("CODEBENCH_NETWORK_BANDWIDTH_KBPS", &c.Network.BandwidthKBps)
 	add("CODEBENCH_CNI_PATH", &c.Network.CNIPath)
 
 	add("CODEBENCH_WALL_MS", &c.Limits.WallMS)

@@ -27,7 +27,7 @@ import (
 //     rate-limited;
 //   - forward, to a guest: only replies (established, related); so no guest
 //     reaches another, and nothing outside opens a connection to a guest.
-func fenceRuleset(table string, allow, deny []netip.Prefix, connPerSecond int) string {
+func fenceRuleset(table string, allow, deny []netip.Prefix, connPerSecond, bandwidthKBps int) string {
 	var b strings.Builder
 	set := func(name string, ps []netip.Prefix) {
 		fmt.Fprintf(&b, "  set %s { type ipv4_addr; flags interval; auto-merge;", name)
@@ -49,12 +49,25 @@ func fenceRuleset(table string, allow, deny []netip.Prefix, connPerSecond int) s
 	set("hosts", deny)
 	set("named_hosts", Named(allow, deny))
 	b.WriteString("  set rate { type ipv4_addr; size 65535; flags dynamic,timeout; timeout 1m; }\n")
+	// Per guest, each way: a byte rate with a quarter second's burst.
+	bw := ""
+	if bandwidthKBps > 0 {
+		b.WriteString("  set bw_up { type ipv4_addr; size 65535; flags dynamic,timeout; timeout 1m; }\n")
+		b.WriteString("  set bw_down { type ipv4_addr; size 65535; flags dynamic,timeout; timeout 1m; }\n")
+		bw = fmt.Sprintf("limit rate over %d kbytes/second burst %d kbytes", bandwidthKBps, max(bandwidthKBps/4, 16))
+	}
 	b.WriteString("  chain input {\n    type filter hook input priority filter - 10; policy accept;\n")
 	b.WriteString("    iifname @guests drop\n  }\n")
 	b.WriteString("  chain forward {\n    type filter hook forward priority filter - 10; policy accept;\n")
+	if bw != "" {
+		fmt.Fprintf(&b, "    oifname @guests update @bw_down { ip daddr %s } drop\n", bw)
+	}
 	b.WriteString("    oifname @guests ct state established,related accept\n")
 	b.WriteString("    oifname @guests drop\n")
 	b.WriteString("    iifname @guests meta nfproto != ipv4 drop\n")
+	if bw != "" {
+		fmt.Fprintf(&b, "    iifname @guests update @bw_up { ip saddr %s } drop\n", bw)
+	}
 	b.WriteString("    iifname @guests iifname . ip saddr != @pairs drop\n")
 	b.WriteString("    iifname @guests ip daddr { 0.0.0.0/8, 127.0.0.0/8, 169.254.0.0/16, 224.0.0.0/4, 255.255.255.255 } drop\n")
 	b.WriteString("    iifname @guests ip daddr @deny ip daddr != @named drop\n")
@@ -105,10 +118,11 @@ func nft(ctx context.Context, script string) error {
 }
 
 // installFences replaces the table with a fresh one, in one transaction.
-// installFences: deny are the hosts of our own no guest reaches
+// installFences: cfg.Deny are the hosts of our own no guest reaches
 // (DefaultDeny applies besides).
-func installFences(ctx context.Context, table string, allow, deny []netip.Prefix, connPerSecond int) error {
-	script := fmt.Sprintf("add table inet %s\ndelete table inet %s\n%s", table, table, fenceRuleset(table, allow, deny, connPerSecond))
+func installFences(ctx context.Context, table string, cfg Config) error {
+	rules := fenceRuleset(table, cfg.Allow, cfg.Deny, cfg.ConnPerSecond, cfg.BandwidthKBps)
+	script := fmt.Sprintf("add table inet %s\ndelete table inet %s\n%s", table, table, rules)
 	return nft(ctx, script)
 }
 

@@ -34,7 +34,7 @@ func TestFenceRulesetParses(t *testing.T) {
 		t.Skip("capability nft: not installed")
 	}
 	rules := fenceRuleset("codebench_check", prefixes("0.0.0.0/0", "10.99.1.0/24", "198.51.100.7/32"),
-		prefixes("10.1.2.3/32", "198.51.100.7/32", "10.99.1.2/32"), 20)
+		prefixes("10.1.2.3/32", "198.51.100.7/32", "10.99.1.2/32"), 20, 1000)
 	cmd := exec.Command("nft", "-c", "-f", "-")
 	cmd.Stdin = strings.NewReader(rules)
 	if out, err := cmd.CombinedOutput(); err != nil {

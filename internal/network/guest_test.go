@@ -345,3 +345,51 @@ func TestWideAllowListStillFenced(t *testing.T) {
 	}
 	waitServing(t, fmt.Sprintf("http://%s:%d/", wire, clouds.Port))
 }
+
+// TestBandwidthLimit: with a per-guest bandwidth limit, a guest's download
+// of 2 MiB takes at least half what the limit allows (a lower bound: a
+// slow machine only makes it longer), while a guest without the limit, in
+// the same run, is faster than that bound (the calibration: without it
+// the bound would prove nothing).
+func TestBandwidthLimit(t *testing.T) {
+	vm := testenv.NeedJail(t)
+	host := testenv.NewTestHost(t, "ba", netip.MustParsePrefix("10.99.8.0/24"))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	download := func(name, subnet string, kbps int) float64 {
+		cfg := testConfig(t, name, subnet, "10.99.8.0/24")
+		cfg.TapUID, cfg.TapGID = vm.Jail.UID, vm.Jail.GID
+		cfg.BandwidthKBps = kbps
+		m, err := network.New(ctx, cfg, testenv.Logger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close(context.Background())
+		g, _ := bootNetworked(ctx, t, vm, m)
+		defer g.Stop(context.Background())
+		out := runPython(ctx, t, g, fmt.Sprintf(`import json, time, urllib.request
+start = time.time()
+n = len(urllib.request.urlopen("http://%s:%d/%s", timeout=120).read())
+print(json.dumps({"bytes": n, "seconds": time.time() - start}))`, host.Addr, host.Port, testenv.BigFile))
+		var got struct {
+			Bytes   int     `json:"bytes"`
+			Seconds float64 `json:"seconds"`
+		}
+		if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &got); err != nil || got.Bytes != testenv.BigFileSize {
+			t.Fatalf("download %q: %v", out, err)
+		}
+		return got.Seconds
+	}
+	const kbps = 200
+	free := download("tu", "10.203.0.0/24", 0)
+	limited := download("tb", "10.202.0.0/24", kbps)
+	// nft's kbytes are 1024 bytes; the burst is a quarter of the rate.
+	least := float64(testenv.BigFileSize-kbps/4*1024) / float64(kbps*1024)
+	t.Logf("2 MiB: %.2fs without a limit, %.2fs at %d KB/s (the limit allows %.2fs at the least)", free, limited, kbps, least)
+	if limited < least/2 {
+		t.Fatalf("at %d KB/s the download took %.2fs: the limit does not hold (at least %.2fs)", kbps, limited, least/2)
+	}
+	if free >= least/2 {
+		t.Logf("this machine is too slow to tell the limit apart (%.2fs without it)", free)
+	}
+}

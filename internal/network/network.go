@@ -49,6 +49,9 @@ type Config struct {
 	Deny []netip.Prefix
 	// ConnPerSecond bounds each guest's new connections.
 	ConnPerSecond int
+	// BandwidthKBps bounds each guest's traffic, each way (0: no bound):
+	// one established flow would otherwise have the host link's bandwidth.
+	BandwidthKBps int
 	// TapUID, TapGID own the tap device (the jailed VMM's user).
 	TapUID, TapGID int
 }
@@ -130,7 +133,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Manager, error) {
 	}
 	m := &Manager{cfg: cfg, list: list, log: log, attached: map[string]attachment{},
 		cni: libcni.NewCNIConfigWithCacheDir(cfg.PluginDirs, filepath.Join(cfg.StateDir, "cache"), nil)}
-	if err := installFences(ctx, m.Table(), cfg.Allow, cfg.Deny, cfg.ConnPerSecond); err != nil {
+	if err := installFences(ctx, m.Table(), cfg); err != nil {
 		return nil, fmt.Errorf("network: fences: %w", err)
 	}
 	if err := m.reclaim(ctx); err != nil {

@@ -58,6 +58,12 @@ type TestHost struct {
 // URL is the test host's page.
 func (h *TestHost) URL() string { return fmt.Sprintf("http://%s:%d/", h.Addr, h.Port) }
 
+// Every test host also serves BigFile, BigFileSize bytes of zeros.
+const (
+	BigFile     = "big"
+	BigFileSize = 2 << 20
+)
+
 // NewTestHost makes the test host named name (a few letters) on the /24
 // of subnet (x.y.z.0/24): this host is .1, the test host .2; extra
 // addresses are added to its interface too (and served), and this host
@@ -99,6 +105,10 @@ func NewTestHost(t testing.TB, name string, subnet netip.Prefix, extra ...netip.
 	}
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "index.html"), []byte(h.Token+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// BigFile: for tests of a bandwidth limit.
+	if err := os.WriteFile(filepath.Join(dir, BigFile), make([]byte, BigFileSize), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	srv := exec.Command("ip", "netns", "exec", h.NS, "python3", "-m", "http.server", "--bind", "0.0.0.0", "--directory", dir, fmt.Sprint(h.Port))
