@@ -29,6 +29,14 @@ print("nnp", libc.prctl(39, 0, 0, 0, 0))
 print("nosuid", int(bool(os.statvfs("/").f_flag & os.ST_NOSUID)))
 `
 
+// limitsOf says which limits a host cgroup gives each sandbox.
+func limitsOf(m *hostcgroup.Manager) string {
+	if m.HasCPU() {
+		return "memory, pids and CPU limits"
+	}
+	return "memory and pids limits"
+}
+
 // newWall is a wall no setting waived.
 func newWall(name string, present bool, detail string) wall {
 	return wall{name: name, present: present, detail: detail}
@@ -107,7 +115,7 @@ func walls(ctx context.Context, cfg config.Config, c *choose.Choice, spec sandbo
 		default:
 			out = append(out, newWall("vmm jail", true, why+"; namespaces, pivot_root, no_new_privs, -sandbox on"))
 			if q.Jail.Cgroups != nil {
-				out = append(out, newWall("host cgroup", true, q.Jail.Cgroups.Describe()+" (memory and pids limits per VM)"))
+				out = append(out, newWall("host cgroup", true, q.Jail.Cgroups.Describe()+" ("+limitsOf(q.Jail.Cgroups)+" per VM)"))
 			} else {
 				out = append(out, newWall("host cgroup", false, "no usable memory and pids controllers"))
 			}
@@ -121,7 +129,7 @@ func walls(ctx context.Context, cfg config.Config, c *choose.Choice, spec sandbo
 		case err != nil:
 			out = append(out, newWall("host cgroup", false, err.Error()))
 		default:
-			out = append(out, newWall("host cgroup", true, cg.Describe()+" (memory and pids limits per sandbox, set by runsc)"))
+			out = append(out, newWall("host cgroup", true, cg.Describe()+" ("+limitsOf(cg)+" per sandbox, set by runsc)"))
 		}
 	case candFirecracker:
 		if cfg.VM.Jailer.Enabled {
