@@ -58,7 +58,7 @@ cluster-test: deps image
 
 # Unit tests only: no VM, no broker (integration tests skip with a reason).
 unit:
-	CODEBENCH_DATA_DIR=/nonexistent RABBITMQ_URL=amqp://127.0.0.1:1/ $(GO) test -count=1 ./...
+	CODEBENCH_UNIT_ONLY=1 CODEBENCH_DATA_DIR=/nonexistent RABBITMQ_URL=amqp://127.0.0.1:1/ $(GO) test -count=1 ./...
 
 # Not in CI: 2,000 jobs through one worker; fds, RSS, goroutines and run-dir
 # entries must not grow (SOAK_JOBS=N for another count).

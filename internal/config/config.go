@@ -382,6 +382,7 @@ func (c *Config) Validate() error {
 	check(c.Worker.MaxJobBytes >= c.Worker.MaxCodeBytes, "CODEBENCH_MAX_JOB_BYTES must be at least CODEBENCH_MAX_CODE_BYTES")
 	check(c.Worker.MaxStatusBytes >= 64<<10, "CODEBENCH_MAX_STATUS_BYTES must be at least 64 KiB")
 	check(c.Worker.MaxRequeues >= 1, "CODEBENCH_MAX_REQUEUES must be at least 1")
+	check(c.Worker.ReconnectMax >= 200*time.Millisecond, "CODEBENCH_RECONNECT_MAX must be at least 200ms (the first backoff), not %s", c.Worker.ReconnectMax)
 	_, err := regexp.Compile(c.Worker.ReplyToPattern)
 	check(err == nil, "CODEBENCH_REPLY_TO_PATTERN: %v", err)
 	check(c.Limits.MaxJobWallMS >= c.Limits.CompileWallMS+c.Limits.MaxWallMS,

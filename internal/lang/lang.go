@@ -128,8 +128,6 @@ func Builtin() Table {
 	return t
 }
 
-// BuiltinJSON returns the raw table, for writing into an image.
-func BuiltinJSON() []byte { return slices.Clone(builtin) }
 
 // Parse decodes and validates a table.
 func Parse(b []byte) (Table, error) {

@@ -35,10 +35,16 @@ func fakeMember(t *testing.T, ready time.Time) (*Member, *fakeVM, *atomic.Int32,
 			}
 			var req agentproto.Request
 			_ = json.Unmarshal(b, &req)
-			if req.Op == agentproto.OpPing {
+			r := &agentproto.Response{ID: req.ID, Op: req.Op}
+			switch req.Op {
+			case agentproto.OpPing:
 				pings.Add(1)
+			case agentproto.OpHello:
+				// Only a hello's answer carries hello (the client refuses
+				// members an op does not have).
+				r.Hello = &agentproto.HelloInfo{Version: 1}
 			}
-			_ = agentproto.WriteMessage(guest, &agentproto.Response{ID: req.ID, Op: req.Op, Hello: &agentproto.HelloInfo{Version: 1}})
+			_ = agentproto.WriteMessage(guest, r)
 		}
 	}()
 	c, _, err := agentclient.Connect(context.Background(), func(context.Context) (net.Conn, error) { return host, nil }, agentclient.Options{})

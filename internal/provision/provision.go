@@ -67,25 +67,25 @@ func New(ctx context.Context, drv sandbox.Driver, spec sandbox.Spec, tcfg templa
 	p := &Provisioner{driver: drv, spec: spec, bootLimit: tcfg.BootLimit, log: log, rot: rot, now: time.Now, net: tcfg.Network}
 	p.ctx, p.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	if !snapshots {
-		log.Info("pool: snapshots disabled by configuration; cold booting pool sandboxes")
+		log.Info("provision: snapshots disabled by configuration; cold booting pool sandboxes")
 		return p, nil
 	}
 	snap, err := sandbox.Snapshots(drv)
 	if err != nil {
-		log.Info("pool: cold booting pool sandboxes", "driver", drv.Name(), "reason", err)
+		log.Info("provision: cold booting pool sandboxes", "driver", drv.Name(), "reason", err)
 		return p, nil
 	}
 	tcfg.Spec = spec
 	t, err := template.Ensure(ctx, snap, tcfg, log)
 	if err != nil {
-		log.Warn("pool: snapshot template failed; cold booting pool sandboxes", "err", err)
+		log.Warn("provision: snapshot template failed; cold booting pool sandboxes", "err", err)
 		return p, err
 	}
 	p.snap, p.tmpl, p.tcfg = snap, t, tcfg
 	p.rebuild = func(ctx context.Context, old *template.Template) (*template.Template, error) {
 		return template.Rebuild(ctx, snap, tcfg, old, log)
 	}
-	log.Info("pool: sandboxes are restored from a snapshot template", "template", t.Dir,
+	log.Info("provision: sandboxes are restored from a snapshot template", "template", t.Dir,
 		"max_age", rot.MaxAge, "max_clones", rot.MaxClones)
 	return p, nil
 }
@@ -120,7 +120,7 @@ func (p *Provisioner) cloned(t *template.Template) {
 		return
 	}
 	p.rebuilding = true
-	p.log.Info("pool: rebuilding the snapshot template in the background", "template", t.Dir,
+	p.log.Info("provision: rebuilding the snapshot template in the background", "template", t.Dir,
 		"age", now.Sub(t.Created()).Round(time.Second), "clones", p.clones)
 	p.wg.Add(1)
 	go func() { // owned by the provisioner: Close cancels and waits
@@ -138,7 +138,7 @@ func (p *Provisioner) swap(old, next *template.Template, err error) {
 	if err != nil {
 		p.retryAt = p.now().Add(rotationRetry)
 		if p.ctx.Err() == nil {
-			p.log.Warn("pool: template rebuild failed; clones still come from the old one", "err", err, "retry_in", rotationRetry)
+			p.log.Warn("provision: template rebuild failed; clones still come from the old one", "err", err, "retry_in", rotationRetry)
 		}
 		return
 	}
@@ -146,10 +146,10 @@ func (p *Provisioner) swap(old, next *template.Template, err error) {
 		return
 	}
 	p.prev, p.tmpl, p.clones = old, next, 0
-	p.log.Info("pool: new snapshot template in use", "template", next.Dir, "previous", old.Dir)
+	p.log.Info("provision: new snapshot template in use", "template", next.Dir, "previous", old.Dir)
 	if p.tcfg.Root != "" {
 		if err := template.Prune(p.tcfg, p.tmpl, p.prev); err != nil {
-			p.log.Warn("pool: pruning old templates", "err", err)
+			p.log.Warn("provision: pruning old templates", "err", err)
 		}
 	}
 }
@@ -159,14 +159,14 @@ func (p *Provisioner) swap(old, next *template.Template, err error) {
 func (p *Provisioner) reload(ctx context.Context, gone *template.Template) {
 	t, err := template.Ensure(ctx, p.snap, p.tcfg, p.log)
 	if err != nil {
-		p.log.Warn("pool: reloading the snapshot template", "err", err)
+		p.log.Warn("provision: reloading the snapshot template", "err", err)
 		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.tmpl == gone {
 		p.tmpl, p.clones = t, 0
-		p.log.Info("pool: template in use was removed; now cloning another", "template", t.Dir)
+		p.log.Info("provision: template in use was removed; now cloning another", "template", t.Dir)
 	}
 }
 

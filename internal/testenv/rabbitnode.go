@@ -31,6 +31,9 @@ type Node struct {
 // extra environment for the script (e.g. CODEBENCH_QUORUM=true for the
 // topology it declares after each start).
 func StartNode(t testing.TB, name string, port int, conf string, env ...string) *Node {
+	if os.Getenv("CODEBENCH_UNIT_ONLY") != "" {
+		t.Skip("make unit starts no broker (CODEBENCH_UNIT_ONLY)")
+	}
 	t.Helper()
 	if _, err := exec.LookPath("rabbitmq-server"); err != nil {
 		missing(t, "CODEBENCH_REQUIRE_RABBITMQ", "rabbitmq-server is not installed: %v", err)

@@ -210,6 +210,10 @@ func New(cfg Config, policy job.Policy, p Pool, dial Dial, log *slog.Logger) *Wo
 	if cfg.MaxRequeues <= 0 {
 		cfg.MaxRequeues = 5
 	}
+	if cfg.ReconnectMax < initialBackoff {
+		// Zero would redial in a hot loop.
+		cfg.ReconnectMax = 30 * time.Second
+	}
 	// Jobs may ask for a network exactly when there are networked
 	// sandboxes to hand them.
 	policy.Network = cfg.Networked != nil
@@ -230,12 +234,16 @@ func (w *Worker) Abort() { w.abortOnce.Do(func() { close(w.abort) }) }
 
 var errConnLost = errors.New("worker: broker connection lost")
 
+// initialBackoff is the first wait before redialing the broker; it doubles
+// up to ReconnectMax.
+const initialBackoff = 200 * time.Millisecond
+
 // Run serves until ctx is cancelled, reconnecting to the broker with
 // exponential backoff and jitter. On cancellation it stops consuming, lets
 // in-flight jobs finish within the grace period (the rest are requeued) and
 // returns nil.
 func (w *Worker) Run(ctx context.Context) error {
-	backoff := 200 * time.Millisecond
+	backoff := initialBackoff
 	lost := false
 	for {
 		sess, err := w.dial(ctx)
@@ -253,7 +261,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			backoff = min(backoff*2, w.cfg.ReconnectMax)
 			continue
 		}
-		backoff = 200 * time.Millisecond
+		backoff = initialBackoff
 		if lost {
 			w.obs.Reconnected()
 		}
