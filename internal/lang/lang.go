@@ -128,7 +128,6 @@ func Builtin() Table {
 	return t
 }
 
-
 // Parse decodes and validates a table.
 func Parse(b []byte) (Table, error) {
 	var list []Language
