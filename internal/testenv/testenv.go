@@ -30,8 +30,8 @@ import (
 	"github.com/codebench/codebench/internal/sandbox/qemu"
 )
 
-// Config is the configuration tests run with: the environment's, with a run
-// dir of the test's own so leak checks see only this test's VMs.
+// Config is the configuration tests run with: the environment's, as is
+// (NeedVM and NeedGVisor give each test a run dir of its own).
 func Config(t testing.TB) config.Config {
 	t.Helper()
 	cfg, err := config.FromEnv()
