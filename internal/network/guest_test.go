@@ -116,6 +116,30 @@ func bootNetworked(ctx context.Context, t *testing.T, vm *testenv.VM, m *network
 	return inst, nic
 }
 
+// newManager starts a network manager on cfg, closed with the test.
+func newManager(ctx context.Context, t *testing.T, cfg network.Config) *network.Manager {
+	t.Helper()
+	m, err := network.New(ctx, cfg, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close(context.Background()) })
+	return m
+}
+
+// probe has g connect to each target ({name, host, port}) and returns what
+// each answered, or "ERR ..." where it could not connect.
+func probe(ctx context.Context, t *testing.T, g *sandbox.Instance, targets [][]any) map[string]any {
+	t.Helper()
+	tj, _ := json.Marshal(targets)
+	var got map[string]any
+	out := runPython(ctx, t, g, fmt.Sprintf(probeCode, string(tj)))
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("probe output %q: %v", out, err)
+	}
+	return got
+}
+
 // TestGuestFences: a networked guest reaches the allowed test host, and
 // nothing else: not the host (its side of the link, its other addresses,
 // even one inside the allowed range), not another guest, not a metadata
@@ -134,11 +158,7 @@ func TestGuestFences(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
-	m, err := network.New(ctx, cfg, testenv.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close(context.Background())
+	m := newManager(ctx, t, cfg)
 	g1, nic1 := bootNetworked(ctx, t, vm, m)
 	g2, nic2 := bootNetworked(ctx, t, vm, m)
 	plain, err := sandbox.Boot(ctx, vm.Driver, vm.Spec)
@@ -174,12 +194,7 @@ func TestGuestFences(t *testing.T) {
 		{"other_guest", nic2.Addr.Addr().String(), 8081},
 		{"metadata", metadata.String(), allowed.Port},
 	}
-	tj, _ := json.Marshal(targets)
-	var got map[string]any
-	out := runPython(ctx, t, g1, fmt.Sprintf(probeCode, string(tj)))
-	if err := json.Unmarshal([]byte(out), &got); err != nil {
-		t.Fatalf("probe output %q: %v", out, err)
-	}
+	got := probe(ctx, t, g1, targets)
 	wg.Wait()
 	var srv struct {
 		Self bool `json:"self"`
@@ -214,7 +229,7 @@ func TestGuestFences(t *testing.T) {
 	// The connection rate: 40 connections to the allowed host as fast
 	// as the guest makes them; past the burst (2x the rate) only the rate
 	// gets through.
-	out = runPython(ctx, t, g1, fmt.Sprintf(rateCode, allowed.Addr, allowed.Port))
+	out := runPython(ctx, t, g1, fmt.Sprintf(rateCode, allowed.Addr, allowed.Port))
 	var rate struct {
 		OK      int     `json:"ok"`
 		Elapsed float64 `json:"elapsed"`
@@ -310,12 +325,7 @@ func TestWideAllowListStillFenced(t *testing.T) {
 	cfg.Deny = []netip.Prefix{netip.PrefixFrom(broker.Addr, 32)}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	m, err := network.New(ctx, cfg, testenv.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close(context.Background())
-	g, _ := bootNetworked(ctx, t, vm, m)
+	g, _ := bootNetworked(ctx, t, vm, newManager(ctx, t, cfg))
 	targets := [][]any{
 		{"named", named.Addr.String(), named.Port},
 		{"wire_server", wire.String(), clouds.Port},
@@ -323,12 +333,7 @@ func TestWideAllowListStillFenced(t *testing.T) {
 		{"private_unnamed", clouds.Addr.String(), clouds.Port},
 		{"broker", broker.Addr.String(), broker.Port},
 	}
-	tj, _ := json.Marshal(targets)
-	var got map[string]any
-	out := runPython(ctx, t, g, fmt.Sprintf(probeCode, string(tj)))
-	if err := json.Unmarshal([]byte(out), &got); err != nil {
-		t.Fatalf("probe output %q: %v", out, err)
-	}
+	got := probe(ctx, t, g, targets)
 	for _, tg := range targets {
 		name := tg[0].(string)
 		body, _ := got[name].(string)
