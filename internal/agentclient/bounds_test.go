@@ -42,8 +42,13 @@ func TestHostileAgentIsCountedBeforeDecoded(t *testing.T) {
 	// The largest frame the host reads for req, all empty test objects.
 	testsFrame := func(id uint64, op string) []byte {
 		head := fmt.Sprintf(`{"id":%d,"op":%q,"run":{"tests":[`, id, op)
-		n := (bound - len(head) - 4) / 3
-		return []byte(head + strings.Repeat(`{},`, n) + `{}]}}`)
+		tail := `{}]}}`
+		n := (bound - len(head) - len(tail)) / 3
+		frame := []byte(head + strings.Repeat(`{},`, n) + tail)
+		if len(frame) > bound || len(frame)+3 <= bound {
+			panic(fmt.Sprintf("test frame of %d bytes for bound %d", len(frame), bound))
+		}
+		return frame
 	}
 	for _, tc := range []struct {
 		name string
