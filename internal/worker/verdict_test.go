@@ -165,7 +165,9 @@ func testJudgeFeatures(t *testing.T, sb *testenv.Sandbox) {
 	for _, l := range h.sb.Image.LanguageNames() {
 		t.Run("hello "+l, func(t *testing.T) {
 			hello, _ := json.Marshal(langHello(l))
-			f := final("hello-"+l, fmt.Sprintf(`{"id":"hello-%s","language":"%s","code":%s}`, l, l, hello))
+			// Generous limits: under TCG a cold node takes 4-5 s of CPU for
+			// hello world, the default 5 s limit.
+			f := final("hello-"+l, fmt.Sprintf(`{"id":"hello-%s","language":"%s","code":%s,"limits":{"cpu_ms":20000,"wall_ms":40000}}`, l, l, hello))
 			if f.Verdict != job.VerdictOK || strings.TrimSpace(f.Stdout) != "Hello, World!" {
 				t.Fatalf("%s: %s %q stdout %q stderr %q compile %q", l, f.Verdict, f.Message, f.Stdout, f.Stderr, f.CompileOutput)
 			}

@@ -21,8 +21,10 @@ type Limiter interface {
 
 // PhaseLimits are one phase's limits, from before its start to its end.
 type PhaseLimits interface {
-	// Start starts cmd (the program itself, no trampoline) inside the
-	// phase's limits, so that it is limited from its first instruction.
+	// Start starts cmd inside the phase's limits, so that the program is
+	// limited from its first instruction: the program itself, or the
+	// trampoline that enters them right before it execs the program
+	// (selfPlacer).
 	Start(cmd *exec.Cmd) error
 	// Started runs right after the start: the rlimits, by prlimit. The
 	// window between exec and this is covered by the cgroup (memory,
@@ -75,9 +77,14 @@ func SetupCgroups(parent, name string) (*Cgroups, error) {
 
 // phaseCgroup is one phase's cgroup.
 type phaseCgroup struct {
-	dir string
-	fd  *os.File // the directory, for CLONE_INTO_CGROUP
+	dir   string
+	procs *os.File // its cgroup.procs, for the trampoline to enter by
 }
+
+var (
+	_ selfPlacer = (*phaseCgroup)(nil)
+	_ cpuCounter = (*phaseCgroup)(nil)
+)
 
 // Create implements Limiter.
 func (c *Cgroups) Create(name string, memoryKB, pids int64) (PhaseLimits, error) {
@@ -98,23 +105,28 @@ func (c *Cgroups) Create(name string, memoryKB, pids int64) (PhaseLimits, error)
 			return nil, fmt.Errorf("%s: %w", w.file, err)
 		}
 	}
-	fd, err := os.Open(dir)
+	procs, err := os.OpenFile(filepath.Join(dir, "cgroup.procs"), os.O_WRONLY, 0)
 	if err != nil {
 		_ = os.Remove(dir)
 		return nil, err
 	}
-	return &phaseCgroup{dir: dir, fd: fd}, nil
+	return &phaseCgroup{dir: dir, procs: procs}, nil
 }
 
-// Start implements PhaseLimits: CLONE_INTO_CGROUP.
-func (p *phaseCgroup) Start(cmd *exec.Cmd) error {
-	cmd.SysProcAttr.UseCgroupFD = true
-	cmd.SysProcAttr.CgroupFD = int(p.fd.Fd())
-	return cmd.Start()
-}
+// Start implements PhaseLimits: the trampoline (Runner.command) enters the
+// cgroup itself before the program starts (selfPlacer).
+func (p *phaseCgroup) Start(cmd *exec.Cmd) error { return cmd.Start() }
 
-// StartsWithClone3 tells the job filter to let the fork through.
-func (p *phaseCgroup) StartsWithClone3() bool { return true }
+// ProcsFile implements selfPlacer.
+func (p *phaseCgroup) ProcsFile() *os.File { return p.procs }
+
+// CPUUS implements cpuCounter: cpu.stat, which cgroup v2 keeps for every
+// cgroup, with or without the cpu controller.
+func (p *phaseCgroup) CPUUS() (user, sys int64, ok bool) {
+	path := filepath.Join(p.dir, "cpu.stat")
+	user, sys = readKeyed(path, "user_usec"), readKeyed(path, "system_usec")
+	return user, sys, readKeyed(path, "usage_usec") > 0
+}
 
 // Started implements PhaseLimits.
 func (p *phaseCgroup) Started(pid int, l agentproto.Limits) error { return applyRlimits(pid, l) }
@@ -138,7 +150,7 @@ func (p *phaseCgroup) PeakKB() int64 {
 // Destroy implements PhaseLimits: cgroup.kill, then the cgroup goes.
 func (p *phaseCgroup) Destroy() {
 	_ = os.WriteFile(filepath.Join(p.dir, "cgroup.kill"), []byte("1"), 0)
-	p.fd.Close()
+	p.procs.Close()
 	for i := 0; i < 200; i++ { // rmdir fails while killed processes are exiting
 		if err := os.Remove(p.dir); err == nil || errors.Is(err, os.ErrNotExist) {
 			return

@@ -17,7 +17,10 @@ import (
 
 // ExecWithRlimits is the trampoline: it parses the flags rlimitArgs renders,
 // applies them to itself and replaces itself with the program. It runs after
-// the credential switch, so the job cannot raise them again.
+// the credential switch and under the job's filter, so the job cannot raise
+// them again. With --cgroup-procs-fd it first enters the phase's cgroup by
+// writing itself into that cgroup.procs (opened by the agent: the kernel
+// checks the opener's rights), as the last thing before execve.
 func ExecWithRlimits(args []string) error {
 	fs := flag.NewFlagSet("exec", flag.ContinueOnError)
 	cpu := fs.Uint64("cpu", 0, "CPU seconds")
@@ -25,8 +28,15 @@ func ExecWithRlimits(args []string) error {
 	stack := fs.Uint64("stack-kb", 0, "stack KiB")
 	nproc := fs.Uint64("nproc", 0, "processes")
 	fsize := fs.Uint64("fsize-kb", 0, "file size KiB")
+	procsFD := fs.Int("cgroup-procs-fd", -1, "an open cgroup.procs to enter before execve")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *procsFD >= 0 {
+		// Never inherited by the program, whatever happens below.
+		if _, err := unix.FcntlInt(uintptr(*procsFD), unix.F_SETFD, unix.FD_CLOEXEC); err != nil {
+			return fmt.Errorf("cgroup.procs fd %d: %w", *procsFD, err)
+		}
 	}
 	argv := fs.Args()
 	if len(argv) == 0 {
@@ -73,6 +83,14 @@ func ExecWithRlimits(args []string) error {
 		if err := unix.Setrlimit(l.res, &rl); err != nil {
 			return fmt.Errorf("setrlimit %d: %w", l.res, err)
 		}
+	}
+	if *procsFD >= 0 {
+		self := []byte("0")
+		n, _, errno := unix.RawSyscall(unix.SYS_WRITE, uintptr(*procsFD), uintptr(unsafe.Pointer(&self[0])), 1)
+		if errno != 0 || n != 1 {
+			return fmt.Errorf("enter the phase's cgroup: %w", errno)
+		}
+		_, _, _ = unix.RawSyscall(unix.SYS_CLOSE, uintptr(*procsFD), 0, 0)
 	}
 	_, _, errno := unix.RawSyscall(unix.SYS_EXECVE, uintptr(unsafe.Pointer(pathp)),
 		uintptr(unsafe.Pointer(&argvp[0])), uintptr(unsafe.Pointer(&envp[0])))

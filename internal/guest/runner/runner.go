@@ -502,12 +502,30 @@ func (r *Runner) phase(ctx context.Context, spec phaseSpec, out *output, stdout,
 		if peak := pl.PeakKB(); peak > 0 {
 			ph.MaxRSSKB = peak
 		}
+		if cc, ok := pl.(cpuCounter); ok {
+			if user, sys, ok := cc.CPUUS(); ok {
+				ph.CPUUserUS, ph.CPUSysUS = user, sys
+			}
+		}
 	}
 	return ph
 }
 
-// clone3Starter is a PhaseLimits whose Start forks with clone3.
-type clone3Starter interface{ StartsWithClone3() bool }
+// selfPlacer is a PhaseLimits the program enters through the trampoline:
+// the trampoline, already under the job's filter, user and rlimits, writes
+// itself into the cgroup.procs file it gets as fd 3 (opened by the agent,
+// whose rights the kernel checks) right before execve. The job's filter can
+// then refuse clone3, which CLONE_INTO_CGROUP would need.
+type selfPlacer interface {
+	// ProcsFile is the phase cgroup's cgroup.procs, open for writing.
+	ProcsFile() *os.File
+}
+
+// cpuCounter is a PhaseLimits that counts the phase's CPU time itself:
+// every process that ran in it, and none of the trampoline's start-up.
+type cpuCounter interface {
+	CPUUS() (user, sys int64, ok bool)
+}
 
 // start starts cmd from a goroutine locked to a thread of its own, which is
 // discarded afterwards: with Restrict the thread gets no_new_privs and the
@@ -525,11 +543,9 @@ func (r *Runner) start(cmd *exec.Cmd, pl PhaseLimits) (release func(), err error
 	}
 	errc := make(chan error, 1)
 	done := make(chan struct{})
-	c3, _ := pl.(clone3Starter)
-	allowClone3 := c3 != nil && c3.StartsWithClone3()
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
-		if err := restrictThread(allowClone3); err != nil {
+		if err := restrictThread(); err != nil {
 			errc <- fmt.Errorf("restrict the job: %w", err)
 			return
 		}
@@ -555,7 +571,17 @@ func (r *Runner) command(ctx context.Context, spec phaseSpec, pl PhaseLimits, st
 	}
 	env := []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + spec.dir, "LANG=C.UTF-8", "TMPDIR=" + tmp}
 	var full []string
-	if pl != nil {
+	var extra []*os.File
+	if sp, ok := pl.(selfPlacer); ok {
+		// The trampoline enters the cgroup right before execve: its own
+		// start-up is charged to the agent's cgroup, not to the program's
+		// memory peak or CPU time. The cgroup limits memory, so no RLIMIT_AS.
+		lim := spec.lim
+		lim.MemoryKB = 0
+		full = append(append(append([]string{}, r.Exec...), "--cgroup-procs-fd", "3"), rlimitArgs(lim)...)
+		full = append(append(full, "--"), spec.argv...)
+		extra = []*os.File{sp.ProcsFile()}
+	} else if pl != nil {
 		// No trampoline: its own start-up would be counted as the program's
 		// CPU time and memory.
 		path, err := lookPath(spec.argv[0], env[0])
@@ -569,6 +595,7 @@ func (r *Runner) command(ctx context.Context, spec phaseSpec, pl PhaseLimits, st
 	cmd := exec.CommandContext(ctx, full[0], full[1:]...)
 	cmd.Dir = spec.dir
 	cmd.Env = env
+	cmd.ExtraFiles = extra
 	if spec.stdin != nil {
 		cmd.Stdin = spec.stdin
 	}

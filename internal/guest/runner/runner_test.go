@@ -231,9 +231,10 @@ func TestJavaClassFromTheSource(t *testing.T) {
 }
 
 // TestRestrictedJobs: with Restrict, a job has no_new_privs and the seccomp
-// filter: bpf, perf_event_open and a new user namespace fail with EPERM,
-// clone3 with ENOSYS (so libc falls back to clone), and ordinary work,
-// threads and child processes still run.
+// allowlist: bpf, perf_event_open and a new user namespace fail with EPERM,
+// clone3 with ENOSYS (so libc falls back to clone), calls on no list
+// (POSIX message queues, kcmp) with ENOSYS, and ordinary work, threads and
+// child processes still run.
 func TestRestrictedJobs(t *testing.T) {
 	r := newRunner(t)
 	r.Restrict = true
@@ -254,6 +255,8 @@ int main(void) {
 	printf("perf %s\n", syscall(SYS_perf_event_open, 0, 0, -1, -1, 0) < 0 ? strerror(errno) : "allowed");
 	printf("userns %s\n", unshare(CLONE_NEWUSER) < 0 ? strerror(errno) : "allowed");
 	printf("clone3 %s\n", syscall(SYS_clone3, 0, 0) < 0 ? strerror(errno) : "allowed");
+	printf("mq_open %s\n", syscall(SYS_mq_open, "/q", 0, 0, 0) < 0 ? strerror(errno) : "allowed");
+	printf("kcmp %s\n", syscall(SYS_kcmp, getpid(), getpid(), 0, 0, 0) < 0 ? strerror(errno) : "allowed");
 	pthread_t t; printf("thread %d\n", pthread_create(&t, 0, run, 0) == 0 && pthread_join(t, 0) == 0);
 	pid_t p = fork(); if (p == 0) _exit(7); int st; waitpid(p, &st, 0); printf("child %d\n", WEXITSTATUS(st));
 	FILE *f = fopen("/proc/self/status", "r"); char line[256];
@@ -265,7 +268,7 @@ int main(void) {
 		t.Fatalf("%v %+v %+v %s", err, res, res.Compile, res.CompileOutput)
 	}
 	for _, want := range []string{"bpf Operation not permitted", "perf Operation not permitted", "userns Operation not permitted",
-		"clone3 Function not implemented", "thread 1", "child 7", "NoNewPrivs:\t1", "Seccomp:\t2"} {
+		"clone3 Function not implemented", "mq_open Function not implemented", "kcmp Function not implemented", "thread 1", "child 7", "NoNewPrivs:\t1", "Seccomp:\t2"} {
 		if !strings.Contains(res.Stdout, want) {
 			t.Fatalf("%q lacks %q; stderr %q compile %q run %+v", res.Stdout, want, res.Stderr, res.CompileOutput, res.Run)
 		}
@@ -327,4 +330,121 @@ func TestJobWallStopsTheRequest(t *testing.T) {
 	if last := res.Tests[len(res.Tests)-1]; !last.TimedOut {
 		t.Fatalf("the test cut by the budget is not timed out: %+v", last.Phase)
 	}
+}
+
+// TestRestrictedLanguages: every language this host has compiles and runs
+// its hello world under the job filter (an allowlist: a call a compiler or
+// runtime needs and the list lacks fails here). The guest's own run of
+// every language is the worker's TestJudgeFeatures.
+func TestRestrictedLanguages(t *testing.T) {
+	r := newRunner(t)
+	r.Restrict = true
+	ran := 0
+	for _, name := range r.Languages.Names() {
+		l := r.Languages[name]
+		argv := l.Run
+		if len(l.Compile) > 0 {
+			argv = l.Compile
+		}
+		if _, err := lookPath(argv[0], "PATH=/usr/local/bin:/usr/bin:/bin"); err != nil {
+			t.Logf("%s: not on this host (%v)", name, err)
+			continue
+		}
+		ran++
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			res, err := r.Run(ctx, &agentproto.RunRequest{Language: name, Code: l.Hello,
+				Limits: agentproto.Limits{MemoryKB: 4 << 20, WallMS: 60_000, CPUMS: 30_000, Processes: 256}}, nil)
+			if err != nil || !res.Compiled || strings.TrimSpace(res.Stdout) != "Hello, World!" {
+				t.Fatalf("%v compiled %v stdout %q stderr %q compile %q", err, res.Compiled, res.Stdout, res.Stderr, res.CompileOutput)
+			}
+		})
+	}
+	if ran < 3 {
+		t.Fatalf("only %d languages on this host; the test set-up installs gcc, python3 and a JDK", ran)
+	}
+}
+
+// TestTrampolineEntersCgroupV2: where phases are cgroup v2 (a VM), the
+// trampoline enters the phase's cgroup itself, after its own start-up and
+// before execve, through the cgroup.procs the agent opened; the job's
+// filter refuses clone3 all the same, and the CPU time is the cgroup's.
+// This host's v2 hierarchy has no memory controller, so the test places
+// phases there without memory.max.
+func TestTrampolineEntersCgroupV2(t *testing.T) {
+	root := cgroup2Mount(t)
+	parent := filepath.Join(root, fmt.Sprintf("cbtest-%d", os.Getpid()))
+	if err := os.Mkdir(parent, 0o755); err != nil {
+		t.Skipf("cannot create a v2 cgroup here: %v", err)
+	}
+	t.Cleanup(func() { _ = os.Remove(parent) })
+	r := newRunner(t)
+	r.Restrict = true
+	r.Limiter = v2WithoutControllers{parent}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	code := `#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <fcntl.h>
+#include <time.h>
+#include <unistd.h>
+int main(void) {
+	printf("fd3 %s\n", fcntl(3, F_GETFD) < 0 ? strerror(errno) : "open");
+	FILE *f = fopen("/proc/self/cgroup", "r"); char line[512];
+	while (fgets(line, sizeof line, f)) if (!strncmp(line, "0::", 3)) fputs(line, stdout);
+	printf("clone3 %s\n", syscall(SYS_clone3, 0, 0) < 0 ? strerror(errno) : "allowed");
+	clock_t s = clock(); while (clock() - s < CLOCKS_PER_SEC / 5) ;
+	return 0;
+}`
+	res, err := r.Run(ctx, &agentproto.RunRequest{Language: "c", Code: code,
+		Limits: agentproto.Limits{WallMS: 20_000, CPUMS: 5_000, Processes: 64}}, nil)
+	if err != nil || !res.Compiled {
+		t.Fatalf("%v %+v %q", err, res, res.CompileOutput)
+	}
+	rel := strings.TrimPrefix(parent, root)
+	for _, want := range []string{"0::" + rel + "/", "clone3 Function not implemented", "fd3 Bad file descriptor"} {
+		if !strings.Contains(res.Stdout, want) {
+			t.Fatalf("stdout %q lacks %q; stderr %q", res.Stdout, want, res.Stderr)
+		}
+	}
+	if cpu := res.Run.CPUUserUS + res.Run.CPUSysUS; cpu < 150_000 || cpu > 1_000_000 {
+		t.Fatalf("a 200 ms busy loop reported %d us of CPU", cpu)
+	}
+}
+
+// cgroup2Mount finds this host's cgroup v2 hierarchy, or skips.
+func cgroup2Mount(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Skipf("no mountinfo: %v", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		pre, post, ok := strings.Cut(line, " - ")
+		if f := strings.Fields(pre); ok && len(f) > 4 && strings.HasPrefix(post, "cgroup2 ") {
+			return f[4]
+		}
+	}
+	t.Skip("no cgroup v2 hierarchy mounted on this host")
+	return ""
+}
+
+// v2WithoutControllers makes phaseCgroups under dir with no limits written:
+// the hierarchy has no memory or pids controller to write them to.
+type v2WithoutControllers struct{ dir string }
+
+func (v v2WithoutControllers) Create(name string, _, _ int64) (PhaseLimits, error) {
+	dir := filepath.Join(v.dir, name)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, err
+	}
+	procs, err := os.OpenFile(filepath.Join(dir, "cgroup.procs"), os.O_WRONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	return &phaseCgroup{dir: dir, procs: procs}, nil
 }

@@ -9,11 +9,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Jobs run under a seccomp filter (and no_new_privs) that refuses what a
-// judge never needs and what kernel exploits start from; docs/SECURITY.md
-// says why each is there. Everything else is allowed: the filter is a
-// wall behind the unprivileged user, the limits and the guest kernel, not a
-// sandbox of its own.
+// Jobs run under a seccomp filter (and no_new_privs) that is an allowlist:
+// the system calls compilers, interpreters, runtimes and programs of the
+// image's languages make, and nothing else. A call on no list fails with
+// ENOSYS, as if this kernel had none, so that programs fall back where they
+// can; the calls below fail with EPERM instead, each for the reason given
+// (docs/SECURITY.md). The filter is a wall behind the unprivileged user, the
+// limits and the guest kernel, not a sandbox of its own.
 var deniedSyscalls = []struct {
 	nr  uintptr
 	why string
@@ -37,6 +39,83 @@ var deniedSyscalls = []struct {
 	{unix.SYS_MODIFY_LDT, "the LDT: 16-bit segments, old exploit surface"},
 	{unix.SYS_MSGGET, "SysV message queues: a frequent kernel exploit primitive"}, {unix.SYS_MSGSND, "SysV message queues"},
 	{unix.SYS_MSGRCV, "SysV message queues"}, {unix.SYS_MSGCTL, "SysV message queues"},
+}
+
+// allowedSyscalls are the calls a job may make whatever their arguments:
+// files, memory, processes and threads, signals, time, pipes and sockets,
+// polling, SysV shared memory and semaphores, scheduling. Docker's default
+// profile is the model, less what needs a capability or reaches another
+// process. clone, unshare, socket, socketpair and personality are allowed
+// for some arguments only (below); clone3 fails with ENOSYS, since its flags
+// are in memory where the filter cannot see them, and the C library then
+// falls back to clone.
+var allowedSyscalls = []uintptr{
+	// files and directories
+	unix.SYS_READ, unix.SYS_WRITE, unix.SYS_OPEN, unix.SYS_OPENAT, unix.SYS_OPENAT2, unix.SYS_CLOSE, unix.SYS_CLOSE_RANGE,
+	unix.SYS_CREAT, unix.SYS_STAT, unix.SYS_FSTAT, unix.SYS_LSTAT, unix.SYS_NEWFSTATAT, unix.SYS_STATX, unix.SYS_STATFS,
+	unix.SYS_FSTATFS, unix.SYS_LSEEK, unix.SYS_PREAD64, unix.SYS_PWRITE64, unix.SYS_READV, unix.SYS_WRITEV,
+	unix.SYS_PREADV, unix.SYS_PWRITEV, unix.SYS_PREADV2, unix.SYS_PWRITEV2, unix.SYS_ACCESS, unix.SYS_FACCESSAT,
+	unix.SYS_FACCESSAT2, unix.SYS_DUP, unix.SYS_DUP2, unix.SYS_DUP3, unix.SYS_FCNTL, unix.SYS_FLOCK, unix.SYS_FSYNC,
+	unix.SYS_FDATASYNC, unix.SYS_SYNC, unix.SYS_SYNCFS, unix.SYS_SYNC_FILE_RANGE, unix.SYS_TRUNCATE, unix.SYS_FTRUNCATE,
+	unix.SYS_FALLOCATE, unix.SYS_FADVISE64, unix.SYS_READAHEAD, unix.SYS_GETDENTS, unix.SYS_GETDENTS64,
+	unix.SYS_GETCWD, unix.SYS_CHDIR, unix.SYS_FCHDIR, unix.SYS_RENAME, unix.SYS_RENAMEAT, unix.SYS_RENAMEAT2,
+	unix.SYS_MKDIR, unix.SYS_MKDIRAT, unix.SYS_RMDIR, unix.SYS_LINK, unix.SYS_LINKAT, unix.SYS_UNLINK, unix.SYS_UNLINKAT,
+	unix.SYS_SYMLINK, unix.SYS_SYMLINKAT, unix.SYS_READLINK, unix.SYS_READLINKAT, unix.SYS_MKNOD, unix.SYS_MKNODAT,
+	unix.SYS_CHMOD, unix.SYS_FCHMOD, unix.SYS_FCHMODAT, unix.SYS_CHOWN, unix.SYS_FCHOWN, unix.SYS_LCHOWN,
+	unix.SYS_FCHOWNAT, unix.SYS_UMASK, unix.SYS_UTIME, unix.SYS_UTIMES, unix.SYS_UTIMENSAT, unix.SYS_FUTIMESAT,
+	unix.SYS_GETXATTR, unix.SYS_LGETXATTR, unix.SYS_FGETXATTR, unix.SYS_SETXATTR, unix.SYS_LSETXATTR,
+	unix.SYS_FSETXATTR, unix.SYS_LISTXATTR, unix.SYS_LLISTXATTR, unix.SYS_FLISTXATTR, unix.SYS_REMOVEXATTR,
+	unix.SYS_LREMOVEXATTR, unix.SYS_FREMOVEXATTR, unix.SYS_SENDFILE, unix.SYS_COPY_FILE_RANGE, unix.SYS_SPLICE,
+	unix.SYS_TEE, unix.SYS_VMSPLICE, unix.SYS_IOCTL, unix.SYS_PIPE, unix.SYS_PIPE2, unix.SYS_MEMFD_CREATE,
+	unix.SYS_INOTIFY_INIT, unix.SYS_INOTIFY_INIT1, unix.SYS_INOTIFY_ADD_WATCH, unix.SYS_INOTIFY_RM_WATCH,
+	unix.SYS_IO_SETUP, unix.SYS_IO_DESTROY, unix.SYS_IO_SUBMIT, unix.SYS_IO_CANCEL, unix.SYS_IO_GETEVENTS,
+	unix.SYS_IO_PGETEVENTS,
+	// memory
+	unix.SYS_BRK, unix.SYS_MMAP, unix.SYS_MUNMAP, unix.SYS_MPROTECT, unix.SYS_MREMAP, unix.SYS_MADVISE, unix.SYS_MSYNC,
+	unix.SYS_MINCORE, unix.SYS_MLOCK, unix.SYS_MLOCK2, unix.SYS_MUNLOCK, unix.SYS_MLOCKALL, unix.SYS_MUNLOCKALL,
+	unix.SYS_REMAP_FILE_PAGES, unix.SYS_MEMBARRIER, unix.SYS_PKEY_ALLOC, unix.SYS_PKEY_FREE, unix.SYS_PKEY_MPROTECT,
+	unix.SYS_GET_MEMPOLICY, unix.SYS_SET_MEMPOLICY, unix.SYS_MBIND,
+	// processes and threads
+	unix.SYS_FORK, unix.SYS_VFORK, unix.SYS_EXECVE, unix.SYS_EXECVEAT, unix.SYS_EXIT, unix.SYS_EXIT_GROUP,
+	unix.SYS_WAIT4, unix.SYS_WAITID, unix.SYS_KILL, unix.SYS_TKILL, unix.SYS_TGKILL, unix.SYS_PIDFD_OPEN,
+	unix.SYS_PIDFD_SEND_SIGNAL, unix.SYS_GETPID, unix.SYS_GETPPID, unix.SYS_GETTID, unix.SYS_GETPGID,
+	unix.SYS_GETPGRP, unix.SYS_SETPGID, unix.SYS_GETSID, unix.SYS_SETSID, unix.SYS_GETUID, unix.SYS_GETEUID,
+	unix.SYS_GETGID, unix.SYS_GETEGID, unix.SYS_GETRESUID, unix.SYS_GETRESGID, unix.SYS_GETGROUPS, unix.SYS_SETUID,
+	unix.SYS_SETGID, unix.SYS_SETREUID, unix.SYS_SETREGID, unix.SYS_SETRESUID, unix.SYS_SETRESGID,
+	unix.SYS_SETFSUID, unix.SYS_SETFSGID, unix.SYS_SETGROUPS, unix.SYS_CAPGET, unix.SYS_CAPSET, unix.SYS_PRCTL,
+	unix.SYS_ARCH_PRCTL, unix.SYS_SET_TID_ADDRESS, unix.SYS_SET_ROBUST_LIST, unix.SYS_GET_ROBUST_LIST,
+	unix.SYS_RSEQ, unix.SYS_FUTEX, unix.SYS_FUTEX_WAITV, unix.SYS_SET_THREAD_AREA, unix.SYS_GET_THREAD_AREA,
+	unix.SYS_GETRLIMIT, unix.SYS_SETRLIMIT, unix.SYS_PRLIMIT64, unix.SYS_GETRUSAGE, unix.SYS_TIMES,
+	unix.SYS_GETPRIORITY, unix.SYS_SETPRIORITY, unix.SYS_IOPRIO_GET, unix.SYS_IOPRIO_SET, unix.SYS_SECCOMP,
+	unix.SYS_LANDLOCK_CREATE_RULESET, unix.SYS_LANDLOCK_ADD_RULE, unix.SYS_LANDLOCK_RESTRICT_SELF,
+	// scheduling
+	unix.SYS_SCHED_YIELD, unix.SYS_SCHED_GETAFFINITY, unix.SYS_SCHED_SETAFFINITY, unix.SYS_SCHED_GETPARAM,
+	unix.SYS_SCHED_SETPARAM, unix.SYS_SCHED_GETSCHEDULER, unix.SYS_SCHED_SETSCHEDULER, unix.SYS_SCHED_GETATTR,
+	unix.SYS_SCHED_SETATTR, unix.SYS_SCHED_GET_PRIORITY_MAX, unix.SYS_SCHED_GET_PRIORITY_MIN,
+	unix.SYS_SCHED_RR_GET_INTERVAL, unix.SYS_GETCPU,
+	// signals
+	unix.SYS_RT_SIGACTION, unix.SYS_RT_SIGPROCMASK, unix.SYS_RT_SIGRETURN, unix.SYS_RT_SIGPENDING,
+	unix.SYS_RT_SIGSUSPEND, unix.SYS_RT_SIGTIMEDWAIT, unix.SYS_RT_SIGQUEUEINFO, unix.SYS_RT_TGSIGQUEUEINFO,
+	unix.SYS_SIGALTSTACK, unix.SYS_SIGNALFD, unix.SYS_SIGNALFD4, unix.SYS_PAUSE, unix.SYS_ALARM,
+	unix.SYS_RESTART_SYSCALL,
+	// time
+	unix.SYS_CLOCK_GETTIME, unix.SYS_CLOCK_GETRES, unix.SYS_CLOCK_NANOSLEEP, unix.SYS_NANOSLEEP, unix.SYS_GETTIMEOFDAY,
+	unix.SYS_TIME, unix.SYS_GETITIMER, unix.SYS_SETITIMER, unix.SYS_TIMER_CREATE, unix.SYS_TIMER_DELETE,
+	unix.SYS_TIMER_GETTIME, unix.SYS_TIMER_SETTIME, unix.SYS_TIMER_GETOVERRUN, unix.SYS_TIMERFD_CREATE,
+	unix.SYS_TIMERFD_GETTIME, unix.SYS_TIMERFD_SETTIME,
+	// polling and events
+	unix.SYS_POLL, unix.SYS_PPOLL, unix.SYS_SELECT, unix.SYS_PSELECT6, unix.SYS_EPOLL_CREATE, unix.SYS_EPOLL_CREATE1,
+	unix.SYS_EPOLL_CTL, unix.SYS_EPOLL_WAIT, unix.SYS_EPOLL_PWAIT, unix.SYS_EPOLL_PWAIT2, unix.SYS_EVENTFD,
+	unix.SYS_EVENTFD2,
+	// sockets (socket and socketpair are checked for their family)
+	unix.SYS_BIND, unix.SYS_LISTEN, unix.SYS_ACCEPT, unix.SYS_ACCEPT4, unix.SYS_CONNECT, unix.SYS_SHUTDOWN,
+	unix.SYS_GETSOCKNAME, unix.SYS_GETPEERNAME, unix.SYS_GETSOCKOPT, unix.SYS_SETSOCKOPT, unix.SYS_SENDTO,
+	unix.SYS_RECVFROM, unix.SYS_SENDMSG, unix.SYS_RECVMSG, unix.SYS_SENDMMSG, unix.SYS_RECVMMSG,
+	// SysV shared memory and semaphores (message queues are denied)
+	unix.SYS_SHMGET, unix.SYS_SHMAT, unix.SYS_SHMDT, unix.SYS_SHMCTL, unix.SYS_SEMGET, unix.SYS_SEMOP,
+	unix.SYS_SEMTIMEDOP, unix.SYS_SEMCTL,
+	// the system
+	unix.SYS_UNAME, unix.SYS_SYSINFO, unix.SYS_GETRANDOM,
 }
 
 // allowedFamilies are the socket families a job may open (socket and
@@ -70,13 +149,10 @@ const (
 
 func retErrno(errno unix.Errno) uint32 { return unix.SECCOMP_RET_ERRNO | uint32(errno) }
 
-// jobFilter assembles the filter. allowClone3 lets clone3 through: the
-// runner itself forks with it where it places the job with
-// CLONE_INTO_CGROUP (cgroup v2), and the thread that forks carries the
-// filter. Its namespace flags are then out of the filter's sight; the
-// guest's namespace sysctls (boot.DisableNamespaces: every max_*_namespaces
-// is 0) refuse them to everyone.
-func jobFilter(allowClone3 bool) []unix.SockFilter {
+// jobFilter assembles the filter: the architecture, the denied calls
+// (EPERM), clone3 (ENOSYS), the calls whose first argument decides, the
+// allowlist, and ENOSYS for everything else.
+func jobFilter() []unix.SockFilter {
 	stmt := func(code uint16, k uint32) unix.SockFilter { return unix.SockFilter{Code: code, K: k} }
 	jump := func(code uint16, k uint32, jt, jf uint8) unix.SockFilter {
 		return unix.SockFilter{Code: code, K: k, Jt: jt, Jf: jf}
@@ -93,10 +169,10 @@ func jobFilter(allowClone3 bool) []unix.SockFilter {
 		f = append(f, jump(bpfJeq, uint32(d.nr), 0, 1), stmt(bpfRet, retErrno(unix.EPERM)))
 	}
 	// clone3 passes its flags in memory, out of the filter's sight: ENOSYS
-	// makes the C library fall back to clone, whose flags it can see.
-	if !allowClone3 {
-		f = append(f, jump(bpfJeq, unix.SYS_CLONE3, 0, 1), stmt(bpfRet, retErrno(unix.ENOSYS)))
-	}
+	// makes the C library fall back to clone, whose flags it can see. The
+	// runner itself forks with clone (the trampoline, not CLONE_INTO_CGROUP,
+	// places a job in its cgroup), so nothing needs clone3.
+	f = append(f, jump(bpfJeq, unix.SYS_CLONE3, 0, 1), stmt(bpfRet, retErrno(unix.ENOSYS)))
 	// Calls whose first argument decides: each jumps to a block that
 	// loads it and checks it.
 	nsBlock := []unix.SockFilter{
@@ -126,20 +202,25 @@ func jobFilter(allowClone3 bool) []unix.SockFilter {
 	for i, d := range dispatch {
 		f = append(f, jump(bpfJeq, uint32(d.nr), uint8(start[d.block]-i-1), 0))
 	}
-	f = append(f, stmt(bpfRet, retAllow))
-	f = append(f, nsBlock...)
-	f = append(f, famBlock...)
-	return append(f, persBlock...)
+	// Any other call jumps over the blocks to the allowlist: two
+	// instructions per call, then ENOSYS for the rest.
+	blocks := append(append(append([]unix.SockFilter{}, nsBlock...), famBlock...), persBlock...)
+	f = append(f, stmt(unix.BPF_JMP|unix.BPF_JA, uint32(len(blocks))))
+	f = append(f, blocks...)
+	for _, nr := range allowedSyscalls {
+		f = append(f, jump(bpfJeq, uint32(nr), 0, 1), stmt(bpfRet, retAllow))
+	}
+	return append(f, stmt(bpfRet, retErrno(unix.ENOSYS)))
 }
 
 // restrictThread sets no_new_privs and installs the job filter on the
 // calling thread, which must be locked to its goroutine and never serve
 // anything else: a child forked from it inherits both.
-func restrictThread(allowClone3 bool) error {
+func restrictThread() error {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("no_new_privs: %w", err)
 	}
-	f := jobFilter(allowClone3)
+	f := jobFilter()
 	prog := unix.SockFprog{Len: uint16(len(f)), Filter: &f[0]}
 	if err := unix.Prctl(unix.PR_SET_SECCOMP, unix.SECCOMP_MODE_FILTER, uintptr(unsafe.Pointer(&prog)), 0, 0); err != nil {
 		return fmt.Errorf("seccomp filter: %w", err)

@@ -4,6 +4,6 @@ package runner
 
 import "errors"
 
-func restrictThread(bool) error {
+func restrictThread() error {
 	return errors.New("the job seccomp filter is built for linux/amd64 only")
 }
