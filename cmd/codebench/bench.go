@@ -54,8 +54,7 @@ type target struct {
 	Unit  string  `json:"unit"`
 }
 
-func benchCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []string) error {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+func benchCmd(fs *flag.FlagSet) commandFunc {
 	drivers := fs.String("drivers", "", "comma-separated drivers to compare: "+strings.Join([]string{candFirecracker, candQEMUKVM, candGVisor, candQEMUTCG}, ", ")+" (default: the one the worker would use)")
 	n := fs.Int("n", 20, "jobs in each load run")
 	conc := fs.String("c", "1,2", "jobs in flight at once: one load run for each")
@@ -66,63 +65,62 @@ func benchCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []s
 	stream := fs.Bool("stream", false, "also measure hello.c jobs that stream their output, against the same jobs without, through the pool at concurrency 1")
 	tests := fs.Int("tests", 0, "also measure the marginal cost of a test: jobs with 1 test vs with this many (through the pool, at concurrency 1)")
 	loadOnly := fs.Bool("load-only", false, "only a load run through RabbitMQ against a running worker (no sandboxes of its own: for soak tests); -c is one number")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	progress := func(format string, a ...any) {
-		if !*asJSON {
-			fmt.Fprintf(os.Stderr, "bench: "+format+"\n", a...)
+	return func(ctx context.Context, cfg config.Config, log *slog.Logger, args []string) error {
+		progress := func(format string, a ...any) {
+			if !*asJSON {
+				fmt.Fprintf(os.Stderr, "bench: "+format+"\n", a...)
+			}
 		}
-	}
-	if *loadOnly {
-		c, err := strconv.Atoi(*conc)
-		if err != nil {
-			return fmt.Errorf("-c with --load-only: %w", err)
+		if *loadOnly {
+			c, err := strconv.Atoi(*conc)
+			if err != nil {
+				return fmt.Errorf("-c with --load-only: %w", err)
+			}
+			r, err := bench.LoadBroker(ctx, queueConfig(cfg), *n, c)
+			if err != nil {
+				return err
+			}
+			if *asJSON {
+				return json.NewEncoder(os.Stdout).Encode(r)
+			}
+			fmt.Printf("%d jobs, %d at once: %.1f s, %.2f jobs/s\n  %s\n  %s\n", r.N, r.Concurrency, r.Seconds, r.JobsPerSec, r.EndToEnd, r.HostOverhead)
+			return nil
 		}
-		r, err := bench.LoadBroker(ctx, queueConfig(cfg), *n, c)
-		if err != nil {
+		var cs []int
+		for _, f := range strings.Split(*conc, ",") {
+			c, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || c < 1 {
+				return fmt.Errorf("-c: %q is not a concurrency", f)
+			}
+			cs = append(cs, c)
+		}
+		names := strings.Split(*drivers, ",")
+		if *drivers == "" {
+			names = []string{""}
+		}
+		quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		rep := benchReport{Machine: machine()}
+		for _, name := range names {
+			dr, err := benchDriver(ctx, cfg, quiet, strings.TrimSpace(name), *n, cs, *poolSize, *rounds, *local, *tests, *stream, progress)
+			if err != nil {
+				return err
+			}
+			rep.Drivers = append(rep.Drivers, *dr)
+		}
+		progress("native baseline: %d runs", *n)
+		var err error
+		if rep.Native, err = bench.Native(ctx, *n); err != nil {
 			return err
 		}
+		rep.Targets = targets(&rep)
 		if *asJSON {
-			return json.NewEncoder(os.Stdout).Encode(r)
+			enc := json.NewEncoder(os.Stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(rep)
 		}
-		fmt.Printf("%d jobs, %d at once: %.1f s, %.2f jobs/s\n  %s\n  %s\n", r.N, r.Concurrency, r.Seconds, r.JobsPerSec, r.EndToEnd, r.HostOverhead)
+		printReport(&rep)
 		return nil
 	}
-	var cs []int
-	for _, f := range strings.Split(*conc, ",") {
-		c, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || c < 1 {
-			return fmt.Errorf("-c: %q is not a concurrency", f)
-		}
-		cs = append(cs, c)
-	}
-	names := strings.Split(*drivers, ",")
-	if *drivers == "" {
-		names = []string{""}
-	}
-	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	rep := benchReport{Machine: machine()}
-	for _, name := range names {
-		dr, err := benchDriver(ctx, cfg, quiet, strings.TrimSpace(name), *n, cs, *poolSize, *rounds, *local, *tests, *stream, progress)
-		if err != nil {
-			return err
-		}
-		rep.Drivers = append(rep.Drivers, *dr)
-	}
-	progress("native baseline: %d runs", *n)
-	var err error
-	if rep.Native, err = bench.Native(ctx, *n); err != nil {
-		return err
-	}
-	rep.Targets = targets(&rep)
-	if *asJSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
-	}
-	printReport(&rep)
-	return nil
 }
 
 // benchDriver measures one driver: fresh starts, restores where it has

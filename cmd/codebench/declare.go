@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/codebench/codebench/internal/config"
@@ -11,9 +13,11 @@ import (
 
 // declareCmd declares the broker topology the worker uses and exits, so that
 // a broker set up before any worker ran already keeps published jobs.
-func declareCmd(ctx context.Context, cfg config.Config, args []string) error {
+func declareCmd(*flag.FlagSet) commandFunc { return declare }
+
+func declare(ctx context.Context, cfg config.Config, _ *slog.Logger, args []string) error {
 	if len(args) > 0 {
-		return fmt.Errorf("declare takes no arguments; it is configured by the environment")
+		return fmt.Errorf("declare takes no arguments; it is configured by the environment, --config and flags")
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()

@@ -29,143 +29,142 @@ import (
 // missing on the chosen driver (one the configuration did not waive), or
 // when the host has an older runsc or QEMU than its apt sources serve and
 // the README promises.
-func doctorCmd(ctx context.Context, cfg config.Config, args []string) error {
-	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
+func doctorCmd(fs *flag.FlagSet) commandFunc {
 	strict := fs.Bool("strict", false, "also fail on a missing wall and on packages older than the apt sources serve")
 	driver := fs.String("driver", "", "check auto or exactly this candidate ("+strings.Join(candidateNames, ", ")+") instead of CODEBENCH_DRIVER")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *driver != "" {
-		if err := selectDriver(&cfg, *driver); err != nil {
-			return err
-		}
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	cfg.RunDir = reconcile.OwnerDir(cfg.RunDir, "d")
-	defer os.Remove(cfg.RunDir)
-	bad := 0
-	report := func(ok bool, what, detail string) {
-		mark := "ok  "
-		if !ok {
-			mark = "FAIL"
-			bad++
-		}
-		fmt.Printf("%s %-20s %s\n", mark, what, detail)
-	}
-	info := func(what, detail string) { fmt.Printf("info %-20s %s\n", what, detail) }
-	// warn fails only under --strict.
-	warn := func(what, detail string) {
-		if *strict {
-			report(false, what, detail)
-			return
-		}
-		fmt.Printf("warn %-20s %s\n", what, detail)
-	}
-	for _, p := range checkPackages(ctx) {
-		switch {
-		case p.stale:
-			warn("package "+p.name, p.detail)
-		default:
-			info("package "+p.name, p.detail)
-		}
-	}
-
-	qemuPath, err := exec.LookPath(cfg.VM.QEMU)
-	if err != nil {
-		report(false, "qemu", fmt.Sprintf("%s not found (apt-get install qemu-system-x86)", cfg.VM.QEMU))
-	} else {
-		out, _ := exec.CommandContext(ctx, qemuPath, "--version").Output()
-		report(true, "qemu", strings.SplitN(string(out), "\n", 2)[0])
-	}
-	if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err != nil {
-		info("/dev/kvm", "not usable: "+err.Error())
-	} else {
-		f.Close()
-		info("/dev/kvm", "opens (whether it boots a guest is probed below)")
-	}
-	if khz, err := qemu.HostTSCKHz(); err == nil {
-		info("tsc", fmt.Sprintf("%d kHz (passed as tsc_early_khz)", khz))
-	}
-	img, err := image.Resolve(cfg.DataDir, cfg.Image)
-	switch {
-	case errors.Is(err, image.ErrNoImage):
-		report(false, "image", "none built under "+cfg.DataDir+" (run: codebench image build)")
-	case err != nil:
-		report(false, "image", err.Error())
-	default:
-		report(true, "image", fmt.Sprintf("%s kernel %s languages %s", img.Manifest.Hash[:12],
-			img.Manifest.KernelRelease, strings.Join(img.LanguageNames(), ",")))
-	}
-	if img != nil {
-		// Every candidate the configuration allows, probed for real, in the
-		// order the worker tries them.
-		c, err := choose.Choose(ctx, candidates(cfg, specFor(cfg, img), log), cfg.VM.AllowTCG, true)
-		for _, r := range c.Reports {
-			what := "driver " + r.Name
-			switch {
-			case r.Chosen:
-				report(true, what, "USED: "+r.Detail)
-			case r.Works:
-				info(what, "works: "+r.Detail)
-			default:
-				info(what, "cannot run here: "+r.Detail)
+	return func(ctx context.Context, cfg config.Config, log *slog.Logger, args []string) error {
+		if *driver != "" {
+			if err := selectDriver(&cfg, *driver); err != nil {
+				return err
 			}
 		}
+		// What doctor checks logs only its warnings: the report is the output.
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		cfg.RunDir = reconcile.OwnerDir(cfg.RunDir, "d")
+		defer os.Remove(cfg.RunDir)
+		bad := 0
+		report := func(ok bool, what, detail string) {
+			mark := "ok  "
+			if !ok {
+				mark = "FAIL"
+				bad++
+			}
+			fmt.Printf("%s %-20s %s\n", mark, what, detail)
+		}
+		info := func(what, detail string) { fmt.Printf("info %-20s %s\n", what, detail) }
+		// warn fails only under --strict.
+		warn := func(what, detail string) {
+			if *strict {
+				report(false, what, detail)
+				return
+			}
+			fmt.Printf("warn %-20s %s\n", what, detail)
+		}
+		for _, p := range checkPackages(ctx) {
+			switch {
+			case p.stale:
+				warn("package "+p.name, p.detail)
+			default:
+				info("package "+p.name, p.detail)
+			}
+		}
+
+		qemuPath, err := exec.LookPath(cfg.VM.QEMU)
 		if err != nil {
-			report(false, "sandbox", fmt.Sprintf("the worker will refuse to start: %v", err))
+			report(false, "qemu", fmt.Sprintf("%s not found (apt-get install qemu-system-x86)", cfg.VM.QEMU))
 		} else {
-			report(true, "sandbox", fmt.Sprintf("the worker will use %s (CODEBENCH_DRIVER=%s)", c.Name, cfg.VM.Driver))
-			// The walls around a job on that driver (docs/SECURITY.md).
-			for _, w := range walls(ctx, cfg, c, specFor(cfg, img)) {
-				mark := "wall"
-				if !w.present {
-					mark = "MISS"
-					if w.waivedBy != "" {
-						w.detail += " (accepted by " + w.waivedBy + ")"
-					} else if *strict {
-						bad++
+			out, _ := exec.CommandContext(ctx, qemuPath, "--version").Output()
+			report(true, "qemu", strings.SplitN(string(out), "\n", 2)[0])
+		}
+		if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err != nil {
+			info("/dev/kvm", "not usable: "+err.Error())
+		} else {
+			f.Close()
+			info("/dev/kvm", "opens (whether it boots a guest is probed below)")
+		}
+		if khz, err := qemu.HostTSCKHz(); err == nil {
+			info("tsc", fmt.Sprintf("%d kHz (passed as tsc_early_khz)", khz))
+		}
+		img, err := image.Resolve(cfg.DataDir, cfg.Image)
+		switch {
+		case errors.Is(err, image.ErrNoImage):
+			report(false, "image", "none built under "+cfg.DataDir+" (run: codebench image build)")
+		case err != nil:
+			report(false, "image", err.Error())
+		default:
+			report(true, "image", fmt.Sprintf("%s kernel %s languages %s", img.Manifest.Hash[:12],
+				img.Manifest.KernelRelease, strings.Join(img.LanguageNames(), ",")))
+		}
+		if img != nil {
+			// Every candidate the configuration allows, probed for real, in the
+			// order the worker tries them.
+			c, err := choose.Choose(ctx, candidates(cfg, specFor(cfg, img), log), cfg.VM.AllowTCG, true)
+			for _, r := range c.Reports {
+				what := "driver " + r.Name
+				switch {
+				case r.Chosen:
+					report(true, what, "USED: "+r.Detail)
+				case r.Works:
+					info(what, "works: "+r.Detail)
+				default:
+					info(what, "cannot run here: "+r.Detail)
+				}
+			}
+			if err != nil {
+				report(false, "sandbox", fmt.Sprintf("the worker will refuse to start: %v", err))
+			} else {
+				report(true, "sandbox", fmt.Sprintf("the worker will use %s (CODEBENCH_DRIVER=%s)", c.Name, cfg.VM.Driver))
+				// The walls around a job on that driver (docs/SECURITY.md).
+				for _, w := range walls(ctx, cfg, c, specFor(cfg, img)) {
+					mark := "wall"
+					if !w.present {
+						mark = "MISS"
+						if w.waivedBy != "" {
+							w.detail += " (accepted by " + w.waivedBy + ")"
+						} else if *strict {
+							bad++
+						}
+					}
+					fmt.Printf("%s %-20s %s\n", mark, w.name, w.detail)
+				}
+				if d, ok := c.Driver.(*gvisor.Driver); ok {
+					if platform, _ := d.Platform(); platform == gvisor.PlatformPtrace {
+						info("gvisor platform", ptraceCost)
 					}
 				}
-				fmt.Printf("%s %-20s %s\n", mark, w.name, w.detail)
-			}
-			if d, ok := c.Driver.(*gvisor.Driver); ok {
-				if platform, _ := d.Platform(); platform == gvisor.PlatformPtrace {
-					info("gvisor platform", ptraceCost)
-				}
 			}
 		}
-	}
-	for _, raw := range strings.Split(cfg.Worker.RabbitURL, ",") {
-		u, err := url.Parse(strings.TrimSpace(raw))
-		if err != nil {
-			continue
+		for _, raw := range strings.Split(cfg.Worker.RabbitURL, ",") {
+			u, err := url.Parse(strings.TrimSpace(raw))
+			if err != nil {
+				continue
+			}
+			conn, derr := net.DialTimeout("tcp", u.Host, 2*time.Second)
+			if derr != nil {
+				info("rabbitmq", fmt.Sprintf("%s not reachable (needed by worker/submit, not by run): %v", u.Host, derr))
+			} else {
+				conn.Close()
+				report(true, "rabbitmq", u.Host+" accepts connections")
+			}
 		}
-		conn, derr := net.DialTimeout("tcp", u.Host, 2*time.Second)
-		if derr != nil {
-			info("rabbitmq", fmt.Sprintf("%s not reachable (needed by worker/submit, not by run): %v", u.Host, derr))
+		if cfg.Network.Enabled {
+			if err := network.Check(filepath.SplitList(cfg.Network.CNIPath), cfg.Network.IPMasq); err != nil {
+				report(false, "network", strings.ReplaceAll(err.Error(), "\n", "; "))
+			} else {
+				report(true, "network", fmt.Sprintf("CNI plugins in %s, nft; subnet %s, allowed %q (docs/NETWORKING.md)",
+					cfg.Network.CNIPath, cfg.Network.Subnet, cfg.Network.Allow))
+			}
+			ns, leases, records, _ := network.Leftovers(ctx, network.Config{Name: cfg.Network.Name, StateDir: networkStateDir(cfg)})
+			info("network state", fmt.Sprintf("%d namespaces, %d leases, %d attachments (a running worker's, or left by a killed one: the next worker reclaims them)",
+				len(ns), len(leases), len(records)))
 		} else {
-			conn.Close()
-			report(true, "rabbitmq", u.Host+" accepts connections")
+			info("network", "off: jobs that ask for a network are refused (docs/NETWORKING.md)")
 		}
-	}
-	if cfg.Network.Enabled {
-		if err := network.Check(filepath.SplitList(cfg.Network.CNIPath), cfg.Network.IPMasq); err != nil {
-			report(false, "network", strings.ReplaceAll(err.Error(), "\n", "; "))
-		} else {
-			report(true, "network", fmt.Sprintf("CNI plugins in %s, nft; subnet %s, allowed %q (docs/NETWORKING.md)",
-				cfg.Network.CNIPath, cfg.Network.Subnet, cfg.Network.Allow))
+		if bad > 0 {
+			return exitError{1}
 		}
-		ns, leases, records, _ := network.Leftovers(ctx, network.Config{Name: cfg.Network.Name, StateDir: networkStateDir(cfg)})
-		info("network state", fmt.Sprintf("%d namespaces, %d leases, %d attachments (a running worker's, or left by a killed one: the next worker reclaims them)",
-			len(ns), len(leases), len(records)))
-	} else {
-		info("network", "off: jobs that ask for a network are refused (docs/NETWORKING.md)")
+		return nil
 	}
-	if bad > 0 {
-		return exitError{1}
-	}
-	return nil
 }
 
 // ptraceCost is what doctor says of a runsc that has only ptrace

@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,38 +14,37 @@ import (
 	"github.com/codebench/codebench/internal/lang"
 )
 
-func imageCmd(ctx context.Context, cfg config.Config, args []string) error {
-	if len(args) == 0 || args[0] != "build" {
-		return errors.New("usage: codebench image build [--agent PATH] [--languages c,cpp,python]")
-	}
-	fs := flag.NewFlagSet("image build", flag.ContinueOnError)
+// imageBuildCmd is "image build".
+func imageBuildCmd(fs *flag.FlagSet) commandFunc {
 	agent := fs.String("agent", defaultAgentPath(), "static codebench-agent binary to put in the image")
 	langs := fs.String("languages", "", "comma-separated subset of languages (default: all)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	table := lang.Builtin()
-	if *langs != "" {
-		sub := lang.Table{}
-		for _, n := range strings.Split(*langs, ",") {
-			l, ok := table[strings.TrimSpace(n)]
-			if !ok {
-				return fmt.Errorf("unknown language %q (have %s)", n, strings.Join(table.Names(), ", "))
-			}
-			sub[l.Name] = l
+	return func(ctx context.Context, cfg config.Config, log *slog.Logger, args []string) error {
+		if len(args) > 0 {
+			return fmt.Errorf("image build takes flags only, not %q", args)
 		}
-		table = sub
+		table := lang.Builtin()
+		if *langs != "" {
+			sub := lang.Table{}
+			for _, n := range strings.Split(*langs, ",") {
+				l, ok := table[strings.TrimSpace(n)]
+				if !ok {
+					return fmt.Errorf("unknown language %q (have %s)", n, strings.Join(table.Names(), ", "))
+				}
+				sub[l.Name] = l
+			}
+			table = sub
+		}
+		img, err := image.Build(ctx, image.Options{
+			DataDir: cfg.DataDir, AgentPath: *agent, Mirror: cfg.Mirror,
+			Languages: table, Progress: os.Stdout,
+		})
+		if err != nil {
+			return err
+		}
+		fmt.Printf("image %s\n  dir: %s\n  kernel: %s\n  languages: %s\n", img.Manifest.Hash, img.Dir,
+			img.Manifest.KernelRelease, strings.Join(img.LanguageNames(), ", "))
+		return nil
 	}
-	img, err := image.Build(ctx, image.Options{
-		DataDir: cfg.DataDir, AgentPath: *agent, Mirror: cfg.Mirror,
-		Languages: table, Progress: os.Stdout,
-	})
-	if err != nil {
-		return err
-	}
-	fmt.Printf("image %s\n  dir: %s\n  kernel: %s\n  languages: %s\n", img.Manifest.Hash, img.Dir,
-		img.Manifest.KernelRelease, strings.Join(img.LanguageNames(), ", "))
-	return nil
 }
 
 // defaultAgentPath is codebench-agent next to this executable.

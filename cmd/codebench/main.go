@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -42,6 +43,77 @@ func main() {
 	os.Exit(realMain())
 }
 
+// commandFunc runs a command with the configuration main loaded once and
+// the arguments left after its flags.
+type commandFunc func(ctx context.Context, cfg config.Config, log *slog.Logger, args []string) error
+
+// commands: each registers its own flags on the FlagSet main parses, and
+// returns what runs it.
+var commands = map[string]func(fs *flag.FlagSet) commandFunc{
+	"run":         runCmd,
+	"worker":      workerCmd,
+	"submit":      submitCmd,
+	"declare":     declareCmd,
+	"image build": imageBuildCmd,
+	"doctor":      doctorCmd,
+	"bench":       benchCmd,
+}
+
+// invocation is one run of the binary: the command, its arguments, and
+// the configuration loaded once for the whole process, with what main
+// derives from it.
+type invocation struct {
+	name string
+	run  commandFunc
+	args []string // left after the flags
+	cfg  config.Config
+	// level is the log level: debug when the configuration says so.
+	level slog.Level
+	// hardDeadline is how long after the first signal the process ends
+	// whatever hangs (0: no such deadline; the worker's is its grace
+	// period plus hardDeadlineMargin).
+	hardDeadline time.Duration
+}
+
+// errUsage is a command line that names no command: the usage was printed.
+var errUsage = errors.New("usage")
+
+// parseInvocation finds the command in argv (without the program's name),
+// parses its flags and loads the configuration: the file (--config or
+// CODEBENCH_CONFIG), the environment, the flags.
+func parseInvocation(argv []string, lookup func(string) (string, bool)) (*invocation, error) {
+	name, args := argv[0], argv[1:]
+	switch {
+	case name == "image" && len(args) > 0 && args[0] == "build":
+		name, args = "image build", args[1:]
+	case name == "image":
+		return nil, fmt.Errorf("%w: codebench image build [--agent PATH] [--languages c,cpp,python]", errUsage)
+	}
+	setup, ok := commands[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: unknown command %q", errUsage, name)
+	}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	run := setup(fs)
+	configFile := fs.String("config", "", "TOML config file (default: $CODEBENCH_CONFIG); flags > environment > file > defaults")
+	overrides := config.Flags(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	cfg, err := config.Load(lookup, *configFile, overrides())
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	inv := &invocation{name: name, run: run, args: fs.Args(), cfg: cfg, level: slog.LevelInfo}
+	if cfg.Verbose {
+		inv.level = slog.LevelDebug
+	}
+	if name == "worker" {
+		inv.hardDeadline = cfg.Worker.Grace + hardDeadlineMargin
+	}
+	return inv, nil
+}
+
 func realMain() int {
 	if len(os.Args) < 2 {
 		fmt.Fprint(os.Stderr, usage)
@@ -52,62 +124,45 @@ func realMain() int {
 		fmt.Fprintln(os.Stderr, "codebench:", qemu.JailMain(os.Args[2:]))
 		return 1
 	}
-	cfg, err := config.FromEnv()
-	if err != nil {
+	if n := os.Args[1]; n == "help" || n == "-h" || n == "--help" {
+		fmt.Print(usage)
+		return 0
+	}
+	inv, err := parseInvocation(os.Args[1:], os.LookupEnv)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(os.Stderr, "codebench: %v\n%s", err, usage)
+		return 2
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "codebench:", err)
+		return 2
+	}
+	// Children (runsc, QEMU, the CNI plugins, nft) get none of it.
+	if err := config.ScrubEnv(); err != nil {
 		fmt.Fprintln(os.Stderr, "codebench: config:", err)
 		return 2
 	}
-	if cmd := os.Args[1]; cmd != "worker" {
-		// The worker loads its configuration once more (its flags and
-		// --config) and scrubs then.
-		if err := config.ScrubEnv(); err != nil {
-			fmt.Fprintln(os.Stderr, "codebench: config:", err)
-			return 2
-		}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: inv.level}))
+	for _, w := range inv.cfg.Warnings {
+		log.Warn("config: " + w)
 	}
-	level := slog.LevelInfo
-	if cfg.Verbose {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-
-	cmd, args := os.Args[1], os.Args[2:]
-	if cmd == "worker" {
-		// The hard deadline: whatever hangs during shutdown (a VM that
-		// will not die, a broker that does not answer), the process ends
-		// this long after the first signal.
+	if inv.hardDeadline > 0 {
+		// Whatever hangs during shutdown (a VM that will not die, a broker
+		// that does not answer), the process ends this long after the
+		// first signal.
 		go func() {
 			<-ctx.Done()
-			time.Sleep(cfg.Worker.Grace + hardDeadlineMargin)
+			time.Sleep(inv.hardDeadline)
 			fmt.Fprintln(os.Stderr, "codebench: shutdown exceeded its hard deadline; exiting")
 			os.Exit(3)
 		}()
 	}
-	switch cmd {
-	case "image":
-		err = imageCmd(ctx, cfg, args)
-	case "run":
-		err = runCmd(ctx, cfg, log, args)
-	case "doctor":
-		err = doctorCmd(ctx, cfg, args)
-	case "worker":
-		err = workerCmd(ctx, cfg, log, args)
-	case "submit":
-		err = submitCmd(ctx, cfg, args)
-	case "declare":
-		err = declareCmd(ctx, cfg, args)
-	case "bench":
-		err = benchCmd(ctx, cfg, log, args)
-	case "help", "-h", "--help":
-		fmt.Print(usage)
-		return 0
-	default:
-		fmt.Fprintf(os.Stderr, "codebench: unknown command %q\n%s", cmd, usage)
-		return 2
-	}
+	err = inv.run(ctx, inv.cfg, log, inv.args)
 	var ee exitError
 	switch {
 	case errors.As(err, &ee):

@@ -28,8 +28,7 @@ const (
 	exitInvalid      = 2
 )
 
-func runCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []string) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+func runCmd(fs *flag.FlagSet) commandFunc {
 	language := fs.String("lang", "", "language (default: from the file extension)")
 	asJSON := fs.Bool("json", false, "print the status document as JSON")
 	stdinFile := fs.String("stdin", "", "file to feed to the program's standard input")
@@ -40,58 +39,57 @@ func runCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []str
 	runs := fs.Int("runs", 0, "run the compiled program this many times")
 	flags := fs.String("compile-flags", "", "space-separated compile flags from the language's allow-list")
 	jobFile := fs.String("job", "", "a whole job as JSON, as on the jobs queue (tests, checker, stream, ...), instead of FILE")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *jobFile != "" {
-		b, err := os.ReadFile(*jobFile)
+	return func(ctx context.Context, cfg config.Config, log *slog.Logger, args []string) error {
+		if *jobFile != "" {
+			b, err := os.ReadFile(*jobFile)
+			if err != nil {
+				return err
+			}
+			var j job.Job
+			if err := json.Unmarshal(b, &j); err != nil {
+				return fmt.Errorf("--job %s: %w", *jobFile, err)
+			}
+			return runJob(ctx, cfg, log, &j, *asJSON)
+		}
+		if fs.NArg() < 1 {
+			return fmt.Errorf("usage: codebench run [--lang L] [--json] FILE [ARGS...] | codebench run [--json] --job JOB.json")
+		}
+		file := fs.Arg(0)
+		code, err := os.ReadFile(file)
 		if err != nil {
 			return err
 		}
-		var j job.Job
-		if err := json.Unmarshal(b, &j); err != nil {
-			return fmt.Errorf("--job %s: %w", *jobFile, err)
+		if *language == "" {
+			l, ok := lang.Builtin().ByExtension(file)
+			if !ok {
+				return fmt.Errorf("cannot tell the language of %s from its extension; use --lang", filepath.Base(file))
+			}
+			*language = l.Name
 		}
-		return runJob(ctx, cfg, log, &j, *asJSON)
-	}
-	if fs.NArg() < 1 {
-		return fmt.Errorf("usage: codebench run [--lang L] [--json] FILE [ARGS...] | codebench run [--json] --job JOB.json")
-	}
-	file := fs.Arg(0)
-	code, err := os.ReadFile(file)
-	if err != nil {
-		return err
-	}
-	if *language == "" {
-		l, ok := lang.Builtin().ByExtension(file)
-		if !ok {
-			return fmt.Errorf("cannot tell the language of %s from its extension; use --lang", filepath.Base(file))
+		j := &job.Job{ID: "run-" + fmt.Sprint(time.Now().UnixNano()), Language: *language, Code: string(code),
+			Args: fs.Args()[1:], Runs: *runs, Compare: *compare, CompileFlags: strings.Fields(*flags)}
+		if *limits != "" {
+			if err := json.Unmarshal([]byte(*limits), &j.Limits); err != nil {
+				return fmt.Errorf("--limits: %w", err)
+			}
 		}
-		*language = l.Name
-	}
-	j := &job.Job{ID: "run-" + fmt.Sprint(time.Now().UnixNano()), Language: *language, Code: string(code),
-		Args: fs.Args()[1:], Runs: *runs, Compare: *compare, CompileFlags: strings.Fields(*flags)}
-	if *limits != "" {
-		if err := json.Unmarshal([]byte(*limits), &j.Limits); err != nil {
-			return fmt.Errorf("--limits: %w", err)
+		if *wallMS > 0 {
+			j.Limits.WallMS = *wallMS
 		}
-	}
-	if *wallMS > 0 {
-		j.Limits.WallMS = *wallMS
-	}
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name == "expected-output" {
-			j.ExpectedOutput = expected
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name == "expected-output" {
+				j.ExpectedOutput = expected
+			}
+		})
+		if *stdinFile != "" {
+			b, err := os.ReadFile(*stdinFile)
+			if err != nil {
+				return err
+			}
+			j.Stdin = string(b)
 		}
-	})
-	if *stdinFile != "" {
-		b, err := os.ReadFile(*stdinFile)
-		if err != nil {
-			return err
-		}
-		j.Stdin = string(b)
+		return runJob(ctx, cfg, log, j, *asJSON)
 	}
-	return runJob(ctx, cfg, log, j, *asJSON)
 }
 
 // runJob runs one job in one fresh sandbox and prints its status.

@@ -34,101 +34,84 @@ func queueConfig(cfg config.Config) queue.Config {
 	}
 }
 
-func workerCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []string) error {
-	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
-	configFile := fs.String("config", "", "TOML config file (default: $CODEBENCH_CONFIG); flags > environment > file > defaults")
+func workerCmd(fs *flag.FlagSet) commandFunc {
 	printConfig := fs.Bool("print-config", false, "print the effective configuration (secrets masked) and exit")
-	overrides := config.Flags(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("worker takes flags only, not %q", fs.Args())
-	}
-	if *configFile != "" || len(overrides()) > 0 {
-		var err error
-		if cfg, err = config.FromEnvAnd(*configFile, overrides()); err != nil {
-			return fmt.Errorf("config: %w", err)
+	return func(ctx context.Context, cfg config.Config, log *slog.Logger, args []string) error {
+		if len(args) > 0 {
+			return fmt.Errorf("worker takes flags only, not %q", args)
 		}
-	}
-	if *printConfig {
-		return config.Print(os.Stdout, cfg)
-	}
-	// Children (runsc, QEMU, the CNI plugins, nft) get none of it.
-	if err := config.ScrubEnv(); err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	for _, w := range cfg.Warnings {
-		log.Warn("config: " + w)
-	}
-	qcfg := queueConfig(cfg)
-	// Before anything slow (a KVM probe, a template build): the topology,
-	// so that jobs published meanwhile are kept, not dropped as unroutable.
-	// A broker that is down now is retried by the worker's loop.
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	if err := queue.DeclareTopology(dctx, qcfg); err != nil {
-		log.Warn("broker not reachable at start; will retry", "err", err)
-	} else {
-		log.Info("broker topology declared", "queue", queue.JobsQueue)
-	}
-	cancel()
-	reconcileRunDir(ctx, cfg, log)
-	e, err := openEnv(ctx, cfg, log, "w", cfg.VM.AllowTCG)
-	if err != nil {
-		return fmt.Errorf("refusing to serve untrusted jobs: %w", err)
-	}
-	e.logChoice(log)
-	if e.choice.Name == candQEMUTCG {
-		log.Warn("RUNNING WITHOUT A SECURITY BOUNDARY: QEMU's software emulation (TCG) is not one; do not serve untrusted code this way")
-	}
-	log.Info("worker starting", "env", e.describe(), "concurrency", cfg.Worker.Concurrency, "pool_size", cfg.Worker.PoolSize)
-
-	// Metrics and health from here on: /healthz answers while the pool
-	// (and its template) is being built, /readyz only once jobs are served.
-	metrics := telemetry.New(e.img.LanguageNames())
-	var serving atomic.Pointer[server]
-	if cfg.MetricsAddr != "" {
-		ts, err := telemetry.Listen(cfg.MetricsAddr, metrics, func() error { return readiness(serving.Load()) }, log)
+		if *printConfig {
+			return config.Print(os.Stdout, cfg)
+		}
+		qcfg := queueConfig(cfg)
+		// Before anything slow (a KVM probe, a template build): the topology,
+		// so that jobs published meanwhile are kept, not dropped as unroutable.
+		// A broker that is down now is retried by the worker's loop.
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := queue.DeclareTopology(dctx, qcfg); err != nil {
+			log.Warn("broker not reachable at start; will retry", "err", err)
+		} else {
+			log.Info("broker topology declared", "queue", queue.JobsQueue)
+		}
+		cancel()
+		reconcileRunDir(ctx, cfg, log)
+		e, err := openEnv(ctx, cfg, log, "w", cfg.VM.AllowTCG)
 		if err != nil {
-			return err
+			return fmt.Errorf("refusing to serve untrusted jobs: %w", err)
 		}
-		defer ts.Stop()
-	}
-	reclaimNetwork(ctx, e, cfg, log)
-	srv, err := newServerObserved(ctx, e, cfg, qcfg, metrics, log)
-	if err != nil {
-		return fmt.Errorf("refusing to serve untrusted jobs: %w", err)
-	}
-	serving.Store(srv)
-	defer func() {
-		log.Info("stopping pool")
-		srv.stop()
-		e.close(log)
-		log.Info("worker stopped")
-	}()
-	w := srv.w
+		e.logChoice(log)
+		if e.choice.Name == candQEMUTCG {
+			log.Warn("RUNNING WITHOUT A SECURITY BOUNDARY: QEMU's software emulation (TCG) is not one; do not serve untrusted code this way")
+		}
+		log.Info("worker starting", "env", e.describe(), "concurrency", cfg.Worker.Concurrency, "pool_size", cfg.Worker.PoolSize)
 
-	if cfg.DebugAddr != "" {
-		stopDebug, err := serveDebug(cfg.DebugAddr, log)
+		// Metrics and health from here on: /healthz answers while the pool
+		// (and its template) is being built, /readyz only once jobs are served.
+		metrics := telemetry.New(e.img.LanguageNames())
+		var serving atomic.Pointer[server]
+		if cfg.MetricsAddr != "" {
+			ts, err := telemetry.Listen(cfg.MetricsAddr, metrics, func() error { return readiness(serving.Load()) }, log)
+			if err != nil {
+				return err
+			}
+			defer ts.Stop()
+		}
+		reclaimNetwork(ctx, e, cfg, log)
+		srv, err := newServerObserved(ctx, e, cfg, qcfg, metrics, log)
 		if err != nil {
-			return err
+			return fmt.Errorf("refusing to serve untrusted jobs: %w", err)
 		}
-		defer stopDebug()
-	}
+		serving.Store(srv)
+		defer func() {
+			log.Info("stopping pool")
+			srv.stop()
+			e.close(log)
+			log.Info("worker stopped")
+		}()
+		w := srv.w
 
-	// A second SIGINT/SIGTERM during the drain skips the grace period.
-	go func() {
-		<-ctx.Done()
-		second := make(chan os.Signal, 1)
-		signal.Notify(second, os.Interrupt, syscall.SIGTERM)
-		defer signal.Stop(second)
-		select {
-		case <-second:
-			w.Abort()
-		case <-time.After(cfg.Worker.Grace + time.Minute):
+		if cfg.DebugAddr != "" {
+			stopDebug, err := serveDebug(cfg.DebugAddr, log)
+			if err != nil {
+				return err
+			}
+			defer stopDebug()
 		}
-	}()
-	return w.Run(ctx)
+
+		// A second SIGINT/SIGTERM during the drain skips the grace period.
+		go func() {
+			<-ctx.Done()
+			second := make(chan os.Signal, 1)
+			signal.Notify(second, os.Interrupt, syscall.SIGTERM)
+			defer signal.Stop(second)
+			select {
+			case <-second:
+				w.Abort()
+			case <-time.After(cfg.Worker.Grace + time.Minute):
+			}
+		}()
+		return w.Run(ctx)
+	}
 }
 
 // server is a worker and its warm pool, wired from the config: what

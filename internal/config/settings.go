@@ -265,16 +265,25 @@ func Print(w io.Writer, c Config) error {
 	return err
 }
 
-// Flags registers one flag per setting on fs (--pool-size and so on);
-// the returned function lists the ones given, for Load.
+// Flags registers one flag per setting on fs (--pool-size and so on),
+// except where fs already has a flag of that name (a command's own, which
+// wins); the returned function lists the ones given, for Load.
 func Flags(fs *flag.FlagSet) func() map[string]string {
 	set := map[string]string{}
 	for _, st := range settings(new(Config)) {
 		key := st.key
-		fs.Func(flagName(key), "overrides "+st.env, func(v string) error {
+		if fs.Lookup(flagName(key)) != nil {
+			continue
+		}
+		record := func(v string) error {
 			set[key] = v
 			return nil
-		})
+		}
+		if _, isBool := st.ptr.(*bool); isBool {
+			fs.BoolFunc(flagName(key), "overrides "+st.env, record) // --debug, or --debug=false
+			continue
+		}
+		fs.Func(flagName(key), "overrides "+st.env, record)
 	}
 	return func() map[string]string { return set }
 }

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"bufio"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestConfigLoadedOnceUnderTheUnit: with the shipped systemd unit's own
+// command line, the file's debug sets the log level and its shutdown_grace
+// moves the hard deadline. Both once came from the environment alone, so
+// under --config the level stayed info and the process exited mid-drain.
+func TestConfigLoadedOnceUnderTheUnit(t *testing.T) {
+	argv := unitExecStart(t, "../../deploy/systemd/codebench-worker.service")
+	file := filepath.Join(t.TempDir(), "codebench.toml")
+	if err := os.WriteFile(file, []byte("debug = true\nshutdown_grace = \"7m\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for i, a := range argv {
+		if a == "/etc/codebench/codebench.toml" {
+			argv[i] = file
+		}
+	}
+	noEnv := func(string) (string, bool) { return "", false }
+	inv, err := parseInvocation(argv, noEnv)
+	if err != nil {
+		t.Fatalf("%q: %v", argv, err)
+	}
+	if inv.name != "worker" || inv.level != slog.LevelDebug || inv.hardDeadline != 7*time.Minute+hardDeadlineMargin {
+		t.Fatalf("%q: command %q, level %v, hard deadline %s; want worker, debug, 7m + %s", argv, inv.name, inv.level, inv.hardDeadline, hardDeadlineMargin)
+	}
+	// Flags beat the file, and every command loads the same way.
+	inv, err = parseInvocation([]string{"doctor", "--config", file, "--debug=false", "--shutdown-grace", "1s"}, noEnv)
+	if err != nil || inv.level != slog.LevelInfo || inv.cfg.Worker.Grace != time.Second || inv.hardDeadline != 0 {
+		t.Fatalf("doctor with flags: %v level %v grace %s deadline %s", err, inv.level, inv.cfg.Worker.Grace, inv.hardDeadline)
+	}
+	// A command's own flag wins over the setting of the same name.
+	inv, err = parseInvocation([]string{"doctor", "--driver", "gvisor"}, noEnv)
+	if err != nil || inv.cfg.VM.Driver == "gvisor" {
+		t.Fatalf("doctor --driver reached the setting: %v %q", err, inv.cfg.VM.Driver)
+	}
+}
+
+// unitExecStart is the unit's ExecStart, without the binary.
+func unitExecStart(t *testing.T, path string) []string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "ExecStart="); ok {
+			return strings.Fields(rest)[1:]
+		}
+	}
+	t.Fatalf("%s has no ExecStart", path)
+	return nil
+}
