@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/codebench/codebench/internal/cleanup"
 	"github.com/codebench/codebench/internal/config"
 	"github.com/codebench/codebench/internal/network"
 	"github.com/codebench/codebench/internal/provision"
@@ -106,7 +107,7 @@ func (e *env) networked(ctx context.Context, cfg config.Config, log *slog.Logger
 	}
 	prov, err := e.provisionerWith(ctx, cfg, mgr, log)
 	if err != nil && prov == nil {
-		return nil, errors.Join(err, mgr.Close(context.WithoutCancel(ctx)))
+		return nil, errors.Join(err, cleanup.Run(ctx, mgr.Close))
 	}
 	log.Info("network: jobs may ask for a network", "subnet", cfg.Network.Subnet, "allow", cfg.Network.Allow,
 		"ipmasq", cfg.Network.IPMasq, "fences", mgr.Table())

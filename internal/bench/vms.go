@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/codebench/codebench/internal/cleanup"
 	"github.com/codebench/codebench/internal/sandbox"
 )
 
@@ -54,7 +55,7 @@ func MeasureVMs(ctx context.Context, name string, launch Launch, rounds, alive i
 			}
 		}
 		for _, i := range insts {
-			_ = i.Stop(context.WithoutCancel(ctx))
+			_ = cleanup.Run(ctx, i.Stop)
 		}
 	}
 	if len(ready) == 0 {

@@ -8,10 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // Func releases one resource. The ctx is never cancelled by the caller's
-// request: Unwind derives it with context.WithoutCancel.
+// request, and it has a deadline: Unwind derives it with Detached.
 type Func func(ctx context.Context) error
 
 // Stack is safe for concurrent use.
@@ -52,7 +53,8 @@ func (s *Stack) Unwind(ctx context.Context) error {
 	s.steps = nil
 	s.mu.Unlock()
 
-	ctx = context.WithoutCancel(ctx)
+	ctx, cancel := Detached(ctx, DefaultBound)
+	defer cancel()
 	var errs []error
 	for i := len(steps) - 1; i >= 0; i-- {
 		if err := steps[i].fn(ctx); err != nil {
@@ -60,4 +62,28 @@ func (s *Stack) Unwind(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// DefaultBound is how long a teardown step may take when nothing above it
+// set a deadline.
+const DefaultBound = 30 * time.Second
+
+// Detached is the context a teardown runs under: ctx's values without its
+// cancellation (a stop must still run when the operation was cancelled),
+// and a deadline: ctx's own while it is still ahead, else bound from now.
+// context.WithoutCancel alone would drop the deadline too, and a stuck VMM
+// or CNI plugin would then hold its caller forever.
+func Detached(ctx context.Context, bound time.Duration) (context.Context, context.CancelFunc) {
+	d, ok := ctx.Deadline()
+	if !ok || !time.Now().Before(d) {
+		d = time.Now().Add(bound)
+	}
+	return context.WithDeadline(context.WithoutCancel(ctx), d)
+}
+
+// Run runs one teardown step under Detached(ctx, DefaultBound).
+func Run(ctx context.Context, step Func) error {
+	ctx, cancel := Detached(ctx, DefaultBound)
+	defer cancel()
+	return step(ctx)
 }

@@ -23,6 +23,7 @@ import (
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"golang.org/x/sys/unix"
 
+	"github.com/codebench/codebench/internal/cleanup"
 	"github.com/codebench/codebench/internal/sandbox"
 )
 
@@ -189,7 +190,7 @@ func (m *Manager) Attach(ctx context.Context, id string) (_ *sandbox.NIC, err er
 	a := attachment{ID: id, NetNS: path}
 	defer func() {
 		if err != nil {
-			err = errors.Join(err, m.detach(context.WithoutCancel(ctx), a))
+			err = errors.Join(err, cleanup.Run(ctx, func(c context.Context) error { return m.detach(c, a) }))
 		}
 	}()
 	res, err := m.cni.AddNetworkList(ctx, m.list, m.runtimeConf(id, path))

@@ -283,3 +283,61 @@ func TestCheckNamesWhatIsMissing(t *testing.T) {
 		}
 	}
 }
+
+// TestStuckCNIDelIsAbandoned: a CNI plugin that hangs on DEL is killed at
+// the deadline its caller set, and the rest of the detach (the fence, the
+// namespace, the record) still happens. A lower layer once stripped the
+// deadline, and a hung DEL held a job's teardown forever.
+func TestStuckCNIDelIsAbandoned(t *testing.T) {
+	cfg := testConfig(t, "tk", "10.206.0.0/24")
+	marker := filepath.Join(t.TempDir(), "stuck")
+	wrapped := t.TempDir()
+	for _, dir := range cfg.PluginDirs {
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			real := filepath.Join(dir, e.Name())
+			if st, err := os.Stat(real); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+				continue
+			}
+			if _, err := os.Stat(filepath.Join(wrapped, e.Name())); err == nil {
+				continue // the first directory's wins, as in findPlugin
+			}
+			script := fmt.Sprintf("#!/bin/sh\nif [ \"$CNI_COMMAND\" = DEL ] && [ -e %q ]; then exec sleep 3600; fi\nexec %q \"$@\"\n", marker, real)
+			if err := os.WriteFile(filepath.Join(wrapped, e.Name()), []byte(script), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	cfg.PluginDirs = []string{wrapped}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	m, err := network.New(ctx, cfg, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Remove(marker); m.Close(context.Background()) })
+	nic, err := m.Attach(ctx, "k0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(marker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const bound = 2 * time.Second
+	dctx, dcancel := context.WithTimeout(context.Background(), bound)
+	defer dcancel()
+	start := time.Now()
+	err = m.Detach(dctx, "k0")
+	took := time.Since(start)
+	t.Logf("detach with a hung DEL returned after %s: %v", took.Round(time.Millisecond), err)
+	if err == nil || !strings.Contains(err.Error(), "CNI del") {
+		t.Fatalf("a hung DEL was not reported: %v", err)
+	}
+	// The plugin sleeps an hour: anything near the bound means it was cut.
+	if took > bound+20*time.Second {
+		t.Fatalf("detach took %s with a deadline %s away", took, bound)
+	}
+	if _, err := os.Stat(nic.NetNS); !os.IsNotExist(err) {
+		t.Fatalf("the namespace %s is still there after the abandoned DEL: %v", nic.NetNS, err)
+	}
+}

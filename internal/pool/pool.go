@@ -69,7 +69,10 @@ type Pool[T Member] struct {
 
 	ctx    context.Context // the pool's lifetime, for boots; ended by Stop
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // the refill loop and every boot goroutine
+	wg     sync.WaitGroup // the refill loop, every boot and every stop off a taker's path
+	// ending is set (under mu) by Stop before it waits on wg: no
+	// goroutine is added to wg after that.
+	ending bool
 	closed chan struct{}
 	once   sync.Once
 
@@ -177,8 +180,8 @@ func (p *Pool[T]) boot() {
 	defer p.wg.Done()
 	m, err := p.factory(p.ctx)
 	p.mu.Lock()
-	p.booting--
 	if err != nil {
+		p.booting--
 		p.stats.BootFailures++
 		next := p.cfg.Backoff
 		if p.backoff > 0 {
@@ -198,6 +201,8 @@ func (p *Pool[T]) boot() {
 	}
 	p.backoff = 0
 	p.mu.Unlock()
+	// Still counted as booting until it is in ready: the refill loop
+	// would otherwise see room for one more in between and over-boot.
 	select {
 	case p.ready <- m:
 		p.markReady()
@@ -205,6 +210,9 @@ func (p *Pool[T]) boot() {
 		// Cannot happen while ready+booting <= Size; stop rather than leak.
 		p.stopMember(m)
 	}
+	p.mu.Lock()
+	p.booting--
+	p.mu.Unlock()
 	p.poke()
 }
 
@@ -217,6 +225,24 @@ func (p *Pool[T]) stopMember(m T) {
 	p.mu.Lock()
 	p.stats.Stopped++
 	p.mu.Unlock()
+}
+
+// stopAside stops m off the caller's path (a taker holds a job's slot),
+// in a goroutine the pool owns and Stop waits for; once the pool is ending,
+// on the caller's.
+func (p *Pool[T]) stopAside(m T) {
+	p.mu.Lock()
+	if p.ending {
+		p.mu.Unlock()
+		p.stopMember(m)
+		return
+	}
+	p.wg.Add(1)
+	p.mu.Unlock()
+	go func() {
+		defer p.wg.Done()
+		p.stopMember(m)
+	}()
 }
 
 // Take returns a healthy member, never handed out before. With Size 0 it
@@ -242,7 +268,7 @@ func (p *Pool[T]) Take(ctx context.Context) (T, error) {
 				p.mu.Lock()
 				p.stats.Unhealthy++
 				p.mu.Unlock()
-				p.stopMember(m)
+				p.stopAside(m)
 				continue
 			}
 			p.mu.Lock()
@@ -283,6 +309,9 @@ func (p *Pool[T]) Stop() {
 	p.once.Do(func() {
 		close(p.closed)
 		p.cancel()
+		p.mu.Lock()
+		p.ending = true
+		p.mu.Unlock()
 		p.wg.Wait()
 		p.drain()
 	})

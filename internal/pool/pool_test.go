@@ -15,6 +15,8 @@ type fakeMember struct {
 	id      int
 	healthy atomic.Bool
 	stopped atomic.Bool
+	// stopBlock, when set, makes Stop wait for it (a VMM slow to die).
+	stopBlock chan struct{}
 }
 
 func (m *fakeMember) Healthy(context.Context) error {
@@ -27,6 +29,9 @@ func (m *fakeMember) Healthy(context.Context) error {
 func (m *fakeMember) Stop(context.Context) error {
 	if m.stopped.Swap(true) {
 		panic("stopped twice")
+	}
+	if m.stopBlock != nil {
+		<-m.stopBlock
 	}
 	return nil
 }
@@ -165,9 +170,53 @@ func TestUnhealthyMemberIsReplaced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m == first || !first.stopped.Load() || p.Stats().Unhealthy != 1 {
-		t.Fatalf("got member %d; first stopped=%v", m.id, first.stopped.Load())
+	if m == first || p.Stats().Unhealthy != 1 {
+		t.Fatalf("got member %d; %d unhealthy", m.id, p.Stats().Unhealthy)
 	}
+	eventually(t, "the unhealthy member stopped", first.stopped.Load)
+}
+
+// TestUnhealthyMemberIsStoppedOffTheTakersPath: the taker (holding a job's
+// slot) gets the next healthy member while the unhealthy one is still
+// stopping; Stop waits for that stop.
+func TestUnhealthyMemberIsStoppedOffTheTakersPath(t *testing.T) {
+	f := &fakeFactory{}
+	p := New(Config{Size: 2, MaxBoots: 2}, f.boot, quiet, &fakeClock{})
+	p.Start()
+	eventually(t, "ready", func() bool { return p.Stats().Ready == 2 })
+	release := make(chan struct{})
+	for _, m := range f.members() {
+		m.healthy.Store(false) // whichever comes first is unhealthy
+		m.stopBlock = release
+	}
+	got := make(chan *fakeMember, 1)
+	go func() {
+		m, err := p.Take(context.Background())
+		if err != nil {
+			t.Error(err)
+		}
+		got <- m
+	}()
+	eventually(t, "an unhealthy member stopping", func() bool { return p.Stats().Unhealthy >= 1 })
+	// A healthy replacement: the taker must not be waiting on the stop.
+	eventually(t, "a replacement booted", func() bool { return len(f.members()) >= 3 })
+	select {
+	case m := <-got:
+		if !m.healthy.Load() {
+			t.Fatalf("handed out unhealthy member %d", m.id)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Take waited for an unhealthy member's stop")
+	}
+	stopped := make(chan struct{})
+	go func() { p.Stop(); close(stopped) }()
+	select {
+	case <-stopped:
+		t.Fatal("Stop returned while a member was still stopping")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	<-stopped
 }
 
 func TestTakeHonoursCancellation(t *testing.T) {

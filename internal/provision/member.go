@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/codebench/codebench/internal/cleanup"
 	"github.com/codebench/codebench/internal/sandbox"
 )
 
@@ -28,7 +29,7 @@ func (m *Member) Stop(ctx context.Context) error {
 	err := m.Instance.Stop(ctx)
 	m.stopOnce.Do(func() {
 		if m.detach != nil {
-			err = errors.Join(err, m.detach(context.WithoutCancel(ctx)))
+			err = errors.Join(err, cleanup.Run(ctx, m.detach))
 		}
 		if m.stopped != nil {
 			m.stopped()

@@ -89,3 +89,26 @@ func TestMemberHealthy(t *testing.T) {
 		}
 	})
 }
+
+// TestMemberStopKeepsTheDeadline: a member's network detach (a CNI DEL)
+// that hangs is abandoned at the deadline of the Stop that runs it. The
+// detach once ran under context.WithoutCancel, which dropped the deadline
+// with the cancel: a hung DEL held the job's teardown forever.
+func TestMemberStopKeepsTheDeadline(t *testing.T) {
+	m, _, _, _ := fakeMember(t, time.Now())
+	stopped := false
+	m.stopped = func() { stopped = true }
+	m.detach = func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- m.Stop(ctx) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) || !stopped {
+			t.Fatalf("err %v, stopped reported %v", err, stopped)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stop did not return by its deadline: the detach lost it")
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/codebench/codebench/internal/cleanup"
 	"github.com/codebench/codebench/internal/sandbox"
 	"github.com/codebench/codebench/internal/template"
 )
@@ -215,7 +216,7 @@ func (p *Provisioner) Provision(ctx context.Context) (*Member, error) {
 	inst, err := p.instance(ctx, spec)
 	if err != nil {
 		if detach != nil {
-			err = errors.Join(err, detach(context.WithoutCancel(ctx)))
+			err = errors.Join(err, cleanup.Run(ctx, detach))
 		}
 		return fail(err)
 	}
@@ -253,7 +254,7 @@ func (p *Provisioner) instance(ctx context.Context, spec sandbox.Spec) (*sandbox
 			// A clone gets its network with its identity; a cold boot
 			// gets it here.
 			if err = inst.Identify(ctx, spec.NIC); err != nil {
-				err = errors.Join(fmt.Errorf("pool: network: %w", err), inst.Stop(context.WithoutCancel(ctx)))
+				err = errors.Join(fmt.Errorf("pool: network: %w", err), cleanup.Run(ctx, inst.Stop))
 			}
 		}
 	}

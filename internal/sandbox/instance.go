@@ -9,6 +9,7 @@ import (
 
 	"github.com/codebench/codebench/internal/agentclient"
 	"github.com/codebench/codebench/internal/agentproto"
+	"github.com/codebench/codebench/internal/cleanup"
 )
 
 // Instance is a VM whose agent has answered the handshake: ready for a job.
@@ -48,7 +49,7 @@ func StartInstance(ctx context.Context, start func(context.Context) (VM, error))
 	exited := IsDone(vm.Done())
 	cancel()
 	if err != nil {
-		stopErr := vm.Stop(context.WithoutCancel(ctx))
+		stopErr := cleanup.Run(ctx, vm.Stop)
 		switch {
 		case exited:
 			err = fmt.Errorf("%w during boot; console:\n%s", ErrVMExited, vm.ConsoleTail(2000))

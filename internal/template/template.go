@@ -26,6 +26,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/codebench/codebench/internal/agentproto"
+	"github.com/codebench/codebench/internal/cleanup"
 	"github.com/codebench/codebench/internal/image"
 	"github.com/codebench/codebench/internal/lang"
 	"github.com/codebench/codebench/internal/sandbox"
@@ -264,7 +265,7 @@ func build(ctx context.Context, drv sandbox.Snapshotter, cfg Config, key string,
 		}
 		spec.NIC = nic
 		defer func() {
-			if err := cfg.Network.Detach(context.WithoutCancel(ctx), spec.ID); err != nil {
+			if err := cleanup.Run(ctx, func(c context.Context) error { return cfg.Network.Detach(c, spec.ID) }); err != nil {
 				log.Warn("template: detaching the build VM's network", "err", err)
 			}
 		}()
@@ -284,7 +285,7 @@ func build(ctx context.Context, drv sandbox.Snapshotter, cfg Config, key string,
 	stopped := false
 	defer func() {
 		if !stopped {
-			_ = inst.Stop(context.WithoutCancel(ctx))
+			_ = cleanup.Run(ctx, inst.Stop)
 		}
 	}()
 	// Warm-up only fills the guest's page cache with each toolchain, so

@@ -402,7 +402,7 @@ func (v *VM) DialAgent(ctx context.Context) (net.Conn, error) {
 
 // Stop implements sandbox.VM.
 func (v *VM) Stop(ctx context.Context) error {
-	v.stopOnce.Do(func() { v.stopErr = v.stack.Unwind(context.WithoutCancel(ctx)) })
+	v.stopOnce.Do(func() { v.stopErr = v.stack.Unwind(ctx) })
 	return v.stopErr
 }
 
@@ -423,6 +423,12 @@ func (v *VM) stopVMM(ctx context.Context) error {
 		if sandbox.IsDone(v.done) {
 			return nil
 		}
+		if ctx.Err() != nil {
+			// The teardown's deadline passed: SIGKILL, and no more waiting.
+			_ = v.Kill()
+			v.cancel()
+			return fmt.Errorf("%w: %s, abandoned: %w", sandbox.ErrStopFailed, v.id, context.Cause(ctx))
+		}
 		if err := s.do(); err != nil {
 			v.log.Debug("stop step", "step", s.name, "err", err)
 		}
@@ -430,6 +436,7 @@ func (v *VM) stopVMM(ctx context.Context) error {
 		case <-v.done:
 			return nil
 		case <-time.After(s.wait):
+		case <-ctx.Done():
 		}
 	}
 	v.cancel()

@@ -312,7 +312,7 @@ func (v *VM) DialAgent(context.Context) (net.Conn, error) {
 
 // Stop implements sandbox.VM.
 func (v *VM) Stop(ctx context.Context) error {
-	v.stopOnce.Do(func() { v.stopErr = v.stack.Unwind(context.WithoutCancel(ctx)) })
+	v.stopOnce.Do(func() { v.stopErr = v.stack.Unwind(ctx) })
 	return v.stopErr
 }
 

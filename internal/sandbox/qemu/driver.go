@@ -422,8 +422,7 @@ func (v *VM) DialAgent(ctx context.Context) (net.Conn, error) {
 // process's exit, then the run dir goes.
 func (v *VM) Stop(ctx context.Context) error {
 	v.stopOnce.Do(func() {
-		ctx := context.WithoutCancel(ctx)
-		v.stopErr = v.stack.Unwind(ctx)
+		v.stopErr = v.stack.Unwind(ctx) // under cleanup.Detached: ctx's deadline holds
 		v.log.Debug("vm stopped", "err", v.stopErr)
 	})
 	return v.stopErr
@@ -444,7 +443,7 @@ func (v *VM) stopVMM(ctx context.Context) error {
 		qctx, cancel := context.WithTimeout(ctx, time.Second)
 		_, _ = v.qmp.Execute(qctx, "quit", nil)
 		cancel()
-		if v.waitExit(2 * time.Second) {
+		if v.waitExit(ctx, 2*time.Second) {
 			return nil
 		}
 	}
@@ -452,9 +451,12 @@ func (v *VM) stopVMM(ctx context.Context) error {
 		if err := v.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
 			v.log.Warn("signal qemu", "signal", sig, "err", err)
 		}
-		if v.waitExit(3 * time.Second) {
+		if v.waitExit(ctx, 3*time.Second) {
 			return nil
 		}
+	}
+	if err := context.Cause(ctx); err != nil {
+		return fmt.Errorf("%w: pid %d, abandoned: %w", sandbox.ErrStopFailed, v.cmd.Process.Pid, err)
 	}
 	return fmt.Errorf("%w: pid %d", sandbox.ErrStopFailed, v.cmd.Process.Pid)
 }
@@ -468,15 +470,18 @@ func (v *VM) exited() bool {
 	}
 }
 
-func (v *VM) waitExit(d time.Duration) bool {
+// waitExit waits up to d, or until the teardown's deadline, for QEMU to
+// exit.
+func (v *VM) waitExit(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-v.done:
 		return true
 	case <-t.C:
-		return false
+	case <-ctx.Done():
 	}
+	return v.exited()
 }
 
 // ConsoleTail implements sandbox.VM.
