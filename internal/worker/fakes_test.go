@@ -42,6 +42,8 @@ type fakeBroker struct {
 	// what MaxMessageSize reports, until a refusal teaches the real one.
 	limit, known int
 	refused      int
+	// overhead is what a message's properties and headers take of limit.
+	overhead int
 
 	deliveries chan queue.Delivery
 	closed     chan error
@@ -99,7 +101,7 @@ func (b *fakeBroker) PublishStatus(_ context.Context, id string, body []byte) er
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.limit > 0 && len(body) > b.limit {
+	if b.limit > 0 && len(body)+b.overhead > b.limit {
 		b.refused++
 		b.known = b.limit
 		return fmt.Errorf("%w: %d bytes", queue.ErrTooLarge, len(body))
@@ -215,6 +217,8 @@ type fakeSandbox struct {
 	stream []string
 	// block, when set, makes Run wait for it or ctx.
 	block chan struct{}
+	// stopBlock, when set, makes Stop wait for it (a slow teardown).
+	stopBlock chan struct{}
 
 	mu      sync.Mutex // guards stopped, runs
 	stopped int
@@ -246,8 +250,11 @@ func (s *fakeSandbox) ConsoleTail(int) string { return "fake console" }
 
 func (s *fakeSandbox) Stop(context.Context) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.stopped++
+	s.mu.Unlock()
+	if s.stopBlock != nil {
+		<-s.stopBlock
+	}
 	return nil
 }
 

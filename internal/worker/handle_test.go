@@ -226,6 +226,101 @@ func TestStatusFitsTheBroker(t *testing.T) {
 	}
 }
 
+// TestStatusLeavesRoomForProperties: a status is fitted below the broker's
+// known limit with room for the message's properties (reply-to,
+// correlation id, user and app id, headers), so that a big final status is
+// accepted the first time, not refused for the few KiB its properties add.
+func TestStatusLeavesRoomForProperties(t *testing.T) {
+	b := newFakeBroker()
+	b.limit, b.known, b.overhead = 256<<10, 256<<10, 4<<10
+	sb := &fakeSandbox{res: okResult(strings.Repeat("x", 3<<20))}
+	w := New(Config{Concurrency: 1, PoolWait: time.Second}, testPolicy(), &fakePool{sb: sb}, nil, quietLog(t))
+	a := newFakeAcker()
+	w.process(context.Background(), b, queue.Delivery{Body: []byte(`{"id":"big","code":"x"}`), Acker: a})
+	sts := b.statusesOf("big")
+	if b.refused != 0 || a.acks != 1 || len(sts) != 3 || sts[2].Trimmed == nil {
+		t.Fatalf("refused %d, acks %d, statuses %s", b.refused, a.acks, statusNames(sts))
+	}
+}
+
+// TestReconnectBackoffResets: the wait before a redial doubles while the
+// broker stays down, and starts over once a connection was made: a broker
+// back after a long outage and lost again is redialed within the first
+// backoff, not at the cap.
+func TestReconnectBackoffResets(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var waits []time.Duration
+	dials := 0
+	dial := func(context.Context) (Session, error) {
+		dials++
+		switch {
+		case dials == 5: // up, then lost at once
+			b := newFakeBroker()
+			b.closed <- errors.New("connection reset")
+			return b, nil
+		case dials > 6:
+			cancel()
+		}
+		return nil, errors.New("broker down")
+	}
+	after := func(d time.Duration) <-chan time.Time {
+		waits = append(waits, d)
+		ch := make(chan time.Time, 1)
+		ch <- time.Time{}
+		return ch
+	}
+	w := New(Config{Concurrency: 1, ReconnectMax: 10 * time.Second, After: after}, testPolicy(), &fakePool{}, dial, quietLog(t))
+	if err := w.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Four failures (200, 400, 800, 1600 ms, each jittered down to half),
+	// the connection, then the first failure after it.
+	if len(waits) < 5 {
+		t.Fatalf("waits %v", waits)
+	}
+	if waits[3] < 800*time.Millisecond {
+		t.Fatalf("the backoff did not grow: %v", waits)
+	}
+	if waits[4] > initialBackoff {
+		t.Fatalf("after a connection the wait is %s, want at most %s: %v", waits[4], initialBackoff, waits)
+	}
+}
+
+// TestSettledBeforeTheSandboxStops: a job is acked as soon as its final
+// status is confirmed; its sandbox's teardown comes after, so a slow stop
+// never holds the delivery (or, with redelivery on a lost connection, gets
+// the job run twice).
+func TestSettledBeforeTheSandboxStops(t *testing.T) {
+	release := make(chan struct{})
+	sb := &fakeSandbox{res: okResult("hi"), stopBlock: release}
+	b := newFakeBroker()
+	w := New(Config{Concurrency: 1, PoolWait: time.Second}, testPolicy(), &fakePool{sb: sb}, nil, quietLog(t))
+	a := newFakeAcker()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.process(context.Background(), b, queue.Delivery{Body: []byte(`{"id":"j1","language":"c","code":"int main(){}"}`), Acker: a})
+	}()
+	select {
+	case <-a.settled:
+	case <-time.After(10 * time.Second):
+		close(release)
+		t.Fatal("the delivery was not settled while its sandbox was stopping")
+	}
+	a.mu.Lock()
+	acks := a.acks
+	a.mu.Unlock()
+	if acks != 1 {
+		t.Fatalf("settled with %d acks", acks)
+	}
+	close(release)
+	<-done
+	if sb.stopped != 1 {
+		t.Fatalf("sandbox stopped %d times", sb.stopped)
+	}
+}
+
 // TestRequeueIsBounded: a job that fails the same way on every delivery is
 // requeued MaxRequeues times, then ended with internal_error; an invalid
 // message that cannot even be dead-lettered is rejected in the end.
@@ -239,10 +334,12 @@ func TestRequeueIsBounded(t *testing.T) {
 	}{
 		{"running never confirmed", `{"id":"loop","code":"x"}`, []string{"publish:running"}, Retry, Ack, "failed"},
 		{"no id, dead-lettering never confirmed", `not json`, []string{"dead"}, Requeue, Reject, ""},
+		{"invalid, its status never confirmed", `{"id":"loop","language":"cobol","code":"x"}`, []string{"publish:final"}, Requeue, Ack, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := newFakeBroker(tt.fail...)
+			b.existing["loop"] = true
 			w := New(Config{Concurrency: 1, PoolWait: time.Second, MaxRequeues: 3}, testPolicy(),
 				&fakePool{sb: &fakeSandbox{res: okResult("hi")}}, nil, quietLog(t))
 			var outcomes []Outcome
@@ -261,6 +358,14 @@ func TestRequeueIsBounded(t *testing.T) {
 				f := sts[len(sts)-1]
 				if f.Status != tt.status || f.Verdict != job.VerdictInternalError || !strings.Contains(f.Message, "could not finish the job 3 times") {
 					t.Fatalf("final %+v", f)
+				}
+			}
+			// A job the worker ended is forgotten: delivered again (a
+			// producer resent it), it counts from zero.
+			if tt.last == Ack {
+				o, _, _ := w.handle(context.Background(), b, queue.Delivery{Body: []byte(tt.body), Redelivered: true, Acker: newFakeAcker()})
+				if o != tt.again {
+					t.Fatalf("delivered after it was ended: %s, want %s (its requeues were not forgotten)", o, tt.again)
 				}
 			}
 		})

@@ -27,6 +27,8 @@ type Config struct {
 	PoolWait     time.Duration // how long a job waits for a sandbox
 	Grace        time.Duration // how long in-flight jobs may finish on shutdown
 	ReconnectMax time.Duration
+	// After waits before a redial (nil: time.After); tests inject it.
+	After func(time.Duration) <-chan time.Time
 	// MaxStatusBytes caps a status message; the broker's own limit, as the
 	// session knows it, caps it further. Larger statuses have their texts
 	// trimmed (job.Status.Fit).
@@ -214,6 +216,9 @@ func New(cfg Config, policy job.Policy, p Pool, dial Dial, log *slog.Logger) *Wo
 		// Zero would redial in a hot loop.
 		cfg.ReconnectMax = 30 * time.Second
 	}
+	if cfg.After == nil {
+		cfg.After = time.After
+	}
 	// Jobs may ask for a network exactly when there are networked
 	// sandboxes to hand them.
 	policy.Network = cfg.Networked != nil
@@ -256,7 +261,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			select {
 			case <-ctx.Done():
 				return nil
-			case <-time.After(d):
+			case <-w.cfg.After(d):
 			}
 			backoff = min(backoff*2, w.cfg.ReconnectMax)
 			continue
