@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/codebench/codebench/internal/config"
-	"github.com/codebench/codebench/internal/image"
+	imagebuild "github.com/codebench/codebench/internal/image/build"
 	"github.com/codebench/codebench/internal/lang"
 )
 
@@ -34,7 +34,7 @@ func imageBuildCmd(fs *flag.FlagSet) commandFunc {
 			}
 			table = sub
 		}
-		img, err := image.Build(ctx, image.Options{
+		img, err := imagebuild.Build(ctx, imagebuild.Options{
 			DataDir: cfg.DataDir, AgentPath: *agent, Mirror: cfg.Mirror,
 			Languages: table, Progress: os.Stdout,
 		})

@@ -1,25 +1,29 @@
-// Package image builds and loads guest images: a Debian cloud kernel, an
-// initramfs whose /init is the agent, and the root with the compilers, both
-// as a read-only ext4 disk (for microVMs) and as a directory tree (for
-// gVisor; its files are hard links to the build cache's, so it costs no
-// space). Images are content-addressed under <data dir>/images/<hash>/.
+// Package image is a built guest image as the runtime sees it: a Debian
+// cloud kernel, an initramfs whose /init is the agent, and the root with the
+// compilers, both as a read-only ext4 disk (for microVMs) and as a directory
+// tree (for gVisor). Images are content-addressed under
+// <data dir>/images/<hash>/; this package loads and verifies them. Building
+// one is internal/image/build's, which the runtime does not import.
 package image
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 
-	"github.com/codebench/codebench/internal/guest/boot"
+	"github.com/codebench/codebench/internal/agentproto"
 )
 
 // agentInTree is checked by Load: a tree without the agent is not an image.
-const agentInTree = boot.AgentPath
+const agentInTree = agentproto.GuestAgentPath
 
 // Schema is the manifest format version.
 const Schema = 1
@@ -32,9 +36,9 @@ const (
 	RootTreeDir   = "rootfs"
 	ManifestFile  = "manifest.json"
 	CurrentLink   = "current"
-	imagesSubdir  = "images"
-	cacheSubdir   = "cache"
-	stagingPrefix = ".staging-"
+	ImagesSubdir  = "images"
+	CacheSubdir   = "cache"
+	StagingPrefix = ".staging-"
 )
 
 // ErrNoImage means no image has been built yet.
@@ -180,7 +184,7 @@ func (i *Image) Verify() error {
 
 // Current loads the image the last build marked current in dataDir.
 func Current(dataDir string) (*Image, error) {
-	dir := filepath.Join(dataDir, imagesSubdir, CurrentLink)
+	dir := filepath.Join(dataDir, ImagesSubdir, CurrentLink)
 	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
 		return nil, ErrNoImage
 	}
@@ -193,8 +197,20 @@ func Resolve(dataDir, ref string) (*Image, error) {
 	case ref == "":
 		return Current(dataDir)
 	case hashRE.MatchString(ref):
-		return Load(filepath.Join(dataDir, imagesSubdir, ref))
+		return Load(filepath.Join(dataDir, ImagesSubdir, ref))
 	default:
 		return Load(ref)
 	}
+}
+
+// FileSHA256 hashes a file, returning the hex digest and its size.
+func FileSHA256(path string) (string, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	return hex.EncodeToString(h.Sum(nil)), n, err
 }

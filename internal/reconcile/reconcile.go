@@ -4,25 +4,23 @@
 // directories whose owner is gone and, for each sandbox directory in them,
 // asks every driver it knows to reclaim it (each driver kills its own
 // processes, proven by a marker, and removes what it keeps elsewhere: jailer
-// chroots, runsc state), then removes the directory. It touches nothing else:
+// chroots, runsc state), then removes the directory, unless a reclaim
+// failed: then the directory stays for the next start to try again. It touches nothing else:
 // not other live processes' directories, not processes without the marker.
 package reconcile
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
-	"time"
 
+	"github.com/codebench/codebench/internal/proc"
 	"github.com/codebench/codebench/internal/sandbox"
 )
 
@@ -33,10 +31,6 @@ func OwnerDir(runDir, prefix string) string {
 
 // Owners: w worker, r run, b bench, d doctor.
 var ownerRE = regexp.MustCompile(`^(w|r|b|d)-([0-9]+)$`)
-
-// ErrNotOurs: a pid file names a live process that does not carry our
-// marker (the pid was reused): it is left alone.
-var ErrNotOurs = errors.New("reconcile: pid file names a process that is not our VM; left alone")
 
 // Config says where to look and who reclaims.
 type Config struct {
@@ -54,6 +48,9 @@ type Config struct {
 type Report struct {
 	Killed  []int
 	Removed []string
+	// Kept are directories a reclaim failed in: kept, and tried again on
+	// the next start (their pid files and records are what a retry needs).
+	Kept []string
 }
 
 // Run cleans the directories of dead owners.
@@ -76,26 +73,33 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (Report, error) {
 			continue // not ours
 		}
 		pid, _ := strconv.Atoi(m[2])
-		if Alive(pid) && strings.Contains(Cmdline(pid), cfg.OwnerCmd) {
+		if proc.Alive(pid) && strings.Contains(proc.Cmdline(pid), cfg.OwnerCmd) {
 			continue // a live codebench process owns it
 		}
 		dir := filepath.Join(cfg.RunDir, e.Name())
 		vms, _ := os.ReadDir(dir)
+		failed := false
 		for _, vm := range vms {
 			vmDir := filepath.Join(dir, vm.Name())
 			for _, r := range cfg.Reclaimers {
 				killed, err := r.Reclaim(ctx, vmDir)
 				switch {
-				case errors.Is(err, ErrNotOurs):
-					log.Warn("reconcile: "+ErrNotOurs.Error(), "vm_id", vm.Name(), "err", err)
+				case errors.Is(err, proc.ErrNotOurs):
+					log.Warn("reconcile: "+proc.ErrNotOurs.Error(), "vm_id", vm.Name(), "err", err)
 				case err != nil:
 					errs = append(errs, err)
+					failed = true
 				}
 				for _, p := range killed {
 					log.Info("reconcile: killed VM left by a dead process", "pid", p, "vm_id", vm.Name(), "owner", e.Name())
 				}
 				rep.Killed = append(rep.Killed, killed...)
 			}
+		}
+		if failed {
+			log.Warn("reconcile: a reclaim failed; the run dir is kept and tried again on the next start", "dir", dir)
+			rep.Kept = append(rep.Kept, dir)
+			continue
 		}
 		if err := os.RemoveAll(dir); err != nil {
 			errs = append(errs, err)
@@ -105,93 +109,4 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (Report, error) {
 		rep.Removed = append(rep.Removed, dir)
 	}
 	return rep, errors.Join(errs...)
-}
-
-// KillStale kills the process named by pidFile if it is alive and its
-// command line contains every one of marks, and waits for it to be gone. A
-// missing pid file or a dead process is nothing to do (0, nil); a live
-// process without the marks is ErrNotOurs.
-func KillStale(pidFile string, marks ...string) (int, error) {
-	pid, err := ReadPIDFile(pidFile)
-	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	if pid <= 0 || !Alive(pid) {
-		return 0, nil
-	}
-	cl := Cmdline(pid)
-	for _, m := range marks {
-		if !strings.Contains(cl, m) {
-			return 0, fmt.Errorf("%w: pid %d (%s)", ErrNotOurs, pid, pidFile)
-		}
-	}
-	return pid, kill(pid)
-}
-
-// maxPIDFile bounds what is read of a pid file.
-const maxPIDFile = 32
-
-// ReadPIDFile reads a pid file that a less trusted user may own (a jailed
-// VMM's run dir): never through a link (O_NOFOLLOW), never from anything
-// but a regular file (a FIFO would hang the reader, /dev/zero would never
-// end), at most a few bytes. A file that holds no pid is 0, nil.
-func ReadPIDFile(path string) (int, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return 0, err
-	}
-	if !st.Mode().IsRegular() {
-		return 0, fmt.Errorf("reconcile: pid file %s is not a regular file (%s)", path, st.Mode().Type())
-	}
-	b := make([]byte, maxPIDFile)
-	n, err := io.ReadFull(f, b)
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
-		return 0, err
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b[:n])))
-	if err != nil {
-		return 0, nil
-	}
-	return pid, nil
-}
-
-// Alive reports whether pid is a running process (zombies are not).
-func Alive(pid int) bool {
-	if pid <= 0 {
-		return false
-	}
-	err := syscall.Kill(pid, 0)
-	if err != nil && !errors.Is(err, syscall.EPERM) {
-		return false
-	}
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if i := bytes.LastIndexByte(b, ')'); i > 0 && i+2 < len(b) && b[i+2] == 'Z' {
-		return false
-	}
-	return true
-}
-
-// Cmdline is pid's command line, arguments separated by spaces.
-func Cmdline(pid int) string {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	return string(bytes.ReplaceAll(b, []byte{0}, []byte{' '}))
-}
-
-func kill(pid int) error {
-	_ = syscall.Kill(pid, syscall.SIGKILL)
-	for i := 0; i < 300; i++ {
-		if !Alive(pid) {
-			return nil
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return fmt.Errorf("reconcile: pid %d survived SIGKILL", pid)
 }

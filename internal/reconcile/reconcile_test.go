@@ -3,6 +3,7 @@ package reconcile
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codebench/codebench/internal/proc"
 	"github.com/codebench/codebench/internal/sandbox"
 )
 
@@ -43,7 +45,7 @@ func fakeVMM(t *testing.T, vmDir, id string, marker bool) *exec.Cmd {
 type pidFileReclaimer struct{}
 
 func (pidFileReclaimer) Reclaim(_ context.Context, dir string) ([]int, error) {
-	pid, err := KillStale(filepath.Join(dir, "qemu.pid"), "codebench:"+filepath.Base(dir), dir)
+	pid, err := proc.KillStale(filepath.Join(dir, "qemu.pid"), "codebench:"+filepath.Base(dir), dir)
 	if pid == 0 {
 		return nil, err
 	}
@@ -108,4 +110,39 @@ func syscallKill0(pid int) error {
 		return err
 	}
 	return p.Signal(syscallSignal0)
+}
+
+// failingReclaimer fails until ok is set, then reclaims nothing.
+type failingReclaimer struct{ ok *bool }
+
+func (r failingReclaimer) Reclaim(context.Context, string) ([]int, error) {
+	if !*r.ok {
+		return nil, errors.New("jailer chroot busy")
+	}
+	return nil, nil
+}
+
+// TestFailedReclaimKeepsTheDir: a run dir whose reclaim failed is kept (its
+// pid files are what a retry needs) and reclaimed on the next start.
+func TestFailedReclaimKeepsTheDir(t *testing.T) {
+	run := t.TempDir()
+	dead := filepath.Join(run, "w-999999998")
+	if err := os.MkdirAll(filepath.Join(dead, "vm-ddd"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ok := false
+	cfg := Config{RunDir: run, Reclaimers: []sandbox.Reclaimer{failingReclaimer{&ok}}}
+	log := slog.New(slog.DiscardHandler)
+	rep, err := Run(context.Background(), cfg, log)
+	if err == nil || !slices.Equal(rep.Kept, []string{dead}) || len(rep.Removed) != 0 {
+		t.Fatalf("first start: err %v, report %+v", err, rep)
+	}
+	if _, err := os.Stat(filepath.Join(dead, "vm-ddd")); err != nil {
+		t.Fatalf("the dir of a failed reclaim is gone: %v", err)
+	}
+	ok = true
+	rep, err = Run(context.Background(), cfg, log)
+	if err != nil || !slices.Equal(rep.Removed, []string{dead}) {
+		t.Fatalf("next start: err %v, report %+v", err, rep)
+	}
 }

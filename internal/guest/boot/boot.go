@@ -19,13 +19,13 @@ import (
 	"github.com/codebench/codebench/internal/agentproto"
 )
 
-// Paths shared by the image builder and the guest.
+// The guest's layout (agentproto.Guest*, shared with the host side).
 const (
-	ModulesDir   = "/modules"       // in the initramfs
-	ModulesOrder = "/modules/order" // one file name per line, load order
-	AgentPath    = "/sbin/codebench-agent"
-	JobRoot      = "/job"
-	RootDevice   = "/dev/vda"
+	ModulesDir   = agentproto.GuestModulesDir
+	ModulesOrder = agentproto.GuestModulesOrder
+	AgentPath    = agentproto.GuestAgentPath
+	JobRoot      = agentproto.GuestJobRoot
+	RootDevice   = agentproto.GuestRootDevice
 )
 
 // Stage1 runs as /init in the initramfs and never returns on success.

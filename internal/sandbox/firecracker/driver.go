@@ -36,7 +36,7 @@ import (
 	"github.com/codebench/codebench/internal/agentproto"
 	"github.com/codebench/codebench/internal/cleanup"
 	"github.com/codebench/codebench/internal/image"
-	"github.com/codebench/codebench/internal/reconcile"
+	"github.com/codebench/codebench/internal/proc"
 	"github.com/codebench/codebench/internal/sandbox"
 )
 
@@ -327,8 +327,12 @@ func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, snap *sdk.Snapsh
 		close(vm.done)
 	}()
 	vm.stack.Push("stop firecracker", vm.stopVMM)
-	if pid, err := m.PID(); err == nil {
-		_ = os.WriteFile(filepath.Join(vm.dir, PIDFile), []byte(strconv.Itoa(pid)), 0o600)
+	pid, err := m.PID()
+	if err != nil {
+		return nil, fmt.Errorf("firecracker: the VMM's pid: %w", err) // the stack stops it
+	}
+	if err := proc.WritePIDFile(filepath.Join(vm.dir, PIDFile), pid); err != nil {
+		return nil, fmt.Errorf("firecracker: %w", err)
 	}
 	return vm, nil
 }
@@ -339,7 +343,7 @@ func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, snap *sdk.Snapsh
 func (d *Driver) Reclaim(_ context.Context, dir string) ([]int, error) {
 	id := filepath.Base(dir)
 	var killed []int
-	pid, err := reconcile.KillStale(filepath.Join(dir, PIDFile), "firecracker", id)
+	pid, err := proc.KillStale(filepath.Join(dir, PIDFile), "firecracker", id)
 	if pid != 0 {
 		killed = append(killed, pid)
 	}

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/codebench/codebench/internal/reconcile"
+	"github.com/codebench/codebench/internal/proc"
 )
 
 // TestReclaim: a leftover VMM (its pid file in the VM dir, "firecracker"
@@ -43,7 +43,7 @@ func TestReclaim(t *testing.T) {
 		t.Fatalf("killed %v err %v", killed, err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for reconcile.Alive(vmm.Process.Pid) && time.Now().Before(deadline) {
+	for proc.Alive(vmm.Process.Pid) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if _, err := os.Stat(filepath.Join(chroots, "firecracker", "fc-abc")); !os.IsNotExist(err) {

@@ -19,15 +19,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/codebench/codebench/internal/agentproto"
 	"github.com/codebench/codebench/internal/cleanup"
-	"github.com/codebench/codebench/internal/guest/boot"
-	"github.com/codebench/codebench/internal/reconcile"
+	"github.com/codebench/codebench/internal/proc"
 	"github.com/codebench/codebench/internal/sandbox"
 	"github.com/codebench/codebench/internal/sandbox/hostcgroup"
 )
@@ -262,7 +261,6 @@ func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, restoreFrom stri
 	}
 	vm.cmd = cmd
 	vm.ch = newChannel(stdinW, stdoutR)
-	_ = os.WriteFile(filepath.Join(vm.dir, PIDFile), []byte(strconv.Itoa(cmd.Process.Pid)), 0o600)
 	// The waiter is the VM's: Stop waits for done.
 	go func() {
 		vm.exitErr = cmd.Wait()
@@ -270,6 +268,9 @@ func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, restoreFrom stri
 	}()
 	vm.stack.Push("close agent channel", func(context.Context) error { return vm.ch.close() })
 	vm.stack.Push("stop sandbox", vm.stopSandbox)
+	if err := proc.WritePIDFile(filepath.Join(vm.dir, PIDFile), cmd.Process.Pid); err != nil {
+		return nil, fmt.Errorf("gvisor: %w", err) // the stack stops the sandbox
+	}
 	vm.log.Debug("sandbox started", "pid", cmd.Process.Pid, "platform", platform)
 	return vm, nil
 }
@@ -372,13 +373,13 @@ func (d *Driver) Reclaim(_ context.Context, dir string) ([]int, error) {
 	}
 	var killed []int
 	var errs []error
-	pid, err := reconcile.KillStale(filepath.Join(dir, PIDFile), "runsc", id)
+	pid, err := proc.KillStale(filepath.Join(dir, PIDFile), "runsc", id)
 	if pid != 0 {
 		killed = append(killed, pid)
 	}
 	errs = append(errs, err)
 	for _, p := range statePIDs(filepath.Join(dir, stateDir)) {
-		if !reconcile.Alive(p) {
+		if !proc.Alive(p) {
 			continue
 		}
 		if err := killAndWait(p, id); err != nil {
@@ -423,20 +424,13 @@ func statePIDs(root string) []int {
 // killAndWait kills pid if it is alive and its command line names the
 // sandbox (a reused pid is someone else's), and waits for it to go.
 func killAndWait(pid int, id string) error {
-	if !reconcile.Alive(pid) {
+	if !proc.Alive(pid) {
 		return nil
 	}
-	if cl := reconcile.Cmdline(pid); !strings.Contains(cl, "runsc") || !strings.Contains(cl, id) {
+	if cl := proc.Cmdline(pid); !strings.Contains(cl, "runsc") || !strings.Contains(cl, id) {
 		return nil
 	}
-	_ = syscall.Kill(pid, syscall.SIGKILL)
-	for range 300 {
-		if !reconcile.Alive(pid) {
-			return nil
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return fmt.Errorf("gvisor: pid %d survived SIGKILL", pid)
+	return proc.KillAndWait(pid)
 }
 
 func waitDone(ch <-chan struct{}, d time.Duration) bool {
@@ -451,4 +445,4 @@ func waitDone(ch <-chan struct{}, d time.Duration) bool {
 }
 
 // agentArgs is the container's init.
-var agentArgs = []string{boot.AgentPath, "serve", "--oci"}
+var agentArgs = []string{agentproto.GuestAgentPath, "serve", "--oci"}

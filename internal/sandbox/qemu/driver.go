@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"github.com/codebench/codebench/internal/cleanup"
-	"github.com/codebench/codebench/internal/reconcile"
+	"github.com/codebench/codebench/internal/proc"
 	"github.com/codebench/codebench/internal/sandbox"
 )
 
@@ -164,7 +164,7 @@ func (d *Driver) Name() string { return "qemu-" + d.cfg.Accel }
 // Reclaim implements sandbox.Reclaimer: a QEMU of ours carries
 // "-name codebench:<id>" and its run directory on its command line.
 func (d *Driver) Reclaim(_ context.Context, dir string) ([]int, error) {
-	pid, err := reconcile.KillStale(filepath.Join(dir, PIDFile), NamePrefix+filepath.Base(dir), dir)
+	pid, err := proc.KillStale(filepath.Join(dir, PIDFile), NamePrefix+filepath.Base(dir), dir)
 	if j := d.cfg.Jail; j != nil && j.Cgroups != nil {
 		err = errors.Join(err, j.Cgroups.Reclaim(filepath.Base(dir)))
 	}
@@ -253,7 +253,6 @@ func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, opts launchOpts)
 		return nil, fmt.Errorf("qemu: start %s: %w", d.cfg.Binary, err)
 	}
 	vm.cmd = cmd
-	_ = os.WriteFile(filepath.Join(vm.dir, PIDFile), []byte(strconv.Itoa(cmd.Process.Pid)), 0o600)
 	// The waiter goroutine is owned by the VM: Stop waits for done.
 	go func() {
 		vm.exitErr = cmd.Wait()
@@ -262,6 +261,9 @@ func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, opts launchOpts)
 	// Pushed after the waiter so that it unwinds first: the VMM must be
 	// gone before its run dir is removed.
 	vm.stack.Push("stop qemu", vm.stopVMM)
+	if err := proc.WritePIDFile(filepath.Join(vm.dir, PIDFile), cmd.Process.Pid); err != nil {
+		return nil, fmt.Errorf("qemu: %w", err) // the stack stops QEMU
+	}
 
 	q, err := vm.connectQMP(ctx)
 	if err != nil {

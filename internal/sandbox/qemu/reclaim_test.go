@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/codebench/codebench/internal/reconcile"
+	"github.com/codebench/codebench/internal/proc"
 )
 
 // TestReclaim: a leftover QEMU of ours (marker and run dir on its command
@@ -55,7 +55,7 @@ func TestReclaim(t *testing.T) {
 		t.Fatal("our leftover still runs")
 	}
 	killed, err = d.Reclaim(context.Background(), other)
-	if len(killed) != 0 || !errors.Is(err, reconcile.ErrNotOurs) || !reconcile.Alive(otherCmd.Process.Pid) {
+	if len(killed) != 0 || !errors.Is(err, proc.ErrNotOurs) || !proc.Alive(otherCmd.Process.Pid) {
 		t.Fatalf("reclaim of someone else's pid: killed %v err %v", killed, err)
 	}
 	if killed, err := d.Reclaim(context.Background(), filepath.Join(root, "vm-none")); len(killed) != 0 || err != nil {

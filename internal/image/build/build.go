@@ -1,4 +1,4 @@
-package image
+package build
 
 import (
 	"bufio"
@@ -19,7 +19,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/codebench/codebench/internal/guest/boot"
+	"github.com/codebench/codebench/internal/agentproto"
+	"github.com/codebench/codebench/internal/image"
 	"github.com/codebench/codebench/internal/lang"
 )
 
@@ -103,7 +104,7 @@ func (b *builder) run(name string, fn func() error) error {
 // Build produces the image for opts, or returns the cached one when an image
 // with the same content hash exists. The hash covers every input: recipe,
 // suite, package set, kernel package, agent binary and language table.
-func Build(ctx context.Context, opts Options) (*Image, error) {
+func Build(ctx context.Context, opts Options) (*image.Image, error) {
 	if err := opts.defaults(); err != nil {
 		return nil, err
 	}
@@ -119,7 +120,7 @@ func Build(ctx context.Context, opts Options) (*Image, error) {
 				return err
 			}
 		}
-		if agentSum, _, err = FileSHA256(b.AgentPath); err != nil {
+		if agentSum, _, err = image.FileSHA256(b.AgentPath); err != nil {
 			return fmt.Errorf("agent binary: %w", err)
 		}
 		kernelPkg, err = resolveKernelPackage(ctx, b.KernelMeta)
@@ -133,15 +134,15 @@ func Build(ctx context.Context, opts Options) (*Image, error) {
 	}); err != nil {
 		return nil, err
 	}
-	kernelSum, _, err := FileSHA256(kernelDeb)
+	kernelSum, _, err := image.FileSHA256(kernelDeb)
 	if err != nil {
 		return nil, err
 	}
 	baseKey := hashOf("base", recipeVersion, b.Suite, strings.Join(pkgs, ","), jobUser)
 	hash := hashOf("image", recipeVersion, imageRecipe, baseKey, kernelSum, agentSum, string(mustJSON(b.languageList())),
 		strings.Join(GuestModules, ","))
-	imgDir := filepath.Join(b.DataDir, imagesSubdir, hash)
-	if img, err := Load(imgDir); err == nil {
+	imgDir := filepath.Join(b.DataDir, image.ImagesSubdir, hash)
+	if img, err := image.Load(imgDir); err == nil {
 		fmt.Fprintf(b.Progress, "image %s is already built: reusing it\n", hash[:12])
 		return img, b.markCurrent(hash)
 	}
@@ -152,12 +153,12 @@ func Build(ctx context.Context, opts Options) (*Image, error) {
 		return nil, err
 	}
 
-	staging := filepath.Join(b.DataDir, imagesSubdir, stagingPrefix+hash[:12]+"-"+randHex(4))
+	staging := filepath.Join(b.DataDir, image.ImagesSubdir, image.StagingPrefix+hash[:12]+"-"+randHex(4))
 	if err := os.MkdirAll(staging, 0o755); err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(staging)
-	m := Manifest{Schema: Schema, Hash: hash, Suite: b.Suite, KernelPackage: kernelPkg, AgentSHA256: agentSum, Packages: pkgs}
+	m := image.Manifest{Schema: image.Schema, Hash: hash, Suite: b.Suite, KernelPackage: kernelPkg, AgentSHA256: agentSum, Packages: pkgs}
 	if err := b.run("initramfs", func() error {
 		return b.initramfs(kernelDir, staging, &m)
 	}); err != nil {
@@ -173,7 +174,7 @@ func Build(ctx context.Context, opts Options) (*Image, error) {
 	}); err != nil {
 		return nil, err
 	}
-	img, err := Load(imgDir)
+	img, err := image.Load(imgDir)
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +194,7 @@ func (b *builder) languageList() []lang.Language {
 }
 
 func (b *builder) markCurrent(hash string) error {
-	link := filepath.Join(b.DataDir, imagesSubdir, CurrentLink)
+	link := filepath.Join(b.DataDir, image.ImagesSubdir, image.CurrentLink)
 	tmp := link + ".tmp-" + randHex(4)
 	if err := os.Symlink(hash, tmp); err != nil {
 		return err
@@ -216,7 +217,7 @@ func resolveKernelPackage(ctx context.Context, meta string) (string, error) {
 
 // fetchKernel downloads the kernel package (not installing it) and unpacks it.
 func (b *builder) fetchKernel(ctx context.Context, pkg string) (deb, dir string, err error) {
-	cache := filepath.Join(b.DataDir, cacheSubdir, "kernel")
+	cache := filepath.Join(b.DataDir, image.CacheSubdir, "kernel")
 	if err := os.MkdirAll(cache, 0o755); err != nil {
 		return "", "", err
 	}
@@ -247,7 +248,7 @@ func (b *builder) fetchKernel(ctx context.Context, pkg string) (deb, dir string,
 // base returns a debootstrapped tree for the package set, built once and kept
 // under the cache; image builds only add files to a hard-linked copy.
 func (b *builder) base(ctx context.Context, key, mirror string, pkgs []string) (string, error) {
-	dir := filepath.Join(b.DataDir, cacheSubdir, "base-"+key[:16])
+	dir := filepath.Join(b.DataDir, image.CacheSubdir, "base-"+key[:16])
 	if _, err := os.Stat(filepath.Join(dir, ".complete")); err == nil {
 		fmt.Fprintf(b.Progress, "      reusing %s\n", dir)
 		return dir, nil
@@ -260,7 +261,7 @@ func (b *builder) base(ctx context.Context, key, mirror string, pkgs []string) (
 		return "", err
 	}
 	if _, err := command(ctx, "", "chroot", tmp, "useradd", "--uid", fmt.Sprint(jobUID), "--user-group",
-		"--no-create-home", "--home-dir", boot.JobRoot, "--shell", "/bin/sh", jobUser); err != nil {
+		"--no-create-home", "--home-dir", agentproto.GuestJobRoot, "--shell", "/bin/sh", jobUser); err != nil {
 		return "", err
 	}
 	// Caches and package lists are dead weight in a read-only root.
@@ -270,7 +271,7 @@ func (b *builder) base(ctx context.Context, key, mirror string, pkgs []string) (
 			_ = os.RemoveAll(m)
 		}
 	}
-	for _, d := range []string{boot.JobRoot, "newroot"} {
+	for _, d := range []string{agentproto.GuestJobRoot, "newroot"} {
 		if err := os.MkdirAll(filepath.Join(tmp, d), 0o755); err != nil {
 			return "", err
 		}
@@ -281,7 +282,7 @@ func (b *builder) base(ctx context.Context, key, mirror string, pkgs []string) (
 	return dir, os.Rename(tmp, dir)
 }
 
-func (b *builder) initramfs(kernelDir, staging string, m *Manifest) error {
+func (b *builder) initramfs(kernelDir, staging string, m *image.Manifest) error {
 	releases, _ := os.ReadDir(filepath.Join(kernelDir, "lib", "modules"))
 	if len(releases) != 1 {
 		return fmt.Errorf("want one kernel release in %s, found %d", kernelDir, len(releases))
@@ -297,7 +298,7 @@ func (b *builder) initramfs(kernelDir, staging string, m *Manifest) error {
 	}
 	var buf bytes.Buffer
 	cw := &cpioWriter{w: &buf}
-	for _, d := range []string{"dev", "proc", "sys", "newroot", strings.TrimPrefix(boot.ModulesDir, "/")} {
+	for _, d := range []string{"dev", "proc", "sys", "newroot", strings.TrimPrefix(agentproto.GuestModulesDir, "/")} {
 		cw.Dir(d)
 	}
 	cw.File("init", 0o755, agent)
@@ -307,29 +308,29 @@ func (b *builder) initramfs(kernelDir, staging string, m *Manifest) error {
 		if err != nil {
 			return err
 		}
-		cw.File(strings.TrimPrefix(boot.ModulesDir, "/")+"/"+filepath.Base(p), 0o644, body)
+		cw.File(strings.TrimPrefix(agentproto.GuestModulesDir, "/")+"/"+filepath.Base(p), 0o644, body)
 		order = append(order, filepath.Base(p))
 		m.Modules = append(m.Modules, modName(filepath.Base(p)))
 	}
-	cw.File(strings.TrimPrefix(boot.ModulesOrder, "/"), 0o644, []byte(strings.Join(order, "\n")+"\n"))
+	cw.File(strings.TrimPrefix(agentproto.GuestModulesOrder, "/"), 0o644, []byte(strings.Join(order, "\n")+"\n"))
 	if err := cw.Close(); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(staging, InitrdFile), buf.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(staging, image.InitrdFile), buf.Bytes(), 0o644); err != nil {
 		return err
 	}
 	kernel := filepath.Join(kernelDir, "boot", "vmlinuz-"+m.KernelRelease)
-	if err := copyFile(kernel, filepath.Join(staging, KernelFile), 0o644); err != nil {
+	if err := copyFile(kernel, filepath.Join(staging, image.KernelFile), 0o644); err != nil {
 		return err
 	}
-	if m.Kernel, err = artifact(staging, KernelFile); err != nil {
+	if m.Kernel, err = artifact(staging, image.KernelFile); err != nil {
 		return err
 	}
-	m.Initrd, err = artifact(staging, InitrdFile)
+	m.Initrd, err = artifact(staging, image.InitrdFile)
 	return err
 }
 
-func (b *builder) rootfs(ctx context.Context, baseDir, staging string, m *Manifest) error {
+func (b *builder) rootfs(ctx context.Context, baseDir, staging string, m *image.Manifest) error {
 	tree := filepath.Join(staging, "tree")
 	// A hard-linked copy costs no space; files we add replace links, never
 	// write through them, so the cached base stays pristine.
@@ -337,7 +338,7 @@ func (b *builder) rootfs(ctx context.Context, baseDir, staging string, m *Manife
 		return err
 	}
 	_ = os.Remove(filepath.Join(tree, ".complete"))
-	if err := replaceWith(filepath.Join(tree, boot.AgentPath), func(dst string) error {
+	if err := replaceWith(filepath.Join(tree, agentproto.GuestAgentPath), func(dst string) error {
 		return copyFile(b.AgentPath, dst, 0o755)
 	}); err != nil {
 		return err
@@ -356,7 +357,7 @@ func (b *builder) rootfs(ctx context.Context, baseDir, staging string, m *Manife
 		return err
 	}
 	for _, l := range b.languageList() {
-		info := LanguageInfo{Name: l.Name, Version: languageVersion(ctx, tree, l)}
+		info := image.LanguageInfo{Name: l.Name, Version: languageVersion(ctx, tree, l)}
 		if info.Version == "" {
 			return fmt.Errorf("language %s: neither %v nor dpkg tells its version: is it installed?", l.Name, l.Version)
 		}
@@ -368,17 +369,17 @@ func (b *builder) rootfs(ctx context.Context, baseDir, staging string, m *Manife
 	}
 	// Room for metadata plus slack; the root is read-only, so no more.
 	blocks := (size*5/4 + 64<<20) / 4096
-	img := filepath.Join(staging, RootfsFile)
+	img := filepath.Join(staging, image.RootfsFile)
 	if _, err := command(ctx, "", "mkfs.ext4", "-q", "-F", "-b", "4096", "-i", "8192", "-O", "^has_journal",
 		"-L", "codebench", "-d", tree, img, fmt.Sprint(blocks)); err != nil {
 		return err
 	}
 	// The tree stays, as the root of gVisor sandboxes.
-	if err := os.Rename(tree, filepath.Join(staging, RootTreeDir)); err != nil {
+	if err := os.Rename(tree, filepath.Join(staging, image.RootTreeDir)); err != nil {
 		return err
 	}
-	m.RootTree = RootTreeDir
-	m.Rootfs, err = artifact(staging, RootfsFile)
+	m.RootTree = image.RootTreeDir
+	m.Rootfs, err = artifact(staging, image.RootfsFile)
 	return err
 }
 
@@ -401,33 +402,21 @@ func languageVersion(ctx context.Context, tree string, l lang.Language) string {
 	return l.Packages[0] + " " + strings.TrimSpace(string(out))
 }
 
-func (b *builder) finish(staging, imgDir string, m *Manifest) error {
+func (b *builder) finish(staging, imgDir string, m *image.Manifest) error {
 	m.Created = time.Now().UTC().Format(time.RFC3339)
 	if err := m.Validate(); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(staging, ManifestFile), mustJSON(m), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(staging, image.ManifestFile), mustJSON(m), 0o644); err != nil {
 		return err
 	}
 	_ = os.RemoveAll(imgDir) // a corrupt leftover with our hash
 	return os.Rename(staging, imgDir)
 }
 
-func artifact(dir, file string) (Artifact, error) {
-	sum, size, err := FileSHA256(filepath.Join(dir, file))
-	return Artifact{File: file, SHA256: sum, Size: size}, err
-}
-
-// FileSHA256 hashes a file, returning the hex digest and its size.
-func FileSHA256(path string) (string, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	return hex.EncodeToString(h.Sum(nil)), n, err
+func artifact(dir, file string) (image.Artifact, error) {
+	sum, size, err := image.FileSHA256(filepath.Join(dir, file))
+	return image.Artifact{File: file, SHA256: sum, Size: size}, err
 }
 
 func hashOf(parts ...string) string {
