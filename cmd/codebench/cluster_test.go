@@ -16,6 +16,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/codebench/codebench/internal/broker"
 	"github.com/codebench/codebench/internal/job"
 	"github.com/codebench/codebench/internal/queue"
 	"github.com/codebench/codebench/internal/testenv"
@@ -78,7 +79,7 @@ func TestClusterLosesANode(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	if err := queue.DeclareTopology(ctx, queue.Config{URL: urls(2), Quorum: true, DeliveryLimit: 5}); err != nil {
+	if err := broker.DeclareTopology(ctx, broker.Config{URL: urls(2), Quorum: true, DeliveryLimit: 5}); err != nil {
 		t.Fatal(err)
 	}
 	qs := nodes[2].Ctl(t, "list_queues", "name", "type", "--formatter", "json")

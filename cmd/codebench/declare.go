@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/codebench/codebench/internal/broker"
 	"github.com/codebench/codebench/internal/config"
 	"github.com/codebench/codebench/internal/queue"
 )
@@ -21,7 +22,7 @@ func declare(ctx context.Context, cfg config.Config, _ *slog.Logger, args []stri
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := queue.DeclareTopology(ctx, queueConfig(cfg)); err != nil {
+	if err := broker.DeclareTopology(ctx, queueConfig(cfg)); err != nil {
 		return err
 	}
 	fmt.Printf("declared %s and %s (topology %s, quorum %v)\n", queue.JobsQueue, queue.DeadQueue, cfg.Worker.Topology, cfg.Worker.Quorum)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codebench/codebench/internal/broker"
 	"github.com/codebench/codebench/internal/job"
 	"github.com/codebench/codebench/internal/queue"
 	"github.com/codebench/codebench/internal/testenv"
@@ -107,7 +108,7 @@ func firstRun(t *testing.T, driver, building string) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	conn, err := queue.Dial(ctx, queue.Config{URL: vhostURL, StatusExpires: time.Hour})
+	conn, err := broker.Dial(ctx, broker.Config{URL: vhostURL, StatusExpires: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/codebench/codebench/internal/broker"
 	"github.com/codebench/codebench/internal/config"
 	"github.com/codebench/codebench/internal/job"
 	"github.com/codebench/codebench/internal/lang"
@@ -61,7 +62,7 @@ func submitCmd(fs *flag.FlagSet) commandFunc {
 			return err
 		}
 		body, _ := json.Marshal(j)
-		conn, err := queue.Dial(ctx, queueConfig(cfg))
+		conn, err := broker.Dial(ctx, queueConfig(cfg))
 		if err != nil {
 			return err
 		}

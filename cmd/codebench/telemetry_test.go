@@ -17,8 +17,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/codebench/codebench/internal/broker"
 	"github.com/codebench/codebench/internal/job"
-	"github.com/codebench/codebench/internal/queue"
 	"github.com/codebench/codebench/internal/telemetry"
 	"github.com/codebench/codebench/internal/testenv"
 )
@@ -114,7 +114,7 @@ func TestMetricsAndHealth(t *testing.T) {
 	before := scrape(t, addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	conn, err := queue.Dial(ctx, queue.Config{URL: node.URL, StatusExpires: time.Hour})
+	conn, err := broker.Dial(ctx, broker.Config{URL: node.URL, StatusExpires: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

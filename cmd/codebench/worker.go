@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/codebench/codebench/internal/broker"
 	"github.com/codebench/codebench/internal/config"
 	"github.com/codebench/codebench/internal/pool"
 	"github.com/codebench/codebench/internal/provision"
@@ -25,8 +26,8 @@ import (
 	"github.com/codebench/codebench/internal/worker"
 )
 
-func queueConfig(cfg config.Config) queue.Config {
-	return queue.Config{
+func queueConfig(cfg config.Config) broker.Config {
+	return broker.Config{
 		URL: cfg.Worker.RabbitURL, Topology: cfg.Worker.Topology,
 		CAFile: cfg.Worker.RabbitCAFile, CertFile: cfg.Worker.RabbitCertFile, KeyFile: cfg.Worker.RabbitKeyFile,
 		Prefetch: cfg.Worker.Concurrency, StatusExpires: cfg.Worker.StatusExpires,
@@ -48,7 +49,7 @@ func workerCmd(fs *flag.FlagSet) commandFunc {
 		// so that jobs published meanwhile are kept, not dropped as unroutable.
 		// A broker that is down now is retried by the worker's loop.
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		if err := queue.DeclareTopology(dctx, qcfg); err != nil {
+		if err := broker.DeclareTopology(dctx, qcfg); err != nil {
 			log.Warn("broker not reachable at start; will retry", "err", err)
 		} else {
 			log.Info("broker topology declared", "queue", queue.JobsQueue)
@@ -141,13 +142,13 @@ func readiness(s *server) error {
 
 // newServer starts the pool (template clones where the driver can, else
 // cold starts) and makes the worker; the caller runs w.Run and then stop.
-func newServer(ctx context.Context, e *env, cfg config.Config, qcfg queue.Config, log *slog.Logger) (*server, error) {
+func newServer(ctx context.Context, e *env, cfg config.Config, qcfg broker.Config, log *slog.Logger) (*server, error) {
 	return newServerObserved(ctx, e, cfg, qcfg, nil, log)
 }
 
 // newServerObserved is newServer reporting into metrics (nil: none). It
 // fails only when networking is enabled and cannot be had.
-func newServerObserved(ctx context.Context, e *env, cfg config.Config, qcfg queue.Config, metrics *telemetry.Metrics, log *slog.Logger) (*server, error) {
+func newServerObserved(ctx context.Context, e *env, cfg config.Config, qcfg broker.Config, metrics *telemetry.Metrics, log *slog.Logger) (*server, error) {
 	var nw *networked
 	var netPool worker.Pool
 	if cfg.Network.Enabled {
@@ -185,7 +186,7 @@ func newServerObserved(ctx context.Context, e *env, cfg config.Config, qcfg queu
 		Ready: p.Ready(), StatusQueueWithReply: cfg.Worker.StatusQueueWithReply, Observer: obs,
 		Networked: netPool, ReplyTo: replyTo,
 	}, e.policy, worker.FromPool(p), func(ctx context.Context) (worker.Session, error) {
-		c, err := queue.Dial(ctx, qcfg)
+		c, err := broker.Dial(ctx, qcfg)
 		if err != nil {
 			return nil, err // not a typed nil in the interface
 		}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codebench/codebench/internal/broker"
 	"github.com/codebench/codebench/internal/job"
 	"github.com/codebench/codebench/internal/queue"
 	"github.com/codebench/codebench/internal/testenv"
@@ -128,9 +129,9 @@ func waitStatus(t *testing.T, ctx context.Context, ch <-chan []byte, want string
 
 // dialBroker connects to the test's broker as a client (statuses kept an
 // hour); closed with the test.
-func dialBroker(ctx context.Context, t *testing.T, url string) *queue.Conn {
+func dialBroker(ctx context.Context, t *testing.T, url string) *broker.Conn {
 	t.Helper()
-	conn, err := queue.Dial(ctx, queue.Config{URL: url, StatusExpires: time.Hour})
+	conn, err := broker.Dial(ctx, broker.Config{URL: url, StatusExpires: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

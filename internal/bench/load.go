@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/codebench/codebench/internal/broker"
 	"github.com/codebench/codebench/internal/execute"
 	"github.com/codebench/codebench/internal/job"
 	"github.com/codebench/codebench/internal/pool"
@@ -163,8 +164,8 @@ func TestsJob(i, tests int) *job.Job {
 // LoadBroker publishes n hello-world C jobs, c in flight at once, to a running
 // worker, and times publish to final status; the phases come from the
 // statuses' timings.
-func LoadBroker(ctx context.Context, qcfg queue.Config, n, c int) (*LoadReport, error) {
-	conn, err := queue.Dial(ctx, qcfg)
+func LoadBroker(ctx context.Context, qcfg broker.Config, n, c int) (*LoadReport, error) {
+	conn, err := broker.Dial(ctx, qcfg)
 	if err != nil {
 		return nil, err
 	}

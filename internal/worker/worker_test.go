@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codebench/codebench/internal/broker"
 	"github.com/codebench/codebench/internal/job"
 	"github.com/codebench/codebench/internal/lang"
 	"github.com/codebench/codebench/internal/pool"
@@ -29,7 +30,7 @@ import (
 type harness struct {
 	t      *testing.T
 	url    string // the test's vhost
-	conn   *queue.Conn
+	conn   *broker.Conn
 	sb     *testenv.Sandbox
 	cancel context.CancelFunc
 	done   chan error
@@ -48,7 +49,7 @@ func startWorkerVia(t *testing.T, name string, poolSize, concurrency int, proxy 
 func startWorkerOn(t *testing.T, sb *testenv.Sandbox, name string, poolSize, concurrency int, proxy *testenv.Proxy) *harness {
 	t.Helper()
 	url := testenv.Vhost(t, name+"-"+sb.Name)
-	qcfg := queue.Config{URL: url, Prefetch: concurrency, StatusExpires: time.Hour}
+	qcfg := broker.Config{URL: url, Prefetch: concurrency, StatusExpires: time.Hour}
 	wcfg := qcfg
 	if proxy != nil {
 		u, _ := neturl.Parse(url)
@@ -82,7 +83,7 @@ func startWorkerOn(t *testing.T, sb *testenv.Sandbox, name string, poolSize, con
 	}
 	w := worker.New(worker.Config{Concurrency: concurrency, PoolWait: 2 * time.Minute, Grace: 30 * time.Second, ReconnectMax: 2 * time.Second, Ready: p.Ready()},
 		policy, worker.FromPool(p), func(ctx context.Context) (worker.Session, error) {
-			c, err := queue.Dial(ctx, wcfg)
+			c, err := broker.Dial(ctx, wcfg)
 			if err != nil {
 				return nil, err
 			}
@@ -91,7 +92,7 @@ func startWorkerOn(t *testing.T, sb *testenv.Sandbox, name string, poolSize, con
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &harness{t: t, url: url, sb: sb, cancel: cancel, done: make(chan error, 1)}
 	go func() { err := w.Run(ctx); p.Stop(); h.done <- err }()
-	conn, err := queue.Dial(context.Background(), qcfg)
+	conn, err := broker.Dial(context.Background(), qcfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package queue_test
+package broker_test
 
 import (
 	"context"
@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codebench/codebench/internal/broker"
 	"github.com/codebench/codebench/internal/config"
-	"github.com/codebench/codebench/internal/queue"
 	"github.com/codebench/codebench/internal/testenv"
 )
 
@@ -112,11 +112,11 @@ func TestTLSWithPasswordFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	qcfg := queue.Config{URL: cfg.Worker.RabbitURL, CAFile: cfg.Worker.RabbitCAFile, CertFile: cfg.Worker.RabbitCertFile,
+	qcfg := broker.Config{URL: cfg.Worker.RabbitURL, CAFile: cfg.Worker.RabbitCAFile, CertFile: cfg.Worker.RabbitCertFile,
 		KeyFile: cfg.Worker.RabbitKeyFile, StatusExpires: time.Hour}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	conn, err := queue.Dial(ctx, qcfg)
+	conn, err := broker.Dial(ctx, qcfg)
 	if err != nil {
 		t.Fatalf("TLS dial with CA, client certificate and password file: %v", err)
 	}
@@ -127,11 +127,11 @@ func TestTLSWithPasswordFile(t *testing.T) {
 
 	for _, tc := range []struct {
 		name string
-		mod  func(*queue.Config)
+		mod  func(*broker.Config)
 	}{
-		{"unknown CA", func(c *queue.Config) { c.CAFile = "" }},
-		{"no client certificate", func(c *queue.Config) { c.CertFile, c.KeyFile = "", "" }},
-		{"plain AMQP to the TLS port", func(c *queue.Config) {
+		{"unknown CA", func(c *broker.Config) { c.CAFile = "" }},
+		{"no client certificate", func(c *broker.Config) { c.CertFile, c.KeyFile = "", "" }},
+		{"plain AMQP to the TLS port", func(c *broker.Config) {
 			c.URL = strings.Replace(c.URL, "amqps://", "amqp://", 1)
 			c.CAFile, c.CertFile, c.KeyFile = "", "", ""
 		}},
@@ -141,7 +141,7 @@ func TestTLSWithPasswordFile(t *testing.T) {
 			tc.mod(&c)
 			dctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 			defer cancel()
-			conn, err := queue.Dial(dctx, c)
+			conn, err := broker.Dial(dctx, c)
 			if err == nil {
 				conn.Close()
 				t.Fatal("connected")

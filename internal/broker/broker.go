@@ -1,10 +1,10 @@
-// Package queue is codebench's RabbitMQ topology and its use through
-// amqp091-go: the jobs queue (or the API's exchange), per-job status queues,
+// Package broker is codebench's RabbitMQ topology (internal/queue names
+// it) and its use through amqp091-go: the jobs queue (or the API's exchange), per-job status queues,
 // the jobs.dead queue, and publishes that wait for the broker's confirm.
 //
 // amqp091-go channels must not be shared across goroutines without care: each
 // channel here has one owner or a mutex that says what it guards.
-package queue
+package broker
 
 import (
 	"context"
@@ -22,51 +22,9 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
-)
 
-// Names on the broker. The seed's demo relies on JobsQueue and StatusPrefix.
-const (
-	JobsQueue     = "jobs"
-	DeadQueue     = "jobs.dead"
-	APIExchange   = "jobs_ex"
-	APIRoutingKey = "jobs_rk"
-	StatusPrefix  = "job_status_"
-	ReasonHeader  = "x-codebench-reason"
-	// PublishedHeader carries the producer's publish time (Unix ns), so the
-	// worker can report queue wait; AMQP's own timestamp has 1 s resolution.
-	PublishedHeader = "x-codebench-published-ns"
+	"github.com/codebench/codebench/internal/queue"
 )
-
-// Topologies.
-const (
-	TopologySeed = "seed" // default exchange, routing key "jobs"
-	TopologyAPI  = "api"  // exchange jobs_ex, routing key jobs_rk, bound to jobs
-)
-
-// Errors callers match with errors.Is.
-var (
-	// ErrNotConfirmed means the broker nacked a publish or the channel
-	// closed before confirming it.
-	ErrNotConfirmed = errors.New("queue: publish not confirmed by the broker")
-	// ErrTooLarge means the broker refused a message over its maximum
-	// message size; MaxMessageSize then reports the limit it gave.
-	ErrTooLarge = errors.New("queue: message larger than the broker accepts")
-	// ErrRefused means the broker, still connected, refused a publish: a
-	// nack (a queue full with x-overflow reject-publish, say) or a channel
-	// error. Publishing the same message again will not help (ErrTooLarge
-	// is a refusal of its own kind: fitted smaller, it may pass).
-	ErrRefused = errors.New("queue: publish refused by the broker")
-	// ErrConnLost means the connection went away before the broker
-	// confirmed a publish: it may succeed on another connection.
-	ErrConnLost = errors.New("queue: broker connection lost")
-	// ErrReplyTo means a job's reply_to names a queue statuses must not go to.
-	ErrReplyTo = errors.New("reply_to not allowed")
-)
-
-// AppID is the app_id of everything codebench publishes; with user_id (the
-// connection's own user, which RabbitMQ checks) a consumer can tell a
-// worker's status from one a producer wrote.
-const AppID = "codebench"
 
 // Config says where and how.
 type Config struct {
@@ -114,13 +72,10 @@ type Conn struct {
 	tag    string
 }
 
-// StatusQueue names a job's status queue.
-func StatusQueue(id string) string { return StatusPrefix + id }
-
 // Dial connects and declares the topology.
 func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 	if cfg.Topology == "" {
-		cfg.Topology = TopologySeed
+		cfg.Topology = queue.TopologySeed
 	}
 	urls := splitURLs(cfg.URL)
 	if len(urls) == 0 {
@@ -272,7 +227,7 @@ func (c *Conn) declareDead() error {
 	defer ch.Close()
 	var args amqp.Table
 	if c.cfg.Quorum {
-		if _, err := ch.QueueDeclarePassive(DeadQueue, true, false, false, false, nil); err == nil {
+		if _, err := ch.QueueDeclarePassive(queue.DeadQueue, true, false, false, false, nil); err == nil {
 			return nil
 		}
 		// The failed passive declare closed that channel.
@@ -282,8 +237,8 @@ func (c *Conn) declareDead() error {
 		defer ch.Close()
 		args = amqp.Table{"x-queue-type": "quorum"}
 	}
-	if _, err := ch.QueueDeclare(DeadQueue, true, false, false, false, args); err != nil {
-		return fmt.Errorf("queue: declare %s: %w", DeadQueue, err)
+	if _, err := ch.QueueDeclare(queue.DeadQueue, true, false, false, false, args); err != nil {
+		return fmt.Errorf("queue: declare %s: %w", queue.DeadQueue, err)
 	}
 	return nil
 }
@@ -303,18 +258,18 @@ func (c *Conn) declare() error {
 			"x-queue-type":              "quorum",
 			"x-delivery-limit":          int64(max(c.cfg.DeliveryLimit, 1)),
 			"x-dead-letter-exchange":    "",
-			"x-dead-letter-routing-key": DeadQueue,
+			"x-dead-letter-routing-key": queue.DeadQueue,
 		}
 	}
-	if _, err := ch.QueueDeclare(JobsQueue, true, false, false, false, jobArgs); err != nil {
-		return fmt.Errorf("queue: declare %s (quorum=%v; a queue cannot change type, delete it when empty): %w", JobsQueue, c.cfg.Quorum, err)
+	if _, err := ch.QueueDeclare(queue.JobsQueue, true, false, false, false, jobArgs); err != nil {
+		return fmt.Errorf("queue: declare %s (quorum=%v; a queue cannot change type, delete it when empty): %w", queue.JobsQueue, c.cfg.Quorum, err)
 	}
-	if c.cfg.Topology == TopologyAPI {
-		if err := ch.ExchangeDeclare(APIExchange, amqp.ExchangeDirect, true, false, false, false, nil); err != nil {
-			return fmt.Errorf("queue: declare exchange %s: %w", APIExchange, err)
+	if c.cfg.Topology == queue.TopologyAPI {
+		if err := ch.ExchangeDeclare(queue.APIExchange, amqp.ExchangeDirect, true, false, false, false, nil); err != nil {
+			return fmt.Errorf("queue: declare exchange %s: %w", queue.APIExchange, err)
 		}
-		if err := ch.QueueBind(JobsQueue, APIRoutingKey, APIExchange, false, nil); err != nil {
-			return fmt.Errorf("queue: bind %s: %w", JobsQueue, err)
+		if err := ch.QueueBind(queue.JobsQueue, queue.APIRoutingKey, queue.APIExchange, false, nil); err != nil {
+			return fmt.Errorf("queue: bind %s: %w", queue.JobsQueue, err)
 		}
 	}
 	return nil
@@ -396,43 +351,6 @@ func (c *Conn) Close() error {
 	return c.conn.Close()
 }
 
-// Delivery is one job message.
-type Delivery struct {
-	Body        []byte
-	Redelivered bool
-	// PublishedAt is the producer's PublishedHeader, zero when absent.
-	PublishedAt time.Time
-	// ReplyTo and CorrelationID are the AMQP properties of RabbitMQ's
-	// request/reply convention: statuses also go to ReplyTo, carrying
-	// CorrelationID.
-	ReplyTo, CorrelationID string
-	// Acker settles the delivery: the consuming channel for deliveries
-	// from Consume, a fake in tests.
-	Acker Acker
-}
-
-// Acker settles a delivery.
-type Acker interface {
-	// Ack acknowledges it: the job is done with.
-	Ack() error
-	// Nack returns it to the queue (requeue) or lets the broker drop or
-	// dead-letter it. A quorum queue's delivery limit does not count a
-	// nack's requeue: for a return that is not the job's fault.
-	Nack(requeue bool) error
-	// Reject is Nack for a failure that a quorum queue's delivery limit
-	// should count (basic.reject).
-	Reject(requeue bool) error
-}
-
-// Ack acknowledges the delivery.
-func (d Delivery) Ack() error { return d.Acker.Ack() }
-
-// Nack returns the delivery to the queue or drops it.
-func (d Delivery) Nack(requeue bool) error { return d.Acker.Nack(requeue) }
-
-// Reject returns the delivery to the queue, counted as a failed delivery.
-func (d Delivery) Reject(requeue bool) error { return d.Acker.Reject(requeue) }
-
 // consAck settles one delivery on the consuming channel.
 type consAck struct {
 	c   *Conn
@@ -460,7 +378,7 @@ func (a consAck) Reject(requeue bool) error {
 // Consume starts consuming the jobs queue with manual acks and the configured
 // prefetch. The returned channel closes when the consumer is cancelled or the
 // connection is lost.
-func (c *Conn) Consume() (<-chan Delivery, error) {
+func (c *Conn) Consume() (<-chan queue.Delivery, error) {
 	ch, err := c.conn.Channel()
 	if err != nil {
 		return nil, fmt.Errorf("queue: consume channel: %w", err)
@@ -469,19 +387,19 @@ func (c *Conn) Consume() (<-chan Delivery, error) {
 		return nil, fmt.Errorf("queue: qos: %w", err)
 	}
 	c.tag = fmt.Sprintf("codebench-%d", time.Now().UnixNano())
-	msgs, err := ch.Consume(JobsQueue, c.tag, false, false, false, false, nil)
+	msgs, err := ch.Consume(queue.JobsQueue, c.tag, false, false, false, false, nil)
 	if err != nil {
 		return nil, fmt.Errorf("queue: consume: %w", err)
 	}
 	c.cons = ch
-	out := make(chan Delivery)
+	out := make(chan queue.Delivery)
 	// Owned by the connection: it ends when msgs closes (cancel or close).
 	go func() {
 		defer close(out)
 		for m := range msgs {
-			d := Delivery{Body: m.Body, Redelivered: m.Redelivered, Acker: consAck{c, m.DeliveryTag},
+			d := queue.Delivery{Body: m.Body, Redelivered: m.Redelivered, Acker: consAck{c, m.DeliveryTag},
 				ReplyTo: m.ReplyTo, CorrelationID: m.CorrelationId}
-			if ns, ok := m.Headers[PublishedHeader].(int64); ok && ns > 0 {
+			if ns, ok := m.Headers[queue.PublishedHeader].(int64); ok && ns > 0 {
 				d.PublishedAt = time.Unix(0, ns)
 			}
 			out <- d
@@ -514,13 +432,13 @@ func (c *Conn) DeclareStatusQueue(id string) error {
 	if c.cfg.StatusExpires > 0 {
 		args = amqp.Table{"x-expires": int64(c.cfg.StatusExpires / time.Millisecond)}
 	}
-	_, err = ch.QueueDeclare(StatusQueue(id), true, false, false, false, args)
+	_, err = ch.QueueDeclare(queue.StatusQueue(id), true, false, false, false, args)
 	var aerr *amqp.Error
 	if errors.As(err, &aerr) && aerr.Code == amqp.PreconditionFailed {
 		return nil // exists with other arguments: still a queue we can publish to
 	}
 	if err != nil {
-		return fmt.Errorf("queue: declare %s: %w", StatusQueue(id), err)
+		return fmt.Errorf("queue: declare %s: %w", queue.StatusQueue(id), err)
 	}
 	return nil
 }
@@ -534,7 +452,7 @@ func (c *Conn) StatusQueueExists(id string) (bool, error) {
 		return false, fmt.Errorf("queue: channel: %w", err)
 	}
 	defer ch.Close()
-	_, err = ch.QueueDeclarePassive(StatusQueue(id), true, false, false, false, nil)
+	_, err = ch.QueueDeclarePassive(queue.StatusQueue(id), true, false, false, false, nil)
 	var aerr *amqp.Error
 	switch {
 	case err == nil:
@@ -542,13 +460,13 @@ func (c *Conn) StatusQueueExists(id string) (bool, error) {
 	case errors.As(err, &aerr) && aerr.Code == amqp.NotFound:
 		return false, nil
 	}
-	return false, fmt.Errorf("queue: passive declare %s: %w", StatusQueue(id), err)
+	return false, fmt.Errorf("queue: passive declare %s: %w", queue.StatusQueue(id), err)
 }
 
 // PublishStatus publishes one status to the job's queue and waits for the
 // broker's confirm.
 func (c *Conn) PublishStatus(ctx context.Context, id string, body []byte) error {
-	return c.publish(ctx, "", StatusQueue(id), body, nil, "")
+	return c.publish(ctx, "", queue.StatusQueue(id), body, nil, "")
 }
 
 // PublishReply publishes one status to a requester's reply queue (also
@@ -561,21 +479,21 @@ func (c *Conn) PublishReply(ctx context.Context, replyTo, correlationID string, 
 
 // DeadLetter publishes an undeliverable job to jobs.dead with the reason.
 func (c *Conn) DeadLetter(ctx context.Context, body []byte, reason string) error {
-	return c.publish(ctx, "", DeadQueue, body, amqp.Table{ReasonHeader: reason}, "")
+	return c.publish(ctx, "", queue.DeadQueue, body, amqp.Table{queue.ReasonHeader: reason}, "")
 }
 
 // PublishJob publishes a job the way the configured topology expects.
 func (c *Conn) PublishJob(ctx context.Context, body []byte) error {
-	h := amqp.Table{PublishedHeader: time.Now().UnixNano()}
-	if c.cfg.Topology == TopologyAPI {
-		return c.publish(ctx, APIExchange, APIRoutingKey, body, h, "")
+	h := amqp.Table{queue.PublishedHeader: time.Now().UnixNano()}
+	if c.cfg.Topology == queue.TopologyAPI {
+		return c.publish(ctx, queue.APIExchange, queue.APIRoutingKey, body, h, "")
 	}
-	return c.publish(ctx, "", JobsQueue, body, h, "")
+	return c.publish(ctx, "", queue.JobsQueue, body, h, "")
 }
 
 func (c *Conn) publish(ctx context.Context, exchange, key string, body []byte, headers amqp.Table, correlationID string) error {
 	if len(body) > c.MaxMessageSize() {
-		return fmt.Errorf("%w: %d bytes to %s, the broker's limit is %d", ErrTooLarge, len(body), key, c.MaxMessageSize())
+		return fmt.Errorf("%w: %d bytes to %s, the broker's limit is %d", queue.ErrTooLarge, len(body), key, c.MaxMessageSize())
 	}
 	c.pubMu.Lock()
 	ch, err := c.pubChannel()
@@ -590,13 +508,13 @@ func (c *Conn) publish(ctx context.Context, exchange, key string, body []byte, h
 		Headers:       headers,
 		CorrelationId: correlationID,
 		UserId:        c.user,
-		AppId:         AppID,
+		AppId:         queue.AppID,
 		Body:          body,
 	})
 	c.pubMu.Unlock()
 	if err != nil {
 		if c.conn.IsClosed() {
-			return fmt.Errorf("%w: publish to %s: %w", ErrConnLost, key, err)
+			return fmt.Errorf("%w: publish to %s: %w", queue.ErrConnLost, key, err)
 		}
 		return fmt.Errorf("queue: publish to %s: %w", key, err)
 	}
@@ -608,40 +526,17 @@ func (c *Conn) publish(ctx context.Context, exchange, key string, body []byte, h
 		return nil
 	}
 	if c.conn.IsClosed() {
-		return fmt.Errorf("%w: %w: %s", ErrConnLost, ErrNotConfirmed, key)
+		return fmt.Errorf("%w: %w: %s", queue.ErrConnLost, queue.ErrNotConfirmed, key)
 	}
 	// A refused message closes the channel (406 PRECONDITION_FAILED): the
 	// next publish opens a new one.
 	if e := c.closeReason(ch); e != nil && e.Code == amqp.PreconditionFailed {
 		c.learnLimit(e.Reason)
-		return fmt.Errorf("%w: %d bytes to %s: %s", ErrTooLarge, len(body), key, e.Reason)
+		return fmt.Errorf("%w: %d bytes to %s: %s", queue.ErrTooLarge, len(body), key, e.Reason)
 	} else if e != nil {
-		return fmt.Errorf("%w: %w: %s: channel closed: %w", ErrRefused, ErrNotConfirmed, key, e)
+		return fmt.Errorf("%w: %w: %s: channel closed: %w", queue.ErrRefused, queue.ErrNotConfirmed, key, e)
 	}
-	return fmt.Errorf("%w: %w: %s (nacked)", ErrRefused, ErrNotConfirmed, key)
-}
-
-// Message is a status as a consumer sees it: the body, and the properties
-// that say who published it.
-type Message struct {
-	Body          []byte
-	UserID, AppID string
-}
-
-// FromWorker returns nil when the message is a status of job id (its body
-// says statusID) published by workerUser with codebench's app_id, else why
-// not. RabbitMQ refuses a user_id that is not the publishing connection's
-// own, so a producer cannot forge the worker's.
-func (m Message) FromWorker(workerUser, id, statusID string) error {
-	switch {
-	case m.UserID != workerUser:
-		return fmt.Errorf("user_id %q is not the workers' user %q", m.UserID, workerUser)
-	case m.AppID != AppID:
-		return fmt.Errorf("app_id %q is not %q", m.AppID, AppID)
-	case statusID != id:
-		return fmt.Errorf("it is a status of job %q, not of %q", statusID, id)
-	}
-	return nil
+	return fmt.Errorf("%w: %w: %s (nacked)", queue.ErrRefused, queue.ErrNotConfirmed, key)
 }
 
 // Follow consumes a job's status queue (auto-ack), delivering bodies until
@@ -667,7 +562,7 @@ func (c *Conn) Follow(ctx context.Context, id string) (<-chan []byte, error) {
 
 // FollowMessages is Follow with each message's publisher (user_id, app_id),
 // for "codebench submit --watch".
-func (c *Conn) FollowMessages(ctx context.Context, id string) (<-chan Message, error) {
+func (c *Conn) FollowMessages(ctx context.Context, id string) (<-chan queue.Message, error) {
 	if err := c.DeclareStatusQueue(id); err != nil {
 		return nil, err
 	}
@@ -677,12 +572,12 @@ func (c *Conn) FollowMessages(ctx context.Context, id string) (<-chan Message, e
 	}
 	// Plain Consume: the context variant sends basic.cancel when ctx ends,
 	// which races the channel close below into a connection error.
-	msgs, err := ch.Consume(StatusQueue(id), "", true, false, false, false, nil)
+	msgs, err := ch.Consume(queue.StatusQueue(id), "", true, false, false, false, nil)
 	if err != nil {
 		ch.Close()
 		return nil, err
 	}
-	out := make(chan Message)
+	out := make(chan queue.Message)
 	go func() {
 		defer close(out)
 		defer ch.Close()
@@ -695,7 +590,7 @@ func (c *Conn) FollowMessages(ctx context.Context, id string) (<-chan Message, e
 					return
 				}
 				select {
-				case out <- Message{Body: m.Body, UserID: m.UserId, AppID: m.AppId}:
+				case out <- queue.Message{Body: m.Body, UserID: m.UserId, AppID: m.AppId}:
 				case <-ctx.Done():
 					return
 				}

@@ -1,4 +1,4 @@
-package queue_test
+package broker_test
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codebench/codebench/internal/broker"
 	"github.com/codebench/codebench/internal/queue"
 	"github.com/codebench/codebench/internal/testenv"
 )
@@ -19,8 +20,8 @@ func TestQuorumDeliveryLimit(t *testing.T) {
 	url := testenv.Vhost(t, "quorum")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cfg := queue.Config{URL: url, Prefetch: 1, Quorum: true, DeliveryLimit: 2}
-	producer, err := queue.Dial(ctx, cfg)
+	cfg := broker.Config{URL: url, Prefetch: 1, Quorum: true, DeliveryLimit: 2}
+	producer, err := broker.Dial(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +32,7 @@ func TestQuorumDeliveryLimit(t *testing.T) {
 	deliveries := 0
 	for i := 0; i < 5; i++ {
 		// A worker that takes the job and dies before acking it.
-		w, err := queue.Dial(ctx, cfg)
+		w, err := broker.Dial(ctx, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -73,7 +74,7 @@ func TestClosedChannelsRecover(t *testing.T) {
 	url := testenv.Vhost(t, "channels")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := queue.Dial(ctx, queue.Config{URL: url, Topology: queue.TopologyAPI, Prefetch: 1, StatusExpires: time.Hour})
+	c, err := broker.Dial(ctx, broker.Config{URL: url, Topology: queue.TopologyAPI, Prefetch: 1, StatusExpires: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +132,7 @@ func TestQueueLengthLimitPushesBack(t *testing.T) {
 	testenv.NewManagement(t).Do(t, "PUT", "policies/"+neturl.PathEscape(vhost)+"/jobs-length", `{"pattern":"^jobs$","apply-to":"queues","definition":{"max-length":2,"overflow":"reject-publish"}}`, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := queue.Dial(ctx, queue.Config{URL: url})
+	c, err := broker.Dial(ctx, broker.Config{URL: url})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package queue_test
+package broker_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/codebench/codebench/internal/broker"
 	"github.com/codebench/codebench/internal/queue"
 	"github.com/codebench/codebench/internal/testenv"
 )
@@ -44,7 +45,7 @@ func TestBrokerUsers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
-	worker, err := queue.Dial(ctx, queue.Config{URL: users["codebench-worker"], Topology: queue.TopologyAPI, Prefetch: 1})
+	worker, err := broker.Dial(ctx, broker.Config{URL: users["codebench-worker"], Topology: queue.TopologyAPI, Prefetch: 1})
 	if err != nil {
 		t.Fatalf("the worker user cannot declare the topology: %v", err)
 	}
