@@ -73,6 +73,36 @@ type Jailer struct {
 	// CgroupVersion is the hierarchy the jailer puts the VMM in: "2", or
 	// "1" on hosts whose v2 hierarchy lacks memory and pids (empty: "2").
 	CgroupVersion string
+	// CgroupRoot is where the cgroup hierarchies are mounted (empty:
+	// /sys/fs/cgroup): the jailer's cgroups are removed from there.
+	CgroupRoot string
+}
+
+// cgroups are the cgroup directories the jailer makes for VM id (and
+// never removes): <root>/<exec name>/<id> on v2, the same in each v1
+// controller it writes to (memory and pids by our --cgroup, cpuset by its
+// NUMA placement).
+func (j *Jailer) cgroups(execName, id string) []string {
+	if j.CgroupVersion == "1" {
+		var dirs []string
+		for _, c := range []string{"memory", "pids", "cpuset"} {
+			dirs = append(dirs, filepath.Join(j.CgroupRoot, c, execName, id))
+		}
+		return dirs
+	}
+	return []string{filepath.Join(j.CgroupRoot, execName, id)}
+}
+
+// removeCgroups removes the jailer's cgroups of VM id once its VMM is gone
+// (an empty cgroup is removed with rmdir; a missing one is nothing to do).
+func (j *Jailer) removeCgroups(execName, id string) error {
+	var errs []error
+	for _, d := range j.cgroups(execName, id) {
+		if err := os.Remove(d); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("firecracker: jailer cgroup: %w", err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // The jailer's cgroup for a VMM allows the guest's memory plus this much
@@ -127,6 +157,9 @@ func New(cfg Config, log *slog.Logger) (*Driver, error) {
 	}
 	if cfg.Jailer != nil && cfg.Jailer.CgroupVersion == "" {
 		cfg.Jailer.CgroupVersion = "2"
+	}
+	if cfg.Jailer != nil && cfg.Jailer.CgroupRoot == "" {
+		cfg.Jailer.CgroupRoot = "/sys/fs/cgroup"
 	}
 	return &Driver{cfg: cfg, log: log}, nil
 }
@@ -320,6 +353,11 @@ func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, snap *sdk.Snapsh
 		vm.vsockPath = filepath.Join(cfg.JailerCfg.ChrootBaseDir, filepath.Base(d.cfg.Binary), spec.ID, "root", VsockSocket)
 		chroot := filepath.Dir(filepath.Dir(vm.vsockPath))
 		vm.stack.Push("remove jailer chroot", func(context.Context) error { return os.RemoveAll(chroot) })
+		// Unwound after the VMM is stopped (pushed before it): a cgroup
+		// with a process in it cannot be removed.
+		vm.stack.Push("remove jailer cgroups", func(context.Context) error {
+			return d.cfg.Jailer.removeCgroups(filepath.Base(d.cfg.Binary), spec.ID)
+		})
 	}
 	// Owned by the VM; Stop waits for done.
 	go func() {
@@ -339,7 +377,7 @@ func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, snap *sdk.Snapsh
 
 // Reclaim implements sandbox.Reclaimer: the VMM named by the pid file, if its
 // command line carries the VM's id (the API socket path, or the jailer's
-// --id), and the VM's jailer chroot.
+// --id), and the VM's jailer chroot and cgroups.
 func (d *Driver) Reclaim(_ context.Context, dir string) ([]int, error) {
 	id := filepath.Base(dir)
 	var killed []int
@@ -352,6 +390,7 @@ func (d *Driver) Reclaim(_ context.Context, dir string) ([]int, error) {
 		if _, serr := os.Stat(chroot); serr == nil {
 			err = errors.Join(err, os.RemoveAll(chroot))
 		}
+		err = errors.Join(err, j.removeCgroups(filepath.Base(d.cfg.Binary), id))
 	}
 	return killed, err
 }

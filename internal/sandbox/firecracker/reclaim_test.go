@@ -16,10 +16,27 @@ import (
 // and the VM id on its command line) is killed and its jailer chroot goes;
 // without the id on the command line the process is not ours.
 func TestReclaim(t *testing.T) {
-	chroots := t.TempDir()
-	d, err := New(Config{RunDir: t.TempDir(), VmlinuxCache: t.TempDir(), Jailer: &Jailer{UID: 1, GID: 1, ChrootBaseDir: chroots}}, quiet)
+	for _, version := range []string{"2", "1"} {
+		t.Run("cgroup v"+version, func(t *testing.T) { testReclaim(t, version) })
+	}
+}
+
+func testReclaim(t *testing.T, cgroupVersion string) {
+	chroots, cgroups := t.TempDir(), t.TempDir()
+	j := &Jailer{UID: 1, GID: 1, ChrootBaseDir: chroots, CgroupVersion: cgroupVersion, CgroupRoot: cgroups}
+	d, err := New(Config{RunDir: t.TempDir(), VmlinuxCache: t.TempDir(), Jailer: j}, quiet)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The jailer's cgroups for the VM (it never removes them itself).
+	made := j.cgroups("firecracker", "fc-abc")
+	for _, c := range made {
+		if err := os.MkdirAll(c, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(made) == 0 || (cgroupVersion == "1") != (len(made) == 3) {
+		t.Fatalf("v%s cgroups %v", cgroupVersion, made)
 	}
 	runDir := t.TempDir()
 	vmDir := filepath.Join(runDir, "fc-abc")
@@ -48,6 +65,11 @@ func TestReclaim(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(chroots, "firecracker", "fc-abc")); !os.IsNotExist(err) {
 		t.Fatalf("jailer chroot left: %v", err)
+	}
+	for _, c := range made {
+		if _, err := os.Stat(c); !os.IsNotExist(err) {
+			t.Fatalf("jailer cgroup %s left: %v", c, err)
+		}
 	}
 	// A QEMU VM's directory is not Firecracker's: nothing happens.
 	if killed, err := d.Reclaim(context.Background(), filepath.Join(runDir, "vm-other")); len(killed) != 0 || err != nil {
