@@ -18,7 +18,6 @@ import (
 	"github.com/codebench/codebench/internal/job"
 	"github.com/codebench/codebench/internal/lang"
 	"github.com/codebench/codebench/internal/sandbox"
-	"github.com/codebench/codebench/internal/sandbox/gvisor"
 )
 
 // benchReport is everything "codebench bench" measured, in one run.
@@ -44,6 +43,10 @@ type driverReport struct {
 	TestLoads []*bench.LoadReport `json:"test_loads,omitempty"`
 	// StreamLoads are hello.c jobs without, then with streaming.
 	StreamLoads []*bench.LoadReport `json:"stream_loads,omitempty"`
+	// Boundary and targets are the driver's own description: whether it
+	// is a security boundary, and the figures it promises.
+	Boundary bool                  `json:"boundary"`
+	targets  []sandbox.BenchTarget // its descriptor's
 }
 
 type target struct {
@@ -55,7 +58,7 @@ type target struct {
 }
 
 func benchCmd(fs *flag.FlagSet) commandFunc {
-	drivers := fs.String("drivers", "", "comma-separated drivers to compare: "+strings.Join([]string{candFirecracker, candQEMUKVM, candGVisor, candQEMUTCG}, ", ")+" (default: the one the worker would use)")
+	drivers := fs.String("drivers", "", "comma-separated drivers to compare, by the names doctor prints (default: the one the worker would use)")
 	n := fs.Int("n", 20, "jobs in each load run")
 	conc := fs.String("c", "1,2", "jobs in flight at once: one load run for each")
 	poolSize := fs.Int("pool", 2, "sandboxes alive at once when measuring start, restore and memory; the pool's size in load runs (at least the concurrency)")
@@ -129,7 +132,7 @@ func benchDriver(ctx context.Context, cfg config.Config, log *slog.Logger, name 
 	tests int, stream bool, progress func(string, ...any)) (*driverReport, error) {
 	allow := cfg.VM.AllowTCG
 	if name != "" {
-		if err := selectDriver(&cfg, name); err != nil {
+		if err := selectDriver(&cfg, driverList(cfg, sandbox.Spec{}, log), name); err != nil {
 			return nil, err
 		}
 		allow = true // a benchmark of TCG is the user's own choice
@@ -139,7 +142,7 @@ func benchDriver(ctx context.Context, cfg config.Config, log *slog.Logger, name 
 		return nil, err
 	}
 	defer e.close(log)
-	dr := &driverReport{Name: e.choice.Name, Detail: e.choice.Detail}
+	dr := &driverReport{Name: e.choice.Name, Detail: e.choice.Detail, Boundary: e.desc.Boundary, targets: e.desc.BenchTargets}
 	progress("%s: %d rounds of %d fresh starts", dr.Name, rounds, poolSize)
 	if dr.Start, err = bench.MeasureVMs(ctx, dr.Name+" start to ready", func(ctx context.Context) (*sandbox.Instance, error) {
 		ctx, cancel := context.WithTimeout(ctx, cfg.VM.BootLimit)
@@ -150,7 +153,7 @@ func benchDriver(ctx context.Context, cfg config.Config, log *slog.Logger, name 
 	}
 	prov, _ := e.provisioner(ctx, cfg, log)
 	defer prov.Close()
-	switch gv, isGVisor := e.driver.(*gvisor.Driver); {
+	switch cp, checkpoints := e.driver.(sandbox.Checkpointer); {
 	case prov.Template() != nil:
 		progress("%s: %d rounds of %d restores from the snapshot template", dr.Name, rounds, poolSize)
 		r, err := bench.MeasureVMs(ctx, dr.Name+" restore to ready", prov.Instance, rounds, poolSize)
@@ -158,13 +161,13 @@ func benchDriver(ctx context.Context, cfg config.Config, log *slog.Logger, name 
 			return nil, err
 		}
 		dr.Restore, dr.RestoreKind = &r, "snapshot template clone (used by the pool)"
-	case isGVisor:
-		progress("%s: %d rounds of %d restores from a runsc checkpoint", dr.Name, rounds, poolSize)
-		r, err := gvisorRestores(ctx, gv, e.spec, cfg.VM.BootLimit, rounds, poolSize)
+	case checkpoints:
+		progress("%s: %d rounds of %d restores from a checkpoint", dr.Name, rounds, poolSize)
+		r, err := checkpointRestores(ctx, e.driver, cp, e.spec, cfg.VM.BootLimit, rounds, poolSize)
 		if err != nil {
 			return nil, err
 		}
-		dr.Restore, dr.RestoreKind = r, "runsc checkpoint after a warm-up, restored (not used by the pool: slower than a fresh start where measured)"
+		dr.Restore, dr.RestoreKind = r, "checkpoint after a warm-up, restored (not used by the pool: slower than a fresh start where measured)"
 	}
 	for _, c := range cs {
 		size := max(poolSize, c)
@@ -240,11 +243,11 @@ func loadThroughWorker(ctx context.Context, cfg config.Config, e *env, log *slog
 	return bench.LoadBroker(ctx, qcfg, n, c)
 }
 
-// gvisorRestores measures restores from a runsc checkpoint of a sandbox
-// warmed up with a hello-world compile, against the fresh starts measured
-// before it.
-func gvisorRestores(ctx context.Context, d *gvisor.Driver, spec sandbox.Spec, limit time.Duration, rounds, alive int) (*bench.VMReport, error) {
-	inst, err := sandbox.Boot(ctx, d, spec)
+// checkpointRestores measures restores from a checkpoint (runsc's) of a
+// sandbox warmed up with a hello-world compile, against the fresh starts
+// measured before it.
+func checkpointRestores(ctx context.Context, drv sandbox.Driver, d sandbox.Checkpointer, spec sandbox.Spec, limit time.Duration, rounds, alive int) (*bench.VMReport, error) {
+	inst, err := sandbox.Boot(ctx, drv, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -263,12 +266,52 @@ func gvisorRestores(ctx context.Context, d *gvisor.Driver, spec sandbox.Spec, li
 	if err := d.Checkpoint(ctx, inst.VM, dir); err != nil {
 		return nil, err
 	}
-	r, err := bench.MeasureVMs(ctx, "gvisor restore to ready", func(ctx context.Context) (*sandbox.Instance, error) {
+	r, err := bench.MeasureVMs(ctx, "restore to ready", func(ctx context.Context) (*sandbox.Instance, error) {
 		ctx, cancel := context.WithTimeout(ctx, limit)
 		defer cancel()
 		return sandbox.StartInstance(ctx, func(ctx context.Context) (sandbox.VM, error) { return d.Restore(ctx, spec, dir) })
 	}, rounds, alive)
 	return &r, err
+}
+
+// benchMeasures are the figures a driver's BenchTargets may name: each of
+// a driver's report, and the emulator's (the driver that is no boundary)
+// in the same run where there is one; false where the run has no figure.
+var benchMeasures = map[string]func(d, emulator *driverReport, load func(*driverReport, int) *bench.LoadReport) (float64, bool){
+	"end-to-end p50 at c=1 (ms)": func(d, _ *driverReport, load func(*driverReport, int) *bench.LoadReport) (float64, bool) {
+		l := load(d, 1)
+		return msOf(l, func(l *bench.LoadReport) time.Duration { return l.EndToEnd.P50 }), l != nil
+	},
+	"pool wait p50 at c=1 (ms)": func(d, _ *driverReport, load func(*driverReport, int) *bench.LoadReport) (float64, bool) {
+		l := load(d, 1)
+		return msOf(l, func(l *bench.LoadReport) time.Duration { return l.PoolWait.P50 }), l != nil
+	},
+	"end-to-end p50 at c=1 / the emulator's in the same run (x)": func(d, emu *driverReport, load func(*driverReport, int) *bench.LoadReport) (float64, bool) {
+		if emu == nil || emu == d {
+			return 0, false
+		}
+		l, el := load(d, 1), load(emu, 1)
+		if l == nil || el == nil || el.EndToEnd.P50 <= 0 {
+			return 0, false
+		}
+		return float64(l.EndToEnd.P50) / float64(el.EndToEnd.P50), true
+	},
+	"jobs/s at c=2": func(d, _ *driverReport, load func(*driverReport, int) *bench.LoadReport) (float64, bool) {
+		if l := load(d, 2); l != nil {
+			return l.JobsPerSec, true
+		}
+		return 0, false
+	},
+	"idle sandbox PSS (MiB)": func(d, _ *driverReport, _ func(*driverReport, int) *bench.LoadReport) (float64, bool) {
+		return float64(d.Start.PSSKB) / 1024, d.Start.PSSKB > 0
+	},
+}
+
+func msOf(l *bench.LoadReport, f func(*bench.LoadReport) time.Duration) float64 {
+	if l == nil {
+		return 0
+	}
+	return float64(f(l)) / float64(time.Millisecond)
 }
 
 func targets(r *benchReport) []target {
@@ -317,20 +360,25 @@ func targets(r *benchReport) []target {
 		}
 		add(d.Name+": all tests / one test, end to end (p50), under", float64(many.EndToEnd.P50)/float64(max(one.EndToEnd.P50, 1)), 1.5, false, "x")
 	}
-	if g := byName[candGVisor]; g != nil {
-		if l := load(g, 1); l != nil {
-			add("gvisor: end-to-end p50 at c=1, at most", ms(l.EndToEnd.P50), 300, false, "ms")
-			add("gvisor: sandbox handed out (pool wait p50) at c=1, at most", ms(l.PoolWait.P50), 5, false, "ms")
-			if t := byName[candQEMUTCG]; t != nil {
-				if tl := load(t, 1); tl != nil && tl.EndToEnd.P50 > 0 {
-					add("gvisor p50 / qemu-tcg p50 at c=1 (same run), at most", float64(l.EndToEnd.P50)/float64(tl.EndToEnd.P50), 0.35, false, "x")
-				}
+	// Each driver's own targets, by the measures every report has.
+	var emulator *driverReport
+	for i := range r.Drivers {
+		if !r.Drivers[i].Boundary {
+			emulator = &r.Drivers[i]
+		}
+	}
+	for i := range r.Drivers {
+		d := &r.Drivers[i]
+		for _, bt := range d.targets {
+			measure, ok := benchMeasures[bt.Measure]
+			if !ok {
+				add(d.Name+": "+bt.Measure+" (no such measure)", 0, bt.Limit, bt.AtLeast, "")
+				continue
+			}
+			if v, ok := measure(d, emulator, load); ok {
+				add(d.Name+": "+bt.Measure, v, bt.Limit, bt.AtLeast, "")
 			}
 		}
-		if l := load(g, 2); l != nil {
-			add("gvisor: jobs/s at c=2, at least", l.JobsPerSec, 3, true, "jobs/s")
-		}
-		add("gvisor: idle sandbox PSS, at most", float64(g.Start.PSSKB)/1024, 40, false, "MiB")
 	}
 	return ts
 }

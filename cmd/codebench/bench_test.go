@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/codebench/codebench/internal/testenv"
@@ -34,6 +35,16 @@ func TestBenchShort(t *testing.T) {
 		t.Fatalf("incomplete report: %s", out)
 	}
 	gv, tcg := rep.Drivers[0], rep.Drivers[1]
+	// gVisor's own targets (its descriptor's), the cross-driver one
+	// included: the emulator ran in the same run.
+	for _, want := range []string{"gvisor: jobs/s at c=2", "gvisor: end-to-end p50 at c=1 / the emulator's in the same run (x)"} {
+		if !slices.ContainsFunc(rep.Targets, func(tg target) bool { return tg.Name == want && tg.Value > 0 }) {
+			t.Fatalf("no target %q with a value: %+v", want, rep.Targets)
+		}
+	}
+	if !gv.Boundary || tcg.Boundary {
+		t.Fatalf("boundaries: gvisor %v, qemu-tcg %v", gv.Boundary, tcg.Boundary)
+	}
 	for _, d := range rep.Drivers {
 		if d.Start.Ready.N != 2 || d.Restore == nil || d.Restore.Ready.N != 2 || len(d.Loads) != 2 || d.Start.PSSKB <= 0 {
 			t.Fatalf("%s: incomplete: %+v", d.Name, d)

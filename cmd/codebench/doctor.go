@@ -19,8 +19,8 @@ import (
 	"github.com/codebench/codebench/internal/image"
 	"github.com/codebench/codebench/internal/network"
 	"github.com/codebench/codebench/internal/reconcile"
+	"github.com/codebench/codebench/internal/sandbox"
 	"github.com/codebench/codebench/internal/sandbox/choose"
-	"github.com/codebench/codebench/internal/sandbox/gvisor"
 	"github.com/codebench/codebench/internal/sandbox/qemu"
 )
 
@@ -31,10 +31,10 @@ import (
 // the README promises.
 func doctorCmd(fs *flag.FlagSet) commandFunc {
 	strict := fs.Bool("strict", false, "also fail on a missing wall and on packages older than the apt sources serve")
-	driver := fs.String("driver", "", "check auto or exactly this candidate ("+strings.Join(candidateNames, ", ")+") instead of CODEBENCH_DRIVER")
+	driver := fs.String("driver", "", "check auto or exactly one candidate, by the name doctor prints, instead of CODEBENCH_DRIVER")
 	return func(ctx context.Context, cfg config.Config, log *slog.Logger, args []string) error {
 		if *driver != "" {
-			if err := selectDriver(&cfg, *driver); err != nil {
+			if err := selectDriver(&cfg, driverList(cfg, sandbox.Spec{}, log), *driver); err != nil {
 				return err
 			}
 		}
@@ -98,7 +98,8 @@ func doctorCmd(fs *flag.FlagSet) commandFunc {
 		if img != nil {
 			// Every candidate the configuration allows, probed for real, in the
 			// order the worker tries them.
-			c, err := choose.Choose(ctx, candidates(cfg, specFor(cfg, img), log), cfg.VM.AllowTCG, true)
+			list := driverList(cfg, specFor(cfg, img), log)
+			c, err := choose.Choose(ctx, candidates(cfg, list), cfg.VM.AllowTCG, true)
 			for _, r := range c.Reports {
 				what := "driver " + r.Name
 				switch {
@@ -115,21 +116,22 @@ func doctorCmd(fs *flag.FlagSet) commandFunc {
 			} else {
 				report(true, "sandbox", fmt.Sprintf("the worker will use %s (CODEBENCH_DRIVER=%s)", c.Name, cfg.VM.Driver))
 				// The walls around a job on that driver (docs/SECURITY.md).
-				for _, w := range walls(ctx, cfg, c, specFor(cfg, img)) {
+				desc, _ := describing(list, c.Name)
+				for _, w := range walls(ctx, c, desc, specFor(cfg, img)) {
 					mark := "wall"
-					if !w.present {
+					if !w.Present {
 						mark = "MISS"
-						if w.waivedBy != "" {
-							w.detail += " (accepted by " + w.waivedBy + ")"
+						if w.WaivedBy != "" {
+							w.Detail += " (accepted by " + w.WaivedBy + ")"
 						} else if *strict {
 							bad++
 						}
 					}
-					fmt.Printf("%s %-20s %s\n", mark, w.name, w.detail)
+					fmt.Printf("%s %-20s %s\n", mark, w.Name, w.Detail)
 				}
-				if d, ok := c.Driver.(*gvisor.Driver); ok {
-					if platform, _ := d.Platform(); platform == gvisor.PlatformPtrace {
-						info("gvisor platform", ptraceCost)
+				if desc.Notes != nil {
+					for _, n := range desc.Notes(c.Driver) {
+						info("driver "+c.Name, n)
 					}
 				}
 			}
@@ -166,12 +168,6 @@ func doctorCmd(fs *flag.FlagSet) commandFunc {
 		return nil
 	}
 }
-
-// ptraceCost is what doctor says of a runsc that has only ptrace
-// (docs/BENCHMARKS.md, "gVisor platforms").
-const ptraceCost = "ptrace only: every system call of a job is a ptrace stop; a gcc hello world takes " +
-	"1.2-1.3x the wall time and 1.3-1.6x the CPU of systrap (docs/BENCHMARKS.md, gVisor platforms); " +
-	"bookworm-backports' runsc has systrap (scripts/install-deps.sh)"
 
 // promise is a package scripts/install-deps.sh takes from
 // bookworm-backports where the host's mirror serves it, the version it

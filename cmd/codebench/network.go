@@ -9,9 +9,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -19,7 +17,6 @@ import (
 	"github.com/codebench/codebench/internal/config"
 	"github.com/codebench/codebench/internal/network"
 	"github.com/codebench/codebench/internal/provision"
-	"github.com/codebench/codebench/internal/sandbox/qemu"
 	"github.com/codebench/codebench/internal/worker"
 )
 
@@ -59,25 +56,12 @@ func (e *env) networkConfig(cfg config.Config) (network.Config, error) {
 		IPMasq: cfg.Network.IPMasq, Allow: allow, ConnPerSecond: cfg.Network.ConnPerSecond, BandwidthKBps: cfg.Network.BandwidthKBps,
 		Deny: brokerHosts(cfg),
 	}
-	switch {
-	case e.choice.Name == candGVisor:
-		return n, fmt.Errorf("the gVisor driver runs sandboxes with --network=none; networked jobs need the qemu or firecracker driver")
-	case e.choice.Name == candFirecracker && cfg.VM.Jailer.Enabled:
-		n.TapUID, n.TapGID = cfg.VM.Jailer.UID, cfg.VM.Jailer.GID
-	case e.choice.Name == candFirecracker:
-		// An unjailed Firecracker runs as root.
-	default:
-		// QEMU: networked VMs need its jail, which joins the VM's
-		// namespace and runs QEMU as the VM user.
-		if d, ok := e.driver.(*qemu.Driver); ok && !d.Jailed() {
-			return n, fmt.Errorf("networked QEMU VMs need the QEMU jail (run as root with qemu_jail auto or on)")
-		}
-		u, err := user.Lookup(cfg.VM.VMUser)
-		if err != nil {
-			return n, fmt.Errorf("networked QEMU VMs run jailed as %s: %w", cfg.VM.VMUser, err)
-		}
-		n.TapUID, _ = strconv.Atoi(u.Uid)
-		n.TapGID, _ = strconv.Atoi(u.Gid)
+	if e.desc.TapOwner == nil {
+		return n, fmt.Errorf("the %s driver gives its sandboxes no network", e.choice.Name)
+	}
+	n.TapUID, n.TapGID, err = e.desc.TapOwner(e.driver)
+	if err != nil {
+		return n, err
 	}
 	return n, nil
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/codebench/codebench/internal/config"
@@ -29,8 +30,10 @@ type env struct {
 	runDir string
 	img    *image.Image
 	driver sandbox.Driver
-	// choice is how the driver was chosen: every candidate and why.
+	// choice is how the driver was chosen: every candidate and why; desc
+	// is the chosen driver's description.
 	choice *choose.Choice
+	desc   sandbox.Descriptor
 	spec   sandbox.Spec
 	policy job.Policy
 }
@@ -47,11 +50,13 @@ func openEnv(ctx context.Context, cfg config.Config, log *slog.Logger, owner str
 		return nil, err
 	}
 	spec := specFor(cfg, img)
-	c, err := choose.Choose(ctx, candidates(cfg, spec, log), allowNoBoundary, false)
+	list := driverList(cfg, spec, log)
+	c, err := choose.Choose(ctx, candidates(cfg, list), allowNoBoundary, false)
 	if err != nil {
 		return nil, fmt.Errorf("%w (CODEBENCH_DRIVER=%s)", err, cfg.VM.Driver)
 	}
-	return &env{runDir: cfg.RunDir, img: img, driver: c.Driver, choice: c, spec: spec, policy: policyFor(cfg, img)}, nil
+	desc, _ := describing(list, c.Name)
+	return &env{runDir: cfg.RunDir, img: img, driver: c.Driver, choice: c, desc: desc, spec: spec, policy: policyFor(cfg, img)}, nil
 }
 
 func specFor(cfg config.Config, img *image.Image) sandbox.Spec {
@@ -61,120 +66,59 @@ func specFor(cfg config.Config, img *image.Image) sandbox.Spec {
 	}
 }
 
-// Candidate names.
-const (
-	candFirecracker = "firecracker"
-	candQEMUKVM     = "qemu-kvm"
-	candGVisor      = "gvisor"
-	candQEMUTCG     = "qemu-tcg"
-)
-
-// candidateNames are every candidate, in the order auto tries them.
-var candidateNames = []string{candFirecracker, candQEMUKVM, candGVisor, candQEMUTCG}
-
-// candidates are the drivers CODEBENCH_DRIVER allows, in order of
-// preference: "auto" is a KVM microVM (Firecracker, then QEMU), then
-// gVisor, then QEMU under TCG (no security boundary: only when allowed).
-func candidates(cfg config.Config, spec sandbox.Spec, log *slog.Logger) []choose.Candidate {
-	probeTimeout := min(cfg.VM.BootLimit, 60*time.Second)
-	fc := choose.Candidate{Name: candFirecracker, Boundary: true, Probe: func(context.Context) (sandbox.Driver, string, error) {
-		if !cfg.VM.Jailer.Enabled {
-			if err := rootVMMRefused(cfg, "Firecracker without its jailer", "turn the jailer on (CODEBENCH_JAILER=true)"); err != nil {
-				return nil, "", err
-			}
-		}
-		d, err := firecrackerDriver(cfg, log)
-		if err != nil {
-			return nil, "", err
-		}
-		if err := d.Probe(); err != nil {
-			return nil, "", err
-		}
-		return d, "binary and /dev/kvm present", nil
-	}}
-	kvm := choose.Candidate{Name: candQEMUKVM, Boundary: true, Probe: func(ctx context.Context) (sandbox.Driver, string, error) {
-		qcfg, jailed, err := qemuConfig(cfg)
-		if err != nil {
-			return nil, "", err
-		}
-		if err := qemuJailRefused(cfg, qcfg, jailed); err != nil {
-			return nil, "", err
-		}
-		if err := probeQEMU(qcfg, log); err != nil {
-			return nil, "", err
-		}
-		want := qemu.AccelKVM
-		if cfg.VM.Accel == "auto" {
-			want = "auto"
-		}
-		r, err := qemu.ResolveAccel(ctx, want, qcfg, spec, filepath.Join(cfg.DataDir, "accel-probe.json"), log)
-		if err != nil {
-			return nil, "", err
-		}
-		if r.Accel != qemu.AccelKVM {
-			return nil, "", errors.New(r.Reason)
-		}
-		c := qcfg
-		c.Accel = qemu.AccelKVM
-		d, err := qemu.New(c, log)
-		return d, r.Reason + "; " + jailed, err
-	}}
-	gv := choose.Candidate{Name: candGVisor, Boundary: true, Probe: func(ctx context.Context) (sandbox.Driver, string, error) {
-		d, err := gvisorDriver(cfg, log)
-		if err != nil {
-			return nil, "", err
-		}
-		platform, err := d.Platform()
-		if err != nil {
-			return nil, "", err
-		}
-		pctx, cancel := context.WithTimeout(ctx, probeTimeout)
-		defer cancel()
-		inst, err := sandbox.Boot(pctx, d, spec)
-		if err != nil {
-			return nil, "", fmt.Errorf("test sandbox (platform %s) did not reach the agent: %w", platform, err)
-		}
-		_ = inst.Stop(ctx)
-		return d, fmt.Sprintf("%s: test sandbox ready in %s", d.Version(), inst.ReadyIn.Round(time.Millisecond)), nil
-	}}
-	tcg := choose.Candidate{Name: candQEMUTCG, Boundary: false, Probe: func(context.Context) (sandbox.Driver, string, error) {
-		c, jailed, err := qemuConfig(cfg)
-		if err != nil {
-			return nil, "", err
-		}
-		if err := qemuJailRefused(cfg, c, jailed); err != nil {
-			return nil, "", err
-		}
-		c.Accel = qemu.AccelTCG
-		d, err := qemu.New(c, log)
-		if err != nil {
-			return nil, "", err
-		}
-		if err := d.Probe(); err != nil {
-			return nil, "", err
-		}
-		return d, "QEMU under TCG, software emulation; " + jailed, nil
-	}}
-	switch cfg.VM.Driver {
-	case "firecracker":
-		return []choose.Candidate{fc}
-	case "gvisor":
-		return []choose.Candidate{gv}
-	case "qemu":
-		switch cfg.VM.Accel {
-		case qemu.AccelKVM:
-			return []choose.Candidate{kvm}
-		case qemu.AccelTCG:
-			return []choose.Candidate{tcg}
-		}
-		return []choose.Candidate{kvm, tcg}
+// driverList is the one ordered list of sandbox drivers, in auto's order of
+// preference: a KVM microVM (Firecracker, then QEMU), then gVisor, then
+// QEMU under TCG (no security boundary: only where allowed). Each driver
+// describes itself (sandbox.Descriptor); what follows loops over the list
+// and never names a driver.
+func driverList(cfg config.Config, spec sandbox.Spec, log *slog.Logger) []sandbox.Descriptor {
+	qcfg, why, qerr := qemuConfig(cfg)
+	qemus := qemu.Describe(qcfg, qemu.DescribeOptions{JailWhy: why, ConfigErr: qerr, Accel: cfg.VM.Accel,
+		AccelCache: filepath.Join(cfg.DataDir, "accel-probe.json"), Spec: spec,
+		AllowRootVMM: cfg.VM.AllowRootVMM, AllowTCG: cfg.VM.AllowTCG}, log)
+	gcfg, gerr := gvisorConfig(cfg, log)
+	return []sandbox.Descriptor{
+		firecracker.Describe(firecrackerConfig(cfg), cfg.VM.AllowRootVMM, log),
+		qemus[0], // under KVM
+		gvisor.Describe(gcfg, gvisor.DescribeOptions{Spec: spec, ProbeTimeout: min(cfg.VM.BootLimit, 60*time.Second), CgroupsErr: gerr}, log),
+		qemus[1], // under TCG
 	}
-	if cfg.Network.Enabled {
-		// gVisor sandboxes have no network device: with networking on,
-		// auto chooses among the drivers that can give one.
-		return []choose.Candidate{fc, kvm, tcg}
+}
+
+// candidates are the drivers of list the driver setting allows, in order:
+// "auto" is all of them (with networking on, those that can give a
+// sandbox a network), a named driver only itself (and its accelerator).
+func candidates(cfg config.Config, list []sandbox.Descriptor) []choose.Candidate {
+	var out []choose.Candidate
+	for _, d := range list {
+		if cfg.VM.Driver == "auto" && cfg.Network.Enabled && !d.Networks {
+			continue
+		}
+		if cfg.VM.Driver != "auto" && !d.Selects(cfg.VM.Driver, cfg.VM.Accel) {
+			continue
+		}
+		out = append(out, choose.Candidate{Name: d.Name, Boundary: d.Boundary, Probe: d.Probe})
 	}
-	return []choose.Candidate{fc, kvm, gv, tcg}
+	return out
+}
+
+// describing is the descriptor of list named name.
+func describing(list []sandbox.Descriptor, name string) (sandbox.Descriptor, bool) {
+	for _, d := range list {
+		if d.Name == name {
+			return d, true
+		}
+	}
+	return sandbox.Descriptor{}, false
+}
+
+// driverNames are the names of list, in order.
+func driverNames(list []sandbox.Descriptor) string {
+	var names []string
+	for _, d := range list {
+		names = append(names, d.Name)
+	}
+	return strings.Join(names, ", ")
 }
 
 // qemuConfig is the QEMU driver's config with its jail resolved (this
@@ -191,49 +135,21 @@ func qemuConfig(cfg config.Config) (qemu.Config, string, error) {
 	return qemu.Config{Binary: cfg.VM.QEMU, RunDir: cfg.RunDir, TSCKHz: cfg.VM.TSCKHz, Jail: j}, why, nil
 }
 
-// rootVMMRefused fails closed: as root, a VMM outside its jail is refused
-// unless the operator accepted it by name (CODEBENCH_ALLOW_ROOT_VMM). how
-// says what would jail it.
-func rootVMMRefused(cfg config.Config, what, how string) error {
-	if os.Geteuid() != 0 || cfg.VM.AllowRootVMM {
-		return nil
-	}
-	return fmt.Errorf("refused: %s would run as root; %s, or accept a root VMM with CODEBENCH_ALLOW_ROOT_VMM=true", what, how)
-}
-
-// qemuJailRefused is rootVMMRefused for QEMU without its jail (why says
-// why it has none).
-func qemuJailRefused(cfg config.Config, qcfg qemu.Config, why string) error {
-	if qcfg.Jail != nil {
-		return nil
-	}
-	return rootVMMRefused(cfg, "QEMU unjailed ("+why+")",
-		"create its user (scripts/install-deps.sh makes codebench-vm) and set CODEBENCH_QEMU_JAIL=auto or on")
-}
-
-// probeQEMU checks, before any test boot, that QEMU can run as configured
-// (present, and new enough for its jail).
-func probeQEMU(qcfg qemu.Config, log *slog.Logger) error {
-	qcfg.Accel = qemu.AccelTCG
-	d, err := qemu.New(qcfg, log)
-	if err != nil {
-		return err
-	}
-	return d.Probe()
-}
-
-// gvisorDriver is the gVisor driver; as root, each sandbox gets a host
-// cgroup with limits where the host has one to give.
-func gvisorDriver(cfg config.Config, log *slog.Logger) (*gvisor.Driver, error) {
+// gvisorConfig is the gVisor driver's config; as root, each sandbox gets a
+// host cgroup with limits where the host has one to give (the error says
+// why not).
+func gvisorConfig(cfg config.Config, log *slog.Logger) (gvisor.Config, error) {
 	gcfg := gvisor.Config{Binary: cfg.VM.Runsc, RunDir: cfg.RunDir, Platform: cfg.VM.GVisorPlatform}
-	if os.Geteuid() == 0 {
-		cg, err := hostcgroup.Detect(hostcgroup.Root, hostcgroup.DefaultName)
-		if err != nil {
-			log.Warn("gVisor sandboxes without a host cgroup", "err", err)
-		}
-		gcfg.Cgroups = cg
+	if os.Geteuid() != 0 {
+		return gcfg, nil
 	}
-	return gvisor.New(gcfg, log)
+	cg, err := hostcgroup.Detect(hostcgroup.Root, hostcgroup.DefaultName)
+	if err != nil {
+		log.Warn("gVisor sandboxes without a host cgroup", "err", err)
+		return gcfg, err
+	}
+	gcfg.Cgroups = cg
+	return gcfg, nil
 }
 
 // close removes this process's run dir; it is empty once every VM stopped.
@@ -247,17 +163,15 @@ func (e *env) close(log *slog.Logger) {
 // dir, asking every driver this host may have run to reclaim its own.
 func reconcileRunDir(ctx context.Context, cfg config.Config, log *slog.Logger) {
 	var rs []sandbox.Reclaimer
-	if qcfg, _, err := qemuConfig(cfg); err == nil {
-		qcfg.Accel = qemu.AccelTCG
-		if d, err := qemu.New(qcfg, log); err == nil {
-			rs = append(rs, d)
+	seen := map[string]bool{}
+	for _, d := range driverList(cfg, sandbox.Spec{}, log) {
+		if d.Reclaimer == nil || seen[d.Setting] { // one per driver, whatever its accelerators
+			continue
 		}
-	}
-	if d, err := firecrackerDriver(cfg, log); err == nil {
-		rs = append(rs, d)
-	}
-	if d, err := gvisorDriver(cfg, log); err == nil {
-		rs = append(rs, d)
+		seen[d.Setting] = true
+		if r, err := d.Reclaimer(); err == nil {
+			rs = append(rs, r)
+		}
 	}
 	rep, err := reconcile.Run(ctx, reconcile.Config{RunDir: cfg.RunDir, Reclaimers: rs}, log)
 	if err != nil {
@@ -268,7 +182,8 @@ func reconcileRunDir(ctx context.Context, cfg config.Config, log *slog.Logger) {
 	}
 }
 
-func firecrackerDriver(cfg config.Config, log *slog.Logger) (*firecracker.Driver, error) {
+// firecrackerConfig is the Firecracker driver's config.
+func firecrackerConfig(cfg config.Config) firecracker.Config {
 	fc := firecracker.Config{Binary: cfg.VM.Firecracker, RunDir: cfg.RunDir, VmlinuxCache: filepath.Join(cfg.DataDir, "cache", "vmlinux")}
 	if j := cfg.VM.Jailer; j.Enabled {
 		fc.Jailer = &firecracker.Jailer{Binary: j.Binary, UID: j.UID, GID: j.GID, ChrootBaseDir: j.Chroot, NetNS: j.NetNS}
@@ -276,10 +191,7 @@ func firecrackerDriver(cfg config.Config, log *slog.Logger) (*firecracker.Driver
 			fc.Jailer.CgroupVersion = "1"
 		}
 	}
-	if err := os.MkdirAll(cfg.RunDir, 0o700); err != nil {
-		return nil, err
-	}
-	return firecracker.New(fc, log)
+	return fc
 }
 
 func policyFor(cfg config.Config, img *image.Image) job.Policy {
@@ -336,19 +248,20 @@ func (e *env) logChoice(log *slog.Logger) {
 	}
 }
 
-// selectDriver sets cfg to run exactly the candidate name.
-func selectDriver(cfg *config.Config, name string) error {
-	switch name {
-	case "auto":
+// selectDriver sets cfg to run exactly the driver of list named name, or
+// auto.
+func selectDriver(cfg *config.Config, list []sandbox.Descriptor, name string) error {
+	if name == "auto" {
 		cfg.VM.Driver = name
-	case candFirecracker, candGVisor:
-		cfg.VM.Driver = name
-	case candQEMUKVM:
-		cfg.VM.Driver, cfg.VM.Accel = "qemu", qemu.AccelKVM
-	case candQEMUTCG:
-		cfg.VM.Driver, cfg.VM.Accel = "qemu", qemu.AccelTCG
-	default:
-		return fmt.Errorf("unknown driver %q (have %s, %s, %s, %s)", name, candFirecracker, candQEMUKVM, candGVisor, candQEMUTCG)
+		return nil
+	}
+	d, ok := describing(list, name)
+	if !ok {
+		return fmt.Errorf("unknown driver %q (have auto, %s)", name, driverNames(list))
+	}
+	cfg.VM.Driver = d.Setting
+	if d.Accel != "" {
+		cfg.VM.Accel = d.Accel
 	}
 	return nil
 }

@@ -61,8 +61,8 @@ func workerCmd(fs *flag.FlagSet) commandFunc {
 			return fmt.Errorf("refusing to serve untrusted jobs: %w", err)
 		}
 		e.logChoice(log)
-		if e.choice.Name == candQEMUTCG {
-			log.Warn("RUNNING WITHOUT A SECURITY BOUNDARY: QEMU's software emulation (TCG) is not one; do not serve untrusted code this way")
+		if !e.desc.Boundary {
+			log.Warn("RUNNING WITHOUT A SECURITY BOUNDARY: " + e.choice.Name + " is not one (software emulation); do not serve untrusted code this way")
 		}
 		log.Info("worker starting", "env", e.describe(), "concurrency", cfg.Worker.Concurrency, "pool_size", cfg.Worker.PoolSize)
 

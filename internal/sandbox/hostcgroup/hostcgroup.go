@@ -286,3 +286,11 @@ func (m *Manager) Limits(id string) (memoryBytes, pids int64, err error) {
 	pids, err = read(filepath.Join(d.pids, "pids.max"))
 	return memoryBytes, pids, err
 }
+
+// Offers says which limits each sandbox gets here.
+func (m *Manager) Offers() string {
+	if m.HasCPU() {
+		return "memory, pids and CPU limits"
+	}
+	return "memory and pids limits"
+}
