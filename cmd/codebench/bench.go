@@ -226,10 +226,10 @@ func loadThroughWorker(ctx context.Context, cfg config.Config, e *env, log *slog
 	if err != nil {
 		return nil, err
 	}
-	defer srv.stop()
+	defer srv.Stop()
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- srv.w.Run(wctx) }()
+	go func() { done <- srv.Worker.Run(wctx) }()
 	defer func() { cancel(); <-done }()
 	// Start warm, as a worker that has been up a while.
 	for ready := false; !ready; {
@@ -237,7 +237,7 @@ func loadThroughWorker(ctx context.Context, cfg config.Config, e *env, log *slog
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-time.After(20 * time.Millisecond):
-			ready = srv.p.Stats().Ready >= poolSize
+			ready = srv.Pool.Stats().Ready >= poolSize
 		}
 	}
 	return bench.LoadBroker(ctx, qcfg, n, c)

@@ -17,7 +17,6 @@ import (
 	"github.com/codebench/codebench/internal/config"
 	"github.com/codebench/codebench/internal/network"
 	"github.com/codebench/codebench/internal/provision"
-	"github.com/codebench/codebench/internal/worker"
 )
 
 // brokerHosts are the broker's addresses (each host of rabbitmq_url,
@@ -70,17 +69,9 @@ func networkStateDir(cfg config.Config) string {
 	return filepath.Join(cfg.DataDir, "network", cfg.Network.Name)
 }
 
-// networked is the sandbox supply for jobs that ask for a network: each
-// a clone of a template with a network device (or a cold boot), attached
-// to a network of its own when it is made, detached when it stops.
-// They are made on demand, not kept warm: a networked job waits for a
-// restore.
-type networked struct {
-	mgr  *network.Manager
-	prov *provision.Provisioner
-}
-
-func (e *env) networked(ctx context.Context, cfg config.Config, log *slog.Logger) (*networked, error) {
+// networked is the supply of sandboxes for jobs that ask for a network,
+// on a network manager configured for the chosen driver.
+func (e *env) networked(ctx context.Context, cfg config.Config, log *slog.Logger) (*provision.Networked, error) {
 	ncfg, err := e.networkConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("network: %w", err)
@@ -95,25 +86,7 @@ func (e *env) networked(ctx context.Context, cfg config.Config, log *slog.Logger
 	}
 	log.Info("network: jobs may ask for a network", "subnet", cfg.Network.Subnet, "allow", cfg.Network.Allow,
 		"ipmasq", cfg.Network.IPMasq, "fences", mgr.Table())
-	return &networked{mgr: mgr, prov: prov}, nil
-}
-
-// Take makes a networked sandbox for one job.
-func (n *networked) Take(ctx context.Context) (worker.Sandbox, error) {
-	m, err := n.prov.Provision(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return m, nil
-}
-
-func (n *networked) close(log *slog.Logger) {
-	n.prov.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := n.mgr.Close(ctx); err != nil {
-		log.Warn("network: teardown", "err", err)
-	}
+	return &provision.Networked{Net: mgr, Prov: prov}, nil
 }
 
 // reclaimNetwork removes what a killed worker's network left (namespaces,

@@ -19,7 +19,7 @@ import (
 
 	"github.com/codebench/codebench/internal/broker"
 	"github.com/codebench/codebench/internal/config"
-	"github.com/codebench/codebench/internal/pool"
+	"github.com/codebench/codebench/internal/daemon"
 	"github.com/codebench/codebench/internal/provision"
 	"github.com/codebench/codebench/internal/queue"
 	"github.com/codebench/codebench/internal/telemetry"
@@ -69,9 +69,9 @@ func workerCmd(fs *flag.FlagSet) commandFunc {
 		// Metrics and health from here on: /healthz answers while the pool
 		// (and its template) is being built, /readyz only once jobs are served.
 		metrics := telemetry.New(e.img.LanguageNames())
-		var serving atomic.Pointer[server]
+		var serving atomic.Pointer[daemon.Daemon]
 		if cfg.MetricsAddr != "" {
-			ts, err := telemetry.Listen(cfg.MetricsAddr, metrics, func() error { return readiness(serving.Load()) }, log)
+			ts, err := telemetry.Listen(cfg.MetricsAddr, metrics, func() error { return serving.Load().Readiness() }, log)
 			if err != nil {
 				return err
 			}
@@ -85,11 +85,11 @@ func workerCmd(fs *flag.FlagSet) commandFunc {
 		serving.Store(srv)
 		defer func() {
 			log.Info("stopping pool")
-			srv.stop()
+			srv.Stop()
 			e.close(log)
 			log.Info("worker stopped")
 		}()
-		w := srv.w
+		w := srv.Worker
 
 		if cfg.DebugAddr != "" {
 			stopDebug, err := serveDebug(cfg.DebugAddr, log)
@@ -115,92 +115,49 @@ func workerCmd(fs *flag.FlagSet) commandFunc {
 	}
 }
 
-// server is a worker and its warm pool, wired from the config: what
-// "codebench worker" runs, and what "codebench bench" starts for each driver
-// it compares.
-type server struct {
-	w    *worker.Worker
-	p    *pool.Pool[*provision.Member]
-	prov *provision.Provisioner
-	net  *networked // nil: jobs may not ask for a network
-	log  *slog.Logger
-}
-
-// readiness is /readyz: connected and consuming, and a sandbox ready.
-func readiness(s *server) error {
-	if s == nil {
-		return errors.New("starting: the pool is being prepared")
-	}
-	if !s.w.Consuming() {
-		return errors.New("not consuming: no broker connection, or the pool is not ready yet")
-	}
-	if s.p.Stats().Ready < 1 {
-		return errors.New("no sandbox ready in the pool")
-	}
-	return nil
-}
-
-// newServer starts the pool (template clones where the driver can, else
-// cold starts) and makes the worker; the caller runs w.Run and then stop.
-func newServer(ctx context.Context, e *env, cfg config.Config, qcfg broker.Config, log *slog.Logger) (*server, error) {
+// newServer is the daemon for the config: its warm pool's provisioner
+// (template clones where the driver can, else cold starts), the networked
+// supply where networking is enabled, and the worker; the caller runs its
+// worker and then stops it.
+func newServer(ctx context.Context, e *env, cfg config.Config, qcfg broker.Config, log *slog.Logger) (*daemon.Daemon, error) {
 	return newServerObserved(ctx, e, cfg, qcfg, nil, log)
 }
 
 // newServerObserved is newServer reporting into metrics (nil: none). It
 // fails only when networking is enabled and cannot be had.
-func newServerObserved(ctx context.Context, e *env, cfg config.Config, qcfg broker.Config, metrics *telemetry.Metrics, log *slog.Logger) (*server, error) {
-	var nw *networked
-	var netPool worker.Pool
-	if cfg.Network.Enabled {
-		var err error
-		if nw, err = e.networked(ctx, cfg, log); err != nil {
-			return nil, err
-		}
-		netPool = nw
-	}
-	prov, _ := e.provisioner(ctx, cfg, log) // without a template it cold-boots, and has said why
-	var obs worker.Observer
-	if metrics != nil {
-		prov.Observe(metrics)
-		if nw != nil {
-			nw.prov.Observe(metrics)
-		}
-		obs = metrics
-	}
-	p := pool.New(pool.Config{Size: cfg.Worker.PoolSize, MaxBoots: cfg.Worker.PoolBoots}, prov.Provision, log, nil)
-	if metrics != nil {
-		metrics.WatchPool(func() (int, int, int) {
-			st := p.Stats()
-			return st.Ready, st.Booting, cfg.Worker.PoolSize
-		})
-	}
-	p.Start()
+func newServerObserved(ctx context.Context, e *env, cfg config.Config, qcfg broker.Config, metrics *telemetry.Metrics, log *slog.Logger) (*daemon.Daemon, error) {
 	replyTo, err := queue.NewReplyPolicy(cfg.Worker.ReplyToPattern)
 	if err != nil {
 		return nil, err
 	}
-	w := worker.New(worker.Config{
-		Concurrency: cfg.Worker.Concurrency, PoolWait: cfg.Worker.PoolWait,
-		Grace: cfg.Worker.Grace, ReconnectMax: cfg.Worker.ReconnectMax,
-		MaxStatusBytes: cfg.Worker.MaxStatusBytes, MaxRequeues: cfg.Worker.MaxRequeues,
-		Ready: p.Ready(), StatusQueueWithReply: cfg.Worker.StatusQueueWithReply, Observer: obs,
-		Networked: netPool, ReplyTo: replyTo,
-	}, e.policy, worker.FromPool(p), func(ctx context.Context) (worker.Session, error) {
-		c, err := broker.Dial(ctx, qcfg)
-		if err != nil {
-			return nil, err // not a typed nil in the interface
+	var nw *provision.Networked
+	if cfg.Network.Enabled {
+		if nw, err = e.networked(ctx, cfg, log); err != nil {
+			return nil, err
 		}
-		return c, nil
-	}, log)
-	return &server{w: w, p: p, prov: prov, net: nw, log: log}, nil
-}
-
-func (s *server) stop() {
-	s.p.Stop()
-	s.prov.Close()
-	if s.net != nil {
-		s.net.close(s.log)
 	}
+	prov, _ := e.provisioner(ctx, cfg, log) // without a template it cold-boots, and has said why
+	dc := daemon.Config{
+		Worker: worker.Config{
+			Concurrency: cfg.Worker.Concurrency, PoolWait: cfg.Worker.PoolWait,
+			Grace: cfg.Worker.Grace, ReconnectMax: cfg.Worker.ReconnectMax,
+			MaxStatusBytes: cfg.Worker.MaxStatusBytes, MaxRequeues: cfg.Worker.MaxRequeues,
+			StatusQueueWithReply: cfg.Worker.StatusQueueWithReply, ReplyTo: replyTo,
+		},
+		PoolSize: cfg.Worker.PoolSize, PoolBoots: cfg.Worker.PoolBoots, Policy: e.policy,
+		Dial: func(ctx context.Context) (worker.Session, error) {
+			c, err := broker.Dial(ctx, qcfg)
+			if err != nil {
+				return nil, err // not a typed nil in the interface
+			}
+			return c, nil
+		},
+		Prov: prov, Networked: nw,
+	}
+	if metrics != nil {
+		dc.Metrics = metrics
+	}
+	return daemon.Start(dc, log), nil
 }
 
 // serveDebug serves expvar (with the goroutine count) and pprof on a

@@ -185,7 +185,7 @@ func (m *Metrics) SandboxFailed(kind string) { m.sandboxFailures.WithLabelValues
 func (m *Metrics) SandboxStopped() { m.sandboxesAlive.Dec() }
 
 // PoolStats is what the pool gauges read at each scrape.
-type PoolStats func() (ready, booting, target int)
+type PoolStats = func() (ready, booting, target int)
 
 // WatchPool exports the pool's sandboxes by state (ready, booting, target).
 func (m *Metrics) WatchPool(stats PoolStats) {
