@@ -209,6 +209,9 @@ func policyFor(cfg config.Config, img *image.Image) job.Policy {
 			OutputBytes: l.MaxOutputBytes, FileSizeKB: l.MaxFileSizeKB},
 		CompileWall: l.CompileWallMS,
 		MaxJobWall:  l.MaxJobWallMS,
+		// Jobs may ask for a network where it is enabled (the worker then
+		// has a networked supply, or does not start).
+		Network: cfg.Network.Enabled,
 	}
 }
 

@@ -119,6 +119,16 @@ type Timings struct {
 	TotalUS     int64 `json:"total_us"` // delivery to final status ready
 }
 
+// AddGuest takes the agent call's timings (execute's: dispatch, compile,
+// run, the agent's own), measured in and around the sandbox, into t, the
+// host's; nil adds nothing.
+func (t *Timings) AddGuest(g *Timings) {
+	if g == nil {
+		return
+	}
+	t.AgentUS, t.DispatchUS, t.CompileUS, t.RunUS, t.GuestUS = g.AgentUS, g.DispatchUS, g.CompileUS, g.RunUS, g.GuestUS
+}
+
 // Marshal encodes s without HTML escaping (output is program text).
 func (s *Status) Marshal() []byte {
 	var buf bytes.Buffer

@@ -344,7 +344,7 @@ func TestRequeueIsBounded(t *testing.T) {
 				&fakePool{sb: &fakeSandbox{res: okResult("hi")}}, nil, quietLog(t))
 			var outcomes []Outcome
 			for range 5 {
-				o, _, _ := w.handle(context.Background(), b, queue.Delivery{Body: []byte(tt.body), Redelivered: true, Acker: newFakeAcker()})
+				o := w.newDelivery(b, queue.Delivery{Body: []byte(tt.body), Redelivered: true, Acker: newFakeAcker()}).handle(context.Background())
 				outcomes = append(outcomes, o)
 				if o != tt.again {
 					break
@@ -363,7 +363,7 @@ func TestRequeueIsBounded(t *testing.T) {
 			// A job the worker ended is forgotten: delivered again (a
 			// producer resent it), it counts from zero.
 			if tt.last == Ack {
-				o, _, _ := w.handle(context.Background(), b, queue.Delivery{Body: []byte(tt.body), Redelivered: true, Acker: newFakeAcker()})
+				o := w.newDelivery(b, queue.Delivery{Body: []byte(tt.body), Redelivered: true, Acker: newFakeAcker()}).handle(context.Background())
 				if o != tt.again {
 					t.Fatalf("delivered after it was ended: %s, want %s (its requeues were not forgotten)", o, tt.again)
 				}
@@ -424,12 +424,32 @@ func TestStreamingAndReplies(t *testing.T) {
 	}
 }
 
+// TestNetworkAllowedWithoutASupply: a policy that allows networks on a
+// worker wired without a networked supply (a wiring bug) makes such a job
+// invalid, never a job run without the network it asked for.
+func TestNetworkAllowedWithoutASupply(t *testing.T) {
+	policy := testPolicy()
+	policy.Network = true
+	sb := &fakeSandbox{res: okResult("plain")}
+	w := New(Config{Concurrency: 1, PoolWait: time.Second, Grace: time.Second}, policy, &fakePool{sb: sb}, nil, quietLog(t))
+	b := newFakeBroker()
+	b.existing["j1"] = true
+	a := newFakeAcker()
+	w.process(context.Background(), b, queue.Delivery{Body: []byte(`{"id":"j1","language":"c","code":"x","network":true}`), Acker: a})
+	sts := b.statusesOf("j1")
+	if a.acks != 1 || sb.runs != 0 || len(sts) != 1 || sts[0].Verdict != job.VerdictInvalidJob {
+		t.Fatalf("acks %d, runs %d, statuses %+v", a.acks, sb.runs, sts)
+	}
+}
+
 // TestNetworkedJobsTakeNetworkedSandboxes: with a networked supply, a job
 // that asks for a network runs on it and one that does not on the pool.
 func TestNetworkedJobsTakeNetworkedSandboxes(t *testing.T) {
 	plain := &fakePool{sb: &fakeSandbox{res: okResult("plain")}}
 	networked := &fakePool{sb: &fakeSandbox{res: okResult("networked")}}
-	w := New(Config{Concurrency: 1, PoolWait: time.Second, Grace: time.Second, Networked: networked}, testPolicy(), plain, nil, quietLog(t))
+	policy := testPolicy()
+	policy.Network = true
+	w := New(Config{Concurrency: 1, PoolWait: time.Second, Grace: time.Second, Networked: networked}, policy, plain, nil, quietLog(t))
 	for _, tc := range []struct{ body, want string }{
 		{`{"id":"j1","language":"c","code":"x","network":true}`, "networked"},
 		{`{"id":"j1","language":"c","code":"x"}`, "plain"},

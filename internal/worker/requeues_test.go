@@ -48,7 +48,7 @@ func TestRefusedStatusEndsTheJob(t *testing.T) {
 	deliveries := 0
 	for range 20 {
 		deliveries++
-		o, _, _ := w.handle(context.Background(), b, queue.Delivery{Body: body, Acker: newFakeAcker()})
+		o := w.newDelivery(b, queue.Delivery{Body: body, Acker: newFakeAcker()}).handle(context.Background())
 		if o != Retry && o != Requeue {
 			break
 		}

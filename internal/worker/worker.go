@@ -219,9 +219,6 @@ func New(cfg Config, policy job.Policy, p Pool, dial Dial, log *slog.Logger) *Wo
 	if cfg.After == nil {
 		cfg.After = time.After
 	}
-	// Jobs may ask for a network exactly when there are networked
-	// sandboxes to hand them.
-	policy.Network = cfg.Networked != nil
 	obs := cfg.Observer
 	if obs == nil {
 		obs = noObserver{}
@@ -354,77 +351,10 @@ func (w *Worker) drain(wg *sync.WaitGroup, cancelJobs context.CancelFunc) {
 	<-done
 }
 
-// process runs one delivery to its end: handle decides, the delivery is
-// settled, and only then is the job's sandbox stopped (its teardown is not
-// on the job's path).
-func (w *Worker) process(ctx context.Context, pub Publisher, d queue.Delivery) {
-	o, sb, log := w.handle(ctx, pub, d)
-	if o == Retry && ctx.Err() != nil {
-		o = Requeue // a shutdown is not the job's fault
-	}
-	settle(d, o, log)
-	if sb != nil {
-		w.stopSandbox(ctx, sb, log)
-	}
-}
-
-// requeue is handle's way out for a job that could not be finished here.
-// A status the broker refused (while connected) ends the job at once: it
-// is dead-lettered with the reason and acked, since publishing again will
-// not help. Otherwise a job requeued MaxRequeues times by this worker is
-// ended instead (the cause is likely the job itself); a worker shutting
-// down always requeues.
-func (w *Worker) requeue(ctx context.Context, pub Publisher, rt route, d queue.Delivery, id, lang string, tm job.Timings, start time.Time, log *slog.Logger, why string, err error) Outcome {
-	if ctx.Err() != nil {
-		return w.requeued(log, why, err)
-	}
-	if refused(err) {
-		return w.deadLetter(ctx, pub, d, log, fmt.Sprintf("job %s: the broker refused its status (%s): %v", id, why, err))
-	}
-	n := w.requeues.add(requeueKey(id, d.Body))
-	if n <= w.cfg.MaxRequeues {
-		w.requeued(log, why, err)
-		return Retry
-	}
-	log.Error("job requeued too often by this worker; ending it", "requeues", n-1, "why", why, "err", err)
-	st := job.Internal(id, fmt.Sprintf("this worker could not finish the job %d times (the last time: %s)", n-1, why), err)
-	if err := w.finish(ctx, pub, rt, st, lang, tm, start, log); err != nil {
-		if refused(err) {
-			return w.deadLetter(ctx, pub, d, log, fmt.Sprintf("job %s: the broker refused its final status: %v", id, err))
-		}
-		// Not even this status could be published: the broker is
-		// unreachable and the job is requeued, not lost.
-		return w.requeued(log, "final status not confirmed", err)
-	}
-	w.requeues.forget(requeueKey(id, d.Body))
-	return Ack
-}
-
 // refused reports whether the broker, still connected, refused a publish:
 // trying again will not help.
 func refused(err error) bool {
 	return errors.Is(err, queue.ErrRefused) || errors.Is(err, queue.ErrTooLarge)
-}
-
-// deadLetter ends a job whose statuses cannot be delivered: the job goes to
-// jobs.dead with the reason and is acked. If even that is refused, the job
-// is rejected (the broker drops it, or dead-letters it where the queue has
-// a dead-letter exchange); if the connection is gone, it is requeued.
-func (w *Worker) deadLetter(ctx context.Context, pub Publisher, d queue.Delivery, log *slog.Logger, reason string) Outcome {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	log.Error("job ended: dead-lettered", "reason", reason)
-	err := pub.DeadLetter(ctx, d.Body, reason)
-	switch {
-	case err == nil:
-		w.obs.DeadLettered()
-		return Ack
-	case refused(err):
-		log.Error("dead-lettering refused too; rejecting the job", "err", err)
-		w.obs.DeadLettered()
-		return Reject
-	}
-	return w.requeued(log, "could not dead-letter a job whose status was refused", err)
 }
 
 // settle is the one place a delivery is acked or requeued.
@@ -446,115 +376,17 @@ func settle(d queue.Delivery, o Outcome, log *slog.Logger) {
 	}
 }
 
-// handle runs one job and decides its outcome. It returns the sandbox the
-// job ran on (nil if none), for the caller to stop after settling.
-func (w *Worker) handle(ctx context.Context, pub Publisher, d queue.Delivery) (Outcome, Sandbox, *slog.Logger) {
-	start := time.Now()
-	rt, rtErr := w.routeOf(d)
-	j, err := job.Decode(d.Body, w.policy)
-	if err == nil && rtErr != nil {
-		err = &job.InvalidError{ID: j.ID, Reason: rtErr.Error()}
-	}
-	if err != nil {
-		return w.reject(ctx, pub, rt, d.Body, err)
-	}
-	log := w.log.With("job_id", j.ID, "language", j.Language, "redelivered", d.Redelivered)
-	log.Info("job received")
-	var tm job.Timings
-	if !d.PublishedAt.IsZero() {
-		tm.QueueWaitUS = max(start.Sub(d.PublishedAt).Microseconds(), 0)
-	}
-	again := func(why string, err error) Outcome {
-		return w.requeue(ctx, pub, rt, d, j.ID, j.Language, tm, start, log, why, err)
-	}
-	if rt.statusQueue {
-		if err := pub.DeclareStatusQueue(j.ID); err != nil {
-			return again("declare status queue", err), nil, log
-		}
-	}
-	t := time.Now()
-	if err := w.publish(ctx, pub, rt, job.Progress(j.ID, job.StatusReceived)); err != nil {
-		return again("publish received", err), nil, log
-	}
-	tm.PublishUS = time.Since(t).Microseconds()
-
-	t = time.Now()
-	takeCtx, cancel := context.WithTimeout(ctx, w.cfg.PoolWait)
-	pool := w.pool
-	if j.Network {
-		pool = w.cfg.Networked
-	}
-	sb, err := pool.Take(takeCtx)
-	cancel()
-	tm.PoolWaitUS = time.Since(t).Microseconds()
-	if err != nil {
-		if ctx.Err() != nil {
-			return w.requeued(log, "shutting down", err), nil, log
-		}
-		st := job.Internal(j.ID, fmt.Sprintf("no sandbox became available within %s", w.cfg.PoolWait), err)
-		if err := w.finish(ctx, pub, rt, st, j.Language, tm, start, log); err != nil {
-			return again("final status not confirmed", err), nil, log
-		}
-		return Ack, nil, log
-	}
-	log = log.With("vm_id", sb.ID())
-
-	t = time.Now()
-	if err := w.publish(ctx, pub, rt, job.Progress(j.ID, job.StatusRunning)); err != nil {
-		return again("publish running", err), sb, log
-	}
-	tm.PublishUS += time.Since(t).Microseconds()
-	var progress func(agentproto.Output)
-	var streamed func()
-	if j.Stream {
-		progress, streamed = w.streamOutput(ctx, pub, rt, j.ID, log)
-	}
-	st := execute.Job(ctx, w.policy, sb, j, progress)
-	if streamed != nil {
-		streamed() // every output status goes before the final one
-	}
-	if ctx.Err() != nil {
-		return w.requeued(log, "cancelled while running", ctx.Err()), sb, log
-	}
-	if err := w.finish(ctx, pub, rt, st, j.Language, tm, start, log); err != nil {
-		return again("final status not confirmed", err), sb, log
-	}
-	return Ack, sb, log
-}
-
 func (w *Worker) requeued(log *slog.Logger, why string, err error) Outcome {
 	log.Warn("job requeued", "why", why, "err", err)
 	w.obs.JobRequeued(why)
 	return Requeue
 }
 
-// finish publishes the final status with the host's timings added to the
-// sandbox's; it returns why the status was not confirmed, for the caller
-// to requeue or end the job.
-func (w *Worker) finish(ctx context.Context, pub Publisher, rt route, st *job.Status, lang string, tm job.Timings, start time.Time, log *slog.Logger) error {
-	if a := st.Timings; a != nil {
-		tm.AgentUS, tm.DispatchUS, tm.CompileUS, tm.RunUS, tm.GuestUS = a.AgentUS, a.DispatchUS, a.CompileUS, a.RunUS, a.GuestUS
-	}
-	tm.TotalUS = time.Since(start).Microseconds()
-	st.Timings = &tm
-	t := time.Now()
-	if err := w.publish(ctx, pub, rt, st); err != nil {
-		log.Warn("final status not confirmed", "err", err)
-		return err
-	}
-	w.obs.JobFinished(lang, st.Status, st.Verdict, tm)
-	log.Info("job finished", "status", st.Status, "verdict", st.Verdict, "message", st.Message,
-		"queue_wait_us", tm.QueueWaitUS, "pool_wait_us", tm.PoolWaitUS, "publish_us", tm.PublishUS,
-		"dispatch_us", tm.DispatchUS, "compile_us", tm.CompileUS, "run_us", tm.RunUS, "guest_us", tm.GuestUS,
-		"total_us", tm.TotalUS, "final_publish_us", time.Since(t).Microseconds())
-	return nil
-}
-
-// publish publishes one status where rt says, fitted to the status size
+// publishTo publishes one status where rt says, fitted to the status size
 // limit; when the broker refuses it as too large (its real limit was lower
 // than we knew), it is fitted to the limit the broker gave and published
 // once more.
-func (w *Worker) publish(ctx context.Context, pub Publisher, rt route, st *job.Status) error {
+func (w *Worker) publishTo(ctx context.Context, pub Publisher, rt route, st *job.Status) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	send := func(body []byte) error {
@@ -596,7 +428,7 @@ func (w *Worker) streamOutput(ctx context.Context, pub Publisher, rt route, id s
 	go func() {
 		defer close(finished)
 		for o := range ch {
-			if err := w.publish(ctx, pub, rt, job.Output(id, o.Seq, o.Stdout, o.Stderr)); err != nil {
+			if err := w.publishTo(ctx, pub, rt, job.Output(id, o.Seq, o.Stdout, o.Stderr)); err != nil {
 				log.Warn("output status not published", "seq", o.Seq, "err", err)
 			}
 		}
@@ -615,68 +447,6 @@ func (w *Worker) streamOutput(ctx context.Context, pub Publisher, rt route, id s
 // broker's limit less room for the message's properties.
 func (w *Worker) statusLimit(pub Publisher) int {
 	return min(w.cfg.MaxStatusBytes, pub.MaxMessageSize()-statusHeadroom)
-}
-
-// reject answers an invalid job: a failed/invalid_job status where the id
-// is usable, and the message to jobs.dead with the reason where the body
-// could not be decoded or has no usable id. An invalid job costs the broker
-// nothing lasting: its status goes to its reply_to, or to its status queue
-// only where that exists already (a producer that follows its job declared
-// it), never to a queue made for it. Either way it is acked once reported:
-// retrying cannot make it valid.
-func (w *Worker) reject(ctx context.Context, pub Publisher, rt route, body []byte, err error) (Outcome, Sandbox, *slog.Logger) {
-	var inv *job.InvalidError
-	if !errors.As(err, &inv) {
-		inv = &job.InvalidError{Reason: err.Error()}
-	}
-	log := w.log.With("job_id", inv.ID)
-	log.Warn("invalid job", "reason", inv.Reason) // bounded by job.Decode
-	w.obs.JobFinished("", job.StatusFailed, job.VerdictInvalidJob, job.Timings{})
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	key := requeueKey(inv.ID, body)
-	if inv.ID == "" && rt.replyTo != "" {
-		// The requester hears back even without an id (best effort: the
-		// message is dead-lettered below either way).
-		_ = w.publish(ctx, pub, route{replyTo: rt.replyTo, correlationID: rt.correlationID}, job.Invalid("", inv.Reason))
-	}
-	if inv.ID == "" || inv.Malformed {
-		err := pub.DeadLetter(ctx, body, inv.Reason)
-		if err == nil {
-			w.obs.DeadLettered()
-		}
-		if err != nil {
-			if refused(err) || w.requeues.add(key) > w.cfg.MaxRequeues {
-				// It cannot be dead-lettered (nor, without an id,
-				// reported): the broker may drop or dead-letter it.
-				log.Error("invalid job could not be dead-lettered; rejecting it", "err", err)
-				w.obs.DeadLettered()
-				return Reject, nil, log
-			}
-			return w.requeued(log, "could not dead-letter an invalid job", err), nil, log
-		}
-	}
-	if inv.ID != "" {
-		dest := rt
-		var err error
-		if dest.statusQueue {
-			dest.statusQueue, err = pub.StatusQueueExists(inv.ID)
-		}
-		if err == nil && (dest.statusQueue || dest.replyTo != "") {
-			err = w.publish(ctx, pub, dest, job.Invalid(inv.ID, inv.Reason))
-		}
-		switch {
-		case err == nil:
-		case refused(err):
-			log.Warn("the broker refused an invalid job's status; acking it", "err", err)
-		case w.requeues.add(key) > w.cfg.MaxRequeues:
-			log.Error("invalid job could not be reported, again; acking it (it was dead-lettered if malformed)", "err", err)
-		default:
-			return w.requeued(log, "could not report an invalid job", err), nil, log
-		}
-	}
-	w.requeues.forget(key)
-	return Ack, nil, log
 }
 
 func (w *Worker) stopSandbox(ctx context.Context, sb Sandbox, log *slog.Logger) {

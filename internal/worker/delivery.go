@@ -1,0 +1,279 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/codebench/codebench/internal/agentproto"
+	"github.com/codebench/codebench/internal/execute"
+	"github.com/codebench/codebench/internal/job"
+	"github.com/codebench/codebench/internal/queue"
+)
+
+// delivery is one job message on its way through the worker, with
+// everything its handling carries: where its statuses go, its log, its
+// timings (one struct from its receipt to its final status) and the
+// sandbox it ran on.
+type delivery struct {
+	w     *Worker
+	pub   Publisher
+	msg   queue.Delivery
+	start time.Time
+	rt    route
+	rtErr error // why the message's reply_to was refused, if it was
+	log   *slog.Logger
+	// id and lang are the job's, once decoded.
+	id, lang string
+	tm       job.Timings
+	// sb is the sandbox the job ran on (nil: none), stopped after the
+	// delivery is settled.
+	sb Sandbox
+}
+
+func (w *Worker) newDelivery(pub Publisher, msg queue.Delivery) *delivery {
+	rt, rtErr := w.routeOf(msg)
+	return &delivery{w: w, pub: pub, msg: msg, start: time.Now(), rt: rt, rtErr: rtErr, log: w.log}
+}
+
+// process runs one delivery to its end: handle decides, the delivery is
+// settled, and only then is the job's sandbox stopped (its teardown is not
+// on the job's path).
+func (w *Worker) process(ctx context.Context, pub Publisher, msg queue.Delivery) {
+	dl := w.newDelivery(pub, msg)
+	o := dl.handle(ctx)
+	if o == Retry && ctx.Err() != nil {
+		o = Requeue // a shutdown is not the job's fault
+	}
+	settle(msg, o, dl.log)
+	if dl.sb != nil {
+		w.stopSandbox(ctx, dl.sb, dl.log)
+	}
+}
+
+// handle runs the job and decides the delivery's outcome.
+func (dl *delivery) handle(ctx context.Context) Outcome {
+	w := dl.w
+	j, err := job.Decode(dl.msg.Body, w.policy)
+	if err == nil && dl.rtErr != nil {
+		err = &job.InvalidError{ID: j.ID, Reason: dl.rtErr.Error()}
+	}
+	if err == nil && j.Network && w.cfg.Networked == nil {
+		// The policy allowed what this worker cannot give: a wiring bug,
+		// reported as the job's invalidity rather than run unnetworked.
+		err = &job.InvalidError{ID: j.ID, Reason: "network access is not enabled on this worker"}
+	}
+	if err != nil {
+		return dl.reject(ctx, err)
+	}
+	dl.id, dl.lang = j.ID, j.Language
+	dl.log = w.log.With("job_id", j.ID, "language", j.Language, "redelivered", dl.msg.Redelivered)
+	dl.log.Info("job received")
+	if !dl.msg.PublishedAt.IsZero() {
+		dl.tm.QueueWaitUS = max(dl.start.Sub(dl.msg.PublishedAt).Microseconds(), 0)
+	}
+	if dl.rt.statusQueue {
+		if err := dl.pub.DeclareStatusQueue(j.ID); err != nil {
+			return dl.requeue(ctx, "declare status queue", err)
+		}
+	}
+	t := time.Now()
+	if err := dl.publish(ctx, job.Progress(j.ID, job.StatusReceived)); err != nil {
+		return dl.requeue(ctx, "publish received", err)
+	}
+	dl.tm.PublishUS = time.Since(t).Microseconds()
+
+	t = time.Now()
+	takeCtx, cancel := context.WithTimeout(ctx, w.cfg.PoolWait)
+	pool := w.pool
+	if j.Network {
+		pool = w.cfg.Networked
+	}
+	sb, err := pool.Take(takeCtx)
+	cancel()
+	dl.tm.PoolWaitUS = time.Since(t).Microseconds()
+	if err != nil {
+		if ctx.Err() != nil {
+			return w.requeued(dl.log, "shutting down", err)
+		}
+		return dl.end(ctx, job.Internal(j.ID, fmt.Sprintf("no sandbox became available within %s", w.cfg.PoolWait), err))
+	}
+	dl.sb = sb
+	dl.log = dl.log.With("vm_id", sb.ID())
+
+	t = time.Now()
+	if err := dl.publish(ctx, job.Progress(j.ID, job.StatusRunning)); err != nil {
+		return dl.requeue(ctx, "publish running", err)
+	}
+	dl.tm.PublishUS += time.Since(t).Microseconds()
+	var progress func(agentproto.Output)
+	var streamed func()
+	if j.Stream {
+		progress, streamed = w.streamOutput(ctx, dl.pub, dl.rt, j.ID, dl.log)
+	}
+	st := execute.Job(ctx, w.policy, sb, j, progress)
+	if streamed != nil {
+		streamed() // every output status goes before the final one
+	}
+	if ctx.Err() != nil {
+		return w.requeued(dl.log, "cancelled while running", ctx.Err())
+	}
+	return dl.end(ctx, st)
+}
+
+// end publishes the job's final status: acked once confirmed, requeued (or
+// dead-lettered, if the broker refused it) when not.
+func (dl *delivery) end(ctx context.Context, st *job.Status) Outcome {
+	if err := dl.finish(ctx, st); err != nil {
+		return dl.requeue(ctx, "final status not confirmed", err)
+	}
+	return Ack
+}
+
+// requeue is the way out for a job that could not be finished here. A
+// status the broker refused (while connected) ends the job at once: it is
+// dead-lettered with the reason and acked, since publishing again will not
+// help. Otherwise a job requeued MaxRequeues times by this worker is ended
+// with internal_error (the cause is likely the job itself): its final
+// status is published by finish, never by requeue again. A worker
+// shutting down always requeues.
+func (dl *delivery) requeue(ctx context.Context, why string, err error) Outcome {
+	w := dl.w
+	if ctx.Err() != nil {
+		return w.requeued(dl.log, why, err)
+	}
+	if refused(err) {
+		return dl.deadLetter(ctx, fmt.Sprintf("job %s: the broker refused its status (%s): %v", dl.id, why, err))
+	}
+	key := requeueKey(dl.id, dl.msg.Body)
+	n := w.requeues.add(key)
+	if n <= w.cfg.MaxRequeues {
+		w.requeued(dl.log, why, err)
+		return Retry
+	}
+	dl.log.Error("job requeued too often by this worker; ending it", "requeues", n-1, "why", why, "err", err)
+	st := job.Internal(dl.id, fmt.Sprintf("this worker could not finish the job %d times (the last time: %s)", n-1, why), err)
+	if err := dl.finish(ctx, st); err != nil {
+		if refused(err) {
+			return dl.deadLetter(ctx, fmt.Sprintf("job %s: the broker refused its final status: %v", dl.id, err))
+		}
+		// Not even this status could be published: the broker is
+		// unreachable and the job is requeued, not lost.
+		return w.requeued(dl.log, "final status not confirmed", err)
+	}
+	w.requeues.forget(key)
+	return Ack
+}
+
+// finish publishes the final status with the guest's timings taken into
+// the delivery's own; it returns why the status was not confirmed.
+func (dl *delivery) finish(ctx context.Context, st *job.Status) error {
+	dl.tm.AddGuest(st.Timings)
+	dl.tm.TotalUS = time.Since(dl.start).Microseconds()
+	st.Timings = &dl.tm
+	t := time.Now()
+	if err := dl.publish(ctx, st); err != nil {
+		dl.log.Warn("final status not confirmed", "err", err)
+		return err
+	}
+	tm := dl.tm
+	dl.w.obs.JobFinished(dl.lang, st.Status, st.Verdict, tm)
+	dl.log.Info("job finished", "status", st.Status, "verdict", st.Verdict, "message", st.Message,
+		"queue_wait_us", tm.QueueWaitUS, "pool_wait_us", tm.PoolWaitUS, "publish_us", tm.PublishUS,
+		"dispatch_us", tm.DispatchUS, "compile_us", tm.CompileUS, "run_us", tm.RunUS, "guest_us", tm.GuestUS,
+		"total_us", tm.TotalUS, "final_publish_us", time.Since(t).Microseconds())
+	return nil
+}
+
+// publish publishes one of the job's statuses by its route.
+func (dl *delivery) publish(ctx context.Context, st *job.Status) error {
+	return dl.w.publishTo(ctx, dl.pub, dl.rt, st)
+}
+
+// deadLetter ends a job whose statuses cannot be delivered: the job goes to
+// jobs.dead with the reason and is acked. If even that is refused, the job
+// is rejected (the broker drops it, or dead-letters it where the queue has
+// a dead-letter exchange); if the connection is gone, it is requeued.
+func (dl *delivery) deadLetter(ctx context.Context, reason string) Outcome {
+	w := dl.w
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	dl.log.Error("job ended: dead-lettered", "reason", reason)
+	err := dl.pub.DeadLetter(ctx, dl.msg.Body, reason)
+	switch {
+	case err == nil:
+		w.obs.DeadLettered()
+		return Ack
+	case refused(err):
+		dl.log.Error("dead-lettering refused too; rejecting the job", "err", err)
+		w.obs.DeadLettered()
+		return Reject
+	}
+	return w.requeued(dl.log, "could not dead-letter a job whose status was refused", err)
+}
+
+// reject answers an invalid job: a failed/invalid_job status where the id
+// is usable, and the message to jobs.dead with the reason where the body
+// could not be decoded or has no usable id. An invalid job costs the broker
+// nothing lasting: its status goes to its reply_to, or to its status queue
+// only where that exists already (a producer that follows its job declared
+// it), never to a queue made for it. Either way it is acked once reported:
+// retrying cannot make it valid.
+func (dl *delivery) reject(ctx context.Context, err error) Outcome {
+	w, pub, rt, body := dl.w, dl.pub, dl.rt, dl.msg.Body
+	var inv *job.InvalidError
+	if !errors.As(err, &inv) {
+		inv = &job.InvalidError{Reason: err.Error()}
+	}
+	dl.log = w.log.With("job_id", inv.ID)
+	log := dl.log
+	log.Warn("invalid job", "reason", inv.Reason) // bounded by job.Decode
+	w.obs.JobFinished("", job.StatusFailed, job.VerdictInvalidJob, job.Timings{})
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	key := requeueKey(inv.ID, body)
+	if inv.ID == "" && rt.replyTo != "" {
+		// The requester hears back even without an id (best effort: the
+		// message is dead-lettered below either way).
+		_ = w.publishTo(ctx, pub, route{replyTo: rt.replyTo, correlationID: rt.correlationID}, job.Invalid("", inv.Reason))
+	}
+	if inv.ID == "" || inv.Malformed {
+		err := pub.DeadLetter(ctx, body, inv.Reason)
+		if err == nil {
+			w.obs.DeadLettered()
+		}
+		if err != nil {
+			if refused(err) || w.requeues.add(key) > w.cfg.MaxRequeues {
+				// It cannot be dead-lettered (nor, without an id,
+				// reported): the broker may drop or dead-letter it.
+				log.Error("invalid job could not be dead-lettered; rejecting it", "err", err)
+				w.obs.DeadLettered()
+				return Reject
+			}
+			return w.requeued(log, "could not dead-letter an invalid job", err)
+		}
+	}
+	if inv.ID != "" {
+		dest := rt
+		var err error
+		if dest.statusQueue {
+			dest.statusQueue, err = pub.StatusQueueExists(inv.ID)
+		}
+		if err == nil && (dest.statusQueue || dest.replyTo != "") {
+			err = w.publishTo(ctx, pub, dest, job.Invalid(inv.ID, inv.Reason))
+		}
+		switch {
+		case err == nil:
+		case refused(err):
+			log.Warn("the broker refused an invalid job's status; acking it", "err", err)
+		case w.requeues.add(key) > w.cfg.MaxRequeues:
+			log.Error("invalid job could not be reported, again; acking it (it was dead-lettered if malformed)", "err", err)
+		default:
+			return w.requeued(log, "could not report an invalid job", err)
+		}
+	}
+	w.requeues.forget(key)
+	return Ack
+}
