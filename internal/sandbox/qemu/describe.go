@@ -65,7 +65,10 @@ func Describe(cfg Config, o DescribeOptions, log *slog.Logger) []sandbox.Descrip
 				return nil, "", errors.New(r.Reason)
 			}
 			d, err := withAccel(AccelKVM)
-			return d, r.Reason + "; " + o.JailWhy, err
+			if err != nil {
+				return nil, "", err
+			}
+			return d, r.Reason + "; " + d.Version() + "; " + o.JailWhy, nil
 		}}
 	tcg := sandbox.Descriptor{Name: "qemu-tcg", Setting: "qemu", Accel: AccelTCG, Boundary: false, Networks: true,
 		Probe: func(context.Context) (sandbox.Driver, string, error) {
@@ -79,7 +82,7 @@ func Describe(cfg Config, o DescribeOptions, log *slog.Logger) []sandbox.Descrip
 			if err := d.Probe(); err != nil {
 				return nil, "", err
 			}
-			return d, "QEMU under TCG, software emulation; " + o.JailWhy, nil
+			return d, "software emulation; " + d.Version() + "; " + o.JailWhy, nil
 		}}
 	kvm.Walls = func(sandbox.Driver) []sandbox.Wall {
 		return append([]sandbox.Wall{{Name: "guest kernel", Present: true, Detail: "a kernel of its own in a KVM microVM (qemu-kvm)"}}, jailWalls(cfg, o)...)
