@@ -290,7 +290,7 @@ func (d *Driver) Start(ctx context.Context, spec sandbox.Spec) (sandbox.VM, erro
 	return d.launch(ctx, spec, nil)
 }
 
-func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, snap *sdk.SnapshotConfig) (_ *VM, err error) {
+func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, snap *sdk.SnapshotConfig) (*VM, error) {
 	if err := d.Probe(); err != nil {
 		return nil, err
 	}
@@ -301,18 +301,18 @@ func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, snap *sdk.Snapsh
 	spec.VCPUs = max(spec.VCPUs, 1)
 	vm := &VM{id: spec.ID, dir: filepath.Join(d.cfg.RunDir, spec.ID), done: make(chan struct{}), log: d.log.With("vm_id", spec.ID),
 		console: sandbox.NewConsole(sandbox.ConsoleSize)}
-	defer func() {
-		if err != nil {
-			err = errors.Join(err, vm.stack.Unwind(ctx))
-		}
-	}()
-	if err := os.Mkdir(vm.dir, 0o700); err != nil {
+	if err := sandbox.Launch(ctx, &vm.stack, d.cfg.RunDir, spec.ID, func(string) error { return d.start(ctx, vm, spec, snap) }); err != nil {
 		return nil, err
 	}
-	vm.stack.Push("remove run dir", func(context.Context) error { return os.RemoveAll(vm.dir) })
+	return vm, nil
+}
+
+// start runs inside sandbox.Launch: the run dir is there, and the stack
+// unwinds whatever is pushed here if it fails.
+func (d *Driver) start(ctx context.Context, vm *VM, spec sandbox.Spec, snap *sdk.SnapshotConfig) error {
 	vmlinux, err := d.vmlinux(spec.Kernel)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	cfg := d.machineConfig(spec, vm.dir, vmlinux)
 	// The VMM's stdout is the guest console: its end is kept in a bounded
@@ -341,12 +341,12 @@ func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, snap *sdk.Snapsh
 	m, err := sdk.NewMachine(vmCtx, cfg, opts...)
 	if err != nil {
 		cancel()
-		return nil, fmt.Errorf("firecracker: %w", err)
+		return fmt.Errorf("firecracker: %w", err)
 	}
 	vm.m = m
 	if err := m.Start(vmCtx); err != nil {
 		cancel()
-		return nil, fmt.Errorf("firecracker: start: %w", err)
+		return fmt.Errorf("firecracker: start: %w", err)
 	}
 	vm.vsockPath = cfg.VsockDevices[0].Path
 	if cfg.JailerCfg != nil {
@@ -367,12 +367,12 @@ func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, snap *sdk.Snapsh
 	vm.stack.Push("stop firecracker", vm.stopVMM)
 	pid, err := m.PID()
 	if err != nil {
-		return nil, fmt.Errorf("firecracker: the VMM's pid: %w", err) // the stack stops it
+		return fmt.Errorf("firecracker: the VMM's pid: %w", err) // the stack stops it
 	}
 	if err := proc.WritePIDFile(filepath.Join(vm.dir, PIDFile), pid); err != nil {
-		return nil, fmt.Errorf("firecracker: %w", err)
+		return fmt.Errorf("firecracker: %w", err)
 	}
-	return vm, nil
+	return nil
 }
 
 // Reclaim implements sandbox.Reclaimer: the VMM named by the pid file, if its
@@ -449,46 +449,19 @@ func (v *VM) Stop(ctx context.Context) error {
 	return v.stopErr
 }
 
-// stopVMM escalates: Ctrl-Alt-Del, SIGTERM (StopVMM), SIGKILL, then the VM
-// context; each judged by the process's exit.
+// stopVMM ends the VMM (sandbox.Escalate): Ctrl-Alt-Del, SIGTERM
+// (StopVMM), SIGKILL, then the VM's context; each judged by the process's
+// exit.
 func (v *VM) stopVMM(ctx context.Context) error {
 	defer v.cancel()
-	steps := []struct {
-		name string
-		do   func() error
-		wait time.Duration
-	}{
-		{"ctrl-alt-del", func() error { return v.m.Shutdown(ctx) }, time.Second},
-		{"SIGTERM", v.m.StopVMM, 2 * time.Second},
-		{"SIGKILL", v.Kill, 3 * time.Second},
+	steps := []sandbox.StopStep{
+		{Name: "ctrl-alt-del", Do: func() error { return v.m.Shutdown(ctx) }, Wait: time.Second},
+		{Name: "SIGTERM", Do: v.m.StopVMM, Wait: 2 * time.Second},
+		{Name: "SIGKILL", Do: v.Kill, Wait: 3 * time.Second},
+		{Name: "VM context", Do: func() error { v.cancel(); return nil }, Wait: 3 * time.Second},
 	}
-	for _, s := range steps {
-		if sandbox.IsDone(v.done) {
-			return nil
-		}
-		if ctx.Err() != nil {
-			// The teardown's deadline passed: SIGKILL, and no more waiting.
-			_ = v.Kill()
-			v.cancel()
-			return fmt.Errorf("%w: %s, abandoned: %w", sandbox.ErrStopFailed, v.id, context.Cause(ctx))
-		}
-		if err := s.do(); err != nil {
-			v.log.Debug("stop step", "step", s.name, "err", err)
-		}
-		select {
-		case <-v.done:
-			return nil
-		case <-time.After(s.wait):
-		case <-ctx.Done():
-		}
-	}
-	v.cancel()
-	select {
-	case <-v.done:
-		return nil
-	case <-time.After(3 * time.Second):
-		return fmt.Errorf("%w: %s", sandbox.ErrStopFailed, v.id)
-	}
+	kill := func() error { err := v.Kill(); v.cancel(); return err }
+	return sandbox.Escalate(ctx, v.done, v.id, steps, kill, v.log)
 }
 
 // ConsoleTail implements sandbox.VM.

@@ -174,7 +174,7 @@ func (d *Driver) Checkpoint(ctx context.Context, v sandbox.VM, dir string) error
 	return nil
 }
 
-func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, restoreFrom string) (_ sandbox.VM, err error) {
+func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, restoreFrom string) (sandbox.VM, error) {
 	platform, err := d.Platform()
 	if err != nil {
 		return nil, err
@@ -190,21 +190,18 @@ func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, restoreFrom stri
 	}
 	vm := &VM{id: spec.ID, dir: filepath.Join(d.cfg.RunDir, spec.ID), done: make(chan struct{}),
 		console: sandbox.NewConsole(sandbox.ConsoleSize), log: d.log.With("vm_id", spec.ID)}
-	defer func() {
-		if err != nil {
-			err = errors.Join(err, vm.stack.Unwind(ctx))
-		}
-	}()
-	if err := os.MkdirAll(d.cfg.RunDir, 0o700); err != nil {
-		return nil, fmt.Errorf("gvisor: run dir: %w", err)
+	if err := sandbox.Launch(ctx, &vm.stack, d.cfg.RunDir, spec.ID, func(string) error { return d.start(ctx, vm, spec, platform, restoreFrom) }); err != nil {
+		return nil, err
 	}
-	if err := os.Mkdir(vm.dir, 0o700); err != nil {
-		return nil, fmt.Errorf("gvisor: run dir: %w", err)
-	}
-	vm.stack.Push("remove run dir", func(context.Context) error { return os.RemoveAll(vm.dir) })
+	return vm, nil
+}
+
+// start runs inside sandbox.Launch: the run dir is there, and the stack
+// unwinds whatever is pushed here if it fails.
+func (d *Driver) start(ctx context.Context, vm *VM, spec sandbox.Spec, platform, restoreFrom string) error {
 	bundle := filepath.Join(vm.dir, bundleDir)
 	if err := os.Mkdir(bundle, 0o700); err != nil {
-		return nil, err
+		return err
 	}
 	oci := ociSpec(spec)
 	if d.cfg.Cgroups != nil {
@@ -223,21 +220,21 @@ func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, restoreFrom stri
 	}
 	b, err := json.MarshalIndent(oci, "", "  ")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o600); err != nil {
-		return nil, err
+		return err
 	}
 
 	stdinR, stdinW, err := os.Pipe()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	stdoutR, stdoutW, err := os.Pipe()
 	if err != nil {
 		stdinR.Close()
 		stdinW.Close()
-		return nil, err
+		return err
 	}
 	verb := []string{"run"}
 	if restoreFrom != "" {
@@ -257,7 +254,7 @@ func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, restoreFrom stri
 	if err != nil {
 		stdinW.Close()
 		stdoutR.Close()
-		return nil, fmt.Errorf("gvisor: start %s: %w", d.cfg.Binary, err)
+		return fmt.Errorf("gvisor: start %s: %w", d.cfg.Binary, err)
 	}
 	vm.cmd = cmd
 	vm.ch = newChannel(stdinW, stdoutR)
@@ -269,10 +266,10 @@ func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, restoreFrom stri
 	vm.stack.Push("close agent channel", func(context.Context) error { return vm.ch.close() })
 	vm.stack.Push("stop sandbox", vm.stopSandbox)
 	if err := proc.WritePIDFile(filepath.Join(vm.dir, PIDFile), cmd.Process.Pid); err != nil {
-		return nil, fmt.Errorf("gvisor: %w", err) // the stack stops the sandbox
+		return fmt.Errorf("gvisor: %w", err) // the stack stops the sandbox
 	}
 	vm.log.Debug("sandbox started", "pid", cmd.Process.Pid, "platform", platform)
-	return vm, nil
+	return nil
 }
 
 // VM is one gVisor sandbox: the runsc process that runs it, the processes
@@ -317,22 +314,18 @@ func (v *VM) Stop(ctx context.Context) error {
 	return v.stopErr
 }
 
-// stopSandbox escalates, each step judged by the runsc process's exit: the
-// agent's stdin closes (it exits, and with it the container), then SIGKILL
-// to runsc and to the sandbox and gofer processes its state names.
-func (v *VM) stopSandbox(context.Context) error {
-	if sandbox.IsDone(v.done) {
-		return v.killState() // runsc went; what it started may not have
+// stopSandbox ends the sandbox (sandbox.Escalate), each step judged by the
+// runsc process's exit: the agent's stdin closes (it exits, and with it
+// the container), then SIGKILL to runsc and to the sandbox and gofer
+// processes its state names. Those it started are killed after it, if
+// they outlived it.
+func (v *VM) stopSandbox(ctx context.Context) error {
+	steps := []sandbox.StopStep{
+		{Name: "close the agent's stdin", Do: v.ch.closeInput, Wait: 2 * time.Second},
+		{Name: "SIGKILL", Do: v.Kill, Wait: 3 * time.Second},
 	}
-	_ = v.ch.closeInput()
-	if waitDone(v.done, 2*time.Second) {
-		return v.killState()
-	}
-	_ = v.Kill()
-	if waitDone(v.done, 3*time.Second) {
-		return v.killState()
-	}
-	return fmt.Errorf("%w: runsc pid %d", sandbox.ErrStopFailed, v.cmd.Process.Pid)
+	err := sandbox.Escalate(ctx, v.done, fmt.Sprintf("runsc pid %d", v.cmd.Process.Pid), steps, v.Kill, v.log)
+	return errors.Join(err, v.killState())
 }
 
 // killState kills the sandbox and gofer processes runsc's state names, if
@@ -431,17 +424,6 @@ func killAndWait(pid int, id string) error {
 		return nil
 	}
 	return proc.KillAndWait(pid)
-}
-
-func waitDone(ch <-chan struct{}, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ch:
-		return true
-	case <-t.C:
-		return false
-	}
 }
 
 // agentArgs is the container's init.

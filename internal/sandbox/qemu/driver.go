@@ -186,7 +186,7 @@ type launchOpts struct {
 	incoming bool   // wait for a migration stream (-incoming defer)
 }
 
-func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, opts launchOpts) (_ *VM, err error) {
+func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, opts launchOpts) (*VM, error) {
 	if spec.ID == "" {
 		spec.ID = NewID()
 	}
@@ -202,25 +202,22 @@ func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, opts launchOpts)
 		done: make(chan struct{}),
 		log:  d.log.With("vm_id", spec.ID),
 	}
-	defer func() {
-		if err != nil {
-			err = errors.Join(err, vm.stack.Unwind(ctx))
-		}
-	}()
-	if err := os.MkdirAll(d.cfg.RunDir, 0o700); err != nil {
-		return nil, fmt.Errorf("qemu: run dir: %w", err)
-	}
-	if err := os.Mkdir(vm.dir, 0o700); err != nil {
-		return nil, fmt.Errorf("qemu: run dir: %w", err)
-	}
-	vm.stack.Push("remove run dir", func(context.Context) error { return os.RemoveAll(vm.dir) })
-	if err := vm.listenConsole(); err != nil {
+	if err := sandbox.Launch(ctx, &vm.stack, d.cfg.RunDir, spec.ID, func(string) error { return d.start(ctx, vm, spec, opts) }); err != nil {
 		return nil, err
+	}
+	return vm, nil
+}
+
+// start runs inside sandbox.Launch: the run dir is there, and the stack
+// unwinds whatever is pushed here if it fails.
+func (d *Driver) start(ctx context.Context, vm *VM, spec sandbox.Spec, opts launchOpts) error {
+	if err := vm.listenConsole(); err != nil {
+		return err
 	}
 
 	var cmd *exec.Cmd
 	if spec.NIC != nil && d.cfg.Jail == nil {
-		return nil, fmt.Errorf("qemu: %w: a networked VM needs the QEMU jail, which joins its network namespace", sandbox.ErrNoNetwork)
+		return fmt.Errorf("qemu: %w: a networked VM needs the QEMU jail, which joins its network namespace", sandbox.ErrNoNetwork)
 	}
 	if d.cfg.Jail == nil {
 		cmd = exec.Command(d.cfg.Binary, d.args(spec, vm.dir, opts)...)
@@ -229,13 +226,13 @@ func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, opts launchOpts)
 		vm.jail = d.cfg.Jail
 		bin, err := exec.LookPath(d.cfg.Binary)
 		if err != nil {
-			return nil, fmt.Errorf("qemu: %w", err)
+			return fmt.Errorf("qemu: %w", err)
 		}
 		if spec, err = resolveImage(spec); err != nil {
-			return nil, err
+			return err
 		}
 		if cmd, err = d.jailed(vm, spec, opts, append([]string{bin}, d.args(spec, vm.dir, opts)...)); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	cmd.Dir = vm.dir
@@ -250,7 +247,7 @@ func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, opts launchOpts)
 	// something else keeps open.
 	cmd.WaitDelay = time.Second
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("qemu: start %s: %w", d.cfg.Binary, err)
+		return fmt.Errorf("qemu: start %s: %w", d.cfg.Binary, err)
 	}
 	vm.cmd = cmd
 	// The waiter goroutine is owned by the VM: Stop waits for done.
@@ -262,16 +259,16 @@ func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, opts launchOpts)
 	// gone before its run dir is removed.
 	vm.stack.Push("stop qemu", vm.stopVMM)
 	if err := proc.WritePIDFile(filepath.Join(vm.dir, PIDFile), cmd.Process.Pid); err != nil {
-		return nil, fmt.Errorf("qemu: %w", err) // the stack stops QEMU
+		return fmt.Errorf("qemu: %w", err) // the stack stops QEMU
 	}
 
 	q, err := vm.connectQMP(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	vm.qmp = q // closed by stopVMM, after QMP quit had its chance
 	vm.log.Debug("vm started", "pid", cmd.Process.Pid, "accel", d.cfg.Accel)
-	return vm, nil
+	return nil
 }
 
 func (d *Driver) args(spec sandbox.Spec, dir string, opts launchOpts) []string {
@@ -430,60 +427,35 @@ func (v *VM) Stop(ctx context.Context) error {
 	return v.stopErr
 }
 
-// stopVMM ends the QEMU process: QMP quit, SIGTERM, SIGKILL, each judged
-// by the process's exit.
+// stopVMM ends the QEMU process (sandbox.Escalate): QMP quit, SIGTERM,
+// SIGKILL, each judged by the process's exit.
 func (v *VM) stopVMM(ctx context.Context) error {
 	defer func() {
 		if v.qmp != nil {
 			_ = v.qmp.Close()
 		}
 	}()
-	if v.exited() {
-		return nil
+	signal := func(sig syscall.Signal) func() error {
+		return func() error {
+			if err := v.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+				return err
+			}
+			return nil
+		}
 	}
+	var steps []sandbox.StopStep
 	if v.qmp != nil {
-		qctx, cancel := context.WithTimeout(ctx, time.Second)
-		_, _ = v.qmp.Execute(qctx, "quit", nil)
-		cancel()
-		if v.waitExit(ctx, 2*time.Second) {
-			return nil
-		}
+		steps = append(steps, sandbox.StopStep{Name: "QMP quit", Wait: 2 * time.Second, Do: func() error {
+			qctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			_, err := v.qmp.Execute(qctx, "quit", nil)
+			return err
+		}})
 	}
-	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
-		if err := v.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
-			v.log.Warn("signal qemu", "signal", sig, "err", err)
-		}
-		if v.waitExit(ctx, 3*time.Second) {
-			return nil
-		}
-	}
-	if err := context.Cause(ctx); err != nil {
-		return fmt.Errorf("%w: pid %d, abandoned: %w", sandbox.ErrStopFailed, v.cmd.Process.Pid, err)
-	}
-	return fmt.Errorf("%w: pid %d", sandbox.ErrStopFailed, v.cmd.Process.Pid)
-}
-
-func (v *VM) exited() bool {
-	select {
-	case <-v.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// waitExit waits up to d, or until the teardown's deadline, for QEMU to
-// exit.
-func (v *VM) waitExit(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-v.done:
-		return true
-	case <-t.C:
-	case <-ctx.Done():
-	}
-	return v.exited()
+	steps = append(steps,
+		sandbox.StopStep{Name: "SIGTERM", Do: signal(syscall.SIGTERM), Wait: 3 * time.Second},
+		sandbox.StopStep{Name: "SIGKILL", Do: signal(syscall.SIGKILL), Wait: 3 * time.Second})
+	return sandbox.Escalate(ctx, v.done, fmt.Sprintf("qemu pid %d", v.cmd.Process.Pid), steps, signal(syscall.SIGKILL), v.log)
 }
 
 // ConsoleTail implements sandbox.VM.
