@@ -257,13 +257,21 @@ func (m *Manager) Detach(ctx context.Context, id string) error {
 
 func (m *Manager) detach(ctx context.Context, a attachment) error {
 	var errs []error
-	if err := m.cni.DelNetworkList(ctx, m.list, m.runtimeConf(a.ID, a.NetNS)); err != nil {
-		errs = append(errs, fmt.Errorf("network: CNI del: %w", err))
+	delErr := m.cni.DelNetworkList(ctx, m.list, m.runtimeConf(a.ID, a.NetNS))
+	if delErr != nil {
+		errs = append(errs, fmt.Errorf("network: CNI del: %w", delErr))
 	}
 	if addr, err := netip.ParseAddr(a.Address); err == nil && a.HostIf != "" {
 		if err := unfenceGuest(ctx, m.Table(), a.HostIf, addr); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if delErr != nil {
+		// What the plugins hold (the lease, the masquerading rule) is
+		// still there: the attachment and its namespace stay (ptp finds
+		// the guest's address to unmasquerade in the namespace), and Close
+		// or the next worker's reclaim runs the DEL again.
+		return errors.Join(errs...)
 	}
 	if err := deleteNetNS(a.NetNS); err != nil {
 		errs = append(errs, err)

@@ -285,11 +285,11 @@ func TestCheckNamesWhatIsMissing(t *testing.T) {
 }
 
 // TestStuckCNIDelIsAbandoned: a CNI plugin that hangs on DEL is killed at
-// the deadline its caller set, and the rest of the detach (the fence, the
-// namespace, the record) still happens. A lower layer once stripped the
+// the deadline its caller set; the attachment and its namespace stay known
+// until a DEL succeeds, so nothing the plugins hold is lost track of. A lower layer once stripped the
 // deadline, and a hung DEL held a job's teardown forever.
 func TestStuckCNIDelIsAbandoned(t *testing.T) {
-	cfg := testConfig(t, "tk", "10.206.0.0/24")
+	cfg := testConfig(t, "tq", "10.206.0.0/24")
 	marker := filepath.Join(t.TempDir(), "stuck")
 	wrapped := t.TempDir()
 	for _, dir := range cfg.PluginDirs {
@@ -315,7 +315,6 @@ func TestStuckCNIDelIsAbandoned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = os.Remove(marker); m.Close(context.Background()) })
 	nic, err := m.Attach(ctx, "k0")
 	if err != nil {
 		t.Fatal(err)
@@ -337,7 +336,19 @@ func TestStuckCNIDelIsAbandoned(t *testing.T) {
 	if took > bound+20*time.Second {
 		t.Fatalf("detach took %s with a deadline %s away", took, bound)
 	}
-	if _, err := os.Stat(nic.NetNS); !os.IsNotExist(err) {
-		t.Fatalf("the namespace %s is still there after the abandoned DEL: %v", nic.NetNS, err)
+	// The attachment and its namespace are kept: once the plugin answers
+	// again, Close runs the DEL again and nothing of it is left.
+	if _, err := os.Stat(nic.NetNS); err != nil {
+		t.Fatalf("the namespace %s went before a DEL succeeded: %v", nic.NetNS, err)
+	}
+	if err := os.Remove(marker); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(ctx); err != nil {
+		t.Fatalf("close after the plugin recovered: %v", err)
+	}
+	noMasquerade(t, "codebench-tq")
+	if ns, leases, records, _ := m.Leftovers(ctx); len(ns)+len(leases)+len(records) != 0 {
+		t.Fatalf("left: namespaces %v, leases %v, records %v", ns, leases, records)
 	}
 }
