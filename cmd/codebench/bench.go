@@ -18,6 +18,7 @@ import (
 	"github.com/codebench/codebench/internal/job"
 	"github.com/codebench/codebench/internal/lang"
 	"github.com/codebench/codebench/internal/sandbox"
+	"github.com/codebench/codebench/internal/sandbox/hostcgroup"
 )
 
 // benchReport is everything "codebench bench" measured, in one run.
@@ -25,7 +26,9 @@ type benchReport struct {
 	Machine string         `json:"machine"`
 	Drivers []driverReport `json:"drivers"`
 	Native  bench.Summary  `json:"native_baseline"`
-	Targets []target       `json:"targets"`
+	// NativeCPU is the baseline's CPU time per run (compile and run).
+	NativeCPU time.Duration `json:"native_cpu_per_run_ns"`
+	Targets   []target      `json:"targets"`
 }
 
 // driverReport is one driver's measurements.
@@ -112,7 +115,7 @@ func benchCmd(fs *flag.FlagSet) commandFunc {
 		}
 		progress("native baseline: %d runs", *n)
 		var err error
-		if rep.Native, err = bench.Native(ctx, *n); err != nil {
+		if rep.Native, rep.NativeCPU, err = bench.Native(ctx, *n); err != nil {
 			return err
 		}
 		rep.Targets = targets(&rep)
@@ -174,7 +177,10 @@ func benchDriver(ctx context.Context, cfg config.Config, log *slog.Logger, name 
 		var l *bench.LoadReport
 		if local {
 			progress("%s: %d jobs, %d at once, through a pool of %d", dr.Name, n, c, size)
-			l, err = bench.LoadLocal(ctx, prov, e.policy, size, n, c)
+			mark := bench.MarkCPU(sandboxCPU())
+			if l, err = bench.LoadLocal(ctx, prov, e.policy, size, n, c); err == nil {
+				l.CPU = mark.Since(n)
+			}
 		} else {
 			progress("%s: %d jobs, %d at once, through RabbitMQ and a worker with a pool of %d", dr.Name, n, c, size)
 			l, err = loadThroughWorker(ctx, cfg, e, log, size, n, c)
@@ -240,7 +246,26 @@ func loadThroughWorker(ctx context.Context, cfg config.Config, e *env, log *slog
 			ready = srv.Pool.Stats().Ready >= poolSize
 		}
 	}
-	return bench.LoadBroker(ctx, qcfg, n, c)
+	mark := bench.MarkCPU(sandboxCPU())
+	r, err := bench.LoadBroker(ctx, qcfg, n, c)
+	if err != nil {
+		return nil, err
+	}
+	r.CPU = mark.Since(n)
+	return r, nil
+}
+
+// sandboxCPU reads the sandboxes' host cgroup counter, where there is one
+// (as root); nil where there is not.
+func sandboxCPU() func() (time.Duration, error) {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	cg, err := hostcgroup.Detect(hostcgroup.Root, hostcgroup.DefaultName)
+	if err != nil || !cg.HasCPU() {
+		return nil
+	}
+	return cg.TotalCPU
 }
 
 // checkpointRestores measures restores from a checkpoint (runsc's) of a
@@ -403,10 +428,19 @@ func printReport(r *benchReport) {
 			if r.Native.P50 > 0 {
 				fmt.Printf("    end to end / native (p50): %.1fx\n", float64(l.EndToEnd.P50)/float64(r.Native.P50))
 			}
+			if l.CPU != nil {
+				fmt.Println("   ", l.CPU)
+				if r.NativeCPU > 0 {
+					fmt.Printf("    CPU per job / native compile and run: %.1fx\n", l.CPU.PerJobSec/r.NativeCPU.Seconds())
+				}
+			}
 		}
 		fmt.Println()
 	}
 	fmt.Println(" ", r.Native)
+	if r.NativeCPU > 0 {
+		fmt.Printf("  native CPU per compile and run: %.3f s\n", r.NativeCPU.Seconds())
+	}
 	fmt.Println("\nTargets")
 	for _, t := range r.Targets {
 		mark := "MET   "

@@ -44,6 +44,8 @@ type LoadReport struct {
 	Guest        Summary `json:"in_guest"`
 	HostOverhead Summary `json:"host_overhead"`
 	Teardown     Summary `json:"teardown"`
+	// CPU is where the run's CPU time went (nil: not measured).
+	CPU *CPUUse `json:"cpu,omitempty"`
 }
 
 func (r *LoadReport) fill(samples []sample, took time.Duration) {
@@ -219,27 +221,30 @@ func fromTimings(t *job.Timings) sample {
 }
 
 // Native compiles and runs HelloC on the host n times with the gcc command
-// the guest uses: the baseline.
-func Native(ctx context.Context, n int) (Summary, error) {
+// the guest uses: the baseline, its wall times and its CPU time per run
+// (the compiler's and the program's, from the kernel's accounting of
+// reaped children).
+func Native(ctx context.Context, n int) (Summary, time.Duration, error) {
 	dir, err := os.MkdirTemp("", "codebench-native-")
 	if err != nil {
-		return Summary{}, err
+		return Summary{}, 0, err
 	}
 	defer os.RemoveAll(dir)
 	if err := os.WriteFile(filepath.Join(dir, "main.c"), []byte(HelloC), 0o644); err != nil {
-		return Summary{}, err
+		return Summary{}, 0, err
 	}
 	var samples []time.Duration
+	cpu0 := childrenCPU()
 	for i := 0; i < n; i++ {
 		start := time.Now()
 		if out, err := exec.CommandContext(ctx, "gcc", "-std=gnu17", "-o", filepath.Join(dir, "main"), filepath.Join(dir, "main.c"), "-lm").CombinedOutput(); err != nil {
-			return Summary{}, fmt.Errorf("native gcc: %w: %s", err, out)
+			return Summary{}, 0, fmt.Errorf("native gcc: %w: %s", err, out)
 		}
 		out, err := exec.CommandContext(ctx, filepath.Join(dir, "main")).Output()
 		if err != nil || string(out) != "Hello, World!" {
-			return Summary{}, fmt.Errorf("native run: %v %q", err, out)
+			return Summary{}, 0, fmt.Errorf("native run: %v %q", err, out)
 		}
 		samples = append(samples, time.Since(start))
 	}
-	return Summarize("native gcc + run (host)", samples), nil
+	return Summarize("native gcc + run (host)", samples), (childrenCPU() - cpu0) / time.Duration(max(n, 1)), nil
 }

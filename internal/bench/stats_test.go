@@ -19,3 +19,18 @@ func TestSummarize(t *testing.T) {
 		t.Fatalf("%+v", z)
 	}
 }
+
+// TestCPUMark: CPU this process burns between a mark and Since is counted
+// for it and for the machine (lower bounds only: other processes may run).
+func TestCPUMark(t *testing.T) {
+	m := MarkCPU(nil)
+	for start := time.Now(); time.Since(start) < 300*time.Millisecond; {
+	}
+	u := m.Since(2)
+	if u.ProcessSec < 0.15 || u.MachineSec < 0.15 || u.PerJobSec != u.MachineSec/2 {
+		t.Fatalf("%+v", u)
+	}
+	if u.SandboxesSec != 0 || u.OtherSec < 0 {
+		t.Fatalf("%+v", u)
+	}
+}
