@@ -3,10 +3,12 @@ package provision
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/codebench/codebench/internal/cleanup"
+	"github.com/codebench/codebench/internal/proc"
 	"github.com/codebench/codebench/internal/sandbox"
 )
 
@@ -42,7 +44,8 @@ func (m *Member) Stop(ctx context.Context) error {
 // without a ping: its VMM is alive and its connection up, checked for free.
 const freshFor = 5 * time.Second
 
-// Healthy checks the member before it is handed out: the VMM has not exited,
+// Healthy checks the member before it is handed out: the VMM has not exited
+// (nor is it a zombie: its processes are alive),
 // the agent connection is up, and the agent answers a ping unless it
 // answered within freshFor (a ping is a round trip into the guest).
 func (m *Member) Healthy(ctx context.Context) error {
@@ -50,6 +53,14 @@ func (m *Member) Healthy(ctx context.Context) error {
 	case <-m.VM.Done():
 		return sandbox.ErrVMExited
 	default:
+	}
+	// A VMM killed a moment ago is a zombie, or gone, before its waiter
+	// closes Done and before its agent connection is seen to drop: a
+	// fresh member would be handed out dead.
+	for _, pid := range sandbox.PIDs(m.VM) {
+		if !proc.Alive(pid) {
+			return fmt.Errorf("%w: pid %d", sandbox.ErrVMExited, pid)
+		}
 	}
 	if err := m.Agent.Err(); err != nil {
 		return err

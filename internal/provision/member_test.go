@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"os"
+	"os/exec"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -77,6 +79,21 @@ func TestMemberHealthy(t *testing.T) {
 			t.Fatalf("err %v", err)
 		}
 	})
+	t.Run("VMM killed, its exit not yet seen", func(t *testing.T) {
+		s, vm, pings, _ := fakeMember(t, time.Now())
+		dead := exec.Command("true")
+		if err := dead.Run(); err != nil {
+			t.Fatal(err)
+		}
+		s.Instance.VM = &processVM{fakeVM: vm, pids: []int{dead.Process.Pid}}
+		if err := s.Healthy(ctx); !errors.Is(err, sandbox.ErrVMExited) || pings.Load() != 0 {
+			t.Fatalf("err %v, %d pings", err, pings.Load())
+		}
+		s.Instance.VM = &processVM{fakeVM: vm, pids: []int{os.Getpid()}}
+		if err := s.Healthy(ctx); err != nil {
+			t.Fatalf("a live VMM: %v", err)
+		}
+	})
 	t.Run("agent connection lost", func(t *testing.T) {
 		s, _, _, guest := fakeMember(t, time.Now())
 		guest.Close()
@@ -112,3 +129,11 @@ func TestMemberStopKeepsTheDeadline(t *testing.T) {
 		t.Fatal("Stop did not return by its deadline: the detach lost it")
 	}
 }
+
+// processVM is a fakeVM whose host processes are pids.
+type processVM struct {
+	*fakeVM
+	pids []int
+}
+
+func (v *processVM) PIDs() []int { return v.pids }
