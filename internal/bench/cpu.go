@@ -14,13 +14,16 @@ import (
 // CPUUse is where the CPU time of a load run went, from the kernel's own
 // accounting: the whole machine (/proc/stat, busy time), the sandboxes
 // (their host cgroup's counter: gVisor's Sentry and gofer and all they run,
-// or jailed QEMUs), this process (the worker, the load client, and the
-// children it reaped: runsc's commands), and the broker (beam.smp). Other
-// is what the machine spent beyond them.
+// or jailed QEMUs), this process (the worker and the load client), the
+// children it reaped beyond the sandboxes (runsc's own processes: their
+// reaped children's time, less the sandboxes', which the kernel counts in
+// both), and the broker (beam.smp). Other is what the machine spent beyond
+// them.
 type CPUUse struct {
 	MachineSec   float64 `json:"machine_s"`
 	SandboxesSec float64 `json:"sandboxes_s"`
 	ProcessSec   float64 `json:"this_process_s"`
+	ChildrenSec  float64 `json:"children_outside_sandboxes_s"`
 	BrokerSec    float64 `json:"broker_s"`
 	OtherSec     float64 `json:"other_s"`
 	// PerJobSec is the machine's busy CPU per job.
@@ -29,7 +32,7 @@ type CPUUse struct {
 
 // CPUMark is the counters at the start of a run.
 type CPUMark struct {
-	machine, self, broker time.Duration
+	machine, self, children, broker time.Duration
 	sandboxes             time.Duration
 	sandboxCPU            func() (time.Duration, error)
 }
@@ -37,7 +40,7 @@ type CPUMark struct {
 // MarkCPU reads the counters now. sandboxCPU reads the sandboxes' cgroup
 // counter (nil: the host has none to read).
 func MarkCPU(sandboxCPU func() (time.Duration, error)) CPUMark {
-	m := CPUMark{machine: machineBusy(), self: selfCPU(), broker: processCPU("beam.smp"), sandboxCPU: sandboxCPU}
+	m := CPUMark{machine: machineBusy(), self: selfCPU(), children: childrenCPU(), broker: processCPU("beam.smp"), sandboxCPU: sandboxCPU}
 	if sandboxCPU != nil {
 		m.sandboxes, _ = sandboxCPU()
 	}
@@ -56,7 +59,11 @@ func (m CPUMark) Since(n int) *CPUUse {
 			u.SandboxesSec = (now - m.sandboxes).Seconds()
 		}
 	}
-	u.OtherSec = max(u.MachineSec-u.SandboxesSec-u.ProcessSec-u.BrokerSec, 0)
+	// Reaped children include the sandboxes' processes runsc reaped (the
+	// kernel adds a waited-for child's time to its parent's children
+	// time): what is beyond the sandboxes is runsc's own.
+	u.ChildrenSec = max((childrenCPU()-m.children).Seconds()-u.SandboxesSec, 0)
+	u.OtherSec = max(u.MachineSec-u.SandboxesSec-u.ProcessSec-u.ChildrenSec-u.BrokerSec, 0)
 	if n > 0 {
 		u.PerJobSec = u.MachineSec / float64(n)
 	}
@@ -67,8 +74,8 @@ func (u *CPUUse) String() string {
 	if u == nil {
 		return ""
 	}
-	return fmt.Sprintf("CPU %.2f s per job (machine %.1f s: sandboxes %.1f, this process %.1f, broker %.1f, other %.1f)",
-		u.PerJobSec, u.MachineSec, u.SandboxesSec, u.ProcessSec, u.BrokerSec, u.OtherSec)
+	return fmt.Sprintf("CPU %.2f s per job (machine %.1f s: sandboxes %.1f, worker and client %.1f, runsc and other children %.1f, broker %.1f, other %.1f)",
+		u.PerJobSec, u.MachineSec, u.SandboxesSec, u.ProcessSec, u.ChildrenSec, u.BrokerSec, u.OtherSec)
 }
 
 // clockTick is USER_HZ, the unit of /proc's CPU times (100 on Linux).
@@ -107,13 +114,11 @@ func childrenCPU() time.Duration {
 	return time.Duration(children.Utime.Nano() + children.Stime.Nano())
 }
 
-// selfCPU is this process's CPU time and its reaped children's.
+// selfCPU is this process's own CPU time.
 func selfCPU() time.Duration {
-	var self, children syscall.Rusage
+	var self syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self)
-	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &children)
-	tv := func(t syscall.Timeval) time.Duration { return time.Duration(t.Nano()) }
-	return tv(self.Utime) + tv(self.Stime) + tv(children.Utime) + tv(children.Stime)
+	return time.Duration(self.Utime.Nano() + self.Stime.Nano())
 }
 
 // processCPU is the CPU time (user and system) of the running processes
