@@ -33,8 +33,8 @@ type CPUUse struct {
 // CPUMark is the counters at the start of a run.
 type CPUMark struct {
 	machine, self, children, broker time.Duration
-	sandboxes             time.Duration
-	sandboxCPU            func() (time.Duration, error)
+	sandboxes                       time.Duration
+	sandboxCPU                      func() (time.Duration, error)
 }
 
 // MarkCPU reads the counters now. sandboxCPU reads the sandboxes' cgroup
