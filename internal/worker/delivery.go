@@ -42,19 +42,12 @@ func (w *Worker) newDelivery(pub Publisher, msg queue.Delivery) *delivery {
 // settled, and only then is the job's sandbox stopped (its teardown is not
 // on the job's path).
 func (w *Worker) process(ctx context.Context, pub Publisher, msg queue.Delivery) {
-	w.processThen(ctx, pub, msg, func() {})
-}
-
-// processThen is process, calling settled as soon as the delivery is
-// settled, before the sandbox is stopped.
-func (w *Worker) processThen(ctx context.Context, pub Publisher, msg queue.Delivery, settled func()) {
 	dl := w.newDelivery(pub, msg)
 	o := dl.handle(ctx)
 	if o == Retry && ctx.Err() != nil {
 		o = Requeue // a shutdown is not the job's fault
 	}
 	settle(msg, o, dl.log)
-	settled()
 	if dl.sb != nil {
 		w.stopSandbox(ctx, dl.sb, dl.log)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -142,57 +141,4 @@ func TestRunReconnectsWhenTheConsumerIsCancelled(t *testing.T) {
 	if err := <-done; err != nil || a.acks != 1 || dials.Load() != 2 {
 		t.Fatalf("err %v, acks %d, dials %d", err, a.acks, dials.Load())
 	}
-}
-
-// TestSlotFreedWhenSettled: at concurrency 1, the next job starts as soon
-// as the previous one is settled, while its sandbox is still being stopped;
-// a shutdown still waits for that stop.
-func TestSlotFreedWhenSettled(t *testing.T) {
-	b := newFakeBroker()
-	release := make(chan struct{})
-	first := &fakeSandbox{res: okResult("one"), stopBlock: release}
-	second := &fakeSandbox{res: okResult("two")}
-	pool := &seqPool{sbs: []*fakeSandbox{first, second}}
-	w := New(Config{Concurrency: 1, PoolWait: time.Second, Grace: 5 * time.Second, ReconnectMax: time.Second},
-		testPolicy(), pool, func(context.Context) (Session, error) { return b, nil }, quietLog(t))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	a1, a2 := newFakeAcker(), newFakeAcker()
-	b.deliveries <- queue.Delivery{Body: []byte(`{"id":"j1","code":"x"}`), Acker: a1}
-	<-a1.settled
-	select {
-	case b.deliveries <- queue.Delivery{Body: []byte(`{"id":"j2","code":"x"}`), Acker: a2}:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the next delivery waited for the previous sandbox's stop")
-	}
-	select {
-	case <-a2.settled:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the next job did not run while the previous sandbox was stopping")
-	}
-	cancel()
-	select {
-	case <-done:
-		t.Fatal("Run returned while a sandbox was still stopping")
-	case <-time.After(50 * time.Millisecond):
-	}
-	close(release)
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-}
-
-// seqPool hands out its sandboxes in turn.
-type seqPool struct {
-	mu  sync.Mutex
-	sbs []*fakeSandbox
-}
-
-func (p *seqPool) Take(context.Context) (Sandbox, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	sb := p.sbs[0]
-	p.sbs = p.sbs[1:]
-	return sb, nil
 }

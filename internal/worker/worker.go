@@ -328,13 +328,8 @@ func (w *Worker) serve(ctx context.Context, sess Session) error {
 			}
 			slots <- struct{}{} // prefetch already bounds this; belt and braces
 			wg.Go(func() {
-				// The slot is free once the delivery is settled: the
-				// sandbox's teardown (still waited for by drain) does not
-				// hold the next job back.
-				var once sync.Once
-				free := func() { once.Do(func() { <-slots }) }
-				defer free()
-				w.processThen(jobsCtx, sess, d, free)
+				defer func() { <-slots }()
+				w.process(jobsCtx, sess, d)
 			})
 		}
 	}
