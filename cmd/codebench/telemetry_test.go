@@ -137,12 +137,27 @@ func TestMetricsAndHealth(t *testing.T) {
 			t.Fatalf("%s: %s/%s, want %s/%s", j.id, st.Status, st.Verdict, j.status, j.verdict)
 		}
 	}
-	// The final status is published before the counters move: wait for them.
+	// The final status is published before the counters move, and a scrape
+	// may fall between one histogram's observation and the next's: wait
+	// until every one of them has moved.
 	var after map[string]*dto.MetricFamily
+	histograms := []struct {
+		name   string
+		labels map[string]string
+	}{
+		{telemetry.MetricJobDuration, map[string]string{"language": "python"}},
+		{telemetry.MetricJobPhase, map[string]string{"phase": telemetry.PhasePoolWait}},
+		{telemetry.MetricJobPhase, map[string]string{"phase": telemetry.PhasePublish}},
+		{telemetry.MetricJobPhase, map[string]string{"phase": telemetry.PhaseRun}},
+	}
 	eventually(t, "the job counters", 10*time.Second, func() bool {
 		after = scrape(t, addr)
-		return histCount(after, telemetry.MetricJobDuration, map[string]string{"language": "python"})-
-			histCount(before, telemetry.MetricJobDuration, map[string]string{"language": "python"}) >= 3
+		for _, h := range histograms {
+			if histCount(after, h.name, h.labels)-histCount(before, h.name, h.labels) < 3 {
+				return false
+			}
+		}
+		return true
 	})
 	moved := func(name string, labels map[string]string) float64 {
 		return counter(after, name, labels) - counter(before, name, labels)
@@ -153,15 +168,7 @@ func TestMetricsAndHealth(t *testing.T) {
 	if d := moved(telemetry.MetricJobs, map[string]string{"status": "failed", "verdict": "runtime_error", "language": "python"}); d != 1 {
 		t.Errorf("runtime_error python jobs counted %v, want 1", d)
 	}
-	for _, tc := range []struct {
-		name   string
-		labels map[string]string
-	}{
-		{telemetry.MetricJobDuration, map[string]string{"language": "python"}},
-		{telemetry.MetricJobPhase, map[string]string{"phase": telemetry.PhasePoolWait}},
-		{telemetry.MetricJobPhase, map[string]string{"phase": telemetry.PhasePublish}},
-		{telemetry.MetricJobPhase, map[string]string{"phase": telemetry.PhaseRun}},
-	} {
+	for _, tc := range histograms {
 		if d := histCount(after, tc.name, tc.labels) - histCount(before, tc.name, tc.labels); d != 3 {
 			t.Errorf("%s%v observed %d times, want 3", tc.name, tc.labels, d)
 		}
