@@ -2,8 +2,10 @@ package proc
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -53,5 +55,37 @@ func TestReadPIDFileFromAHostileDir(t *testing.T) {
 		if pid != tc.pid || (err != nil) != tc.wantErr {
 			t.Errorf("%s: pid %d err %v, want pid %d, error %v", filepath.Base(tc.path), pid, err, tc.pid, tc.wantErr)
 		}
+	}
+}
+
+// TestExiting: a live process is not exiting; one with a SIGKILL pending
+// (stopped, so it cannot act on it yet) is; a reaped one is.
+func TestExiting(t *testing.T) {
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	if Exiting(pid) {
+		t.Fatal("a sleeping process is exiting")
+	}
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if strings.Contains(string(b), ") T ") {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	if !Exiting(pid) && Alive(pid) {
+		t.Fatal("a process with SIGKILL sent is neither exiting nor dead")
+	}
+	_ = cmd.Wait()
+	if !Exiting(pid) {
+		t.Fatal("a reaped process is not gone")
 	}
 }

@@ -117,3 +117,41 @@ func KillAndWait(pid int) error {
 	}
 	return fmt.Errorf("proc: pid %d survived SIGKILL", pid)
 }
+
+// pfExiting is the kernel's PF_EXITING task flag (/proc/<pid>/stat field 9).
+const pfExiting = 0x4
+
+// Exiting reports whether pid is on its way out though not yet a zombie: a
+// SIGKILL is pending, or the kernel is tearing it down (PF_EXITING). A
+// VMM killed a moment ago stays "running" while its guest memory is
+// unmapped, its sockets still open, for as long as that takes on a busy
+// host.
+func Exiting(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true // gone
+	}
+	if i := bytes.LastIndexByte(b, ')'); i > 0 {
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) > 6 {
+			if flags, err := strconv.ParseUint(f[6], 10, 64); err == nil && flags&pfExiting != 0 {
+				return true
+			}
+		}
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return true
+	}
+	const sigkill = 1 << (syscall.SIGKILL - 1)
+	for _, l := range strings.Split(string(status), "\n") {
+		k, v, ok := strings.Cut(l, ":")
+		if !ok || (k != "ShdPnd" && k != "SigPnd") {
+			continue
+		}
+		if mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64); err == nil && mask&sigkill != 0 {
+			return true
+		}
+	}
+	return false
+}

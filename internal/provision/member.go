@@ -54,11 +54,13 @@ func (m *Member) Healthy(ctx context.Context) error {
 		return sandbox.ErrVMExited
 	default:
 	}
-	// A VMM killed a moment ago is a zombie, or gone, before its waiter
-	// closes Done and before its agent connection is seen to drop: a
-	// fresh member would be handed out dead.
+	// A VMM killed a moment ago is still exiting (on a busy host, for as
+	// long as unmapping its guest's memory takes, its agent socket still
+	// open), or a zombie, before its waiter closes Done and before its
+	// agent connection is seen to drop: a fresh member would be handed out
+	// dead.
 	for _, pid := range sandbox.PIDs(m.VM) {
-		if !proc.Alive(pid) {
+		if !proc.Alive(pid) || proc.Exiting(pid) {
 			return fmt.Errorf("%w: pid %d", sandbox.ErrVMExited, pid)
 		}
 	}
