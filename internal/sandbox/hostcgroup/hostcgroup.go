@@ -299,3 +299,62 @@ func (m *Manager) Offers() string {
 // and present: the kernel charges a child's usage to its ancestors as it
 // runs, so sandboxes already removed still count.
 func (m *Manager) TotalCPU() (time.Duration, error) { return m.CPUUsage("") }
+
+// A sandbox waiting in the pool runs at a low CPU weight, a sandbox running
+// a job at the default one: starting the next sandbox never takes CPU from
+// a running job while the job can use it (the kernel shares a busy CPU by
+// weight; an idle one goes to whoever wants it).
+const (
+	lowShares  = 64   // v1 cpu.shares: 1/16 of the default 1024
+	highShares = 1024 // v1's default
+	lowWeight  = 6    // v2 cpu.weight: about 1/16 of the default 100
+	highWeight = 100  // v2's default
+)
+
+// LowShares is the v1 cpu.shares of a sandbox waiting in the pool, for
+// runtimes that take shares in their spec (OCI's linux.resources.cpu.shares;
+// runsc converts it to a weight on v2).
+const LowShares = lowShares
+
+// Prioritize gives sandbox id's cgroup the CPU weight of a running job
+// (high) or of a sandbox waiting in the pool. A host without the cpu
+// controller has nothing to weigh: nil.
+func (m *Manager) Prioritize(id string, high bool) error {
+	d := m.groupDirs(id).cpu
+	if d == "" {
+		return nil
+	}
+	file, value := "cpu.shares", lowShares
+	if m.Version == "v2" {
+		file, value = "cpu.weight", lowWeight
+		if high {
+			value = highWeight
+		}
+	} else if high {
+		value = highShares
+	}
+	if err := os.WriteFile(filepath.Join(d, file), []byte(strconv.Itoa(value)), 0); err != nil {
+		return fmt.Errorf("hostcgroup: %s: %w", file, err)
+	}
+	return nil
+}
+
+// Prioritized reports whether sandbox id's cgroup has a running job's CPU
+// weight (false: a waiting sandbox's), and whether the host weighs CPU at
+// all (the cpu controller).
+func (m *Manager) Prioritized(id string) (high, weighed bool, err error) {
+	d := m.groupDirs(id).cpu
+	if d == "" {
+		return false, false, nil
+	}
+	file, want := "cpu.shares", highShares
+	if m.Version == "v2" {
+		file, want = "cpu.weight", highWeight
+	}
+	b, err := os.ReadFile(filepath.Join(d, file))
+	if err != nil {
+		return false, true, err
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	return v >= want, true, err
+}
