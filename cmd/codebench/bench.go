@@ -18,6 +18,7 @@ import (
 	"github.com/codebench/codebench/internal/job"
 	"github.com/codebench/codebench/internal/lang"
 	"github.com/codebench/codebench/internal/sandbox"
+	"github.com/codebench/codebench/internal/sandbox/gvisor"
 	"github.com/codebench/codebench/internal/sandbox/hostcgroup"
 )
 
@@ -28,7 +29,11 @@ type benchReport struct {
 	Native  bench.Summary  `json:"native_baseline"`
 	// NativeCPU is the baseline's CPU time per run (compile and run).
 	NativeCPU time.Duration `json:"native_cpu_per_run_ns"`
-	Targets   []target      `json:"targets"`
+	// NativePython is the Python hello world's baseline (none where the
+	// host has no python3).
+	NativePython    *bench.Summary `json:"native_python,omitempty"`
+	NativePythonCPU time.Duration  `json:"native_python_cpu_per_run_ns,omitempty"`
+	Targets         []target       `json:"targets"`
 }
 
 // driverReport is one driver's measurements.
@@ -46,10 +51,32 @@ type driverReport struct {
 	TestLoads []*bench.LoadReport `json:"test_loads,omitempty"`
 	// StreamLoads are hello.c jobs without, then with streaming.
 	StreamLoads []*bench.LoadReport `json:"stream_loads,omitempty"`
+	// Anatomy is where one hello.c job's CPU goes, by phase and process.
+	Anatomy *bench.Anatomy `json:"anatomy,omitempty"`
+	// Cold is gVisor alone: each program in a whole new "runsc do"
+	// sandbox per run, no pool, no agent (gVisor only).
+	Cold []coldReport `json:"cold_runsc_do,omitempty"`
 	// Boundary and targets are the driver's own description: whether it
 	// is a security boundary, and the figures it promises.
 	Boundary bool                  `json:"boundary"`
 	targets  []sandbox.BenchTarget // its descriptor's
+}
+
+// cold is the driver's cold runsc do report of program, or nil.
+func (d *driverReport) cold(program string) *coldReport {
+	for i := range d.Cold {
+		if d.Cold[i].Program == program {
+			return &d.Cold[i]
+		}
+	}
+	return nil
+}
+
+// coldReport is one program's cold runsc do runs.
+type coldReport struct {
+	Program string        `json:"program"`
+	Wall    bench.Summary `json:"wall"`
+	CPU     time.Duration `json:"cpu_per_run_ns"`
 }
 
 type target struct {
@@ -70,6 +97,8 @@ func benchCmd(fs *flag.FlagSet) commandFunc {
 	asJSON := fs.Bool("json", false, "print JSON")
 	stream := fs.Bool("stream", false, "also measure hello.c jobs that stream their output, against the same jobs without, through the pool at concurrency 1")
 	tests := fs.Int("tests", 0, "also measure the marginal cost of a test: jobs with 1 test vs with this many (through the pool, at concurrency 1)")
+	python := fs.Bool("python", true, "also a Python hello world load at concurrency 1, with its native baseline")
+	anatomy := fs.Int("anatomy", 5, "hello.c jobs, one sandbox each, one at a time, whose CPU is read by phase and process (0: none)")
 	loadOnly := fs.Bool("load-only", false, "only a load run through RabbitMQ against a running worker (no sandboxes of its own: for soak tests); -c is one number")
 	return func(ctx context.Context, cfg config.Config, log *slog.Logger, args []string) error {
 		progress := func(format string, a ...any) {
@@ -107,7 +136,7 @@ func benchCmd(fs *flag.FlagSet) commandFunc {
 		quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		rep := benchReport{Machine: machine()}
 		for _, name := range names {
-			dr, err := benchDriver(ctx, cfg, quiet, strings.TrimSpace(name), *n, cs, *poolSize, *rounds, *local, *tests, *stream, progress)
+			dr, err := benchDriver(ctx, cfg, quiet, strings.TrimSpace(name), *n, cs, *poolSize, *rounds, *local, *tests, *stream, *anatomy, *python, progress)
 			if err != nil {
 				return err
 			}
@@ -117,6 +146,13 @@ func benchCmd(fs *flag.FlagSet) commandFunc {
 		var err error
 		if rep.Native, rep.NativeCPU, err = bench.Native(ctx, *n); err != nil {
 			return err
+		}
+		if *python && bench.HelloPythonProgram.HasNative() {
+			s, cpu, err := bench.NativeProgram(ctx, bench.HelloPythonProgram, *n)
+			if err != nil {
+				return err
+			}
+			rep.NativePython, rep.NativePythonCPU = &s, cpu
 		}
 		rep.Targets = targets(&rep)
 		if *asJSON {
@@ -132,7 +168,7 @@ func benchCmd(fs *flag.FlagSet) commandFunc {
 // benchDriver measures one driver: fresh starts, restores where it has
 // them, then the load runs.
 func benchDriver(ctx context.Context, cfg config.Config, log *slog.Logger, name string, n int, cs []int, poolSize, rounds int, local bool,
-	tests int, stream bool, progress func(string, ...any)) (*driverReport, error) {
+	tests int, stream bool, anatomy int, python bool, progress func(string, ...any)) (*driverReport, error) {
 	allow := cfg.VM.AllowTCG
 	if name != "" {
 		if err := selectDriver(&cfg, driverList(cfg, sandbox.Spec{}, log), name); err != nil {
@@ -153,6 +189,20 @@ func benchDriver(ctx context.Context, cfg config.Config, log *slog.Logger, name 
 		return sandbox.Boot(ctx, e.driver, e.spec)
 	}, rounds, poolSize); err != nil {
 		return nil, err
+	}
+	if anatomy > 0 {
+		progress("%s: %d hello.c jobs, one sandbox each, CPU by phase and process", dr.Name, anatomy)
+		if dr.Anatomy, err = bench.MeasureAnatomy(ctx, bench.AnatomyRun{
+			Launch: func(ctx context.Context) (*sandbox.Instance, error) {
+				ctx, cancel := context.WithTimeout(ctx, cfg.VM.BootLimit)
+				defer cancel()
+				return sandbox.Boot(ctx, e.driver, e.spec)
+			},
+			Request:   e.policy.Request(&job.Job{ID: "bench-anatomy", Language: "c", Code: bench.HelloC}),
+			CgroupCPU: sandboxCPU(),
+		}, anatomy); err != nil {
+			return nil, err
+		}
 	}
 	prov, _ := e.provisioner(ctx, cfg, log)
 	defer prov.Close()
@@ -183,12 +233,26 @@ func benchDriver(ctx context.Context, cfg config.Config, log *slog.Logger, name 
 			}
 		} else {
 			progress("%s: %d jobs, %d at once, through RabbitMQ and a worker with a pool of %d", dr.Name, n, c, size)
-			l, err = loadThroughWorker(ctx, cfg, e, log, size, n, c)
+			l, err = loadThroughWorker(ctx, cfg, e, log, bench.HelloCProgram, size, n, c)
 		}
 		if err != nil {
 			return nil, err
 		}
 		dr.Loads = append(dr.Loads, l)
+	}
+	if python && !local {
+		progress("%s: %d Python hello world jobs, 1 at once, through RabbitMQ and a worker with a pool of %d", dr.Name, n, poolSize)
+		l, err := loadThroughWorker(ctx, cfg, e, log, bench.HelloPythonProgram, poolSize, n, 1)
+		if err != nil {
+			return nil, err
+		}
+		dr.Loads = append(dr.Loads, l)
+	}
+	if gv, ok := e.driver.(*gvisor.Driver); ok && os.Geteuid() == 0 {
+		progress("%s: cold runsc do, %d runs of each program", dr.Name, n)
+		if dr.Cold, err = coldRunsc(ctx, gv, cfg.VM.Runsc, e.spec.RootDir, n, python); err != nil {
+			return nil, err
+		}
 	}
 	if stream {
 		for _, st := range []bool{false, true} {
@@ -220,7 +284,7 @@ func benchDriver(ctx context.Context, cfg config.Config, log *slog.Logger, name 
 
 // loadThroughWorker serves a load run with a worker of the benchmark's own
 // (the production wiring, on this driver) on a virtual host of its own.
-func loadThroughWorker(ctx context.Context, cfg config.Config, e *env, log *slog.Logger, poolSize, n, c int) (*bench.LoadReport, error) {
+func loadThroughWorker(ctx context.Context, cfg config.Config, e *env, log *slog.Logger, p bench.Program, poolSize, n, c int) (*bench.LoadReport, error) {
 	url, remove, err := bench.TempVhost(ctx, cfg.Worker.ManagementURL, cfg.Worker.RabbitURL, strings.ReplaceAll(e.choice.Name, "-", ""))
 	if err != nil {
 		return nil, err
@@ -247,7 +311,7 @@ func loadThroughWorker(ctx context.Context, cfg config.Config, e *env, log *slog
 		}
 	}
 	mark := bench.MarkCPU(sandboxCPU())
-	r, err := bench.LoadBroker(ctx, qcfg, n, c)
+	r, err := bench.LoadBrokerProgram(ctx, qcfg, p, n, c)
 	if err != nil {
 		return nil, err
 	}
@@ -266,6 +330,40 @@ func sandboxCPU() func() (time.Duration, error) {
 		return nil
 	}
 	return cg.TotalCPU
+}
+
+// coldRunsc measures gVisor alone: the programs in a whole new runsc do
+// sandbox per run, on the image's root tree, each run's processes counted
+// in a cgroup of the benchmark's own.
+func coldRunsc(ctx context.Context, d *gvisor.Driver, runsc, rootfs string, n int, python bool) ([]coldReport, error) {
+	platform, err := d.Platform()
+	if err != nil {
+		return nil, err
+	}
+	m, err := hostcgroup.Detect(hostcgroup.Root, hostcgroup.DefaultName)
+	if err != nil || !m.HasCPU() {
+		return nil, fmt.Errorf("cold runsc do: no cgroup to count its CPU in: %v", err)
+	}
+	id := fmt.Sprintf("bench-runsc-do-%d", os.Getpid())
+	g, err := m.Create(id, hostcgroup.Limits{MemoryBytes: 4 << 30, Pids: 4096})
+	if err != nil {
+		return nil, err
+	}
+	defer g.Remove()
+	counted := bench.Counted{Procs: g.Procs(), CPU: func() (time.Duration, error) { return m.CPUUsage(id) }}
+	progs := []bench.Program{bench.HelloCProgram}
+	if python {
+		progs = append(progs, bench.HelloPythonProgram)
+	}
+	var out []coldReport
+	for _, p := range progs {
+		wall, cpu, err := bench.ColdRunsc(ctx, runsc, platform, rootfs, p, n, counted)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, coldReport{Program: p.Name, Wall: wall, CPU: cpu})
+	}
+	return out, nil
 }
 
 // checkpointRestores measures restores from a checkpoint (runsc's) of a
@@ -299,36 +397,83 @@ func checkpointRestores(ctx context.Context, drv sandbox.Driver, d sandbox.Check
 	return &r, err
 }
 
+// measureOf is what a measure reads: the driver's report, the emulator's
+// (the driver that is no boundary) where the run has one, the whole run
+// (the baselines), and the driver's hello.c load at a concurrency.
+type measureOf struct {
+	d, emulator *driverReport
+	run         *benchReport
+	load        func(d *driverReport, c int) *bench.LoadReport
+}
+
 // benchMeasures are the figures a driver's BenchTargets may name: each of
-// a driver's report, and the emulator's (the driver that is no boundary)
-// in the same run where there is one; false where the run has no figure.
-var benchMeasures = map[string]func(d, emulator *driverReport, load func(*driverReport, int) *bench.LoadReport) (float64, bool){
-	"end-to-end p50 at c=1 (ms)": func(d, _ *driverReport, load func(*driverReport, int) *bench.LoadReport) (float64, bool) {
-		l := load(d, 1)
+// a driver's report, and the emulator's in the same run where there is one;
+// false where the run has no figure.
+var benchMeasures = map[string]func(m measureOf) (float64, bool){
+	"end-to-end p50 at c=1 (ms)": func(m measureOf) (float64, bool) {
+		l := m.load(m.d, 1)
 		return msOf(l, func(l *bench.LoadReport) time.Duration { return l.EndToEnd.P50 }), l != nil
 	},
-	"pool wait p50 at c=1 (ms)": func(d, _ *driverReport, load func(*driverReport, int) *bench.LoadReport) (float64, bool) {
-		l := load(d, 1)
+	"pool wait p50 at c=1 (ms)": func(m measureOf) (float64, bool) {
+		l := m.load(m.d, 1)
 		return msOf(l, func(l *bench.LoadReport) time.Duration { return l.PoolWait.P50 }), l != nil
 	},
-	"end-to-end p50 at c=1 / the emulator's in the same run (x)": func(d, emu *driverReport, load func(*driverReport, int) *bench.LoadReport) (float64, bool) {
-		if emu == nil || emu == d {
+	"pool wait p99 at c=1 (ms)": func(m measureOf) (float64, bool) {
+		l := m.load(m.d, 1)
+		return msOf(l, func(l *bench.LoadReport) time.Duration { return l.PoolWait.P99 }), l != nil
+	},
+	"end-to-end p50 at c=1 / the emulator's in the same run (x)": func(m measureOf) (float64, bool) {
+		if m.emulator == nil || m.emulator == m.d {
 			return 0, false
 		}
-		l, el := load(d, 1), load(emu, 1)
+		l, el := m.load(m.d, 1), m.load(m.emulator, 1)
 		if l == nil || el == nil || el.EndToEnd.P50 <= 0 {
 			return 0, false
 		}
 		return float64(l.EndToEnd.P50) / float64(el.EndToEnd.P50), true
 	},
-	"jobs/s at c=2": func(d, _ *driverReport, load func(*driverReport, int) *bench.LoadReport) (float64, bool) {
-		if l := load(d, 2); l != nil {
+	"end-to-end p50 at c=1 / native gcc and run (x)": func(m measureOf) (float64, bool) {
+		l := m.load(m.d, 1)
+		if l == nil || m.run.Native.P50 <= 0 {
+			return 0, false
+		}
+		return float64(l.EndToEnd.P50) / float64(m.run.Native.P50), true
+	},
+	"Python end-to-end p50 at c=1 / native python3 (x)": func(m measureOf) (float64, bool) {
+		for _, l := range m.d.Loads {
+			if l.Program == bench.HelloPythonProgram.Name && l.Concurrency == 1 && m.run.NativePython != nil && m.run.NativePython.P50 > 0 {
+				return float64(l.EndToEnd.P50) / float64(m.run.NativePython.P50), true
+			}
+		}
+		return 0, false
+	},
+	"machine CPU per job at c=1 (s)": func(m measureOf) (float64, bool) {
+		if l := m.load(m.d, 1); l != nil && l.CPU != nil {
+			return l.CPU.PerJobSec, true
+		}
+		return 0, false
+	},
+	"machine CPU per job at c=1 / a cold runsc do's (x)": func(m measureOf) (float64, bool) {
+		l, cold := m.load(m.d, 1), m.d.cold(bench.HelloCProgram.Name)
+		if l == nil || l.CPU == nil || cold == nil || cold.CPU <= 0 {
+			return 0, false
+		}
+		return l.CPU.PerJobSec / cold.CPU.Seconds(), true
+	},
+	"jobs/s at c=2": func(m measureOf) (float64, bool) {
+		if l := m.load(m.d, 2); l != nil {
 			return l.JobsPerSec, true
 		}
 		return 0, false
 	},
-	"idle sandbox PSS (MiB)": func(d, _ *driverReport, _ func(*driverReport, int) *bench.LoadReport) (float64, bool) {
-		return float64(d.Start.PSSKB) / 1024, d.Start.PSSKB > 0
+	"jobs/s at c=4": func(m measureOf) (float64, bool) {
+		if l := m.load(m.d, 4); l != nil {
+			return l.JobsPerSec, true
+		}
+		return 0, false
+	},
+	"idle sandbox PSS (MiB)": func(m measureOf) (float64, bool) {
+		return float64(m.d.Start.PSSKB) / 1024, m.d.Start.PSSKB > 0
 	},
 }
 
@@ -355,7 +500,7 @@ func targets(r *benchReport) []target {
 	}
 	load := func(d *driverReport, c int) *bench.LoadReport {
 		for _, l := range append(append(append([]*bench.LoadReport{}, d.Loads...), d.TestLoads...), d.StreamLoads...) {
-			if l.Concurrency == c {
+			if l.Concurrency == c && (l.Program == "" || l.Program == bench.HelloCProgram.Name) {
 				return l
 			}
 		}
@@ -400,7 +545,7 @@ func targets(r *benchReport) []target {
 				add(d.Name+": "+bt.Measure+" (no such measure)", 0, bt.Limit, bt.AtLeast, "")
 				continue
 			}
-			if v, ok := measure(d, emulator, load); ok {
+			if v, ok := measure(measureOf{d: d, emulator: emulator, run: r, load: load}); ok {
 				add(d.Name+": "+bt.Measure, v, bt.Limit, bt.AtLeast, "")
 			}
 		}
@@ -418,20 +563,45 @@ func printReport(r *benchReport) {
 			fmt.Println(" ", d.Restore.Ready, "["+d.RestoreKind+"]")
 			fmt.Printf("  idle PSS after restore: %d KiB\n", d.Restore.PSSKB)
 		}
+		if d.Anatomy != nil {
+			fmt.Println(" ", d.Anatomy)
+		}
+		for _, c := range d.Cold {
+			fmt.Println(" ", c.Wall)
+			fmt.Printf("    CPU per run: %.3f s (the sandbox's processes, counted in a cgroup)\n", c.CPU.Seconds())
+		}
 		for _, l := range append(append(append([]*bench.LoadReport{}, d.Loads...), d.TestLoads...), d.StreamLoads...) {
-			fmt.Printf("  load: %s, %d jobs, %d at once: %.1f s, %.2f jobs/s\n", l.Mode, l.N, l.Concurrency, l.Seconds, l.JobsPerSec)
+			native, nativeCPU := r.Native, r.NativeCPU
+			if l.Program == bench.HelloPythonProgram.Name {
+				native, nativeCPU = bench.Summary{}, 0
+				if r.NativePython != nil {
+					native, nativeCPU = *r.NativePython, r.NativePythonCPU
+				}
+			}
+			prog := l.Program
+			if prog == "" {
+				prog = bench.HelloCProgram.Name
+			}
+			fmt.Printf("  load: %s, %d %s jobs, %d at once: %.1f s, %.2f jobs/s\n", l.Mode, l.N, prog, l.Concurrency, l.Seconds, l.JobsPerSec)
 			for _, s := range []bench.Summary{l.EndToEnd, l.QueueWait, l.PoolWait, l.Publish, l.Dispatch, l.Compile, l.Run, l.Guest, l.HostOverhead, l.Teardown} {
 				if s.N > 0 {
 					fmt.Println("   ", s)
 				}
 			}
-			if r.Native.P50 > 0 {
-				fmt.Printf("    end to end / native (p50): %.1fx\n", float64(l.EndToEnd.P50)/float64(r.Native.P50))
+			if native.P50 > 0 {
+				fmt.Printf("    end to end / native (p50): %.1fx\n", float64(l.EndToEnd.P50)/float64(native.P50))
+			}
+			cold := d.cold(prog)
+			if cold != nil && cold.Wall.P50 > 0 {
+				fmt.Printf("    end to end / cold runsc do (p50): %.2fx\n", float64(l.EndToEnd.P50)/float64(cold.Wall.P50))
 			}
 			if l.CPU != nil {
 				fmt.Println("   ", l.CPU)
-				if r.NativeCPU > 0 {
-					fmt.Printf("    CPU per job / native compile and run: %.1fx\n", l.CPU.PerJobSec/r.NativeCPU.Seconds())
+				if nativeCPU > 0 {
+					fmt.Printf("    CPU per job / native compile and run: %.1fx\n", l.CPU.PerJobSec/nativeCPU.Seconds())
+				}
+				if cold != nil && cold.CPU > 0 {
+					fmt.Printf("    CPU per job / cold runsc do: %.2fx\n", l.CPU.PerJobSec/cold.CPU.Seconds())
 				}
 			}
 		}
@@ -440,6 +610,10 @@ func printReport(r *benchReport) {
 	fmt.Println(" ", r.Native)
 	if r.NativeCPU > 0 {
 		fmt.Printf("  native CPU per compile and run: %.3f s\n", r.NativeCPU.Seconds())
+	}
+	if r.NativePython != nil {
+		fmt.Println(" ", *r.NativePython)
+		fmt.Printf("  native CPU per run: %.3f s\n", r.NativePythonCPU.Seconds())
 	}
 	fmt.Println("\nTargets")
 	for _, t := range r.Targets {

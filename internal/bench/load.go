@@ -29,6 +29,7 @@ type sample struct {
 // LoadReport is the result of a load run.
 type LoadReport struct {
 	Mode         string  `json:"mode"`
+	Program      string  `json:"program,omitempty"` // "" is hello.c
 	TestsPerJob  int     `json:"tests_per_job,omitempty"`
 	N            int     `json:"n"`
 	Concurrency  int     `json:"concurrency"`
@@ -167,6 +168,11 @@ func TestsJob(i, tests int) *job.Job {
 // worker, and times publish to final status; the phases come from the
 // statuses' timings.
 func LoadBroker(ctx context.Context, qcfg broker.Config, n, c int) (*LoadReport, error) {
+	return LoadBrokerProgram(ctx, qcfg, HelloCProgram, n, c)
+}
+
+// LoadBrokerProgram is LoadBroker for any program.
+func LoadBrokerProgram(ctx context.Context, qcfg broker.Config, p Program, n, c int) (*LoadReport, error) {
 	conn, err := broker.Dial(ctx, qcfg)
 	if err != nil {
 		return nil, err
@@ -182,7 +188,7 @@ func LoadBroker(ctx context.Context, qcfg broker.Config, n, c int) (*LoadReport,
 			return sample{}, err
 		}
 		defer conn.Delete(queue.StatusQueue(id))
-		body, _ := json.Marshal(job.Job{ID: id, Type: "code", Language: "c", Code: HelloC})
+		body, _ := json.Marshal(job.Job{ID: id, Type: "code", Language: p.Language, Code: p.Code})
 		start := time.Now()
 		if err := conn.PublishJob(jctx, body); err != nil {
 			return sample{}, err
@@ -193,7 +199,7 @@ func LoadBroker(ctx context.Context, qcfg broker.Config, n, c int) (*LoadReport,
 				continue
 			}
 			s := sample{e2e: time.Since(start)}
-			if st.Status != job.StatusDone || st.Stdout != "Hello, World!" || st.Timings == nil {
+			if st.Status != job.StatusDone || st.Stdout != p.Want || st.Timings == nil {
 				return sample{}, fmt.Errorf("job %s: %s %s %s", id, st.Status, st.Message, st.Error)
 			}
 			e2e := s.e2e
@@ -206,7 +212,7 @@ func LoadBroker(ctx context.Context, qcfg broker.Config, n, c int) (*LoadReport,
 	if err != nil {
 		return nil, err
 	}
-	r := &LoadReport{Mode: "rabbitmq (running worker)", N: n, Concurrency: c}
+	r := &LoadReport{Mode: "rabbitmq (running worker)", Program: p.Name, N: n, Concurrency: c}
 	r.fill(samples, took)
 	return r, nil
 }
@@ -225,26 +231,35 @@ func fromTimings(t *job.Timings) sample {
 // (the compiler's and the program's, from the kernel's accounting of
 // reaped children).
 func Native(ctx context.Context, n int) (Summary, time.Duration, error) {
+	return NativeProgram(ctx, HelloCProgram, n)
+}
+
+// NativeProgram runs p's commands on the host n times: its baseline.
+func NativeProgram(ctx context.Context, p Program, n int) (Summary, time.Duration, error) {
 	dir, err := os.MkdirTemp("", "codebench-native-")
 	if err != nil {
 		return Summary{}, 0, err
 	}
 	defer os.RemoveAll(dir)
-	if err := os.WriteFile(filepath.Join(dir, "main.c"), []byte(HelloC), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, p.Source), []byte(p.Code), 0o644); err != nil {
 		return Summary{}, 0, err
 	}
 	var samples []time.Duration
 	cpu0 := childrenCPU()
 	for i := 0; i < n; i++ {
 		start := time.Now()
-		if out, err := exec.CommandContext(ctx, "gcc", "-std=gnu17", "-o", filepath.Join(dir, "main"), filepath.Join(dir, "main.c"), "-lm").CombinedOutput(); err != nil {
-			return Summary{}, 0, fmt.Errorf("native gcc: %w: %s", err, out)
+		var out []byte
+		for _, argv := range p.Commands {
+			cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+			cmd.Dir = dir
+			if out, err = cmd.Output(); err != nil {
+				return Summary{}, 0, fmt.Errorf("native %s: %w", argv[0], err)
+			}
 		}
-		out, err := exec.CommandContext(ctx, filepath.Join(dir, "main")).Output()
-		if err != nil || string(out) != "Hello, World!" {
-			return Summary{}, 0, fmt.Errorf("native run: %v %q", err, out)
+		if string(out) != p.Want {
+			return Summary{}, 0, fmt.Errorf("native %s: %q", p.Name, out)
 		}
 		samples = append(samples, time.Since(start))
 	}
-	return Summarize("native gcc + run (host)", samples), (childrenCPU() - cpu0) / time.Duration(max(n, 1)), nil
+	return Summarize("native "+p.Name+" (host)", samples), (childrenCPU() - cpu0) / time.Duration(max(n, 1)), nil
 }
