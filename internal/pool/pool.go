@@ -271,27 +271,10 @@ func (p *Pool[T]) Take(ctx context.Context) (T, error) {
 				p.stopAside(m)
 				continue
 			}
-			p.handOut(m)
 			p.mu.Lock()
 			p.stats.Taken++
 			p.mu.Unlock()
 			return m, nil
-		}
-	}
-}
-
-// handOuter is a member that wants to know when it is handed out (a
-// sandbox whose CPU weight then rises from a waiting one's to a job's).
-type handOuter interface {
-	HandOut() error
-}
-
-// handOut tells m it is handed out; a failure is logged, not fatal: the
-// member works at any weight.
-func (p *Pool[T]) handOut(m T) {
-	if h, ok := any(m).(handOuter); ok {
-		if err := h.HandOut(); err != nil {
-			p.log.Warn("pool: hand-out", "err", err)
 		}
 	}
 }
@@ -303,7 +286,6 @@ func (p *Pool[T]) bootNow(ctx context.Context) (T, error) {
 	defer stop()
 	m, err := p.factory(ctx)
 	if err == nil {
-		p.handOut(m)
 		p.mu.Lock()
 		p.stats.Taken++
 		p.mu.Unlock()

@@ -40,10 +40,6 @@ func (m *Member) Stop(ctx context.Context) error {
 	return err
 }
 
-// HandOut is called when the member is handed to a job: its sandbox gets a
-// running job's CPU weight (it waited at a low one).
-func (m *Member) HandOut() error { return sandbox.Prioritize(m.VM) }
-
 // freshFor is how long after its agent answered a member is handed out
 // without a ping: its VMM is alive and its connection up, checked for free.
 const freshFor = 5 * time.Second

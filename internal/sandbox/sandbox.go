@@ -154,22 +154,6 @@ func PIDs(vm VM) []int {
 	return nil
 }
 
-// Prioritizer is the capability to give a sandbox a running job's host CPU
-// weight: a sandbox waiting in the pool starts at a low one, so that
-// starting it never takes CPU a running job could use.
-type Prioritizer interface {
-	Prioritize() error
-}
-
-// Prioritize raises vm's CPU weight where its driver weighs CPU; nil where
-// it does not.
-func Prioritize(vm VM) error {
-	if p, ok := vm.(Prioritizer); ok {
-		return p.Prioritize()
-	}
-	return nil
-}
-
 // Killer is the capability to kill a sandbox's processes at once, without
 // any cleanup, the way a crash would: fault injection for tests.
 type Killer interface {

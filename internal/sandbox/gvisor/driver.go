@@ -32,12 +32,11 @@ import (
 )
 
 var (
-	_ sandbox.Driver      = (*Driver)(nil)
-	_ sandbox.Reclaimer   = (*Driver)(nil)
-	_ sandbox.VM          = (*VM)(nil)
-	_ sandbox.Processes   = (*VM)(nil)
-	_ sandbox.Killer      = (*VM)(nil)
-	_ sandbox.Prioritizer = (*VM)(nil)
+	_ sandbox.Driver    = (*Driver)(nil)
+	_ sandbox.Reclaimer = (*Driver)(nil)
+	_ sandbox.VM        = (*VM)(nil)
+	_ sandbox.Processes = (*VM)(nil)
+	_ sandbox.Killer    = (*VM)(nil)
 )
 
 // Files in a sandbox's run directory.
@@ -210,15 +209,12 @@ func (d *Driver) start(ctx context.Context, vm *VM, spec sandbox.Spec, platform,
 		// killed sandbox). Unwound after the sandbox is stopped.
 		vm.stack.Push("remove cgroup", func(context.Context) error { return d.cfg.Cgroups.Reclaim(spec.ID) })
 		oci.Linux.CgroupsPath = d.cfg.Cgroups.Path(spec.ID)
-		vm.cgroups = d.cfg.Cgroups
 		oci.Linux.Resources = &resources{
 			Memory: &memoryResources{Limit: int64(spec.MemoryMB+sandboxOverheadMB) << 20},
 			Pids:   &pidsResources{Limit: sandboxPids},
 			// The sandbox's vCPUs: a job's busy threads take those, not
 			// every core of the host.
-			// It starts at a waiting sandbox's weight: Prioritize
-			// raises it when a job is handed to it.
-			CPU: &cpuResources{Shares: hostcgroup.LowShares, Quota: int64(max(spec.VCPUs, 1)) * hostcgroup.CPUPeriod.Microseconds(),
+			CPU: &cpuResources{Quota: int64(max(spec.VCPUs, 1)) * hostcgroup.CPUPeriod.Microseconds(),
 				Period: uint64(hostcgroup.CPUPeriod.Microseconds())},
 		}
 	}
@@ -288,9 +284,6 @@ type VM struct {
 	done    chan struct{}
 	exitErr error // written before done is closed
 
-	// cgroups, when set, holds the sandbox's host cgroup (named by id).
-	cgroups *hostcgroup.Manager
-
 	stack    cleanup.Stack
 	stopOnce sync.Once
 	stopErr  error
@@ -351,15 +344,6 @@ func (v *VM) killState() error {
 // which holds the guest's memory) and gofer it started.
 func (v *VM) PIDs() []int {
 	return append([]int{v.cmd.Process.Pid}, statePIDs(filepath.Join(v.dir, stateDir))...)
-}
-
-// Prioritize implements sandbox.Prioritizer: the sandbox's host cgroup gets
-// a running job's CPU weight.
-func (v *VM) Prioritize() error {
-	if v.cgroups == nil {
-		return nil
-	}
-	return v.cgroups.Prioritize(v.id, true)
 }
 
 // Kill implements sandbox.Killer: SIGKILL to runsc's process group and to

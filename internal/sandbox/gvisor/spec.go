@@ -59,10 +59,8 @@ type (
 		Pids   *pidsResources   `json:"pids,omitempty"`
 		CPU    *cpuResources    `json:"cpu,omitempty"`
 	}
-	// cpuResources is a CPU weight (v1 shares) and a bandwidth limit:
-	// quota per period, in µs.
+	// cpuResources is a CPU bandwidth limit: quota per period, in µs.
 	cpuResources struct {
-		Shares uint64 `json:"shares,omitempty"`
 		Quota  int64  `json:"quota"`
 		Period uint64 `json:"period"`
 	}
