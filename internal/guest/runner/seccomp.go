@@ -4,6 +4,7 @@ package runner
 
 import (
 	"fmt"
+	"slices"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -149,15 +150,58 @@ const (
 
 func retErrno(errno unix.Errno) uint32 { return unix.SECCOMP_RET_ERRNO | uint32(errno) }
 
-// jobFilter assembles the filter: the architecture, the denied calls
-// (EPERM), clone3 (ENOSYS), the calls whose first argument decides, the
-// allowlist, and ENOSYS for everything else.
+// The verdicts a call number can have, before its arguments are looked at.
+type verdict int
+
+const (
+	vNone      verdict = iota // on no list: ENOSYS
+	vAllow                    // allowed, whatever the arguments
+	vDeny                     // EPERM
+	vNoSys                    // ENOSYS on purpose (clone3)
+	vNamespace                // its flags (argument 0) must make no namespace
+	vFamily                   // its family (argument 0) must be allowed
+	vPersona                  // its personality (argument 0) must be allowed
+)
+
+// verdicts maps every call number on a list to its verdict.
+func verdicts() map[uint32]verdict {
+	m := map[uint32]verdict{}
+	for _, nr := range allowedSyscalls {
+		m[uint32(nr)] = vAllow
+	}
+	for _, d := range deniedSyscalls {
+		m[uint32(d.nr)] = vDeny
+	}
+	// clone3 passes its flags in memory, out of the filter's sight: ENOSYS
+	// makes the C library fall back to clone, whose flags it can see. The
+	// runner itself forks with clone (the trampoline, not CLONE_INTO_CGROUP,
+	// places a job in its cgroup), so nothing needs clone3.
+	m[unix.SYS_CLONE3] = vNoSys
+	m[unix.SYS_CLONE], m[unix.SYS_UNSHARE] = vNamespace, vNamespace
+	m[unix.SYS_SOCKET], m[unix.SYS_SOCKETPAIR] = vFamily, vFamily
+	m[unix.SYS_PERSONALITY] = vPersona
+	return m
+}
+
+// filterBucket is how many call numbers the filter compares one by one
+// once a range check has picked their bucket.
+const filterBucket = 16
+
+// jobFilter assembles the filter: the architecture, then the call number
+// looked up in buckets of sorted numbers (a chain of range checks, then at
+// most filterBucket comparisons), each number's verdict a return or a jump
+// to the block that checks its first argument; ENOSYS for the rest.
+//
+// The lookup is short on purpose: gVisor evaluates the filter for every
+// call number on every clone (it caches the verdicts that depend on the
+// number alone), so a linear list of ~300 comparisons cost a job's sandbox
+// ~100 ms of CPU per hello.c compile (docs/BENCHMARKS.md).
 func jobFilter() []unix.SockFilter {
 	stmt := func(code uint16, k uint32) unix.SockFilter { return unix.SockFilter{Code: code, K: k} }
 	jump := func(code uint16, k uint32, jt, jf uint8) unix.SockFilter {
 		return unix.SockFilter{Code: code, K: k, Jt: jt, Jf: jf}
 	}
-	f := []unix.SockFilter{
+	head := []unix.SockFilter{
 		stmt(bpfLdW, offArch),
 		jump(bpfJeq, unix.AUDIT_ARCH_X86_64, 1, 0),
 		stmt(bpfRet, retKill), // another ABI's syscall numbers: never
@@ -165,16 +209,7 @@ func jobFilter() []unix.SockFilter {
 		jump(bpfJset, 0x40000000, 0, 1), // the x32 ABI
 		stmt(bpfRet, retErrno(unix.ENOSYS)),
 	}
-	for _, d := range deniedSyscalls {
-		f = append(f, jump(bpfJeq, uint32(d.nr), 0, 1), stmt(bpfRet, retErrno(unix.EPERM)))
-	}
-	// clone3 passes its flags in memory, out of the filter's sight: ENOSYS
-	// makes the C library fall back to clone, whose flags it can see. The
-	// runner itself forks with clone (the trampoline, not CLONE_INTO_CGROUP,
-	// places a job in its cgroup), so nothing needs clone3.
-	f = append(f, jump(bpfJeq, unix.SYS_CLONE3, 0, 1), stmt(bpfRet, retErrno(unix.ENOSYS)))
-	// Calls whose first argument decides: each jumps to a block that
-	// loads it and checks it.
+	// The argument blocks, each entered with the call number loaded.
 	nsBlock := []unix.SockFilter{
 		stmt(bpfLdW, offArg0),
 		jump(bpfJset, nsFlags, 0, 1),
@@ -189,28 +224,70 @@ func jobFilter() []unix.SockFilter {
 		}
 		return append(b, stmt(bpfRet, retErrno(refuse)), stmt(bpfRet, retAllow))
 	}
-	famBlock := oneOf(allowedFamilies, unix.EAFNOSUPPORT)
-	persBlock := oneOf(allowedPersonalities, unix.EPERM)
-	dispatch := []struct {
-		nr    uintptr
-		block int // 0 ns, 1 families, 2 personality
-	}{{unix.SYS_CLONE, 0}, {unix.SYS_UNSHARE, 0}, {unix.SYS_SOCKET, 1}, {unix.SYS_SOCKETPAIR, 1}, {unix.SYS_PERSONALITY, 2}}
-	// Where each block starts, counted from the first dispatch jump.
-	start := []int{len(dispatch) + 1}
-	start = append(start, start[0]+len(nsBlock))
-	start = append(start, start[1]+len(famBlock))
-	for i, d := range dispatch {
-		f = append(f, jump(bpfJeq, uint32(d.nr), uint8(start[d.block]-i-1), 0))
+	blocks := map[verdict][]unix.SockFilter{
+		vNamespace: nsBlock,
+		vFamily:    oneOf(allowedFamilies, unix.EAFNOSUPPORT),
+		vPersona:   oneOf(allowedPersonalities, unix.EPERM),
 	}
-	// Any other call jumps over the blocks to the allowlist: two
-	// instructions per call, then ENOSYS for the rest.
-	blocks := append(append(append([]unix.SockFilter{}, nsBlock...), famBlock...), persBlock...)
-	f = append(f, stmt(unix.BPF_JMP|unix.BPF_JA, uint32(len(blocks))))
-	f = append(f, blocks...)
-	for _, nr := range allowedSyscalls {
-		f = append(f, jump(bpfJeq, uint32(nr), 0, 1), stmt(bpfRet, retAllow))
+	rets := map[verdict]uint32{vAllow: retAllow, vDeny: retErrno(unix.EPERM), vNoSys: retErrno(unix.ENOSYS)}
+
+	m := verdicts()
+	nrs := make([]uint32, 0, len(m))
+	for nr := range m {
+		nrs = append(nrs, nr)
 	}
-	return append(f, stmt(bpfRet, retErrno(unix.ENOSYS)))
+	slices.Sort(nrs)
+	var buckets [][]uint32
+	for len(nrs) > 0 {
+		n := min(filterBucket, len(nrs))
+		buckets = append(buckets, nrs[:n])
+		nrs = nrs[n:]
+	}
+	// Laid out as: the chain (from the highest bucket down: "nr >= lowest
+	// of the bucket?" then a long jump to it), ENOSYS, the buckets, the
+	// blocks. Offsets are filled in once every part's place is known.
+	type fix struct {
+		at     int     // the instruction to patch
+		bucket int     // jump to this bucket's start, or
+		block  verdict // to this block's (bucket < 0)
+	}
+	var prog []unix.SockFilter
+	var fixes []fix
+	prog = append(prog, head...)
+	for b := len(buckets) - 1; b >= 0; b-- {
+		prog = append(prog, jump(unix.BPF_JMP|unix.BPF_JGE|unix.BPF_K, buckets[b][0], 0, 1))
+		fixes = append(fixes, fix{at: len(prog), bucket: b})
+		prog = append(prog, stmt(unix.BPF_JMP|unix.BPF_JA, 0))
+	}
+	prog = append(prog, stmt(bpfRet, retErrno(unix.ENOSYS)))
+	bucketAt := make([]int, len(buckets))
+	for b, bucket := range buckets {
+		bucketAt[b] = len(prog)
+		for _, nr := range bucket {
+			prog = append(prog, jump(bpfJeq, nr, 0, 1))
+			v := m[nr]
+			if r, ok := rets[v]; ok {
+				prog = append(prog, stmt(bpfRet, r))
+				continue
+			}
+			fixes = append(fixes, fix{at: len(prog), bucket: -1, block: v})
+			prog = append(prog, stmt(unix.BPF_JMP|unix.BPF_JA, 0))
+		}
+		prog = append(prog, stmt(bpfRet, retErrno(unix.ENOSYS)))
+	}
+	blockAt := map[verdict]int{}
+	for _, v := range []verdict{vNamespace, vFamily, vPersona} {
+		blockAt[v] = len(prog)
+		prog = append(prog, blocks[v]...)
+	}
+	for _, f := range fixes {
+		to := blockAt[f.block]
+		if f.bucket >= 0 {
+			to = bucketAt[f.bucket]
+		}
+		prog[f.at].K = uint32(to - f.at - 1) // BPF_JA counts from the next instruction
+	}
+	return prog
 }
 
 // restrictThread sets no_new_privs and installs the job filter on the
