@@ -41,8 +41,13 @@ type CgroupsV1 struct {
 	// Memory and Pids the jobs' parent cgroups in them.
 	MemoryRoot, PidsRoot string
 	Memory, Pids         string
-	// Every is the watchdog's period.
-	Every time.Duration
+	// Every is the watchdog's period while the phase's usage is over half
+	// its limit; Far its period below that (0: Every). Far is the cheap
+	// one: in gVisor every wake-up and read of the watchdog is a round trip
+	// through the Sentry, ~80 ms of a sandbox's CPU over a hello.c compile
+	// at a 10 ms period (docs/BENCHMARKS.md), and a program below half its
+	// limit cannot fault in the other half within a Far period there.
+	Every, Far time.Duration
 }
 
 var _ Limiter = (*CgroupsV1)(nil)
@@ -53,7 +58,7 @@ func SetupCgroupsV1(dir, name string) (*CgroupsV1, error) {
 	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0755"); err != nil {
 		return nil, fmt.Errorf("mount tmpfs on %s: %w", dir, err)
 	}
-	c := &CgroupsV1{Every: 10 * time.Millisecond}
+	c := &CgroupsV1{Every: 10 * time.Millisecond, Far: 50 * time.Millisecond}
 	for _, ctl := range []string{"memory", "pids"} {
 		root := filepath.Join(dir, ctl)
 		if err := os.MkdirAll(root, 0o755); err != nil {
@@ -170,14 +175,22 @@ func threadCgroup(tid, ctl string) string {
 // Started implements PhaseLimits: the rlimits, by prlimit.
 func (p *phaseV1) Started(pid int, l agentproto.Limits) error { return applyRlimits(pid, l) }
 
-// watch measures the phase's memory until Destroy.
+// watch measures the phase's memory until Destroy: the cgroup's usage
+// (cheap) every period, the private memory (smaps: dear) at the start,
+// every smapsGap, and every other period while the usage is over the limit.
 func (p *phaseV1) watch() {
 	defer close(p.done)
-	t := time.NewTicker(p.c.Every)
+	t := time.NewTimer(p.c.Every)
 	defer t.Stop()
+	var last time.Time
 	for tick := 0; ; tick++ {
 		bound := p.usage()
-		if tick%5 == 0 || (bound > p.limit && tick%2 == 0) {
+		period, smapsGap := p.c.Every, 5*p.c.Every
+		if p.c.Far > 0 && (p.limit <= 0 || bound <= p.limit/2) {
+			period, smapsGap = p.c.Far, 2*p.c.Far
+		}
+		if last.IsZero() || time.Since(last) >= smapsGap || (bound > p.limit && tick%2 == 0) {
+			last = time.Now()
 			private := p.private()
 			p.mu.Lock()
 			p.peak = max(p.peak, private)
@@ -190,6 +203,7 @@ func (p *phaseV1) watch() {
 				p.kill()
 			}
 		}
+		t.Reset(period)
 		select {
 		case <-p.stop:
 			return

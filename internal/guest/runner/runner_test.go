@@ -121,7 +121,7 @@ func TestCgroupsV1Watchdog(t *testing.T) {
 		}
 	}
 	name := fmt.Sprintf("cbtest-%d", os.Getpid())
-	lim := &CgroupsV1{MemoryRoot: mem, PidsRoot: pids, Memory: filepath.Join(mem, name), Pids: filepath.Join(pids, name), Every: 5 * time.Millisecond}
+	lim := &CgroupsV1{MemoryRoot: mem, PidsRoot: pids, Memory: filepath.Join(mem, name), Pids: filepath.Join(pids, name), Every: 5 * time.Millisecond, Far: 25 * time.Millisecond}
 	for _, d := range []string{lim.Memory, lim.Pids} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			t.Skipf("cannot create a v1 cgroup here: %v", err)
