@@ -53,9 +53,9 @@ type driverReport struct {
 	StreamLoads []*bench.LoadReport `json:"stream_loads,omitempty"`
 	// Anatomy is where one hello.c job's CPU goes, by phase and process.
 	Anatomy *bench.Anatomy `json:"anatomy,omitempty"`
-	// Cold is gVisor alone: each program in a whole new "runsc do"
-	// sandbox per run, no pool, no agent (gVisor only).
-	Cold []coldReport `json:"cold_runsc_do,omitempty"`
+	// Cold is gVisor alone: each program in a whole new sandbox per run,
+	// as "runsc do" runs it, no pool, no agent (gVisor only).
+	Cold []coldReport `json:"cold_runsc,omitempty"`
 	// Boundary and targets are the driver's own description: whether it
 	// is a security boundary, and the figures it promises.
 	Boundary bool                  `json:"boundary"`
@@ -249,7 +249,7 @@ func benchDriver(ctx context.Context, cfg config.Config, log *slog.Logger, name 
 		dr.Loads = append(dr.Loads, l)
 	}
 	if gv, ok := e.driver.(*gvisor.Driver); ok && os.Geteuid() == 0 {
-		progress("%s: cold runsc do, %d runs of each program", dr.Name, n)
+		progress("%s: cold runsc (a new sandbox per run, as runsc do), %d runs of each program", dr.Name, n)
 		if dr.Cold, err = coldRunsc(ctx, gv, cfg.VM.Runsc, e.spec.RootDir, n, python); err != nil {
 			return nil, err
 		}
@@ -332,9 +332,9 @@ func sandboxCPU() func() (time.Duration, error) {
 	return cg.TotalCPU
 }
 
-// coldRunsc measures gVisor alone: the programs in a whole new runsc do
-// sandbox per run, on the image's root tree, each run's processes counted
-// in a cgroup of the benchmark's own.
+// coldRunsc measures gVisor alone: the programs in a whole new sandbox per
+// run, as runsc do runs them, on the image's root tree, each run's
+// processes counted in a cgroup of the benchmark's own.
 func coldRunsc(ctx context.Context, d *gvisor.Driver, runsc, rootfs string, n int, python bool) ([]coldReport, error) {
 	platform, err := d.Platform()
 	if err != nil {
@@ -350,7 +350,8 @@ func coldRunsc(ctx context.Context, d *gvisor.Driver, runsc, rootfs string, n in
 		return nil, err
 	}
 	defer g.Remove()
-	counted := bench.Counted{Procs: g.Procs(), CPU: func() (time.Duration, error) { return m.CPUUsage(id) }}
+	counted := bench.Counted{Procs: g.Procs(), CPU: func() (time.Duration, error) { return m.CPUUsage(id) },
+		Sub: func(child string) string { return m.Path(id) + "/" + child }}
 	progs := []bench.Program{bench.HelloCProgram}
 	if python {
 		progs = append(progs, bench.HelloPythonProgram)
@@ -453,7 +454,7 @@ var benchMeasures = map[string]func(m measureOf) (float64, bool){
 		}
 		return 0, false
 	},
-	"machine CPU per job at c=1 / a cold runsc do's (x)": func(m measureOf) (float64, bool) {
+	"machine CPU per job at c=1 / a cold runsc's (x)": func(m measureOf) (float64, bool) {
 		l, cold := m.load(m.d, 1), m.d.cold(bench.HelloCProgram.Name)
 		if l == nil || l.CPU == nil || cold == nil || cold.CPU <= 0 {
 			return 0, false
@@ -593,7 +594,7 @@ func printReport(r *benchReport) {
 			}
 			cold := d.cold(prog)
 			if cold != nil && cold.Wall.P50 > 0 {
-				fmt.Printf("    end to end / cold runsc do (p50): %.2fx\n", float64(l.EndToEnd.P50)/float64(cold.Wall.P50))
+				fmt.Printf("    end to end / cold runsc (p50): %.2fx\n", float64(l.EndToEnd.P50)/float64(cold.Wall.P50))
 			}
 			if l.CPU != nil {
 				fmt.Println("   ", l.CPU)
@@ -601,7 +602,7 @@ func printReport(r *benchReport) {
 					fmt.Printf("    CPU per job / native compile and run: %.1fx\n", l.CPU.PerJobSec/nativeCPU.Seconds())
 				}
 				if cold != nil && cold.CPU > 0 {
-					fmt.Printf("    CPU per job / cold runsc do: %.2fx\n", l.CPU.PerJobSec/cold.CPU.Seconds())
+					fmt.Printf("    CPU per job / cold runsc: %.2fx\n", l.CPU.PerJobSec/cold.CPU.Seconds())
 				}
 			}
 		}

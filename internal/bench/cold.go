@@ -2,9 +2,11 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -15,8 +17,10 @@ import (
 type Counted struct {
 	// Procs are the cgroup.procs files a process joins.
 	Procs []string
-	// CPU reads the cgroup's counter.
+	// CPU reads the cgroup's counter, which counts its children's too.
 	CPU func() (time.Duration, error)
+	// Sub is the OCI cgroupsPath of a child of the cgroup, named id.
+	Sub func(id string) string
 }
 
 // argv wraps argv so that the process joins the cgroup before it execs:
@@ -27,38 +31,64 @@ func (c Counted) argv(argv []string) []string {
 	return append(append(append([]string{"/bin/sh", "-c", join, "sh"}, c.Procs...), "--"), argv...)
 }
 
-// ColdRunsc runs p n times, each in a whole new gVisor sandbox the way
-// "runsc do" does (start, compile and run, stop), on the image's root tree
-// with the guest's compiler: the cost of gVisor alone, with no pool and no
-// agent. It returns the wall times and the CPU per run, all the sandbox's
-// processes counted.
+// ColdRunsc runs p n times, each in a whole new gVisor sandbox (runsc run
+// of a bundle like the one "runsc do" makes: the image's root tree,
+// read-only, a tmpfs /tmp, the guest's compiler), start, compile and run,
+// stop: the cost of gVisor alone, with no pool and no agent. It returns the
+// wall times and the CPU per run: the runsc command and every process of
+// the sandbox, counted in cgroup (the sandbox in a child of it, Sub(i)).
 func ColdRunsc(ctx context.Context, runsc, platform, rootfs string, p Program, n int, counted Counted) (Summary, time.Duration, error) {
-	// The guest's commands, in /tmp of the sandbox's own writable overlay.
-	var script strings.Builder
-	script.WriteString(`cd /tmp && printf '%s' "$1" > ` + p.Source)
-	for _, argv := range p.Commands {
-		script.WriteString(" && " + strings.Join(argv, " "))
-	}
-	state, err := os.MkdirTemp("", "codebench-runsc-do-")
+	dir, err := os.MkdirTemp("", "codebench-cold-runsc-")
 	if err != nil {
 		return Summary{}, 0, err
 	}
-	defer os.RemoveAll(state)
+	defer os.RemoveAll(dir)
+	script := `cd /tmp && printf '%s' "$1" > ` + p.Source
+	for _, argv := range p.Commands {
+		script += " && " + strings.Join(argv, " ")
+	}
 	var samples []time.Duration
 	cpu0, err := counted.CPU()
 	if err != nil {
 		return Summary{}, 0, err
 	}
 	for i := 0; i < n; i++ {
-		argv := counted.argv([]string{runsc, "--root", state, "--platform=" + platform, "--network=none",
-			"do", "--root", rootfs, "--cwd", "/", "--", "/bin/sh", "-c", script.String(), "sh", p.Code})
+		id := fmt.Sprintf("cold-%d-%d", os.Getpid(), i)
+		bundle := filepath.Join(dir, id)
+		if err := os.Mkdir(bundle, 0o700); err != nil {
+			return Summary{}, 0, err
+		}
+		spec := map[string]any{
+			"ociVersion": "1.0.2",
+			"process": map[string]any{
+				"user": map[string]int{"uid": 0, "gid": 0}, "cwd": "/",
+				"args": []string{"/bin/sh", "-c", script, "sh", p.Code},
+				"env":  []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "LANG=C.UTF-8"},
+			},
+			"root":     map[string]any{"path": rootfs, "readonly": true},
+			"hostname": "cold",
+			"mounts": []map[string]any{
+				{"destination": "/proc", "type": "proc", "source": "proc"},
+				{"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": []string{"mode=1777", "size=64m"}},
+			},
+			"linux": map[string]any{
+				"cgroupsPath": counted.Sub(id),
+				"namespaces":  []map[string]string{{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}},
+			},
+		}
+		b, _ := json.Marshal(spec)
+		if err := os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o600); err != nil {
+			return Summary{}, 0, err
+		}
+		argv := counted.argv([]string{runsc, "--root", filepath.Join(dir, "state"), "--platform=" + platform, "--network=none",
+			"run", "--bundle", bundle, id})
 		start := time.Now()
 		out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).Output()
 		if err != nil {
-			return Summary{}, 0, fmt.Errorf("runsc do: %w", err)
+			return Summary{}, 0, fmt.Errorf("runsc run: %w", err)
 		}
 		if string(out) != p.Want {
-			return Summary{}, 0, fmt.Errorf("runsc do %s: %q", p.Name, out)
+			return Summary{}, 0, fmt.Errorf("cold runsc %s: %q", p.Name, out)
 		}
 		samples = append(samples, time.Since(start))
 	}
@@ -66,5 +96,5 @@ func ColdRunsc(ctx context.Context, runsc, platform, rootfs string, p Program, n
 	if err != nil {
 		return Summary{}, 0, err
 	}
-	return Summarize("cold runsc do "+p.Name, samples), (cpu1 - cpu0) / time.Duration(max(n, 1)), nil
+	return Summarize("cold runsc "+p.Name, samples), (cpu1 - cpu0) / time.Duration(max(n, 1)), nil
 }

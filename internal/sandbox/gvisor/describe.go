@@ -95,7 +95,7 @@ func Describe(cfg Config, o DescribeOptions, log *slog.Logger) sandbox.Descripto
 			// (issue 23).
 			{Measure: "end-to-end p50 at c=1 / native gcc and run (x)", Limit: 4},
 			{Measure: "machine CPU per job at c=1 (s)", Limit: 0.6},
-			{Measure: "machine CPU per job at c=1 / a cold runsc do's (x)", Limit: 1},
+			{Measure: "machine CPU per job at c=1 / a cold runsc's (x)", Limit: 1},
 			{Measure: "jobs/s at c=4", Limit: 2, AtLeast: true},
 			{Measure: "Python end-to-end p50 at c=1 / native python3 (x)", Limit: 6},
 			{Measure: "pool wait p99 at c=1 (ms)", Limit: 5},
