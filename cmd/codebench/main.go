@@ -28,6 +28,7 @@ commands:
   image build     build the guest image (kernel, initramfs, root filesystem)
   doctor          report what works on this host
   bench           cold boot vs snapshot restore, memory per VM, and load with percentiles
+  api             serve Judge0's HTTP API (CE 1.13.1) in front of the workers
 `
 
 // hardDeadlineMargin is how long past the grace period a stopping worker
@@ -57,6 +58,7 @@ var commands = map[string]func(fs *flag.FlagSet) commandFunc{
 	"image build": imageBuildCmd,
 	"doctor":      doctorCmd,
 	"bench":       benchCmd,
+	"api":         apiCmd,
 }
 
 // invocation is one run of the binary: the command, its arguments, and

@@ -379,15 +379,35 @@ func (a consAck) Reject(requeue bool) error {
 // prefetch. The returned channel closes when the consumer is cancelled or the
 // connection is lost.
 func (c *Conn) Consume() (<-chan queue.Delivery, error) {
+	return c.consume(queue.JobsQueue, c.cfg.Prefetch)
+}
+
+// ConsumeDurable declares the durable queue name and consumes it like
+// Consume, prefetch at once (a reply queue that outlives its consumer:
+// nothing sent to it is lost while the consumer is down).
+func (c *Conn) ConsumeDurable(name string, prefetch int) (<-chan queue.Delivery, error) {
+	ch, err := c.conn.Channel()
+	if err != nil {
+		return nil, fmt.Errorf("queue: channel: %w", err)
+	}
+	_, err = ch.QueueDeclare(name, true, false, false, false, nil)
+	ch.Close()
+	if err != nil {
+		return nil, fmt.Errorf("queue: declare %s: %w", name, err)
+	}
+	return c.consume(name, prefetch)
+}
+
+func (c *Conn) consume(name string, prefetch int) (<-chan queue.Delivery, error) {
 	ch, err := c.conn.Channel()
 	if err != nil {
 		return nil, fmt.Errorf("queue: consume channel: %w", err)
 	}
-	if err := ch.Qos(c.cfg.Prefetch, 0, false); err != nil {
+	if err := ch.Qos(prefetch, 0, false); err != nil {
 		return nil, fmt.Errorf("queue: qos: %w", err)
 	}
 	c.tag = fmt.Sprintf("codebench-%d", time.Now().UnixNano())
-	msgs, err := ch.Consume(queue.JobsQueue, c.tag, false, false, false, false, nil)
+	msgs, err := ch.Consume(name, c.tag, false, false, false, false, nil)
 	if err != nil {
 		return nil, fmt.Errorf("queue: consume: %w", err)
 	}
@@ -492,6 +512,20 @@ func (c *Conn) PublishJob(ctx context.Context, body []byte) error {
 }
 
 func (c *Conn) publish(ctx context.Context, exchange, key string, body []byte, headers amqp.Table, correlationID string) error {
+	return c.publishTo(ctx, exchange, key, body, headers, correlationID, "")
+}
+
+// PublishJobReply publishes a job whose statuses go to replyTo (a queue
+// the workers' reply_to policy allows), tagged with correlationID.
+func (c *Conn) PublishJobReply(ctx context.Context, body []byte, replyTo, correlationID string) error {
+	h := amqp.Table{queue.PublishedHeader: time.Now().UnixNano()}
+	if c.cfg.Topology == queue.TopologyAPI {
+		return c.publishTo(ctx, queue.APIExchange, queue.APIRoutingKey, body, h, correlationID, replyTo)
+	}
+	return c.publishTo(ctx, "", queue.JobsQueue, body, h, correlationID, replyTo)
+}
+
+func (c *Conn) publishTo(ctx context.Context, exchange, key string, body []byte, headers amqp.Table, correlationID, replyTo string) error {
 	if len(body) > c.MaxMessageSize() {
 		return fmt.Errorf("%w: %d bytes to %s, the broker's limit is %d", queue.ErrTooLarge, len(body), key, c.MaxMessageSize())
 	}
@@ -507,6 +541,7 @@ func (c *Conn) publish(ctx context.Context, exchange, key string, body []byte, h
 		Timestamp:     time.Now(),
 		Headers:       headers,
 		CorrelationId: correlationID,
+		ReplyTo:       replyTo,
 		UserId:        c.user,
 		AppId:         queue.AppID,
 		Body:          body,

@@ -27,6 +27,7 @@ type Config struct {
 	Worker  Worker
 	Limits  Limits
 	Network Network
+	API     API
 	Verbose bool // CODEBENCH_DEBUG
 	// DebugAddr serves expvar and pprof for the worker (loopback only;
 	// CODEBENCH_DEBUG_ADDR, off by default).
@@ -40,6 +41,39 @@ type Config struct {
 	// Warnings are what Load found questionable but not wrong (a password
 	// file others can read): the command logs them.
 	Warnings []string
+}
+
+// API is codebench api's: the HTTP server that speaks Judge0's API.
+type API struct {
+	Addr string // CODEBENCH_API_ADDR (api_addr), default 127.0.0.1:2358
+	// AuthTokens and AuthzTokens are comma-separated (empty: none
+	// required; no list and no delete without authz tokens).
+	AuthTokens  string // CODEBENCH_API_AUTH_TOKENS
+	AuthzTokens string // CODEBENCH_API_AUTHZ_TOKENS
+	AuthHeader  string // CODEBENCH_API_AUTH_HEADER, default X-Auth-Token
+	AuthzHeader string // CODEBENCH_API_AUTHZ_HEADER, default X-Auth-User
+	// DatabaseURL is the store: a SQLite file path (default
+	// <data dir>/api.db).
+	DatabaseURL string // CODEBENCH_API_DATABASE_URL
+	MaxQueue    int    // CODEBENCH_API_MAX_QUEUE: submissions in flight, 503 beyond
+	// CORSOrigins are comma-separated origins, "*" any (the default).
+	CORSOrigins string // CODEBENCH_API_CORS_ORIGINS
+	// ReplyQueue is the durable queue statuses come back on; it must start
+	// with codebench.api. (the prefix every worker allows).
+	ReplyQueue string // CODEBENCH_API_REPLY_QUEUE
+	// MaxAge expires finished submissions older than this (0: never).
+	MaxAge time.Duration // CODEBENCH_API_MAX_AGE
+}
+
+// List splits a comma-separated setting into its non-empty items.
+func List(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // VM sizes and drives the sandbox.
@@ -224,6 +258,8 @@ func Default() Config {
 			MaxJobBytes: 8 << 20, MaxStatusBytes: 8 << 20, MaxRequeues: 5, StatusQueueWithReply: true,
 			ManagementURL: "http://127.0.0.1:15672", BrokerNode: "rabbit@localhost",
 		},
+		API: API{Addr: "127.0.0.1:2358", AuthHeader: "X-Auth-Token", AuthzHeader: "X-Auth-User", MaxQueue: 10000,
+			CORSOrigins: "*", ReplyQueue: "codebench.api.replies", MaxAge: 7 * 24 * time.Hour},
 		Network: Network{Name: "w", Subnet: "192.168.127.0/24", IPMasq: true, ConnPerSecond: 20,
 			CNIPath: "/opt/cni/bin:/usr/lib/cni"},
 		Limits: Limits{

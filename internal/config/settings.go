@@ -69,6 +69,20 @@ func settings(c *Config) []setting {
 	add("CODEBENCH_JAILER_CHROOT", &c.VM.Jailer.Chroot)
 	add("CODEBENCH_JAILER_NETNS", &c.VM.Jailer.NetNS)
 
+	add("CODEBENCH_API_ADDR", &c.API.Addr)
+	add("CODEBENCH_API_AUTH_TOKENS", &c.API.AuthTokens)
+	t[len(t)-1].secret = true
+	add("CODEBENCH_API_AUTHZ_TOKENS", &c.API.AuthzTokens)
+	t[len(t)-1].secret = true
+	add("CODEBENCH_API_AUTH_HEADER", &c.API.AuthHeader)
+	add("CODEBENCH_API_AUTHZ_HEADER", &c.API.AuthzHeader)
+	add("CODEBENCH_API_DATABASE_URL", &c.API.DatabaseURL)
+	t[len(t)-1].secret = true
+	add("CODEBENCH_API_MAX_QUEUE", &c.API.MaxQueue)
+	add("CODEBENCH_API_CORS_ORIGINS", &c.API.CORSOrigins)
+	add("CODEBENCH_API_REPLY_QUEUE", &c.API.ReplyQueue)
+	add("CODEBENCH_API_MAX_AGE", &c.API.MaxAge)
+
 	add("RABBITMQ_URL", &c.Worker.RabbitURL)
 	t[len(t)-1].secret = true
 	add("CODEBENCH_RABBITMQ_PASSWORD_FILE", &c.Worker.RabbitPasswordFile)

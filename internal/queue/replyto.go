@@ -11,6 +11,10 @@ import (
 const (
 	DirectReplyTo     = "amq.rabbitmq.reply-to"
 	ServerNamedPrefix = "amq.gen-"
+	// APIReplyPrefix names the durable reply queues of codebench api
+	// nodes: allowed by every worker (statuses wait there while the API is
+	// down).
+	APIReplyPrefix = "codebench.api."
 )
 
 // maxQueueName is AMQP's limit on a queue name (a short string).
@@ -57,14 +61,14 @@ func (p ReplyPolicy) Check(name string) error {
 		return refuse("is a job's status queue")
 	case name == DirectReplyTo || strings.HasPrefix(name, DirectReplyTo+"."):
 		return nil
-	case strings.HasPrefix(name, ServerNamedPrefix):
+	case strings.HasPrefix(name, ServerNamedPrefix), strings.HasPrefix(name, APIReplyPrefix) && len(name) > len(APIReplyPrefix):
 		return nil
 	case strings.HasPrefix(name, "amq."):
 		return refuse("is a name reserved to the broker")
 	case p.Pattern != nil && p.Pattern.MatchString(name):
 		return nil
 	}
-	allowed := DirectReplyTo + ", " + ServerNamedPrefix + "*"
+	allowed := DirectReplyTo + ", " + ServerNamedPrefix + "*, " + APIReplyPrefix + "*"
 	if p.Pattern != nil {
 		allowed += " or a name matching " + p.Pattern.String()
 	}

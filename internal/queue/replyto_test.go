@@ -26,6 +26,8 @@ func TestReplyPolicy(t *testing.T) {
 		{ReplyPolicy{}, "job_status_victim", false, "status queue"},
 		{ReplyPolicy{}, "amq.direct", false, "reserved"},
 		{ReplyPolicy{}, "results.api-1", false, "allowed: amq.rabbitmq.reply-to"},
+		{ReplyPolicy{}, "codebench.api.replies", true, ""},
+		{ReplyPolicy{}, "codebench.api.", false, "allowed: "},
 		{withPattern, "results.api-1", true, ""},
 		{withPattern, "results.api-1.x", false, "matching"},
 		{withPattern, "xresults.api-1", false, "matching"},

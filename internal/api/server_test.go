@@ -1,0 +1,262 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/codebench/codebench/internal/job"
+	"github.com/codebench/codebench/internal/judge0"
+	"github.com/codebench/codebench/internal/lang"
+	"github.com/codebench/codebench/internal/store"
+)
+
+// fakeWorker is the seam behind the publisher: it records each job and,
+// when answer is set, answers it as a worker would (running, then the
+// status answer makes) through the server's reply path.
+type fakeWorker struct {
+	mu     sync.Mutex
+	jobs   []job.Job
+	fail   error
+	answer func(j job.Job) *job.Status
+	srv    *Server
+}
+
+func (f *fakeWorker) PublishJobReply(_ context.Context, body []byte, replyTo, corr string) error {
+	if f.fail != nil {
+		return f.fail
+	}
+	var j job.Job
+	if err := json.Unmarshal(body, &j); err != nil || replyTo != "codebench.api.test" || corr != j.ID {
+		return errors.New("bad publish")
+	}
+	f.mu.Lock()
+	f.jobs = append(f.jobs, j)
+	f.mu.Unlock()
+	if f.answer != nil {
+		go func() {
+			time.Sleep(20 * time.Millisecond)
+			running, _ := json.Marshal(job.Progress(j.ID, job.StatusRunning))
+			_ = f.srv.HandleStatus(context.Background(), running)
+			final, _ := json.Marshal(f.answer(j))
+			_ = f.srv.HandleStatus(context.Background(), final)
+		}()
+	}
+	return nil
+}
+
+func newTestServer(t *testing.T, cfg Config, fw *fakeWorker) (*Server, *httptest.Server) {
+	t.Helper()
+	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "api.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	cfg.ReplyQueue, cfg.Limits = "codebench.api.test", judge0.DefaultLimits
+	langs := judge0.Languages(map[string]lang.Language{"c": lang.Builtin()["c"], "python": lang.Builtin()["python"]}, map[string]string{"c": "12.2.0"})
+	srv, err := New(cfg, st, fw, langs, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw.srv = srv
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	return srv, hs
+}
+
+func do(t *testing.T, method, url, body string, hdr ...string) (int, map[string]any, http.Header) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var m map[string]any
+	_ = json.Unmarshal(b, &m)
+	return resp.StatusCode, m, resp.Header
+}
+
+func hello(j job.Job) *job.Status {
+	code := 0
+	return &job.Status{ID: j.ID, Status: job.StatusDone, Verdict: job.VerdictOK, Stdout: "Hello, World!\n", ExitCode: &code, CPUUserUS: 1000, MemUsage: 800, ExecDuration: 3000}
+}
+
+func TestSubmissions(t *testing.T) {
+	fw := &fakeWorker{answer: hello}
+	_, hs := newTestServer(t, Config{}, fw)
+	code, m, _ := do(t, "POST", hs.URL+"/submissions?wait=true", `{"source_code":"int main(){}","language_id":50,"stdin":"in","compiler_options":"-O2"}`)
+	st, _ := m["status"].(map[string]any)
+	if code != 201 || st["id"] != 3.0 || m["stdout"] != "Hello, World!\n" || m["time"] != "0.001" || m["memory"] != 800.0 || len(m) != len(judge0.DefaultFields) {
+		t.Fatalf("wait=true: %d %v", code, m)
+	}
+	fw.mu.Lock()
+	j := fw.jobs[0]
+	fw.mu.Unlock()
+	if j.Language != "c" || j.Stdin != "in" || j.Limits.CPUMS != 5000 || j.Limits.WallMS != 10000 || j.Limits.MemoryKB != 128000 || len(j.CompileFlags) != 1 {
+		t.Fatalf("the job: %+v", j)
+	}
+	code, m, _ = do(t, "POST", hs.URL+"/submissions", `{"source_code":"x","language_id":71}`)
+	tok, _ := m["token"].(string)
+	if code != 201 || len(m) != 1 || len(tok) != 36 {
+		t.Fatalf("no wait: %d %v", code, m)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		code, m, _ = do(t, "GET", hs.URL+"/submissions/"+tok+"?base64_encoded=true&fields=*", "")
+		if st, _ := m["status"].(map[string]any); code == 200 && st["id"] == 3.0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never finished: %d %v", code, m)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(m) != len(judge0.Columns) || m["stdout"] != "SGVsbG8sIFdvcmxkIQo=\n" || m["source_code"] != "eA==\n" || m["finished_at"] == nil {
+		t.Fatalf("fields=* base64: %v", m)
+	}
+	for _, tc := range []struct {
+		method, path, body string
+		code               int
+		key, want          string
+	}{
+		{"GET", "/submissions/nope", "", 404, "error", "Not Found"},
+		{"GET", "/submissions/" + tok + "?fields=token,bogus", "", 400, "error", "invalid fields: [bogus]"},
+		{"POST", "/submissions", `{"source_code":`, 400, "", ""},
+		{"POST", "/submissions", `{"source_code":"x","language_id":999}`, 422, "language_id", "language with id 999 doesn't exist"},
+		{"POST", "/submissions", `{"source_code":"x","language_id":50,"compiler_options":"-fplugin=evil.so"}`, 422, "compiler_options", ""},
+		{"POST", "/submissions", `{"source_code":"` + strings.Repeat("a", 9<<20) + `"}`, 413, "", ""},
+		{"DELETE", "/submissions/" + tok, "", 403, "", ""},
+		{"GET", "/submissions", "", 403, "", ""},
+	} {
+		code, m, _ := do(t, tc.method, hs.URL+tc.path, tc.body)
+		if code != tc.code {
+			t.Errorf("%s %s: %d, want %d: %v", tc.method, tc.path, code, tc.code, m)
+			continue
+		}
+		if tc.key != "" && !strings.Contains(jsonString(m[tc.key]), tc.want) {
+			t.Errorf("%s %s: %v, want %s %q", tc.method, tc.path, m, tc.key, tc.want)
+		}
+	}
+	// CORS, as Judge0: every origin, preflights answered.
+	_, _, h := do(t, "OPTIONS", hs.URL+"/submissions", "", "Origin", "https://ide.example", "Access-Control-Request-Method", "POST")
+	if h.Get("Access-Control-Allow-Origin") != "*" {
+		t.Fatalf("CORS: %v", h)
+	}
+}
+
+func jsonString(v any) string { b, _ := json.Marshal(v); return string(b) }
+
+func TestBatchAndLists(t *testing.T) {
+	fw := &fakeWorker{answer: hello}
+	_, hs := newTestServer(t, Config{AuthzTokens: []string{"admin"}}, fw)
+	resp, err := http.Post(hs.URL+"/submissions/batch", "application/json", strings.NewReader(
+		`{"submissions":[{"source_code":"a","language_id":50},{"source_code":"b","language_id":12345},{"source_code":"c","language_id":71}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var items []map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&items)
+	resp.Body.Close()
+	if resp.StatusCode != 201 || len(items) != 3 || items[0]["token"] == nil || items[1]["language_id"] == nil || items[2]["token"] == nil {
+		t.Fatalf("batch: %d %v", resp.StatusCode, items)
+	}
+	time.Sleep(200 * time.Millisecond)
+	code, m, _ := do(t, "GET", hs.URL+"/submissions/batch?tokens="+items[0]["token"].(string)+",missing,"+items[2]["token"].(string), "")
+	subs, _ := m["submissions"].([]any)
+	if code != 200 || len(subs) != 3 || subs[1] != nil || subs[0] == nil {
+		t.Fatalf("batch show: %d %v", code, m)
+	}
+	code, m, _ = do(t, "GET", hs.URL+"/submissions?per_page=1", "", "X-Auth-User", "admin")
+	meta, _ := m["meta"].(map[string]any)
+	if code != 200 || meta["total_count"] != 2.0 || meta["total_pages"] != 2.0 || meta["next_page"] != 2.0 {
+		t.Fatalf("list: %d %v", code, m)
+	}
+	for path, n := range map[string]int{"/statuses": 14, "/languages": 2, "/languages/all": 2} {
+		resp, _ := http.Get(hs.URL + path)
+		var list []map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&list)
+		resp.Body.Close()
+		if len(list) != n {
+			t.Errorf("%s: %v", path, list)
+		}
+	}
+	code, m, _ = do(t, "GET", hs.URL+"/config_info", "")
+	// v1.13.1's app/helpers/config.rb has 39 (the issue says 40; the
+	// source is the reference).
+	if code != 200 || len(m) != 39 || m["max_submission_batch_size"] != 20.0 || m["enable_wait_result"] != true {
+		t.Fatalf("config_info: %d keys: %v", len(m), m)
+	}
+	if _, m, _ = do(t, "GET", hs.URL+"/about", ""); m["version"] != "1.13.1" {
+		t.Fatalf("about: %v", m)
+	}
+	if code, m, _ = do(t, "GET", hs.URL+"/languages/50", ""); code != 200 || m["name"] != "C (GCC 12.2.0)" || m["source_file"] != "main.c" {
+		t.Fatalf("language: %v", m)
+	}
+}
+
+func TestAuthQueueBoundAndRecovery(t *testing.T) {
+	fw := &fakeWorker{}
+	srv, hs := newTestServer(t, Config{AuthTokens: []string{"sesame"}, MaxQueue: 1}, fw)
+	if code, _, _ := do(t, "GET", hs.URL+"/languages", ""); code != 401 {
+		t.Fatalf("no token: %d", code)
+	}
+	if code, _, _ := do(t, "GET", hs.URL+"/languages?X-Auth-Token=sesame", "", "X-RapidAPI-Key", "ignored"); code != 200 {
+		t.Fatalf("token as a query parameter: %d", code)
+	}
+	body := `{"source_code":"x","language_id":50}`
+	code, m, _ := do(t, "POST", hs.URL+"/submissions", body, "X-Auth-Token", "sesame")
+	if code != 201 {
+		t.Fatalf("first: %d %v", code, m)
+	}
+	tok := m["token"].(string)
+	// Nobody answers: the queue (1) is full.
+	if code, m, _ := do(t, "POST", hs.URL+"/submissions", body, "X-Auth-Token", "sesame"); code != 503 || m["error"] != "queue is full" {
+		t.Fatalf("over the bound: %d %v", code, m)
+	}
+	// A restart republishes what is unfinished; the answer frees the place.
+	fw.mu.Lock()
+	fw.jobs = nil
+	fw.mu.Unlock()
+	if n, err := srv.Recover(context.Background()); n != 1 || err != nil {
+		t.Fatalf("recover: %d %v", n, err)
+	}
+	fw.mu.Lock()
+	if len(fw.jobs) != 1 || fw.jobs[0].ID != tok {
+		t.Fatalf("republished: %+v", fw.jobs)
+	}
+	fw.mu.Unlock()
+	final, _ := json.Marshal(hello(job.Job{ID: tok}))
+	if err := srv.HandleStatus(context.Background(), final); err != nil || srv.InFlight() != 0 {
+		t.Fatalf("status: %v, in flight %d", err, srv.InFlight())
+	}
+	// A status of a token the store does not have, and junk: dropped.
+	if err := srv.HandleStatus(context.Background(), []byte(`{"id":"unknown","status":"done"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.HandleStatus(context.Background(), []byte(`not json`)); err != nil {
+		t.Fatal(err)
+	}
+	// A publish that fails: 503, and the token is not kept.
+	fw.fail = errors.New("broker down")
+	code, m, _ = do(t, "POST", hs.URL+"/submissions", body, "X-Auth-Token", "sesame")
+	if code != 503 || srv.InFlight() != 0 {
+		t.Fatalf("publish failure: %d %v (in flight %d)", code, m, srv.InFlight())
+	}
+	var buf bytes.Buffer
+	_ = json.NewEncoder(&buf).Encode(m)
+}
