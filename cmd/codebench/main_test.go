@@ -45,6 +45,25 @@ func TestConfigLoadedOnceUnderTheUnit(t *testing.T) {
 	}
 }
 
+// TestAPIUnit: the API's unit starts the api command with the shared
+// configuration file, and no secret on its command line.
+func TestAPIUnit(t *testing.T) {
+	argv := unitExecStart(t, "../../deploy/systemd/codebench-api.service")
+	noEnv := func(string) (string, bool) { return "", false }
+	for i, a := range argv {
+		if a == "/etc/codebench/codebench.toml" {
+			argv[i] = filepath.Join(t.TempDir(), "none.toml")
+			if err := os.WriteFile(argv[i], []byte("api_addr = \"127.0.0.1:2999\"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	inv, err := parseInvocation(argv, noEnv)
+	if err != nil || inv.name != "api" || inv.cfg.API.Addr != "127.0.0.1:2999" {
+		t.Fatalf("%q: %v %q %q", argv, err, inv.name, inv.cfg.API.Addr)
+	}
+}
+
 // unitExecStart is the unit's ExecStart, without the binary.
 func unitExecStart(t *testing.T, path string) []string {
 	t.Helper()

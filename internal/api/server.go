@@ -22,6 +22,7 @@ import (
 
 	"github.com/codebench/codebench/internal/job"
 	"github.com/codebench/codebench/internal/judge0"
+	"github.com/codebench/codebench/internal/piston"
 	"github.com/codebench/codebench/internal/store"
 )
 
@@ -52,13 +53,14 @@ type Publisher interface {
 
 // Server serves the API.
 type Server struct {
-	cfg   Config
-	store *store.Store
-	pub   Publisher
-	log   *slog.Logger
-	now   func() time.Time
-	langs map[int]judge0.Language
-	list  []judge0.Language // sorted by name
+	cfg      Config
+	store    *store.Store
+	pub      Publisher
+	log      *slog.Logger
+	now      func() time.Time
+	langs    map[int]judge0.Language
+	list     []judge0.Language // sorted by name
+	runtimes []piston.Runtime
 
 	mu       sync.Mutex
 	inflight int
@@ -84,6 +86,7 @@ func New(cfg Config, st *store.Store, pub Publisher, langs []judge0.Language, lo
 	for _, l := range langs {
 		s.langs[l.ID] = l
 	}
+	s.runtimes = piston.Runtimes(langs)
 	return s, nil
 }
 
@@ -176,6 +179,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /isolate", text("codebench runs submissions in gVisor or a microVM, not isolate\n"))
 	mux.HandleFunc("GET /config_info", s.configInfo)
 	mux.HandleFunc("GET /statistics", s.statistics)
+	mux.HandleFunc("GET /api/v2/runtimes", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.runtimes) })
+	mux.HandleFunc("POST /api/v2/execute", s.execute)
 	mux.HandleFunc("POST /authenticate", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	mux.HandleFunc("POST /authorize", s.authorized(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }))
 	return s.cors(s.authenticated(mux))
@@ -367,18 +372,71 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusCreated, map[string]string{"token": rec.Token})
 		return
 	}
-	// Bounded by the job's own limits: every run at its wall limit, a
-	// compile, and a margin.
+	if !s.await(r.Context(), rec, done) {
+		return
+	}
+	s.render(w, r.Context(), http.StatusCreated, rec.Token, fields, b64)
+}
+
+// await waits for rec's final status (done, from waitFor), bounded by the
+// job's own limits: every run at its wall limit, a compile, and a margin.
+// false: the client went away.
+func (s *Server) await(ctx context.Context, rec *judge0.Record, done chan struct{}) bool {
+	defer s.forget(rec.Token, done)
 	limit := time.Duration((rec.Sub.WallTimeLimit*float64(max(rec.Sub.NumberOfRuns, 1))+s.cfg.Limits.MaxWallTimeLimit)*float64(time.Second)) + 30*time.Second
 	select {
 	case <-done:
 	case <-time.After(limit):
-	case <-r.Context().Done():
-		s.forget(rec.Token, done)
+	case <-ctx.Done():
+		return false
+	}
+	return true
+}
+
+// execute is Piston's POST /api/v2/execute: JSON only (415), Piston's
+// validation (400 {message}), the job run as a submission and awaited,
+// then its stages.
+func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
+	if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+		writeJSON(w, http.StatusUnsupportedMediaType, piston.Error{Message: "requests must be of type application/json"})
 		return
 	}
-	s.forget(rec.Token, done)
-	s.render(w, r.Context(), http.StatusCreated, rec.Token, fields, b64)
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	sub, rt, err := piston.Submission(body, s.runtimes, s.cfg.Limits)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, err)
+		return
+	}
+	if !s.reserve(1) {
+		writeJSON(w, http.StatusServiceUnavailable, piston.Error{Message: "queue is full"})
+		return
+	}
+	rec := &judge0.Record{Token: newToken(), Sub: *sub, StatusID: judge0.InQueue, CreatedAt: s.now().UTC().Truncate(time.Millisecond)}
+	if err := s.store.Insert(r.Context(), rec); err != nil {
+		s.release(1)
+		writeJSON(w, http.StatusInternalServerError, piston.Error{Message: "cannot store the job"})
+		return
+	}
+	done := s.waitFor(rec.Token)
+	if err := s.publish(r.Context(), rec); err != nil {
+		s.release(1)
+		s.forget(rec.Token, done)
+		_ = s.store.Delete(context.WithoutCancel(r.Context()), rec.Token)
+		writeJSON(w, http.StatusServiceUnavailable, piston.Error{Message: "cannot queue the job: the broker is unavailable"})
+		return
+	}
+	if !s.await(r.Context(), rec, done) {
+		return
+	}
+	got, err := s.store.Get(r.Context(), rec.Token)
+	if err != nil || got.FinishedAt == nil {
+		writeJSON(w, http.StatusInternalServerError, piston.Error{Message: "the job did not finish in time"})
+		return
+	}
+	writeJSON(w, http.StatusOK, piston.ResultOf(got, rt, s.langs[rt.JudgeID()].CompileCmd != nil))
 }
 
 // waitFor registers for the token's final status.

@@ -260,3 +260,37 @@ func TestAuthQueueBoundAndRecovery(t *testing.T) {
 	var buf bytes.Buffer
 	_ = json.NewEncoder(&buf).Encode(m)
 }
+
+func TestPistonExecute(t *testing.T) {
+	fw := &fakeWorker{answer: hello}
+	_, hs := newTestServer(t, Config{}, fw)
+	resp, err := http.Get(hs.URL + "/api/v2/runtimes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rts []map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&rts)
+	resp.Body.Close()
+	if len(rts) != 2 || rts[0]["language"] != "c" || rts[0]["version"] != "12.2.0" {
+		t.Fatalf("runtimes: %v", rts)
+	}
+	if code, _, _ := do(t, "POST", hs.URL+"/api/v2/execute", `{}`, "Content-Type", "text/plain"); code != 415 {
+		t.Fatalf("not JSON: %d", code)
+	}
+	code, m, _ := do(t, "POST", hs.URL+"/api/v2/execute", `{"language":"cobol","version":"*","files":[{"content":"x"}]}`, "Content-Type", "application/json")
+	if code != 400 || m["message"] != "cobol-* runtime is unknown" {
+		t.Fatalf("unknown runtime: %d %v", code, m)
+	}
+	code, m, _ = do(t, "POST", hs.URL+"/api/v2/execute", `{"language":"c","version":"*","files":[{"content":"int main(){}"},{"name":"util.h","content":"#define X 1"}],"args":["1"],"stdin":"in"}`,
+		"Content-Type", "application/json")
+	run, _ := m["run"].(map[string]any)
+	if code != 200 || m["language"] != "c" || m["compile"] == nil || run["stdout"] != "Hello, World!\n" || run["code"] != 0.0 || run["memory"] != 800.0*1024 {
+		t.Fatalf("execute: %d %v", code, m)
+	}
+	fw.mu.Lock()
+	j := fw.jobs[len(fw.jobs)-1]
+	fw.mu.Unlock()
+	if j.Files["util.h"] != "#define X 1" || len(j.Args) != 1 || j.Stdin != "in" {
+		t.Fatalf("the job: %+v", j)
+	}
+}

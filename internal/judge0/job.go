@@ -34,6 +34,12 @@ func (s *Submission) Job(id string, l Language) *job.Job {
 	if s.CommandLineArguments != nil {
 		j.Args = strings.Fields(*s.CommandLineArguments)
 	}
+	if len(s.Args) > 0 {
+		j.Args = s.Args
+	}
+	if len(s.Files) > 0 {
+		j.Files = s.Files
+	}
 	if s.NumberOfRuns > 1 {
 		j.Runs = int(s.NumberOfRuns)
 	}

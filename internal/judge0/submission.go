@@ -128,6 +128,10 @@ type Submission struct {
 	CallbackURL          *string
 	AdditionalFiles      []byte // the zip, decoded
 	EnableNetwork        bool
+	// Files are more source files beside the program, and Args the
+	// program's arguments as a list (Piston's requests have both).
+	Files map[string]string `json:",omitempty"`
+	Args  []string          `json:",omitempty"`
 }
 
 // decode64 decodes Ruby's Base64.decode64 input: standard alphabet, line
