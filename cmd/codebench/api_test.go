@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -13,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 
 	"github.com/codebench/codebench/internal/testenv"
 )
@@ -126,7 +129,9 @@ func TestJudge0API(t *testing.T) {
 				}
 				return ""
 			}},
-		{"SIGFPE", sub{"source_code": "int main(void){ volatile int z = 0; return 1 / z; }", "language_id": 50}, 9, nil},
+		// 7, not 1: gcc turns 1 / z into a compare (its only values are
+		// -1, 0 and 1), with no division to fault.
+		{"SIGFPE", sub{"source_code": "#include <stdio.h>\nint main(void){ volatile int z = 0; printf(\"%d\\n\", 7 / z); return 0; }", "language_id": 50}, 9, nil},
 		{"SIGABRT", sub{"source_code": "#include <stdlib.h>\nint main(void){ abort(); }", "language_id": 50}, 10, nil},
 		{"wrong answer", sub{"source_code": "print(41)", "language_id": 71, "expected_output": "42"}, 4, nil},
 		{"accepted, trailing white space", sub{"source_code": "print('42  ')", "language_id": 71, "expected_output": "42\n\n"}, 3, nil},
@@ -168,6 +173,8 @@ func TestJudge0API(t *testing.T) {
 		t.Fatalf("base64: %v", m)
 	}
 
+	t.Run("playground", func(t *testing.T) { testPlayground(t, base) })
+
 	// kill -9 of the API while a job runs, then a restart: the token is
 	// answered (the worker's status waited in the durable reply queue).
 	code, m = apiCall(t, "POST", base+"/submissions", map[string]any{"source_code": "import time\ntime.sleep(2)\nprint('late')", "language_id": 71})
@@ -187,5 +194,74 @@ func TestJudge0API(t *testing.T) {
 	})
 	if statusID(m) != 3 || m["stdout"] != "late\n" {
 		t.Fatalf("after the restart: %v", m)
+	}
+}
+
+// testPlayground drives the playground page in a real headless Chromium
+// (Debian's chromium): it loads, runs hello world in Python and in C, shows
+// the output and the verdict, and shows a compile error.
+func testPlayground(t *testing.T, base string) {
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("capability chromium: %v (scripts/install-deps.sh installs it)", err)
+		}
+		t.Skipf("capability chromium: %v", err)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.DisableGPU)
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/"), chromedp.WaitEnabled(chromedp.ID("run"))); err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	text := func(id string) string {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("`+id+`").textContent`))
+		if err != nil {
+			t.Fatalf("read #%s: %v", id, err)
+		}
+		return v
+	}
+	if state := text("api-state"); !strings.Contains(state, "languages") {
+		t.Fatalf("the page says %q", state)
+	}
+	// run picks a language (its hello world fills the editor) or sets
+	// code, clicks Run, and waits for the verdict the page shows.
+	run := func(langID, code string) (verdict, stdout, compile string) {
+		t.Helper()
+		js := `(() => { const s = document.getElementById("language"); s.value = "` + langID + `"; s.dispatchEvent(new Event("change")); return true })()`
+		if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](js)); err != nil {
+			t.Fatal(err)
+		}
+		if code != "" {
+			if err := chromedp.Do(ctx, chromedp.SetValue(chromedp.ID("code"), code)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("run"))); err != nil {
+			t.Fatal(err)
+		}
+		// The click clears the last verdict at once; the next one is this
+		// run's.
+		eventually(t, "the page's verdict", 2*time.Minute, func() bool { return text("verdict") != "" })
+		eventually(t, "the Run button back", time.Minute, func() bool {
+			on, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](`!document.getElementById("run").disabled`))
+			return on
+		})
+		return text("verdict"), text("stdout"), text("compile_output")
+	}
+	if v, out, _ := run("71", ""); v != "Accepted" || !strings.Contains(out, "Hello, World!") {
+		t.Errorf("Python's hello world: %q %q", v, out)
+	}
+	if v, out, _ := run("50", ""); v != "Accepted" || !strings.Contains(out, "Hello, World!") {
+		t.Errorf("C's hello world: %q %q", v, out)
+	}
+	if v, _, comp := run("50", "int main(void) { return nope; }"); v != "Compilation Error" || !strings.Contains(comp, "nope") {
+		t.Errorf("a compile error: %q %q", v, comp)
+	}
+	if statuses := text("statuses"); !strings.Contains(statuses, "submitted") {
+		t.Errorf("no statuses shown: %q", statuses)
 	}
 }

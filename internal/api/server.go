@@ -8,10 +8,12 @@ package api
 import (
 	"context"
 	"crypto/rand"
+	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -179,11 +181,53 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /isolate", text("codebench runs submissions in gVisor or a microVM, not isolate\n"))
 	mux.HandleFunc("GET /config_info", s.configInfo)
 	mux.HandleFunc("GET /statistics", s.statistics)
+	mux.HandleFunc("GET /{$}", s.playground)
+	mux.Handle("GET /playground/", http.StripPrefix("/playground/", http.FileServerFS(playgroundFiles)))
+	mux.HandleFunc("GET /playground/languages", s.playgroundLanguages)
 	mux.HandleFunc("GET /api/v2/runtimes", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.runtimes) })
 	mux.HandleFunc("POST /api/v2/execute", s.execute)
 	mux.HandleFunc("POST /authenticate", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	mux.HandleFunc("POST /authorize", s.authorized(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }))
 	return s.cors(s.authenticated(mux))
+}
+
+// playgroundFiles are the playground page's files: no build step, nothing
+// from elsewhere.
+//
+//go:embed playground/*
+var playgroundRoot embed.FS
+
+var playgroundFiles = mustSub(playgroundRoot, "playground")
+
+func mustSub(f fs.FS, dir string) fs.FS {
+	sub, err := fs.Sub(f, dir)
+	if err != nil {
+		panic(err)
+	}
+	return sub
+}
+
+// playground serves the page at /, with a policy that lets it load only
+// from here.
+func (s *Server) playground(w http.ResponseWriter, _ *http.Request) {
+	b, err := fs.ReadFile(playgroundFiles, "index.html")
+	if err != nil {
+		http.Error(w, "no playground", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	_, _ = w.Write(b)
+}
+
+// playgroundLanguages are the languages with a hello world each.
+func (s *Server) playgroundLanguages(w http.ResponseWriter, _ *http.Request) {
+	out := make([]map[string]any, 0, len(s.list))
+	for _, l := range s.list {
+		out = append(out, map[string]any{"id": l.ID, "name": l.Name, "hello": l.Hello})
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func text(body string) http.HandlerFunc {

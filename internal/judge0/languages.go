@@ -20,6 +20,8 @@ type Language struct {
 	// compiler options against its allow-list.
 	Ours       string               `json:"-"`
 	CheckFlags func([]string) error `json:"-"`
+	// Hello is a hello world in it (the playground's first program).
+	Hello string `json:"-"`
 }
 
 // judge0Names are Judge0 CE 1.13.1's ids (db/languages/active.rb) for the
@@ -62,7 +64,7 @@ func Languages(ours map[string]lang.Language, versions map[string]string) []Lang
 		// Java's class is named after the code's; Judge0 shows Main.
 		main := strings.NewReplacer("{main}", "Main")
 		jl := Language{ID: j.id, Name: strings.Replace(j.name, "%s", shortVersion(name, versions[name]), 1),
-			SourceFile: main.Replace(l.Source), RunCmd: main.Replace(strings.Join(l.Run, " ")), Ours: name, CheckFlags: l.CheckCompileFlags}
+			SourceFile: main.Replace(l.Source), RunCmd: main.Replace(strings.Join(l.Run, " ")), Ours: name, CheckFlags: l.CheckCompileFlags, Hello: l.Hello}
 		if len(l.Compile) > 0 {
 			jl.CompileCmd = main.Replace(strings.Join(l.Compile, " "))
 		}
