@@ -66,6 +66,9 @@ soak: deps image rabbitmq
 	scripts/soak.sh
 
 stop:
+	-@if [ -f /run/codebench-api.pid ]; then kill -TERM $$(cat /run/codebench-api.pid) 2>/dev/null; \
+		for i in $$(seq 100); do kill -0 $$(cat /run/codebench-api.pid) 2>/dev/null || break; sleep 0.2; done; \
+		rm -f /run/codebench-api.pid; echo "api stopped"; fi
 	-@if [ -f /run/codebench-worker.pid ]; then kill -TERM $$(cat /run/codebench-worker.pid) 2>/dev/null; \
 		for i in $$(seq 100); do kill -0 $$(cat /run/codebench-worker.pid) 2>/dev/null || break; sleep 0.2; done; \
 		rm -f /run/codebench-worker.pid; echo "worker stopped"; fi

@@ -58,5 +58,24 @@ curl -s -u "$user:$pass" -H 'content-type: application/json' "$api/queues/%2F/jo
   jq -r 'if type == "array" then .[] | "  \(.payload_bytes) bytes  \(.payload)" else "demo: unexpected answer: \(.)" end'
 final=$(grep -c '"job finished"' "$log" || true)
 echo "demo: the worker's sandbox: $(grep -o 'env="[^"]*"' "$log" | head -1 | sed 's/^env=//')"
-echo "demo: done. The worker keeps running (pid $(cat "$pidfile")); stop it and RabbitMQ with: make stop"
 [ "$final" -ge 1 ]
+
+# The HTTP API (Judge0 CE 1.13.1 and Piston v2) and its playground, in front
+# of the same worker (docs/API.md).
+apipid=/run/codebench-api.pid
+apilog=/var/log/codebench-api.log
+apiaddr=${CODEBENCH_API_ADDR:-127.0.0.1:2358}
+if [ -f "$apipid" ] && kill -0 "$(cat "$apipid")" 2>/dev/null; then
+  echo "demo: api already running (pid $(cat "$apipid"))"
+else
+  echo "demo: starting the API on $apiaddr (log: $apilog)"
+  CODEBENCH_API_ADDR=$apiaddr setsid nohup bin/codebench api >"$apilog" 2>&1 </dev/null &
+  echo $! >"$apipid"
+fi
+for _ in $(seq 100); do curl -sf -o /dev/null "http://$apiaddr/languages" && break; sleep 0.1; done
+echo "demo: the same hello world through Judge0's API:"
+echo "  curl -s -X POST 'http://$apiaddr/submissions?wait=true' -H 'Content-Type: application/json' -d @examples/judge0/hello-c.json"
+curl -s -X POST "http://$apiaddr/submissions?wait=true" -H 'Content-Type: application/json' -d @examples/judge0/hello-c.json | sed 's/^/  /'
+echo
+echo "demo: done. The playground: http://$apiaddr/ (an SSH tunnel reaches it: ssh -L 2358:$apiaddr HOST)"
+echo "demo: the worker (pid $(cat "$pidfile")) and the API (pid $(cat "$apipid")) keep running; stop them and RabbitMQ with: make stop"

@@ -714,7 +714,7 @@ func (s *Server) language(w http.ResponseWriter, r *http.Request) {
 func (s *Server) about(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{
 		"version": "1.13.1", "homepage": "https://judge0.com", "source_code": "https://github.com/judge0/judge0",
-		"maintainer": "codebench " + s.cfg.Version + " (Judge0 CE 1.13.1 compatible API)",
+		"maintainer": "codebench (a Judge0 CE 1.13.1 compatible API)",
 	})
 }
 
