@@ -17,7 +17,7 @@ import (
 func TestBenchShort(t *testing.T) {
 	vm := testenv.NeedVM(t)
 	testenv.NeedGVisor(t)
-	cmd := exec.Command(binary, "bench", "--drivers", "gvisor,qemu-tcg", "-n", "3", "-c", "1,2", "--pool", "2", "--rounds", "1", "--json")
+	cmd := exec.Command(binary, "bench", "--drivers", "gvisor,qemu-tcg", "-n", "3", "-c", "1,2", "--pool", "2", "--rounds", "1", "--anatomy", "2", "--json")
 	cmd.Env = append(os.Environ(), "CODEBENCH_RUN_DIR="+filepath.Join(vm.RunDir, "b"))
 	out, err := cmd.Output()
 	if err != nil {
@@ -42,11 +42,32 @@ func TestBenchShort(t *testing.T) {
 			t.Fatalf("no target %q with a value: %+v", want, rep.Targets)
 		}
 	}
+	// Issue 23's measures: gVisor alone (a cold sandbox per run, its CPU
+	// counted), the job's CPU by phase and process, Python with its native
+	// baseline, and the ratios between them.
+	for _, want := range []string{"gvisor: machine CPU per job at c=1 / a cold runsc's (x)", "gvisor: end-to-end p50 at c=1 / native gcc and run (x)"} {
+		if !slices.ContainsFunc(rep.Targets, func(tg target) bool { return tg.Name == want && tg.Value > 0 }) {
+			t.Fatalf("no target %q with a value: %+v", want, rep.Targets)
+		}
+	}
+	if len(gv.Cold) != 2 || gv.Cold[0].CPU <= 0 || gv.Cold[1].Wall.N != 3 {
+		t.Fatalf("cold runsc: %+v", gv.Cold)
+	}
+	for _, d := range rep.Drivers {
+		a := d.Anatomy
+		if a == nil || a.Jobs != 2 || len(a.Phases) != 4 || a.Phases[2].Name != "job" || a.Phases[2].Total() <= 0 || a.GuestCompile <= 0 {
+			t.Fatalf("%s: anatomy %+v", d.Name, a)
+		}
+	}
+	if ks := gv.Anatomy.Phases[0].ByProcess; ks["Sentry (runsc-sandbox)"] <= 0 {
+		t.Fatalf("gvisor's start: no CPU in the Sentry: %v", ks)
+	}
 	if !gv.Boundary || tcg.Boundary {
 		t.Fatalf("boundaries: gvisor %v, qemu-tcg %v", gv.Boundary, tcg.Boundary)
 	}
 	for _, d := range rep.Drivers {
-		if d.Start.Ready.N != 2 || d.Restore == nil || d.Restore.Ready.N != 2 || len(d.Loads) != 2 || d.Start.PSSKB <= 0 {
+		if d.Start.Ready.N != 2 || d.Restore == nil || d.Restore.Ready.N != 2 || len(d.Loads) != 3 || d.Start.PSSKB <= 0 ||
+			d.Loads[2].Program != "hello.py" {
 			t.Fatalf("%s: incomplete: %+v", d.Name, d)
 		}
 		for _, l := range d.Loads {
