@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -49,7 +50,11 @@ func apiCmd(fs *flag.FlagSet) commandFunc {
 		}
 		defer st.Close()
 		pub := &brokerPublisher{}
-		srv, err := api.New(apiConfig(cfg), st, pub, apiLanguages(img), log)
+		acfg := apiConfig(cfg)
+		if acfg.WorkerUser, err = workerUser(cfg); err != nil {
+			return err
+		}
+		srv, err := api.New(acfg, st, pub, apiLanguages(img), log)
 		if err != nil {
 			return err
 		}
@@ -101,6 +106,19 @@ func apiConfig(cfg config.Config) api.Config {
 		MaxQueue: cfg.API.MaxQueue, CORSOrigins: config.List(cfg.API.CORSOrigins),
 		ReplyQueue: cfg.API.ReplyQueue, MaxBody: int64(cfg.Worker.MaxJobBytes), Limits: lim,
 	}
+}
+
+// workerUser is the broker user statuses must come from: worker_user, else
+// the user of rabbitmq_url (the workers' own, by default).
+func workerUser(cfg config.Config) (string, error) {
+	if cfg.Worker.WorkerUser != "" {
+		return cfg.Worker.WorkerUser, nil
+	}
+	u, err := url.Parse(strings.Split(cfg.Worker.RabbitURL, ",")[0])
+	if err != nil || u.User == nil || u.User.Username() == "" {
+		return "", fmt.Errorf("api: cannot tell the workers' broker user from rabbitmq_url; set worker_user")
+	}
+	return u.User.Username(), nil
 }
 
 // apiLanguages are Judge0's languages for the image's, with the versions
@@ -172,7 +190,7 @@ func consumeReplies(ctx context.Context, qcfg broker.Config, replyQueue string, 
 			stop := context.AfterFunc(ctx, func() { _ = conn.StopConsuming() })
 			defer stop()
 			for d := range deliveries {
-				if err := srv.HandleStatus(ctx, d.Body); err != nil {
+				if err := srv.HandleStatus(ctx, queue.Message{Body: d.Body, UserID: d.UserID, AppID: d.AppID}); err != nil {
 					log.Warn("api: a status not stored; requeued", "err", err)
 					_ = d.Acker.Nack(true)
 					continue

@@ -25,6 +25,7 @@ import (
 	"github.com/codebench/codebench/internal/job"
 	"github.com/codebench/codebench/internal/judge0"
 	"github.com/codebench/codebench/internal/piston"
+	"github.com/codebench/codebench/internal/queue"
 	"github.com/codebench/codebench/internal/store"
 )
 
@@ -44,8 +45,9 @@ type Config struct {
 	// MaxBody bounds a request body (413 beyond).
 	MaxBody int64
 	Limits  judge0.Limits
-	// Version is codebench's, for /version's neighbours.
-	Version string
+	// WorkerUser is the broker user the workers publish statuses as: a
+	// status from anyone else is dropped ("" takes any: tests only).
+	WorkerUser string
 }
 
 // Publisher publishes a job whose statuses go to replyTo.
@@ -126,12 +128,20 @@ func (s *Server) publish(ctx context.Context, r *judge0.Record) error {
 
 // HandleStatus takes one status from the reply queue: it is written to the
 // store before it returns nil (then the caller acknowledges it). A status
-// of a token the store does not have is dropped (nil).
-func (s *Server) HandleStatus(ctx context.Context, body []byte) error {
+// of a token the store does not have, or not published by the workers'
+// user with codebench's app_id (a producer may name this queue as its
+// reply_to and forge a verdict for a token it learnt), is dropped (nil).
+func (s *Server) HandleStatus(ctx context.Context, m queue.Message) error {
 	var st job.Status
-	if err := json.Unmarshal(body, &st); err != nil || st.ID == "" {
+	if err := json.Unmarshal(m.Body, &st); err != nil || st.ID == "" {
 		s.log.Warn("api: a reply that is no status, dropped", "err", err)
 		return nil
+	}
+	if s.cfg.WorkerUser != "" {
+		if err := m.FromWorker(s.cfg.WorkerUser, st.ID, st.ID); err != nil {
+			s.log.Warn("api: a status not from the workers, dropped", "token", st.ID, "err", err)
+			return nil
+		}
 	}
 	if st.Status == job.StatusOutput {
 		return nil // streamed output: the final status has it all

@@ -18,6 +18,7 @@ import (
 	"github.com/codebench/codebench/internal/job"
 	"github.com/codebench/codebench/internal/judge0"
 	"github.com/codebench/codebench/internal/lang"
+	"github.com/codebench/codebench/internal/queue"
 	"github.com/codebench/codebench/internal/store"
 )
 
@@ -47,12 +48,17 @@ func (f *fakeWorker) PublishJobReply(_ context.Context, body []byte, replyTo, co
 		go func() {
 			time.Sleep(20 * time.Millisecond)
 			running, _ := json.Marshal(job.Progress(j.ID, job.StatusRunning))
-			_ = f.srv.HandleStatus(context.Background(), running)
+			_ = f.srv.HandleStatus(context.Background(), fromWorker(running))
 			final, _ := json.Marshal(f.answer(j))
-			_ = f.srv.HandleStatus(context.Background(), final)
+			_ = f.srv.HandleStatus(context.Background(), fromWorker(final))
 		}()
 	}
 	return nil
+}
+
+// fromWorker is a status as the workers publish it.
+func fromWorker(body []byte) queue.Message {
+	return queue.Message{Body: body, UserID: "worker", AppID: queue.AppID}
 }
 
 func newTestServer(t *testing.T, cfg Config, fw *fakeWorker) (*Server, *httptest.Server) {
@@ -62,7 +68,7 @@ func newTestServer(t *testing.T, cfg Config, fw *fakeWorker) (*Server, *httptest
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	cfg.ReplyQueue, cfg.Limits = "codebench.api.test", judge0.DefaultLimits
+	cfg.ReplyQueue, cfg.Limits, cfg.WorkerUser = "codebench.api.test", judge0.DefaultLimits, "worker"
 	langs := judge0.Languages(map[string]lang.Language{"c": lang.Builtin()["c"], "python": lang.Builtin()["python"]}, map[string]string{"c": "12.2.0"})
 	srv, err := New(cfg, st, fw, langs, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
@@ -241,14 +247,23 @@ func TestAuthQueueBoundAndRecovery(t *testing.T) {
 	}
 	fw.mu.Unlock()
 	final, _ := json.Marshal(hello(job.Job{ID: tok}))
-	if err := srv.HandleStatus(context.Background(), final); err != nil || srv.InFlight() != 0 {
+	// A producer that learnt the token and named the reply queue as its
+	// reply_to: its status is not the workers' (user_id), and is dropped.
+	forged := queue.Message{Body: final, UserID: "mallory", AppID: queue.AppID}
+	if err := srv.HandleStatus(context.Background(), forged); err != nil || srv.InFlight() != 1 {
+		t.Fatalf("forged status: %v, in flight %d", err, srv.InFlight())
+	}
+	if _, m, _ := do(t, "GET", hs.URL+"/submissions/"+tok+"?X-Auth-Token=sesame", ""); m["status"].(map[string]any)["id"] != 1.0 {
+		t.Fatalf("a forged status was stored: %v", m)
+	}
+	if err := srv.HandleStatus(context.Background(), fromWorker(final)); err != nil || srv.InFlight() != 0 {
 		t.Fatalf("status: %v, in flight %d", err, srv.InFlight())
 	}
 	// A status of a token the store does not have, and junk: dropped.
-	if err := srv.HandleStatus(context.Background(), []byte(`{"id":"unknown","status":"done"}`)); err != nil {
+	if err := srv.HandleStatus(context.Background(), fromWorker([]byte(`{"id":"unknown","status":"done"}`))); err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.HandleStatus(context.Background(), []byte(`not json`)); err != nil {
+	if err := srv.HandleStatus(context.Background(), fromWorker([]byte(`not json`))); err != nil {
 		t.Fatal(err)
 	}
 	// A publish that fails: 503, and the token is not kept.

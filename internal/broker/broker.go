@@ -418,7 +418,7 @@ func (c *Conn) consume(name string, prefetch int) (<-chan queue.Delivery, error)
 		defer close(out)
 		for m := range msgs {
 			d := queue.Delivery{Body: m.Body, Redelivered: m.Redelivered, Acker: consAck{c, m.DeliveryTag},
-				ReplyTo: m.ReplyTo, CorrelationID: m.CorrelationId}
+				ReplyTo: m.ReplyTo, CorrelationID: m.CorrelationId, UserID: m.UserId, AppID: m.AppId}
 			if ns, ok := m.Headers[queue.PublishedHeader].(int64); ok && ns > 0 {
 				d.PublishedAt = time.Unix(0, ns)
 			}

@@ -68,6 +68,9 @@ type Delivery struct {
 	// request/reply convention: statuses also go to ReplyTo, carrying
 	// CorrelationID.
 	ReplyTo, CorrelationID string
+	// UserID and AppID are the publisher's, as the broker delivered them
+	// (it refuses a user_id that is not the publishing connection's).
+	UserID, AppID string
 	// Acker settles the delivery: the consuming channel for deliveries
 	// from Consume, a fake in tests.
 	Acker Acker
