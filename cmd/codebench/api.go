@@ -58,6 +58,12 @@ func apiCmd(fs *flag.FlagSet) commandFunc {
 		if err != nil {
 			return err
 		}
+		srv.Ready = func() error {
+			if pub.conn.Load() == nil {
+				return errNoBroker
+			}
+			return nil
+		}
 		ln, err := net.Listen("tcp", cfg.API.Addr)
 		if err != nil {
 			return fmt.Errorf("api: listen: %w", err)

@@ -66,6 +66,11 @@ type Server struct {
 	list     []judge0.Language // sorted by name
 	runtimes []piston.Runtime
 
+	metrics *metrics
+	// Ready says whether the API can take submissions (the broker is
+	// connected); nil: always.
+	Ready func() error
+
 	mu       sync.Mutex
 	inflight int
 	waiters  map[string][]chan struct{}
@@ -91,6 +96,7 @@ func New(cfg Config, st *store.Store, pub Publisher, langs []judge0.Language, lo
 		s.langs[l.ID] = l
 	}
 	s.runtimes = piston.Runtimes(langs)
+	s.metrics = newMetrics(s)
 	return s, nil
 }
 
@@ -135,11 +141,13 @@ func (s *Server) HandleStatus(ctx context.Context, m queue.Message) error {
 	var st job.Status
 	if err := json.Unmarshal(m.Body, &st); err != nil || st.ID == "" {
 		s.log.Warn("api: a reply that is no status, dropped", "err", err)
+		s.metrics.statuses.WithLabelValues("not a status").Inc()
 		return nil
 	}
 	if s.cfg.WorkerUser != "" {
 		if err := m.FromWorker(s.cfg.WorkerUser, st.ID, st.ID); err != nil {
 			s.log.Warn("api: a status not from the workers, dropped", "token", st.ID, "err", err)
+			s.metrics.statuses.WithLabelValues("not the workers'").Inc()
 			return nil
 		}
 	}
@@ -148,6 +156,7 @@ func (s *Server) HandleStatus(ctx context.Context, m queue.Message) error {
 	}
 	r, err := s.store.Get(ctx, st.ID)
 	if errors.Is(err, store.ErrNotFound) {
+		s.metrics.statuses.WithLabelValues("unknown token").Inc()
 		return nil
 	}
 	if err != nil {
@@ -158,6 +167,7 @@ func (s *Server) HandleStatus(ctx context.Context, m queue.Message) error {
 	if err != nil {
 		return err
 	}
+	s.metrics.statuses.WithLabelValues("stored").Inc()
 	if changed && r.FinishedAt != nil {
 		s.mu.Lock()
 		s.inflight = max(s.inflight-1, 0)
@@ -198,7 +208,25 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /api/v2/execute", s.execute)
 	mux.HandleFunc("POST /authenticate", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	mux.HandleFunc("POST /authorize", s.authorized(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }))
-	return s.cors(s.authenticated(mux))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /metrics", loopbackOnly(s.metrics.handler()))
+	return s.metrics.observe(s.cors(s.authenticated(mux)))
+}
+
+// readyz is 200 when the API can take submissions: its store answers and
+// the broker is connected; else 503 with why.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	err := s.store.Ping(r.Context())
+	if err == nil && s.Ready != nil {
+		err = s.Ready()
+	}
+	if err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, err.Error()+"\n")
+		return
+	}
+	io.WriteString(w, "ready\n")
 }
 
 // playgroundFiles are the playground page's files: no build step, nothing

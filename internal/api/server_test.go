@@ -309,3 +309,44 @@ func TestPistonExecute(t *testing.T) {
 		t.Fatalf("the job: %+v", j)
 	}
 }
+
+func TestHealthAndMetrics(t *testing.T) {
+	fw := &fakeWorker{answer: hello}
+	srv, hs := newTestServer(t, Config{}, fw)
+	get := func(path string) (int, string) {
+		resp, err := http.Get(hs.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := get("/healthz"); code != 200 {
+		t.Fatalf("healthz: %d", code)
+	}
+	srv.Ready = func() error { return errors.New("not connected to the broker") }
+	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, "broker") {
+		t.Fatalf("readyz, no broker: %d %q", code, body)
+	}
+	srv.Ready = nil
+	if code, _ := get("/readyz"); code != 200 {
+		t.Fatalf("readyz: %d", code)
+	}
+	if code, _, _ := do(t, "POST", hs.URL+"/submissions?wait=true", `{"source_code":"x","language_id":50}`); code != 201 {
+		t.Fatal(code)
+	}
+	get("/submissions/nope")
+	_, body := get("/metrics")
+	for _, want := range []string{
+		`codebench_api_requests_total{code="201",route="POST /submissions"} 1`,
+		`codebench_api_requests_total{code="404",route="GET /submissions/{token}"} 1`,
+		`codebench_api_statuses_total{outcome="stored"} 2`,
+		`codebench_api_submissions_in_flight 0`,
+		`codebench_api_request_seconds_count{route="POST /submissions"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s:\n%s", want, body)
+		}
+	}
+}

@@ -1,0 +1,93 @@
+package api
+
+import (
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are the API's own Prometheus metrics: requests by route and
+// code, their durations by route, submissions in flight, statuses taken.
+type metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	statuses *prometheus.CounterVec
+}
+
+func newMetrics(s *Server) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "codebench_api_requests_total",
+			Help: "HTTP requests by route (the pattern it matched) and status code."}, []string{"route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "codebench_api_request_seconds",
+			Help:    "HTTP request durations by route (wait=true ones include the job).",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}}, []string{"route"}),
+		statuses: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "codebench_api_statuses_total",
+			Help: "Statuses taken from the reply queue: stored, dropped (unknown token, not the workers', not a status)."}, []string{"outcome"}),
+	}
+	inflight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "codebench_api_submissions_in_flight",
+		Help: "Submissions accepted and not finished (503 beyond api_max_queue)."}, func() float64 { return float64(s.InFlight()) })
+	m.reg.MustRegister(m.requests, m.duration, m.statuses, inflight)
+	return m
+}
+
+// statusRecorder remembers the code a handler wrote.
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if r.code == 0 {
+		r.code = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.code == 0 {
+		r.code = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+// observe counts every request by the route pattern the mux matched ("" for
+// none: a 404 or 405 of the mux's own).
+func (m *metrics) observe(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		route := r.Pattern
+		if route == "" {
+			route = "unmatched"
+		}
+		if rec.code == 0 {
+			rec.code = http.StatusOK
+		}
+		m.requests.WithLabelValues(route, strconv.Itoa(rec.code)).Inc()
+		m.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+	})
+}
+
+// loopbackOnly answers only clients on this machine: what the metrics say
+// (how busy, which routes) is not every client's business.
+func loopbackOnly(next http.Handler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+			w.WriteHeader(http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
+	}
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
