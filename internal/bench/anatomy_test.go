@@ -26,6 +26,14 @@ func TestProcessTreeCPU(t *testing.T) {
 	if _, err := out.Read(buf); err != nil {
 		t.Fatal(err)
 	}
+	// "ready" comes just before the exec: wait until the process is sleep.
+	deadline := time.Now().Add(10 * time.Second)
+	for processKind(cmd.Process.Pid) != "sleep" {
+		if time.Now().After(deadline) {
+			t.Fatalf("the shell never became sleep: %q", processKind(cmd.Process.Pid))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	got := processTreeCPU([]int{cmd.Process.Pid})
 	// The shell exec'd sleep: its own and its reaped awk's time are now
 	// "sleep"'s.
