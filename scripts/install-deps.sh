@@ -20,9 +20,11 @@ set -euo pipefail
 # (docs/NETWORKING.md): its fences, ptp's masquerading, the ptp and
 # host-local CNI plugins; python3 serves the network tests' HTTP servers;
 # and the linter make test runs over scripts/ and .ci/ (package shellcheck);
-# chromium: the API playground's test drives it headless (chromedp).
+# chromium: the API playground's test drives it headless (chromedp);
+# postgresql: the API's store tests run against a throwaway cluster of it
+# (scripts/postgres.sh; Debian's own cluster is left alone).
 pkgs=(debootstrap rabbitmq-server e2fsprogs curl jq ca-certificates systemd
-  nftables iptables containernetworking-plugins iproute2 python3 shellcheck chromium)
+  nftables iptables containernetworking-plugins iproute2 python3 shellcheck chromium postgresql)
 # Taken from bookworm-backports when the host's mirror serves it there:
 #   runsc: systrap (and an EROFS root) instead of ptrace only
 #   qemu-system-x86: 8.2+ maps a jailed VM's template read-only

@@ -1,7 +1,8 @@
 // Package store keeps the HTTP API's submissions, their results and their
 // tokens: in an embedded SQLite file by default (a pure-Go driver, no cgo),
-// with versioned migrations. One SQL dialect serves both SQLite and
-// PostgreSQL ($n placeholders, TEXT and BIGINT columns).
+// or in PostgreSQL (postgres://...) so that several API nodes share them;
+// with versioned migrations. One SQL dialect serves both ($n placeholders,
+// TEXT, INTEGER and BIGINT columns).
 package store
 
 import (
@@ -15,7 +16,8 @@ import (
 	"strings"
 	"time"
 
-	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
+	_ "modernc.org/sqlite"             // the "sqlite" database/sql driver
 
 	"github.com/codebench/codebench/internal/judge0"
 )
@@ -25,7 +27,8 @@ var ErrNotFound = errors.New("store: no such submission")
 
 // Store is the submissions database.
 type Store struct {
-	db *sql.DB
+	db       *sql.DB
+	postgres bool
 }
 
 // migrations are applied in order, each once; the version is its index+1.
@@ -42,12 +45,23 @@ var migrations = []string{
 	`CREATE INDEX submissions_status ON submissions (status_id)`,
 }
 
-// Open opens (creating) the store at url: a file path or sqlite://path.
+// Open opens the store at url: postgres://... (the database must exist),
+// or a SQLite file path or sqlite://path (created).
 func Open(ctx context.Context, url string) (*Store, error) {
-	path := strings.TrimPrefix(url, "sqlite://")
 	if strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://") {
-		return nil, errors.New("store: PostgreSQL is not built in yet; use a file path")
+		db, err := sql.Open("pgx", url)
+		if err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
+		db.SetMaxOpenConns(16)
+		s := &Store{db: db, postgres: true}
+		if err := s.migrate(ctx); err != nil {
+			db.Close()
+			return nil, err
+		}
+		return s, nil
 	}
+	path := strings.TrimPrefix(url, "sqlite://")
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
@@ -74,31 +88,53 @@ func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
 func (s *Store) Close() error { return s.db.Close() }
 
 // migrate applies the migrations not yet applied, each in a transaction.
+//
+// On PostgreSQL, where several API nodes may start at once, the whole of it
+// runs in one transaction holding an advisory lock: one node migrates, the
+// others wait and find nothing left to do.
 func (s *Store) migrate(ctx context.Context) error {
-	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)`); err != nil {
+	if s.postgres {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+		defer tx.Rollback()
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7274610024)`); err != nil {
+			return fmt.Errorf("store: migration lock: %w", err)
+		}
+		if err := migrateIn(ctx, tx); err != nil {
+			return err
+		}
+		return tx.Commit()
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	defer tx.Rollback()
+	if err := migrateIn(ctx, tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// migrateIn applies, in tx, the migrations not yet applied.
+func migrateIn(ctx context.Context, tx *sql.Tx) error {
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)`); err != nil {
 		return fmt.Errorf("store: migrations table: %w", err)
 	}
 	var have int
-	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
 		return fmt.Errorf("store: schema version: %w", err)
 	}
 	if have > len(migrations) {
 		return fmt.Errorf("store: the database is at schema version %d, newer than this binary's %d", have, len(migrations))
 	}
 	for v := have + 1; v <= len(migrations); v++ {
-		tx, err := s.db.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
 		if _, err := tx.ExecContext(ctx, migrations[v-1]); err != nil {
-			tx.Rollback()
 			return fmt.Errorf("store: migration %d: %w", v, err)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version) VALUES ($1)`, v); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("store: migration %d: %w", v, err)
-		}
-		if err := tx.Commit(); err != nil {
 			return fmt.Errorf("store: migration %d: %w", v, err)
 		}
 	}

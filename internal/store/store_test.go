@@ -9,11 +9,18 @@ import (
 
 	"github.com/codebench/codebench/internal/job"
 	"github.com/codebench/codebench/internal/judge0"
+	"github.com/codebench/codebench/internal/testenv"
 )
 
+// TestStore runs the store's contract on both databases: a SQLite file, and
+// a real PostgreSQL (the test cluster of scripts/postgres.sh).
 func TestStore(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) { testStore(t, filepath.Join(t.TempDir(), "api.db")) })
+	t.Run("postgres", func(t *testing.T) { testStore(t, testenv.Postgres(t, "store")) })
+}
+
+func testStore(t *testing.T, path string) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "api.db")
 	s, err := Open(ctx, path)
 	if err != nil {
 		t.Fatal(err)
@@ -81,10 +88,21 @@ func TestStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	// Reopened: the migrations are not applied twice.
-	s, err = Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
+	// Reopened, twice at once (two API nodes starting): the migrations are
+	// applied once, and neither fails.
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() {
+			s, err := Open(ctx, path)
+			if err == nil {
+				s.Close()
+			}
+			errs <- err
+		}()
 	}
-	s.Close()
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
 }

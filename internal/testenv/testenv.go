@@ -6,6 +6,7 @@ package testenv
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // the test cluster's admin connection
 
 	"github.com/codebench/codebench/internal/config"
 	"github.com/codebench/codebench/internal/image"
@@ -392,4 +395,34 @@ func Footprint(dir string) (procs int, rssKB int64) {
 		}
 	}
 	return procs, rssKB
+}
+
+// Postgres returns the URL of a fresh database of its own on the test
+// PostgreSQL cluster (scripts/postgres.sh, which make test starts; its
+// admin URL in CODEBENCH_TEST_POSTGRES_URL), dropped after the test.
+func Postgres(t testing.TB, name string) string {
+	t.Helper()
+	admin := os.Getenv("CODEBENCH_TEST_POSTGRES_URL")
+	if admin == "" {
+		missing(t, "CODEBENCH_REQUIRE_POSTGRES", "capability PostgreSQL: no test cluster (CODEBENCH_TEST_POSTGRES_URL; scripts/test.sh starts one)")
+	}
+	db, err := sql.Open("pgx", admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if err := db.Ping(); err != nil {
+		missing(t, "CODEBENCH_REQUIRE_POSTGRES", "capability PostgreSQL: %s: %v", admin, err)
+	}
+	dbName := fmt.Sprintf("cbt_%s_%d", name, time.Now().UnixNano())
+	if _, err := db.Exec(`CREATE DATABASE ` + dbName); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = db.Exec(`DROP DATABASE IF EXISTS ` + dbName + ` WITH (FORCE)`) })
+	u, err := url.Parse(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + dbName
+	return u.String()
 }
