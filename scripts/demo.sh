@@ -72,7 +72,8 @@ else
   CODEBENCH_API_ADDR=$apiaddr setsid nohup bin/codebench api >"$apilog" 2>&1 </dev/null &
   echo $! >"$apipid"
 fi
-for _ in $(seq 100); do curl -sf -o /dev/null "http://$apiaddr/languages" && break; sleep 0.1; done
+# Ready: its store open and the broker connected.
+for _ in $(seq 300); do curl -sf -o /dev/null "http://$apiaddr/readyz" && break; sleep 0.1; done
 echo "demo: the same hello world through Judge0's API:"
 echo "  curl -s -X POST 'http://$apiaddr/submissions?wait=true' -H 'Content-Type: application/json' -d @examples/judge0/hello-c.json"
 curl -s -X POST "http://$apiaddr/submissions?wait=true" -H 'Content-Type: application/json' -d @examples/judge0/hello-c.json | sed 's/^/  /'

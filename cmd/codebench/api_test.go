@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -38,8 +39,10 @@ func startAPI(t *testing.T, logs io.Writer, env ...string) (*exec.Cmd, string) {
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
 	base := "http://" + addr
-	eventually(t, "the API", 30*time.Second, func() bool {
-		resp, err := http.Get(base + "/languages")
+	// Ready: serving, its store open and the broker connected (a POST
+	// before that is refused with 503: no token is given out).
+	eventually(t, "the API ready", time.Minute, func() bool {
+		resp, err := http.Get(base + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 		}
@@ -176,9 +179,21 @@ func TestJudge0API(t *testing.T) {
 	t.Run("playground", func(t *testing.T) { testPlayground(t, base) })
 
 	// kill -9 of the API while a job runs, then a restart: the token is
-	// answered (the worker's status waited in the durable reply queue).
-	code, m = apiCall(t, "POST", base+"/submissions", map[string]any{"source_code": "import time\ntime.sleep(2)\nprint('late')", "language_id": 71})
-	tok, _ = m["token"].(string)
+	// answered (the worker's status waited in the durable reply queue); on
+	// SQLite, then on PostgreSQL (a store several API nodes can share).
+	t.Run("kill9/sqlite", func(t *testing.T) { killAndRestartAPI(t, api, &alogs, apiEnv) })
+	pgEnv := []string{"RABBITMQ_URL=" + url, "CODEBENCH_API_DATABASE_URL=" + testenv.Postgres(t, "api")}
+	pgAPI, _ := startAPI(t, &alogs, pgEnv...)
+	t.Run("kill9/postgres", func(t *testing.T) { killAndRestartAPI(t, pgAPI, &alogs, pgEnv) })
+}
+
+// killAndRestartAPI submits a job that takes 2 s, kills the API with -9
+// while it runs, starts it again with the same store, and expects the
+// token answered.
+func killAndRestartAPI(t *testing.T, api *exec.Cmd, logs io.Writer, env []string) {
+	base := "http://" + apiAddr(api)
+	code, m := apiCall(t, "POST", base+"/submissions", map[string]any{"source_code": "import time\ntime.sleep(2)\nprint('late')", "language_id": 71})
+	tok, _ := m["token"].(string)
 	if code != 201 || tok == "" {
 		t.Fatalf("before the kill: %d %v", code, m)
 	}
@@ -187,7 +202,7 @@ func TestJudge0API(t *testing.T) {
 	}
 	_, _ = api.Process.Wait()
 	time.Sleep(3 * time.Second) // the job ends while no API runs
-	_, base = startAPI(t, &alogs, apiEnv...)
+	_, base = startAPI(t, logs, env...)
 	eventually(t, "the result after the restart", 2*time.Minute, func() bool {
 		_, m = apiCall(t, "GET", base+"/submissions/"+tok, nil)
 		return statusID(m) >= 3
@@ -195,6 +210,18 @@ func TestJudge0API(t *testing.T) {
 	if statusID(m) != 3 || m["stdout"] != "late\n" {
 		t.Fatalf("after the restart: %v", m)
 	}
+}
+
+// apiAddr is the address an API started by startAPI listens on (its
+// setting comes last in the environment it was given).
+func apiAddr(cmd *exec.Cmd) string {
+	addr := ""
+	for _, e := range cmd.Env {
+		if v, ok := strings.CutPrefix(e, "CODEBENCH_API_ADDR="); ok {
+			addr = v
+		}
+	}
+	return addr
 }
 
 // testPlayground drives the playground page in a real headless Chromium
@@ -263,5 +290,61 @@ func testPlayground(t *testing.T, base string) {
 	}
 	if statuses := text("statuses"); !strings.Contains(statuses, "submitted") {
 		t.Errorf("no statuses shown: %q", statuses)
+	}
+}
+
+// TestAPIBrokerRestart: the broker (a node of the test's own) stops and
+// starts again while a burst of submissions is in flight; every token the
+// API gave out reaches its final result, on SQLite and on PostgreSQL.
+func TestAPIBrokerRestart(t *testing.T) {
+	vm := testenv.NeedVM(t)
+	node := testenv.StartNode(t, "cb-api", 5692, "")
+	var wlogs, alogs bytes.Buffer
+	startWorkerBinary(t, &wlogs, "RABBITMQ_URL="+node.URL, "CODEBENCH_RUN_DIR="+filepath.Join(vm.RunDir, "apibr"), "CODEBENCH_POOL_SIZE=2")
+	defer func() {
+		if t.Failed() {
+			t.Logf("worker:\n%s\napi:\n%s", wlogs.String(), alogs.String())
+		}
+	}()
+	for _, st := range []struct{ name, url string }{
+		{"sqlite", filepath.Join(t.TempDir(), "api.db")},
+		{"postgres", testenv.Postgres(t, "apibr")},
+	} {
+		t.Run(st.name, func(t *testing.T) {
+			_, base := startAPI(t, &alogs, "RABBITMQ_URL="+node.URL, "CODEBENCH_API_DATABASE_URL="+st.url)
+			var tokens []string
+			submit := func(n int) {
+				for i := 0; i < n; i++ {
+					code, m := apiCall(t, "POST", base+"/submissions", map[string]any{
+						"source_code": fmt.Sprintf("import time\ntime.sleep(0.2)\nprint(%d)", i), "language_id": 71})
+					switch tok, _ := m["token"].(string); {
+					case code == 201 && tok != "":
+						tokens = append(tokens, tok)
+					case code == 503: // refused while the broker is away: no token given out
+					default:
+						t.Fatalf("submit: %d %v", code, m)
+					}
+				}
+			}
+			submit(12)
+			node.Stop(t)
+			submit(3) // refused (503), or accepted: either way, no token lost
+			node.Start(t)
+			submit(5)
+			eventually(t, "every token's result", 4*time.Minute, func() bool {
+				for _, tok := range tokens {
+					if _, m := apiCall(t, "GET", base+"/submissions/"+tok, nil); statusID(m) < 3 {
+						return false
+					}
+				}
+				return true
+			})
+			for _, tok := range tokens {
+				if _, m := apiCall(t, "GET", base+"/submissions/"+tok, nil); statusID(m) != 3 {
+					t.Errorf("%s: %v", tok, m)
+				}
+			}
+			t.Logf("%d tokens given out across the restart, all answered", len(tokens))
+		})
 	}
 }

@@ -70,6 +70,9 @@ func (n *Node) script(cmd string, env ...string) error {
 	c.Env = append(os.Environ(), append([]string{
 		"RMQ_NAME=" + n.Name, "RMQ_PORT=" + strconv.Itoa(n.Port), "RMQ_MGMT_PORT=" + strconv.Itoa(n.Port+10000),
 		"RMQ_BASE=" + n.Base, "RMQ_CONF=" + n.conf, "RABBITMQ_USER=admin", "RABBITMQ_PASSWORD=admin",
+		// Not the suite's RMQ_FRESH=1 (scripts/test.sh exports it for its
+		// own broker): a restarted node keeps its data unless asked.
+		"RMQ_FRESH=",
 	}, append(n.env, env...)...)...)
 	out, err := c.CombinedOutput()
 	if err != nil {
