@@ -19,6 +19,7 @@ import (
 	"github.com/codebench/codebench/internal/broker"
 	"github.com/codebench/codebench/internal/config"
 	"github.com/codebench/codebench/internal/image"
+	"github.com/codebench/codebench/internal/job"
 	"github.com/codebench/codebench/internal/judge0"
 	"github.com/codebench/codebench/internal/lang"
 	"github.com/codebench/codebench/internal/queue"
@@ -36,59 +37,68 @@ func apiCmd(fs *flag.FlagSet) commandFunc {
 		if !strings.HasPrefix(cfg.API.ReplyQueue, queue.APIReplyPrefix) {
 			return fmt.Errorf("api_reply_queue %q must start with %s, the prefix workers send statuses to", cfg.API.ReplyQueue, queue.APIReplyPrefix)
 		}
-		img, err := image.Resolve(cfg.DataDir, cfg.Image)
-		if err != nil {
-			return fmt.Errorf("the API lists the image's languages: %w", err)
-		}
-		dbURL := cfg.API.DatabaseURL
-		if dbURL == "" {
-			dbURL = filepath.Join(cfg.DataDir, "api.db")
-		}
-		st, err := store.Open(ctx, dbURL)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		pub := &brokerPublisher{}
-		acfg := apiConfig(cfg)
-		if acfg.WorkerUser, err = workerUser(cfg); err != nil {
-			return err
-		}
-		srv, err := api.New(acfg, st, pub, apiLanguages(img), log)
-		if err != nil {
-			return err
-		}
-		srv.Ready = func() error {
-			if pub.conn.Load() == nil {
-				return errNoBroker
-			}
-			return nil
-		}
 		ln, err := net.Listen("tcp", cfg.API.Addr)
 		if err != nil {
 			return fmt.Errorf("api: listen: %w", err)
 		}
-		hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
-			WriteTimeout: 15 * time.Minute, IdleTimeout: 2 * time.Minute}
-		var wg sync.WaitGroup
-		defer wg.Wait()
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("api: serve", "err", err)
-			}
-		}()
-		go func() {
-			defer wg.Done()
-			expire(ctx, st, cfg.API.MaxAge, log)
-		}()
-		log.Info("api listening", "addr", ln.Addr().String(), "store", filepath.Base(dbURL), "reply_queue", cfg.API.ReplyQueue)
-		consumeReplies(ctx, queueConfig(cfg), cfg.API.ReplyQueue, srv, pub, log)
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		return hs.Shutdown(sctx)
+		return serveAPI(ctx, cfg, log, ln, nil)
 	}
+}
+
+// serveAPI serves the API on ln until ctx ends: the store, the server, the
+// reply consumer, the expiry; onFinal (nil: none) sees each final status
+// once it is stored (the benchmark's).
+func serveAPI(ctx context.Context, cfg config.Config, log *slog.Logger, ln net.Listener, onFinal func(*job.Status)) error {
+	defer ln.Close()
+	img, err := image.Resolve(cfg.DataDir, cfg.Image)
+	if err != nil {
+		return fmt.Errorf("the API lists the image's languages: %w", err)
+	}
+	dbURL := cfg.API.DatabaseURL
+	if dbURL == "" {
+		dbURL = filepath.Join(cfg.DataDir, "api.db")
+	}
+	st, err := store.Open(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	pub := &brokerPublisher{}
+	acfg := apiConfig(cfg)
+	if acfg.WorkerUser, err = workerUser(cfg); err != nil {
+		return err
+	}
+	srv, err := api.New(acfg, st, pub, apiLanguages(img), log)
+	if err != nil {
+		return err
+	}
+	srv.OnFinal = onFinal
+	srv.Ready = func() error {
+		if pub.conn.Load() == nil {
+			return errNoBroker
+		}
+		return nil
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
+		WriteTimeout: 15 * time.Minute, IdleTimeout: 2 * time.Minute}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("api: serve", "err", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		expire(ctx, st, cfg.API.MaxAge, log)
+	}()
+	log.Info("api listening", "addr", ln.Addr().String(), "store", filepath.Base(dbURL), "reply_queue", cfg.API.ReplyQueue)
+	consumeReplies(ctx, queueConfig(cfg), cfg.API.ReplyQueue, srv, pub, log)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	return hs.Shutdown(sctx)
 }
 
 // apiConfig is the API's configuration, its limits Judge0's within the

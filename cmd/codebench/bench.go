@@ -6,10 +6,14 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/codebench/codebench/internal/agentproto"
@@ -56,6 +60,8 @@ type driverReport struct {
 	// Cold is gVisor alone: each program in a whole new sandbox per run,
 	// as "runsc do" runs it, no pool, no agent (gVisor only).
 	Cold []coldReport `json:"cold_runsc,omitempty"`
+	// API is the HTTP API in front of a worker of this driver.
+	API *bench.APIReport `json:"api,omitempty"`
 	// Boundary and targets are the driver's own description: whether it
 	// is a security boundary, and the figures it promises.
 	Boundary bool                  `json:"boundary"`
@@ -97,6 +103,7 @@ func benchCmd(fs *flag.FlagSet) commandFunc {
 	asJSON := fs.Bool("json", false, "print JSON")
 	stream := fs.Bool("stream", false, "also measure hello.c jobs that stream their output, against the same jobs without, through the pool at concurrency 1")
 	tests := fs.Int("tests", 0, "also measure the marginal cost of a test: jobs with 1 test vs with this many (through the pool, at concurrency 1)")
+	apiBurst := fs.Int("api", 0, "also measure the HTTP API in front of a worker: -n wait=true submissions, then a burst of this many, polled at 200/s (0: none)")
 	python := fs.Bool("python", true, "also a Python hello world load at concurrency 1, with its native baseline")
 	anatomy := fs.Int("anatomy", 5, "hello.c jobs, one sandbox each, one at a time, whose CPU is read by phase and process (0: none)")
 	loadOnly := fs.Bool("load-only", false, "only a load run through RabbitMQ against a running worker (no sandboxes of its own: for soak tests); -c is one number")
@@ -136,7 +143,7 @@ func benchCmd(fs *flag.FlagSet) commandFunc {
 		quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		rep := benchReport{Machine: machine()}
 		for _, name := range names {
-			dr, err := benchDriver(ctx, cfg, quiet, strings.TrimSpace(name), *n, cs, *poolSize, *rounds, *local, *tests, *stream, *anatomy, *python, progress)
+			dr, err := benchDriver(ctx, cfg, quiet, strings.TrimSpace(name), *n, cs, *poolSize, *rounds, *local, *tests, *stream, *anatomy, *python, *apiBurst, progress)
 			if err != nil {
 				return err
 			}
@@ -168,7 +175,7 @@ func benchCmd(fs *flag.FlagSet) commandFunc {
 // benchDriver measures one driver: fresh starts, restores where it has
 // them, then the load runs.
 func benchDriver(ctx context.Context, cfg config.Config, log *slog.Logger, name string, n int, cs []int, poolSize, rounds int, local bool,
-	tests int, stream bool, anatomy int, python bool, progress func(string, ...any)) (*driverReport, error) {
+	tests int, stream bool, anatomy int, python bool, apiBurst int, progress func(string, ...any)) (*driverReport, error) {
 	allow := cfg.VM.AllowTCG
 	if name != "" {
 		if err := selectDriver(&cfg, driverList(cfg, sandbox.Spec{}, log), name); err != nil {
@@ -248,6 +255,12 @@ func benchDriver(ctx context.Context, cfg config.Config, log *slog.Logger, name 
 		}
 		dr.Loads = append(dr.Loads, l)
 	}
+	if apiBurst > 0 && !local {
+		progress("%s: the HTTP API: %d wait=true submissions, then a burst of %d", dr.Name, n, apiBurst)
+		if dr.API, err = apiThroughWorker(ctx, cfg, e, log, max(poolSize, 2), n, apiBurst); err != nil {
+			return nil, err
+		}
+	}
 	if gv, ok := e.driver.(*gvisor.Driver); ok && os.Geteuid() == 0 {
 		progress("%s: cold runsc (a new sandbox per run, as runsc do), %d runs of each program", dr.Name, n)
 		if dr.Cold, err = coldRunsc(ctx, gv, cfg.VM.Runsc, e.spec.RootDir, n, python); err != nil {
@@ -317,6 +330,77 @@ func loadThroughWorker(ctx context.Context, cfg config.Config, e *env, log *slog
 	}
 	r.CPU = mark.Since(n)
 	return r, nil
+}
+
+// apiThroughWorker measures the HTTP API (served in this process, on a
+// store of its own) in front of a worker of the benchmark's own, on a
+// virtual host of its own.
+func apiThroughWorker(ctx context.Context, cfg config.Config, e *env, log *slog.Logger, poolSize, n, burst int) (*bench.APIReport, error) {
+	url, remove, err := bench.TempVhost(ctx, cfg.Worker.ManagementURL, cfg.Worker.RabbitURL, "api"+strings.ReplaceAll(e.choice.Name, "-", ""))
+	if err != nil {
+		return nil, err
+	}
+	defer remove()
+	dir, err := os.MkdirTemp("", "codebench-bench-api-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	cfg.Worker.RabbitURL, cfg.Worker.PoolSize, cfg.Worker.Concurrency = url, poolSize, 2
+	cfg.API.DatabaseURL, cfg.API.MaxQueue = filepath.Join(dir, "api.db"), burst
+	srv, err := newServer(ctx, e, cfg, queueConfig(cfg), log)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.Stop()
+	wctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = srv.Worker.Run(wctx) }()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	var mu sync.Mutex
+	totals := map[string]time.Duration{}
+	finished := 0
+	onFinal := func(st *job.Status) {
+		mu.Lock()
+		defer mu.Unlock()
+		finished++
+		if st.Timings != nil {
+			totals[st.ID] = time.Duration(st.Timings.TotalUS) * time.Microsecond
+		}
+	}
+	go func() { defer wg.Done(); _ = serveAPI(wctx, cfg, log, ln, onFinal) }()
+	base := "http://" + ln.Addr().String()
+	for ready := false; !ready; {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		ready = err == nil && resp.StatusCode == http.StatusOK && srv.Pool.Stats().Ready >= poolSize
+	}
+	return bench.MeasureAPI(ctx, bench.APIRun{Base: base,
+		TotalUS: func(tok string) (time.Duration, bool) {
+			mu.Lock()
+			defer mu.Unlock()
+			d, ok := totals[tok]
+			return d, ok
+		},
+		Finished: func() int {
+			mu.Lock()
+			defer mu.Unlock()
+			return finished
+		},
+	}, n, burst, 200, 30*time.Minute)
 }
 
 // sandboxCPU reads the sandboxes' host cgroup counter, where there is one
@@ -520,6 +604,16 @@ func targets(r *benchReport) []target {
 		}
 	}
 	for _, d := range r.Drivers {
+		if a := d.API; a != nil {
+			// Issue 24's: the API adds little, takes a burst at once, loses
+			// nothing, and answers polls fast while jobs run.
+			add(d.Name+": API overhead on wait=true (end to end - worker total_us) p50, at most", ms(a.Overhead.P50), 5, false, "ms")
+			add(fmt.Sprintf("%s: API: a burst of %d all answered in, at most", d.Name, a.Burst), a.AcceptSeconds, 2*float64(a.Burst)/1000, false, "s")
+			add(d.Name+": API: accepted submissions not finished", float64(a.Unfinished), 0, false, "")
+			add(d.Name+": API: GET /submissions/{token} p99 while jobs run, at most", ms(a.Polls.P99), 20, false, "ms")
+		}
+	}
+	for _, d := range r.Drivers {
 		if len(d.TestLoads) != 2 {
 			continue
 		}
@@ -566,6 +660,9 @@ func printReport(r *benchReport) {
 		}
 		if d.Anatomy != nil {
 			fmt.Println(" ", d.Anatomy)
+		}
+		if d.API != nil {
+			fmt.Println(" ", d.API)
 		}
 		for _, c := range d.Cold {
 			fmt.Println(" ", c.Wall)

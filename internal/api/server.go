@@ -70,6 +70,9 @@ type Server struct {
 	// Ready says whether the API can take submissions (the broker is
 	// connected); nil: always.
 	Ready func() error
+	// OnFinal, when set, sees each final status once it is stored (set
+	// before serving).
+	OnFinal func(*job.Status)
 
 	mu       sync.Mutex
 	inflight int
@@ -169,6 +172,9 @@ func (s *Server) HandleStatus(ctx context.Context, m queue.Message) error {
 	}
 	s.metrics.statuses.WithLabelValues("stored").Inc()
 	if changed && r.FinishedAt != nil {
+		if s.OnFinal != nil {
+			s.OnFinal(&st)
+		}
 		s.mu.Lock()
 		s.inflight = max(s.inflight-1, 0)
 		for _, w := range s.waiters[st.ID] {
