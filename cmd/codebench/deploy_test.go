@@ -19,7 +19,8 @@ import (
 )
 
 // TestSystemdUnit: systemd-analyze verify finds nothing to say about the
-// unit (a warning is a failure), with ExecStart pointing at a built binary.
+// units, the worker's and the API's (a warning is a failure), with
+// ExecStart pointing at a built binary.
 func TestSystemdUnit(t *testing.T) {
 	if _, err := exec.LookPath("systemd-analyze"); err != nil {
 		if os.Getenv("CODEBENCH_REQUIRE_VM") != "" {
@@ -27,21 +28,23 @@ func TestSystemdUnit(t *testing.T) {
 		}
 		t.Skipf("systemd-analyze missing: %v", err)
 	}
-	b, err := os.ReadFile("../../deploy/systemd/codebench-worker.service")
-	if err != nil {
-		t.Fatal(err)
-	}
-	unit := strings.ReplaceAll(string(b), "/usr/local/bin/codebench", binary)
-	if !strings.Contains(unit, binary+" worker --config /etc/codebench/codebench.toml") {
-		t.Fatal("ExecStart does not run the worker with the config file")
-	}
-	p := filepath.Join(t.TempDir(), "codebench-worker.service")
-	if err := os.WriteFile(p, []byte(unit), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("systemd-analyze", "verify", p).CombinedOutput()
-	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
-		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	for _, name := range []string{"worker", "api"} {
+		b, err := os.ReadFile("../../deploy/systemd/codebench-" + name + ".service")
+		if err != nil {
+			t.Fatal(err)
+		}
+		unit := strings.ReplaceAll(string(b), "/usr/local/bin/codebench", binary)
+		if !strings.Contains(unit, binary+" "+name+" --config /etc/codebench/codebench.toml") {
+			t.Fatalf("%s: ExecStart does not run %s with the config file", name, name)
+		}
+		p := filepath.Join(t.TempDir(), "codebench-"+name+".service")
+		if err := os.WriteFile(p, []byte(unit), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command("systemd-analyze", "verify", p).CombinedOutput()
+		if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+			t.Fatalf("%s: systemd-analyze verify: %v\n%s", name, err, out)
+		}
 	}
 }
 
