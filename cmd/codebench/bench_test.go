@@ -17,7 +17,7 @@ import (
 func TestBenchShort(t *testing.T) {
 	vm := testenv.NeedVM(t)
 	testenv.NeedGVisor(t)
-	cmd := exec.Command(binary, "bench", "--drivers", "gvisor,qemu-tcg", "-n", "3", "-c", "1,2", "--pool", "2", "--rounds", "1", "--anatomy", "2", "--json")
+	cmd := exec.Command(binary, "bench", "--drivers", "gvisor,qemu-tcg", "-n", "3", "-c", "1,2", "--pool", "2", "--rounds", "1", "--anatomy", "1", "--json")
 	cmd.Env = append(os.Environ(), "CODEBENCH_RUN_DIR="+filepath.Join(vm.RunDir, "b"))
 	out, err := cmd.Output()
 	if err != nil {
@@ -55,7 +55,7 @@ func TestBenchShort(t *testing.T) {
 	}
 	for _, d := range rep.Drivers {
 		a := d.Anatomy
-		if a == nil || a.Jobs != 2 || len(a.Phases) != 4 || a.Phases[2].Name != "job" || a.Phases[2].Total() <= 0 || a.GuestCompile <= 0 {
+		if a == nil || a.Jobs != 1 || len(a.Phases) != 4 || a.Phases[2].Name != "job" || a.Phases[2].Total() <= 0 || a.GuestCompile <= 0 {
 			t.Fatalf("%s: anatomy %+v", d.Name, a)
 		}
 	}
