@@ -373,25 +373,65 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool)
 	return b, true
 }
 
-// accept validates one submission request and stores it: the record, or
-// the validation errors (422).
-func (s *Server) accept(ctx context.Context, req *judge0.Request, b64 bool) (*judge0.Record, judge0.Errors, error) {
+// validate checks one submission request as Judge0 does, then the
+// language's compile-flag allow-list: the submission, or its errors (422).
+func (s *Server) validate(req *judge0.Request, b64 bool) (*judge0.Submission, judge0.Errors) {
 	sub, errs := judge0.Validate(req, s.langs, s.cfg.Limits, b64)
 	if errs != nil {
-		return nil, errs, nil
+		return nil, errs
 	}
 	if sub.CompilerOptions != nil {
 		if l := s.langs[sub.LanguageID]; l.CheckFlags != nil {
 			if err := l.CheckFlags(strings.Fields(*sub.CompilerOptions)); err != nil {
-				return nil, judge0.Errors{"compiler_options": {err.Error()}}, nil
+				return nil, judge0.Errors{"compiler_options": {err.Error()}}
 			}
 		}
 	}
-	rec := &judge0.Record{Token: newToken(), Sub: *sub, StatusID: judge0.InQueue, CreatedAt: s.now().UTC().Truncate(time.Millisecond)}
-	if err := s.store.Insert(ctx, rec); err != nil {
-		return nil, nil, err
+	return sub, nil
+}
+
+// Why a submission was not queued.
+var (
+	errQueueFull = errors.New("queue is full")
+	errStore     = errors.New("cannot store the submission")
+	errPublish   = errors.New("cannot queue the submission: the broker is unavailable")
+)
+
+// submit queues one validated submission: a place under the queue bound,
+// the record stored, the job published. On failure nothing is left behind
+// (the place released, the record deleted) and the error is one of
+// errQueueFull, errStore, errPublish. With wait, done is closed at the
+// final status (registered before publishing; the caller awaits it).
+func (s *Server) submit(ctx context.Context, sub *judge0.Submission, wait bool) (rec *judge0.Record, done chan struct{}, err error) {
+	if !s.reserve(1) {
+		return nil, nil, errQueueFull
 	}
-	return rec, nil, nil
+	rec = &judge0.Record{Token: newToken(), Sub: *sub, StatusID: judge0.InQueue, CreatedAt: s.now().UTC().Truncate(time.Millisecond)}
+	if err := s.store.Insert(ctx, rec); err != nil {
+		s.release(1)
+		s.log.Error("api: store", "err", err)
+		return nil, nil, errStore
+	}
+	if wait {
+		done = s.waitFor(rec.Token)
+	}
+	if err := s.publish(ctx, rec); err != nil {
+		// Not published: the token is not given out, the record goes.
+		s.release(1)
+		s.forget(rec.Token, done)
+		_ = s.store.Delete(context.WithoutCancel(ctx), rec.Token)
+		s.log.Error("api: publish", "token", rec.Token, "err", err)
+		return nil, nil, errPublish
+	}
+	return rec, done, nil
+}
+
+// submitStatus is the HTTP status of a submit error.
+func submitStatus(err error) int {
+	if errors.Is(err, errStore) {
+		return http.StatusInternalServerError
+	}
+	return http.StatusServiceUnavailable
 }
 
 // reserve takes a place in the queue bound: false when it is full.
@@ -428,32 +468,14 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 		errorJSON(w, http.StatusBadRequest, "the request body is not valid JSON: "+err.Error())
 		return
 	}
-	if !s.reserve(1) {
-		errorJSON(w, http.StatusServiceUnavailable, "queue is full")
-		return
-	}
-	rec, errs, err := s.accept(r.Context(), req, b64)
-	if err != nil || errs != nil {
-		s.release(1)
-		if err != nil {
-			s.log.Error("api: store", "err", err)
-			errorJSON(w, http.StatusInternalServerError, "cannot store the submission")
-			return
-		}
+	sub, errs := s.validate(req, b64)
+	if errs != nil {
 		writeJSON(w, http.StatusUnprocessableEntity, errs)
 		return
 	}
-	var done chan struct{}
-	if wait {
-		done = s.waitFor(rec.Token)
-	}
-	if err := s.publish(r.Context(), rec); err != nil {
-		// Not published: the token is not given out, the record goes.
-		s.release(1)
-		s.forget(rec.Token, done)
-		_ = s.store.Delete(context.WithoutCancel(r.Context()), rec.Token)
-		s.log.Error("api: publish", "token", rec.Token, "err", err)
-		errorJSON(w, http.StatusServiceUnavailable, "cannot queue the submission: the broker is unavailable")
+	rec, done, err := s.submit(r.Context(), sub, wait)
+	if err != nil {
+		errorJSON(w, submitStatus(err), err.Error())
 		return
 	}
 	if !wait {
@@ -498,22 +520,9 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, err)
 		return
 	}
-	if !s.reserve(1) {
-		writeJSON(w, http.StatusServiceUnavailable, piston.Error{Message: "queue is full"})
-		return
-	}
-	rec := &judge0.Record{Token: newToken(), Sub: *sub, StatusID: judge0.InQueue, CreatedAt: s.now().UTC().Truncate(time.Millisecond)}
-	if err := s.store.Insert(r.Context(), rec); err != nil {
-		s.release(1)
-		writeJSON(w, http.StatusInternalServerError, piston.Error{Message: "cannot store the job"})
-		return
-	}
-	done := s.waitFor(rec.Token)
-	if err := s.publish(r.Context(), rec); err != nil {
-		s.release(1)
-		s.forget(rec.Token, done)
-		_ = s.store.Delete(context.WithoutCancel(r.Context()), rec.Token)
-		writeJSON(w, http.StatusServiceUnavailable, piston.Error{Message: "cannot queue the job: the broker is unavailable"})
+	rec, done, err := s.submit(r.Context(), sub, true)
+	if err != nil {
+		writeJSON(w, submitStatus(err), piston.Error{Message: err.Error()})
 		return
 	}
 	if !s.await(r.Context(), rec, done) {
@@ -665,29 +674,18 @@ func (s *Server) batchCreate(w http.ResponseWriter, r *http.Request) {
 			out[i] = map[string][]string{"submission": {"is not a JSON object"}}
 			continue
 		}
-		if !s.reserve(1) {
-			out[i] = map[string]string{"error": "queue is full"}
+		sub, errs := s.validate(req, b64)
+		if errs != nil {
+			out[i] = errs
 			continue
 		}
-		rec, errs, err := s.accept(r.Context(), req, b64)
-		if err == nil && errs == nil {
-			err = s.publish(r.Context(), rec)
-			if err != nil {
-				_ = s.store.Delete(context.WithoutCancel(r.Context()), rec.Token)
-			}
+		rec, _, err := s.submit(r.Context(), sub, false)
+		if err != nil {
+			out[i] = map[string]string{"error": err.Error()}
+			continue
 		}
-		switch {
-		case err != nil:
-			s.release(1)
-			s.log.Error("api: batch item", "err", err)
-			out[i] = map[string]string{"error": "cannot queue the submission"}
-		case errs != nil:
-			s.release(1)
-			out[i] = errs
-		default:
-			anyValid = true
-			out[i] = map[string]string{"token": rec.Token}
-		}
+		anyValid = true
+		out[i] = map[string]string{"token": rec.Token}
 	}
 	code := http.StatusCreated
 	if !anyValid {
