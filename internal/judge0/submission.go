@@ -270,7 +270,16 @@ func Validate(r *Request, langs map[int]Language, lim Limits, b64 bool) (*Submis
 		} else if z, err := decode64(*r.AdditionalFiles); err != nil {
 			errs.add("additional_files", "is not valid base64")
 		} else {
-			s.AdditionalFiles = z
+			source := ""
+			if lang != nil {
+				source = lang.SourceFile
+			}
+			files, err := Unzip(z, lim.MaxExtractSize*1024, source)
+			if err != nil {
+				errs.add("additional_files", strings.TrimPrefix(err.Error(), errExtract.Error()+": "))
+			} else {
+				s.AdditionalFiles, s.Files = z, files
+			}
 		}
 	}
 	if r.EnableNetwork != nil && r.EnableNetwork.V {

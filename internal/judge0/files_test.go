@@ -1,0 +1,116 @@
+package judge0
+
+import (
+	"archive/zip"
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+type zipEntry struct {
+	name string
+	body []byte
+}
+
+func makeZip(t *testing.T, entries ...zipEntry) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for _, e := range entries {
+		w, err := zw.Create(e.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(e.body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestUnzip(t *testing.T) {
+	many := make([]zipEntry, 65)
+	for i := range many {
+		many[i] = zipEntry{fmt.Sprintf("f%d.txt", i), []byte("x")}
+	}
+	bomb := bytes.Repeat([]byte{0}, 4<<20) // compresses to a few KB
+	cases := []struct {
+		name    string
+		zip     []byte
+		want    map[string]string
+		wantErr string
+	}{
+		{"files", makeZip(t, zipEntry{"greet.h", []byte("#define GREETING \"hi\"\n")}, zipEntry{"data.txt", []byte("1 2 3\n")}),
+			map[string]string{"greet.h": "#define GREETING \"hi\"\n", "data.txt": "1 2 3\n"}, ""},
+		{"a directory entry is skipped", makeZip(t, zipEntry{"lib/", nil}, zipEntry{"a.txt", []byte("a")}), map[string]string{"a.txt": "a"}, ""},
+		{"empty", makeZip(t), map[string]string{}, ""},
+		{"a file in a directory", makeZip(t, zipEntry{"lib/a.h", []byte("a")}), nil, "in a directory"},
+		{"a path out", makeZip(t, zipEntry{"../../etc/passwd", []byte("a")}), nil, "in a directory"},
+		{"an option-like name", makeZip(t, zipEntry{"-rf", []byte("a")}), nil, "not a file name"},
+		{"the program's own source", makeZip(t, zipEntry{"main.c", []byte("int main(){}")}), nil, "not a file name"},
+		{"twice", makeZip(t, zipEntry{"a", []byte("a")}, zipEntry{"a", []byte("b")}), nil, "twice"},
+		{"too many files", makeZip(t, many...), nil, "more than 64 files"},
+		{"a zip bomb", makeZip(t, zipEntry{"zeros", bomb}), nil, "more than max_extract_size"},
+		{"bombs that add up", makeZip(t, zipEntry{"a", bomb[:600<<10]}, zipEntry{"b", bomb[:600<<10]}), nil, "more than max_extract_size"},
+		{"binary", makeZip(t, zipEntry{"a.bin", []byte{0xff, 0xfe, 0}}), nil, "not UTF-8"},
+		{"not a zip", []byte("hello"), nil, "not a valid zip"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if c.name == "a zip bomb" && len(c.zip) > 64<<10 {
+				t.Fatalf("the bomb is %d bytes zipped", len(c.zip))
+			}
+			got, err := Unzip(c.zip, 1<<20, "main.c")
+			if c.wantErr != "" {
+				if err == nil || !errors.Is(err, errExtract) || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("err %v, want %q", err, c.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(c.want) {
+				t.Fatalf("got %v, want %v", got, c.want)
+			}
+		})
+	}
+}
+
+// TestValidateAdditionalFiles: additional_files is base64 whatever
+// base64_encoded says; its files become the job's, its errors 422's.
+func TestValidateAdditionalFiles(t *testing.T) {
+	langs := map[int]Language{50: {ID: 50, Name: "C", SourceFile: "main.c", Ours: "c"}}
+	z := base64.StdEncoding.EncodeToString(makeZip(t, zipEntry{"greet.h", []byte("x")}))
+	src, id := "int main(){}", Number{V: 50, Valid: true, Text: "50"}
+	for _, b64 := range []bool{false, true} {
+		code := src
+		if b64 {
+			code = base64.StdEncoding.EncodeToString([]byte(src))
+		}
+		sub, errs := Validate(&Request{SourceCode: &code, LanguageID: &id, AdditionalFiles: &z}, langs, DefaultLimits, b64)
+		if errs != nil {
+			t.Fatal(errs)
+		}
+		if sub.Files["greet.h"] != "x" || sub.Job("t", langs[50]).Files["greet.h"] != "x" {
+			t.Fatalf("files %v", sub.Files)
+		}
+	}
+	bad := base64.StdEncoding.EncodeToString(makeZip(t, zipEntry{"main.c", []byte("x")}))
+	_, errs := Validate(&Request{SourceCode: &src, LanguageID: &id, AdditionalFiles: &bad}, langs, DefaultLimits, false)
+	if len(errs["additional_files"]) != 1 || strings.HasPrefix(errs["additional_files"][0], "additional_files") {
+		t.Fatalf("errs %v", errs)
+	}
+	small := DefaultLimits
+	small.MaxExtractSize = 1
+	big := base64.StdEncoding.EncodeToString(makeZip(t, zipEntry{"big.txt", bytes.Repeat([]byte("a"), 2048)}))
+	if _, errs := Validate(&Request{SourceCode: &src, LanguageID: &id, AdditionalFiles: &big}, langs, small, false); !strings.Contains(fmt.Sprint(errs), "max_extract_size") {
+		t.Fatalf("errs %v", errs)
+	}
+}
