@@ -83,7 +83,7 @@ func serveAPI(ctx context.Context, cfg config.Config, log *slog.Logger, ln net.L
 		WriteTimeout: 15 * time.Minute, IdleTimeout: 2 * time.Minute}
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Add(2)
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -93,6 +93,10 @@ func serveAPI(ctx context.Context, cfg config.Config, log *slog.Logger, ln net.L
 	go func() {
 		defer wg.Done()
 		expire(ctx, st, cfg.API.MaxAge, log)
+	}()
+	go func() {
+		defer wg.Done()
+		srv.RunCallbacks(ctx)
 	}()
 	log.Info("api listening", "addr", ln.Addr().String(), "store", filepath.Base(dbURL), "reply_queue", cfg.API.ReplyQueue)
 	consumeReplies(ctx, queueConfig(cfg), cfg.API.ReplyQueue, srv, pub, log)
@@ -112,14 +116,15 @@ func apiConfig(cfg config.Config) api.Config {
 	lim.MaxMaxProcesses = min(lim.MaxMaxProcesses, cfg.Limits.MaxProcesses)
 	lim.MaxCPUTimeLimit = min(lim.MaxCPUTimeLimit, float64(cfg.Limits.MaxCPUMS)/1000)
 	lim.MaxWallTimeLimit = min(lim.MaxWallTimeLimit, float64(cfg.Limits.MaxWallMS)/1000)
-	// Not built yet: zipped additional files and callbacks (refused with
-	// Judge0's own "not allowed" errors, and said so by /config_info).
-	lim.EnableAddFiles, lim.EnableCallbacks = false, false
+	// additional_files unpack to at most what a job's files may total
+	// (the workers' bound on code, stdin and files together).
+	lim.MaxExtractSize = min(lim.MaxExtractSize, int64(4*cfg.Worker.MaxCodeBytes)/1024)
 	lim.AllowEnableNetwork = cfg.Network.Enabled
 	return api.Config{
 		AuthTokens: config.List(cfg.API.AuthTokens), AuthzTokens: config.List(cfg.API.AuthzTokens),
 		AuthHeader: cfg.API.AuthHeader, AuthzHeader: cfg.API.AuthzHeader,
 		MaxQueue: cfg.API.MaxQueue, CORSOrigins: config.List(cfg.API.CORSOrigins),
+		CallbackAllow: config.List(cfg.API.CallbackAllow), EnableDelete: cfg.API.EnableDelete,
 		ReplyQueue: cfg.API.ReplyQueue, MaxBody: int64(cfg.Worker.MaxJobBytes), Limits: lim,
 	}
 }

@@ -17,6 +17,8 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	statuses *prometheus.CounterVec
+	// callbacks: sent, failed (every try), dropped (the queue was full).
+	callbacks *prometheus.CounterVec
 }
 
 func newMetrics(s *Server) *metrics {
@@ -29,10 +31,12 @@ func newMetrics(s *Server) *metrics {
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}}, []string{"route"}),
 		statuses: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "codebench_api_statuses_total",
 			Help: "Statuses taken from the reply queue: stored, dropped (unknown token, not the workers', not a status)."}, []string{"outcome"}),
+		callbacks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "codebench_api_callbacks_total",
+			Help: "Callbacks to callback_url: sent, failed (every try failed), dropped (the callback queue was full)."}, []string{"outcome"}),
 	}
 	inflight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "codebench_api_submissions_in_flight",
 		Help: "Submissions accepted and not finished (503 beyond api_max_queue)."}, func() float64 { return float64(s.InFlight()) })
-	m.reg.MustRegister(m.requests, m.duration, m.statuses, inflight)
+	m.reg.MustRegister(m.requests, m.duration, m.statuses, m.callbacks, inflight)
 	return m
 }
 

@@ -45,6 +45,16 @@ type Config struct {
 	// MaxBody bounds a request body (413 beyond).
 	MaxBody int64
 	Limits  judge0.Limits
+	// CallbackAllow are the hosts ("host" or "host:port") a callback_url
+	// may name; none: callbacks are refused (422). CallbackTries (3) and
+	// CallbackTimeout (5 s) are Judge0's callbacks_max_tries and
+	// callbacks_timeout.
+	CallbackAllow   []string
+	CallbackTries   int
+	CallbackTimeout time.Duration
+	// EnableDelete allows DELETE /submissions/{token} (Judge0's
+	// enable_submission_delete).
+	EnableDelete bool
 	// WorkerUser is the broker user the workers publish statuses as: a
 	// status from anyone else is dropped ("" takes any: tests only).
 	WorkerUser string
@@ -74,6 +84,8 @@ type Server struct {
 	// before serving).
 	OnFinal func(*job.Status)
 
+	callbacks chan *judge0.Record
+
 	mu       sync.Mutex
 	inflight int
 	waiters  map[string][]chan struct{}
@@ -93,8 +105,16 @@ func New(cfg Config, st *store.Store, pub Publisher, langs []judge0.Language, lo
 	if cfg.MaxQueue <= 0 {
 		cfg.MaxQueue = 10000
 	}
+	if cfg.CallbackTries <= 0 {
+		cfg.CallbackTries = 3
+	}
+	if cfg.CallbackTimeout <= 0 {
+		cfg.CallbackTimeout = 5 * time.Second
+	}
+	cfg.Limits.EnableCallbacks = len(cfg.CallbackAllow) > 0
 	s := &Server{cfg: cfg, store: st, pub: pub, log: log, now: time.Now, list: langs,
-		langs: map[int]judge0.Language{}, waiters: map[string][]chan struct{}{}}
+		langs: map[int]judge0.Language{}, waiters: map[string][]chan struct{}{},
+		callbacks: make(chan *judge0.Record, callbackQueue)}
 	for _, l := range langs {
 		s.langs[l.ID] = l
 	}
@@ -175,6 +195,7 @@ func (s *Server) HandleStatus(ctx context.Context, m queue.Message) error {
 		if s.OnFinal != nil {
 			s.OnFinal(&st)
 		}
+		s.enqueueCallback(r)
 		s.mu.Lock()
 		s.inflight = max(s.inflight-1, 0)
 		for _, w := range s.waiters[st.ID] {
@@ -194,9 +215,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /submissions", s.authorized(s.index))
 	mux.HandleFunc("POST /submissions/batch", s.batchCreate)
 	mux.HandleFunc("GET /submissions/batch", s.batchShow)
-	mux.HandleFunc("DELETE /submissions/{token}", s.authorized(func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "delete not allowed"})
-	}))
+	mux.HandleFunc("DELETE /submissions/{token}", s.authorized(s.destroy))
 	mux.HandleFunc("GET /languages", s.languages)
 	mux.HandleFunc("GET /languages/all", s.languagesAll)
 	mux.HandleFunc("GET /languages/{id}", s.language)
@@ -379,6 +398,11 @@ func (s *Server) validate(req *judge0.Request, b64 bool) (*judge0.Submission, ju
 	sub, errs := judge0.Validate(req, s.langs, s.cfg.Limits, b64)
 	if errs != nil {
 		return nil, errs
+	}
+	if sub.CallbackURL != nil {
+		if err := s.checkCallback(*sub.CallbackURL); err != nil {
+			return nil, judge0.Errors{"callback_url": {err.Error()}}
+		}
 	}
 	if sub.CompilerOptions != nil {
 		if l := s.langs[sub.LanguageID]; l.CheckFlags != nil {
@@ -591,6 +615,45 @@ func (s *Server) show(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r.Context(), http.StatusOK, r.PathValue("token"), fields, q.Get("base64_encoded") == "true")
 }
 
+// destroy is Judge0's: when deletion is enabled, a finished submission is
+// deleted and answered with its fields, base64 whatever was asked (so that
+// what was deleted can always be shown); one in queue or processing is a
+// 400.
+func (s *Server) destroy(w http.ResponseWriter, r *http.Request) {
+	if !s.cfg.EnableDelete {
+		errorJSON(w, http.StatusBadRequest, "delete not allowed")
+		return
+	}
+	fields, err := judge0.ParseFields(r.URL.Query().Get("fields"))
+	if err != nil {
+		errorJSON(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	rec, err := s.store.Get(r.Context(), r.PathValue("token"))
+	if errors.Is(err, store.ErrNotFound) {
+		errorJSON(w, http.StatusNotFound, "Not Found")
+		return
+	}
+	if err != nil {
+		errorJSON(w, http.StatusInternalServerError, "cannot read the submission")
+		return
+	}
+	if rec.StatusID == judge0.InQueue || rec.StatusID == judge0.Processing {
+		errorJSON(w, http.StatusBadRequest, fmt.Sprintf("submission cannot be deleted because its status is %d (%s)", rec.StatusID, judge0.StatusByID(rec.StatusID).Description))
+		return
+	}
+	out, err := judge0.Render(rec, fields, true, s.langs[rec.Sub.LanguageID].Name)
+	if err != nil {
+		errorJSON(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := s.store.Delete(r.Context(), rec.Token); err != nil {
+		errorJSON(w, http.StatusInternalServerError, "cannot delete the submission")
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
 func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	page, perPage := 1, 20
@@ -765,8 +828,8 @@ func (s *Server) configInfo(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{
 		"maintenance_mode": false, "enable_wait_result": true, "enable_compiler_options": l.EnableCompilerOptions,
 		"allowed_languages_for_compile_options": []string{}, "enable_command_line_arguments": l.EnableArgs,
-		"enable_submission_delete": false, "enable_callbacks": l.EnableCallbacks, "callbacks_max_tries": 3,
-		"callbacks_timeout": 5.0, "enable_additional_files": l.EnableAddFiles, "max_queue_size": s.cfg.MaxQueue,
+		"enable_submission_delete": s.cfg.EnableDelete, "enable_callbacks": l.EnableCallbacks, "callbacks_max_tries": s.cfg.CallbackTries,
+		"callbacks_timeout": s.cfg.CallbackTimeout.Seconds(), "enable_additional_files": l.EnableAddFiles, "max_queue_size": s.cfg.MaxQueue,
 		"cpu_time_limit": l.CPUTimeLimit, "max_cpu_time_limit": l.MaxCPUTimeLimit,
 		"cpu_extra_time": l.CPUExtraTime, "max_cpu_extra_time": l.MaxCPUExtraTime,
 		"wall_time_limit": l.WallTimeLimit, "max_wall_time_limit": l.MaxWallTimeLimit,

@@ -350,3 +350,99 @@ func TestHealthAndMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestCallbacks: a finished submission's default fields, base64, are PUT
+// to its callback_url (a test server on loopback), retried after a
+// failure; a host outside the allow-list is a 422; none allowed: off.
+func TestCallbacks(t *testing.T) {
+	type put struct {
+		method, ctype string
+		body          map[string]any
+	}
+	got := make(chan put, 10)
+	var calls int
+	var mu sync.Mutex
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		calls++
+		first := calls == 1
+		mu.Unlock()
+		if first {
+			w.WriteHeader(http.StatusBadGateway) // the first try fails
+			return
+		}
+		var m map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&m)
+		got <- put{r.Method, r.Header.Get("Content-Type"), m}
+	}))
+	defer hook.Close()
+	fw := &fakeWorker{answer: hello}
+	hookHost := strings.TrimPrefix(hook.URL, "http://")
+	srv, hs := newTestServer(t, Config{CallbackAllow: []string{hookHost}, CallbackTimeout: 2 * time.Second}, fw)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); srv.RunCallbacks(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	code, m, _ := do(t, "POST", hs.URL+"/submissions", `{"source_code":"x","language_id":50,"callback_url":"`+hook.URL+`/hook"}`)
+	if code != 201 {
+		t.Fatalf("%d %v", code, m)
+	}
+	select {
+	case p := <-got:
+		st, _ := p.body["status"].(map[string]any)
+		if p.method != "PUT" || p.ctype != "application/json" || p.body["token"] != m["token"] || st["id"] != 3.0 ||
+			p.body["stdout"] != "SGVsbG8sIFdvcmxkIQo=\n" || len(p.body) != len(judge0.DefaultFields) {
+			t.Fatalf("callback: %+v", p)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no callback")
+	}
+	for _, bad := range []string{"http://169.254.169.254/latest", "http://" + hookHost + "@evil.test/", "ftp://" + hookHost + "/", "not a url"} {
+		code, m, _ := do(t, "POST", hs.URL+"/submissions", `{"source_code":"x","language_id":50,"callback_url":"`+bad+`"}`)
+		if code != 422 || m["callback_url"] == nil {
+			t.Errorf("callback_url %q: %d %v", bad, code, m)
+		}
+	}
+	_, off := newTestServer(t, Config{}, &fakeWorker{})
+	code, m, _ = do(t, "POST", off.URL+"/submissions", `{"source_code":"x","language_id":50,"callback_url":"`+hook.URL+`"}`)
+	if code != 422 || !strings.Contains(jsonString(m["callback_url"]), "not allowed") {
+		t.Fatalf("callbacks off: %d %v", code, m)
+	}
+	if _, m, _ := do(t, "GET", off.URL+"/config_info", ""); m["enable_callbacks"] != false {
+		t.Fatalf("config_info with callbacks off: %v", m)
+	}
+}
+
+// TestDelete: off by default (400, as Judge0); on, an authorized DELETE of
+// a finished submission answers its fields in base64 and removes it; one
+// still in queue is a 400.
+func TestDelete(t *testing.T) {
+	_, off := newTestServer(t, Config{AuthzTokens: []string{"admin"}}, &fakeWorker{answer: hello})
+	if code, m, _ := do(t, "DELETE", off.URL+"/submissions/x", "", "X-Auth-User", "admin"); code != 400 || m["error"] != "delete not allowed" {
+		t.Fatalf("off: %d %v", code, m)
+	}
+	fw := &fakeWorker{answer: hello}
+	_, hs := newTestServer(t, Config{AuthzTokens: []string{"admin"}, EnableDelete: true}, fw)
+	_, m, _ := do(t, "POST", hs.URL+"/submissions?wait=true", `{"source_code":"x","language_id":50}`)
+	tok := m["token"].(string)
+	if code, _, _ := do(t, "DELETE", hs.URL+"/submissions/"+tok, ""); code != 403 {
+		t.Fatalf("no authz: %d", code)
+	}
+	code, m, _ := do(t, "DELETE", hs.URL+"/submissions/"+tok+"?fields=token,stdout", "", "X-Auth-User", "admin")
+	if code != 200 || m["token"] != tok || m["stdout"] != "SGVsbG8sIFdvcmxkIQo=\n" || len(m) != 2 {
+		t.Fatalf("delete: %d %v", code, m)
+	}
+	if code, _, _ := do(t, "GET", hs.URL+"/submissions/"+tok, ""); code != 404 {
+		t.Fatalf("after delete: %d", code)
+	}
+	if code, _, _ := do(t, "DELETE", hs.URL+"/submissions/"+tok, "", "X-Auth-User", "admin"); code != 404 {
+		t.Fatalf("twice: %d", code)
+	}
+	fw.answer = nil // nobody answers: it stays in queue
+	_, m, _ = do(t, "POST", hs.URL+"/submissions", `{"source_code":"x","language_id":50}`)
+	code, m, _ = do(t, "DELETE", hs.URL+"/submissions/"+m["token"].(string), "", "X-Auth-User", "admin")
+	if code != 400 || m["error"] != "submission cannot be deleted because its status is 1 (In Queue)" {
+		t.Fatalf("in queue: %d %v", code, m)
+	}
+}

@@ -58,6 +58,12 @@ type API struct {
 	MaxQueue    int    // CODEBENCH_API_MAX_QUEUE: submissions in flight, 503 beyond
 	// CORSOrigins are comma-separated origins, "*" any (the default).
 	CORSOrigins string // CODEBENCH_API_CORS_ORIGINS
+	// CallbackAllow are the hosts ("host" or "host:port", comma-separated)
+	// a callback_url may name; empty (the default): callbacks are off.
+	CallbackAllow string // CODEBENCH_API_CALLBACK_ALLOW
+	// EnableDelete allows DELETE /submissions/{token} (with an authz
+	// token), as Judge0's enable_submission_delete; off by default.
+	EnableDelete bool // CODEBENCH_API_ENABLE_DELETE
 	// ReplyQueue is the durable queue statuses come back on; it must start
 	// with codebench.api. (the prefix every worker allows).
 	ReplyQueue string // CODEBENCH_API_REPLY_QUEUE
