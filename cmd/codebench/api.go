@@ -73,6 +73,7 @@ func serveAPI(ctx context.Context, cfg config.Config, log *slog.Logger, ln net.L
 		return err
 	}
 	srv.OnFinal = onFinal
+	srv.Queue = pub
 	srv.Ready = func() error {
 		if pub.conn.Load() == nil {
 			return errNoBroker
@@ -169,6 +170,15 @@ func (p *brokerPublisher) PublishJobReply(ctx context.Context, body []byte, repl
 		return errNoBroker
 	}
 	return c.PublishJobReply(ctx, body, replyTo, correlationID)
+}
+
+// JobsQueue is the jobs queue's messages ready and its consumers.
+func (p *brokerPublisher) JobsQueue(context.Context) (int, int, error) {
+	c := p.conn.Load()
+	if c == nil {
+		return 0, 0, errNoBroker
+	}
+	return c.QueueStats(queue.JobsQueue)
 }
 
 // consumeReplies connects to the broker (again after a loss, with a

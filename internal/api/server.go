@@ -80,6 +80,8 @@ type Server struct {
 	// Ready says whether the API can take submissions (the broker is
 	// connected); nil: always.
 	Ready func() error
+	// Queue, when set, inspects the jobs queue (GET /workers).
+	Queue QueueInspector
 	// OnFinal, when set, sees each final status once it is stored (set
 	// before serving).
 	OnFinal func(*job.Status)
@@ -226,6 +228,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /isolate", text("codebench runs submissions in gVisor or a microVM, not isolate\n"))
 	mux.HandleFunc("GET /config_info", s.configInfo)
 	mux.HandleFunc("GET /statistics", s.statistics)
+	mux.HandleFunc("GET /system_info", s.systemInfo)
+	mux.HandleFunc("GET /workers", s.workers)
 	mux.HandleFunc("GET /{$}", s.playground)
 	mux.Handle("GET /playground/", http.StripPrefix("/playground/", http.FileServerFS(playgroundFiles)))
 	mux.HandleFunc("GET /playground/languages", s.playgroundLanguages)

@@ -446,3 +446,42 @@ func TestDelete(t *testing.T) {
 		t.Fatalf("in queue: %d %v", code, m)
 	}
 }
+
+type fakeQueue struct{ messages, consumers int }
+
+func (q fakeQueue) JobsQueue(context.Context) (int, int, error) { return q.messages, q.consumers, nil }
+
+// TestWorkersAndSystemInfo: /workers is the jobs queue's depth and its
+// consumers; /system_info is lscpu's and free's facts as strings.
+func TestWorkersAndSystemInfo(t *testing.T) {
+	srv, hs := newTestServer(t, Config{}, &fakeWorker{})
+	if code, _, _ := do(t, "GET", hs.URL+"/workers", ""); code != 503 {
+		t.Fatalf("no queue: %d", code)
+	}
+	for range 3 {
+		if code, _, _ := do(t, "POST", hs.URL+"/submissions", `{"source_code":"x","language_id":50}`); code != 201 {
+			t.Fatal(code)
+		}
+	}
+	// 3 in flight, 1 waiting in the queue, 4 workers: 2 working, 2 idle.
+	srv.Queue = fakeQueue{messages: 1, consumers: 4}
+	resp, err := http.Get(hs.URL + "/workers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ws []map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&ws)
+	resp.Body.Close()
+	if len(ws) != 1 || ws[0]["queue"] != "jobs" || ws[0]["size"] != 1.0 || ws[0]["available"] != 4.0 || ws[0]["working"] != 2.0 || ws[0]["idle"] != 2.0 || len(ws[0]) != 7 {
+		t.Fatalf("workers: %v", ws)
+	}
+	code, m, _ := do(t, "GET", hs.URL+"/system_info", "")
+	if code != 200 || m["CPU(s)"] == nil || m["Mem"] == nil || !strings.HasSuffix(m["Mem"].(string), "i") {
+		t.Fatalf("system_info: %d %v", code, m)
+	}
+	for in, want := range map[string]string{"24554324 kB": "23.4Gi", "0 kB": "0B", "512 kB": "512Ki", "2048 kB": "2Mi"} {
+		if got := humanKB(in); got != want {
+			t.Errorf("humanKB(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -483,6 +483,21 @@ func (c *Conn) StatusQueueExists(id string) (bool, error) {
 	return false, fmt.Errorf("queue: passive declare %s: %w", queue.StatusQueue(id), err)
 }
 
+// QueueStats is a queue's messages ready and its consumers (a passive
+// declare, on a channel of its own).
+func (c *Conn) QueueStats(name string) (messages, consumers int, err error) {
+	ch, err := c.conn.Channel()
+	if err != nil {
+		return 0, 0, fmt.Errorf("queue: channel: %w", err)
+	}
+	defer ch.Close()
+	q, err := ch.QueueDeclarePassive(name, true, false, false, false, nil)
+	if err != nil {
+		return 0, 0, fmt.Errorf("queue: passive declare %s: %w", name, err)
+	}
+	return q.Messages, q.Consumers, nil
+}
+
 // PublishStatus publishes one status to the job's queue and waits for the
 // broker's confirm.
 func (c *Conn) PublishStatus(ctx context.Context, id string, body []byte) error {
