@@ -1,13 +1,16 @@
 package main
 
 import (
+	"archive/zip"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -89,7 +92,18 @@ func TestJudge0API(t *testing.T) {
 	var wlogs, alogs bytes.Buffer
 	startWorkerBinary(t, &wlogs, "RABBITMQ_URL="+url, "CODEBENCH_RUN_DIR="+filepath.Join(vm.RunDir, "api"), "CODEBENCH_POOL_SIZE=2")
 	db := filepath.Join(t.TempDir(), "api.db")
-	apiEnv := []string{"RABBITMQ_URL=" + url, "CODEBENCH_API_DATABASE_URL=" + db}
+	// Callbacks go to a test server on loopback, the one host allowed.
+	callbacks := make(chan map[string]any, 4)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m map[string]any
+		if r.Method == http.MethodPut && json.NewDecoder(r.Body).Decode(&m) == nil {
+			callbacks <- m
+		}
+	}))
+	defer hook.Close()
+	apiEnv := []string{"RABBITMQ_URL=" + url, "CODEBENCH_API_DATABASE_URL=" + db,
+		"CODEBENCH_API_CALLBACK_ALLOW=" + strings.TrimPrefix(hook.URL, "http://"),
+		"CODEBENCH_API_ENABLE_DELETE=true", "CODEBENCH_API_AUTHZ_TOKENS=admin"}
 	api, base := startAPI(t, &alogs, apiEnv...)
 	defer func() {
 		if t.Failed() {
@@ -136,9 +150,41 @@ func TestJudge0API(t *testing.T) {
 		// -1, 0 and 1), with no division to fault.
 		{"SIGFPE", sub{"source_code": "#include <stdio.h>\nint main(void){ volatile int z = 0; printf(\"%d\\n\", 7 / z); return 0; }", "language_id": 50}, 9, nil},
 		{"SIGABRT", sub{"source_code": "#include <stdlib.h>\nint main(void){ abort(); }", "language_id": 50}, 10, nil},
+		// A file over max_file_size (KB): the kernel's SIGXFSZ.
+		{"SIGXFSZ", sub{"source_code": "#include <stdio.h>\nint main(void){ FILE *f = fopen(\"big\", \"w\"); for (int i = 0; i < 1 << 20; i++) fputc('x', f); fclose(f); return 0; }",
+			"language_id": 50, "max_file_size": 64}, 8,
+			func(m map[string]any) string {
+				if m["exit_signal"] != 25.0 {
+					return "exit_signal"
+				}
+				return ""
+			}},
+		{"another signal", sub{"source_code": "#include <signal.h>\n#include <unistd.h>\nint main(void){ kill(getpid(), SIGUSR1); pause(); }", "language_id": 50}, 12,
+			func(m map[string]any) string {
+				if m["exit_signal"] != 10.0 {
+					return "exit_signal"
+				}
+				return ""
+			}},
+		{"additional files", sub{"source_code": "#include <stdio.h>\n#include \"greet.h\"\nint main(void){ FILE *f = fopen(\"data.txt\", \"r\"); int n = 0; fscanf(f, \"%d\", &n); printf(GREETING \" %d\\n\", n); return 0; }",
+			"language_id": 50, "additional_files": zipOf(t, map[string]string{"greet.h": "#define GREETING \"hi from a header\"\n", "data.txt": "42\n"})}, 3,
+			func(m map[string]any) string {
+				if m["stdout"] != "hi from a header 42\n" {
+					return "stdout"
+				}
+				return ""
+			}},
 		{"wrong answer", sub{"source_code": "print(41)", "language_id": 71, "expected_output": "42"}, 4, nil},
 		{"accepted, trailing white space", sub{"source_code": "print('42  ')", "language_id": 71, "expected_output": "42\n\n"}, 3, nil},
 		{"time limit", sub{"source_code": "while True: pass", "language_id": 71, "cpu_time_limit": 1, "wall_time_limit": 3}, 5, nil},
+		{"stderr to stdout, interleaved", sub{"source_code": "import sys\nfor i in range(2):\n    print('out', i, flush=True)\n    print('err', i, file=sys.stderr, flush=True)",
+			"language_id": 71, "redirect_stderr_to_stdout": true}, 3,
+			func(m map[string]any) string {
+				if m["stdout"] != "out 0\nerr 0\nout 1\nerr 1\n" || m["stderr"] != nil {
+					return "stdout, stderr"
+				}
+				return ""
+			}},
 		{"stdin and arguments", sub{"source_code": "import sys\nprint(input(), sys.argv[1:])", "language_id": 71, "stdin": "in", "command_line_arguments": "a b"}, 3,
 			func(m map[string]any) string {
 				if m["stdout"] != "in ['a', 'b']\n" {
@@ -176,6 +222,59 @@ func TestJudge0API(t *testing.T) {
 		t.Fatalf("base64: %v", m)
 	}
 
+	// A zip bomb in additional_files: 422, nothing unpacked past the bound.
+	code, m = apiCall(t, "POST", base+"/submissions", map[string]any{"source_code": "int main(){}", "language_id": 50,
+		"additional_files": zipOf(t, map[string]string{"zeros": strings.Repeat("\x00", 64<<20)})})
+	if e, _ := json.Marshal(m["additional_files"]); code != 422 || !strings.Contains(string(e), "max_extract_size") {
+		t.Fatalf("zip bomb: %d %v", code, m)
+	}
+
+	// A callback: the default fields, base64, PUT to the allowed host.
+	code, m = apiCall(t, "POST", base+"/submissions", map[string]any{"source_code": "print('called back')", "language_id": 71, "callback_url": hook.URL + "/done"})
+	if code != 201 {
+		t.Fatalf("with a callback: %d %v", code, m)
+	}
+	select {
+	case cb := <-callbacks:
+		if cb["token"] != m["token"] || statusID(cb) != 3 || cb["stdout"] != "Y2FsbGVkIGJhY2sK\n" {
+			t.Fatalf("callback: %v", cb)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("no callback")
+	}
+	if code, m := apiCall(t, "POST", base+"/submissions", map[string]any{"source_code": "x", "language_id": 71, "callback_url": "http://10.1.2.3/"}); code != 422 {
+		t.Fatalf("a callback to a host not allowed: %d %v", code, m)
+	}
+
+	// DELETE, authorized: the finished submission, base64, then gone.
+	req, _ := http.NewRequest("DELETE", base+"/submissions/"+tok+"?fields=token,stdout", nil)
+	req.Header.Set("X-Auth-User", "admin")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var deleted map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&deleted)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || deleted["stdout"] != want {
+		t.Fatalf("delete: %d %v", resp.StatusCode, deleted)
+	}
+	if code, _ := apiCall(t, "GET", base+"/submissions/"+tok, nil); code != 404 {
+		t.Fatalf("deleted, then GET: %d", code)
+	}
+
+	// /workers: the real worker consumes the jobs queue.
+	resp, err = http.Get(base + "/workers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var workers []map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&workers)
+	resp.Body.Close()
+	if len(workers) != 1 || workers[0]["available"] != 1.0 || workers[0]["queue"] != "jobs" {
+		t.Fatalf("workers: %v", workers)
+	}
+
 	t.Run("playground", func(t *testing.T) { testPlayground(t, base) })
 
 	// kill -9 of the API while a job runs, then a restart: the token is
@@ -185,6 +284,26 @@ func TestJudge0API(t *testing.T) {
 	pgEnv := []string{"RABBITMQ_URL=" + url, "CODEBENCH_API_DATABASE_URL=" + testenv.Postgres(t, "api")}
 	pgAPI, _ := startAPI(t, &alogs, pgEnv...)
 	t.Run("kill9/postgres", func(t *testing.T) { killAndRestartAPI(t, pgAPI, &alogs, pgEnv) })
+}
+
+// zipOf is files zipped, base64: what additional_files carries.
+func zipOf(t *testing.T, files map[string]string) string {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for name, body := range files {
+		w, err := zw.Create(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(w, body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(buf.Bytes())
 }
 
 // killAndRestartAPI submits a job that takes 2 s, kills the API with -9

@@ -348,6 +348,9 @@ type RunRequest struct {
 	// Stream asks for OpOutput frames while the program runs: new output,
 	// at most one frame per StreamEvery.
 	Stream bool `json:"stream,omitempty"`
+	// RedirectStderr gives the program's runs one pipe for stdout and
+	// stderr: what it writes to either is stdout, in the order written.
+	RedirectStderr bool `json:"redirect_stderr,omitempty"`
 }
 
 // Phase outcome of a compile or a run.

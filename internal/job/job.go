@@ -52,6 +52,10 @@ type Job struct {
 	// the worker's allow-list is reachable); refused unless the worker
 	// has networking enabled.
 	Network bool `json:"network,omitempty"`
+	// RedirectStderr sends the program's stderr to its stdout, interleaved
+	// as it writes them (one pipe for both; the compiler's output stays
+	// apart).
+	RedirectStderr bool `json:"redirect_stderr,omitempty"`
 }
 
 // Test is one test case of a job.
@@ -332,7 +336,7 @@ func (p Policy) Request(j *Job) *agentproto.RunRequest {
 	req := &agentproto.RunRequest{
 		Language: j.Language, Code: j.Code, Stdin: j.Stdin, Args: j.Args, Files: j.Files,
 		Limits: p.AgentLimits(j.Limits), Runs: max(j.Runs, 1), CompileFlags: j.CompileFlags,
-		Compare: j.Compare, Stream: j.Stream,
+		Compare: j.Compare, Stream: j.Stream, RedirectStderr: j.RedirectStderr,
 		StopOnFailure: j.StopOnFailure == nil || *j.StopOnFailure,
 	}
 	for _, t := range j.Tests {

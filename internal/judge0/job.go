@@ -23,7 +23,8 @@ func (s *Submission) Job(id string, l Language) *job.Job {
 			Processes:  s.MaxProcesses,
 			FileSizeKB: s.MaxFileSize,
 		},
-		Network: s.EnableNetwork,
+		Network:        s.EnableNetwork,
+		RedirectStderr: s.RedirectStderr,
 	}
 	if s.Stdin != nil {
 		j.Stdin = *s.Stdin
@@ -53,8 +54,10 @@ func (s *Submission) Job(id string, l Language) *job.Job {
 // Apply writes a codebench status into r: the status id, and on a final
 // one the result as Judge0 gives it: time (CPU, s) and memory (KB) the
 // mean over the runs, wall time, exit code (0 when absent) and signal, the
-// outputs (stderr appended to stdout with redirect_stderr_to_stdout: not
-// interleaved), the message.
+// outputs, the message. With redirect_stderr_to_stdout the worker ran the
+// program with one pipe for both (job.RedirectStderr), so stdout has
+// stderr interleaved; any stderr still apart (a worker without that) is
+// appended.
 func (r *Record) Apply(st *job.Status, now time.Time) {
 	r.StatusID = StatusOf(st)
 	if !job.Final(st.Status) {

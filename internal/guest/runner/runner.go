@@ -132,7 +132,7 @@ func (r *Runner) Run(ctx context.Context, req *agentproto.RunRequest, progress P
 		out := newOutput(lim.OutputBytes)
 		spec := phaseSpec{dir: dir, name: "run" + strconv.Itoa(i), argv: argv, stdin: strings.NewReader(req.Stdin), lim: lim, user: job}
 		ph := s.phase(i, out, func() *agentproto.Phase {
-			return r.phase(ctx, spec, out, out.writer(stdoutStream), out.writer(stderrStream))
+			return r.phase(ctx, spec, out, out.writer(stdoutStream), out.writer(errStream(req)))
 		})
 		if i == 0 {
 			res.Run = ph
@@ -231,7 +231,7 @@ func (r *Runner) runTests(ctx context.Context, req *agentproto.RunRequest, l lan
 			ts = &streamer{} // the job's streamed output has its budget too
 		}
 		ph := ts.phase(i, out, func() *agentproto.Phase {
-			return r.phase(ctx, spec, out, out.writer(stdoutStream), out.writer(stderrStream))
+			return r.phase(ctx, spec, out, out.writer(stdoutStream), out.writer(errStream(req)))
 		})
 		stdout, stderr := out.text(stdoutStream), out.text(stderrStream)
 		tr := agentproto.TestResult{Phase: *ph, OutputKept: true}
@@ -658,4 +658,14 @@ func rlimitArgs(l agentproto.Limits) []string {
 		"--nproc", strconv.FormatInt(l.Processes, 10),
 		"--fsize-kb", strconv.FormatInt(l.FileSizeKB, 10),
 	}
+}
+
+// errStream is where a run's stderr goes: its own stream, or with
+// RedirectStderr stdout's. Equal writers give the process one pipe for
+// both (os/exec), so the two interleave as the program wrote them.
+func errStream(req *agentproto.RunRequest) int {
+	if req.RedirectStderr {
+		return stdoutStream
+	}
+	return stderrStream
 }

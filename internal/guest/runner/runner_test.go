@@ -77,6 +77,21 @@ func TestRunOnHost(t *testing.T) {
 					t.Fatalf("limited=%v len=%d stderr=%q run=%+v", res.Run.OutputLimited, len(res.Stdout), res.Stderr, res.Run)
 				}
 			}},
+		// Unbuffered writes to both, each flushed: one pipe keeps their order.
+		{"stderr redirected to stdout, interleaved", agentproto.RunRequest{Language: "python", RedirectStderr: true,
+			Code: "import sys\nfor i in range(3):\n    print('out', i, flush=True)\n    print('err', i, file=sys.stderr, flush=True)"},
+			func(t *testing.T, res *agentproto.RunResult) {
+				if res.Stdout != "out 0\nerr 0\nout 1\nerr 1\nout 2\nerr 2\n" || res.Stderr != "" {
+					t.Fatalf("stdout %q stderr %q", res.Stdout, res.Stderr)
+				}
+			}},
+		{"stderr apart", agentproto.RunRequest{Language: "python",
+			Code: "import sys\nprint('out', flush=True)\nprint('err', file=sys.stderr, flush=True)"},
+			func(t *testing.T, res *agentproto.RunResult) {
+				if res.Stdout != "out\n" || res.Stderr != "err\n" {
+					t.Fatalf("stdout %q stderr %q", res.Stdout, res.Stderr)
+				}
+			}},
 		{"cpu limit", agentproto.RunRequest{Language: "python", Code: "while True: pass", Limits: agentproto.Limits{CPUMS: 1000, WallMS: 20000}},
 			func(t *testing.T, res *agentproto.RunResult) {
 				if res.Run.Signal != "SIGXCPU" && res.Run.Signal != "SIGKILL" {
