@@ -80,8 +80,7 @@ func serveAPI(ctx context.Context, cfg config.Config, log *slog.Logger, ln net.L
 		}
 		return nil
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
-		WriteTimeout: 15 * time.Minute, IdleTimeout: 2 * time.Minute}
+	hs := srv.HTTPServer()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Add(3)

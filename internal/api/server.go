@@ -52,6 +52,10 @@ type Config struct {
 	CallbackAllow   []string
 	CallbackTries   int
 	CallbackTimeout time.Duration
+	// ReadHeaderTimeout, ReadTimeout (the whole request) and IdleTimeout
+	// bound a slow or silent client; WriteTimeout bounds the answer,
+	// wait=true's included (defaults: 10 s, 1 min, 2 min, 15 min).
+	ReadHeaderTimeout, ReadTimeout, IdleTimeout, WriteTimeout time.Duration
 	// EnableDelete allows DELETE /submissions/{token} (Judge0's
 	// enable_submission_delete).
 	EnableDelete bool
@@ -106,6 +110,14 @@ func New(cfg Config, st *store.Store, pub Publisher, langs []judge0.Language, lo
 	}
 	if cfg.MaxQueue <= 0 {
 		cfg.MaxQueue = 10000
+	}
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&cfg.ReadHeaderTimeout, 10 * time.Second}, {&cfg.ReadTimeout, time.Minute}, {&cfg.IdleTimeout, 2 * time.Minute}, {&cfg.WriteTimeout, 15 * time.Minute}} {
+		if *d.v <= 0 {
+			*d.v = d.def
+		}
 	}
 	if cfg.CallbackTries <= 0 {
 		cfg.CallbackTries = 3
@@ -241,6 +253,13 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", loopbackOnly(s.metrics.handler()))
 	return s.metrics.observe(s.cors(s.authenticated(mux)))
+}
+
+// HTTPServer is the API's HTTP server: its routes, and its timeouts, so
+// that a client that sends slowly, or not at all, cannot hold a connection.
+func (s *Server) HTTPServer() *http.Server {
+	return &http.Server{Handler: s.Handler(), ReadHeaderTimeout: s.cfg.ReadHeaderTimeout, ReadTimeout: s.cfg.ReadTimeout,
+		WriteTimeout: s.cfg.WriteTimeout, IdleTimeout: s.cfg.IdleTimeout, MaxHeaderBytes: 64 << 10}
 }
 
 // readyz is 200 when the API can take submissions: its store answers and

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -484,4 +485,67 @@ func TestWorkersAndSystemInfo(t *testing.T) {
 			t.Errorf("humanKB(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// TestSlowClients: a client that stops in its headers, or trickles its
+// body, is cut off at the server's timeouts (short ones here), and the
+// server goes on answering others.
+func TestSlowClients(t *testing.T) {
+	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "api.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	cfg := Config{ReplyQueue: "codebench.api.test", Limits: judge0.DefaultLimits,
+		ReadHeaderTimeout: 300 * time.Millisecond, ReadTimeout: 600 * time.Millisecond}
+	srv, err := New(cfg, st, &fakeWorker{}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := srv.HTTPServer()
+	done := make(chan struct{})
+	go func() { defer close(done); _ = hs.Serve(ln) }()
+	defer func() { _ = hs.Close(); <-done }()
+
+	for _, c := range []struct {
+		name  string
+		write func(net.Conn)
+	}{
+		{"silent in its headers", func(c net.Conn) { io.WriteString(c, "POST /submissions HTTP/1.1\r\nHost: x\r\n") }},
+		{"a trickled body", func(c net.Conn) {
+			io.WriteString(c, "POST /submissions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+			for range 50 {
+				if _, err := io.WriteString(c, " "); err != nil {
+					return
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			start := time.Now()
+			go c.write(conn)
+			// The server closes the connection (maybe after a 408 or 400):
+			// reading ends well before the client would have finished (5 s).
+			_ = conn.SetReadDeadline(time.Now().Add(4 * time.Second))
+			_, err = io.ReadAll(conn)
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatalf("still open after %v", time.Since(start))
+			}
+		})
+	}
+	resp, err := http.Get("http://" + ln.Addr().String() + "/healthz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("after the slow clients: %v %v", resp, err)
+	}
+	resp.Body.Close()
 }
