@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -83,9 +84,9 @@ func statusID(m map[string]any) float64 {
 // TestJudge0API runs Judge0 clients' requests against "codebench api" in
 // front of a real worker (the default driver) over a real broker: each
 // status id a program can cause, base64 both ways, a submission polled
-// without wait, and the API killed with -9 mid-run then restarted: the
-// token it gave out still reaches its result (the status waited in the
-// durable reply queue).
+// without wait, additional files, a callback, DELETE, /workers, the
+// playground, and the API killed with -9 mid-burst then restarted: every
+// token it gave out still reaches its result.
 func TestJudge0API(t *testing.T) {
 	vm := testenv.NeedVM(t)
 	url := testenv.Vhost(t, "api")
@@ -277,9 +278,10 @@ func TestJudge0API(t *testing.T) {
 
 	t.Run("playground", func(t *testing.T) { testPlayground(t, base) })
 
-	// kill -9 of the API while a job runs, then a restart: the token is
-	// answered (the worker's status waited in the durable reply queue); on
-	// SQLite, then on PostgreSQL (a store several API nodes can share).
+	// kill -9 of the API mid-burst, then a restart: every token given out
+	// is answered (statuses waited in the durable reply queue; what was
+	// stored and not published is published again); on SQLite, then on
+	// PostgreSQL (a store several API nodes can share).
 	t.Run("kill9/sqlite", func(t *testing.T) { killAndRestartAPI(t, api, &alogs, apiEnv) })
 	pgEnv := []string{"RABBITMQ_URL=" + url, "CODEBENCH_API_DATABASE_URL=" + testenv.Postgres(t, "api")}
 	pgAPI, _ := startAPI(t, &alogs, pgEnv...)
@@ -306,28 +308,71 @@ func zipOf(t *testing.T, files map[string]string) string {
 	return base64.StdEncoding.EncodeToString(buf.Bytes())
 }
 
-// killAndRestartAPI submits a job that takes 2 s, kills the API with -9
-// while it runs, starts it again with the same store, and expects the
-// token answered.
+// killAndRestartAPI kills the API with -9 in the middle of a burst of
+// submissions (4 clients, 12 programs that take half a second each, the
+// kill after the third token), starts it again with the same store, and
+// expects every token it gave out answered with its own program's output;
+// a request the kill cut off has no token, and nothing to lose.
 func killAndRestartAPI(t *testing.T, api *exec.Cmd, logs io.Writer, env []string) {
 	base := "http://" + apiAddr(api)
-	code, m := apiCall(t, "POST", base+"/submissions", map[string]any{"source_code": "import time\ntime.sleep(2)\nprint('late')", "language_id": 71})
-	tok, _ := m["token"].(string)
-	if code != 201 || tok == "" {
-		t.Fatalf("before the kill: %d %v", code, m)
+	const burst, clients = 12, 4
+	var mu sync.Mutex
+	given := map[string]int{} // token: the program's number
+	next := make(chan int, burst)
+	for i := range burst {
+		next <- i
+	}
+	close(next)
+	third := make(chan struct{})
+	var once sync.Once
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				b, _ := json.Marshal(map[string]any{"source_code": fmt.Sprintf("import time\ntime.sleep(0.5)\nprint(%d)", i), "language_id": 71})
+				resp, err := http.Post(base+"/submissions", "application/json", bytes.NewReader(b))
+				if err != nil {
+					continue // cut off by the kill: no token given
+				}
+				var m map[string]string
+				_ = json.NewDecoder(resp.Body).Decode(&m)
+				resp.Body.Close()
+				if resp.StatusCode != 201 {
+					continue
+				}
+				mu.Lock()
+				given[m["token"]] = i
+				if len(given) == 3 {
+					once.Do(func() { close(third) })
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	select {
+	case <-third:
+	case <-time.After(time.Minute):
+		t.Fatal("no three tokens in a minute")
 	}
 	if err := api.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	_, _ = api.Process.Wait()
-	time.Sleep(3 * time.Second) // the job ends while no API runs
+	wg.Wait()
+	time.Sleep(2 * time.Second) // jobs end while no API runs
 	_, base = startAPI(t, logs, env...)
-	eventually(t, "the result after the restart", 2*time.Minute, func() bool {
-		_, m = apiCall(t, "GET", base+"/submissions/"+tok, nil)
-		return statusID(m) >= 3
-	})
-	if statusID(m) != 3 || m["stdout"] != "late\n" {
-		t.Fatalf("after the restart: %v", m)
+	t.Logf("%d of %d submissions got a token before the kill", len(given), burst)
+	for tok, i := range given {
+		var m map[string]any
+		eventually(t, "the result after the restart", 3*time.Minute, func() bool {
+			_, m = apiCall(t, "GET", base+"/submissions/"+tok, nil)
+			return statusID(m) >= 3
+		})
+		if statusID(m) != 3 || m["stdout"] != fmt.Sprintf("%d\n", i) {
+			t.Errorf("token %s (program %d) after the restart: %v", tok, i, m)
+		}
 	}
 }
 

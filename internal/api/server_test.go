@@ -549,3 +549,71 @@ func TestSlowClients(t *testing.T) {
 	}
 	resp.Body.Close()
 }
+
+// TestBurst: 10,000 submissions at once, 32 clients, a queue bound of
+// 3,000 and no worker answering: each gets 201 or 503, exactly 3,000 are
+// accepted, every token given out is stored; then every one is answered
+// and reaches its result, and the bound is free again.
+func TestBurst(t *testing.T) {
+	if testing.Short() {
+		t.Skip("10,000 requests: not in -short")
+	}
+	const total, bound, clients = 10000, 3000, 32
+	fw := &fakeWorker{}
+	srv, hs := newTestServer(t, Config{MaxQueue: bound}, fw)
+	var mu sync.Mutex
+	var tokens []string
+	codes := map[int]int{}
+	next := make(chan struct{}, total)
+	for range total {
+		next <- struct{}{}
+	}
+	close(next)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range next {
+				resp, err := client.Post(hs.URL+"/submissions", "application/json", strings.NewReader(`{"source_code":"print(1)","language_id":71}`))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				var m map[string]string
+				_ = json.NewDecoder(resp.Body).Decode(&m)
+				resp.Body.Close()
+				mu.Lock()
+				codes[resp.StatusCode]++
+				if resp.StatusCode == 201 {
+					tokens = append(tokens, m["token"])
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if codes[201] != bound || codes[503] != total-bound || len(codes) != 2 {
+		t.Fatalf("codes %v, want %d × 201 and %d × 503", codes, bound, total-bound)
+	}
+	fw.mu.Lock()
+	published := len(fw.jobs)
+	fw.mu.Unlock()
+	if published != bound || srv.InFlight() != bound {
+		t.Fatalf("published %d, in flight %d", published, srv.InFlight())
+	}
+	for _, tok := range tokens {
+		final, _ := json.Marshal(hello(job.Job{ID: tok}))
+		if err := srv.HandleStatus(context.Background(), fromWorker(final)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if srv.InFlight() != 0 {
+		t.Fatalf("in flight after every answer: %d", srv.InFlight())
+	}
+	counts, err := srv.store.Counts(context.Background())
+	if err != nil || counts[judge0.Accepted] != bound || len(counts) != 1 {
+		t.Fatalf("the store: %v %v", counts, err)
+	}
+}
