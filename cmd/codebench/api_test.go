@@ -390,7 +390,8 @@ func apiAddr(cmd *exec.Cmd) string {
 
 // testPlayground drives the playground page in a real headless Chromium
 // (Debian's chromium): it loads, runs hello world in Python and in C, shows
-// the output and the verdict, and shows a compile error.
+// the output and the verdict, shows a compile error, and shows output
+// streamed while a program runs.
 func testPlayground(t *testing.T, base string) {
 	path, err := exec.LookPath("chromium")
 	if err != nil {
@@ -454,6 +455,26 @@ func testPlayground(t *testing.T, base string) {
 	}
 	if statuses := text("statuses"); !strings.Contains(statuses, "submitted") {
 		t.Errorf("no statuses shown: %q", statuses)
+	}
+	// Streamed output: the first line is on the page while the program
+	// still sleeps (no verdict yet), then the whole of it.
+	js := `(() => { const s = document.getElementById("language"); s.value = "71"; s.dispatchEvent(new Event("change")); return true })()`
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](js)); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.SetValue(chromedp.ID("code"), "import time\nprint('tick', flush=True)\ntime.sleep(6)\nprint('tock')"),
+		chromedp.Click(chromedp.ID("run"))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the streamed first line", 2*time.Minute, func() bool {
+		return strings.Contains(text("stdout"), "tick") || text("verdict") != ""
+	})
+	if v := text("verdict"); v != "" || !strings.Contains(text("statuses"), "output streaming") {
+		t.Errorf("the first line was not streamed: verdict %q, statuses %q, stdout %q", v, text("statuses"), text("stdout"))
+	}
+	eventually(t, "the page's verdict", 2*time.Minute, func() bool { return text("verdict") != "" })
+	if v, out := text("verdict"), text("stdout"); v != "Accepted" || out != "tick\ntock\n" {
+		t.Errorf("after streaming: %q %q", v, out)
 	}
 }
 

@@ -91,6 +91,7 @@ type Server struct {
 	OnFinal func(*job.Status)
 
 	callbacks chan *judge0.Record
+	live      map[string]*liveOutput // by token, under mu
 
 	mu       sync.Mutex
 	inflight int
@@ -128,7 +129,7 @@ func New(cfg Config, st *store.Store, pub Publisher, langs []judge0.Language, lo
 	cfg.Limits.EnableCallbacks = len(cfg.CallbackAllow) > 0
 	s := &Server{cfg: cfg, store: st, pub: pub, log: log, now: time.Now, list: langs,
 		langs: map[int]judge0.Language{}, waiters: map[string][]chan struct{}{},
-		callbacks: make(chan *judge0.Record, callbackQueue)}
+		callbacks: make(chan *judge0.Record, callbackQueue), live: map[string]*liveOutput{}}
 	for _, l := range langs {
 		s.langs[l.ID] = l
 	}
@@ -189,7 +190,8 @@ func (s *Server) HandleStatus(ctx context.Context, m queue.Message) error {
 		}
 	}
 	if st.Status == job.StatusOutput {
-		return nil // streamed output: the final status has it all
+		s.addLive(&st) // the playground's; the final status has it all
+		return nil
 	}
 	r, err := s.store.Get(ctx, st.ID)
 	if errors.Is(err, store.ErrNotFound) {
@@ -212,6 +214,7 @@ func (s *Server) HandleStatus(ctx context.Context, m queue.Message) error {
 		s.enqueueCallback(r)
 		s.mu.Lock()
 		s.inflight = max(s.inflight-1, 0)
+		delete(s.live, st.ID)
 		for _, w := range s.waiters[st.ID] {
 			close(w)
 		}
@@ -245,6 +248,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /{$}", s.playground)
 	mux.Handle("GET /playground/", http.StripPrefix("/playground/", http.FileServerFS(playgroundFiles)))
 	mux.HandleFunc("GET /playground/languages", s.playgroundLanguages)
+	mux.HandleFunc("POST /playground/submissions", s.playgroundSubmit)
+	mux.HandleFunc("GET /playground/output/{token}", s.playgroundOutput)
 	mux.HandleFunc("GET /api/v2/runtimes", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.runtimes) })
 	mux.HandleFunc("POST /api/v2/execute", s.execute)
 	mux.HandleFunc("POST /authenticate", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
@@ -450,10 +455,15 @@ var (
 // errQueueFull, errStore, errPublish. With wait, done is closed at the
 // final status (registered before publishing; the caller awaits it).
 func (s *Server) submit(ctx context.Context, sub *judge0.Submission, wait bool) (rec *judge0.Record, done chan struct{}, err error) {
+	return s.submitAs(ctx, newToken(), sub, wait)
+}
+
+// submitAs is submit with the token chosen.
+func (s *Server) submitAs(ctx context.Context, token string, sub *judge0.Submission, wait bool) (rec *judge0.Record, done chan struct{}, err error) {
 	if !s.reserve(1) {
 		return nil, nil, errQueueFull
 	}
-	rec = &judge0.Record{Token: newToken(), Sub: *sub, StatusID: judge0.InQueue, CreatedAt: s.now().UTC().Truncate(time.Millisecond)}
+	rec = &judge0.Record{Token: token, Sub: *sub, StatusID: judge0.InQueue, CreatedAt: s.now().UTC().Truncate(time.Millisecond)}
 	if err := s.store.Insert(ctx, rec); err != nil {
 		s.release(1)
 		s.log.Error("api: store", "err", err)

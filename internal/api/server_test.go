@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -615,5 +616,63 @@ func TestBurst(t *testing.T) {
 	counts, err := srv.store.Counts(context.Background())
 	if err != nil || counts[judge0.Accepted] != bound || len(counts) != 1 {
 		t.Fatalf("the store: %v %v", counts, err)
+	}
+}
+
+// TestPlaygroundStreams: the playground's submissions ask the worker to
+// stream; the output statuses are kept, in order, bounded, until the final
+// one, and read back while the job runs.
+func TestPlaygroundStreams(t *testing.T) {
+	fw := &fakeWorker{}
+	srv, hs := newTestServer(t, Config{}, fw)
+	code, m, _ := do(t, "POST", hs.URL+"/playground/submissions", `{"source_code":"cHJpbnQoMSk=","language_id":71}`) // base64
+	tok, _ := m["token"].(string)
+	if code != 201 || tok == "" {
+		t.Fatalf("%d %v", code, m)
+	}
+	fw.mu.Lock()
+	j := fw.jobs[0]
+	fw.mu.Unlock()
+	if !j.Stream || j.Code != "print(1)" {
+		t.Fatalf("the job: %+v", j)
+	}
+	status := func(st *job.Status) {
+		b, _ := json.Marshal(st)
+		if err := srv.HandleStatus(context.Background(), fromWorker(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	status(job.Output(tok, 1, "tick\n", ""))
+	status(job.Output(tok, 1, "tick\n", "")) // redelivered: dropped
+	status(job.Output(tok, 2, "tock\n", "warn\n"))
+	code, m, _ = do(t, "GET", hs.URL+"/playground/output/"+tok, "")
+	if code != 200 || m["seq"] != 2.0 || m["stdout"] != "tick\ntock\n" || m["stderr"] != "warn\n" || m["truncated"] != false {
+		t.Fatalf("output so far: %d %v", code, m)
+	}
+	status(job.Output(tok, 3, strings.Repeat("x", maxLiveBytes), ""))
+	if _, m, _ = do(t, "GET", hs.URL+"/playground/output/"+tok, ""); len(m["stdout"].(string))+len(m["stderr"].(string)) != maxLiveBytes || m["truncated"] != true {
+		t.Fatalf("over the bound: %d bytes, truncated %v", len(m["stdout"].(string)), m["truncated"])
+	}
+	status(hello(job.Job{ID: tok}))
+	if code, _, _ := do(t, "GET", hs.URL+"/playground/output/"+tok, ""); code != 404 {
+		t.Fatalf("after the final status: %d", code)
+	}
+	// Judge0's own route never streams.
+	do(t, "POST", hs.URL+"/submissions", `{"source_code":"x","language_id":71}`)
+	fw.mu.Lock()
+	j = fw.jobs[1]
+	fw.mu.Unlock()
+	if j.Stream {
+		t.Fatal("POST /submissions streams")
+	}
+	// At most maxLive streamed at once; beyond, no room (the job runs
+	// without streaming).
+	for i := range maxLive {
+		if !srv.startLive(fmt.Sprint(i)) {
+			t.Fatalf("no room for %d", i)
+		}
+	}
+	if srv.startLive("one more") {
+		t.Fatal("room beyond maxLive")
 	}
 }

@@ -25,6 +25,7 @@ func (s *Submission) Job(id string, l Language) *job.Job {
 		},
 		Network:        s.EnableNetwork,
 		RedirectStderr: s.RedirectStderr,
+		Stream:         s.Stream,
 	}
 	if s.Stdin != nil {
 		j.Stdin = *s.Stdin

@@ -132,6 +132,9 @@ type Submission struct {
 	// program's arguments as a list (Piston's requests have both).
 	Files map[string]string `json:",omitempty"`
 	Args  []string          `json:",omitempty"`
+	// Stream asks the worker to stream the output (the playground's
+	// submissions; no Judge0 field sets it).
+	Stream bool `json:",omitempty"`
 }
 
 // decode64 decodes Ruby's Base64.decode64 input: standard alphabet, line

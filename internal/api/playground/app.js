@@ -1,6 +1,8 @@
 // The playground: plain JavaScript against this server's own Judge0 API
-// (no build step, nothing from a CDN). It submits with base64, then polls
-// the submission and shows each status as it arrives.
+// (no build step, nothing from a CDN). It submits with base64 (through
+// playground/submissions, which asks the worker to stream the output),
+// then polls the submission, showing each status and the output streamed
+// so far as they arrive, then the verdict.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -92,7 +94,7 @@ async function run() {
   $("statuses").innerHTML = "";
   for (const id of ["verdict", "stdout", "stderr", "compile_output", "measures"]) $(id).textContent = "";
   try {
-    const r = await api("submissions?base64_encoded=true", {
+    const r = await api("playground/submissions", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ language_id: Number($("language").value), source_code: b64encode($("code").value), stdin: b64encode($("stdin").value) }),
@@ -104,13 +106,20 @@ async function run() {
     }
     const token = r.json.token;
     addStatus("submitted: " + token);
-    let last = 0;
+    let last = 0, seq = 0;
     for (let i = 0; i < 1200; i++) {
       const g = await api("submissions/" + token + "?base64_encoded=true&fields=*");
       if (g.status !== 200) { addStatus("GET answered " + g.status); return; }
       const s = g.json.status;
       if (s.id !== last) { addStatus(s.description); last = s.id; }
       if (s.id >= 3) { show(g.json); return; }
+      const o = await api("playground/output/" + token);
+      if (o.status === 200 && o.json.seq > seq) {
+        if (seq === 0) addStatus("output streaming");
+        seq = o.json.seq;
+        $("stdout").textContent = o.json.stdout;
+        $("stderr").textContent = o.json.stderr;
+      }
       await new Promise((ok) => setTimeout(ok, 150));
     }
     addStatus("gave up waiting");
