@@ -118,6 +118,7 @@ func apiConfig(cfg config.Config) api.Config {
 	lim.MaxWallTimeLimit = min(lim.MaxWallTimeLimit, float64(cfg.Limits.MaxWallMS)/1000)
 	// additional_files unpack to at most what a job's files may total
 	// (the workers' bound on code, stdin and files together).
+	lim.CompileWallMS = cfg.Limits.CompileWallMS
 	lim.MaxExtractSize = min(lim.MaxExtractSize, int64(4*cfg.Worker.MaxCodeBytes)/1024)
 	lim.AllowEnableNetwork = cfg.Network.Enabled
 	return api.Config{

@@ -276,6 +276,30 @@ func TestJudge0API(t *testing.T) {
 		t.Fatalf("workers: %v", workers)
 	}
 
+	// Piston v2's execute, on the same worker: a compile and run stage,
+	// a run timeout, a compile memory limit.
+	for _, tc := range []struct {
+		name  string
+		req   map[string]any
+		check func(compile, run map[string]any) bool
+	}{
+		{"hello C", map[string]any{"language": "c", "version": "*", "files": []map[string]any{{"content": "#include <stdio.h>\nint main(void){puts(\"Hello, World!\");return 0;}"}}},
+			func(compile, run map[string]any) bool {
+				return compile != nil && compile["code"] == 0.0 && run["stdout"] == "Hello, World!\n" && run["code"] == 0.0 && run["signal"] == nil
+			}},
+		{"run timeout", map[string]any{"language": "python", "version": "*", "files": []map[string]any{{"content": "while True: pass"}}, "run_timeout": 1500},
+			func(_, run map[string]any) bool { return run["status"] == "TO" && run["code"] == nil }},
+		{"compile memory limit", map[string]any{"language": "cpp", "version": "*", "files": []map[string]any{{"content": "#include <iostream>\nint main(){std::cout << 1;}"}}, "compile_memory_limit": 8 << 20},
+			func(compile, run map[string]any) bool { return compile != nil && compile["code"] == 1.0 && run["code"] == 1.0 }},
+	} {
+		code, m := apiCall(t, "POST", base+"/api/v2/execute", tc.req)
+		compile, _ := m["compile"].(map[string]any)
+		run, _ := m["run"].(map[string]any)
+		if code != 200 || !tc.check(compile, run) {
+			t.Errorf("piston %s: %d %v", tc.name, code, m)
+		}
+	}
+
 	t.Run("playground", func(t *testing.T) { testPlayground(t, base) })
 
 	// kill -9 of the API mid-burst, then a restart: every token given out

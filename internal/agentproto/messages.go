@@ -118,6 +118,10 @@ func WallBudgetMS(req *RunRequest) int64 {
 	return compiles*compile + phases*wall
 }
 
+// CompileMemoryKB is the memory a compile gets at least, unless the
+// request says otherwise (compilers need headroom).
+const CompileMemoryKB = 512 << 10
+
 // DefaultWallMS is the agent's wall limit when a request leaves it at zero.
 const DefaultWallMS = 10_000
 
@@ -318,6 +322,10 @@ type Limits struct {
 	OutputBytes   int64 `json:"output_bytes,omitempty"`
 	FileSizeKB    int64 `json:"file_size_kb,omitempty"`
 	CompileWallMS int64 `json:"compile_wall_ms,omitempty"`
+	// CompileCPUMS and CompileMemoryKB bound the compile; zero: its wall
+	// limit, and the larger of MemoryKB and CompileMemoryKB.
+	CompileCPUMS    int64 `json:"compile_cpu_ms,omitempty"`
+	CompileMemoryKB int64 `json:"compile_memory_kb,omitempty"`
 	// JobWallMS bounds the whole request (its WallBudgetMS): the agent
 	// stops what is left once it is spent.
 	JobWallMS int64 `json:"job_wall_ms,omitempty"`

@@ -87,6 +87,11 @@ type Limits struct {
 	Processes   int64 `json:"processes,omitempty"`
 	OutputBytes int64 `json:"output_bytes,omitempty"`
 	FileSizeKB  int64 `json:"file_size_kb,omitempty"`
+	// The compile's own wall time, CPU time and memory (Piston's
+	// compile_*), within the worker's compile wall; zero: the worker's.
+	CompileWallMS   int64 `json:"compile_wall_ms,omitempty"`
+	CompileCPUMS    int64 `json:"compile_cpu_ms,omitempty"`
+	CompileMemoryKB int64 `json:"compile_memory_kb,omitempty"`
 }
 
 // Policy is what the worker accepts and how it fills in limits.
@@ -320,14 +325,16 @@ func (p Policy) AgentLimits(req Limits) agentproto.Limits {
 		return want
 	}
 	return agentproto.Limits{
-		WallMS:        pick(req.WallMS, p.Defaults.WallMS, p.Max.WallMS),
-		CPUMS:         pick(req.CPUMS, p.Defaults.CPUMS, p.Max.CPUMS),
-		MemoryKB:      pick(req.MemoryKB, p.Defaults.MemoryKB, p.Max.MemoryKB),
-		StackKB:       pick(req.StackKB, p.Defaults.StackKB, p.Max.StackKB),
-		Processes:     pick(req.Processes, p.Defaults.Processes, p.Max.Processes),
-		OutputBytes:   pick(req.OutputBytes, p.Defaults.OutputBytes, p.Max.OutputBytes),
-		FileSizeKB:    pick(req.FileSizeKB, p.Defaults.FileSizeKB, p.Max.FileSizeKB),
-		CompileWallMS: p.CompileWall,
+		WallMS:          pick(req.WallMS, p.Defaults.WallMS, p.Max.WallMS),
+		CPUMS:           pick(req.CPUMS, p.Defaults.CPUMS, p.Max.CPUMS),
+		MemoryKB:        pick(req.MemoryKB, p.Defaults.MemoryKB, p.Max.MemoryKB),
+		StackKB:         pick(req.StackKB, p.Defaults.StackKB, p.Max.StackKB),
+		Processes:       pick(req.Processes, p.Defaults.Processes, p.Max.Processes),
+		OutputBytes:     pick(req.OutputBytes, p.Defaults.OutputBytes, p.Max.OutputBytes),
+		FileSizeKB:      pick(req.FileSizeKB, p.Defaults.FileSizeKB, p.Max.FileSizeKB),
+		CompileWallMS:   pick(req.CompileWallMS, p.CompileWall, p.CompileWall),
+		CompileCPUMS:    pick(req.CompileCPUMS, 0, p.CompileWall),
+		CompileMemoryKB: pick(req.CompileMemoryKB, 0, max(p.Max.MemoryKB, agentproto.CompileMemoryKB)),
 	}
 }
 

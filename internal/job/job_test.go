@@ -89,6 +89,21 @@ func TestAgentLimitsClamp(t *testing.T) {
 	if got.WallMS != 60_000 || got.CPUMS != 100 || got.MemoryKB != 131072 || got.CompileWallMS != 30_000 {
 		t.Fatalf("clamped limits = %+v", got)
 	}
+	// A job's compile limits: within the worker's compile wall, and the
+	// larger of its memory maximum and a compile's headroom.
+	for _, c := range []struct {
+		req               Limits
+		wall, cpu, memory int64
+	}{
+		{Limits{}, 30_000, 0, 0},
+		{Limits{CompileWallMS: 2_000, CompileCPUMS: 1_500, CompileMemoryKB: 65536}, 2_000, 1_500, 65536},
+		{Limits{CompileWallMS: 999_999, CompileCPUMS: 999_999, CompileMemoryKB: 1 << 30}, 30_000, 30_000, agentproto.CompileMemoryKB},
+	} {
+		got := testPolicy.AgentLimits(c.req)
+		if got.CompileWallMS != c.wall || got.CompileCPUMS != c.cpu || got.CompileMemoryKB != c.memory {
+			t.Errorf("%+v: compile limits %d %d %d", c.req, got.CompileWallMS, got.CompileCPUMS, got.CompileMemoryKB)
+		}
+	}
 }
 
 func TestFromResultVerdicts(t *testing.T) {

@@ -22,6 +22,10 @@ func (s *Submission) Job(id string, l Language) *job.Job {
 			StackKB:    s.StackLimit,
 			Processes:  s.MaxProcesses,
 			FileSizeKB: s.MaxFileSize,
+
+			CompileWallMS:   s.CompileWallMS,
+			CompileCPUMS:    s.CompileCPUMS,
+			CompileMemoryKB: s.CompileMemoryKB,
 		},
 		Network:        s.EnableNetwork,
 		RedirectStderr: s.RedirectStderr,

@@ -12,15 +12,18 @@ import (
 // Limits are Judge0's defaults and maxima (judge0.conf of v1.13.1), which
 // GET /config_info reports and a submission is validated against.
 type Limits struct {
-	CPUTimeLimit, MaxCPUTimeLimit       float64 // s
-	CPUExtraTime, MaxCPUExtraTime       float64 // s
-	WallTimeLimit, MaxWallTimeLimit     float64 // s
-	MemoryLimit, MaxMemoryLimit         int64   // KB
-	StackLimit, MaxStackLimit           int64   // KB
-	MaxProcesses, MaxMaxProcesses       int64
-	MaxFileSize, MaxMaxFileSize         int64 // KB
-	NumberOfRuns, MaxNumberOfRuns       int64
-	MaxExtractSize                      int64 // KB, additional_files unpacked
+	CPUTimeLimit, MaxCPUTimeLimit   float64 // s
+	CPUExtraTime, MaxCPUExtraTime   float64 // s
+	WallTimeLimit, MaxWallTimeLimit float64 // s
+	MemoryLimit, MaxMemoryLimit     int64   // KB
+	StackLimit, MaxStackLimit       int64   // KB
+	MaxProcesses, MaxMaxProcesses   int64
+	MaxFileSize, MaxMaxFileSize     int64 // KB
+	NumberOfRuns, MaxNumberOfRuns   int64
+	MaxExtractSize                  int64 // KB, additional_files unpacked
+	// CompileWallMS is the workers' compile wall: Piston's compile_timeout
+	// and compile_cpu_time may not exceed it (0: not checked here).
+	CompileWallMS                       int64
 	EnableCompilerOptions, EnableArgs   bool
 	EnableCallbacks, EnableAddFiles     bool
 	AllowEnableNetwork, RedirectDefault bool
@@ -132,6 +135,9 @@ type Submission struct {
 	// program's arguments as a list (Piston's requests have both).
 	Files map[string]string `json:",omitempty"`
 	Args  []string          `json:",omitempty"`
+	// CompileWallMS, CompileCPUMS and CompileMemoryKB bound the compile
+	// (Piston's compile_*; zero: the workers' own).
+	CompileWallMS, CompileCPUMS, CompileMemoryKB int64 `json:",omitempty"`
 	// Stream asks the worker to stream the output (the playground's
 	// submissions; no Judge0 field sets it).
 	Stream bool `json:",omitempty"`

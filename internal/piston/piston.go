@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/codebench/codebench/internal/agentproto"
 	"github.com/codebench/codebench/internal/judge0"
 )
 
@@ -175,9 +176,10 @@ func Submission(body []byte, rts []Runtime, lim judge0.Limits) (*judge0.Submissi
 		v   any
 		max float64
 	}{
-		"compile_timeout": {r.CompileTimeout, 0}, "run_timeout": {r.RunTimeout, lim.MaxWallTimeLimit * 1000},
-		"compile_cpu_time": {r.CompileCPUTime, 0}, "run_cpu_time": {r.RunCPUTime, lim.MaxCPUTimeLimit * 1000},
-		"compile_memory_limit": {r.CompileMemoryLimit, 0}, "run_memory_limit": {r.RunMemoryLimit, float64(lim.MaxMemoryLimit) * 1024},
+		"compile_timeout": {r.CompileTimeout, float64(lim.CompileWallMS)}, "run_timeout": {r.RunTimeout, lim.MaxWallTimeLimit * 1000},
+		"compile_cpu_time": {r.CompileCPUTime, float64(lim.CompileWallMS)}, "run_cpu_time": {r.RunCPUTime, lim.MaxCPUTimeLimit * 1000},
+		"compile_memory_limit": {r.CompileMemoryLimit, float64(max(lim.MaxMemoryLimit, agentproto.CompileMemoryKB)) * 1024},
+		"run_memory_limit":     {r.RunMemoryLimit, float64(lim.MaxMemoryLimit) * 1024},
 	}
 	got := map[string]float64{}
 	for _, name := range []string{"memory_limit", "timeout", "cpu_time"} {
@@ -211,6 +213,15 @@ func Submission(body []byte, rts []Runtime, lim judge0.Limits) (*judge0.Submissi
 	}
 	if v, ok := got["run_memory_limit"]; ok && v > 0 {
 		s.MemoryLimit = max(int64(v/1024), 2048)
+	}
+	if v, ok := got["compile_timeout"]; ok {
+		s.CompileWallMS = max(int64(v), 1)
+	}
+	if v, ok := got["compile_cpu_time"]; ok {
+		s.CompileCPUMS = max(int64(v), 1)
+	}
+	if v, ok := got["compile_memory_limit"]; ok && v > 0 {
+		s.CompileMemoryKB = max(int64(v/1024), 2048)
 	}
 	for i, f := range files {
 		content, err := decode(*f.Content, f.Encoding)
@@ -302,6 +313,9 @@ func ResultOf(r *judge0.Record, rt Runtime, compiled bool) Result {
 		c := &Stage{Stderr: str(r.CompileOutput), Output: str(r.CompileOutput), Code: ptr(int64(0))}
 		if r.StatusID == judge0.CompileError {
 			c.Code, c.Status, c.Message = ptr(int64(1)), ptr("RE"), ptr("compilation failed")
+			if r.Message != nil {
+				c.Message = r.Message
+			}
 			res.Compile, res.Run = c, *c
 			return res
 		}

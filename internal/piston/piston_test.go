@@ -43,8 +43,12 @@ func TestSubmission(t *testing.T) {
 		{`{"language":"c","version":"*","files":[{"content":"x"}],"run_timeout":999999}`, "run_timeout cannot exceed the configured limit of 20000"},
 		{`{"language":"c","version":"*","files":[{"content":"x"}],"run_cpu_time":-5}`, "run_cpu_time must be non-negative"},
 		{`{"language":"c","version":"*","files":[{"content":"x"},{"name":"../x","content":"y"}]}`, "plain file name"},
+		{`{"language":"c","version":"*","files":[{"content":"x"}],"compile_timeout":60001}`, "compile_timeout cannot exceed the configured limit of 60000"},
+		{`{"language":"c","version":"*","files":[{"content":"x"}],"compile_cpu_time":60001}`, "compile_cpu_time cannot exceed the configured limit of 60000"},
 	} {
-		_, _, err := Submission([]byte(tc.body), rts, judge0.DefaultLimits)
+		lim := judge0.DefaultLimits
+		lim.CompileWallMS = 60_000
+		_, _, err := Submission([]byte(tc.body), rts, lim)
 		if err == nil || !strings.Contains(err.Error(), tc.msg) {
 			t.Errorf("%s: %v, want %q", tc.body, err, tc.msg)
 		}
@@ -54,6 +58,13 @@ func TestSubmission(t *testing.T) {
 	if err != nil || rt.Language != "python" || s.LanguageID != 71 || s.SourceCode != "import m" || s.Files["m.py"] != "print(1)" ||
 		*s.Stdin != "in" || len(s.Args) != 2 || s.WallTimeLimit != 2.5 || s.CPUTimeLimit != 1 || s.MemoryLimit != 102400 {
 		t.Fatalf("%+v %+v %v", s, rt, err)
+	}
+	s, _, err = Submission([]byte(`{"language":"c","version":"*","files":[{"content":"int main(){}"}],"compile_timeout":3000,"compile_cpu_time":2000,"compile_memory_limit":268435456}`), rts, judge0.DefaultLimits)
+	if err != nil || s.CompileWallMS != 3000 || s.CompileCPUMS != 2000 || s.CompileMemoryKB != 262144 {
+		t.Fatalf("compile limits: %+v %v", s, err)
+	}
+	if j := s.Job("t", judge0.Language{Ours: "c"}); j.Limits.CompileWallMS != 3000 || j.Limits.CompileCPUMS != 2000 || j.Limits.CompileMemoryKB != 262144 {
+		t.Fatalf("the job's compile limits: %+v", j.Limits)
 	}
 }
 

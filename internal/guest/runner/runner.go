@@ -200,7 +200,13 @@ func (r *Runner) compile(ctx context.Context, dir string, l lang.Language, flags
 	clim := lim
 	clim.WallMS = lim.CompileWallMS
 	clim.CPUMS = lim.CompileWallMS
-	clim.MemoryKB = max(lim.MemoryKB, 512*1024) // compilers need headroom
+	if lim.CompileCPUMS > 0 {
+		clim.CPUMS = min(lim.CompileCPUMS, lim.CompileWallMS)
+	}
+	clim.MemoryKB = max(lim.MemoryKB, agentproto.CompileMemoryKB)
+	if lim.CompileMemoryKB > 0 {
+		clim.MemoryKB = lim.CompileMemoryKB
+	}
 	clim.FileSizeKB = max(lim.FileSizeKB, 256*1024)
 	clim.Processes = max(lim.Processes, 128)
 	clim.OutputBytes = agentproto.MaxCompileOutput

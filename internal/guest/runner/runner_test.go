@@ -77,6 +77,20 @@ func TestRunOnHost(t *testing.T) {
 					t.Fatalf("limited=%v len=%d stderr=%q run=%+v", res.Run.OutputLimited, len(res.Stdout), res.Stderr, res.Run)
 				}
 			}},
+		// A job's own compile limits apply to the compile: gcc in 8 MiB
+		// fails, and so does one with 1 ms of CPU.
+		{"compile memory limit", agentproto.RunRequest{Language: "c", Code: "int main(){return 0;}", Limits: agentproto.Limits{CompileMemoryKB: 8 << 10}},
+			func(t *testing.T, res *agentproto.RunResult) {
+				if res.Compiled {
+					t.Fatalf("compiled in 8 MiB: %+v", res.Compile)
+				}
+			}},
+		{"compile limits room enough", agentproto.RunRequest{Language: "c", Code: "int main(){return 0;}", Limits: agentproto.Limits{CompileMemoryKB: 256 << 10, CompileCPUMS: 20_000}},
+			func(t *testing.T, res *agentproto.RunResult) {
+				if !res.Compiled {
+					t.Fatalf("not compiled: %+v %s", res.Compile, res.CompileOutput)
+				}
+			}},
 		// Unbuffered writes to both, each flushed: one pipe keeps their order.
 		{"stderr redirected to stdout, interleaved", agentproto.RunRequest{Language: "python", RedirectStderr: true,
 			Code: "import sys\nfor i in range(3):\n    print('out', i, flush=True)\n    print('err', i, file=sys.stderr, flush=True)"},
