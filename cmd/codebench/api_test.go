@@ -290,7 +290,9 @@ func TestJudge0API(t *testing.T) {
 		{"run timeout", map[string]any{"language": "python", "version": "*", "files": []map[string]any{{"content": "while True: pass"}}, "run_timeout": 1500},
 			func(_, run map[string]any) bool { return run["status"] == "TO" && run["code"] == nil }},
 		{"compile memory limit", map[string]any{"language": "cpp", "version": "*", "files": []map[string]any{{"content": "#include <iostream>\nint main(){std::cout << 1;}"}}, "compile_memory_limit": 8 << 20},
-			func(compile, run map[string]any) bool { return compile != nil && compile["code"] == 1.0 && run["code"] == 1.0 }},
+			func(compile, run map[string]any) bool {
+				return compile != nil && compile["code"] == 1.0 && run["code"] == 1.0
+			}},
 	} {
 		code, m := apiCall(t, "POST", base+"/api/v2/execute", tc.req)
 		compile, _ := m["compile"].(map[string]any)
