@@ -25,15 +25,8 @@ type Record struct {
 }
 
 // Columns are v1.13.1's submissions columns, as fields=* gives them (with
-// status and language), in the schema's order.
-var Columns = []string{
-	"source_code", "language_id", "stdin", "expected_output", "stdout", "status_id", "created_at", "finished_at",
-	"time", "memory", "stderr", "token", "number_of_runs", "cpu_time_limit", "cpu_extra_time", "wall_time_limit",
-	"memory_limit", "stack_limit", "max_processes_and_or_threads", "enable_per_process_and_thread_time_limit",
-	"enable_per_process_and_thread_memory_limit", "max_file_size", "compile_output", "exit_code", "exit_signal",
-	"message", "wall_time", "compiler_options", "command_line_arguments", "redirect_stderr_to_stdout",
-	"callback_url", "additional_files", "enable_network", "status", "language",
-}
+// status and language), in the schema's order: the names of columns.
+var Columns = columnNames()
 
 // DefaultFields are what a submission shows without fields.
 var DefaultFields = []string{"token", "time", "memory", "stdout", "stderr", "compile_output", "message", "status"}
@@ -83,113 +76,17 @@ func Timestamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.
 
 // Render is the submission with fields, its text base64 (Ruby's encode64)
 // when b64, as a JSON object; langName is its language's name. Text that is
-// not UTF-8 without b64 is ErrNotUTF8.
+// not UTF-8 without b64 is ErrNotUTF8; a field that is no column is an
+// error (ParseFields refuses it first).
 func Render(r *Record, fields []string, b64 bool, langName string) (map[string]any, error) {
-	text := func(s *string, always64 bool) (any, error) {
-		if s == nil {
-			return nil, nil
-		}
-		if b64 || always64 {
-			return Encode64([]byte(*s)), nil
-		}
-		if !utf8.ValidString(*s) {
-			return nil, ErrNotUTF8
-		}
-		return *s, nil
-	}
-	num := func(v *int64) any {
-		if v == nil {
-			return nil
-		}
-		return *v
-	}
-	sec := func(v *float64) any {
-		if v == nil {
-			return nil
-		}
-		return decimal(*v)
-	}
-	src := r.Sub.SourceCode
+	o := renderOpts{b64: b64, langName: langName}
 	out := make(map[string]any, len(fields))
 	for _, f := range fields {
-		var v any
-		var err error
-		switch f {
-		case "source_code":
-			v, err = text(&src, false)
-		case "language_id":
-			v = r.Sub.LanguageID
-		case "stdin":
-			v, err = text(r.Sub.Stdin, false)
-		case "expected_output":
-			v, err = text(r.Sub.ExpectedOutput, false)
-		case "stdout":
-			v, err = text(r.Stdout, false)
-		case "stderr":
-			v, err = text(r.Stderr, false)
-		case "compile_output":
-			v, err = text(r.CompileOutput, false)
-		case "message":
-			v, err = text(r.Message, false)
-		case "status_id":
-			v = r.StatusID
-		case "status":
-			v = StatusByID(r.StatusID)
-		case "language":
-			v = map[string]any{"id": r.Sub.LanguageID, "name": langName}
-		case "created_at":
-			v = Timestamp(r.CreatedAt)
-		case "finished_at":
-			if r.FinishedAt != nil {
-				v = Timestamp(*r.FinishedAt)
-			}
-		case "time":
-			v = sec(r.Time)
-		case "wall_time":
-			v = sec(r.WallTime)
-		case "memory":
-			v = num(r.Memory)
-		case "exit_code":
-			v = num(r.ExitCode)
-		case "exit_signal":
-			v = num(r.ExitSignal)
-		case "token":
-			v = r.Token
-		case "number_of_runs":
-			v = r.Sub.NumberOfRuns
-		case "cpu_time_limit":
-			v = decimal(r.Sub.CPUTimeLimit)
-		case "cpu_extra_time":
-			v = decimal(r.Sub.CPUExtraTime)
-		case "wall_time_limit":
-			v = decimal(r.Sub.WallTimeLimit)
-		case "memory_limit":
-			v = r.Sub.MemoryLimit
-		case "stack_limit":
-			v = r.Sub.StackLimit
-		case "max_processes_and_or_threads":
-			v = r.Sub.MaxProcesses
-		case "enable_per_process_and_thread_time_limit":
-			v = r.Sub.PerProcessTime
-		case "enable_per_process_and_thread_memory_limit":
-			v = r.Sub.PerProcessMemory
-		case "max_file_size":
-			v = r.Sub.MaxFileSize
-		case "compiler_options":
-			v = strOrNil(r.Sub.CompilerOptions)
-		case "command_line_arguments":
-			v = strOrNil(r.Sub.CommandLineArguments)
-		case "redirect_stderr_to_stdout":
-			v = r.Sub.RedirectStderr
-		case "callback_url":
-			v = strOrNil(r.Sub.CallbackURL)
-		case "additional_files":
-			if r.Sub.AdditionalFiles != nil {
-				v = Encode64(r.Sub.AdditionalFiles)
-			}
-		case "enable_network":
-			v = r.Sub.EnableNetwork
+		c, ok := columnByName[f]
+		if !ok {
+			return nil, fmt.Errorf("invalid fields: [%s]", f)
 		}
+		v, err := c.get(r, o)
 		if err != nil {
 			return nil, err
 		}
@@ -198,9 +95,120 @@ func Render(r *Record, fields []string, b64 bool, langName string) (map[string]a
 	return out, nil
 }
 
-func strOrNil(s *string) any {
-	if s == nil {
+// column is one of v1.13.1's columns and how a record renders it.
+type column struct {
+	name string
+	get  func(*Record, renderOpts) (any, error)
+}
+
+type renderOpts struct {
+	b64      bool
+	langName string
+}
+
+// columns are v1.13.1's, in the schema's order; they make Columns and
+// drive Render, so the two cannot differ.
+var columns = []column{
+	{"source_code", text(func(r *Record) *string { return &r.Sub.SourceCode })},
+	{"language_id", value(func(r *Record) any { return r.Sub.LanguageID })},
+	{"stdin", text(func(r *Record) *string { return r.Sub.Stdin })},
+	{"expected_output", text(func(r *Record) *string { return r.Sub.ExpectedOutput })},
+	{"stdout", text(func(r *Record) *string { return r.Stdout })},
+	{"status_id", value(func(r *Record) any { return r.StatusID })},
+	{"created_at", value(func(r *Record) any { return Timestamp(r.CreatedAt) })},
+	{"finished_at", value(func(r *Record) any { return timeOrNil(r.FinishedAt) })},
+	{"time", value(func(r *Record) any { return secondsOrNil(r.Time) })},
+	{"memory", value(func(r *Record) any { return orNil(r.Memory) })},
+	{"stderr", text(func(r *Record) *string { return r.Stderr })},
+	{"token", value(func(r *Record) any { return r.Token })},
+	{"number_of_runs", value(func(r *Record) any { return r.Sub.NumberOfRuns })},
+	{"cpu_time_limit", value(func(r *Record) any { return decimal(r.Sub.CPUTimeLimit) })},
+	{"cpu_extra_time", value(func(r *Record) any { return decimal(r.Sub.CPUExtraTime) })},
+	{"wall_time_limit", value(func(r *Record) any { return decimal(r.Sub.WallTimeLimit) })},
+	{"memory_limit", value(func(r *Record) any { return r.Sub.MemoryLimit })},
+	{"stack_limit", value(func(r *Record) any { return r.Sub.StackLimit })},
+	{"max_processes_and_or_threads", value(func(r *Record) any { return r.Sub.MaxProcesses })},
+	{"enable_per_process_and_thread_time_limit", value(func(r *Record) any { return r.Sub.PerProcessTime })},
+	{"enable_per_process_and_thread_memory_limit", value(func(r *Record) any { return r.Sub.PerProcessMemory })},
+	{"max_file_size", value(func(r *Record) any { return r.Sub.MaxFileSize })},
+	{"compile_output", text(func(r *Record) *string { return r.CompileOutput })},
+	{"exit_code", value(func(r *Record) any { return orNil(r.ExitCode) })},
+	{"exit_signal", value(func(r *Record) any { return orNil(r.ExitSignal) })},
+	{"message", text(func(r *Record) *string { return r.Message })},
+	{"wall_time", value(func(r *Record) any { return secondsOrNil(r.WallTime) })},
+	{"compiler_options", value(func(r *Record) any { return orNil(r.Sub.CompilerOptions) })},
+	{"command_line_arguments", value(func(r *Record) any { return orNil(r.Sub.CommandLineArguments) })},
+	{"redirect_stderr_to_stdout", value(func(r *Record) any { return r.Sub.RedirectStderr })},
+	{"callback_url", value(func(r *Record) any { return orNil(r.Sub.CallbackURL) })},
+	{"additional_files", value(func(r *Record) any {
+		if r.Sub.AdditionalFiles == nil {
+			return nil
+		}
+		return Encode64(r.Sub.AdditionalFiles)
+	})},
+	{"enable_network", value(func(r *Record) any { return r.Sub.EnableNetwork })},
+	{"status", value(func(r *Record) any { return StatusByID(r.StatusID) })},
+	{"language", func(r *Record, o renderOpts) (any, error) {
+		return map[string]any{"id": r.Sub.LanguageID, "name": o.langName}, nil
+	}},
+}
+
+var columnByName = func() map[string]column {
+	m := make(map[string]column, len(columns))
+	for _, c := range columns {
+		m[c.name] = c
+	}
+	return m
+}()
+
+func columnNames() []string {
+	names := make([]string, len(columns))
+	for i, c := range columns {
+		names[i] = c.name
+	}
+	return names
+}
+
+// value is a column rendered the same whatever base64 says.
+func value(get func(*Record) any) func(*Record, renderOpts) (any, error) {
+	return func(r *Record, _ renderOpts) (any, error) { return get(r), nil }
+}
+
+// text is a text column: base64 when asked, else UTF-8 or ErrNotUTF8.
+func text(get func(*Record) *string) func(*Record, renderOpts) (any, error) {
+	return func(r *Record, o renderOpts) (any, error) {
+		s := get(r)
+		if s == nil {
+			return nil, nil
+		}
+		if o.b64 {
+			return Encode64([]byte(*s)), nil
+		}
+		if !utf8.ValidString(*s) {
+			return nil, ErrNotUTF8
+		}
+		return *s, nil
+	}
+}
+
+// orNil is *v, or nil (JSON null) when v is nil.
+func orNil[T any](v *T) any {
+	if v == nil {
 		return nil
 	}
-	return *s
+	return *v
+}
+
+func secondsOrNil(v *float64) any {
+	if v == nil {
+		return nil
+	}
+	return decimal(*v)
+}
+
+func timeOrNil(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return Timestamp(*t)
 }

@@ -241,30 +241,36 @@ func Validate(r *Request, langs map[int]Language, lim Limits, b64 bool) (*Submis
 	if r.RedirectStderr != nil {
 		s.RedirectStderr = r.RedirectStderr.V
 	}
-	if r.CompilerOptions != nil && strings.TrimSpace(*r.CompilerOptions) != "" {
-		o := *r.CompilerOptions
-		switch {
-		case len(o) > MaxOptionLength:
-			errs.add("compiler_options", fmt.Sprintf("is too long (maximum is %d characters)", MaxOptionLength))
-		case !lim.EnableCompilerOptions:
-			errs.add("compiler_options", "setting compiler options is not allowed")
-		case lang != nil && lang.CompileCmd == nil:
-			errs.add("compiler_options", "setting compiler options is only allowed for compiled languages")
-		default:
-			s.CompilerOptions = &o
+	// option is compiler_options or command_line_arguments: at most
+	// MaxOptionLength, and only where allowed (notAllowed: why not).
+	option := func(field string, v *string, notAllowed string) *string {
+		if v == nil || strings.TrimSpace(*v) == "" {
+			return nil
 		}
-	}
-	if r.CommandLineArguments != nil && strings.TrimSpace(*r.CommandLineArguments) != "" {
-		a := *r.CommandLineArguments
 		switch {
-		case len(a) > MaxOptionLength:
-			errs.add("command_line_arguments", fmt.Sprintf("is too long (maximum is %d characters)", MaxOptionLength))
-		case !lim.EnableArgs:
-			errs.add("command_line_arguments", "setting command line arguments is not allowed")
+		case len(*v) > MaxOptionLength:
+			errs.add(field, fmt.Sprintf("is too long (maximum is %d characters)", MaxOptionLength))
+		case notAllowed != "":
+			errs.add(field, notAllowed)
 		default:
-			s.CommandLineArguments = &a
+			o := *v
+			return &o
 		}
+		return nil
 	}
+	compileWhyNot := ""
+	switch {
+	case !lim.EnableCompilerOptions:
+		compileWhyNot = "setting compiler options is not allowed"
+	case lang != nil && lang.CompileCmd == nil:
+		compileWhyNot = "setting compiler options is only allowed for compiled languages"
+	}
+	s.CompilerOptions = option("compiler_options", r.CompilerOptions, compileWhyNot)
+	argsWhyNot := ""
+	if !lim.EnableArgs {
+		argsWhyNot = "setting command line arguments is not allowed"
+	}
+	s.CommandLineArguments = option("command_line_arguments", r.CommandLineArguments, argsWhyNot)
 	if r.CallbackURL != nil && strings.TrimSpace(*r.CallbackURL) != "" {
 		if !lim.EnableCallbacks {
 			errs.add("callback_url", "setting callback is not allowed")
