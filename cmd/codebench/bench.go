@@ -118,7 +118,7 @@ func benchCmd(fs *flag.FlagSet) commandFunc {
 			if err != nil {
 				return fmt.Errorf("-c with --load-only: %w", err)
 			}
-			r, err := bench.LoadBroker(ctx, queueConfig(cfg), *n, c)
+			r, err := bench.LoadBrokerProgram(ctx, queueConfig(cfg), bench.HelloCProgram, *n, c)
 			if err != nil {
 				return err
 			}
@@ -151,7 +151,7 @@ func benchCmd(fs *flag.FlagSet) commandFunc {
 		}
 		progress("native baseline: %d runs", *n)
 		var err error
-		if rep.Native, rep.NativeCPU, err = bench.Native(ctx, *n); err != nil {
+		if rep.Native, rep.NativeCPU, err = bench.NativeProgram(ctx, bench.HelloCProgram, *n); err != nil {
 			return err
 		}
 		if *python && bench.HelloPythonProgram.HasNative() {

@@ -164,14 +164,9 @@ func TestsJob(i, tests int) *job.Job {
 	return j
 }
 
-// LoadBroker publishes n hello-world C jobs, c in flight at once, to a running
-// worker, and times publish to final status; the phases come from the
-// statuses' timings.
-func LoadBroker(ctx context.Context, qcfg broker.Config, n, c int) (*LoadReport, error) {
-	return LoadBrokerProgram(ctx, qcfg, HelloCProgram, n, c)
-}
-
-// LoadBrokerProgram is LoadBroker for any program.
+// LoadBrokerProgram publishes n jobs running p, c in flight at once, to a
+// running worker, and times publish to final status; the phases come from
+// the statuses' timings.
 func LoadBrokerProgram(ctx context.Context, qcfg broker.Config, p Program, n, c int) (*LoadReport, error) {
 	conn, err := broker.Dial(ctx, qcfg)
 	if err != nil {
@@ -226,15 +221,10 @@ func fromTimings(t *job.Timings) sample {
 	}
 }
 
-// Native compiles and runs HelloC on the host n times with the gcc command
-// the guest uses: the baseline, its wall times and its CPU time per run
-// (the compiler's and the program's, from the kernel's accounting of
-// reaped children).
-func Native(ctx context.Context, n int) (Summary, time.Duration, error) {
-	return NativeProgram(ctx, HelloCProgram, n)
-}
-
-// NativeProgram runs p's commands on the host n times: its baseline.
+// NativeProgram compiles (when p's language does) and runs p on the host n
+// times with the commands the guest uses: the baseline, its wall times and
+// its CPU time per run (the compiler's and the program's, from the kernel's
+// accounting of reaped children).
 func NativeProgram(ctx context.Context, p Program, n int) (Summary, time.Duration, error) {
 	dir, err := os.MkdirTemp("", "codebench-native-")
 	if err != nil {
