@@ -26,10 +26,12 @@ type PhaseLimits interface {
 	// trampoline that enters them right before it execs the program
 	// (selfPlacer).
 	Start(cmd *exec.Cmd) error
-	// Started runs right after the start: the rlimits, by prlimit. The
-	// window between exec and this is covered by the cgroup (memory,
-	// processes), by RLIMIT_CPU counting all CPU time, and by the size of
-	// the job's tmpfs.
+	// Started runs right after the start: what could not be set before
+	// it. A limiter that starts the program itself (no trampoline) sets
+	// the rlimits here, by prlimit; the window between exec and this is
+	// covered by the cgroup (memory, processes), by RLIMIT_CPU counting
+	// all CPU time, and by the size of the job's tmpfs. A selfPlacer's
+	// trampoline set them before execve: nothing is left.
 	Started(pid int, l agentproto.Limits) error
 	// MemoryLimited reports whether the phase was killed for memory.
 	MemoryLimited() bool
@@ -128,8 +130,9 @@ func (p *phaseCgroup) CPUUS() (user, sys int64, ok bool) {
 	return user, sys, readKeyed(path, "usage_usec") > 0
 }
 
-// Started implements PhaseLimits.
-func (p *phaseCgroup) Started(pid int, l agentproto.Limits) error { return applyRlimits(pid, l) }
+// Started implements PhaseLimits: nothing to do, the trampoline (this is a
+// selfPlacer) set the rlimits before it exec'd the program.
+func (p *phaseCgroup) Started(int, agentproto.Limits) error { return nil }
 
 // MemoryLimited implements PhaseLimits: the kernel OOM-killed a process of
 // the phase.

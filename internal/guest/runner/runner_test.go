@@ -417,6 +417,7 @@ func TestTrampolineEntersCgroupV2(t *testing.T) {
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <fcntl.h>
 #include <time.h>
@@ -426,16 +427,22 @@ int main(void) {
 	FILE *f = fopen("/proc/self/cgroup", "r"); char line[512];
 	while (fgets(line, sizeof line, f)) if (!strncmp(line, "0::", 3)) fputs(line, stdout);
 	printf("clone3 %s\n", syscall(SYS_clone3, 0, 0) < 0 ? strerror(errno) : "allowed");
+	struct rlimit rl; int res[] = {RLIMIT_CPU, RLIMIT_NPROC, RLIMIT_FSIZE, RLIMIT_STACK, RLIMIT_CORE, RLIMIT_AS};
+	const char *names[] = {"cpu", "nproc", "fsize", "stack", "core", "as"};
+	for (int i = 0; i < 6; i++) { getrlimit(res[i], &rl); printf("%s %lld/%lld\n", names[i], (long long)rl.rlim_cur, (long long)rl.rlim_max); }
 	clock_t s = clock(); while (clock() - s < CLOCKS_PER_SEC / 5) ;
 	return 0;
 }`
 	res, err := r.Run(ctx, &agentproto.RunRequest{Language: "c", Code: code,
-		Limits: agentproto.Limits{WallMS: 20_000, CPUMS: 5_000, Processes: 64}}, nil)
+		Limits: agentproto.Limits{WallMS: 20_000, CPUMS: 5_000, Processes: 64, FileSizeKB: 2048, StackKB: 8192, MemoryKB: 65536}}, nil)
 	if err != nil || !res.Compiled {
 		t.Fatalf("%v %+v %q", err, res, res.CompileOutput)
 	}
 	rel := strings.TrimPrefix(parent, root)
-	for _, want := range []string{"0::" + rel + "/", "clone3 Function not implemented", "fd3 Bad file descriptor"} {
+	// The rlimits, set by the trampoline before execve (nothing sets them
+	// after the start): memory is the cgroup's, so no RLIMIT_AS.
+	for _, want := range []string{"0::" + rel + "/", "clone3 Function not implemented", "fd3 Bad file descriptor",
+		"cpu 5/6\n", "nproc 64/64\n", "fsize 2097152/2097152\n", "stack 8388608/8388608\n", "core 0/0\n", "as -1/-1\n"} {
 		if !strings.Contains(res.Stdout, want) {
 			t.Fatalf("stdout %q lacks %q; stderr %q", res.Stdout, want, res.Stderr)
 		}
