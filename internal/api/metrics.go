@@ -19,6 +19,9 @@ type metrics struct {
 	statuses *prometheus.CounterVec
 	// callbacks: sent, failed (every try), dropped (the queue was full).
 	callbacks *prometheus.CounterVec
+	// steps: the API's own steps of a submission (store insert, publish
+	// with its confirm, store update of a status, store read to answer).
+	steps *prometheus.HistogramVec
 }
 
 func newMetrics(s *Server) *metrics {
@@ -34,9 +37,12 @@ func newMetrics(s *Server) *metrics {
 		callbacks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "codebench_api_callbacks_total",
 			Help: "Callbacks to callback_url: sent, failed (every try failed), dropped (the callback queue was full)."}, []string{"outcome"}),
 	}
+	m.steps = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "codebench_api_step_seconds",
+		Help:    "The API's own steps of a submission: insert (the store), publish (with the broker's confirm), update (a status stored), read (the answer's store read).",
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1}}, []string{"step"})
 	inflight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "codebench_api_submissions_in_flight",
 		Help: "Submissions accepted and not finished (503 beyond api_max_queue)."}, func() float64 { return float64(s.InFlight()) })
-	m.reg.MustRegister(m.requests, m.duration, m.statuses, m.callbacks, inflight)
+	m.reg.MustRegister(m.requests, m.duration, m.statuses, m.callbacks, m.steps, inflight)
 	return m
 }
 
@@ -94,4 +100,9 @@ func loopbackOnly(next http.Handler) http.HandlerFunc {
 
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// step observes one of the API's steps, begun at t0.
+func (m *metrics) step(name string, t0 time.Time) {
+	m.steps.WithLabelValues(name).Observe(time.Since(t0).Seconds())
 }

@@ -202,7 +202,9 @@ func (s *Server) HandleStatus(ctx context.Context, m queue.Message) error {
 		return err
 	}
 	r.Apply(&st, s.now())
+	t0 := time.Now()
 	changed, err := s.store.Update(ctx, r)
+	s.metrics.step("update", t0)
 	if err != nil {
 		return err
 	}
@@ -464,7 +466,10 @@ func (s *Server) submitAs(ctx context.Context, token string, sub *judge0.Submiss
 		return nil, nil, errQueueFull
 	}
 	rec = &judge0.Record{Token: token, Sub: *sub, StatusID: judge0.InQueue, CreatedAt: s.now().UTC().Truncate(time.Millisecond)}
-	if err := s.store.Insert(ctx, rec); err != nil {
+	t0 := time.Now()
+	err = s.store.Insert(ctx, rec)
+	s.metrics.step("insert", t0)
+	if err != nil {
 		s.release(1)
 		s.log.Error("api: store", "err", err)
 		return nil, nil, errStore
@@ -472,7 +477,10 @@ func (s *Server) submitAs(ctx context.Context, token string, sub *judge0.Submiss
 	if wait {
 		done = s.waitFor(rec.Token)
 	}
-	if err := s.publish(ctx, rec); err != nil {
+	t0 = time.Now()
+	err = s.publish(ctx, rec)
+	s.metrics.step("publish", t0)
+	if err != nil {
 		// Not published: the token is not given out, the record goes.
 		s.release(1)
 		s.forget(rec.Token, done)
@@ -621,7 +629,9 @@ func (s *Server) forget(token string, c chan struct{}) {
 
 // render answers one submission with fields.
 func (s *Server) render(w http.ResponseWriter, ctx context.Context, code int, token string, fields []string, b64 bool) {
+	t0 := time.Now()
 	rec, err := s.store.Get(ctx, token)
+	s.metrics.step("read", t0)
 	if errors.Is(err, store.ErrNotFound) {
 		errorJSON(w, http.StatusNotFound, "Not Found")
 		return

@@ -8,6 +8,9 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,6 +39,9 @@ type APIReport struct {
 	// burst's jobs run.
 	Polls    Summary `json:"polls"`
 	PollRate float64 `json:"poll_rate"`
+	// Steps are the API's own steps during the wait=true submissions,
+	// their mean in milliseconds (its codebench_api_step_seconds).
+	Steps map[string]float64 `json:"steps_mean_ms,omitempty"`
 }
 
 // APIRun is what MeasureAPI needs: the API's base URL, and the worker's
@@ -89,6 +95,7 @@ func MeasureAPI(ctx context.Context, r APIRun, n, burst int, pollRate float64, l
 		e2e, over = append(e2e, took), append(over, took-total)
 	}
 	rep.WaitEndToEnd, rep.Overhead = Summarize("api wait=true end to end", e2e), Summarize("api overhead (end to end - worker total_us)", over)
+	rep.Steps = stepMeans(ctx, client, r.Base)
 
 	// The burst: 32 clients at once.
 	finished0 := r.Finished()
@@ -176,6 +183,50 @@ func (r *APIReport) String() string {
 	if r == nil {
 		return ""
 	}
-	return fmt.Sprintf("%s\n    %s\n    burst of %d (32 at once): all answered in %.2f s, %d accepted, %d refused (503); all accepted finished in %.1f s, %d unfinished\n    %s (at %.0f/s)",
-		r.WaitEndToEnd, r.Overhead, r.Burst, r.AcceptSeconds, r.Accepted, r.Refused, r.FinishedSeconds, r.Unfinished, r.Polls, r.PollRate)
+	steps := ""
+	for _, s := range []string{"insert", "publish", "update", "read"} {
+		if v, ok := r.Steps[s]; ok {
+			steps += fmt.Sprintf(" %s %.2f ms", s, v)
+		}
+	}
+	return fmt.Sprintf("%s\n    %s\n    the API's steps (mean):%s\n    burst of %d (32 at once): all answered in %.2f s, %d accepted, %d refused (503); all accepted finished in %.1f s, %d unfinished\n    %s (at %.0f/s)",
+		r.WaitEndToEnd, r.Overhead, steps, r.Burst, r.AcceptSeconds, r.Accepted, r.Refused, r.FinishedSeconds, r.Unfinished, r.Polls, r.PollRate)
+}
+
+// stepLine is one of codebench_api_step_seconds' sums or counts.
+var stepLine = regexp.MustCompile(`^codebench_api_step_seconds_(sum|count)\{step="(\w+)"\} ([0-9.e+-]+)$`)
+
+// stepMeans reads the API's step means (ms) from its /metrics; nil when it
+// cannot.
+func stepMeans(ctx context.Context, client *http.Client, base string) map[string]float64 {
+	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/metrics", nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil
+	}
+	sum, count := map[string]float64{}, map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		m := stepLine.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		v, _ := strconv.ParseFloat(m[3], 64)
+		if m[1] == "sum" {
+			sum[m[2]] = v
+		} else {
+			count[m[2]] = v
+		}
+	}
+	out := map[string]float64{}
+	for step, n := range count {
+		if n > 0 {
+			out[step] = 1000 * sum[step] / n
+		}
+	}
+	return out
 }
