@@ -335,13 +335,13 @@ func zipOf(t *testing.T, files map[string]string) string {
 }
 
 // killAndRestartAPI kills the API with -9 in the middle of a burst of
-// submissions (4 clients, 12 programs that take half a second each, the
-// kill after the third token), starts it again with the same store, and
+// submissions (4 clients, 16 programs that take half a second each, the
+// kill after the sixth token), starts it again with the same store, and
 // expects every token it gave out answered with its own program's output;
 // a request the kill cut off has no token, and nothing to lose.
 func killAndRestartAPI(t *testing.T, api *exec.Cmd, logs io.Writer, env []string) {
 	base := "http://" + apiAddr(api)
-	const burst, clients = 12, 4
+	const burst, clients = 16, 4
 	var mu sync.Mutex
 	given := map[string]int{} // token: the program's number
 	next := make(chan int, burst)
@@ -349,7 +349,7 @@ func killAndRestartAPI(t *testing.T, api *exec.Cmd, logs io.Writer, env []string
 		next <- i
 	}
 	close(next)
-	third := make(chan struct{})
+	sixth := make(chan struct{})
 	var once sync.Once
 	var wg sync.WaitGroup
 	for range clients {
@@ -370,17 +370,17 @@ func killAndRestartAPI(t *testing.T, api *exec.Cmd, logs io.Writer, env []string
 				}
 				mu.Lock()
 				given[m["token"]] = i
-				if len(given) == 3 {
-					once.Do(func() { close(third) })
+				if len(given) == 6 {
+					once.Do(func() { close(sixth) })
 				}
 				mu.Unlock()
 			}
 		}()
 	}
 	select {
-	case <-third:
+	case <-sixth:
 	case <-time.After(time.Minute):
-		t.Fatal("no three tokens in a minute")
+		t.Fatal("no six tokens in a minute")
 	}
 	if err := api.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -105,4 +106,46 @@ func testStore(t *testing.T, path string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkStore times the steps a wait=true submission takes in the
+// store: the insert, a status's read and update, the answer's read
+// (SQLite, on the disk under TMPDIR).
+//
+//	go test -run '^$' -bench Store -benchtime 500x ./internal/store/
+func BenchmarkStore(b *testing.B) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(b.TempDir(), "api.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	var insert, update, read time.Duration
+	for i := 0; i < b.N; i++ {
+		r := &judge0.Record{Token: fmt.Sprint(i), StatusID: judge0.InQueue, CreatedAt: time.Now(), Sub: judge0.Submission{SourceCode: "print(1)", LanguageID: 71}}
+		t0 := time.Now()
+		if err := s.Insert(ctx, r); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		got, err := s.Get(ctx, r.Token)
+		if err != nil {
+			b.Fatal(err)
+		}
+		code := 0
+		got.Apply(&job.Status{ID: r.Token, Status: job.StatusDone, Verdict: job.VerdictOK, Stdout: "1\n", ExitCode: &code}, time.Now())
+		if _, err := s.Update(ctx, got); err != nil {
+			b.Fatal(err)
+		}
+		t2 := time.Now()
+		if _, err := s.Get(ctx, r.Token); err != nil {
+			b.Fatal(err)
+		}
+		t3 := time.Now()
+		insert, update, read = insert+t1.Sub(t0), update+t2.Sub(t1), read+t3.Sub(t2)
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(insert.Microseconds())/n, "insert-us")
+	b.ReportMetric(float64(update.Microseconds())/n, "get+update-us")
+	b.ReportMetric(float64(read.Microseconds())/n, "read-us")
 }
