@@ -95,7 +95,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	inflight int
-	waiters  map[string][]chan struct{}
+	waiters  map[string][]chan *judge0.Record
 }
 
 // New makes a server; langs are the Judge0 languages the image has.
@@ -128,7 +128,7 @@ func New(cfg Config, st *store.Store, pub Publisher, langs []judge0.Language, lo
 	}
 	cfg.Limits.EnableCallbacks = len(cfg.CallbackAllow) > 0
 	s := &Server{cfg: cfg, store: st, pub: pub, log: log, now: time.Now, list: langs,
-		langs: map[int]judge0.Language{}, waiters: map[string][]chan struct{}{},
+		langs: map[int]judge0.Language{}, waiters: map[string][]chan *judge0.Record{},
 		callbacks: make(chan *judge0.Record, callbackQueue), live: map[string]*liveOutput{}}
 	for _, l := range langs {
 		s.langs[l.ID] = l
@@ -218,7 +218,7 @@ func (s *Server) HandleStatus(ctx context.Context, m queue.Message) error {
 		s.inflight = max(s.inflight-1, 0)
 		delete(s.live, st.ID)
 		for _, w := range s.waiters[st.ID] {
-			close(w)
+			w <- r // buffered: one send each
 		}
 		delete(s.waiters, st.ID)
 		s.mu.Unlock()
@@ -456,12 +456,12 @@ var (
 // (the place released, the record deleted) and the error is one of
 // errQueueFull, errStore, errPublish. With wait, done is closed at the
 // final status (registered before publishing; the caller awaits it).
-func (s *Server) submit(ctx context.Context, sub *judge0.Submission, wait bool) (rec *judge0.Record, done chan struct{}, err error) {
+func (s *Server) submit(ctx context.Context, sub *judge0.Submission, wait bool) (rec *judge0.Record, done chan *judge0.Record, err error) {
 	return s.submitAs(ctx, newToken(), sub, wait)
 }
 
 // submitAs is submit with the token chosen.
-func (s *Server) submitAs(ctx context.Context, token string, sub *judge0.Submission, wait bool) (rec *judge0.Record, done chan struct{}, err error) {
+func (s *Server) submitAs(ctx context.Context, token string, sub *judge0.Submission, wait bool) (rec *judge0.Record, done chan *judge0.Record, err error) {
 	if !s.reserve(1) {
 		return nil, nil, errQueueFull
 	}
@@ -547,25 +547,33 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusCreated, map[string]string{"token": rec.Token})
 		return
 	}
-	if !s.await(r.Context(), rec, done) {
-		return
+	final, ok := s.await(r.Context(), rec, done)
+	switch {
+	case !ok:
+	case final != nil:
+		s.write(w, http.StatusCreated, final, fields, b64) // as stored: no read back
+	default:
+		s.render(w, r.Context(), http.StatusCreated, rec.Token, fields, b64)
 	}
-	s.render(w, r.Context(), http.StatusCreated, rec.Token, fields, b64)
 }
 
 // await waits for rec's final status (done, from waitFor), bounded by the
 // job's own limits: every run at its wall limit, a compile, and a margin.
-// false: the client went away.
-func (s *Server) await(ctx context.Context, rec *judge0.Record, done chan struct{}) bool {
+// The final record as stored, or nil when the bound passed; false: the
+// client went away.
+func (s *Server) await(ctx context.Context, rec *judge0.Record, done chan *judge0.Record) (*judge0.Record, bool) {
 	defer s.forget(rec.Token, done)
 	limit := time.Duration((rec.Sub.WallTimeLimit*float64(max(rec.Sub.NumberOfRuns, 1))+s.cfg.Limits.MaxWallTimeLimit)*float64(time.Second)) + 30*time.Second
+	t := time.NewTimer(limit)
+	defer t.Stop()
 	select {
-	case <-done:
-	case <-time.After(limit):
+	case final := <-done:
+		return final, true
+	case <-t.C:
+		return nil, true
 	case <-ctx.Done():
-		return false
+		return nil, false
 	}
-	return true
 }
 
 // execute is Piston's POST /api/v2/execute: JSON only (415), Piston's
@@ -590,27 +598,27 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, submitStatus(err), piston.Error{Message: err.Error()})
 		return
 	}
-	if !s.await(r.Context(), rec, done) {
+	got, ok := s.await(r.Context(), rec, done)
+	if !ok {
 		return
 	}
-	got, err := s.store.Get(r.Context(), rec.Token)
-	if err != nil || got.FinishedAt == nil {
+	if got == nil || got.FinishedAt == nil {
 		writeJSON(w, http.StatusInternalServerError, piston.Error{Message: "the job did not finish in time"})
 		return
 	}
 	writeJSON(w, http.StatusOK, piston.ResultOf(got, rt, s.langs[rt.JudgeID()].CompileCmd != nil))
 }
 
-// waitFor registers for the token's final status.
-func (s *Server) waitFor(token string) chan struct{} {
-	c := make(chan struct{})
+// waitFor registers for the token's final record.
+func (s *Server) waitFor(token string) chan *judge0.Record {
+	c := make(chan *judge0.Record, 1)
 	s.mu.Lock()
 	s.waiters[token] = append(s.waiters[token], c)
 	s.mu.Unlock()
 	return c
 }
 
-func (s *Server) forget(token string, c chan struct{}) {
+func (s *Server) forget(token string, c chan *judge0.Record) {
 	if c == nil {
 		return
 	}
@@ -640,8 +648,14 @@ func (s *Server) render(w http.ResponseWriter, ctx context.Context, code int, to
 		errorJSON(w, http.StatusInternalServerError, "cannot read the submission")
 		return
 	}
+	s.write(w, code, rec, fields, b64)
+}
+
+// write answers rec with fields (400 for text that is not UTF-8 without
+// base64, as Judge0).
+func (s *Server) write(w http.ResponseWriter, code int, rec *judge0.Record, fields []string, b64 bool) {
 	out, err := judge0.Render(rec, fields, b64, s.langs[rec.Sub.LanguageID].Name)
-	if errors.Is(err, judge0.ErrNotUTF8) {
+	if err != nil {
 		errorJSON(w, http.StatusBadRequest, err.Error())
 		return
 	}
