@@ -27,7 +27,11 @@ var ErrNotFound = errors.New("store: no such submission")
 
 // Store is the submissions database.
 type Store struct {
-	db       *sql.DB
+	db *sql.DB
+	// results writes statuses and results: on SQLite a second pool whose
+	// commits do not wait for the disk (synchronous=NORMAL; see Open); on
+	// PostgreSQL db itself.
+	results  *sql.DB
 	postgres bool
 }
 
@@ -54,7 +58,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 			return nil, fmt.Errorf("store: %w", err)
 		}
 		db.SetMaxOpenConns(16)
-		s := &Store{db: db, postgres: true}
+		s := &Store{db: db, results: db, postgres: true}
 		if err := s.migrate(ctx); err != nil {
 			db.Close()
 			return nil, err
@@ -66,9 +70,15 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	// WAL: readers do not wait for the writer; a busy writer is waited
-	// for, not failed; foreign keys and a synchronous commit per result.
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=synchronous(FULL)"
-	db, err := sql.Open("sqlite", dsn)
+	// for, not failed. A submission is committed to the disk (FULL) before
+	// its token is given out. A status or a result is committed to the
+	// log without waiting for the disk (NORMAL): a kill -9 cannot undo it
+	// (the log is the OS's), only a crash of the machine can, and then the
+	// submission is unfinished in the store and the API's start publishes
+	// it again (Server.Recover): a job run twice, no token lost. The next
+	// FULL commit makes every earlier one durable (one log, in order).
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=synchronous("
+	db, err := sql.Open("sqlite", dsn+"FULL)")
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
@@ -78,6 +88,11 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	if s.results, err = sql.Open("sqlite", dsn+"NORMAL)"); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	s.results.SetMaxOpenConns(1) // one writer at a time, as SQLite has
 	return s, nil
 }
 
@@ -85,7 +100,12 @@ func Open(ctx context.Context, url string) (*Store, error) {
 func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	if s.results != s.db {
+		return errors.Join(s.results.Close(), s.db.Close())
+	}
+	return s.db.Close()
+}
 
 // migrate applies the migrations not yet applied, each in a transaction.
 //
@@ -174,7 +194,7 @@ func (s *Store) Update(ctx context.Context, r *judge0.Record) (bool, error) {
 	if r.FinishedAt != nil {
 		finished = r.FinishedAt.UnixMilli()
 	}
-	n, err := s.db.ExecContext(ctx, `UPDATE submissions SET status_id = $1, finished_ms = $2, result = $3 WHERE token = $4 AND finished_ms IS NULL`,
+	n, err := s.results.ExecContext(ctx, `UPDATE submissions SET status_id = $1, finished_ms = $2, result = $3 WHERE token = $4 AND finished_ms IS NULL`,
 		r.StatusID, finished, string(res), r.Token)
 	if err != nil {
 		return false, fmt.Errorf("store: update %s: %w", r.Token, err)
