@@ -389,14 +389,17 @@ func (w *Worker) requeued(log *slog.Logger, why string, err error) Outcome {
 func (w *Worker) publishTo(ctx context.Context, pub Publisher, rt route, st *job.Status) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
+	// The reply first: it is the route the producer chose (the HTTP API
+	// waits on it); the status queue, kept for followers of the seed's
+	// protocol, gets the same status once the broker confirmed the reply.
 	send := func(body []byte) error {
-		if rt.statusQueue {
-			if err := pub.PublishStatus(ctx, st.ID, body); err != nil {
+		if rt.replyTo != "" {
+			if err := pub.PublishReply(ctx, rt.replyTo, rt.correlationID, body); err != nil {
 				return err
 			}
 		}
-		if rt.replyTo != "" {
-			return pub.PublishReply(ctx, rt.replyTo, rt.correlationID, body)
+		if rt.statusQueue {
+			return pub.PublishStatus(ctx, st.ID, body)
 		}
 		return nil
 	}
