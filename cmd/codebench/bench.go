@@ -364,14 +364,14 @@ func apiThroughWorker(ctx context.Context, cfg config.Config, e *env, log *slog.
 		return nil, err
 	}
 	var mu sync.Mutex
-	totals := map[string]time.Duration{}
+	timings := map[string]*job.Timings{}
 	finished := 0
 	onFinal := func(st *job.Status) {
 		mu.Lock()
 		defer mu.Unlock()
 		finished++
 		if st.Timings != nil {
-			totals[st.ID] = time.Duration(st.Timings.TotalUS) * time.Microsecond
+			timings[st.ID] = st.Timings
 		}
 	}
 	go func() { defer wg.Done(); _ = serveAPI(wctx, cfg, log, ln, onFinal) }()
@@ -389,11 +389,11 @@ func apiThroughWorker(ctx context.Context, cfg config.Config, e *env, log *slog.
 		ready = err == nil && resp.StatusCode == http.StatusOK && srv.Pool.Stats().Ready >= poolSize
 	}
 	return bench.MeasureAPI(ctx, bench.APIRun{Base: base,
-		TotalUS: func(tok string) (time.Duration, bool) {
+		Timings: func(tok string) (*job.Timings, bool) {
 			mu.Lock()
 			defer mu.Unlock()
-			d, ok := totals[tok]
-			return d, ok
+			t, ok := timings[tok]
+			return t, ok
 		},
 		Finished: func() int {
 			mu.Lock()

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/codebench/codebench/internal/job"
 )
 
 // APIReport is the HTTP API's figures, measured against a running API and
@@ -24,6 +26,10 @@ type APIReport struct {
 	// Overhead the same less the worker's own total_us for the job.
 	WaitEndToEnd Summary `json:"wait_end_to_end"`
 	Overhead     Summary `json:"overhead"`
+	// QueueWait is the part of the overhead the job spent in the jobs
+	// queue: published to delivered to the worker (the worker's own
+	// queue_wait_us).
+	QueueWait Summary `json:"queue_wait"`
 	// Burst submissions POSTed without wait, 32 at once: how long until
 	// every one was answered, how many were accepted (201) and refused
 	// (503, the queue bound), and how long until every accepted one was
@@ -45,10 +51,10 @@ type APIReport struct {
 }
 
 // APIRun is what MeasureAPI needs: the API's base URL, and the worker's
-// own time for a token's job once it finished (from the API's OnFinal).
+// own timings of a token's job once it finished (from the API's OnFinal).
 type APIRun struct {
 	Base    string
-	TotalUS func(token string) (time.Duration, bool)
+	Timings func(token string) (*job.Timings, bool)
 	// Finished counts the jobs finished so far.
 	Finished func() int
 }
@@ -75,7 +81,7 @@ func MeasureAPI(ctx context.Context, r APIRun, n, burst int, pollRate float64, l
 		return resp.StatusCode, m, nil
 	}
 	rep := &APIReport{Burst: burst, PollRate: pollRate}
-	var e2e, over []time.Duration
+	var e2e, over, queued []time.Duration
 	for i := 0; i < n; i++ {
 		start := time.Now()
 		code, m, err := post("?wait=true&fields=token,status,stdout")
@@ -88,13 +94,15 @@ func MeasureAPI(ctx context.Context, r APIRun, n, burst int, pollRate float64, l
 			return nil, fmt.Errorf("api: wait=true answered %d %v", code, m)
 		}
 		tok, _ := m["token"].(string)
-		total, ok := r.TotalUS(tok)
+		tm, ok := r.Timings(tok)
 		if !ok {
 			return nil, fmt.Errorf("api: no worker timing for %s", tok)
 		}
-		e2e, over = append(e2e, took), append(over, took-total)
+		us := func(v int64) time.Duration { return time.Duration(v) * time.Microsecond }
+		e2e, over, queued = append(e2e, took), append(over, took-us(tm.TotalUS)), append(queued, us(tm.QueueWaitUS))
 	}
 	rep.WaitEndToEnd, rep.Overhead = Summarize("api wait=true end to end", e2e), Summarize("api overhead (end to end - worker total_us)", over)
+	rep.QueueWait = Summarize("of which in the jobs queue (the worker's queue_wait_us)", queued)
 	rep.Steps = stepMeans(ctx, client, r.Base)
 
 	// The burst: 32 clients at once.
@@ -189,8 +197,8 @@ func (r *APIReport) String() string {
 			steps += fmt.Sprintf(" %s %.2f ms", s, v)
 		}
 	}
-	return fmt.Sprintf("%s\n    %s\n    the API's steps (mean):%s\n    burst of %d (32 at once): all answered in %.2f s, %d accepted, %d refused (503); all accepted finished in %.1f s, %d unfinished\n    %s (at %.0f/s)",
-		r.WaitEndToEnd, r.Overhead, steps, r.Burst, r.AcceptSeconds, r.Accepted, r.Refused, r.FinishedSeconds, r.Unfinished, r.Polls, r.PollRate)
+	return fmt.Sprintf("%s\n    %s\n      %s\n    the API's steps (mean):%s\n    burst of %d (32 at once): all answered in %.2f s, %d accepted, %d refused (503); all accepted finished in %.1f s, %d unfinished\n    %s (at %.0f/s)",
+		r.WaitEndToEnd, r.Overhead, r.QueueWait, steps, r.Burst, r.AcceptSeconds, r.Accepted, r.Refused, r.FinishedSeconds, r.Unfinished, r.Polls, r.PollRate)
 }
 
 // stepLine is one of codebench_api_step_seconds' sums or counts.
