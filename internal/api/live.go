@@ -69,18 +69,8 @@ func (s *Server) endLive(token string) {
 // playgroundSubmit is the playground's POST: a Judge0 submission (base64,
 // no wait) that streams its output when there is room.
 func (s *Server) playgroundSubmit(w http.ResponseWriter, r *http.Request) {
-	body, ok := s.readBody(w, r)
+	sub, ok := s.readSubmission(w, r, true)
 	if !ok {
-		return
-	}
-	req, err := judge0.Decode(body)
-	if err != nil {
-		errorJSON(w, http.StatusBadRequest, "the request body is not valid JSON: "+err.Error())
-		return
-	}
-	sub, errs := s.validate(req, true)
-	if errs != nil {
-		writeJSON(w, http.StatusUnprocessableEntity, errs)
 		return
 	}
 	sub.Stream = true

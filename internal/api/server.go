@@ -524,18 +524,8 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 		errorJSON(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	body, ok := s.readBody(w, r)
+	sub, ok := s.readSubmission(w, r, b64)
 	if !ok {
-		return
-	}
-	req, err := judge0.Decode(body)
-	if err != nil {
-		errorJSON(w, http.StatusBadRequest, "the request body is not valid JSON: "+err.Error())
-		return
-	}
-	sub, errs := s.validate(req, b64)
-	if errs != nil {
-		writeJSON(w, http.StatusUnprocessableEntity, errs)
 		return
 	}
 	rec, done, err := s.submit(r.Context(), sub, wait)
@@ -555,6 +545,26 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 	default:
 		s.render(w, r.Context(), http.StatusCreated, rec.Token, fields, b64)
 	}
+}
+
+// readSubmission reads, decodes and validates one submission from the
+// request body; false: answered (413, 400 or 422).
+func (s *Server) readSubmission(w http.ResponseWriter, r *http.Request, b64 bool) (*judge0.Submission, bool) {
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return nil, false
+	}
+	req, err := judge0.Decode(body)
+	if err != nil {
+		errorJSON(w, http.StatusBadRequest, "the request body is not valid JSON: "+err.Error())
+		return nil, false
+	}
+	sub, errs := s.validate(req, b64)
+	if errs != nil {
+		writeJSON(w, http.StatusUnprocessableEntity, errs)
+		return nil, false
+	}
+	return sub, true
 }
 
 // await waits for rec's final status (done, from waitFor), bounded by the
@@ -637,18 +647,25 @@ func (s *Server) forget(token string, c chan *judge0.Record) {
 
 // render answers one submission with fields.
 func (s *Server) render(w http.ResponseWriter, ctx context.Context, code int, token string, fields []string, b64 bool) {
+	if rec, ok := s.lookup(w, ctx, token); ok {
+		s.write(w, code, rec, fields, b64)
+	}
+}
+
+// lookup reads token's record; false: answered (404, or 500).
+func (s *Server) lookup(w http.ResponseWriter, ctx context.Context, token string) (*judge0.Record, bool) {
 	t0 := time.Now()
 	rec, err := s.store.Get(ctx, token)
 	s.metrics.step("read", t0)
 	if errors.Is(err, store.ErrNotFound) {
 		errorJSON(w, http.StatusNotFound, "Not Found")
-		return
+		return nil, false
 	}
 	if err != nil {
 		errorJSON(w, http.StatusInternalServerError, "cannot read the submission")
-		return
+		return nil, false
 	}
-	s.write(w, code, rec, fields, b64)
+	return rec, true
 }
 
 // write answers rec with fields (400 for text that is not UTF-8 without
@@ -686,13 +703,8 @@ func (s *Server) destroy(w http.ResponseWriter, r *http.Request) {
 		errorJSON(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	rec, err := s.store.Get(r.Context(), r.PathValue("token"))
-	if errors.Is(err, store.ErrNotFound) {
-		errorJSON(w, http.StatusNotFound, "Not Found")
-		return
-	}
-	if err != nil {
-		errorJSON(w, http.StatusInternalServerError, "cannot read the submission")
+	rec, ok := s.lookup(w, r.Context(), r.PathValue("token"))
+	if !ok {
 		return
 	}
 	if rec.StatusID == judge0.InQueue || rec.StatusID == judge0.Processing {
