@@ -25,6 +25,15 @@ var errExtract = errors.New("additional_files")
 // The bytes unpacked are counted as they are read, never taken from the
 // zip's own headers, and stop at maxBytes: a zip bomb costs at most that.
 func Unzip(z []byte, maxBytes int64, source string) (map[string]string, error) {
+	// Counted before the zip's directory is read (and an entry allocated
+	// for each record in it): directories count too, so allow a few more.
+	n, err := zipEntries(z)
+	if err != nil {
+		return nil, fmt.Errorf("%w: is not a valid zip file", errExtract)
+	}
+	if n > 4*agentproto.MaxFiles {
+		return nil, fmt.Errorf("%w: more than %d files", errExtract, agentproto.MaxFiles)
+	}
 	r, err := zip.NewReader(bytes.NewReader(z), int64(len(z)))
 	if err != nil {
 		return nil, fmt.Errorf("%w: is not a valid zip file", errExtract)
@@ -79,4 +88,22 @@ func readBounded(f *zip.File, left int64) ([]byte, error) {
 		return nil, errTooBig
 	}
 	return body, nil
+}
+
+// zipEntries is the number of entries a zip's end-of-central-directory
+// record declares (it is within the last 22 bytes and a comment of at most
+// 64 KiB). A ZIP64 zip (0xffff: more than 65,534 entries, or parts over
+// 4 GiB) is an error: nothing this bounded needs it.
+func zipEntries(z []byte) (int, error) {
+	const eocdLen = 22
+	for i := len(z) - eocdLen; i >= 0 && i >= len(z)-eocdLen-0xffff; i-- {
+		if z[i] == 'P' && z[i+1] == 'K' && z[i+2] == 5 && z[i+3] == 6 {
+			n := int(z[i+10]) | int(z[i+11])<<8
+			if n == 0xffff {
+				return 0, errors.New("zip64")
+			}
+			return n, nil
+		}
+	}
+	return 0, errors.New("no end of central directory")
 }

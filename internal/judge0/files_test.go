@@ -40,6 +40,10 @@ func TestUnzip(t *testing.T) {
 		many[i] = zipEntry{fmt.Sprintf("f%d.txt", i), []byte("x")}
 	}
 	bomb := bytes.Repeat([]byte{0}, 4<<20) // compresses to a few KB
+	manyDirs := make([]zipEntry, 1000)
+	for i := range manyDirs {
+		manyDirs[i] = zipEntry{fmt.Sprintf("d%d/", i), nil}
+	}
 	cases := []struct {
 		name    string
 		zip     []byte
@@ -60,6 +64,9 @@ func TestUnzip(t *testing.T) {
 		{"bombs that add up", makeZip(t, zipEntry{"a", bomb[:600<<10]}, zipEntry{"b", bomb[:600<<10]}), nil, "more than max_extract_size"},
 		{"binary", makeZip(t, zipEntry{"a.bin", []byte{0xff, 0xfe, 0}}), nil, "not UTF-8"},
 		{"not a zip", []byte("hello"), nil, "not a valid zip"},
+		// 1,000 empty directories: refused by the count in the zip's last
+		// record, before its directory is read.
+		{"a directory of many entries", makeZip(t, manyDirs...), nil, "more than 64 files"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
