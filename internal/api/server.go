@@ -92,6 +92,8 @@ type Server struct {
 
 	callbacks chan *judge0.Record
 	live      map[string]*liveOutput // by token, under mu
+	queueMu   sync.Mutex             // held while looking at the jobs queue
+	queueSeen queueLook              // the last look, under queueMu
 
 	mu       sync.Mutex
 	inflight int

@@ -449,9 +449,15 @@ func TestDelete(t *testing.T) {
 	}
 }
 
-type fakeQueue struct{ messages, consumers int }
+type fakeQueue struct {
+	messages, consumers int
+	looks               *int
+}
 
-func (q fakeQueue) JobsQueue(context.Context) (int, int, error) { return q.messages, q.consumers, nil }
+func (q fakeQueue) JobsQueue(context.Context) (int, int, error) {
+	*q.looks++
+	return q.messages, q.consumers, nil
+}
 
 // TestWorkersAndSystemInfo: /workers is the jobs queue's depth and its
 // consumers; /system_info is lscpu's and free's facts as strings.
@@ -466,7 +472,8 @@ func TestWorkersAndSystemInfo(t *testing.T) {
 		}
 	}
 	// 3 in flight, 1 waiting in the queue, 4 workers: 2 working, 2 idle.
-	srv.Queue = fakeQueue{messages: 1, consumers: 4}
+	looks := 0
+	srv.Queue = fakeQueue{messages: 1, consumers: 4, looks: &looks}
 	resp, err := http.Get(hs.URL + "/workers")
 	if err != nil {
 		t.Fatal(err)
@@ -476,6 +483,10 @@ func TestWorkersAndSystemInfo(t *testing.T) {
 	resp.Body.Close()
 	if len(ws) != 1 || ws[0]["queue"] != "jobs" || ws[0]["size"] != 1.0 || ws[0]["available"] != 4.0 || ws[0]["working"] != 2.0 || ws[0]["idle"] != 2.0 || len(ws[0]) != 7 {
 		t.Fatalf("workers: %v", ws)
+	}
+	// A second look within a second is the first one's.
+	if code, _, _ := do(t, "GET", hs.URL+"/workers", ""); code != 200 || looks != 1 {
+		t.Fatalf("a second GET /workers: %d, %d looks at the queue", code, looks)
 	}
 	code, m, _ := do(t, "GET", hs.URL+"/system_info", "")
 	if code != 200 || m["CPU(s)"] == nil || m["Mem"] == nil || !strings.HasSuffix(m["Mem"].(string), "i") {

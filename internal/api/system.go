@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/codebench/codebench/internal/queue"
 )
@@ -29,7 +30,7 @@ func (s *Server) workers(w http.ResponseWriter, r *http.Request) {
 		errorJSON(w, http.StatusServiceUnavailable, "the jobs queue cannot be inspected")
 		return
 	}
-	size, available, err := s.Queue.JobsQueue(r.Context())
+	size, available, err := s.jobsQueue(r.Context())
 	if err != nil {
 		s.log.Warn("api: workers", "err", err)
 		errorJSON(w, http.StatusServiceUnavailable, "the broker is unavailable")
@@ -40,6 +41,32 @@ func (s *Server) workers(w http.ResponseWriter, r *http.Request) {
 		"queue": queue.JobsQueue, "size": size, "available": available,
 		"idle": available - working, "working": working, "paused": 0, "failed": 0,
 	}})
+}
+
+// jobsQueueTTL is how long a look at the jobs queue answers /workers: a
+// client polling it does not cost the broker a channel per request.
+const jobsQueueTTL = time.Second
+
+// jobsQueue is the jobs queue's depth and consumers, looked at most once a
+// jobsQueueTTL.
+func (s *Server) jobsQueue(ctx context.Context) (int, int, error) {
+	s.queueMu.Lock()
+	defer s.queueMu.Unlock()
+	if c := s.queueSeen; !c.at.IsZero() && s.now().Sub(c.at) < jobsQueueTTL {
+		return c.messages, c.consumers, nil
+	}
+	m, n, err := s.Queue.JobsQueue(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	s.queueSeen = queueLook{at: s.now(), messages: m, consumers: n}
+	return m, n, nil
+}
+
+// queueLook is one look at the jobs queue.
+type queueLook struct {
+	at                  time.Time
+	messages, consumers int
 }
 
 // systemInfo is Judge0's GET /system_info: what lscpu and free tell, as
