@@ -73,6 +73,9 @@ type VM struct {
 	// Jail is how the driver jails QEMU (nil: unjailed, JailWhy says why).
 	Jail    *qemu.Jail
 	JailWhy string
+	// Emulated: QEMU runs under TCG (no usable KVM), every guest
+	// instruction emulated.
+	Emulated bool
 }
 
 // NeedVM returns a QEMU driver on the current guest image, with a fresh run
@@ -116,7 +119,7 @@ func NeedVM(t testing.TB) *VM {
 	if err := d.Probe(); err != nil {
 		missing(t, "CODEBENCH_REQUIRE_VM", "capability QEMU as configured (jail %s): %v", cfg.VM.QEMUJail, err)
 	}
-	return &VM{Config: cfg, Image: img, Driver: d, Spec: spec, RunDir: runDir, Jail: jail, JailWhy: why}
+	return &VM{Config: cfg, Image: img, Driver: d, Spec: spec, RunDir: runDir, Jail: jail, JailWhy: why, Emulated: probe.Accel == qemu.AccelTCG}
 }
 
 // NeedJail is NeedVM for a test of the QEMU jail: it skips where this host
@@ -183,6 +186,9 @@ type Sandbox struct {
 	Driver sandbox.Driver
 	Spec   sandbox.Spec
 	RunDir string
+	// Emulated: the driver emulates the guest's instructions (QEMU under
+	// TCG): what takes seconds under KVM or gVisor may take a minute.
+	Emulated bool
 	// process names the driver's processes on the host (their command
 	// lines also name the run dir).
 	process string
@@ -193,7 +199,7 @@ func (s *Sandbox) Processes() int { return Processes(s.RunDir, s.process) }
 
 // Sandbox is the QEMU driver as a Sandbox.
 func (v *VM) Sandbox() *Sandbox {
-	return &Sandbox{Name: "qemu", Config: v.Config, Image: v.Image, Driver: v.Driver, Spec: v.Spec, RunDir: v.RunDir, process: "qemu-system"}
+	return &Sandbox{Name: "qemu", Config: v.Config, Image: v.Image, Driver: v.Driver, Spec: v.Spec, RunDir: v.RunDir, Emulated: v.Emulated, process: "qemu-system"}
 }
 
 // Sandbox is the gVisor driver as a Sandbox.
