@@ -47,7 +47,13 @@ for host in [%q, %q]:
     try:
         s = socket.create_connection((host, %d), timeout=3)
         s.sendall(b"GET / HTTP/1.0\r\n\r\n")
-        print(host, s.recv(4096).decode().splitlines()[-1])
+        data = b""
+        while len(data) < 65536:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        print(host, data.decode().splitlines()[-1])
     except Exception as e:
         print(host, "ERR", type(e).__name__)
 `
