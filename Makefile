@@ -37,9 +37,11 @@ demo: deps image rabbitmq
 test: deps image lint
 	scripts/test.sh
 
-# The shell scripts, linted (shellcheck comes with make deps).
+# The shell scripts, linted (shellcheck comes with make deps), and no build
+# output tracked (scripts/tracked-files.sh).
 lint:
 	shellcheck scripts/*.sh .ci/run
+	scripts/tracked-files.sh
 
 # doctor --strict on every driver this host can run: fails when a wall is
 # missing, or runsc/QEMU is older than the host's apt sources serve.
