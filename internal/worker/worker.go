@@ -10,12 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/codebench/codebench/internal/agentproto"
+	"github.com/codebench/codebench/internal/backoff"
 	"github.com/codebench/codebench/internal/execute"
 	"github.com/codebench/codebench/internal/job"
 	"github.com/codebench/codebench/internal/queue"
@@ -245,7 +245,7 @@ const initialBackoff = 200 * time.Millisecond
 // in-flight jobs finish within the grace period (the rest are requeued) and
 // returns nil.
 func (w *Worker) Run(ctx context.Context) error {
-	backoff := initialBackoff
+	pace := backoff.New(initialBackoff, w.cfg.ReconnectMax, w.cfg.After)
 	lost := false
 	for {
 		sess, err := w.dial(ctx)
@@ -253,17 +253,14 @@ func (w *Worker) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			d := backoff/2 + rand.N(backoff/2+1)
+			d := pace.Next()
 			w.log.Warn("broker unreachable, retrying", "err", err, "in", d.Round(time.Millisecond))
-			select {
-			case <-ctx.Done():
+			if !pace.Wait(ctx, d) {
 				return nil
-			case <-w.cfg.After(d):
 			}
-			backoff = min(backoff*2, w.cfg.ReconnectMax)
 			continue
 		}
-		backoff = initialBackoff
+		pace.Reset()
 		if lost {
 			w.obs.Reconnected()
 		}
