@@ -8,6 +8,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/codebench/codebench/internal/bench"
 	"github.com/codebench/codebench/internal/testenv"
 )
 
@@ -27,7 +28,7 @@ func TestBenchShort(t *testing.T) {
 		}
 		t.Fatalf("bench: %v\n%s", err, stderr)
 	}
-	var rep benchReport
+	var rep bench.Report
 	if err := json.Unmarshal(out, &rep); err != nil {
 		t.Fatalf("bench JSON: %v\n%s", err, out)
 	}
@@ -38,7 +39,7 @@ func TestBenchShort(t *testing.T) {
 	// gVisor's own targets (its descriptor's), the cross-driver one
 	// included: the emulator ran in the same run.
 	for _, want := range []string{"gvisor: jobs/s at c=2", "gvisor: end-to-end p50 at c=1 / the emulator's in the same run (x)"} {
-		if !slices.ContainsFunc(rep.Targets, func(tg target) bool { return tg.Name == want && tg.Value > 0 }) {
+		if !slices.ContainsFunc(rep.Targets, func(tg bench.Target) bool { return tg.Name == want && tg.Value > 0 }) {
 			t.Fatalf("no target %q with a value: %+v", want, rep.Targets)
 		}
 	}
@@ -46,7 +47,7 @@ func TestBenchShort(t *testing.T) {
 	// counted), the job's CPU by phase and process, Python with its native
 	// baseline, and the ratios between them.
 	for _, want := range []string{"gvisor: machine CPU per job at c=1 / a cold runsc's (x)", "gvisor: end-to-end p50 at c=1 / native gcc and run (x)"} {
-		if !slices.ContainsFunc(rep.Targets, func(tg target) bool { return tg.Name == want && tg.Value > 0 }) {
+		if !slices.ContainsFunc(rep.Targets, func(tg bench.Target) bool { return tg.Name == want && tg.Value > 0 }) {
 			t.Fatalf("no target %q with a value: %+v", want, rep.Targets)
 		}
 	}

@@ -31,13 +31,14 @@ func (c Counted) argv(argv []string) []string {
 	return append(append(append([]string{"/bin/sh", "-c", join, "sh"}, c.Procs...), "--"), argv...)
 }
 
-// ColdRunsc runs p n times, each in a whole new gVisor sandbox (runsc run
-// of a bundle like the one "runsc do" makes: the image's root tree,
-// read-only, a tmpfs /tmp, the guest's compiler), start, compile and run,
-// stop: the cost of gVisor alone, with no pool and no agent. It returns the
-// wall times and the CPU per run: the runsc command and every process of
-// the sandbox, counted in cgroup (the sandbox in a child of it, Sub(i)).
-func ColdRunsc(ctx context.Context, runsc, platform, rootfs string, p Program, n int, counted Counted) (Summary, time.Duration, error) {
+// ColdOCI runs p n times, each in a whole new sandbox of the driver's own
+// OCI runtime (runtime: the descriptor's OCIRuntime, such as runsc run of a
+// bundle like the one "runsc do" makes: the image's root tree, read-only,
+// a tmpfs /tmp, the guest's compiler), start, compile and run, stop: the
+// cost of the sandbox alone, with no pool and no agent. It returns the
+// wall times and the CPU per run: the runtime's command and every process
+// of the sandbox, counted in cgroup (the sandbox in a child of it, Sub(i)).
+func ColdOCI(ctx context.Context, runtime func(stateDir string) ([]string, error), rootfs string, p Program, n int, counted Counted) (Summary, time.Duration, error) {
 	dir, err := os.MkdirTemp("", "codebench-cold-runsc-")
 	if err != nil {
 		return Summary{}, 0, err
@@ -80,8 +81,11 @@ func ColdRunsc(ctx context.Context, runsc, platform, rootfs string, p Program, n
 		if err := os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o600); err != nil {
 			return Summary{}, 0, err
 		}
-		argv := counted.argv([]string{runsc, "--root", filepath.Join(dir, "state"), "--platform=" + platform, "--network=none",
-			"run", "--bundle", bundle, id})
+		rt, err := runtime(filepath.Join(dir, "state"))
+		if err != nil {
+			return Summary{}, 0, err
+		}
+		argv := counted.argv(append(rt, "run", "--bundle", bundle, id))
 		start := time.Now()
 		out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).Output()
 		if err != nil {

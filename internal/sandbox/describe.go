@@ -42,6 +42,12 @@ type Descriptor struct {
 	// BenchTargets are the figures `codebench bench` holds it to, beyond
 	// the ones every driver has (docs/BENCHMARKS.md).
 	BenchTargets []BenchTarget
+	// OCIRuntime, where the driver has one, is the command that runs an
+	// OCI bundle in a whole new sandbox of its own, with no pool and no
+	// agent (its own tool: "runsc run", as "runsc do" does), keeping its
+	// state under stateDir: the baseline `codebench bench` measures a job
+	// against. "run --bundle DIR ID" follows it. nil: none.
+	OCIRuntime func(d Driver, stateDir string) ([]string, error)
 }
 
 // Selects reports whether the driver setting and accelerator name this

@@ -75,6 +75,17 @@ func Describe(cfg Config, o DescribeOptions, log *slog.Logger) sandbox.Descripto
 				Detail: cfg.Cgroups.Describe() + " (" + cfg.Cgroups.Offers() + " per sandbox, set by runsc)"})
 		},
 		Reclaimer: func() (sandbox.Reclaimer, error) { return New(cfg, log) },
+		OCIRuntime: func(d sandbox.Driver, stateDir string) ([]string, error) {
+			g, ok := d.(*Driver)
+			if !ok {
+				return nil, fmt.Errorf("gvisor: %T is not the gVisor driver", d)
+			}
+			platform, err := g.Platform()
+			if err != nil {
+				return nil, err
+			}
+			return []string{g.cfg.Binary, "--root", stateDir, "--platform=" + platform, "--network=none"}, nil
+		},
 		TapOwner: func(sandbox.Driver) (int, int, error) {
 			return 0, 0, errors.New("the gVisor driver runs sandboxes with --network=none; networked jobs need the qemu or firecracker driver")
 		},
