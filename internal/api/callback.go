@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/codebench/codebench/internal/judge0"
+	"github.com/codebench/codebench/internal/submission"
 )
 
 // Callbacks, Judge0's way (app/jobs/isolate_job.rb of v1.13.1): once a
@@ -32,34 +34,50 @@ const callbackQueue = 1024
 // callbackSenders is how many callbacks are sent at once.
 const callbackSenders = 4
 
-// checkCallback is the 422 of a callback_url outside the allow-list.
-func (s *Server) checkCallback(raw string) error {
+// callbacks sends the callbacks of finished submissions.
+type callbacks struct {
+	allow   []string
+	tries   int
+	timeout time.Duration
+	judge0  *judge0.Codec
+	metrics *metrics
+	log     *slog.Logger
+	queue   chan *submission.Record
+}
+
+func newCallbacks(cfg Config, c *judge0.Codec, m *metrics, log *slog.Logger) *callbacks {
+	return &callbacks{allow: cfg.CallbackAllow, tries: cfg.CallbackTries, timeout: cfg.CallbackTimeout, judge0: c, metrics: m, log: log,
+		queue: make(chan *submission.Record, callbackQueue)}
+}
+
+// check is the 422 of a callback_url outside the allow-list.
+func (s *callbacks) check(raw string) error {
 	u, err := url.Parse(strings.TrimSpace(raw))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
 		return fmt.Errorf("is not a valid http or https URL")
 	}
-	if !slices.Contains(s.cfg.CallbackAllow, u.Hostname()) && !slices.Contains(s.cfg.CallbackAllow, u.Host) {
+	if !slices.Contains(s.allow, u.Hostname()) && !slices.Contains(s.allow, u.Host) {
 		return fmt.Errorf("host %s is not allowed (api_callback_allow)", u.Host)
 	}
 	return nil
 }
 
-// enqueueCallback queues rec's callback, if it has one.
-func (s *Server) enqueueCallback(rec *judge0.Record) {
-	if rec.Sub.CallbackURL == nil {
+// enqueue queues rec's callback, if it has one.
+func (s *callbacks) enqueue(rec *submission.Record) {
+	if rec.Callback == "" {
 		return
 	}
 	select {
-	case s.callbacks <- rec:
+	case s.queue <- rec:
 	default:
 		s.log.Warn("api: callback queue full, callback dropped", "token", rec.Token)
 		s.metrics.callbacks.WithLabelValues("dropped").Inc()
 	}
 }
 
-// RunCallbacks sends queued callbacks until ctx ends, then returns once
-// every sender has stopped.
-func (s *Server) RunCallbacks(ctx context.Context) {
+// run sends queued callbacks until ctx ends, then returns once every
+// sender has stopped.
+func (s *callbacks) run(ctx context.Context) {
 	client := &http.Client{
 		Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: callbackSenders, IdleConnTimeout: time.Minute},
 		CheckRedirect: func(*http.Request, []*http.Request) error {
@@ -76,8 +94,8 @@ func (s *Server) RunCallbacks(ctx context.Context) {
 				select {
 				case <-ctx.Done():
 					return
-				case rec := <-s.callbacks:
-					s.sendCallback(ctx, client, rec)
+				case rec := <-s.queue:
+					s.send(ctx, client, rec)
 				}
 			}
 		}()
@@ -85,10 +103,10 @@ func (s *Server) RunCallbacks(ctx context.Context) {
 	wg.Wait()
 }
 
-// sendCallback PUTs rec's default fields to its callback_url: a 2xx ends
-// it; else another try, at most CallbackTries, a second apart.
-func (s *Server) sendCallback(ctx context.Context, client *http.Client, rec *judge0.Record) {
-	fields, err := judge0.Render(rec, judge0.DefaultFields, true, s.langs[rec.Sub.LanguageID].Name)
+// send PUTs rec's default fields to its callback_url: a 2xx ends it;
+// else another try, at most CallbackTries, a second apart.
+func (s *callbacks) send(ctx context.Context, client *http.Client, rec *submission.Record) {
+	fields, err := s.judge0.Render(rec, judge0.DefaultFields, true)
 	if err != nil {
 		s.log.Error("api: callback", "token", rec.Token, "err", err)
 		return
@@ -98,7 +116,7 @@ func (s *Server) sendCallback(ctx context.Context, client *http.Client, rec *jud
 		return
 	}
 	var last error
-	for try := range s.cfg.CallbackTries {
+	for try := range s.tries {
 		if try > 0 {
 			select {
 			case <-ctx.Done():
@@ -106,17 +124,17 @@ func (s *Server) sendCallback(ctx context.Context, client *http.Client, rec *jud
 			case <-time.After(time.Second):
 			}
 		}
-		if last = s.putCallback(ctx, client, *rec.Sub.CallbackURL, body); last == nil {
+		if last = s.put(ctx, client, rec.Callback, body); last == nil {
 			s.metrics.callbacks.WithLabelValues("sent").Inc()
 			return
 		}
 	}
-	s.log.Warn("api: callback failed", "token", rec.Token, "tries", s.cfg.CallbackTries, "err", last)
+	s.log.Warn("api: callback failed", "token", rec.Token, "tries", s.tries, "err", last)
 	s.metrics.callbacks.WithLabelValues("failed").Inc()
 }
 
-func (s *Server) putCallback(ctx context.Context, client *http.Client, to string, body []byte) error {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.CallbackTimeout)
+func (s *callbacks) put(ctx context.Context, client *http.Client, to string, body []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, to, bytes.NewReader(body))
 	if err != nil {

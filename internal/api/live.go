@@ -2,9 +2,9 @@ package api
 
 import (
 	"net/http"
+	"sync"
 
 	"github.com/codebench/codebench/internal/job"
-	"github.com/codebench/codebench/internal/judge0"
 )
 
 // Streamed output for the playground: its submissions ask the worker to
@@ -18,6 +18,12 @@ const (
 	maxLiveBytes = 16 << 10
 )
 
+// liveOutputs are the streamed outputs by token.
+type liveOutputs struct {
+	mu   sync.Mutex // guards outs
+	outs map[string]*liveOutput
+}
+
 // liveOutput is one submission's output so far.
 type liveOutput struct {
 	seq            int
@@ -25,88 +31,65 @@ type liveOutput struct {
 	truncated      bool
 }
 
-// startLive makes room for token's streamed output: false when there is
-// none (it runs without streaming).
-func (s *Server) startLive(token string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.live) >= maxLive {
+func newLiveOutputs() *liveOutputs { return &liveOutputs{outs: map[string]*liveOutput{}} }
+
+// start makes room for token's streamed output: false when there is none
+// (it runs without streaming).
+func (l *liveOutputs) start(token string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.outs) >= maxLive {
 		return false
 	}
-	s.live[token] = &liveOutput{}
+	l.outs[token] = &liveOutput{}
 	return true
 }
 
-// addLive appends an output status to its submission's (in seq order; a
+// add appends an output status to its submission's (in seq order; a
 // repeated or older one is dropped).
-func (s *Server) addLive(st *job.Status) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	l := s.live[st.ID]
-	if l == nil || st.Seq <= l.seq {
+func (l *liveOutputs) add(st *job.Status) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	o := l.outs[st.ID]
+	if o == nil || st.Seq <= o.seq {
 		return
 	}
-	l.seq = st.Seq
+	o.seq = st.Seq
 	for _, p := range []struct {
 		to   *[]byte
 		from string
-	}{{&l.stdout, st.Stdout}, {&l.stderr, st.Stderr}} {
-		room := maxLiveBytes - len(l.stdout) - len(l.stderr)
+	}{{&o.stdout, st.Stdout}, {&o.stderr, st.Stderr}} {
+		room := maxLiveBytes - len(o.stdout) - len(o.stderr)
 		if len(p.from) > room {
-			l.truncated = true
+			o.truncated = true
 			p.from = p.from[:max(room, 0)]
 		}
 		*p.to = append(*p.to, p.from...)
 	}
 }
 
-func (s *Server) endLive(token string) {
-	s.mu.Lock()
-	delete(s.live, token)
-	s.mu.Unlock()
+func (l *liveOutputs) end(token string) {
+	l.mu.Lock()
+	delete(l.outs, token)
+	l.mu.Unlock()
 }
 
-// playgroundSubmit is the playground's POST: a Judge0 submission (base64,
-// no wait) that streams its output when there is room.
-func (s *Server) playgroundSubmit(w http.ResponseWriter, r *http.Request) {
-	sub, ok := s.readSubmission(w, r, true)
-	if !ok {
-		return
+// snapshot is token's output so far, or nil.
+func (l *liveOutputs) snapshot(token string) map[string]any {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	o := l.outs[token]
+	if o == nil {
+		return nil
 	}
-	sub.Stream = true
-	rec, err := s.submitLive(r, sub)
-	if err != nil {
-		errorJSON(w, submitStatus(err), err.Error())
-		return
-	}
-	writeJSON(w, http.StatusCreated, map[string]string{"token": rec.Token})
-}
-
-// submitLive submits sub with room for its streamed output (or without
-// streaming when there is none).
-func (s *Server) submitLive(r *http.Request, sub *judge0.Submission) (*judge0.Record, error) {
-	token := newToken()
-	if !s.startLive(token) {
-		sub.Stream = false
-	}
-	rec, _, err := s.submitAs(r.Context(), token, sub, false)
-	if err != nil {
-		s.endLive(token)
-	}
-	return rec, err
+	return map[string]any{"seq": o.seq, "stdout": string(o.stdout), "stderr": string(o.stderr), "truncated": o.truncated}
 }
 
 // playgroundOutput is the output streamed so far of a submission the
 // playground made: {"seq", "stdout", "stderr", "truncated"} (404 when
 // nothing is streamed for it: not the playground's, or finished).
 func (s *Server) playgroundOutput(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	l := s.live[r.PathValue("token")]
-	var out map[string]any
-	if l != nil {
-		out = map[string]any{"seq": l.seq, "stdout": string(l.stdout), "stderr": string(l.stderr), "truncated": l.truncated}
-	}
-	s.mu.Unlock()
+	out := s.live.snapshot(r.PathValue("token"))
 	if out == nil {
 		errorJSON(w, http.StatusNotFound, "Not Found")
 		return

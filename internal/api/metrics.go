@@ -24,7 +24,7 @@ type metrics struct {
 	steps *prometheus.HistogramVec
 }
 
-func newMetrics(s *Server) *metrics {
+func newMetrics(inFlight func() int) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "codebench_api_requests_total",
@@ -41,7 +41,7 @@ func newMetrics(s *Server) *metrics {
 		Help:    "The API's own steps of a submission: insert (the store), publish (with the broker's confirm), update (a status stored), read (the answer's store read).",
 		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1}}, []string{"step"})
 	inflight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "codebench_api_submissions_in_flight",
-		Help: "Submissions accepted and not finished (503 beyond api_max_queue)."}, func() float64 { return float64(s.InFlight()) })
+		Help: "Submissions accepted and not finished (503 beyond api_max_queue)."}, func() float64 { return float64(inFlight()) })
 	m.reg.MustRegister(m.requests, m.duration, m.statuses, m.callbacks, m.steps, inflight)
 	return m
 }

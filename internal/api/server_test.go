@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/codebench/codebench/internal/lang"
 	"github.com/codebench/codebench/internal/queue"
 	"github.com/codebench/codebench/internal/store"
+	"github.com/codebench/codebench/internal/submission"
 )
 
 // fakeWorker is the seam behind the publisher: it records each job and,
@@ -63,19 +65,23 @@ func fromWorker(body []byte) queue.Message {
 	return queue.Message{Body: body, UserID: "worker", AppID: queue.AppID}
 }
 
-func newTestServer(t *testing.T, cfg Config, fw *fakeWorker) (*Server, *httptest.Server) {
+// testLanguages are C and Python, C with a version.
+var testLanguages = Languages{Ours: map[string]lang.Language{"c": lang.Builtin()["c"], "python": lang.Builtin()["python"]},
+	Versions: map[string]string{"c": "12.2.0"}}
+
+func newTestServer(t *testing.T, cfg Config, fw *fakeWorker, with ...func(*Deps)) (*Server, *httptest.Server) {
 	t.Helper()
 	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "api.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	cfg.ReplyQueue, cfg.Limits, cfg.WorkerUser = "codebench.api.test", judge0.DefaultLimits, "worker"
-	langs := judge0.Languages(map[string]lang.Language{"c": lang.Builtin()["c"], "python": lang.Builtin()["python"]}, map[string]string{"c": "12.2.0"})
-	srv, err := New(cfg, st, fw, langs, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
+	cfg.ReplyQueue, cfg.WorkerUser = "codebench.api.test", "worker"
+	d := Deps{Store: st, Publisher: fw, Languages: testLanguages, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, f := range with {
+		f(&d)
 	}
+	srv := New(cfg, d)
 	fw.srv = srv
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
@@ -314,7 +320,15 @@ func TestPistonExecute(t *testing.T) {
 
 func TestHealthAndMetrics(t *testing.T) {
 	fw := &fakeWorker{answer: hello}
-	srv, hs := newTestServer(t, Config{}, fw)
+	var notReady atomic.Bool
+	_, hs := newTestServer(t, Config{}, fw, func(d *Deps) {
+		d.Ready = func() error {
+			if notReady.Load() {
+				return errors.New("not connected to the broker")
+			}
+			return nil
+		}
+	})
 	get := func(path string) (int, string) {
 		resp, err := http.Get(hs.URL + path)
 		if err != nil {
@@ -327,11 +341,11 @@ func TestHealthAndMetrics(t *testing.T) {
 	if code, _ := get("/healthz"); code != 200 {
 		t.Fatalf("healthz: %d", code)
 	}
-	srv.Ready = func() error { return errors.New("not connected to the broker") }
+	notReady.Store(true)
 	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, "broker") {
 		t.Fatalf("readyz, no broker: %d %q", code, body)
 	}
-	srv.Ready = nil
+	notReady.Store(false)
 	if code, _ := get("/readyz"); code != 200 {
 		t.Fatalf("readyz: %d", code)
 	}
@@ -459,10 +473,22 @@ func (q fakeQueue) JobsQueue(context.Context) (int, int, error) {
 	return q.messages, q.consumers, nil
 }
 
+// laterQueue is a queue that cannot be looked at until one is stored.
+type laterQueue struct{ atomic.Pointer[fakeQueue] }
+
+func (q *laterQueue) JobsQueue(ctx context.Context) (int, int, error) {
+	f := q.Load()
+	if f == nil {
+		return 0, 0, errors.New("no broker")
+	}
+	return f.JobsQueue(ctx)
+}
+
 // TestWorkersAndSystemInfo: /workers is the jobs queue's depth and its
 // consumers; /system_info is lscpu's and free's facts as strings.
 func TestWorkersAndSystemInfo(t *testing.T) {
-	srv, hs := newTestServer(t, Config{}, &fakeWorker{})
+	queue := &laterQueue{}
+	_, hs := newTestServer(t, Config{}, &fakeWorker{}, func(d *Deps) { d.Queue = queue })
 	if code, _, _ := do(t, "GET", hs.URL+"/workers", ""); code != 503 {
 		t.Fatalf("no queue: %d", code)
 	}
@@ -473,7 +499,7 @@ func TestWorkersAndSystemInfo(t *testing.T) {
 	}
 	// 3 in flight, 1 waiting in the queue, 4 workers: 2 working, 2 idle.
 	looks := 0
-	srv.Queue = fakeQueue{messages: 1, consumers: 4, looks: &looks}
+	queue.Store(&fakeQueue{messages: 1, consumers: 4, looks: &looks})
 	resp, err := http.Get(hs.URL + "/workers")
 	if err != nil {
 		t.Fatal(err)
@@ -508,12 +534,8 @@ func TestSlowClients(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	cfg := Config{ReplyQueue: "codebench.api.test", Limits: judge0.DefaultLimits,
-		ReadHeaderTimeout: 300 * time.Millisecond, ReadTimeout: 600 * time.Millisecond}
-	srv, err := New(cfg, st, &fakeWorker{}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := Config{ReplyQueue: "codebench.api.test", ReadHeaderTimeout: 300 * time.Millisecond, ReadTimeout: 600 * time.Millisecond}
+	srv := New(cfg, Deps{Store: st, Publisher: &fakeWorker{}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -625,7 +647,7 @@ func TestBurst(t *testing.T) {
 		t.Fatalf("in flight after every answer: %d", srv.InFlight())
 	}
 	counts, err := srv.store.Counts(context.Background())
-	if err != nil || counts[judge0.Accepted] != bound || len(counts) != 1 {
+	if err != nil || counts[submission.Outcome{State: job.StatusDone, Verdict: job.VerdictOK}] != bound || len(counts) != 1 {
 		t.Fatalf("the store: %v %v", counts, err)
 	}
 }
@@ -679,11 +701,11 @@ func TestPlaygroundStreams(t *testing.T) {
 	// At most maxLive streamed at once; beyond, no room (the job runs
 	// without streaming).
 	for i := range maxLive {
-		if !srv.startLive(fmt.Sprint(i)) {
+		if !srv.live.start(fmt.Sprint(i)) {
 			t.Fatalf("no room for %d", i)
 		}
 	}
-	if srv.startLive("one more") {
+	if srv.live.start("one more") {
 		t.Fatal("room beyond maxLive")
 	}
 }

@@ -9,16 +9,11 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/codebench/codebench/internal/queue"
 )
-
-// QueueInspector tells the jobs queue's messages ready and its consumers
-// (the workers).
-type QueueInspector interface {
-	JobsQueue(ctx context.Context) (messages, consumers int, err error)
-}
 
 // workers is Judge0's GET /workers: one entry for the jobs queue. size is
 // its messages waiting; available its consumers (one per worker); working
@@ -26,7 +21,7 @@ type QueueInspector interface {
 // available; idle the rest. Paused and failed are 0: a worker is never
 // paused, and a failed job ends with a status, not in a failed list.
 func (s *Server) workers(w http.ResponseWriter, r *http.Request) {
-	if s.Queue == nil {
+	if s.queue == nil {
 		errorJSON(w, http.StatusServiceUnavailable, "the jobs queue cannot be inspected")
 		return
 	}
@@ -36,7 +31,7 @@ func (s *Server) workers(w http.ResponseWriter, r *http.Request) {
 		errorJSON(w, http.StatusServiceUnavailable, "the broker is unavailable")
 		return
 	}
-	working := min(max(s.InFlight()-size, 0), available)
+	working := min(max(s.subs.InFlight()-size, 0), available)
 	writeJSON(w, http.StatusOK, []map[string]any{{
 		"queue": queue.JobsQueue, "size": size, "available": available,
 		"idle": available - working, "working": working, "paused": 0, "failed": 0,
@@ -47,26 +42,28 @@ func (s *Server) workers(w http.ResponseWriter, r *http.Request) {
 // client polling it does not cost the broker a channel per request.
 const jobsQueueTTL = time.Second
 
+// jobsQueueLook is the last look at the jobs queue.
+type jobsQueueLook struct {
+	mu                  sync.Mutex // guards the rest; held while looking
+	at                  time.Time
+	messages, consumers int
+}
+
 // jobsQueue is the jobs queue's depth and consumers, looked at most once a
 // jobsQueueTTL.
 func (s *Server) jobsQueue(ctx context.Context) (int, int, error) {
-	s.queueMu.Lock()
-	defer s.queueMu.Unlock()
-	if c := s.queueSeen; !c.at.IsZero() && s.now().Sub(c.at) < jobsQueueTTL {
+	c := s.jobs
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.at.IsZero() && s.now().Sub(c.at) < jobsQueueTTL {
 		return c.messages, c.consumers, nil
 	}
-	m, n, err := s.Queue.JobsQueue(ctx)
+	m, n, err := s.queue.JobsQueue(ctx)
 	if err != nil {
 		return 0, 0, err
 	}
-	s.queueSeen = queueLook{at: s.now(), messages: m, consumers: n}
+	c.at, c.messages, c.consumers = s.now(), m, n
 	return m, n, nil
-}
-
-// queueLook is one look at the jobs queue.
-type queueLook struct {
-	at                  time.Time
-	messages, consumers int
 }
 
 // systemInfo is Judge0's GET /system_info: what lscpu and free tell, as

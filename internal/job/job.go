@@ -355,3 +355,41 @@ func (p Policy) Request(j *Job) *agentproto.RunRequest {
 	req.Limits.JobWallMS = agentproto.WallBudgetMS(req)
 	return req
 }
+
+// Clamp is l with the policy's defaults where l has none and each limit
+// within the policy's maxima, in the job's units: what the worker would
+// run (AgentLimits, for the agent). A front door clamps once, here, and
+// stores the job as it will run.
+func (p Policy) Clamp(l Limits) Limits {
+	a := p.AgentLimits(l)
+	out := Limits{WallMS: a.WallMS, CPUMS: a.CPUMS, MemoryKB: a.MemoryKB, StackKB: a.StackKB, Processes: a.Processes,
+		OutputBytes: a.OutputBytes, FileSizeKB: a.FileSizeKB}
+	// The compile's limits stay zero (the worker's own) unless asked.
+	if l.CompileWallMS > 0 {
+		out.CompileWallMS = a.CompileWallMS
+	}
+	if l.CompileCPUMS > 0 {
+		out.CompileCPUMS = a.CompileCPUMS
+	}
+	if l.CompileMemoryKB > 0 {
+		out.CompileMemoryKB = a.CompileMemoryKB
+	}
+	return out
+}
+
+// MaxCompileMemoryKB is the most memory a job may ask for its compile:
+// the larger of the policy's maximum and what every compile gets.
+func (p Policy) MaxCompileMemoryKB() int64 { return max(p.Max.MemoryKB, agentproto.CompileMemoryKB) }
+
+// MaxFiles is the most files a job may carry beside its program (the
+// agent's bound): a front door counts against it before it decodes them.
+const MaxFiles = agentproto.MaxFiles
+
+// ValidFileName says whether name can name one of a job's files.
+func ValidFileName(name string) bool { return agentproto.ValidFileName(name) }
+
+// WallBudget is the most wall time j can take as the worker runs it: every
+// compile and every run or test at its limit.
+func (p Policy) WallBudget(j *Job) time.Duration {
+	return time.Duration(agentproto.WallBudgetMS(p.Request(j))) * time.Millisecond
+}

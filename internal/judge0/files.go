@@ -9,7 +9,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/codebench/codebench/internal/agentproto"
+	"github.com/codebench/codebench/internal/job"
 	"github.com/codebench/codebench/internal/untrusted"
 )
 
@@ -21,7 +21,7 @@ var errExtract = errors.New("additional_files")
 // a file at the zip's top level (directory entries are skipped; a file in
 // a directory is refused, the sandbox's work directory is flat), a valid
 // file name, UTF-8 text (a job's files travel as JSON strings), none named
-// like the program's source file, at most agentproto.MaxFiles of them.
+// like the program's source file, at most job.MaxFiles of them.
 // The bytes unpacked are counted as they are read, never taken from the
 // zip's own headers, and stop at maxBytes: a zip bomb costs at most that.
 func Unzip(z []byte, maxBytes int64, source string) (map[string]string, error) {
@@ -31,8 +31,8 @@ func Unzip(z []byte, maxBytes int64, source string) (map[string]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: is not a valid zip file", errExtract)
 	}
-	if n > 4*agentproto.MaxFiles {
-		return nil, fmt.Errorf("%w: more than %d files", errExtract, agentproto.MaxFiles)
+	if n > 4*job.MaxFiles {
+		return nil, fmt.Errorf("%w: more than %d files", errExtract, job.MaxFiles)
 	}
 	r, err := zip.NewReader(bytes.NewReader(z), int64(len(z)))
 	if err != nil {
@@ -48,14 +48,14 @@ func Unzip(z []byte, maxBytes int64, source string) (map[string]string, error) {
 		if strings.Contains(name, "/") || strings.Contains(name, `\`) {
 			return nil, fmt.Errorf("%w: %s is in a directory; only files at the zip's top level are supported", errExtract, untrusted.Quote(name))
 		}
-		if !agentproto.ValidFileName(name) || name == source {
+		if !job.ValidFileName(name) || name == source {
 			return nil, fmt.Errorf("%w: %s is not a file name a submission may use", errExtract, untrusted.Quote(name))
 		}
 		if _, dup := files[name]; dup {
 			return nil, fmt.Errorf("%w: %s is in the zip twice", errExtract, untrusted.Quote(name))
 		}
-		if len(files) == agentproto.MaxFiles {
-			return nil, fmt.Errorf("%w: more than %d files", errExtract, agentproto.MaxFiles)
+		if len(files) == job.MaxFiles {
+			return nil, fmt.Errorf("%w: more than %d files", errExtract, job.MaxFiles)
 		}
 		body, err := readBounded(f, maxBytes-total)
 		if err != nil {

@@ -93,7 +93,7 @@ func TestUnzip(t *testing.T) {
 // TestValidateAdditionalFiles: additional_files is base64 whatever
 // base64_encoded says; its files become the job's, its errors 422's.
 func TestValidateAdditionalFiles(t *testing.T) {
-	langs := map[int]Language{50: {ID: 50, Name: "C", SourceFile: "main.c", Ours: "c"}}
+	c := New([]Language{{ID: 50, Name: "C", SourceFile: "main.c", Ours: "c"}}, DefaultLimits)
 	z := base64.StdEncoding.EncodeToString(makeZip(t, zipEntry{"greet.h", []byte("x")}))
 	src, id := "int main(){}", Number{V: 50, Valid: true, Text: "50"}
 	for _, b64 := range []bool{false, true} {
@@ -101,23 +101,23 @@ func TestValidateAdditionalFiles(t *testing.T) {
 		if b64 {
 			code = base64.StdEncoding.EncodeToString([]byte(src))
 		}
-		sub, errs := Validate(&Request{SourceCode: &code, LanguageID: &id, AdditionalFiles: &z}, langs, DefaultLimits, b64)
+		v, errs := c.Validate(&Request{SourceCode: &code, LanguageID: &id, AdditionalFiles: &z}, b64)
 		if errs != nil {
 			t.Fatal(errs)
 		}
-		if sub.Files["greet.h"] != "x" || sub.Job("t", langs[50]).Files["greet.h"] != "x" {
-			t.Fatalf("files %v", sub.Files)
+		if v.Job.Files["greet.h"] != "x" || len(v.Options.AdditionalFiles) == 0 {
+			t.Fatalf("files %v", v.Job.Files)
 		}
 	}
 	bad := base64.StdEncoding.EncodeToString(makeZip(t, zipEntry{"main.c", []byte("x")}))
-	_, errs := Validate(&Request{SourceCode: &src, LanguageID: &id, AdditionalFiles: &bad}, langs, DefaultLimits, false)
+	_, errs := c.Validate(&Request{SourceCode: &src, LanguageID: &id, AdditionalFiles: &bad}, false)
 	if len(errs["additional_files"]) != 1 || strings.HasPrefix(errs["additional_files"][0], "additional_files") {
 		t.Fatalf("errs %v", errs)
 	}
 	small := DefaultLimits
 	small.MaxExtractSize = 1
 	big := base64.StdEncoding.EncodeToString(makeZip(t, zipEntry{"big.txt", bytes.Repeat([]byte("a"), 2048)}))
-	if _, errs := Validate(&Request{SourceCode: &src, LanguageID: &id, AdditionalFiles: &big}, langs, small, false); !strings.Contains(fmt.Sprint(errs), "max_extract_size") {
+	if _, errs := New(c.Languages(), small).Validate(&Request{SourceCode: &src, LanguageID: &id, AdditionalFiles: &big}, false); !strings.Contains(fmt.Sprint(errs), "max_extract_size") {
 		t.Fatalf("errs %v", errs)
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/codebench/codebench/internal/job"
 	"github.com/codebench/codebench/internal/lang"
+	"github.com/codebench/codebench/internal/submission"
 )
 
 func TestStatusOf(t *testing.T) {
@@ -57,18 +58,18 @@ func TestEncode64IsRubys(t *testing.T) {
 	}
 }
 
-func testLanguages() map[int]Language {
-	m := map[int]Language{}
-	ls := Languages(map[string]lang.Language{"c": lang.Builtin()["c"], "python": lang.Builtin()["python"]},
+func testLanguages() []Language {
+	return Languages(map[string]lang.Language{"c": lang.Builtin()["c"], "python": lang.Builtin()["python"]},
 		map[string]string{"c": "12.2.0", "python": "Python 3.11.2"})
-	for _, l := range ls {
-		m[l.ID] = l
-	}
-	return m
 }
 
+func testCodec() *Codec { return New(testLanguages(), DefaultLimits) }
+
 func TestLanguages(t *testing.T) {
-	m := testLanguages()
+	m := map[int]Language{}
+	for _, l := range testLanguages() {
+		m[l.ID] = l
+	}
 	if c := m[50]; c.Name != "C (GCC 12.2.0)" || c.SourceFile != "main.c" || c.CompileCmd == nil || c.Ours != "c" {
 		t.Fatalf("C: %+v", c)
 	}
@@ -78,7 +79,7 @@ func TestLanguages(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	langs := testLanguages()
+	c := testCodec()
 	for _, tc := range []struct {
 		body string
 		b64  bool
@@ -100,12 +101,15 @@ func TestValidate(t *testing.T) {
 		{`{"source_code":"x","language_id":50,"enable_per_process_and_thread_time_limit":true}`, false, map[string]string{"enable_per_process_and_thread_time_limit": "cannot be enabled"}},
 		{`{"source_code":"eA==","language_id":50}`, true, nil},
 		{`{"source_code":"***","language_id":50}`, true, map[string]string{"source_code": "base64"}},
+		{`{"source_code":"x","language_id":50,"cpu_time_limit":"NaN"}`, false, map[string]string{"cpu_time_limit": "is not a number"}},
+		{`{"source_code":"x","language_id":50,"memory_limit":"Infinity"}`, false, map[string]string{"memory_limit": "is not a number"}},
+		{`{"source_code":"x","language_id":50,"compiler_options":"-fplugin=x.so"}`, false, map[string]string{"compiler_options": "is not allowed for"}},
 	} {
 		r, err := Decode([]byte(tc.body))
 		if err != nil {
 			t.Fatal(err)
 		}
-		sub, errs := Validate(r, langs, DefaultLimits, tc.b64)
+		sub, errs := c.Validate(r, tc.b64)
 		if tc.errs == nil {
 			if errs != nil || sub == nil {
 				t.Errorf("%s: %v", tc.body, errs)
@@ -118,10 +122,14 @@ func TestValidate(t *testing.T) {
 			}
 		}
 	}
-	r, _ := Decode([]byte(`{"source_code":"x","language_id":50}`))
-	sub, _ := Validate(r, langs, DefaultLimits, false)
-	if sub.CPUTimeLimit != 5 || sub.WallTimeLimit != 10 || sub.MemoryLimit != 128000 || sub.NumberOfRuns != 1 || sub.MaxProcesses != 60 {
-		t.Fatalf("defaults: %+v", sub)
+	r, _ := Decode([]byte(`{"source_code":"x","language_id":50,"cpu_time_limit":2.3,"compiler_options":"-O2 -Wall","command_line_arguments":"a  b","number_of_runs":3,"expected_output":"e"}`))
+	v, _ := c.Validate(r, false)
+	l := v.Job.Limits
+	if l.CPUMS != 2300 || l.WallMS != 10000 || l.MemoryKB != 128000 || l.Processes != 60 || l.StackKB != 64000 || l.FileSizeKB != 1024 ||
+		v.Job.Runs != 3 || v.Job.Language != "c" || len(v.Job.CompileFlags) != 2 || len(v.Job.Args) != 2 || *v.Job.ExpectedOutput != "e" ||
+		v.Job.Compare != job.CompareTrailingWhitespace || v.Options.LanguageID != 50 || v.Options.CPUExtraTime != 1 ||
+		*v.Options.CompilerOptions != "-O2 -Wall" || *v.Options.CommandLineArguments != "a  b" {
+		t.Fatalf("the job and options: %+v %+v", v.Job, v.Options)
 	}
 	if _, err := Decode([]byte(`{"source_code":`)); err == nil {
 		t.Fatal("malformed JSON accepted")
@@ -129,51 +137,83 @@ func TestValidate(t *testing.T) {
 }
 
 func TestRender(t *testing.T) {
-	tm := 0.0015
-	mem, code := int64(900), int64(0)
-	out := "Hello\n"
+	c := testCodec()
 	created := time.Date(2026, 12, 1, 10, 0, 0, 5e6, time.UTC)
-	r := &Record{Token: "t", StatusID: Accepted, CreatedAt: created, Stdout: &out, Time: &tm, Memory: &mem, ExitCode: &code,
-		Sub: Submission{SourceCode: "x", LanguageID: 50, CPUTimeLimit: 5, WallTimeLimit: 10}}
+	r, _ := submission.New("t", Door, job.Job{Language: "c", Code: "x", Limits: job.Limits{CPUMS: 5000, WallMS: 10000}}, Options{LanguageID: 50, CPUExtraTime: 1}, created)
 	all, err := ParseFields("*")
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := Render(r, all, false, "C (GCC 12.2.0)")
+	m, err := c.Render(r, all, false)
+	if err != nil || m["status_id"] != InQueue || m["time"] != nil || m["stdout"] != nil || m["exit_code"] != nil {
+		t.Fatalf("in queue: %v %v", m, err)
+	}
+	code := 0
+	r.Take(&job.Status{Status: job.StatusDone, Verdict: job.VerdictOK, Stdout: "Hello\n", ExitCode: &code, CPUUserUS: 1000, CPUSysUS: 500, MemUsage: 900}, created.Add(time.Second))
+	m, err = c.Render(r, all, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(m) != 35 || m["time"] != "0.0015" || m["cpu_time_limit"] != "5.0" || m["created_at"] != "2026-12-01T10:00:00.005Z" ||
-		m["finished_at"] != nil || m["stdout"] != "Hello\n" || m["status"] != StatusByID(Accepted) {
+	if len(m) != 35 || m["time"] != "0.002" || m["cpu_time_limit"] != "5.0" || m["cpu_extra_time"] != "1.0" || m["created_at"] != "2026-12-01T10:00:00.005Z" ||
+		m["finished_at"] != "2026-12-01T10:00:01.005Z" || m["stdout"] != "Hello\n" || m["status"] != StatusByID(Accepted) || m["memory"] != int64(900) ||
+		m["language"].(map[string]any)["name"] != "C (GCC 12.2.0)" || m["exit_code"] != int64(0) || m["exit_signal"] != nil {
 		b, _ := json.Marshal(m)
 		t.Fatalf("%s", b)
 	}
-	m, _ = Render(r, DefaultFields, true, "")
+	m, _ = c.Render(r, DefaultFields, true)
 	if m["stdout"] != "SGVsbG8K\n" || len(m) != len(DefaultFields) {
 		t.Fatalf("base64: %v", m)
 	}
-	bad := "\xff"
-	r.Stdout = &bad
-	if _, err := Render(r, DefaultFields, false, ""); err != ErrNotUTF8 {
+	r.Status.Stdout = "\xff"
+	if _, err := c.Render(r, DefaultFields, false); err != ErrNotUTF8 {
 		t.Fatalf("not UTF-8: %v", err)
 	}
 	if _, err := ParseFields("token,nope,x"); err == nil || err.Error() != "invalid fields: [nope, x]" {
 		t.Fatalf("fields: %v", err)
 	}
+	// A record another door made renders too: its language's id, no options.
+	p, _ := submission.New("p", "piston", job.Job{Language: "python", Code: "print(1)"}, map[string]string{"language": "python"}, created)
+	if m, _ := c.Render(p, []string{"language_id", "cpu_extra_time", "compiler_options"}, false); m["language_id"] != 71 || m["cpu_extra_time"] != "0.0" || m["compiler_options"] != nil {
+		t.Fatalf("a piston record: %v", m)
+	}
 }
 
-func TestApply(t *testing.T) {
+// TestResults: a final status as Judge0 shows it: the mean over the runs,
+// stderr in stdout where the job redirected it, the signal's number.
+func TestResults(t *testing.T) {
+	c := testCodec()
 	code := 3
-	r := &Record{Sub: Submission{RedirectStderr: true}}
-	r.Apply(&job.Status{Status: job.StatusDone, Verdict: job.VerdictRuntimeError, ExitCode: &code, Stdout: "a", Stderr: "b",
+	r, _ := submission.New("t", Door, job.Job{Language: "c", Code: "x", RedirectStderr: true}, Options{LanguageID: 50}, time.Now())
+	r.Take(&job.Status{Status: job.StatusDone, Verdict: job.VerdictRuntimeError, ExitCode: &code, Stdout: "a", Stderr: "b",
 		Runs: []job.RunStat{{CPUUserUS: 1000, MaxRSSKB: 100, WallUS: 2000}, {CPUUserUS: 3000, MaxRSSKB: 300, WallUS: 4000}}}, time.Now())
-	if r.StatusID != NZEC || *r.Stdout != "ab" || r.Stderr != nil || *r.Time != 0.002 || *r.Memory != 200 || *r.WallTime != 0.003 ||
-		*r.ExitCode != 3 || r.ExitSignal != nil || r.FinishedAt == nil {
-		t.Fatalf("%+v", r)
+	m, _ := c.Render(r, Columns, false)
+	if m["status_id"] != NZEC || m["stdout"] != "ab" || m["stderr"] != nil || m["time"] != "0.002" || m["memory"] != int64(200) ||
+		m["wall_time"] != "0.003" || m["exit_code"] != int64(3) || m["exit_signal"] != nil || m["finished_at"] == nil {
+		t.Fatalf("%v", m)
 	}
-	r = &Record{}
-	r.Apply(&job.Status{Status: job.StatusDone, Verdict: job.VerdictRuntimeError, Signal: "SIGSEGV"}, time.Now())
-	if r.StatusID != SIGSEGV || *r.ExitSignal != 11 || *r.ExitCode != 0 {
-		t.Fatalf("%+v", r)
+	r, _ = submission.New("t", Door, job.Job{Language: "c", Code: "x"}, Options{LanguageID: 50}, time.Now())
+	r.Take(&job.Status{Status: job.StatusFailed, Verdict: job.VerdictRuntimeError, Signal: "SIGSEGV"}, time.Now())
+	if m, _ := c.Render(r, Columns, false); m["status_id"] != SIGSEGV || m["exit_signal"] != int64(11) || m["exit_code"] != int64(0) {
+		t.Fatalf("%v", m)
+	}
+	r, _ = submission.New("t", Door, job.Job{Language: "c", Code: "x"}, Options{LanguageID: 50}, time.Now())
+	r.Take(&job.Status{Status: job.StatusFailed, Verdict: job.VerdictCompileError, CompileOutput: "err", Message: "compilation failed"}, time.Now())
+	if m, _ := c.Render(r, Columns, false); m["status_id"] != CompileError || m["compile_output"] != "err" || m["time"] != nil || m["exit_code"] != nil {
+		t.Fatalf("%v", m)
+	}
+}
+
+// TestLimitsFor: Judge0's maxima come down to the workers', defaults with
+// them; units change at this edge only.
+func TestLimitsFor(t *testing.T) {
+	lim := LimitsFor(job.Policy{Max: job.Limits{WallMS: 8000, CPUMS: 3000, MemoryKB: 100000, StackKB: 32000, Processes: 30, FileSizeKB: 512},
+		MaxRuns: 5, MaxCodeBytes: 1 << 20, CompileWall: 60000, Network: true})
+	if lim.MaxWallTimeLimit != 8 || lim.WallTimeLimit != 8 || lim.MaxCPUTimeLimit != 3 || lim.CPUTimeLimit != 3 || lim.MaxMemoryLimit != 100000 ||
+		lim.MemoryLimit != 100000 || lim.MaxStackLimit != 32000 || lim.MaxMaxProcesses != 30 || lim.MaxMaxFileSize != 512 || lim.MaxNumberOfRuns != 5 ||
+		lim.MaxExtractSize != 4096 || lim.CompileWallMS != 60000 || !lim.AllowEnableNetwork {
+		t.Fatalf("%+v", lim)
+	}
+	if got := LimitsFor(job.Policy{}); got.MaxWallTimeLimit != DefaultLimits.MaxWallTimeLimit || got.MemoryLimit != DefaultLimits.MemoryLimit {
+		t.Fatalf("no policy: %+v", got)
 	}
 }

@@ -1,7 +1,6 @@
 package judge0
 
 import (
-	"regexp"
 	"slices"
 	"strings"
 
@@ -35,21 +34,6 @@ var judge0Names = map[string]struct {
 	"java": {62, "Java (OpenJDK %s)"}, "bash": {46, "Bash (%s)"},
 }
 
-var versionRE = regexp.MustCompile(`\d+(\.\d+)+`)
-
-// shortVersion is the version number in what a language's version command
-// printed ("Python 3.11.2": 3.11.2; Debian's "2:1.17-74" for the JDK: 17).
-func shortVersion(name, printed string) string {
-	v := versionRE.FindString(printed)
-	if v == "" {
-		return "unknown"
-	}
-	if name == "java" {
-		v = strings.TrimPrefix(v, "1.")
-	}
-	return v
-}
-
 // Languages are Judge0's languages for ours (versions: what the image's
 // manifest says each prints; a missing one is "unknown"), sorted by name
 // as GET /languages lists them. A language of ours Judge0 has no id for is
@@ -63,7 +47,7 @@ func Languages(ours map[string]lang.Language, versions map[string]string) []Lang
 		}
 		// Java's class is named after the code's; Judge0 shows Main.
 		main := strings.NewReplacer("{main}", "Main")
-		jl := Language{ID: j.id, Name: strings.Replace(j.name, "%s", shortVersion(name, versions[name]), 1),
+		jl := Language{ID: j.id, Name: strings.Replace(j.name, "%s", lang.ShortVersion(name, versions[name]), 1),
 			SourceFile: main.Replace(l.Source), RunCmd: main.Replace(strings.Join(l.Run, " ")), Ours: name, CheckFlags: l.CheckCompileFlags, Hello: l.Hello}
 		if len(l.Compile) > 0 {
 			jl.CompileCmd = main.Replace(strings.Join(l.Compile, " "))

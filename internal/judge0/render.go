@@ -8,21 +8,9 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
-)
 
-// Record is a submission as stored: what was asked, and the result so far.
-type Record struct {
-	Token     string
-	Sub       Submission
-	StatusID  int
-	CreatedAt time.Time
-	// The result: nil until the job ends (the text fields may stay nil).
-	FinishedAt                    *time.Time
-	Stdout, Stderr, CompileOutput *string
-	Message                       *string
-	Time, WallTime                *float64 // s
-	Memory, ExitCode, ExitSignal  *int64   // KB; code; signal number
-}
+	"github.com/codebench/codebench/internal/submission"
+)
 
 // Columns are v1.13.1's submissions columns, as fields=* gives them (with
 // status and language), in the schema's order: the names of columns.
@@ -75,82 +63,130 @@ func decimal(v float64) string {
 func Timestamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
 
 // Render is the submission with fields, its text base64 (Ruby's encode64)
-// when b64, as a JSON object; langName is its language's name. Text that is
-// not UTF-8 without b64 is ErrNotUTF8; a field that is no column is an
-// error (ParseFields refuses it first).
-func Render(r *Record, fields []string, b64 bool, langName string) (map[string]any, error) {
-	o := renderOpts{b64: b64, langName: langName}
+// when b64, as a JSON object. Text that is not UTF-8 without b64 is
+// ErrNotUTF8; a field that is no column is an error (ParseFields refuses
+// it first).
+func (c *Codec) Render(rec *submission.Record, fields []string, b64 bool) (map[string]any, error) {
+	v := c.view(rec)
+	v.b64 = b64
 	out := make(map[string]any, len(fields))
 	for _, f := range fields {
-		c, ok := columnByName[f]
+		col, ok := columnByName[f]
 		if !ok {
 			return nil, fmt.Errorf("invalid fields: [%s]", f)
 		}
-		v, err := c.get(r, o)
+		x, err := col.get(v)
 		if err != nil {
 			return nil, err
 		}
-		out[f] = v
+		out[f] = x
 	}
 	return out, nil
+}
+
+// view is a record as Judge0 shows it: its options, its status id, and
+// on a final status the result (nil fields where Judge0 has null).
+type view struct {
+	rec      *submission.Record
+	opts     Options
+	langName string
+	statusID int
+	b64      bool
+
+	stdout, stderr, compileOutput, message *string
+	time, wallTime                         *float64 // s
+	memory, exitCode, exitSignal           *int64   // KB; code; signal number
+}
+
+// StatusID is rec's Judge0 status.
+func StatusID(rec *submission.Record) int { return StatusOf(rec.Status) }
+
+func (c *Codec) view(rec *submission.Record) *view {
+	v := &view{rec: rec, opts: c.OptionsOf(rec), statusID: StatusID(rec)}
+	v.langName = c.byID[v.opts.LanguageID].Name
+	sum, ok := submission.SummaryOf(rec)
+	if !ok {
+		return v
+	}
+	str := func(s string) *string {
+		if s == "" {
+			return nil
+		}
+		return &s
+	}
+	v.stdout, v.stderr, v.compileOutput, v.message = str(sum.Stdout), str(sum.Stderr), str(sum.CompileOutput), str(sum.Message)
+	if v.statusID == CompileError || v.statusID == InternalError {
+		return v
+	}
+	cpu, wall, mem, code := round3(sum.CPU), round3(sum.Wall), sum.MemoryKB, sum.ExitCode
+	v.time, v.wallTime, v.memory, v.exitCode = &cpu, &wall, &mem, &code
+	if n := SignalNumber(sum.Signal); n > 0 {
+		sig := int64(n)
+		v.exitSignal = &sig
+	}
+	return v
 }
 
 // column is one of v1.13.1's columns and how a record renders it.
 type column struct {
 	name string
-	get  func(*Record, renderOpts) (any, error)
+	get  func(*view) (any, error)
 }
 
-type renderOpts struct {
-	b64      bool
-	langName string
+// seconds is a limit in milliseconds as Judge0's decimal seconds.
+func seconds(ms int64) string { return decimal(float64(ms) / 1000) }
+
+// orEmpty is s, nil when empty.
+func orEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 // columns are v1.13.1's, in the schema's order; they make Columns and
 // drive Render, so the two cannot differ.
 var columns = []column{
-	{"source_code", text(func(r *Record) *string { return &r.Sub.SourceCode })},
-	{"language_id", value(func(r *Record) any { return r.Sub.LanguageID })},
-	{"stdin", text(func(r *Record) *string { return r.Sub.Stdin })},
-	{"expected_output", text(func(r *Record) *string { return r.Sub.ExpectedOutput })},
-	{"stdout", text(func(r *Record) *string { return r.Stdout })},
-	{"status_id", value(func(r *Record) any { return r.StatusID })},
-	{"created_at", value(func(r *Record) any { return Timestamp(r.CreatedAt) })},
-	{"finished_at", value(func(r *Record) any { return timeOrNil(r.FinishedAt) })},
-	{"time", value(func(r *Record) any { return secondsOrNil(r.Time) })},
-	{"memory", value(func(r *Record) any { return orNil(r.Memory) })},
-	{"stderr", text(func(r *Record) *string { return r.Stderr })},
-	{"token", value(func(r *Record) any { return r.Token })},
-	{"number_of_runs", value(func(r *Record) any { return r.Sub.NumberOfRuns })},
-	{"cpu_time_limit", value(func(r *Record) any { return decimal(r.Sub.CPUTimeLimit) })},
-	{"cpu_extra_time", value(func(r *Record) any { return decimal(r.Sub.CPUExtraTime) })},
-	{"wall_time_limit", value(func(r *Record) any { return decimal(r.Sub.WallTimeLimit) })},
-	{"memory_limit", value(func(r *Record) any { return r.Sub.MemoryLimit })},
-	{"stack_limit", value(func(r *Record) any { return r.Sub.StackLimit })},
-	{"max_processes_and_or_threads", value(func(r *Record) any { return r.Sub.MaxProcesses })},
-	{"enable_per_process_and_thread_time_limit", value(func(r *Record) any { return r.Sub.PerProcessTime })},
-	{"enable_per_process_and_thread_memory_limit", value(func(r *Record) any { return r.Sub.PerProcessMemory })},
-	{"max_file_size", value(func(r *Record) any { return r.Sub.MaxFileSize })},
-	{"compile_output", text(func(r *Record) *string { return r.CompileOutput })},
-	{"exit_code", value(func(r *Record) any { return orNil(r.ExitCode) })},
-	{"exit_signal", value(func(r *Record) any { return orNil(r.ExitSignal) })},
-	{"message", text(func(r *Record) *string { return r.Message })},
-	{"wall_time", value(func(r *Record) any { return secondsOrNil(r.WallTime) })},
-	{"compiler_options", value(func(r *Record) any { return orNil(r.Sub.CompilerOptions) })},
-	{"command_line_arguments", value(func(r *Record) any { return orNil(r.Sub.CommandLineArguments) })},
-	{"redirect_stderr_to_stdout", value(func(r *Record) any { return r.Sub.RedirectStderr })},
-	{"callback_url", value(func(r *Record) any { return orNil(r.Sub.CallbackURL) })},
-	{"additional_files", value(func(r *Record) any {
-		if r.Sub.AdditionalFiles == nil {
+	{"source_code", text(func(v *view) *string { return &v.rec.Job.Code })},
+	{"language_id", value(func(v *view) any { return v.opts.LanguageID })},
+	{"stdin", text(func(v *view) *string { return orEmpty(v.rec.Job.Stdin) })},
+	{"expected_output", text(func(v *view) *string { return v.rec.Job.ExpectedOutput })},
+	{"stdout", text(func(v *view) *string { return v.stdout })},
+	{"status_id", value(func(v *view) any { return v.statusID })},
+	{"created_at", value(func(v *view) any { return Timestamp(v.rec.CreatedAt) })},
+	{"finished_at", value(func(v *view) any { return timeOrNil(v.rec.FinishedAt) })},
+	{"time", value(func(v *view) any { return secondsOrNil(v.time) })},
+	{"memory", value(func(v *view) any { return orNil(v.memory) })},
+	{"stderr", text(func(v *view) *string { return v.stderr })},
+	{"token", value(func(v *view) any { return v.rec.Token })},
+	{"number_of_runs", value(func(v *view) any { return int64(max(v.rec.Job.Runs, 1)) })},
+	{"cpu_time_limit", value(func(v *view) any { return seconds(v.rec.Job.Limits.CPUMS) })},
+	{"cpu_extra_time", value(func(v *view) any { return decimal(v.opts.CPUExtraTime) })},
+	{"wall_time_limit", value(func(v *view) any { return seconds(v.rec.Job.Limits.WallMS) })},
+	{"memory_limit", value(func(v *view) any { return v.rec.Job.Limits.MemoryKB })},
+	{"stack_limit", value(func(v *view) any { return v.rec.Job.Limits.StackKB })},
+	{"max_processes_and_or_threads", value(func(v *view) any { return v.rec.Job.Limits.Processes })},
+	{"enable_per_process_and_thread_time_limit", value(func(*view) any { return false })},
+	{"enable_per_process_and_thread_memory_limit", value(func(*view) any { return false })},
+	{"max_file_size", value(func(v *view) any { return v.rec.Job.Limits.FileSizeKB })},
+	{"compile_output", text(func(v *view) *string { return v.compileOutput })},
+	{"exit_code", value(func(v *view) any { return orNil(v.exitCode) })},
+	{"exit_signal", value(func(v *view) any { return orNil(v.exitSignal) })},
+	{"message", text(func(v *view) *string { return v.message })},
+	{"wall_time", value(func(v *view) any { return secondsOrNil(v.wallTime) })},
+	{"compiler_options", value(func(v *view) any { return orNil(v.opts.CompilerOptions) })},
+	{"command_line_arguments", value(func(v *view) any { return orNil(v.opts.CommandLineArguments) })},
+	{"redirect_stderr_to_stdout", value(func(v *view) any { return v.rec.Job.RedirectStderr })},
+	{"callback_url", value(func(v *view) any { return orNil(orEmpty(v.rec.Callback)) })},
+	{"additional_files", value(func(v *view) any {
+		if v.opts.AdditionalFiles == nil {
 			return nil
 		}
-		return Encode64(r.Sub.AdditionalFiles)
+		return Encode64(v.opts.AdditionalFiles)
 	})},
-	{"enable_network", value(func(r *Record) any { return r.Sub.EnableNetwork })},
-	{"status", value(func(r *Record) any { return StatusByID(r.StatusID) })},
-	{"language", func(r *Record, o renderOpts) (any, error) {
-		return map[string]any{"id": r.Sub.LanguageID, "name": o.langName}, nil
-	}},
+	{"enable_network", value(func(v *view) any { return v.rec.Job.Network })},
+	{"status", value(func(v *view) any { return StatusByID(v.statusID) })},
+	{"language", value(func(v *view) any { return map[string]any{"id": v.opts.LanguageID, "name": v.langName} })},
 }
 
 var columnByName = func() map[string]column {
@@ -170,18 +206,18 @@ func columnNames() []string {
 }
 
 // value is a column rendered the same whatever base64 says.
-func value(get func(*Record) any) func(*Record, renderOpts) (any, error) {
-	return func(r *Record, _ renderOpts) (any, error) { return get(r), nil }
+func value(get func(*view) any) func(*view) (any, error) {
+	return func(v *view) (any, error) { return get(v), nil }
 }
 
 // text is a text column: base64 when asked, else UTF-8 or ErrNotUTF8.
-func text(get func(*Record) *string) func(*Record, renderOpts) (any, error) {
-	return func(r *Record, o renderOpts) (any, error) {
-		s := get(r)
+func text(get func(*view) *string) func(*view) (any, error) {
+	return func(v *view) (any, error) {
+		s := get(v)
 		if s == nil {
 			return nil, nil
 		}
-		if o.b64 {
+		if v.b64 {
 			return Encode64([]byte(*s)), nil
 		}
 		if !utf8.ValidString(*s) {

@@ -5,8 +5,11 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
+
+	"github.com/codebench/codebench/internal/job"
 )
 
 // Limits are Judge0's defaults and maxima (judge0.conf of v1.13.1), which
@@ -108,39 +111,23 @@ type Errors map[string][]string
 
 func (e Errors) add(field, msg string) { e[field] = append(e[field], msg) }
 
-// Submission is a validated submission with every default filled in: what
-// is stored, run, and rendered.
-type Submission struct {
-	SourceCode           string
-	LanguageID           int
-	CompilerOptions      *string
-	CommandLineArguments *string
-	NumberOfRuns         int64
-	Stdin                *string
-	ExpectedOutput       *string
-	CPUTimeLimit         float64
-	CPUExtraTime         float64
-	WallTimeLimit        float64
-	MemoryLimit          int64
-	StackLimit           int64
-	MaxProcesses         int64
-	PerProcessTime       bool
-	PerProcessMemory     bool
-	MaxFileSize          int64
-	RedirectStderr       bool
-	CallbackURL          *string
-	AdditionalFiles      []byte // the zip, decoded
-	EnableNetwork        bool
-	// Files are more source files beside the program, and Args the
-	// program's arguments as a list (Piston's requests have both).
-	Files map[string]string `json:",omitempty"`
-	Args  []string          `json:",omitempty"`
-	// CompileWallMS, CompileCPUMS and CompileMemoryKB bound the compile
-	// (Piston's compile_*; zero: the workers' own).
-	CompileWallMS, CompileCPUMS, CompileMemoryKB int64 `json:",omitempty"`
-	// Stream asks the worker to stream the output (the playground's
-	// submissions; no Judge0 field sets it).
-	Stream bool `json:",omitempty"`
+// Options are what a Judge0 submission says that its job cannot: kept with
+// the record (submission.Record.Options) so that it renders as it came.
+type Options struct {
+	LanguageID           int     `json:"language_id"`
+	CPUExtraTime         float64 `json:"cpu_extra_time"`
+	CompilerOptions      *string `json:"compiler_options,omitempty"`
+	CommandLineArguments *string `json:"command_line_arguments,omitempty"`
+	AdditionalFiles      []byte  `json:"additional_files,omitempty"` // the zip, decoded
+}
+
+// Valid is a validated submission: the job that runs it (Judge0's
+// defaults filled in, limits in the job's units), its options, and where
+// its result is sent ("": nowhere).
+type Valid struct {
+	Job      job.Job
+	Options  Options
+	Callback string
 }
 
 // decode64 decodes Ruby's Base64.decode64 input: standard alphabet, line
@@ -173,11 +160,12 @@ func Encode64(b []byte) string {
 	return sb.String()
 }
 
-// Validate checks r as Judge0's model does and fills in the defaults;
-// langs are the languages by id, b64 says the text fields are base64.
-func Validate(r *Request, langs map[int]Language, lim Limits, b64 bool) (*Submission, Errors) {
+// Validate checks r as Judge0's model does and fills in the defaults; b64
+// says the text fields are base64. The job it makes carries no id yet.
+func (c *Codec) Validate(r *Request, b64 bool) (*Valid, Errors) {
+	langs, lim := c.byID, c.limits
 	errs := Errors{}
-	s := &Submission{}
+	s := &fields{}
 	text := func(field string, v *string) *string {
 		if v == nil {
 			return nil
@@ -307,7 +295,17 @@ func Validate(r *Request, langs map[int]Language, lim Limits, b64 bool) (*Submis
 	if len(errs) > 0 {
 		return nil, errs
 	}
-	return s, nil
+	if s.CompilerOptions != nil && lang.CheckFlags != nil {
+		if err := lang.CheckFlags(strings.Fields(*s.CompilerOptions)); err != nil {
+			return nil, Errors{"compiler_options": {err.Error()}}
+		}
+	}
+	a := &Valid{Job: s.job(lang.Ours), Options: Options{LanguageID: s.LanguageID, CPUExtraTime: s.CPUExtraTime,
+		CompilerOptions: s.CompilerOptions, CommandLineArguments: s.CommandLineArguments, AdditionalFiles: s.AdditionalFiles}}
+	if s.CallbackURL != nil {
+		a.Callback = *s.CallbackURL
+	}
+	return a, nil
 }
 
 // numeric reads an optional number field: def when absent, and its bound
@@ -316,7 +314,7 @@ func numeric(errs Errors, field string, n *Number, def, lo, hi float64, loInclus
 	if n == nil || n.Text == "" || n.Text == "null" {
 		return def
 	}
-	if !n.Valid {
+	if !n.Valid || math.IsNaN(n.V) || math.IsInf(n.V, 0) {
 		errs.add(field, "is not a number")
 		return def
 	}

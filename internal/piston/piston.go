@@ -1,8 +1,9 @@
 // Package piston is Piston v2's execute API (engineer-man/piston,
 // api/src/api/v2.js and job.js), as its clients see it: the runtimes the
 // image has under Piston's names and aliases, an execute request validated
-// with Piston's messages, and the compile and run stages of a result. The
-// routes are internal/api's; a request runs as a Judge0 submission does.
+// with Piston's messages into a codebench job, and the compile and run
+// stages of a result, rendered from a submission record. The routes are
+// internal/api's.
 package piston
 
 import (
@@ -14,9 +15,13 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/codebench/codebench/internal/agentproto"
-	"github.com/codebench/codebench/internal/judge0"
+	"github.com/codebench/codebench/internal/job"
+	"github.com/codebench/codebench/internal/lang"
+	"github.com/codebench/codebench/internal/submission"
 )
+
+// Door is the name Piston's submissions carry (submission.Record.Door).
+const Door = "piston"
 
 // Runtime is one entry of GET /api/v2/runtimes.
 type Runtime struct {
@@ -24,51 +29,40 @@ type Runtime struct {
 	Version  string   `json:"version"`
 	Aliases  []string `json:"aliases"`
 	Runtime  string   `json:"runtime,omitempty"`
-	// judge0ID is the language that runs it.
-	judge0ID int
+	// ours is the codebench language that runs it, compiled whether it
+	// has a compile step.
+	ours     string
+	compiled bool
 }
 
 // pistonNames are Piston's language names, aliases and runtime packages for
-// the Judge0 languages the image has.
-var pistonNames = map[int]Runtime{
-	50: {Language: "c", Aliases: []string{"gcc"}, Runtime: "gcc"},
-	54: {Language: "c++", Aliases: []string{"cpp", "g++"}, Runtime: "gcc"},
-	71: {Language: "python", Aliases: []string{"py", "py3", "python3"}},
-	60: {Language: "go", Aliases: []string{"go", "golang"}},
-	73: {Language: "rust", Aliases: []string{"rs"}},
-	63: {Language: "javascript", Aliases: []string{"node-javascript", "node-js", "javascript", "js"}, Runtime: "node"},
-	62: {Language: "java", Aliases: []string{}},
-	46: {Language: "bash", Aliases: []string{"sh"}},
+// the languages the image has, by ours.
+var pistonNames = map[string]Runtime{
+	"c":          {Language: "c", Aliases: []string{"gcc"}, Runtime: "gcc"},
+	"cpp":        {Language: "c++", Aliases: []string{"cpp", "g++"}, Runtime: "gcc"},
+	"python":     {Language: "python", Aliases: []string{"py", "py3", "python3"}},
+	"go":         {Language: "go", Aliases: []string{"go", "golang"}},
+	"rust":       {Language: "rust", Aliases: []string{"rs"}},
+	"javascript": {Language: "javascript", Aliases: []string{"node-javascript", "node-js", "javascript", "js"}, Runtime: "node"},
+	"java":       {Language: "java", Aliases: []string{}},
+	"bash":       {Language: "bash", Aliases: []string{"sh"}},
 }
 
-// Runtimes are Piston's runtimes for langs, each with the version in the
-// language's Judge0 name ("C (GCC 12.2.0)": 12.2.0).
-func Runtimes(langs []judge0.Language) []Runtime {
+// Runtimes are Piston's runtimes for ours, each with the version its
+// version command printed (versions, by language: lang.ShortVersion).
+func Runtimes(ours map[string]lang.Language, versions map[string]string) []Runtime {
 	var out []Runtime
-	for _, l := range langs {
-		rt, ok := pistonNames[l.ID]
+	for name, l := range ours {
+		rt, ok := pistonNames[name]
 		if !ok {
 			continue
 		}
-		rt.judge0ID = l.ID
-		rt.Version = versionOf(l.Name)
+		rt.ours, rt.compiled = name, len(l.Compile) > 0
+		rt.Version = lang.ShortVersion(name, versions[name])
 		out = append(out, rt)
 	}
 	slices.SortFunc(out, func(a, b Runtime) int { return strings.Compare(a.Language, b.Language) })
 	return out
-}
-
-// versionOf is the last word of a Judge0 name's parentheses.
-func versionOf(name string) string {
-	open, end := strings.LastIndexByte(name, '('), strings.LastIndexByte(name, ')')
-	if open < 0 || end < open {
-		return "0.0.0"
-	}
-	f := strings.Fields(name[open+1 : end])
-	if len(f) == 0 {
-		return "0.0.0"
-	}
-	return f[len(f)-1]
 }
 
 // find is the runtime for language (name or alias) and version (a range,
@@ -112,17 +106,17 @@ type File struct {
 
 // Request is POST /api/v2/execute's body.
 type Request struct {
-	Language           any      `json:"language"`
-	Version            any      `json:"version"`
-	Files              any      `json:"files"`
-	Stdin              *string  `json:"stdin"`
-	Args               []string `json:"args"`
-	CompileTimeout     any      `json:"compile_timeout"`
-	RunTimeout         any      `json:"run_timeout"`
-	CompileCPUTime     any      `json:"compile_cpu_time"`
-	RunCPUTime         any      `json:"run_cpu_time"`
-	CompileMemoryLimit any      `json:"compile_memory_limit"`
-	RunMemoryLimit     any      `json:"run_memory_limit"`
+	Language           any             `json:"language"`
+	Version            any             `json:"version"`
+	Files              json.RawMessage `json:"files"`
+	Stdin              *string         `json:"stdin"`
+	Args               []string        `json:"args"`
+	CompileTimeout     any             `json:"compile_timeout"`
+	RunTimeout         any             `json:"run_timeout"`
+	CompileCPUTime     any             `json:"compile_cpu_time"`
+	RunCPUTime         any             `json:"run_cpu_time"`
+	CompileMemoryLimit any             `json:"compile_memory_limit"`
+	RunMemoryLimit     any             `json:"run_memory_limit"`
 }
 
 // Error is Piston's 400 answer.
@@ -134,11 +128,44 @@ func (e *Error) Error() string { return e.Message }
 
 func bad(format string, a ...any) *Error { return &Error{Message: fmt.Sprintf(format, a...)} }
 
-// Submission validates r as Piston does (its messages) and makes the Judge0
-// submission that runs it: the first file the program (under the
-// language's own source name), the others beside it; stdin, args; the run
-// limits (ms, bytes) in Judge0's units, within lim's maxima.
-func Submission(body []byte, rts []Runtime, lim judge0.Limits) (*judge0.Submission, Runtime, error) {
+// Bounds are the most a request may ask for, in the job's units.
+type Bounds struct {
+	RunWallMS, RunCPUMS, RunMemoryKB int64
+	CompileWallMS, CompileMemoryKB   int64
+}
+
+// Piston's own maxima for the run (this server's; Piston's are per
+// installation), before the workers' own.
+const (
+	maxRunWallMS   = 20_000
+	maxRunCPUMS    = 15_000
+	maxRunMemoryKB = 512_000
+)
+
+// BoundsFor are Piston's maxima within what the workers accept.
+func BoundsFor(p job.Policy) Bounds {
+	within := func(ours, theirs int64) int64 {
+		if theirs > 0 {
+			return min(ours, theirs)
+		}
+		return ours
+	}
+	return Bounds{RunWallMS: within(maxRunWallMS, p.Max.WallMS), RunCPUMS: within(maxRunCPUMS, p.Max.CPUMS),
+		RunMemoryKB: within(maxRunMemoryKB, p.Max.MemoryKB), CompileWallMS: p.CompileWall, CompileMemoryKB: p.MaxCompileMemoryKB()}
+}
+
+// Options are what a Piston request says that its job cannot: the
+// runtime it named.
+type Options struct {
+	Language string `json:"language"`
+	Version  string `json:"version"`
+}
+
+// Decode validates body as Piston does (its messages) and makes the job
+// that runs it: the first file the program (under the language's own
+// source name), the others beside it; stdin, args; the limits given,
+// converted to the job's units (the rest are the workers' defaults).
+func Decode(body []byte, rts []Runtime, b Bounds) (*job.Job, Runtime, error) {
 	var r Request
 	if err := json.Unmarshal(body, &r); err != nil {
 		return nil, Runtime{}, bad("invalid JSON: %v", err)
@@ -151,13 +178,9 @@ func Submission(body []byte, rts []Runtime, lim judge0.Limits) (*judge0.Submissi
 	if !ok || version == "" {
 		return nil, Runtime{}, bad("version is required as a string")
 	}
-	raw, ok := r.Files.([]any)
-	if !ok {
-		return nil, Runtime{}, bad("files is required as an array")
-	}
-	b, _ := json.Marshal(raw)
+	// Decoded once, as what it must be: an array of files.
 	var files []File
-	if err := json.Unmarshal(b, &files); err != nil {
+	if raw := strings.TrimSpace(string(r.Files)); !strings.HasPrefix(raw, "[") || json.Unmarshal(r.Files, &files) != nil {
 		return nil, Runtime{}, bad("files is required as an array")
 	}
 	for i, f := range files {
@@ -176,10 +199,10 @@ func Submission(body []byte, rts []Runtime, lim judge0.Limits) (*judge0.Submissi
 		v   any
 		max float64
 	}{
-		"compile_timeout": {r.CompileTimeout, float64(lim.CompileWallMS)}, "run_timeout": {r.RunTimeout, lim.MaxWallTimeLimit * 1000},
-		"compile_cpu_time": {r.CompileCPUTime, float64(lim.CompileWallMS)}, "run_cpu_time": {r.RunCPUTime, lim.MaxCPUTimeLimit * 1000},
-		"compile_memory_limit": {r.CompileMemoryLimit, float64(max(lim.MaxMemoryLimit, agentproto.CompileMemoryKB)) * 1024},
-		"run_memory_limit":     {r.RunMemoryLimit, float64(lim.MaxMemoryLimit) * 1024},
+		"compile_timeout": {r.CompileTimeout, float64(b.CompileWallMS)}, "run_timeout": {r.RunTimeout, float64(b.RunWallMS)},
+		"compile_cpu_time": {r.CompileCPUTime, float64(b.CompileWallMS)}, "run_cpu_time": {r.RunCPUTime, float64(b.RunCPUMS)},
+		"compile_memory_limit": {r.CompileMemoryLimit, float64(b.CompileMemoryKB) * 1024},
+		"run_memory_limit":     {r.RunMemoryLimit, float64(b.RunMemoryKB) * 1024},
 	}
 	got := map[string]float64{}
 	for _, name := range []string{"memory_limit", "timeout", "cpu_time"} {
@@ -202,26 +225,26 @@ func Submission(body []byte, rts []Runtime, lim judge0.Limits) (*judge0.Submissi
 			got[key] = v
 		}
 	}
-	s := &judge0.Submission{LanguageID: rt.judge0ID, NumberOfRuns: 1,
-		CPUTimeLimit: lim.CPUTimeLimit, CPUExtraTime: lim.CPUExtraTime, WallTimeLimit: lim.WallTimeLimit,
-		MemoryLimit: lim.MemoryLimit, StackLimit: lim.StackLimit, MaxProcesses: lim.MaxProcesses, MaxFileSize: lim.MaxFileSize}
+	// Piston's units are milliseconds and bytes; the job's milliseconds
+	// and KiB.
+	j := &job.Job{Type: "code", Language: rt.ours}
 	if v, ok := got["run_timeout"]; ok {
-		s.WallTimeLimit = max(v/1000, 0.001)
+		j.Limits.WallMS = max(int64(v), 1)
 	}
 	if v, ok := got["run_cpu_time"]; ok {
-		s.CPUTimeLimit = v / 1000
+		j.Limits.CPUMS = int64(v)
 	}
 	if v, ok := got["run_memory_limit"]; ok && v > 0 {
-		s.MemoryLimit = max(int64(v/1024), 2048)
+		j.Limits.MemoryKB = max(int64(v/1024), 2048)
 	}
 	if v, ok := got["compile_timeout"]; ok {
-		s.CompileWallMS = max(int64(v), 1)
+		j.Limits.CompileWallMS = max(int64(v), 1)
 	}
 	if v, ok := got["compile_cpu_time"]; ok {
-		s.CompileCPUMS = max(int64(v), 1)
+		j.Limits.CompileCPUMS = max(int64(v), 1)
 	}
 	if v, ok := got["compile_memory_limit"]; ok && v > 0 {
-		s.CompileMemoryKB = max(int64(v/1024), 2048)
+		j.Limits.CompileMemoryKB = max(int64(v/1024), 2048)
 	}
 	for i, f := range files {
 		content, err := decode(*f.Content, f.Encoding)
@@ -229,7 +252,7 @@ func Submission(body []byte, rts []Runtime, lim judge0.Limits) (*judge0.Submissi
 			return nil, Runtime{}, bad("files[%d]: %v", i, err)
 		}
 		if i == 0 {
-			s.SourceCode = content
+			j.Code = content
 			continue
 		}
 		name := f.Name
@@ -239,19 +262,18 @@ func Submission(body []byte, rts []Runtime, lim judge0.Limits) (*judge0.Submissi
 		if path.Base(name) != name || name == "." || name == ".." {
 			return nil, Runtime{}, bad("files[%d].name must be a plain file name", i)
 		}
-		if s.Files == nil {
-			s.Files = map[string]string{}
+		if j.Files == nil {
+			j.Files = map[string]string{}
 		}
-		s.Files[name] = content
+		j.Files[name] = content
 	}
 	if r.Stdin != nil {
-		in := *r.Stdin
-		s.Stdin = &in
+		j.Stdin = *r.Stdin
 	}
 	if len(r.Args) > 0 {
-		s.Args = r.Args
+		j.Args = r.Args
 	}
-	return s, rt, nil
+	return j, rt, nil
 }
 
 func decode(content, encoding string) (string, error) {
@@ -290,66 +312,71 @@ type Result struct {
 	Compile  *Stage `json:"compile,omitempty"`
 }
 
-// signalNames are the names of the numbers a record carries.
-var signalNames = map[int64]string{1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 5: "SIGTRAP", 6: "SIGABRT", 7: "SIGBUS",
-	8: "SIGFPE", 9: "SIGKILL", 10: "SIGUSR1", 11: "SIGSEGV", 12: "SIGUSR2", 13: "SIGPIPE", 14: "SIGALRM", 15: "SIGTERM",
-	24: "SIGXCPU", 25: "SIGXFSZ", 31: "SIGSYS"}
-
 func ptr[T any](v T) *T { return &v }
+
+// round3 rounds seconds to milliseconds, as isolate reports them.
+func round3(s float64) float64 { return float64(int64(s*1000+0.5)) / 1000 }
 
 // ResultOf is the answer for a finished record: a compiled language gets a
 // compile stage; a failed compile is also the run stage (Piston's
 // backward compatibility); the run's status as isolate's (TO, SG, RE, OL,
 // XX), its code null when a signal ended it.
-func ResultOf(r *judge0.Record, rt Runtime, compiled bool) Result {
+func ResultOf(r *submission.Record, rt Runtime) Result {
 	res := Result{Language: rt.Language, Version: rt.Version}
-	str := func(s *string) string {
-		if s == nil {
-			return ""
-		}
-		return *s
+	sum, _ := submission.SummaryOf(r)
+	st := r.Status
+	if st == nil {
+		st = &job.Status{}
 	}
-	if compiled {
-		c := &Stage{Stderr: str(r.CompileOutput), Output: str(r.CompileOutput), Code: ptr(int64(0))}
-		if r.StatusID == judge0.CompileError {
+	if rt.compiled {
+		c := &Stage{Stderr: sum.CompileOutput, Output: sum.CompileOutput, Code: ptr(int64(0))}
+		if st.Verdict == job.VerdictCompileError {
 			c.Code, c.Status, c.Message = ptr(int64(1)), ptr("RE"), ptr("compilation failed")
-			if r.Message != nil {
-				c.Message = r.Message
+			if sum.Message != "" {
+				c.Message = ptr(sum.Message)
 			}
 			res.Compile, res.Run = c, *c
 			return res
 		}
 		res.Compile = c
 	}
-	run := Stage{Stdout: str(r.Stdout), Stderr: str(r.Stderr), Output: str(r.Stdout) + str(r.Stderr), Message: r.Message}
-	run.Code = r.ExitCode
-	if r.ExitSignal != nil {
-		run.Code, run.Signal = nil, ptr(signalNames[*r.ExitSignal])
+	run := Stage{Stdout: sum.Stdout, Stderr: sum.Stderr, Output: sum.Stdout + sum.Stderr}
+	if sum.Message != "" {
+		run.Message = ptr(sum.Message)
 	}
-	switch r.StatusID {
-	case judge0.TimeLimit:
+	// The sandbox's failure, or a compile error where there is no compile
+	// stage: nothing ran, nothing was measured.
+	if st.Verdict == job.VerdictInternalError || st.Verdict == job.VerdictCompileError {
+		if st.Verdict == job.VerdictInternalError {
+			run.Status = ptr("XX")
+		}
+		res.Run = run
+		return res
+	}
+	run.Code = ptr(sum.ExitCode)
+	if sum.Signal != "" {
+		run.Code, run.Signal = nil, ptr(strings.ToUpper(sum.Signal))
+	}
+	switch st.Verdict {
+	case job.VerdictTimeLimit:
 		run.Status, run.Signal, run.Code = ptr("TO"), ptr("SIGKILL"), nil
-	case judge0.SIGSEGV, judge0.SIGFPE, judge0.SIGABRT, judge0.RuntimeOther:
-		run.Status = ptr("SG")
-	case judge0.SIGXFSZ:
+	case job.VerdictOutputLimit:
 		run.Status, run.Signal, run.Code = ptr("OL"), ptr("SIGKILL"), nil
-	case judge0.NZEC:
-		run.Status = ptr("RE")
-	case judge0.InternalError:
-		run.Status = ptr("XX")
+	case job.VerdictMemoryLimit:
+		run.Status = ptr("SG")
+	case job.VerdictRuntimeError:
+		switch {
+		case strings.EqualFold(sum.Signal, "SIGXFSZ"):
+			run.Status, run.Signal, run.Code = ptr("OL"), ptr("SIGKILL"), nil
+		case sum.Signal != "":
+			run.Status = ptr("SG")
+		default:
+			run.Status = ptr("RE")
+		}
 	}
-	if r.Memory != nil {
-		run.Memory = ptr(*r.Memory * 1024)
-	}
-	if r.Time != nil {
-		run.CPUTime = ptr(*r.Time * 1000)
-	}
-	if r.WallTime != nil {
-		run.WallTime = ptr(*r.WallTime * 1000)
-	}
+	run.Memory = ptr(sum.MemoryKB * 1024)
+	run.CPUTime = ptr(round3(sum.CPU) * 1000)
+	run.WallTime = ptr(round3(sum.Wall) * 1000)
 	res.Run = run
 	return res
 }
-
-// JudgeID is the Judge0 language a runtime runs as.
-func (rt Runtime) JudgeID() int { return rt.judge0ID }

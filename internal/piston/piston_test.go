@@ -3,16 +3,21 @@ package piston
 import (
 	"strings"
 	"testing"
+	"time"
 
-	"github.com/codebench/codebench/internal/judge0"
+	"github.com/codebench/codebench/internal/job"
 	"github.com/codebench/codebench/internal/lang"
+	"github.com/codebench/codebench/internal/submission"
 )
 
 func runtimes() []Runtime {
-	langs := judge0.Languages(map[string]lang.Language{"c": lang.Builtin()["c"], "python": lang.Builtin()["python"]},
-		map[string]string{"c": "12.2.0", "python": "Python 3.11.2"})
-	return Runtimes(langs)
+	return Runtimes(map[string]lang.Language{"c": lang.Builtin()["c"], "python": lang.Builtin()["python"]},
+		map[string]string{"c": "gcc (Debian 12.2.0-14) 12.2.0", "python": "Python 3.11.2"})
 }
+
+// testBounds are the bounds of a worker with Judge0's maxima and a 60 s
+// compile wall.
+var testBounds = BoundsFor(job.Policy{Max: job.Limits{WallMS: 60000, CPUMS: 30000, MemoryKB: 512000}, CompileWall: 60_000})
 
 func TestRuntimes(t *testing.T) {
 	rts := runtimes()
@@ -46,50 +51,76 @@ func TestSubmission(t *testing.T) {
 		{`{"language":"c","version":"*","files":[{"content":"x"}],"compile_timeout":60001}`, "compile_timeout cannot exceed the configured limit of 60000"},
 		{`{"language":"c","version":"*","files":[{"content":"x"}],"compile_cpu_time":60001}`, "compile_cpu_time cannot exceed the configured limit of 60000"},
 	} {
-		lim := judge0.DefaultLimits
-		lim.CompileWallMS = 60_000
-		_, _, err := Submission([]byte(tc.body), rts, lim)
+		_, _, err := Decode([]byte(tc.body), rts, testBounds)
 		if err == nil || !strings.Contains(err.Error(), tc.msg) {
 			t.Errorf("%s: %v, want %q", tc.body, err, tc.msg)
 		}
 	}
-	s, rt, err := Submission([]byte(`{"language":"py","version":"3.x","files":[{"name":"main.py","content":"import m"},{"name":"m.py","content":"7072696e74283129","encoding":"hex"}],
-		"stdin":"in","args":["a","b c"],"run_timeout":2500,"run_cpu_time":1000,"run_memory_limit":104857600,"compile_memory_limit":-1}`), rts, judge0.DefaultLimits)
-	if err != nil || rt.Language != "python" || s.LanguageID != 71 || s.SourceCode != "import m" || s.Files["m.py"] != "print(1)" ||
-		*s.Stdin != "in" || len(s.Args) != 2 || s.WallTimeLimit != 2.5 || s.CPUTimeLimit != 1 || s.MemoryLimit != 102400 {
-		t.Fatalf("%+v %+v %v", s, rt, err)
+	j, rt, err := Decode([]byte(`{"language":"py","version":"3.x","files":[{"name":"main.py","content":"import m"},{"name":"m.py","content":"7072696e74283129","encoding":"hex"}],
+		"stdin":"in","args":["a","b c"],"run_timeout":2500,"run_cpu_time":1000,"run_memory_limit":104857600,"compile_memory_limit":-1}`), rts, testBounds)
+	if err != nil || rt.Language != "python" || j.Language != "python" || j.Code != "import m" || j.Files["m.py"] != "print(1)" ||
+		j.Stdin != "in" || len(j.Args) != 2 || j.Limits.WallMS != 2500 || j.Limits.CPUMS != 1000 || j.Limits.MemoryKB != 102400 {
+		t.Fatalf("%+v %+v %v", j, rt, err)
 	}
-	s, _, err = Submission([]byte(`{"language":"c","version":"*","files":[{"content":"int main(){}"}],"compile_timeout":3000,"compile_cpu_time":2000,"compile_memory_limit":268435456}`), rts, judge0.DefaultLimits)
-	if err != nil || s.CompileWallMS != 3000 || s.CompileCPUMS != 2000 || s.CompileMemoryKB != 262144 {
-		t.Fatalf("compile limits: %+v %v", s, err)
+	j, _, err = Decode([]byte(`{"language":"c","version":"*","files":[{"content":"int main(){}"}],"compile_timeout":3000,"compile_cpu_time":2000,"compile_memory_limit":268435456}`), rts, testBounds)
+	if err != nil || j.Limits.CompileWallMS != 3000 || j.Limits.CompileCPUMS != 2000 || j.Limits.CompileMemoryKB != 262144 || j.Limits.WallMS != 0 {
+		t.Fatalf("compile limits: %+v %v", j, err)
 	}
-	if j := s.Job("t", judge0.Language{Ours: "c"}); j.Limits.CompileWallMS != 3000 || j.Limits.CompileCPUMS != 2000 || j.Limits.CompileMemoryKB != 262144 {
-		t.Fatalf("the job's compile limits: %+v", j.Limits)
+	// files is decoded once, as an array of files.
+	for _, body := range []string{`{"language":"c","version":"*","files":{"a":1}}`, `{"language":"c","version":"*","files":"x"}`, `{"language":"c","version":"*","files":[1]}`} {
+		if _, _, err := Decode([]byte(body), rts, testBounds); err == nil || err.Error() != "files is required as an array" {
+			t.Errorf("%s: %v", body, err)
+		}
 	}
 }
 
+// finished is a record of job j finished with st.
+func finished(j job.Job, st job.Status) *submission.Record {
+	r, _ := submission.New("t", Door, j, nil, time.Now())
+	st.ID = "t"
+	if st.Status == "" {
+		st.Status = job.StatusFailed
+	}
+	r.Take(&st, time.Now())
+	return r
+}
+
 func TestResultOf(t *testing.T) {
-	rts := runtimes()
-	out, comp := "hi\n", "main.c:1: error"
-	code, sig, mem, tm := int64(0), int64(11), int64(900), 0.002
-	r := &judge0.Record{StatusID: judge0.Accepted, Stdout: &out, ExitCode: &code, Memory: &mem, Time: &tm}
-	res := ResultOf(r, rts[0], true)
+	rts := runtimes() // c (compiled), python
+	zero, three := 0, 3
+	res := ResultOf(finished(job.Job{Language: "c"}, job.Status{Status: job.StatusDone, Verdict: job.VerdictOK, Stdout: "hi\n", ExitCode: &zero, MemUsage: 900, CPUUserUS: 1500, ExecDuration: 2500}), rts[0])
 	if res.Compile == nil || *res.Compile.Code != 0 || res.Run.Stdout != "hi\n" || res.Run.Output != "hi\n" || *res.Run.Code != 0 ||
-		res.Run.Status != nil || *res.Run.Memory != 900*1024 || *res.Run.CPUTime != 2 {
+		res.Run.Status != nil || *res.Run.Memory != 900*1024 || *res.Run.CPUTime != 2 || *res.Run.WallTime != 3 || res.Version != "12.2.0" {
 		t.Fatalf("accepted: %+v", res)
 	}
-	r = &judge0.Record{StatusID: judge0.CompileError, CompileOutput: &comp}
-	res = ResultOf(r, rts[0], true)
-	if *res.Compile.Code != 1 || res.Run.Stderr != comp || *res.Run.Code != 1 {
+	res = ResultOf(finished(job.Job{Language: "c"}, job.Status{Verdict: job.VerdictCompileError, CompileOutput: "main.c:1: error"}), rts[0])
+	if *res.Compile.Code != 1 || res.Run.Stderr != "main.c:1: error" || *res.Run.Code != 1 || *res.Compile.Status != "RE" {
 		t.Fatalf("compile error: %+v", res)
 	}
-	r = &judge0.Record{StatusID: judge0.SIGSEGV, ExitCode: &code, ExitSignal: &sig}
-	res = ResultOf(r, rts[1], false)
-	if res.Compile != nil || res.Run.Code != nil || *res.Run.Signal != "SIGSEGV" || *res.Run.Status != "SG" {
-		t.Fatalf("segfault: %+v", res)
+	for _, tc := range []struct {
+		st             job.Status
+		status, signal string // "" for null
+		code           *int64
+	}{
+		{job.Status{Verdict: job.VerdictRuntimeError, Signal: "SIGSEGV"}, "SG", "SIGSEGV", nil},
+		{job.Status{Verdict: job.VerdictRuntimeError, ExitCode: &three}, "RE", "", ptr(int64(3))},
+		{job.Status{Verdict: job.VerdictTimeLimit}, "TO", "SIGKILL", nil},
+		{job.Status{Verdict: job.VerdictOutputLimit, Signal: "SIGXFSZ"}, "OL", "SIGKILL", nil},
+		{job.Status{Verdict: job.VerdictMemoryLimit, Signal: "SIGKILL"}, "SG", "SIGKILL", nil},
+		{job.Status{Verdict: job.VerdictWrongAnswer, ExitCode: &zero}, "", "", ptr(int64(0))},
+		{job.Status{Verdict: job.VerdictInternalError, Error: "sandbox failed"}, "XX", "", nil},
+	} {
+		res := ResultOf(finished(job.Job{Language: "python"}, tc.st), rts[1])
+		if res.Compile != nil || str(res.Run.Status) != tc.status || str(res.Run.Signal) != tc.signal || (res.Run.Code == nil) != (tc.code == nil) ||
+			(tc.code != nil && *res.Run.Code != *tc.code) {
+			t.Errorf("%+v: %+v", tc.st, res.Run)
+		}
 	}
-	r = &judge0.Record{StatusID: judge0.TimeLimit}
-	if res = ResultOf(r, rts[1], false); *res.Run.Status != "TO" || *res.Run.Signal != "SIGKILL" {
-		t.Fatalf("timeout: %+v", res)
+}
+
+func str(s *string) string {
+	if s == nil {
+		return ""
 	}
+	return *s
 }

@@ -1,8 +1,10 @@
-// Package store keeps the HTTP API's submissions, their results and their
-// tokens: in an embedded SQLite file by default (a pure-Go driver, no cgo),
-// or in PostgreSQL (postgres://...) so that several API nodes share them;
-// with versioned migrations. One SQL dialect serves both ($n placeholders,
-// TEXT, INTEGER and BIGINT columns).
+// Package store keeps the HTTP API's submissions (internal/submission's
+// records): in an embedded SQLite file by default (a pure-Go driver, no
+// cgo), or in PostgreSQL (postgres://...) so that several API nodes share
+// them; with versioned migrations. One SQL dialect serves both ($n
+// placeholders, TEXT, INTEGER and BIGINT columns). It knows no front door:
+// a record is stored as its own JSON, with the columns the store queries
+// by (state, verdict, signal, times, owner) beside it.
 package store
 
 import (
@@ -19,11 +21,9 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
 	_ "modernc.org/sqlite"             // the "sqlite" database/sql driver
 
-	"github.com/codebench/codebench/internal/judge0"
+	"github.com/codebench/codebench/internal/job"
+	"github.com/codebench/codebench/internal/submission"
 )
-
-// ErrNotFound is a token the store does not have.
-var ErrNotFound = errors.New("store: no such submission")
 
 // Store is the submissions database.
 type Store struct {
@@ -33,20 +33,6 @@ type Store struct {
 	// PostgreSQL db itself.
 	results  *sql.DB
 	postgres bool
-}
-
-// migrations are applied in order, each once; the version is its index+1.
-var migrations = []string{
-	`CREATE TABLE submissions (
-		token       TEXT PRIMARY KEY,
-		created_ms  BIGINT NOT NULL,
-		status_id   INTEGER NOT NULL,
-		finished_ms BIGINT,
-		submission  TEXT NOT NULL,
-		result      TEXT
-	)`,
-	`CREATE INDEX submissions_created ON submissions (created_ms)`,
-	`CREATE INDEX submissions_status ON submissions (status_id)`,
 }
 
 // Open opens the store at url: postgres://... (the database must exist),
@@ -75,8 +61,8 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	// log without waiting for the disk (NORMAL): a kill -9 cannot undo it
 	// (the log is the OS's), only a crash of the machine can, and then the
 	// submission is unfinished in the store and the API's start publishes
-	// it again (Server.Recover): a job run twice, no token lost. The next
-	// FULL commit makes every earlier one durable (one log, in order).
+	// it again (the API's recovery): a job run twice, no token lost. The
+	// next FULL commit makes every earlier one durable (one log, in order).
 	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=synchronous("
 	db, err := sql.Open("sqlite", dsn+"FULL)")
 	if err != nil {
@@ -107,95 +93,33 @@ func (s *Store) Close() error {
 	return s.db.Close()
 }
 
-// migrate applies the migrations not yet applied, each in a transaction.
-//
-// On PostgreSQL, where several API nodes may start at once, the whole of it
-// runs in one transaction holding an advisory lock: one node migrates, the
-// others wait and find nothing left to do.
-func (s *Store) migrate(ctx context.Context) error {
-	if s.postgres {
-		tx, err := s.db.BeginTx(ctx, nil)
-		if err != nil {
-			return fmt.Errorf("store: %w", err)
-		}
-		defer tx.Rollback()
-		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7274610024)`); err != nil {
-			return fmt.Errorf("store: migration lock: %w", err)
-		}
-		if err := migrateIn(ctx, tx); err != nil {
-			return err
-		}
-		return tx.Commit()
-	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("store: %w", err)
-	}
-	defer tx.Rollback()
-	if err := migrateIn(ctx, tx); err != nil {
-		return err
-	}
-	return tx.Commit()
-}
-
-// migrateIn applies, in tx, the migrations not yet applied.
-func migrateIn(ctx context.Context, tx *sql.Tx) error {
-	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)`); err != nil {
-		return fmt.Errorf("store: migrations table: %w", err)
-	}
-	var have int
-	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
-		return fmt.Errorf("store: schema version: %w", err)
-	}
-	if have > len(migrations) {
-		return fmt.Errorf("store: the database is at schema version %d, newer than this binary's %d", have, len(migrations))
-	}
-	for v := have + 1; v <= len(migrations); v++ {
-		if _, err := tx.ExecContext(ctx, migrations[v-1]); err != nil {
-			return fmt.Errorf("store: migration %d: %w", v, err)
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version) VALUES ($1)`, v); err != nil {
-			return fmt.Errorf("store: migration %d: %w", v, err)
-		}
-	}
-	return nil
-}
-
-// result is a record's result, as stored.
-type result struct {
-	Stdout, Stderr, CompileOutput, Message *string
-	Time, WallTime                         *float64
-	Memory, ExitCode, ExitSignal           *int64
-}
-
 // Insert stores a new submission (its token must be new).
-func (s *Store) Insert(ctx context.Context, r *judge0.Record) error {
-	sub, err := json.Marshal(r.Sub)
+func (s *Store) Insert(ctx context.Context, r *submission.Record) error {
+	sub, status, err := encode(r)
 	if err != nil {
 		return err
 	}
-	_, err = s.db.ExecContext(ctx, `INSERT INTO submissions (token, created_ms, status_id, submission) VALUES ($1, $2, $3, $4)`,
-		r.Token, r.CreatedAt.UnixMilli(), r.StatusID, string(sub))
+	o := r.OutcomeOf()
+	_, err = s.db.ExecContext(ctx, `INSERT INTO records (token, created_ms, finished_ms, state, verdict, signal, owner, schema, submission, status)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		r.Token, r.CreatedAt.UnixMilli(), millis(r.FinishedAt), o.State, o.Verdict, o.Signal, r.Owner, submission.Schema, sub, status)
 	if err != nil {
 		return fmt.Errorf("store: insert %s: %w", r.Token, err)
 	}
 	return nil
 }
 
-// Update writes a record's status and result. A final result is never
-// overwritten by a later, non-final one (a status redelivered out of
-// order): false when nothing changed.
-func (s *Store) Update(ctx context.Context, r *judge0.Record) (bool, error) {
-	res, err := json.Marshal(result{r.Stdout, r.Stderr, r.CompileOutput, r.Message, r.Time, r.WallTime, r.Memory, r.ExitCode, r.ExitSignal})
+// Update writes a record's status. A final result is never overwritten
+// (a status redelivered out of order, or a second final): false when
+// nothing changed.
+func (s *Store) Update(ctx context.Context, r *submission.Record) (bool, error) {
+	_, status, err := encode(r)
 	if err != nil {
 		return false, err
 	}
-	var finished any
-	if r.FinishedAt != nil {
-		finished = r.FinishedAt.UnixMilli()
-	}
-	n, err := s.results.ExecContext(ctx, `UPDATE submissions SET status_id = $1, finished_ms = $2, result = $3 WHERE token = $4 AND finished_ms IS NULL`,
-		r.StatusID, finished, string(res), r.Token)
+	o := r.OutcomeOf()
+	n, err := s.results.ExecContext(ctx, `UPDATE records SET state = $1, verdict = $2, signal = $3, finished_ms = $4, status = $5
+		WHERE token = $6 AND finished_ms IS NULL`, o.State, o.Verdict, o.Signal, millis(r.FinishedAt), status, r.Token)
 	if err != nil {
 		return false, fmt.Errorf("store: update %s: %w", r.Token, err)
 	}
@@ -203,76 +127,102 @@ func (s *Store) Update(ctx context.Context, r *judge0.Record) (bool, error) {
 	return k > 0, nil
 }
 
-const columns = `token, created_ms, status_id, finished_ms, submission, result`
+// stored is the part of a record kept in the submission column: all of it
+// but the status (which has a column of its own, so that a status is
+// written without rewriting the job).
+type stored struct {
+	submission.Record
+	Status     *job.Status `json:"status,omitempty"`
+	FinishedAt *time.Time  `json:"finished_at,omitempty"`
+}
 
-func scan(row interface{ Scan(...any) error }) (*judge0.Record, error) {
-	var r judge0.Record
+func encode(r *submission.Record) (sub string, status any, err error) {
+	b, err := json.Marshal(stored{Record: *r})
+	if err != nil {
+		return "", nil, fmt.Errorf("store: %s: %w", r.Token, err)
+	}
+	if r.Status != nil {
+		st, err := json.Marshal(r.Status)
+		if err != nil {
+			return "", nil, fmt.Errorf("store: %s: %w", r.Token, err)
+		}
+		status = string(st)
+	}
+	return string(b), status, nil
+}
+
+func millis(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return t.UnixMilli()
+}
+
+const columns = `token, created_ms, finished_ms, schema, submission, status`
+
+func scan(row interface{ Scan(...any) error }) (*submission.Record, error) {
+	var token, sub string
 	var created int64
 	var finished sql.NullInt64
-	var sub string
-	var res sql.NullString
-	if err := row.Scan(&r.Token, &created, &r.StatusID, &finished, &sub, &res); err != nil {
+	var schema int
+	var status sql.NullString
+	if err := row.Scan(&token, &created, &finished, &schema, &sub, &status); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
-			return nil, ErrNotFound
+			return nil, submission.ErrNotFound
 		}
 		return nil, err
 	}
+	if schema > submission.Schema {
+		return nil, fmt.Errorf("store: %s is of record schema %d, newer than this binary's %d", token, schema, submission.Schema)
+	}
+	var r submission.Record
+	if err := json.Unmarshal([]byte(sub), &r); err != nil {
+		return nil, fmt.Errorf("store: %s: %w", token, err)
+	}
+	r.Token, r.Schema = token, schema
 	r.CreatedAt = time.UnixMilli(created).UTC()
+	r.Status, r.FinishedAt = nil, nil
 	if finished.Valid {
 		t := time.UnixMilli(finished.Int64).UTC()
 		r.FinishedAt = &t
 	}
-	if err := json.Unmarshal([]byte(sub), &r.Sub); err != nil {
-		return nil, fmt.Errorf("store: %s: %w", r.Token, err)
-	}
-	if res.Valid {
-		var x result
-		if err := json.Unmarshal([]byte(res.String), &x); err != nil {
-			return nil, fmt.Errorf("store: %s: %w", r.Token, err)
+	if status.Valid {
+		r.Status = new(job.Status)
+		if err := json.Unmarshal([]byte(status.String), r.Status); err != nil {
+			return nil, fmt.Errorf("store: %s: %w", token, err)
 		}
-		r.Stdout, r.Stderr, r.CompileOutput, r.Message = x.Stdout, x.Stderr, x.CompileOutput, x.Message
-		r.Time, r.WallTime, r.Memory, r.ExitCode, r.ExitSignal = x.Time, x.WallTime, x.Memory, x.ExitCode, x.ExitSignal
 	}
 	return &r, nil
 }
 
-// Get returns the submission with token, or ErrNotFound.
-func (s *Store) Get(ctx context.Context, token string) (*judge0.Record, error) {
-	return scan(s.db.QueryRowContext(ctx, `SELECT `+columns+` FROM submissions WHERE token = $1`, token))
+// Get returns the submission with token, or submission.ErrNotFound.
+func (s *Store) Get(ctx context.Context, token string) (*submission.Record, error) {
+	return scan(s.db.QueryRowContext(ctx, `SELECT `+columns+` FROM records WHERE token = $1`, token))
 }
 
 // List returns a page of submissions, newest first, and the total count.
-func (s *Store) List(ctx context.Context, page, perPage int) ([]*judge0.Record, int, error) {
+func (s *Store) List(ctx context.Context, page, perPage int) ([]*submission.Record, int, error) {
 	var total int
-	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM submissions`).Scan(&total); err != nil {
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM records`).Scan(&total); err != nil {
 		return nil, 0, err
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT `+columns+` FROM submissions ORDER BY created_ms DESC, token LIMIT $1 OFFSET $2`,
-		perPage, (page-1)*perPage)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer rows.Close()
-	var out []*judge0.Record
-	for rows.Next() {
-		r, err := scan(rows)
-		if err != nil {
-			return nil, 0, err
-		}
-		out = append(out, r)
-	}
-	return out, total, rows.Err()
+	out, err := s.query(ctx, `SELECT `+columns+` FROM records ORDER BY created_ms DESC, token LIMIT $1 OFFSET $2`, perPage, (page-1)*perPage)
+	return out, total, err
 }
 
 // Pending returns the submissions not finished, oldest first, at most n:
 // those to publish again after a crash between storing and publishing.
-func (s *Store) Pending(ctx context.Context, n int) ([]*judge0.Record, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+columns+` FROM submissions WHERE finished_ms IS NULL ORDER BY created_ms LIMIT $1`, n)
+func (s *Store) Pending(ctx context.Context, n int) ([]*submission.Record, error) {
+	return s.query(ctx, `SELECT `+columns+` FROM records WHERE finished_ms IS NULL ORDER BY created_ms LIMIT $1`, n)
+}
+
+func (s *Store) query(ctx context.Context, q string, args ...any) ([]*submission.Record, error) {
+	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []*judge0.Record
+	var out []*submission.Record
 	for rows.Next() {
 		r, err := scan(rows)
 		if err != nil {
@@ -283,41 +233,42 @@ func (s *Store) Pending(ctx context.Context, n int) ([]*judge0.Record, error) {
 	return out, rows.Err()
 }
 
-// Delete removes a submission; ErrNotFound when there is none.
+// Delete removes a submission; submission.ErrNotFound when there is none.
 func (s *Store) Delete(ctx context.Context, token string) error {
-	n, err := s.db.ExecContext(ctx, `DELETE FROM submissions WHERE token = $1`, token)
+	n, err := s.db.ExecContext(ctx, `DELETE FROM records WHERE token = $1`, token)
 	if err != nil {
 		return err
 	}
 	if k, _ := n.RowsAffected(); k == 0 {
-		return ErrNotFound
+		return submission.ErrNotFound
 	}
 	return nil
 }
 
 // Expire removes the finished submissions created before t.
 func (s *Store) Expire(ctx context.Context, t time.Time) (int64, error) {
-	n, err := s.db.ExecContext(ctx, `DELETE FROM submissions WHERE created_ms < $1 AND finished_ms IS NOT NULL`, t.UnixMilli())
+	n, err := s.db.ExecContext(ctx, `DELETE FROM records WHERE created_ms < $1 AND finished_ms IS NOT NULL`, t.UnixMilli())
 	if err != nil {
 		return 0, err
 	}
 	return n.RowsAffected()
 }
 
-// Counts are the submissions by status id, for /statistics.
-func (s *Store) Counts(ctx context.Context) (map[int]int, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT status_id, COUNT(*) FROM submissions GROUP BY status_id`)
+// Counts are the submissions by outcome, for /statistics.
+func (s *Store) Counts(ctx context.Context) (map[submission.Outcome]int, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT state, verdict, signal, COUNT(*) FROM records GROUP BY state, verdict, signal`)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	out := map[int]int{}
+	out := map[submission.Outcome]int{}
 	for rows.Next() {
-		var id, n int
-		if err := rows.Scan(&id, &n); err != nil {
+		var o submission.Outcome
+		var n int
+		if err := rows.Scan(&o.State, &o.Verdict, &o.Signal, &n); err != nil {
 			return nil, err
 		}
-		out[id] = n
+		out[o] = n
 	}
 	return out, rows.Err()
 }

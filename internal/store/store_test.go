@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/codebench/codebench/internal/job"
-	"github.com/codebench/codebench/internal/judge0"
+	"github.com/codebench/codebench/internal/submission"
 	"github.com/codebench/codebench/internal/testenv"
 )
 
@@ -27,11 +27,16 @@ func testStore(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 	t0 := time.Date(2026, 12, 1, 10, 0, 0, 123e6, time.UTC)
-	in := "in"
-	recs := []*judge0.Record{
-		{Token: "a", StatusID: judge0.InQueue, CreatedAt: t0, Sub: judge0.Submission{SourceCode: "x", LanguageID: 50, Stdin: &in, CPUTimeLimit: 5}},
-		{Token: "b", StatusID: judge0.InQueue, CreatedAt: t0.Add(time.Second), Sub: judge0.Submission{SourceCode: "y", LanguageID: 71}},
+	newRec := func(token, code string, created time.Time) *submission.Record {
+		r, err := submission.New(token, "judge0", job.Job{Language: "c", Code: code, Stdin: "in", Limits: job.Limits{CPUMS: 5000}},
+			map[string]any{"language_id": 50}, created)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Owner = "client-1"
+		return r
 	}
+	recs := []*submission.Record{newRec("a", "x", t0), newRec("b", "y", t0.Add(time.Second))}
 	for _, r := range recs {
 		if err := s.Insert(ctx, r); err != nil {
 			t.Fatal(err)
@@ -41,29 +46,32 @@ func testStore(t *testing.T, path string) {
 		t.Fatal("a token stored twice")
 	}
 	got, err := s.Get(ctx, "a")
-	if err != nil || got.Sub.SourceCode != "x" || *got.Sub.Stdin != "in" || !got.CreatedAt.Equal(t0) || got.FinishedAt != nil {
+	if err != nil || got.Job.Code != "x" || got.Job.Stdin != "in" || got.Job.ID != "a" || !got.CreatedAt.Equal(t0) || got.FinishedAt != nil ||
+		got.Status != nil || got.Owner != "client-1" || got.Door != "judge0" || string(got.Options) != `{"language_id":50}` || got.Schema != submission.Schema {
 		t.Fatalf("get: %+v %v", got, err)
 	}
-	if _, err := s.Get(ctx, "zz"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Get(ctx, "zz"); !errors.Is(err, submission.ErrNotFound) {
 		t.Fatalf("unknown token: %v", err)
 	}
 	// Running, then done; a redelivered running afterwards changes nothing.
-	got.Apply(&job.Status{ID: "a", Status: job.StatusRunning}, t0)
+	got.Take(&job.Status{ID: "a", Status: job.StatusRunning}, t0)
 	if ok, err := s.Update(ctx, got); !ok || err != nil {
 		t.Fatal(ok, err)
 	}
 	code := 0
-	got.Apply(&job.Status{ID: "a", Status: job.StatusDone, Verdict: job.VerdictOK, Stdout: "hi", ExitCode: &code, CPUUserUS: 1500, MemUsage: 900}, t0.Add(2*time.Second))
+	got.Take(&job.Status{ID: "a", Status: job.StatusDone, Verdict: job.VerdictOK, Stdout: "hi", ExitCode: &code, CPUUserUS: 1500, MemUsage: 900}, t0.Add(2*time.Second))
 	if ok, err := s.Update(ctx, got); !ok || err != nil {
 		t.Fatal(ok, err)
 	}
 	late := *got
-	late.Apply(&job.Status{ID: "a", Status: job.StatusRunning}, t0)
+	late.FinishedAt = nil
+	late.Take(&job.Status{ID: "a", Status: job.StatusFailed, Verdict: job.VerdictInternalError}, t0.Add(3*time.Second))
 	if ok, err := s.Update(ctx, &late); ok || err != nil {
 		t.Fatalf("a final result was overwritten: %v %v", ok, err)
 	}
 	got, _ = s.Get(ctx, "a")
-	if got.StatusID != judge0.Accepted || *got.Stdout != "hi" || *got.Time != 0.002 || *got.Memory != 900 || got.FinishedAt == nil {
+	if got.Status == nil || got.Status.Verdict != job.VerdictOK || got.Status.Stdout != "hi" || got.Status.CPUUserUS != 1500 ||
+		got.FinishedAt == nil || !got.FinishedAt.Equal(t0.Add(2*time.Second)) || got.Job.Code != "x" {
 		t.Fatalf("after done: %+v", got)
 	}
 	pending, err := s.Pending(ctx, 10)
@@ -75,7 +83,7 @@ func testStore(t *testing.T, path string) {
 		t.Fatalf("list: %v %d %v", list, total, err)
 	}
 	counts, err := s.Counts(ctx)
-	if err != nil || counts[judge0.Accepted] != 1 || counts[judge0.InQueue] != 1 {
+	if err != nil || counts[submission.Outcome{State: job.StatusDone, Verdict: job.VerdictOK}] != 1 || counts[submission.Outcome{State: submission.Queued}] != 1 {
 		t.Fatalf("counts: %v %v", counts, err)
 	}
 	// Expiry takes finished submissions only.
@@ -85,7 +93,7 @@ func testStore(t *testing.T, path string) {
 	if err := s.Delete(ctx, "b"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Delete(ctx, "b"); !errors.Is(err, ErrNotFound) {
+	if err := s.Delete(ctx, "b"); !errors.Is(err, submission.ErrNotFound) {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -122,7 +130,10 @@ func BenchmarkStore(b *testing.B) {
 	defer s.Close()
 	var insert, update, read time.Duration
 	for i := 0; i < b.N; i++ {
-		r := &judge0.Record{Token: fmt.Sprint(i), StatusID: judge0.InQueue, CreatedAt: time.Now(), Sub: judge0.Submission{SourceCode: "print(1)", LanguageID: 71}}
+		r, err := submission.New(fmt.Sprint(i), "judge0", job.Job{Language: "python", Code: "print(1)"}, nil, time.Now())
+		if err != nil {
+			b.Fatal(err)
+		}
 		t0 := time.Now()
 		if err := s.Insert(ctx, r); err != nil {
 			b.Fatal(err)
@@ -133,7 +144,7 @@ func BenchmarkStore(b *testing.B) {
 			b.Fatal(err)
 		}
 		code := 0
-		got.Apply(&job.Status{ID: r.Token, Status: job.StatusDone, Verdict: job.VerdictOK, Stdout: "1\n", ExitCode: &code}, time.Now())
+		got.Take(&job.Status{ID: r.Token, Status: job.StatusDone, Verdict: job.VerdictOK, Stdout: "1\n", ExitCode: &code}, time.Now())
 		if _, err := s.Update(ctx, got); err != nil {
 			b.Fatal(err)
 		}
@@ -148,4 +159,25 @@ func BenchmarkStore(b *testing.B) {
 	b.ReportMetric(float64(insert.Microseconds())/n, "insert-us")
 	b.ReportMetric(float64(update.Microseconds())/n, "get+update-us")
 	b.ReportMetric(float64(read.Microseconds())/n, "read-us")
+}
+
+// TestNewerRecord: a record written by a newer binary (its schema above
+// this one's) is refused with a reason, not misread.
+func TestNewerRecord(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "api.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	r, _ := submission.New("n", "judge0", job.Job{Code: "x"}, nil, time.Now())
+	if err := s.Insert(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.db.Exec(`UPDATE records SET schema = $1`, submission.Schema+1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, "n"); err == nil || errors.Is(err, submission.ErrNotFound) {
+		t.Fatalf("a newer record read: %v", err)
+	}
 }

@@ -1,0 +1,113 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+)
+
+func text(body string) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, body)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+// errorJSON is every door's error but Piston's: {"error": msg}.
+func errorJSON(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+// errorShape writes an error in a door's own shape.
+type errorShape func(w http.ResponseWriter, code int, msg string)
+
+// submitStatus is the HTTP status of a submit error.
+func submitStatus(err error) int {
+	if errors.Is(err, errStore) {
+		return http.StatusInternalServerError
+	}
+	return http.StatusServiceUnavailable
+}
+
+// readBody reads a bounded request body; false: answered (413, or 400) in
+// the door's error shape.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, fail errorShape) ([]byte, bool) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is over %d bytes", s.cfg.MaxBody))
+			return nil, false
+		}
+		fail(w, http.StatusBadRequest, "cannot read the request body")
+		return nil, false
+	}
+	return b, true
+}
+
+// cors answers as Judge0 does: every origin by default, preflights too.
+func (s *Server) cors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		allowed := len(s.cfg.CORSOrigins) == 0 || slices.Contains(s.cfg.CORSOrigins, "*")
+		if origin != "" && (allowed || slices.Contains(s.cfg.CORSOrigins, origin)) {
+			if allowed {
+				w.Header().Set("Access-Control-Allow-Origin", "*")
+			} else {
+				w.Header().Set("Access-Control-Allow-Origin", origin)
+				w.Header().Add("Vary", "Origin")
+			}
+			w.Header().Set("Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS, HEAD")
+			w.Header().Set("Access-Control-Allow-Headers", "*")
+			w.Header().Set("Access-Control-Max-Age", "7200")
+		}
+		if r.Method == http.MethodOptions {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// authenticated requires one of the auth tokens, where there are any, in
+// the header or the query parameter of that name (401, empty body).
+func (s *Server) authenticated(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if len(s.cfg.AuthTokens) > 0 && !hasToken(r, s.cfg.AuthHeader, s.cfg.AuthTokens) {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// authorized requires one of the authz tokens (403 when none is given or
+// none is configured).
+func (s *Server) authorized(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if len(s.cfg.AuthzTokens) == 0 || !hasToken(r, s.cfg.AuthzHeader, s.cfg.AuthzTokens) {
+			w.WriteHeader(http.StatusForbidden)
+			return
+		}
+		next(w, r)
+	}
+}
+
+func hasToken(r *http.Request, name string, tokens []string) bool {
+	got := r.Header.Get(name)
+	if got == "" {
+		got = r.URL.Query().Get(name)
+	}
+	return got != "" && slices.Contains(tokens, got)
+}

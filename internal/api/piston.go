@@ -1,0 +1,56 @@
+package api
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/codebench/codebench/internal/piston"
+)
+
+// pistonRoutes are Piston v2's.
+func (s *Server) pistonRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/v2/runtimes", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.piston) })
+	mux.HandleFunc("POST /api/v2/execute", s.execute)
+}
+
+// pistonError is Piston's error shape: {"message": msg}.
+func pistonError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, piston.Error{Message: msg})
+}
+
+// execute is Piston's POST /api/v2/execute: JSON only (415), Piston's
+// validation (400 {message}), the job run and awaited, then its stages.
+func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
+	if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+		pistonError(w, http.StatusUnsupportedMediaType, "requests must be of type application/json")
+		return
+	}
+	body, ok := s.readBody(w, r, pistonError)
+	if !ok {
+		return
+	}
+	j, rt, err := piston.Decode(body, s.piston, s.bounds)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, err)
+		return
+	}
+	rec, err := s.subs.prepare(newToken(), piston.Door, *j, piston.Options{Language: rt.Language, Version: rt.Version})
+	if err != nil {
+		pistonError(w, http.StatusBadRequest, invalidReason(err))
+		return
+	}
+	done, err := s.subs.submit(r.Context(), rec, true)
+	if err != nil {
+		pistonError(w, submitStatus(err), err.Error())
+		return
+	}
+	got, ok := s.subs.await(r.Context(), rec, done)
+	if !ok {
+		return
+	}
+	if got == nil || !got.Finished() {
+		pistonError(w, http.StatusInternalServerError, "the job did not finish in time")
+		return
+	}
+	writeJSON(w, http.StatusOK, piston.ResultOf(got, rt))
+}

@@ -1,0 +1,77 @@
+package api
+
+import (
+	"embed"
+	"io/fs"
+	"net/http"
+)
+
+// playgroundDoor is the name the playground's submissions carry: Judge0 requests
+// whose output is streamed.
+const playgroundDoor = "playground"
+
+// playgroundRoutes are the playground's page and its calls.
+func (s *Server) playgroundRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /{$}", s.playground)
+	mux.Handle("GET /playground/", http.StripPrefix("/playground/", http.FileServerFS(playgroundFiles)))
+	mux.HandleFunc("GET /playground/languages", s.playgroundLanguages)
+	mux.HandleFunc("POST /playground/submissions", s.playgroundSubmit)
+	mux.HandleFunc("GET /playground/output/{token}", s.playgroundOutput)
+}
+
+// playgroundFiles are the playground page's files: no build step, nothing
+// from elsewhere.
+//
+//go:embed playground/*
+var playgroundRoot embed.FS
+
+var playgroundFiles = mustSub(playgroundRoot, "playground")
+
+func mustSub(f fs.FS, dir string) fs.FS {
+	sub, err := fs.Sub(f, dir)
+	if err != nil {
+		panic(err)
+	}
+	return sub
+}
+
+// playground serves the page at /, with a policy that lets it load only
+// from here.
+func (s *Server) playground(w http.ResponseWriter, _ *http.Request) {
+	b, err := fs.ReadFile(playgroundFiles, "index.html")
+	if err != nil {
+		http.Error(w, "no playground", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	_, _ = w.Write(b)
+}
+
+// playgroundLanguages are the languages with a hello world each.
+func (s *Server) playgroundLanguages(w http.ResponseWriter, _ *http.Request) {
+	list := s.judge0.Languages()
+	out := make([]map[string]any, 0, len(list))
+	for _, l := range list {
+		out = append(out, map[string]any{"id": l.ID, "name": l.Name, "hello": l.Hello})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// playgroundSubmit is the playground's POST: a Judge0 submission (base64,
+// no wait) that streams its output when there is room (else it runs
+// without streaming).
+func (s *Server) playgroundSubmit(w http.ResponseWriter, r *http.Request) {
+	rec, ok := s.readJudge0(w, r, playgroundDoor, true)
+	if !ok {
+		return
+	}
+	rec.Job.Stream = s.live.start(rec.Token)
+	if _, err := s.subs.submit(r.Context(), rec, false); err != nil {
+		s.live.end(rec.Token)
+		errorJSON(w, submitStatus(err), err.Error())
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]string{"token": rec.Token})
+}

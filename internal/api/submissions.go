@@ -1,0 +1,262 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/codebench/codebench/internal/job"
+	"github.com/codebench/codebench/internal/queue"
+	"github.com/codebench/codebench/internal/submission"
+)
+
+// submissions is the submission lifecycle every door shares: a place under
+// the queue bound, the record stored, the job published, the final status
+// awaited; and the statuses that come back, taken into the store.
+type submissions struct {
+	store      Store
+	pub        Publisher
+	replyQueue string
+	maxQueue   int
+	policy     job.Policy
+	metrics    *metrics
+	log        *slog.Logger
+	now        func() time.Time
+
+	mu       sync.Mutex // guards inflight and waiters
+	inflight int
+	waiters  map[string][]chan *submission.Record
+}
+
+// Why a submission was not queued.
+var (
+	errQueueFull = errors.New("queue is full")
+	errStore     = errors.New("cannot store the submission")
+	errPublish   = errors.New("cannot queue the submission: the broker is unavailable")
+)
+
+// newToken is a UUID v4, as Judge0's SecureRandom.uuid.
+func newToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}
+
+// prepare makes the record of a door's job under token: its limits
+// clamped to the workers' policy (defaults filled, in the job's units),
+// then the job validated as every worker validates it, so that nothing is
+// stored that a worker would refuse; the error is *job.InvalidError.
+func (s *submissions) prepare(token, door string, j job.Job, options any) (*submission.Record, error) {
+	j.ID = token
+	j.Limits = s.policy.Clamp(j.Limits)
+	if err := j.Validate(s.policy); err != nil {
+		return nil, err
+	}
+	return submission.New(token, door, j, options, s.now())
+}
+
+// submit queues rec: a place under the queue bound, the record stored, the
+// job published. On failure nothing is left behind (the place released,
+// the record deleted) and the error is one of errQueueFull, errStore,
+// errPublish. With wait, done receives the final record (registered before
+// publishing; the caller awaits it).
+func (s *submissions) submit(ctx context.Context, rec *submission.Record, wait bool) (done chan *submission.Record, err error) {
+	if !s.reserve(1) {
+		return nil, errQueueFull
+	}
+	t0 := time.Now()
+	err = s.store.Insert(ctx, rec)
+	s.metrics.step("insert", t0)
+	if err != nil {
+		s.release(1)
+		s.log.Error("api: store", "err", err)
+		return nil, errStore
+	}
+	if wait {
+		done = s.waitFor(rec.Token)
+	}
+	t0 = time.Now()
+	err = s.publish(ctx, rec)
+	s.metrics.step("publish", t0)
+	if err != nil {
+		// Not published: the token is not given out, the record goes.
+		s.release(1)
+		s.forget(rec.Token, done)
+		_ = s.store.Delete(context.WithoutCancel(ctx), rec.Token)
+		s.log.Error("api: publish", "token", rec.Token, "err", err)
+		return nil, errPublish
+	}
+	return done, nil
+}
+
+func (s *submissions) publish(ctx context.Context, rec *submission.Record) error {
+	body, err := json.Marshal(rec.Job)
+	if err != nil {
+		return err
+	}
+	return s.pub.PublishJobReply(ctx, body, s.replyQueue, rec.Token)
+}
+
+// reserve takes a place in the queue bound: false when it is full.
+func (s *submissions) reserve(n int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inflight+n > s.maxQueue {
+		return false
+	}
+	s.inflight += n
+	return true
+}
+
+func (s *submissions) release(n int) {
+	s.mu.Lock()
+	s.inflight = max(s.inflight-n, 0)
+	s.mu.Unlock()
+}
+
+// InFlight is the submissions accepted and not finished.
+func (s *submissions) InFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inflight
+}
+
+// awaitMargin is what a wait allows beyond the job's own wall budget:
+// the queue, the sandbox, the statuses' way back.
+const awaitMargin = 30 * time.Second
+
+// await waits for rec's final record (done, from submit), bounded by the
+// job's own wall budget and a margin. The final record as stored, or nil
+// when the bound passed; false: the client went away.
+func (s *submissions) await(ctx context.Context, rec *submission.Record, done chan *submission.Record) (*submission.Record, bool) {
+	defer s.forget(rec.Token, done)
+	t := time.NewTimer(s.policy.WallBudget(&rec.Job) + awaitMargin)
+	defer t.Stop()
+	select {
+	case final := <-done:
+		return final, true
+	case <-t.C:
+		return nil, true
+	case <-ctx.Done():
+		return nil, false
+	}
+}
+
+// waitFor registers for the token's final record.
+func (s *submissions) waitFor(token string) chan *submission.Record {
+	c := make(chan *submission.Record, 1)
+	s.mu.Lock()
+	s.waiters[token] = append(s.waiters[token], c)
+	s.mu.Unlock()
+	return c
+}
+
+func (s *submissions) forget(token string, c chan *submission.Record) {
+	if c == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ws := s.waiters[token]
+	if i := slices.Index(ws, c); i >= 0 {
+		ws = slices.Delete(ws, i, i+1)
+	}
+	if len(ws) == 0 {
+		delete(s.waiters, token)
+	} else {
+		s.waiters[token] = ws
+	}
+}
+
+// status reads a reply: the status, or nil and why it is dropped (not a
+// status, or not the workers').
+func (s *submissions) status(m queue.Message, workerUser string) (*job.Status, string) {
+	var st job.Status
+	if err := json.Unmarshal(m.Body, &st); err != nil || st.ID == "" {
+		return nil, "not a status"
+	}
+	if workerUser != "" {
+		if err := m.FromWorker(workerUser, st.ID, st.ID); err != nil {
+			return nil, "not the workers'"
+		}
+	}
+	return &st, ""
+}
+
+// take writes a status into its record: the record (nil for a token the
+// store does not have) and whether this status finished it, once the
+// store has it. The waiters hear the final record.
+func (s *submissions) take(ctx context.Context, st *job.Status) (*submission.Record, bool, error) {
+	rec, err := s.store.Get(ctx, st.ID)
+	if errors.Is(err, submission.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if !rec.Take(st, s.now()) {
+		return rec, false, nil
+	}
+	t0 := time.Now()
+	changed, err := s.store.Update(ctx, rec)
+	s.metrics.step("update", t0)
+	if err != nil {
+		return nil, false, err
+	}
+	if !changed || !rec.Finished() {
+		return rec, false, nil
+	}
+	s.mu.Lock()
+	s.inflight = max(s.inflight-1, 0)
+	for _, w := range s.waiters[st.ID] {
+		w <- rec // buffered: one send each
+	}
+	delete(s.waiters, st.ID)
+	s.mu.Unlock()
+	return rec, true, nil
+}
+
+// recover publishes again every submission the store has that is not
+// finished (a crash between storing and publishing, or statuses lost with
+// a broker): a job run twice is harmless, a token never answered is not.
+// It counts them as in flight.
+func (s *submissions) recover(ctx context.Context) (int, error) {
+	pending, err := s.store.Pending(ctx, s.maxQueue)
+	if err != nil {
+		return 0, err
+	}
+	for _, r := range pending {
+		if err := s.publish(ctx, r); err != nil {
+			return 0, err
+		}
+	}
+	s.mu.Lock()
+	s.inflight = len(pending)
+	s.mu.Unlock()
+	return len(pending), nil
+}
+
+// lookup reads token's record for an answer.
+func (s *submissions) lookup(ctx context.Context, token string) (*submission.Record, error) {
+	t0 := time.Now()
+	rec, err := s.store.Get(ctx, token)
+	s.metrics.step("read", t0)
+	return rec, err
+}
+
+// invalidReason is why prepare refused a job, for the client.
+func invalidReason(err error) string {
+	var inv *job.InvalidError
+	if errors.As(err, &inv) {
+		return inv.Reason
+	}
+	return err.Error()
+}
