@@ -9,8 +9,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"time"
 
+	"github.com/codebench/codebench/internal/cleanup"
 	"github.com/codebench/codebench/internal/job"
 	"github.com/codebench/codebench/internal/pool"
 	"github.com/codebench/codebench/internal/provision"
@@ -97,7 +97,7 @@ func (d *Daemon) Stop() {
 	d.Pool.Stop()
 	d.prov.Close()
 	if d.net != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := cleanup.Detached(context.Background(), cleanup.DefaultBound)
 		defer cancel()
 		if err := d.net.Close(ctx); err != nil {
 			d.log.Warn("network: teardown", "err", err)

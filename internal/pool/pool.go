@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/codebench/codebench/internal/cleanup"
 )
 
 // ErrStopped is returned by Take after Stop.
@@ -217,7 +219,7 @@ func (p *Pool[T]) boot() {
 }
 
 func (p *Pool[T]) stopMember(m T) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(p.ctx), 30*time.Second)
+	ctx, cancel := cleanup.Detached(p.ctx, cleanup.DefaultBound)
 	defer cancel()
 	if err := m.Stop(ctx); err != nil {
 		p.log.Warn("pool: stop member", "err", err)

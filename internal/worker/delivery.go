@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/codebench/codebench/internal/agentproto"
+	"github.com/codebench/codebench/internal/cleanup"
 	"github.com/codebench/codebench/internal/execute"
 	"github.com/codebench/codebench/internal/job"
 	"github.com/codebench/codebench/internal/queue"
@@ -49,7 +50,7 @@ func (w *Worker) process(ctx context.Context, pub Publisher, msg queue.Delivery)
 	}
 	settle(msg, o, dl.log)
 	if dl.sb != nil {
-		w.stopSandbox(ctx, dl.sb, dl.log)
+		dl.stopSandbox(ctx)
 	}
 }
 
@@ -96,7 +97,7 @@ func (dl *delivery) handle(ctx context.Context) Outcome {
 	dl.tm.PoolWaitUS = time.Since(t).Microseconds()
 	if err != nil {
 		if ctx.Err() != nil {
-			return w.requeued(dl.log, "shutting down", err)
+			return dl.requeued("shutting down", err)
 		}
 		return dl.end(ctx, job.Internal(j.ID, fmt.Sprintf("no sandbox became available within %s", w.cfg.PoolWait), err))
 	}
@@ -111,14 +112,14 @@ func (dl *delivery) handle(ctx context.Context) Outcome {
 	var progress func(agentproto.Output)
 	var streamed func()
 	if j.Stream {
-		progress, streamed = w.streamOutput(ctx, dl.pub, dl.rt, j.ID, dl.log)
+		progress, streamed = dl.streamOutput(ctx, j.ID)
 	}
 	st := execute.Job(ctx, w.policy, sb, j, progress)
 	if streamed != nil {
 		streamed() // every output status goes before the final one
 	}
 	if ctx.Err() != nil {
-		return w.requeued(dl.log, "cancelled while running", ctx.Err())
+		return dl.requeued("cancelled while running", ctx.Err())
 	}
 	return dl.end(ctx, st)
 }
@@ -142,7 +143,7 @@ func (dl *delivery) end(ctx context.Context, st *job.Status) Outcome {
 func (dl *delivery) requeue(ctx context.Context, why string, err error) Outcome {
 	w := dl.w
 	if ctx.Err() != nil {
-		return w.requeued(dl.log, why, err)
+		return dl.requeued(why, err)
 	}
 	if refused(err) {
 		return dl.deadLetter(ctx, fmt.Sprintf("job %s: the broker refused its status (%s): %v", dl.id, why, err))
@@ -150,7 +151,7 @@ func (dl *delivery) requeue(ctx context.Context, why string, err error) Outcome 
 	key := requeueKey(dl.id, dl.msg.Body)
 	n := w.requeues.add(key)
 	if n <= w.cfg.MaxRequeues {
-		w.requeued(dl.log, why, err)
+		dl.requeued(why, err)
 		return Retry
 	}
 	dl.log.Error("job requeued too often by this worker; ending it", "requeues", n-1, "why", why, "err", err)
@@ -161,7 +162,7 @@ func (dl *delivery) requeue(ctx context.Context, why string, err error) Outcome 
 		}
 		// Not even this status could be published: the broker is
 		// unreachable and the job is requeued, not lost.
-		return w.requeued(dl.log, "final status not confirmed", err)
+		return dl.requeued("final status not confirmed", err)
 	}
 	w.requeues.forget(key)
 	return Ack
@@ -189,7 +190,7 @@ func (dl *delivery) finish(ctx context.Context, st *job.Status) error {
 
 // publish publishes one of the job's statuses by its route.
 func (dl *delivery) publish(ctx context.Context, st *job.Status) error {
-	return dl.w.publishTo(ctx, dl.pub, dl.rt, st)
+	return dl.publishTo(ctx, dl.rt, st)
 }
 
 // deadLetter ends a job whose statuses cannot be delivered: the job goes to
@@ -198,7 +199,7 @@ func (dl *delivery) publish(ctx context.Context, st *job.Status) error {
 // a dead-letter exchange); if the connection is gone, it is requeued.
 func (dl *delivery) deadLetter(ctx context.Context, reason string) Outcome {
 	w := dl.w
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	ctx, cancel := cleanup.Detached(ctx, cleanup.DefaultBound)
 	defer cancel()
 	dl.log.Error("job ended: dead-lettered", "reason", reason)
 	err := dl.pub.DeadLetter(ctx, dl.msg.Body, reason)
@@ -211,7 +212,7 @@ func (dl *delivery) deadLetter(ctx context.Context, reason string) Outcome {
 		w.obs.DeadLettered()
 		return Reject
 	}
-	return w.requeued(dl.log, "could not dead-letter a job whose status was refused", err)
+	return dl.requeued("could not dead-letter a job whose status was refused", err)
 }
 
 // reject answers an invalid job: a failed/invalid_job status where the id
@@ -231,13 +232,13 @@ func (dl *delivery) reject(ctx context.Context, err error) Outcome {
 	log := dl.log
 	log.Warn("invalid job", "reason", inv.Reason) // bounded by job.Decode
 	w.obs.JobFinished("", job.StatusFailed, job.VerdictInvalidJob, job.Timings{})
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	ctx, cancel := cleanup.Detached(ctx, cleanup.DefaultBound)
 	defer cancel()
 	key := requeueKey(inv.ID, body)
 	if inv.ID == "" && rt.replyTo != "" {
 		// The requester hears back even without an id (best effort: the
 		// message is dead-lettered below either way).
-		_ = w.publishTo(ctx, pub, route{replyTo: rt.replyTo, correlationID: rt.correlationID}, job.Invalid("", inv.Reason))
+		_ = dl.publishTo(ctx, route{replyTo: rt.replyTo, correlationID: rt.correlationID}, job.Invalid("", inv.Reason))
 	}
 	if inv.ID == "" || inv.Malformed {
 		err := pub.DeadLetter(ctx, body, inv.Reason)
@@ -252,7 +253,7 @@ func (dl *delivery) reject(ctx context.Context, err error) Outcome {
 				w.obs.DeadLettered()
 				return Reject
 			}
-			return w.requeued(log, "could not dead-letter an invalid job", err)
+			return dl.requeued("could not dead-letter an invalid job", err)
 		}
 	}
 	if inv.ID != "" {
@@ -262,7 +263,7 @@ func (dl *delivery) reject(ctx context.Context, err error) Outcome {
 			dest.statusQueue, err = pub.StatusQueueExists(inv.ID)
 		}
 		if err == nil && (dest.statusQueue || dest.replyTo != "") {
-			err = w.publishTo(ctx, pub, dest, job.Invalid(inv.ID, inv.Reason))
+			err = dl.publishTo(ctx, dest, job.Invalid(inv.ID, inv.Reason))
 		}
 		switch {
 		case err == nil:
@@ -271,9 +272,112 @@ func (dl *delivery) reject(ctx context.Context, err error) Outcome {
 		case w.requeues.add(key) > w.cfg.MaxRequeues:
 			log.Error("invalid job could not be reported, again; acking it (it was dead-lettered if malformed)", "err", err)
 		default:
-			return w.requeued(log, "could not report an invalid job", err)
+			return dl.requeued("could not report an invalid job", err)
 		}
 	}
 	w.requeues.forget(key)
 	return Ack
+}
+
+// routeOf is where a delivery's statuses go. A reply_to the policy refuses
+// is dropped from the route (the job's status queue is used instead) and
+// the error says why.
+func (w *Worker) routeOf(d queue.Delivery) (route, error) {
+	if err := w.cfg.ReplyTo.Check(d.ReplyTo); err != nil {
+		return route{statusQueue: true}, err
+	}
+	return route{statusQueue: d.ReplyTo == "" || w.cfg.StatusQueueWithReply, replyTo: d.ReplyTo, correlationID: d.CorrelationID}, nil
+}
+
+// requeued requeues the delivery: a shutdown, or a failure this worker
+// may not have again.
+func (dl *delivery) requeued(why string, err error) Outcome {
+	dl.log.Warn("job requeued", "why", why, "err", err)
+	dl.w.obs.JobRequeued(why)
+	return Requeue
+}
+
+// publishTo publishes one status where rt says, fitted to the status size
+// limit; when the broker refuses it as too large (its real limit was lower
+// than we knew), it is fitted to the limit the broker gave and published
+// once more. It is not cancelled with the job: a status is bounded by
+// cleanup.DefaultBound.
+func (dl *delivery) publishTo(ctx context.Context, rt route, st *job.Status) error {
+	ctx, cancel := cleanup.Detached(ctx, cleanup.DefaultBound)
+	defer cancel()
+	pub := dl.pub
+	// The reply first: it is the route the producer chose (the HTTP API
+	// waits on it); the status queue, kept for followers of the seed's
+	// protocol, gets the same status once the broker confirmed the reply.
+	send := func(body []byte) error {
+		if rt.replyTo != "" {
+			if err := pub.PublishReply(ctx, rt.replyTo, rt.correlationID, body); err != nil {
+				return err
+			}
+		}
+		if rt.statusQueue {
+			return pub.PublishStatus(ctx, st.ID, body)
+		}
+		return nil
+	}
+	var err error
+	for range 2 {
+		limit := dl.statusLimit()
+		body := st.Marshal()
+		if len(body) > limit && st.Fit(limit) {
+			before := len(body)
+			body = st.Marshal()
+			dl.w.obs.StatusTrimmed(before - len(body))
+			dl.log.Warn("status trimmed to fit", "job_id", st.ID, "limit", limit, "bytes", before, "trimmed_to", len(body))
+		}
+		if err = send(body); !errors.Is(err, queue.ErrTooLarge) {
+			return err
+		}
+	}
+	return err
+}
+
+// streamOutput publishes a job's streamed output as "output" statuses, in
+// order, from a goroutine of its own so the agent's reader never waits for
+// the broker. done waits until every queued status is published; chunks
+// that find the queue full are dropped (the final status has all the
+// output).
+func (dl *delivery) streamOutput(ctx context.Context, id string) (progress func(agentproto.Output), done func()) {
+	log := dl.log
+	ch := make(chan agentproto.Output, 64)
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for o := range ch {
+			if err := dl.publishTo(ctx, dl.rt, job.Output(id, o.Seq, o.Stdout, o.Stderr)); err != nil {
+				log.Warn("output status not published", "seq", o.Seq, "err", err)
+			}
+		}
+	}()
+	progress = func(o agentproto.Output) {
+		select {
+		case ch <- o:
+		default:
+			log.Warn("output status dropped: the broker is behind", "seq", o.Seq)
+		}
+	}
+	return progress, func() { close(ch); <-finished }
+}
+
+// statusLimit is the most a status may take: the configured cap, and the
+// broker's limit less room for the message's properties.
+func (dl *delivery) statusLimit() int {
+	return min(dl.w.cfg.MaxStatusBytes, dl.pub.MaxMessageSize()-statusHeadroom)
+}
+
+// stopSandbox stops the job's sandbox, once the delivery is settled,
+// bounded by cleanup.DefaultBound whatever became of the job.
+func (dl *delivery) stopSandbox(ctx context.Context) {
+	ctx, cancel := cleanup.Detached(ctx, cleanup.DefaultBound)
+	defer cancel()
+	t := time.Now()
+	if err := dl.sb.Stop(ctx); err != nil {
+		dl.log.Warn("stop sandbox", "err", err)
+	}
+	dl.log.Debug("sandbox stopped", "teardown_us", time.Since(t).Microseconds())
 }

@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/codebench/codebench/internal/agentproto"
 	"github.com/codebench/codebench/internal/backoff"
 	"github.com/codebench/codebench/internal/execute"
 	"github.com/codebench/codebench/internal/job"
@@ -81,16 +80,6 @@ func (noObserver) Consuming(bool)                                  {}
 type route struct {
 	statusQueue            bool
 	replyTo, correlationID string
-}
-
-// routeOf is where a delivery's statuses go. A reply_to the policy refuses
-// is dropped from the route (the job's status queue is used instead) and
-// the error says why.
-func (w *Worker) routeOf(d queue.Delivery) (route, error) {
-	if err := w.cfg.ReplyTo.Check(d.ReplyTo); err != nil {
-		return route{statusQueue: true}, err
-	}
-	return route{statusQueue: d.ReplyTo == "" || w.cfg.StatusQueueWithReply, replyTo: d.ReplyTo, correlationID: d.CorrelationID}, nil
 }
 
 // statusHeadroom is left under the broker's limit for the message's
@@ -371,90 +360,4 @@ func settle(d queue.Delivery, o Outcome, log *slog.Logger) {
 		// The broker redelivers an unsettled job when the channel closes.
 		log.Warn("settling the delivery failed; the broker will redeliver it", "outcome", o, "err", err)
 	}
-}
-
-func (w *Worker) requeued(log *slog.Logger, why string, err error) Outcome {
-	log.Warn("job requeued", "why", why, "err", err)
-	w.obs.JobRequeued(why)
-	return Requeue
-}
-
-// publishTo publishes one status where rt says, fitted to the status size
-// limit; when the broker refuses it as too large (its real limit was lower
-// than we knew), it is fitted to the limit the broker gave and published
-// once more.
-func (w *Worker) publishTo(ctx context.Context, pub Publisher, rt route, st *job.Status) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	// The reply first: it is the route the producer chose (the HTTP API
-	// waits on it); the status queue, kept for followers of the seed's
-	// protocol, gets the same status once the broker confirmed the reply.
-	send := func(body []byte) error {
-		if rt.replyTo != "" {
-			if err := pub.PublishReply(ctx, rt.replyTo, rt.correlationID, body); err != nil {
-				return err
-			}
-		}
-		if rt.statusQueue {
-			return pub.PublishStatus(ctx, st.ID, body)
-		}
-		return nil
-	}
-	var err error
-	for range 2 {
-		limit := w.statusLimit(pub)
-		body := st.Marshal()
-		if len(body) > limit && st.Fit(limit) {
-			before := len(body)
-			body = st.Marshal()
-			w.obs.StatusTrimmed(before - len(body))
-			w.log.Warn("status trimmed to fit", "job_id", st.ID, "limit", limit, "bytes", before, "trimmed_to", len(body))
-		}
-		if err = send(body); !errors.Is(err, queue.ErrTooLarge) {
-			return err
-		}
-	}
-	return err
-}
-
-// streamOutput publishes a job's streamed output as "output" statuses, in
-// order, from a goroutine of its own so the agent's reader never waits for
-// the broker. done waits until every queued status is published; chunks
-// that find the queue full are dropped (the final status has all the
-// output).
-func (w *Worker) streamOutput(ctx context.Context, pub Publisher, rt route, id string, log *slog.Logger) (progress func(agentproto.Output), done func()) {
-	ch := make(chan agentproto.Output, 64)
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		for o := range ch {
-			if err := w.publishTo(ctx, pub, rt, job.Output(id, o.Seq, o.Stdout, o.Stderr)); err != nil {
-				log.Warn("output status not published", "seq", o.Seq, "err", err)
-			}
-		}
-	}()
-	progress = func(o agentproto.Output) {
-		select {
-		case ch <- o:
-		default:
-			log.Warn("output status dropped: the broker is behind", "seq", o.Seq)
-		}
-	}
-	return progress, func() { close(ch); <-finished }
-}
-
-// statusLimit is the most a status may take: the configured cap, and the
-// broker's limit less room for the message's properties.
-func (w *Worker) statusLimit(pub Publisher) int {
-	return min(w.cfg.MaxStatusBytes, pub.MaxMessageSize()-statusHeadroom)
-}
-
-func (w *Worker) stopSandbox(ctx context.Context, sb Sandbox, log *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	t := time.Now()
-	if err := sb.Stop(ctx); err != nil {
-		log.Warn("stop sandbox", "err", err)
-	}
-	log.Debug("sandbox stopped", "teardown_us", time.Since(t).Microseconds())
 }
