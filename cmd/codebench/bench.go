@@ -18,6 +18,7 @@ import (
 	"github.com/codebench/codebench/internal/job"
 	"github.com/codebench/codebench/internal/provision"
 	"github.com/codebench/codebench/internal/sandbox"
+	"github.com/codebench/codebench/internal/sandbox/drivers"
 )
 
 // benchCmd measures the drivers (internal/bench) with this configuration's
@@ -92,7 +93,7 @@ func benchHarness(cfg config.Config, log *slog.Logger) bench.Harness {
 			cfg := cfg
 			allow := cfg.VM.AllowTCG
 			if name != "" {
-				if err := selectDriver(&cfg, driverList(cfg, sandbox.Spec{}, log), name); err != nil {
+				if err := selectDriver(&cfg, drivers.List(cfg, sandbox.Spec{}, log), name); err != nil {
 					return nil, nil, err
 				}
 				allow = true // a benchmark of TCG is the user's own choice

@@ -20,7 +20,7 @@ import (
 	"github.com/codebench/codebench/internal/reconcile"
 	"github.com/codebench/codebench/internal/sandbox"
 	"github.com/codebench/codebench/internal/sandbox/choose"
-	"github.com/codebench/codebench/internal/sandbox/qemu"
+	"github.com/codebench/codebench/internal/sandbox/drivers"
 )
 
 // doctorCmd reports what works on this host. It exits non-zero when
@@ -33,7 +33,7 @@ func doctorCmd(fs *flag.FlagSet) commandFunc {
 	driver := fs.String("driver", "", "check auto or exactly one candidate, by the name doctor prints, instead of CODEBENCH_DRIVER")
 	return func(ctx context.Context, cfg config.Config, log *slog.Logger, args []string) error {
 		if *driver != "" {
-			if err := selectDriver(&cfg, driverList(cfg, sandbox.Spec{}, log), *driver); err != nil {
+			if err := selectDriver(&cfg, drivers.List(cfg, sandbox.Spec{}, log), *driver); err != nil {
 				return err
 			}
 		}
@@ -76,8 +76,8 @@ func doctorCmd(fs *flag.FlagSet) commandFunc {
 			f.Close()
 			info("/dev/kvm", "opens (whether it boots a guest is probed below)")
 		}
-		if khz, err := qemu.HostTSCKHz(); err == nil {
-			info("tsc", fmt.Sprintf("%d kHz (passed as tsc_early_khz)", khz))
+		for _, f := range drivers.HostFacts() {
+			info(f[0], f[1])
 		}
 		img, err := image.Resolve(cfg.DataDir, cfg.Image)
 		switch {
@@ -92,7 +92,7 @@ func doctorCmd(fs *flag.FlagSet) commandFunc {
 		if img != nil {
 			// Every candidate the configuration allows, probed for real, in the
 			// order the worker tries them.
-			list := driverList(cfg, specFor(cfg, img), log)
+			list := drivers.List(cfg, drivers.Spec(img, cfg.VM), log)
 			c, err := choose.Choose(ctx, candidates(cfg, list), cfg.VM.AllowTCG, true)
 			for _, r := range c.Reports {
 				what := "driver " + r.Name
@@ -111,7 +111,7 @@ func doctorCmd(fs *flag.FlagSet) commandFunc {
 				report(true, "sandbox", fmt.Sprintf("the worker will use %s (CODEBENCH_DRIVER=%s)", c.Name, cfg.VM.Driver))
 				// The walls around a job on that driver (docs/SECURITY.md).
 				desc, _ := describing(list, c.Name)
-				for _, w := range walls(ctx, c, desc, specFor(cfg, img)) {
+				for _, w := range walls(ctx, c, desc, drivers.Spec(img, cfg.VM)) {
 					mark := "wall"
 					if !w.Present {
 						mark = "MISS"

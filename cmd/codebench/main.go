@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/codebench/codebench/internal/config"
-	"github.com/codebench/codebench/internal/sandbox/qemu"
+	"github.com/codebench/codebench/internal/sandbox/drivers"
 )
 
 const usage = `usage: codebench <command> [flags]
@@ -121,9 +121,9 @@ func realMain() int {
 		fmt.Fprint(os.Stderr, usage)
 		return 2
 	}
-	// The QEMU driver re-executes this binary as each VM's jail helper.
-	if os.Args[1] == qemu.JailCommand {
-		fmt.Fprintln(os.Stderr, "codebench:", qemu.JailMain(os.Args[2:]))
+	// A driver re-executes this binary as its helper (QEMU's jail).
+	if ok, err := drivers.Reexec(os.Args[1:]); ok {
+		fmt.Fprintln(os.Stderr, "codebench:", err)
 		return 1
 	}
 	if n := os.Args[1]; n == "help" || n == "-h" || n == "--help" {

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/codebench/codebench/internal/sandbox/qemu"
+	"github.com/codebench/codebench/internal/sandbox/drivers"
 	"github.com/codebench/codebench/internal/testenv"
 )
 
@@ -19,7 +19,7 @@ var binary string
 
 func TestMain(m *testing.M) {
 	// The QEMU driver re-executes this test binary as its jail helper.
-	if len(os.Args) > 1 && os.Args[1] == qemu.JailCommand {
+	if drivers.IsReexec(os.Args[1:]) {
 		os.Exit(testenv.Main(m))
 	}
 	dir, err := os.MkdirTemp("", "codebench-bin-")

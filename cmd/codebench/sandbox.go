@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/codebench/codebench/internal/config"
 	"github.com/codebench/codebench/internal/image"
@@ -18,10 +17,7 @@ import (
 	"github.com/codebench/codebench/internal/reconcile"
 	"github.com/codebench/codebench/internal/sandbox"
 	"github.com/codebench/codebench/internal/sandbox/choose"
-	"github.com/codebench/codebench/internal/sandbox/firecracker"
-	"github.com/codebench/codebench/internal/sandbox/gvisor"
-	"github.com/codebench/codebench/internal/sandbox/hostcgroup"
-	"github.com/codebench/codebench/internal/sandbox/qemu"
+	"github.com/codebench/codebench/internal/sandbox/drivers"
 	"github.com/codebench/codebench/internal/template"
 )
 
@@ -49,40 +45,14 @@ func openEnv(ctx context.Context, cfg config.Config, log *slog.Logger, owner str
 	if err != nil {
 		return nil, err
 	}
-	spec := specFor(cfg, img)
-	list := driverList(cfg, spec, log)
+	spec := drivers.Spec(img, cfg.VM)
+	list := drivers.List(cfg, spec, log)
 	c, err := choose.Choose(ctx, candidates(cfg, list), allowNoBoundary, false)
 	if err != nil {
 		return nil, fmt.Errorf("%w (CODEBENCH_DRIVER=%s)", err, cfg.VM.Driver)
 	}
 	desc, _ := describing(list, c.Name)
 	return &env{runDir: cfg.RunDir, img: img, driver: c.Driver, choice: c, desc: desc, spec: spec, policy: policyFor(cfg, img)}, nil
-}
-
-func specFor(cfg config.Config, img *image.Image) sandbox.Spec {
-	return sandbox.Spec{
-		Kernel: img.KernelPath(), Initrd: img.InitrdPath(), Rootfs: img.RootfsPath(), RootDir: img.RootTreePath(),
-		MemoryMB: cfg.VM.MemoryMB, VCPUs: cfg.VM.VCPUs,
-	}
-}
-
-// driverList is the one ordered list of sandbox drivers, in auto's order of
-// preference: a KVM microVM (Firecracker, then QEMU), then gVisor, then
-// QEMU under TCG (no security boundary: only where allowed). Each driver
-// describes itself (sandbox.Descriptor); what follows loops over the list
-// and never names a driver.
-func driverList(cfg config.Config, spec sandbox.Spec, log *slog.Logger) []sandbox.Descriptor {
-	qcfg, why, qerr := qemuConfig(cfg)
-	qemus := qemu.Describe(qcfg, qemu.DescribeOptions{JailWhy: why, ConfigErr: qerr, Accel: cfg.VM.Accel,
-		AccelCache: filepath.Join(cfg.DataDir, "accel-probe.json"), Spec: spec,
-		AllowRootVMM: cfg.VM.AllowRootVMM, AllowTCG: cfg.VM.AllowTCG}, log)
-	gcfg, gerr := gvisorConfig(cfg, log)
-	return []sandbox.Descriptor{
-		firecracker.Describe(firecrackerConfig(cfg), cfg.VM.AllowRootVMM, log),
-		qemus[0], // under KVM
-		gvisor.Describe(gcfg, gvisor.DescribeOptions{Spec: spec, ProbeTimeout: min(cfg.VM.BootLimit, 60*time.Second), CgroupsErr: gerr}, log),
-		qemus[1], // under TCG
-	}
 }
 
 // candidates are the drivers of list the driver setting allows, in order:
@@ -121,37 +91,6 @@ func driverNames(list []sandbox.Descriptor) string {
 	return strings.Join(names, ", ")
 }
 
-// qemuConfig is the QEMU driver's config with its jail resolved (this
-// binary is the jail's helper), and a line saying how QEMU runs.
-func qemuConfig(cfg config.Config) (qemu.Config, string, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return qemu.Config{}, "", err
-	}
-	j, why, err := qemu.NewJail(cfg.VM.QEMUJail, cfg.VM.VMUser, exe)
-	if err != nil {
-		return qemu.Config{}, "", err
-	}
-	return qemu.Config{Binary: cfg.VM.QEMU, RunDir: cfg.RunDir, TSCKHz: cfg.VM.TSCKHz, Jail: j}, why, nil
-}
-
-// gvisorConfig is the gVisor driver's config; as root, each sandbox gets a
-// host cgroup with limits where the host has one to give (the error says
-// why not).
-func gvisorConfig(cfg config.Config, log *slog.Logger) (gvisor.Config, error) {
-	gcfg := gvisor.Config{Binary: cfg.VM.Runsc, RunDir: cfg.RunDir, Platform: cfg.VM.GVisorPlatform}
-	if os.Geteuid() != 0 {
-		return gcfg, nil
-	}
-	cg, err := hostcgroup.Detect(hostcgroup.Root, hostcgroup.DefaultName)
-	if err != nil {
-		log.Warn("gVisor sandboxes without a host cgroup", "err", err)
-		return gcfg, err
-	}
-	gcfg.Cgroups = cg
-	return gcfg, nil
-}
-
 // close removes this process's run dir; it is empty once every VM stopped.
 func (e *env) close(log *slog.Logger) {
 	if err := os.Remove(e.runDir); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -164,7 +103,7 @@ func (e *env) close(log *slog.Logger) {
 func reconcileRunDir(ctx context.Context, cfg config.Config, log *slog.Logger) {
 	var rs []sandbox.Reclaimer
 	seen := map[string]bool{}
-	for _, d := range driverList(cfg, sandbox.Spec{}, log) {
+	for _, d := range drivers.List(cfg, sandbox.Spec{}, log) {
 		if d.Reclaimer == nil || seen[d.Setting] { // one per driver, whatever its accelerators
 			continue
 		}
@@ -180,18 +119,6 @@ func reconcileRunDir(ctx context.Context, cfg config.Config, log *slog.Logger) {
 	if len(rep.Removed) > 0 {
 		log.Info("reconcile: cleaned leftovers of dead processes", "dirs", len(rep.Removed), "vms_killed", len(rep.Killed))
 	}
-}
-
-// firecrackerConfig is the Firecracker driver's config.
-func firecrackerConfig(cfg config.Config) firecracker.Config {
-	fc := firecracker.Config{Binary: cfg.VM.Firecracker, RunDir: cfg.RunDir, VmlinuxCache: filepath.Join(cfg.DataDir, "cache", "vmlinux")}
-	if j := cfg.VM.Jailer; j.Enabled {
-		fc.Jailer = &firecracker.Jailer{Binary: j.Binary, UID: j.UID, GID: j.GID, ChrootBaseDir: j.Chroot, NetNS: j.NetNS}
-		if cg, err := hostcgroup.Detect(hostcgroup.Root, hostcgroup.DefaultName); err == nil && cg.Version == "v1" {
-			fc.Jailer.CgroupVersion = "1"
-		}
-	}
-	return fc
 }
 
 func policyFor(cfg config.Config, img *image.Image) job.Policy {

@@ -28,6 +28,8 @@ import (
 	"github.com/codebench/codebench/internal/config"
 	"github.com/codebench/codebench/internal/image"
 	"github.com/codebench/codebench/internal/sandbox"
+	"github.com/codebench/codebench/internal/sandbox/drivers"
+	"github.com/codebench/codebench/internal/sandbox/firecracker"
 	"github.com/codebench/codebench/internal/sandbox/gvisor"
 	"github.com/codebench/codebench/internal/sandbox/hostcgroup"
 	"github.com/codebench/codebench/internal/sandbox/qemu"
@@ -56,8 +58,8 @@ func missing(t testing.TB, envVar, format string, args ...any) {
 // calls it from TestMain: the QEMU driver re-executes the running binary
 // as each VM's jail helper, and in a test that binary is the test binary.
 func Main(m *testing.M) int {
-	if len(os.Args) > 1 && os.Args[1] == qemu.JailCommand {
-		fmt.Fprintln(os.Stderr, "jail helper:", qemu.JailMain(os.Args[2:]))
+	if ok, err := drivers.Reexec(os.Args[1:]); ok {
+		fmt.Fprintln(os.Stderr, "driver helper:", err)
 		return 1
 	}
 	return m.Run()
@@ -95,16 +97,12 @@ func NeedVM(t testing.TB) *VM {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(runDir) })
-	spec := sandbox.Spec{Kernel: img.KernelPath(), Initrd: img.InitrdPath(), Rootfs: img.RootfsPath(), RootDir: img.RootTreePath(), MemoryMB: cfg.VM.MemoryMB}
-	exe, err := os.Executable()
+	spec := drivers.Spec(img, cfg.VM)
+	qcfg, why, err := qemu.ConfigFrom(cfg.VM, runDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	jail, why, err := qemu.NewJail(cfg.VM.QEMUJail, cfg.VM.VMUser, exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	qcfg := qemu.Config{Binary: cfg.VM.QEMU, RunDir: runDir, TSCKHz: cfg.VM.TSCKHz, Jail: jail}
+	jail := qcfg.Jail
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	probe, err := qemu.ResolveAccel(ctx, cfg.VM.Accel, qcfg, spec, filepath.Join(cfg.DataDir, "accel-probe.json"), Logger(t))
@@ -161,7 +159,7 @@ func NeedGVisor(t testing.TB) *GVisor {
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(runDir) })
 	cg, cgErr := hostcgroup.Detect(hostcgroup.Root, hostcgroup.DefaultName)
-	d, err := gvisor.New(gvisor.Config{Binary: cfg.VM.Runsc, RunDir: runDir, Cgroups: cg}, Logger(t))
+	d, err := gvisor.New(gvisor.ConfigFrom(cfg.VM, runDir, cg), Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +171,7 @@ func NeedGVisor(t testing.TB) *GVisor {
 		missing(t, "CODEBENCH_REQUIRE_GVISOR", "capability gVisor systrap: %s has only ptrace, which the walls and the "+
 			"docs do not describe (scripts/install-deps.sh installs bookworm-backports' runsc)", d.Version())
 	}
-	spec := sandbox.Spec{Kernel: img.KernelPath(), Initrd: img.InitrdPath(), Rootfs: img.RootfsPath(), RootDir: img.RootTreePath(), MemoryMB: cfg.VM.MemoryMB}
+	spec := drivers.Spec(img, cfg.VM)
 	return &GVisor{Config: cfg, Image: img, Driver: d, Spec: spec, RunDir: runDir, Cgroups: cg, CgroupsErr: cgErr}
 }
 
@@ -207,12 +205,69 @@ func (g *GVisor) Sandbox() *Sandbox {
 	return &Sandbox{Name: "gvisor", Config: g.Config, Image: g.Image, Driver: g.Driver, Spec: g.Spec, RunDir: g.RunDir, process: "runsc"}
 }
 
-// EachSandbox runs fn as a subtest for every driver the tests must cover on
-// this host, QEMU and gVisor; each skips (or fails, where required) on its
-// own when it cannot run here.
+// sandboxes are how a test gets each driver of the one list
+// (drivers.List), by its setting.
+var sandboxes = map[string]func(t testing.TB) *Sandbox{
+	"firecracker": func(t testing.TB) *Sandbox { return NeedFirecracker(t) },
+	"qemu":        func(t testing.TB) *Sandbox { return NeedVM(t).Sandbox() },
+	"gvisor":      func(t testing.TB) *Sandbox { return NeedGVisor(t).Sandbox() },
+}
+
+// EachSandbox runs fn as a subtest for every driver of the one list
+// (drivers.List, once per setting, whatever its accelerators); each skips
+// (or fails, where required) on its own when it cannot run here. A driver
+// added to the list that the tests cannot start fails here.
 func EachSandbox(t *testing.T, fn func(t *testing.T, sb *Sandbox)) {
-	t.Run("qemu", func(t *testing.T) { fn(t, NeedVM(t).Sandbox()) })
-	t.Run("gvisor", func(t *testing.T) { fn(t, NeedGVisor(t).Sandbox()) })
+	seen := map[string]bool{}
+	for _, d := range drivers.List(Config(t), sandbox.Spec{}, Logger(t)) {
+		if seen[d.Setting] {
+			continue
+		}
+		seen[d.Setting] = true
+		need, ok := sandboxes[d.Setting]
+		if !ok {
+			t.Fatalf("testenv cannot start driver %s (add it to testenv's sandboxes)", d.Setting)
+		}
+		t.Run(d.Setting, func(t *testing.T) { fn(t, need(t)) })
+	}
+}
+
+// NeedFirecracker returns the Firecracker driver on the current guest
+// image, with a fresh run dir, or skips: the binary is not installable on
+// this project's machines (Debian has no package), and it needs a KVM that
+// boots the guest.
+func NeedFirecracker(t testing.TB) *Sandbox {
+	t.Helper()
+	cfg := Config(t)
+	if _, err := exec.LookPath(cfg.VM.Firecracker); err != nil {
+		t.Skipf("capability Firecracker: no %s binary (not installable here: Debian has no package): %v", cfg.VM.Firecracker, err)
+	}
+	img, err := image.Resolve(cfg.DataDir, cfg.Image)
+	if err != nil {
+		missing(t, "CODEBENCH_REQUIRE_VM", "no guest image (run codebench image build): %v", err)
+	}
+	runDir, err := os.MkdirTemp("/run", "cbf-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(runDir) })
+	cg, _ := hostcgroup.Detect(hostcgroup.Root, hostcgroup.DefaultName)
+	d, err := firecracker.New(firecracker.ConfigFrom(cfg.VM, runDir, cfg.DataDir, cg), Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Probe(); err != nil {
+		t.Skipf("capability Firecracker: cannot run on this host: %v", err)
+	}
+	spec := drivers.Spec(img, cfg.VM)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	inst, err := sandbox.Boot(ctx, d, spec)
+	if err != nil {
+		t.Skipf("capability Firecracker: this host's KVM does not boot the guest: %v", err)
+	}
+	_ = inst.Stop(ctx)
+	return &Sandbox{Name: "firecracker", Config: cfg, Image: img, Driver: d, Spec: spec, RunDir: runDir, process: "firecracker"}
 }
 
 // KillProcesses sends SIGKILL to the driver's processes under the run dir,
