@@ -361,3 +361,14 @@ func (c *Config) resolveSecrets() error {
 	c.Worker.RabbitURL = strings.Join(parts, ",")
 	return nil
 }
+
+// Names are every setting's environment variable, in the order they are
+// printed: the README's settings table names each one.
+func Names() []string {
+	var c Config
+	var out []string
+	for _, s := range settings(&c) {
+		out = append(out, s.env)
+	}
+	return out
+}

@@ -1,7 +1,10 @@
-// Package judge0 is Judge0 CE 1.13.1's model, as its clients see it: its
-// language ids for what the image has, its 14 statuses and how a result maps
-// to them, a submission's fields with their defaults, maxima and validation
-// errors, and how a submission is rendered (fields, base64, times). The HTTP
+// Package judge0 is Judge0 CE 1.13.1's front door as a codec, as its
+// clients see it: its language ids for what the image has, its 14 statuses
+// and how a result maps to them, a request's fields with their defaults,
+// maxima and validation errors, validated into a codebench job and the
+// options the job cannot say (Codec.Validate), and a submission record
+// rendered as Judge0 renders a submission (fields, base64, times:
+// Codec.Render). It knows neither Piston nor the guest protocol; the HTTP
 // routes that serve it are internal/api's.
 package judge0
 

@@ -1,3 +1,8 @@
+// Package build builds a guest image (internal/image): debootstrap of a
+// Debian minbase root with the languages' toolchains from the mirror the
+// host's apt sources name, Debian's cloud kernel, an initramfs whose /init
+// is the agent, the root as an ext4 disk and as a tree, and the manifest,
+// content-addressed. Only `codebench image build` links it.
 package build
 
 import (
