@@ -21,8 +21,8 @@ func (s *Server) judge0Routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /submissions/batch", s.batchCreate)
 	mux.HandleFunc("GET /submissions/batch", s.batchShow)
 	mux.HandleFunc("DELETE /submissions/{token}", s.authorized(s.destroy))
-	mux.HandleFunc("GET /languages", s.languages)
-	mux.HandleFunc("GET /languages/all", s.languagesAll)
+	mux.HandleFunc("GET /languages", s.languageList(nil))
+	mux.HandleFunc("GET /languages/all", s.languageList(func(l judge0.Language, m map[string]any) { m["is_archived"] = l.IsArchived }))
 	mux.HandleFunc("GET /languages/{id}", s.language)
 	mux.HandleFunc("GET /statuses", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, judge0.Statuses) })
 	mux.HandleFunc("GET /about", s.about)
@@ -318,22 +318,21 @@ func (s *Server) batchShow(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"submissions": out})
 }
 
-func (s *Server) languages(w http.ResponseWriter, _ *http.Request) {
-	list := s.judge0.Languages()
-	out := make([]map[string]any, 0, len(list))
-	for _, l := range list {
-		out = append(out, map[string]any{"id": l.ID, "name": l.Name})
+// languageList answers the languages, each its id, its name and what more
+// adds.
+func (s *Server) languageList(more func(l judge0.Language, m map[string]any)) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		list := s.judge0.Languages()
+		out := make([]map[string]any, 0, len(list))
+		for _, l := range list {
+			m := map[string]any{"id": l.ID, "name": l.Name}
+			if more != nil {
+				more(l, m)
+			}
+			out = append(out, m)
+		}
+		writeJSON(w, http.StatusOK, out)
 	}
-	writeJSON(w, http.StatusOK, out)
-}
-
-func (s *Server) languagesAll(w http.ResponseWriter, _ *http.Request) {
-	list := s.judge0.Languages()
-	out := make([]map[string]any, 0, len(list))
-	for _, l := range list {
-		out = append(out, map[string]any{"id": l.ID, "name": l.Name, "is_archived": l.IsArchived})
-	}
-	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) language(w http.ResponseWriter, r *http.Request) {

@@ -4,6 +4,8 @@ import (
 	"embed"
 	"io/fs"
 	"net/http"
+
+	"github.com/codebench/codebench/internal/judge0"
 )
 
 // playgroundDoor is the name the playground's submissions carry: Judge0 requests
@@ -14,7 +16,8 @@ const playgroundDoor = "playground"
 func (s *Server) playgroundRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /{$}", s.playground)
 	mux.Handle("GET /playground/", http.StripPrefix("/playground/", http.FileServerFS(playgroundFiles)))
-	mux.HandleFunc("GET /playground/languages", s.playgroundLanguages)
+	// The languages with a hello world each.
+	mux.HandleFunc("GET /playground/languages", s.languageList(func(l judge0.Language, m map[string]any) { m["hello"] = l.Hello }))
 	mux.HandleFunc("POST /playground/submissions", s.playgroundSubmit)
 	mux.HandleFunc("GET /playground/output/{token}", s.playgroundOutput)
 }
@@ -47,16 +50,6 @@ func (s *Server) playground(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	_, _ = w.Write(b)
-}
-
-// playgroundLanguages are the languages with a hello world each.
-func (s *Server) playgroundLanguages(w http.ResponseWriter, _ *http.Request) {
-	list := s.judge0.Languages()
-	out := make([]map[string]any, 0, len(list))
-	for _, l := range list {
-		out = append(out, map[string]any{"id": l.ID, "name": l.Name, "hello": l.Hello})
-	}
-	writeJSON(w, http.StatusOK, out)
 }
 
 // playgroundSubmit is the playground's POST: a Judge0 submission (base64,

@@ -144,20 +144,29 @@ type GVisor struct {
 	CgroupsErr error
 }
 
+// imageAndRunDir are the current guest image (missing: skip, or fail where
+// require is set) and a fresh run dir under /run named prefix..., removed
+// after the test.
+func imageAndRunDir(t testing.TB, cfg config.Config, require, prefix string) (*image.Image, string) {
+	t.Helper()
+	img, err := image.Resolve(cfg.DataDir, cfg.Image)
+	if err != nil {
+		missing(t, require, "no guest image (run codebench image build): %v", err)
+	}
+	runDir, err := os.MkdirTemp("/run", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(runDir) })
+	return img, runDir
+}
+
 // NeedGVisor returns a gVisor driver on the current guest image, with a
 // fresh run dir, or skips (fails where CODEBENCH_REQUIRE_GVISOR is set).
 func NeedGVisor(t testing.TB) *GVisor {
 	t.Helper()
 	cfg := Config(t)
-	img, err := image.Resolve(cfg.DataDir, cfg.Image)
-	if err != nil {
-		missing(t, "CODEBENCH_REQUIRE_GVISOR", "no guest image (run codebench image build): %v", err)
-	}
-	runDir, err := os.MkdirTemp("/run", "cbg-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(runDir) })
+	img, runDir := imageAndRunDir(t, cfg, "CODEBENCH_REQUIRE_GVISOR", "cbg-")
 	cg, cgErr := hostcgroup.Detect(hostcgroup.Root, hostcgroup.DefaultName)
 	d, err := gvisor.New(gvisor.ConfigFrom(cfg.VM, runDir, cg), Logger(t))
 	if err != nil {
@@ -242,15 +251,7 @@ func NeedFirecracker(t testing.TB) *Sandbox {
 	if _, err := exec.LookPath(cfg.VM.Firecracker); err != nil {
 		t.Skipf("capability Firecracker: no %s binary (not installable here: Debian has no package): %v", cfg.VM.Firecracker, err)
 	}
-	img, err := image.Resolve(cfg.DataDir, cfg.Image)
-	if err != nil {
-		missing(t, "CODEBENCH_REQUIRE_VM", "no guest image (run codebench image build): %v", err)
-	}
-	runDir, err := os.MkdirTemp("/run", "cbf-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(runDir) })
+	img, runDir := imageAndRunDir(t, cfg, "CODEBENCH_REQUIRE_VM", "cbf-")
 	cg, _ := hostcgroup.Detect(hostcgroup.Root, hostcgroup.DefaultName)
 	d, err := firecracker.New(firecracker.ConfigFrom(cfg.VM, runDir, cfg.DataDir, cg), Logger(t))
 	if err != nil {

@@ -42,4 +42,3 @@ func TestConformance(t *testing.T) {
 		Leftovers: func() (int, []string) { return testenv.Processes(runDir, "firecracker"), testenv.Entries(runDir) },
 	})
 }
-
