@@ -27,7 +27,7 @@ var errExtract = errors.New("additional_files")
 func Unzip(z []byte, maxBytes int64, source string) (map[string]string, error) {
 	// Counted before the zip's directory is read (and an entry allocated
 	// for each record in it): directories count too, so allow a few more.
-	n, err := zipEntries(z)
+	n, err := zipEntries(z, 4*job.MaxFiles)
 	if err != nil {
 		return nil, fmt.Errorf("%w: is not a valid zip file", errExtract)
 	}
@@ -90,20 +90,43 @@ func readBounded(f *zip.File, left int64) ([]byte, error) {
 	return body, nil
 }
 
-// zipEntries is the number of entries a zip's end-of-central-directory
-// record declares (it is within the last 22 bytes and a comment of at most
-// 64 KiB). A ZIP64 zip (0xffff: more than 65,534 entries, or parts over
-// 4 GiB) is an error: nothing this bounded needs it.
-func zipEntries(z []byte) (int, error) {
-	const eocdLen = 22
+// zipEntries counts a zip's entries, directories included, by walking its
+// central directory's records (nothing is allocated for them), up to
+// limit+1: the zip is refused before archive/zip reads it. The directory
+// must lie within the archive, before its end record, and hold exactly the
+// entries that record declares (the 16-bit count wraps at 65,536: a zip of
+// 65,539 entries declares 3, and the walk finds more). A ZIP64 zip (0xffff)
+// is an error: nothing this bounded needs it.
+func zipEntries(z []byte, limit int) (int, error) {
+	const eocdLen, recordLen = 22, 46
+	le16 := func(b []byte) int { return int(b[0]) | int(b[1])<<8 }
+	le32 := func(b []byte) int64 { return int64(b[0]) | int64(b[1])<<8 | int64(b[2])<<16 | int64(b[3])<<24 }
 	for i := len(z) - eocdLen; i >= 0 && i >= len(z)-eocdLen-0xffff; i-- {
-		if z[i] == 'P' && z[i+1] == 'K' && z[i+2] == 5 && z[i+3] == 6 {
-			n := int(z[i+10]) | int(z[i+11])<<8
-			if n == 0xffff {
-				return 0, errors.New("zip64")
-			}
-			return n, nil
+		if z[i] != 'P' || z[i+1] != 'K' || z[i+2] != 5 || z[i+3] != 6 {
+			continue
 		}
+		declared := le16(z[i+10:])
+		size, offset := le32(z[i+12:]), le32(z[i+16:])
+		if declared == 0xffff || size == 0xffffffff || offset == 0xffffffff {
+			return 0, errors.New("zip64")
+		}
+		if offset+size > int64(i) {
+			return 0, errors.New("the central directory is not within the archive")
+		}
+		n := 0
+		for pos, end := offset, offset+size; pos < end; n++ {
+			if n > limit {
+				return n, nil
+			}
+			if pos+recordLen > end || z[pos] != 'P' || z[pos+1] != 'K' || z[pos+2] != 1 || z[pos+3] != 2 {
+				return 0, errors.New("a central directory record is broken")
+			}
+			pos += recordLen + int64(le16(z[pos+28:])+le16(z[pos+30:])+le16(z[pos+32:]))
+		}
+		if n != declared {
+			return 0, fmt.Errorf("the end record declares %d entries, the directory holds %d", declared, n)
+		}
+		return n, nil
 	}
 	return 0, errors.New("no end of central directory")
 }

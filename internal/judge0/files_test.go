@@ -34,6 +34,47 @@ func makeZip(t *testing.T, entries ...zipEntry) []byte {
 	return buf.Bytes()
 }
 
+// eocd is the offset of a zip's end record.
+func eocd(z []byte) int { return bytes.LastIndex(z, []byte("PK\x05\x06")) }
+
+// declare is z with its end record declaring n entries.
+func declare(z []byte, n int) []byte {
+	z = bytes.Clone(z)
+	i := eocd(z)
+	z[i+8], z[i+9], z[i+10], z[i+11] = byte(n), byte(n>>8), byte(n), byte(n>>8)
+	return z
+}
+
+// moveDirectory is z with its end record placing the directory at offset.
+func moveDirectory(z []byte, offset uint32) []byte {
+	z = bytes.Clone(z)
+	i := eocd(z)
+	z[i+16], z[i+17], z[i+18], z[i+19] = byte(offset), byte(offset>>8), byte(offset>>16), byte(offset>>24)
+	return z
+}
+
+// wrappedZip is a central directory of n directory entries and an end
+// record that declares n mod 65,536 of them (no ZIP64 record): what a
+// writer that lets the count wrap makes.
+func wrappedZip(n int) []byte {
+	var b bytes.Buffer
+	for k := range n {
+		name := fmt.Sprintf("%x/", k)
+		rec := make([]byte, 46)
+		copy(rec, "PK\x01\x02")
+		rec[28], rec[29] = byte(len(name)), 0
+		b.Write(rec)
+		b.WriteString(name)
+	}
+	size := b.Len()
+	end := make([]byte, 22)
+	copy(end, "PK\x05\x06")
+	end[8], end[9], end[10], end[11] = byte(n), byte(n>>8), byte(n), byte(n>>8)
+	end[12], end[13], end[14], end[15] = byte(size), byte(size>>8), byte(size>>16), byte(size>>24)
+	b.Write(end)
+	return b.Bytes()
+}
+
 func TestUnzip(t *testing.T) {
 	many := make([]zipEntry, 65)
 	for i := range many {
@@ -67,6 +108,11 @@ func TestUnzip(t *testing.T) {
 		// 1,000 empty directories: refused by the count in the zip's last
 		// record, before its directory is read.
 		{"a directory of many entries", makeZip(t, manyDirs...), nil, "more than 64 files"},
+		// 65,539 entries: the end record's 16-bit count wraps to 3; the
+		// walk of the directory counts them (and stops past the bound).
+		{"a count that wraps", wrappedZip(65539), nil, "more than 64 files"},
+		{"a count that does not match the directory", declare(makeZip(t, zipEntry{"a", []byte("a")}, zipEntry{"b", []byte("b")}), 1), nil, "not a valid zip"},
+		{"a directory outside the archive", moveDirectory(makeZip(t, zipEntry{"a", []byte("a")}), 1<<30), nil, "not a valid zip"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
