@@ -17,15 +17,22 @@ func (s *Server) opsRoutes(mux *http.ServeMux) {
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") }
 
 // readyz is 200 when the API can take submissions: its store answers and
-// the broker is connected; else 503 with why.
+// the broker is connected; else 503 saying which (the error itself, which
+// may name a host, a user or a database, goes to the log only).
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	err := s.store.Ping(r.Context())
-	if err == nil && s.ready != nil {
-		err = s.ready()
+	why := ""
+	if err := s.store.Ping(r.Context()); err != nil {
+		s.log.Warn("api: not ready: the store", "err", err)
+		why = "the store is unavailable"
+	} else if s.ready != nil {
+		if err := s.ready(); err != nil {
+			s.log.Warn("api: not ready: the broker", "err", err)
+			why = "not connected to the broker"
+		}
 	}
-	if err != nil {
+	if why != "" {
 		w.WriteHeader(http.StatusServiceUnavailable)
-		io.WriteString(w, err.Error()+"\n")
+		io.WriteString(w, why+"\n")
 		return
 	}
 	io.WriteString(w, "ready\n")

@@ -15,7 +15,7 @@ const playgroundDoor = "playground"
 // playgroundRoutes are the playground's page and its calls.
 func (s *Server) playgroundRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /{$}", s.playground)
-	mux.Handle("GET /playground/", http.StripPrefix("/playground/", http.FileServerFS(playgroundFiles)))
+	mux.Handle("GET /playground/", pageHeaders(http.StripPrefix("/playground/", http.FileServerFS(playgroundFiles))))
 	// The languages with a hello world each.
 	mux.HandleFunc("GET /playground/languages", s.languageList(func(l judge0.Language, m map[string]any) { m["hello"] = l.Hello }))
 	mux.HandleFunc("POST /playground/submissions", s.playgroundSubmit)
@@ -47,9 +47,25 @@ func (s *Server) playground(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
+	setPageHeaders(w)
 	_, _ = w.Write(b)
+}
+
+// setPageHeaders are every playground path's: it loads only from here, is
+// framed by no page (frame-ancestors, X-Frame-Options) and is never
+// sniffed into another type.
+func setPageHeaders(w http.ResponseWriter) {
+	w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'")
+	w.Header().Set("X-Frame-Options", "DENY")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+}
+
+// pageHeaders sets setPageHeaders' headers on every answer of next.
+func pageHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		setPageHeaders(w)
+		next.ServeHTTP(w, r)
+	})
 }
 
 // playgroundSubmit is the playground's POST: a Judge0 submission (base64,

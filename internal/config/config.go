@@ -349,6 +349,11 @@ func Load(lookup func(string) (string, bool), path string, overrides map[string]
 			errs = append(errs, fmt.Errorf("unknown setting %q", k))
 			continue
 		}
+		if st.token && overrides[k] != "" {
+			errs = append(errs, fmt.Errorf("--%s: a secret on the command line is visible to every user of the host; give it in %s (the environment) or the config file",
+				flagName(k), st.env))
+			continue
+		}
 		if st.secret && maskURLs(overrides[k]) != overrides[k] {
 			// /proc/<pid>/cmdline and expvar show every argument.
 			errs = append(errs, fmt.Errorf("--%s: a password on the command line is visible to every user of the host; "+

@@ -185,3 +185,33 @@ func TestFlags(t *testing.T) {
 		t.Fatalf("flags %v", got)
 	}
 }
+
+// TestSecretsMasked: API tokens are printed masked whole, refused as
+// flags; a database URL's password and query are masked.
+func TestSecretsMasked(t *testing.T) {
+	c, err := Load(func(k string) (string, bool) {
+		v, ok := map[string]string{"CODEBENCH_API_AUTH_TOKENS": "tok-one,tok-two", "CODEBENCH_API_AUTHZ_TOKENS": "admin-tok",
+			"CODEBENCH_API_DATABASE_URL": "postgres://api:pgsecret@db.internal:5432/cb?sslmode=require&password=qsecret"}[k]
+		return v, ok
+	}, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	if err := Print(&b, c); err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"tok-one", "tok-two", "admin-tok", "pgsecret", "qsecret"} {
+		if strings.Contains(b.String(), secret) {
+			t.Errorf("%s printed:\n%s", secret, b.String())
+		}
+	}
+	if !strings.Contains(b.String(), `api_auth_tokens = "xxxxx"`) || !strings.Contains(b.String(), `api_database_url = "postgres://api:xxxxx@db.internal:5432/cb?xxxxx"`) {
+		t.Fatalf("not masked as expected:\n%s", b.String())
+	}
+	for _, flag := range []string{"api_auth_tokens", "api_authz_tokens"} {
+		if _, err := Load(func(string) (string, bool) { return "", false }, "", map[string]string{flag: "t"}); err == nil || !strings.Contains(err.Error(), "command line") {
+			t.Errorf("--%s accepted: %v", flag, err)
+		}
+	}
+}

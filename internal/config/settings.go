@@ -24,10 +24,13 @@ const EnvConfigFile = "CODEBENCH_CONFIG"
 // without "CODEBENCH_", lower case) and the command-line flag (the key
 // with dashes).
 type setting struct {
-	env    string
-	key    string
-	ptr    any // *string, *int, *int64, *time.Duration or *bool
-	secret bool
+	env string
+	key string
+	ptr any // *string, *int, *int64, *time.Duration or *bool
+	// secret: a URL whose password (and query) are masked when printed,
+	// and which may not come with a password as a flag; token: a secret
+	// masked whole, never accepted as a flag.
+	secret, token bool
 }
 
 // settings is every setting, bound to c, in the order they are printed.
@@ -71,9 +74,9 @@ func settings(c *Config) []setting {
 
 	add("CODEBENCH_API_ADDR", &c.API.Addr)
 	add("CODEBENCH_API_AUTH_TOKENS", &c.API.AuthTokens)
-	t[len(t)-1].secret = true
+	t[len(t)-1].token = true
 	add("CODEBENCH_API_AUTHZ_TOKENS", &c.API.AuthzTokens)
-	t[len(t)-1].secret = true
+	t[len(t)-1].token = true
 	add("CODEBENCH_API_AUTH_HEADER", &c.API.AuthHeader)
 	add("CODEBENCH_API_AUTHZ_HEADER", &c.API.AuthzHeader)
 	add("CODEBENCH_API_DATABASE_URL", &c.API.DatabaseURL)
@@ -214,7 +217,10 @@ func (s *setting) text() string {
 	switch p := s.ptr.(type) {
 	case *string:
 		v := *p
-		if s.secret {
+		switch {
+		case s.token && v != "":
+			v = masked
+		case s.secret:
 			v = maskURLs(v)
 		}
 		return strconv.Quote(v)
@@ -306,18 +312,30 @@ func Flags(fs *flag.FlagSet) func() map[string]string {
 
 func flagName(key string) string { return strings.ReplaceAll(key, "_", "-") }
 
-// maskURLs masks the password of each URL in a comma-separated list.
+// masked stands for a secret's value.
+const masked = "xxxxx"
+
+// maskURLs masks the password and the query (libpq takes password= there)
+// of each URL in a comma-separated list.
 func maskURLs(list string) string {
 	parts := strings.Split(list, ",")
 	for i, p := range parts {
 		u, err := url.Parse(strings.TrimSpace(p))
-		if err != nil || u.User == nil {
+		if err != nil {
 			continue
 		}
-		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		changed := false
+		if u.User != nil {
+			if _, has := u.User.Password(); has {
+				u.User, changed = url.UserPassword(u.User.Username(), masked), true
+			}
 		}
-		parts[i] = u.String()
+		if u.RawQuery != "" {
+			u.RawQuery, changed = masked, true
+		}
+		if changed {
+			parts[i] = u.String()
+		}
 	}
 	return strings.Join(parts, ",")
 }
