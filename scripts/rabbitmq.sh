@@ -104,17 +104,25 @@ start)
   ctl set_permissions -p / "$user" '.*' '.*' '.*' >/dev/null
   # The users a deployment should have (docs/OPERATIONS.md), each with a
   # random password kept in a file of the node's: the worker, which alone
-  # writes statuses (its user_id on them, checked by the broker), and a
+  # writes statuses (its user_id on them, checked by the broker), a
   # producer, which may write jobs and read only the reply queues the
-  # broker names for it.
+  # broker names for it, and the API.
   add_user codebench-worker \
     '^(jobs|jobs\.dead|jobs_ex|job_status_.*)$' \
     '^(amq\.default|jobs|jobs\.dead|jobs_ex|job_status_.*)$' \
     '^(jobs|jobs_ex)$'
   add_user codebench-producer '^amq\.gen-.*$' '^jobs_ex$' '^amq\.gen-.*$'
+  # The HTTP API (codebench api): it declares and reads its own reply
+  # queues and publishes jobs through jobs_ex (write on the default
+  # exchange would let it write any queue); the workers send a reply queue
+  # of its namespace statuses only for jobs this user published.
+  add_user codebench-api '^codebench\.api\..*$' '^jobs_ex$' '^codebench\.api\..*$'
 
   if [ -x bin/codebench ]; then
-    RABBITMQ_URL="amqp://$user:$pass@127.0.0.1:$port/" bin/codebench declare | sed 's/^/rabbitmq: /'
+    # The api topology: jobs, and the exchange jobs_ex bound to it (the
+    # API's own user and producers publish there; the seed's producers
+    # still publish to jobs on the default exchange).
+    CODEBENCH_TOPOLOGY=api RABBITMQ_URL="amqp://$user:$pass@127.0.0.1:$port/" bin/codebench declare | sed 's/^/rabbitmq: /'
   fi
   echo "rabbitmq: ready on 127.0.0.1:$port (management http://127.0.0.1:$mgmt, user $user)"
   ;;

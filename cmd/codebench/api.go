@@ -11,9 +11,11 @@ import (
 
 	"github.com/codebench/codebench/internal/api"
 	"github.com/codebench/codebench/internal/apinode"
+	"github.com/codebench/codebench/internal/broker"
 	"github.com/codebench/codebench/internal/config"
 	"github.com/codebench/codebench/internal/image"
 	"github.com/codebench/codebench/internal/lang"
+	"github.com/codebench/codebench/internal/queue"
 )
 
 // apiCmd serves the HTTP API (internal/apinode) in front of the workers.
@@ -67,8 +69,22 @@ func apiNodeConfig(cfg config.Config) (apinode.Config, error) {
 			ReplyQueue: cfg.API.ReplyQueue, MaxBody: int64(cfg.Worker.MaxJobBytes), Policy: policyFor(cfg, img),
 			WorkerUser: workers,
 		},
-		Broker: queueConfig(cfg), Store: dbURL, Languages: langs, MaxAge: cfg.API.MaxAge,
+		Broker: apiBroker(cfg), Store: dbURL, Languages: langs, MaxAge: cfg.API.MaxAge,
 	}, nil
+}
+
+// apiBroker is the API's broker connection: its own URL (its own user),
+// the workers' TLS files and topology.
+func apiBroker(cfg config.Config) broker.Config {
+	b := queueConfig(cfg)
+	b.URL = cfg.APIBrokerURL()
+	// With a user of its own, the API may neither declare codebench's
+	// queues (it looks for them) nor write the default exchange (it would
+	// reach every queue): it publishes through the api topology's jobs_ex.
+	if cfg.API.RabbitURL != "" {
+		b.Passive, b.Topology = true, queue.TopologyAPI
+	}
+	return b
 }
 
 // workerUser is the broker user statuses must come from: worker_user, else

@@ -111,6 +111,7 @@ func benchHarness(cfg config.Config, log *slog.Logger) bench.Harness {
 				API: func(ctx context.Context, url, dir string, maxQueue int, ln net.Listener, onFinal func(*job.Status)) error {
 					cfg := cfg
 					cfg.Worker.RabbitURL, cfg.API.DatabaseURL, cfg.API.MaxQueue = url, filepath.Join(dir, "api.db"), maxQueue
+					cfg.API.RabbitURL, cfg.API.User = "", "" // the benchmark's vhost, as its worker
 					ncfg, err := apiNodeConfig(cfg)
 					if err != nil {
 						ln.Close()
@@ -131,6 +132,7 @@ func benchHarness(cfg config.Config, log *slog.Logger) bench.Harness {
 // url.
 func benchWorker(ctx context.Context, cfg config.Config, e *env, log *slog.Logger, url string, pool, c int) (*bench.Worker, error) {
 	cfg.Worker.RabbitURL, cfg.Worker.PoolSize, cfg.Worker.Concurrency = url, pool, c
+	cfg.API.RabbitURL, cfg.API.User = "", "" // the benchmark's API publishes as the worker's user, on its vhost
 	qcfg := queueConfig(cfg)
 	srv, err := newServer(ctx, e, cfg, qcfg, log)
 	if err != nil {

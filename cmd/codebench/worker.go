@@ -127,6 +127,7 @@ func newServer(ctx context.Context, e *env, cfg config.Config, qcfg broker.Confi
 // fails only when networking is enabled and cannot be had.
 func newServerObserved(ctx context.Context, e *env, cfg config.Config, qcfg broker.Config, metrics *telemetry.Metrics, log *slog.Logger) (*daemon.Daemon, error) {
 	replyTo, err := queue.NewReplyPolicy(cfg.Worker.ReplyToPattern)
+	replyTo.APIUser = cfg.APIUser()
 	if err != nil {
 		return nil, err
 	}

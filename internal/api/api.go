@@ -12,6 +12,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"time"
@@ -207,6 +208,11 @@ func (s *Server) HandleStatus(ctx context.Context, m queue.Message) error {
 		return nil
 	}
 	rec, final, err := s.subs.take(ctx, st)
+	if errors.Is(err, errForeign) {
+		s.log.Warn("api: a status without its job's reply secret, dropped", "token", st.ID)
+		s.metrics.statuses.WithLabelValues("wrong reply secret").Inc()
+		return nil
+	}
 	if err != nil {
 		return err
 	}

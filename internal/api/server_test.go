@@ -51,13 +51,30 @@ func (f *fakeWorker) PublishJobReply(_ context.Context, body []byte, replyTo, co
 	if f.answer != nil {
 		go func() {
 			time.Sleep(20 * time.Millisecond)
-			running, _ := json.Marshal(job.Progress(j.ID, job.StatusRunning))
+			// As a worker does: the job's reply secret on every status.
+			rs := job.Progress(j.ID, job.StatusRunning)
+			rs.ReplySecret = j.ReplySecret
+			running, _ := json.Marshal(rs)
 			_ = f.srv.HandleStatus(context.Background(), fromWorker(running))
-			final, _ := json.Marshal(f.answer(j))
+			st := f.answer(j)
+			st.ReplySecret = j.ReplySecret
+			final, _ := json.Marshal(st)
 			_ = f.srv.HandleStatus(context.Background(), fromWorker(final))
 		}()
 	}
 	return nil
+}
+
+// published is the job published under token, last.
+func (f *fakeWorker) published(token string) job.Job {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := len(f.jobs) - 1; i >= 0; i-- {
+		if f.jobs[i].ID == token {
+			return f.jobs[i]
+		}
+	}
+	return job.Job{ID: token}
 }
 
 // fromWorker is a status as the workers publish it.
@@ -107,7 +124,8 @@ func do(t *testing.T, method, url, body string, hdr ...string) (int, map[string]
 
 func hello(j job.Job) *job.Status {
 	code := 0
-	return &job.Status{ID: j.ID, Status: job.StatusDone, Verdict: job.VerdictOK, Stdout: "Hello, World!\n", ExitCode: &code, CPUUserUS: 1000, MemUsage: 800, ExecDuration: 3000}
+	return &job.Status{ID: j.ID, Status: job.StatusDone, Verdict: job.VerdictOK, Stdout: "Hello, World!\n", ExitCode: &code, CPUUserUS: 1000, MemUsage: 800, ExecDuration: 3000,
+		ReplySecret: j.ReplySecret}
 }
 
 func TestSubmissions(t *testing.T) {
@@ -254,12 +272,23 @@ func TestAuthQueueBoundAndRecovery(t *testing.T) {
 		t.Fatalf("republished: %+v", fw.jobs)
 	}
 	fw.mu.Unlock()
-	final, _ := json.Marshal(hello(job.Job{ID: tok}))
+	final, _ := json.Marshal(hello(fw.published(tok)))
 	// A producer that learnt the token and named the reply queue as its
 	// reply_to: its status is not the workers' (user_id), and is dropped.
 	forged := queue.Message{Body: final, UserID: "mallory", AppID: queue.AppID}
 	if err := srv.HandleStatus(context.Background(), forged); err != nil || srv.InFlight() != 1 {
 		t.Fatalf("forged status: %v, in flight %d", err, srv.InFlight())
+	}
+	// A job of the same token that somebody else published, run by a
+	// worker in good faith: the workers' status, without this job's reply
+	// secret (or with another), is dropped.
+	for _, secret := range []string{"", "0123456789abcdef0123456789abcdef"} {
+		other := hello(job.Job{ID: tok})
+		other.Stdout, other.ReplySecret = "forged\n", secret
+		b, _ := json.Marshal(other)
+		if err := srv.HandleStatus(context.Background(), fromWorker(b)); err != nil || srv.InFlight() != 1 {
+			t.Fatalf("a status with secret %q: %v, in flight %d", secret, err, srv.InFlight())
+		}
 	}
 	if _, m, _ := do(t, "GET", hs.URL+"/submissions/"+tok+"?X-Auth-Token=sesame", ""); m["status"].(map[string]any)["id"] != 1.0 {
 		t.Fatalf("a forged status was stored: %v", m)
@@ -638,7 +667,7 @@ func TestBurst(t *testing.T) {
 		t.Fatalf("published %d, in flight %d", published, srv.InFlight())
 	}
 	for _, tok := range tokens {
-		final, _ := json.Marshal(hello(job.Job{ID: tok}))
+		final, _ := json.Marshal(hello(fw.published(tok)))
 		if err := srv.HandleStatus(context.Background(), fromWorker(final)); err != nil {
 			t.Fatal(err)
 		}
@@ -686,7 +715,7 @@ func TestPlaygroundStreams(t *testing.T) {
 	if _, m, _ = do(t, "GET", hs.URL+"/playground/output/"+tok, ""); len(m["stdout"].(string))+len(m["stderr"].(string)) != maxLiveBytes || m["truncated"] != true {
 		t.Fatalf("over the bound: %d bytes, truncated %v", len(m["stdout"].(string)), m["truncated"])
 	}
-	status(hello(job.Job{ID: tok}))
+	status(hello(fw.published(tok)))
 	if code, _, _ := do(t, "GET", hs.URL+"/playground/output/"+tok, ""); code != 404 {
 		t.Fatalf("after the final status: %d", code)
 	}

@@ -3,6 +3,8 @@ package api
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -41,6 +43,18 @@ var (
 	errPublish   = errors.New("cannot queue the submission: the broker is unavailable")
 )
 
+// newSecret is a job's reply secret: 128 random bits, never shown to a
+// client (the token is everybody's who polls; the secret only the API's
+// and the workers').
+func newSecret() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// errForeign: a status that does not carry its job's reply secret.
+var errForeign = errors.New("a status without its job's reply secret")
+
 // newToken is a UUID v4, as Judge0's SecureRandom.uuid.
 func newToken() string {
 	var b [16]byte
@@ -56,6 +70,7 @@ func newToken() string {
 // stored that a worker would refuse; the error is *job.InvalidError.
 func (s *submissions) prepare(token, door string, j job.Job, options any) (*submission.Record, error) {
 	j.ID = token
+	j.ReplySecret = newSecret()
 	j.Limits = s.policy.Clamp(j.Limits)
 	if err := j.Validate(s.policy); err != nil {
 		return nil, err
@@ -201,6 +216,12 @@ func (s *submissions) take(ctx context.Context, st *job.Status) (*submission.Rec
 	}
 	if err != nil {
 		return nil, false, err
+	}
+	if want := rec.Job.ReplySecret; want != "" && subtle.ConstantTimeCompare([]byte(st.ReplySecret), []byte(want)) != 1 {
+		// Not the job this API published under that token: somebody
+		// else's job with the same id (its producer learnt the token),
+		// run by a worker in good faith.
+		return nil, false, errForeign
 	}
 	if !rec.Take(st, s.now()) {
 		return rec, false, nil

@@ -46,7 +46,14 @@ type Config struct {
 	// existing classic "jobs" must be deleted (when empty) first.
 	Quorum        bool
 	DeliveryLimit int
+	// Passive: the topology is looked for, not declared: a client whose
+	// user may not configure codebench's queues (the API's own) dials only
+	// once a worker or `codebench declare` made them.
+	Passive bool
 }
+
+// ErrNoTopology: a passive client found codebench's queues not declared.
+var ErrNoTopology = errors.New("queue: the jobs queue is not declared yet (a worker or `codebench declare` declares it)")
 
 // Conn is one AMQP connection with a publishing channel in confirm mode. A
 // publishing channel the broker closes (a refused message closes it) is
@@ -244,6 +251,9 @@ func (c *Conn) declareDead() error {
 }
 
 func (c *Conn) declare() error {
+	if c.cfg.Passive {
+		return c.lookForTopology()
+	}
 	ch, err := c.conn.Channel()
 	if err != nil {
 		return fmt.Errorf("queue: channel: %w", err)
@@ -270,6 +280,38 @@ func (c *Conn) declare() error {
 		}
 		if err := ch.QueueBind(queue.JobsQueue, queue.APIRoutingKey, queue.APIExchange, false, nil); err != nil {
 			return fmt.Errorf("queue: bind %s: %w", queue.JobsQueue, err)
+		}
+	}
+	return nil
+}
+
+// lookForTopology checks, passively (no permission needed), that the jobs
+// queue, and in the API's topology its exchange, exist.
+func (c *Conn) lookForTopology() error {
+	for _, look := range []func(ch *amqp.Channel) error{
+		func(ch *amqp.Channel) error {
+			_, err := ch.QueueDeclarePassive(queue.JobsQueue, true, false, false, false, nil)
+			return err
+		},
+		func(ch *amqp.Channel) error {
+			if c.cfg.Topology != queue.TopologyAPI {
+				return nil
+			}
+			return ch.ExchangeDeclarePassive(queue.APIExchange, amqp.ExchangeDirect, true, false, false, false, nil)
+		},
+	} {
+		ch, err := c.conn.Channel() // a failed passive declare closes its channel
+		if err != nil {
+			return fmt.Errorf("queue: channel: %w", err)
+		}
+		err = look(ch)
+		_ = ch.Close()
+		var ae *amqp.Error
+		if errors.As(err, &ae) && ae.Code == amqp.NotFound {
+			return ErrNoTopology
+		}
+		if err != nil {
+			return fmt.Errorf("queue: looking for the topology: %w", err)
 		}
 	}
 	return nil

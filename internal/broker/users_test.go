@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	neturl "net/url"
 	"strings"
@@ -124,6 +125,75 @@ func TestBrokerUsers(t *testing.T) {
 			}
 		case <-time.After(5 * time.Second):
 			t.Errorf("the producer could %s", try.what)
+		}
+	}
+}
+
+// TestAPIBrokerUser: the permissions scripts/rabbitmq.sh gives
+// codebench-api let the API find the topology (passively: it may not
+// declare it), declare and read its own reply queue, publish jobs and look
+// at the jobs queue, and nothing more.
+func TestAPIBrokerUser(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	vhost := testenv.Vhost(t, "apiuser")
+	apiURL := testenv.UserLike(t, "codebench-api", vhost)
+	cfg := broker.Config{URL: apiURL, Prefetch: 1, Passive: true, Topology: queue.TopologyAPI}
+	if _, err := broker.Dial(ctx, cfg); !errors.Is(err, broker.ErrNoTopology) {
+		t.Fatalf("before any worker declared the topology: %v", err)
+	}
+	admin, err := broker.Dial(ctx, broker.Config{URL: vhost, Prefetch: 1, Topology: queue.TopologyAPI})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	api, err := broker.Dial(ctx, cfg)
+	if err != nil {
+		t.Fatalf("the API user cannot find the topology: %v", err)
+	}
+	defer api.Close()
+	if _, err := api.ConsumeDurable("codebench.api.t1", 1); err != nil {
+		t.Fatalf("the API user cannot declare and read its reply queue: %v", err)
+	}
+	if err := api.PublishJobReply(ctx, []byte(`{"id":"a1","code":"x"}`), "codebench.api.t1", "a1"); err != nil {
+		t.Fatalf("the API user cannot publish a job: %v", err)
+	}
+	if n, _, err := api.QueueStats(queue.JobsQueue); err != nil || n != 1 {
+		t.Fatalf("the API user cannot look at the jobs queue: %d %v", n, err)
+	}
+	for _, try := range []struct {
+		what string
+		do   func(ch *amqp.Channel) error
+	}{
+		{"read the jobs queue", func(ch *amqp.Channel) error {
+			_, err := ch.Consume(queue.JobsQueue, "", true, false, false, false, nil)
+			return err
+		}},
+		{"delete the jobs queue", func(ch *amqp.Channel) error {
+			_, err := ch.QueueDelete(queue.JobsQueue, false, false, false)
+			return err
+		}},
+		{"write a status queue", func(ch *amqp.Channel) error {
+			return ch.PublishWithContext(ctx, "", queue.StatusQueue("a1"), false, false, amqp.Publishing{Body: []byte(`{}`)})
+		}},
+		{"write another API node's reply queue", func(ch *amqp.Channel) error {
+			return ch.PublishWithContext(ctx, "", "codebench.api.other", false, false, amqp.Publishing{Body: []byte(`{}`)})
+		}},
+		{"declare another queue", func(ch *amqp.Channel) error {
+			_, err := ch.QueueDeclare("not-the-apis", true, false, false, false, nil)
+			return err
+		}},
+	} {
+		ch := testenv.Channel(t, apiURL)
+		closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+		_ = try.do(ch)
+		select {
+		case e := <-closed:
+			if e == nil || e.Code != amqp.AccessRefused {
+				t.Errorf("the API user may not %s: channel closed with %v, want 403", try.what, e)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("the API user could %s", try.what)
 		}
 	}
 }

@@ -69,6 +69,34 @@ type API struct {
 	ReplyQueue string // CODEBENCH_API_REPLY_QUEUE
 	// MaxAge expires finished submissions older than this (0: never).
 	MaxAge time.Duration // CODEBENCH_API_MAX_AGE
+	// RabbitURL is the API's own broker connection, as its own user
+	// (codebench-api; empty: RABBITMQ_URL's): CODEBENCH_API_RABBITMQ_URL.
+	RabbitURL string
+	// User is the API's broker user, which workers let name the API's
+	// reply queues (CODEBENCH_API_USER; empty: the user of the API's
+	// broker URL).
+	User string
+}
+
+// APIBrokerURL is the API's broker URL: its own, else the workers'.
+func (c Config) APIBrokerURL() string {
+	if c.API.RabbitURL != "" {
+		return c.API.RabbitURL
+	}
+	return c.Worker.RabbitURL
+}
+
+// APIUser is the API's broker user: api_user, else the user of its broker
+// URL (of the first node of a cluster's list); "" when none can be told.
+func (c Config) APIUser() string {
+	if c.API.User != "" {
+		return c.API.User
+	}
+	u, err := url.Parse(strings.TrimSpace(strings.Split(c.APIBrokerURL(), ",")[0]))
+	if err != nil || u.User == nil {
+		return ""
+	}
+	return u.User.Username()
 }
 
 // List splits a comma-separated setting into its non-empty items.

@@ -87,6 +87,9 @@ func settings(c *Config) []setting {
 	add("CODEBENCH_API_ENABLE_DELETE", &c.API.EnableDelete)
 	add("CODEBENCH_API_REPLY_QUEUE", &c.API.ReplyQueue)
 	add("CODEBENCH_API_MAX_AGE", &c.API.MaxAge)
+	add("CODEBENCH_API_RABBITMQ_URL", &c.API.RabbitURL)
+	t[len(t)-1].secret = true
+	add("CODEBENCH_API_USER", &c.API.User)
 
 	add("RABBITMQ_URL", &c.Worker.RabbitURL)
 	t[len(t)-1].secret = true

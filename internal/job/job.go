@@ -56,7 +56,15 @@ type Job struct {
 	// as it writes them (one pipe for both; the compiler's output stays
 	// apart).
 	RedirectStderr bool `json:"redirect_stderr,omitempty"`
+	// ReplySecret, when set, is copied onto every status of the job: its
+	// producer (the HTTP API) takes a status only with its own secret, so
+	// a status for the same id from a job somebody else published is not
+	// taken for this one's.
+	ReplySecret string `json:"reply_secret,omitempty"`
 }
+
+// MaxReplySecret bounds a job's reply secret.
+const MaxReplySecret = 128
 
 // Test is one test case of a job.
 type Test struct {
@@ -162,6 +170,14 @@ func Decode(body []byte, p Policy) (*Job, error) {
 	return &j, nil
 }
 
+// SalvageReplySecret finds a job's reply secret in a body that may not be
+// a valid job, so that its producer takes the status that says so. It
+// decodes nothing else.
+func SalvageReplySecret(body []byte) string {
+	s, _ := untrusted.TopLevelString(body, "reply_secret", MaxReplySecret)
+	return s
+}
+
 // salvageID finds a usable id in a body that is not a valid job, so the
 // producer hears back. It reads the id as a short string and decodes
 // nothing else (a body of {"id":[[],[],...]} allocates nothing).
@@ -210,6 +226,8 @@ func (j *Job) Validate(p Policy) error {
 		return bad("missing id")
 	case !ValidID(j.ID):
 		return bad("id must be 1-128 characters of [A-Za-z0-9._-], not . or ..")
+	case len(j.ReplySecret) > MaxReplySecret:
+		return bad("reply_secret is over %d bytes", MaxReplySecret)
 	case j.Type != "" && j.Type != "code":
 		return bad("unknown type %s (only \"code\")", untrusted.Quote(j.Type))
 	}

@@ -64,6 +64,8 @@ type Status struct {
 	Seq int `json:"seq,omitempty"`
 	// Trimmed is set when text was cut to make the status fit (see Fit).
 	Trimmed *Trimmed `json:"trimmed,omitempty"`
+	// ReplySecret is the job's (Job.ReplySecret), on every status of it.
+	ReplySecret string `json:"reply_secret,omitempty"`
 }
 
 // TestStatus is one test's outcome.

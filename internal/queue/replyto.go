@@ -27,6 +27,10 @@ const maxQueueName = 255
 // worker its own statuses as jobs, or put one job's verdict in another's
 // queue, with the worker's rights.
 type ReplyPolicy struct {
+	// APIUser is the broker user of codebench api: only a job it published
+	// (the user_id RabbitMQ checks) may name a reply queue of the API's
+	// namespace (APIReplyPrefix); "": none may.
+	APIUser string
 	// Pattern, when set, allows more names (anchored: the whole name must
 	// match).
 	Pattern *regexp.Regexp
@@ -42,6 +46,25 @@ func NewReplyPolicy(pattern string) (ReplyPolicy, error) {
 		return ReplyPolicy{}, fmt.Errorf("reply_to pattern: %w", err)
 	}
 	return ReplyPolicy{Pattern: re}, nil
+}
+
+// CheckFrom is Check for a job published by userID (its user_id, as the
+// broker delivered it): a reply queue of the API's namespace only for the
+// API's own user. Any other producer naming one is refused: it could
+// otherwise have the workers write, as themselves, a verdict into the
+// API's queue for a token it learnt.
+func (p ReplyPolicy) CheckFrom(name, userID string) error {
+	if IsAPIReply(name) && (p.APIUser == "" || userID != p.APIUser) {
+		return fmt.Errorf("%w: %q is the API's reply queue; only the API's broker user may name it (this job's user_id is %q)",
+			ErrReplyTo, clip(name), clip(userID))
+	}
+	return p.Check(name)
+}
+
+// IsAPIReply says whether name is a reply queue of the API's namespace:
+// its statuses go there alone (no status queue is made for such a job).
+func IsAPIReply(name string) bool {
+	return strings.HasPrefix(name, APIReplyPrefix) && len(name) > len(APIReplyPrefix)
 }
 
 // Check returns nil when statuses may go to name ("" is no reply_to), else

@@ -72,6 +72,7 @@ func (r *Record) Take(st *job.Status, now time.Time) bool {
 		return false
 	}
 	s := *st
+	s.ReplySecret = "" // the job's, not the result's
 	r.Status = &s
 	if job.Final(st.Status) {
 		t := now.UTC().Truncate(time.Millisecond)

@@ -488,3 +488,30 @@ func Postgres(t testing.TB, name string) string {
 	u.Path = "/" + dbName
 	return u.String()
 }
+
+// UserLike is a user of the test's own with the permissions role (one of
+// the users scripts/rabbitmq.sh creates: codebench-worker,
+// codebench-producer, codebench-api) has on the broker the test set-up
+// started, on the vhost of vhostURL (Vhost): its URL there. It fails
+// where the broker has no such role.
+func UserLike(t testing.TB, role, vhostURL string) string {
+	t.Helper()
+	m := NewManagement(t)
+	u, err := url.Parse(vhostURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vhost := strings.TrimPrefix(u.Path, "/")
+	var perms []struct{ Vhost, Configure, Write, Read string }
+	m.Do(t, "GET", "users/"+role+"/permissions", "", &perms)
+	if len(perms) == 0 {
+		t.Fatalf("the broker has no permissions for %s (scripts/rabbitmq.sh creates it)", role)
+	}
+	name := fmt.Sprintf("%s-%d", role, time.Now().UnixNano())
+	m.Do(t, "PUT", "users/"+name, `{"password":"pw","tags":""}`, nil)
+	t.Cleanup(func() { m.Do(t, "DELETE", "users/"+name, "", nil) })
+	m.Do(t, "PUT", "permissions/"+url.PathEscape(vhost)+"/"+name,
+		fmt.Sprintf(`{"configure":%q,"write":%q,"read":%q}`, perms[0].Configure, perms[0].Write, perms[0].Read), nil)
+	u.User = url.UserPassword(name, "pw")
+	return u.String()
+}

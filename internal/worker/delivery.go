@@ -32,11 +32,16 @@ type delivery struct {
 	// sb is the sandbox the job ran on (nil: none), stopped after the
 	// delivery is settled.
 	sb Sandbox
+	// secret is the job's reply secret (job.Job.ReplySecret), put on
+	// every status: read from the body before it is decoded, so that an
+	// invalid job's status carries it too.
+	secret string
 }
 
 func (w *Worker) newDelivery(pub Publisher, msg queue.Delivery) *delivery {
 	rt, rtErr := w.routeOf(msg)
-	return &delivery{w: w, pub: pub, msg: msg, start: time.Now(), rt: rt, rtErr: rtErr, log: w.log}
+	return &delivery{w: w, pub: pub, msg: msg, start: time.Now(), rt: rt, rtErr: rtErr, log: w.log,
+		secret: job.SalvageReplySecret(msg.Body)}
 }
 
 // process runs one delivery to its end: handle decides, the delivery is
@@ -146,6 +151,7 @@ func (dl *delivery) requeue(ctx context.Context, why string, err error) Outcome 
 		return dl.requeued(why, err)
 	}
 	if refused(err) {
+		dl.tellRefused(ctx, why, err)
 		return dl.deadLetter(ctx, fmt.Sprintf("job %s: the broker refused its status (%s): %v", dl.id, why, err))
 	}
 	key := requeueKey(dl.id, dl.msg.Body)
@@ -158,6 +164,7 @@ func (dl *delivery) requeue(ctx context.Context, why string, err error) Outcome 
 	st := job.Internal(dl.id, fmt.Sprintf("this worker could not finish the job %d times (the last time: %s)", n-1, why), err)
 	if err := dl.finish(ctx, st); err != nil {
 		if refused(err) {
+			dl.tellRefused(ctx, "final status", err)
 			return dl.deadLetter(ctx, fmt.Sprintf("job %s: the broker refused its final status: %v", dl.id, err))
 		}
 		// Not even this status could be published: the broker is
@@ -186,6 +193,23 @@ func (dl *delivery) finish(ctx context.Context, st *job.Status) error {
 		"dispatch_us", tm.DispatchUS, "compile_us", tm.CompileUS, "run_us", tm.RunUS, "guest_us", tm.GuestUS,
 		"total_us", tm.TotalUS, "final_publish_us", time.Since(t).Microseconds())
 	return nil
+}
+
+// tellRefused gives a requester that waits on a reply queue a final
+// status when the broker refused one of the job's statuses (the job is
+// then dead-lettered): a small internal_error, to the reply route alone,
+// so that its producer (the HTTP API) is not left waiting for a final
+// that never comes. Best effort: the dead letter has the reason either
+// way.
+func (dl *delivery) tellRefused(ctx context.Context, why string, err error) {
+	if dl.rt.replyTo == "" || dl.id == "" {
+		return
+	}
+	st := job.Internal(dl.id, fmt.Sprintf("the broker refused this job's status (%s); the job was dead-lettered", why), err)
+	st.Stdout, st.Stderr = "", ""
+	if perr := dl.publishTo(ctx, route{replyTo: dl.rt.replyTo, correlationID: dl.rt.correlationID}, st); perr != nil {
+		dl.log.Warn("the requester could not be told its status was refused", "err", perr)
+	}
 }
 
 // publish publishes one of the job's statuses by its route.
@@ -283,10 +307,14 @@ func (dl *delivery) reject(ctx context.Context, err error) Outcome {
 // is dropped from the route (the job's status queue is used instead) and
 // the error says why.
 func (w *Worker) routeOf(d queue.Delivery) (route, error) {
-	if err := w.cfg.ReplyTo.Check(d.ReplyTo); err != nil {
+	if err := w.cfg.ReplyTo.CheckFrom(d.ReplyTo, d.UserID); err != nil {
 		return route{statusQueue: true}, err
 	}
-	return route{statusQueue: d.ReplyTo == "" || w.cfg.StatusQueueWithReply, replyTo: d.ReplyTo, correlationID: d.CorrelationID}, nil
+	// A reply queue of the API's gets the statuses alone: the API stores
+	// them, and a status queue would only show its tokens to anyone who
+	// lists queues, and keep a copy of every status nobody reads.
+	statusQueue := d.ReplyTo == "" || (w.cfg.StatusQueueWithReply && !queue.IsAPIReply(d.ReplyTo))
+	return route{statusQueue: statusQueue, replyTo: d.ReplyTo, correlationID: d.CorrelationID}, nil
 }
 
 // requeued requeues the delivery: a shutdown, or a failure this worker
@@ -306,6 +334,7 @@ func (dl *delivery) publishTo(ctx context.Context, rt route, st *job.Status) err
 	ctx, cancel := cleanup.Detached(ctx, cleanup.DefaultBound)
 	defer cancel()
 	pub := dl.pub
+	st.ReplySecret = dl.secret
 	// The reply first: it is the route the producer chose (the HTTP API
 	// waits on it); the status queue, kept for followers of the seed's
 	// protocol, gets the same status once the broker confirmed the reply.

@@ -130,7 +130,14 @@ func (b *fakeBroker) PublishReply(_ context.Context, replyTo, correlationID stri
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	key := "reply:" + st.Status
+	if job.Final(st.Status) {
+		key = "reply:final"
+	}
 	if err := b.failure("reply"); err != nil {
+		return err
+	}
+	if err := b.failure(key); err != nil {
 		return err
 	}
 	b.replies = append(b.replies, reply{replyTo, correlationID, st})
