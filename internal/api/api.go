@@ -158,6 +158,8 @@ type Server struct {
 	piston  []piston.Runtime
 	bounds  piston.Bounds
 	jobs    *jobsQueueLook
+	// bodies holds a place per request body being read and handled.
+	bodies chan struct{}
 }
 
 // New makes a server.
@@ -172,7 +174,7 @@ func New(cfg Config, d Deps) *Server {
 		live:   newLiveOutputs(),
 		judge0: judge0.New(judge0.Languages(d.Languages.Ours, d.Languages.Versions), lim),
 		piston: piston.Runtimes(d.Languages.Ours, d.Languages.Versions), bounds: piston.BoundsFor(cfg.Policy),
-		jobs: &jobsQueueLook{}}
+		jobs: &jobsQueueLook{}, bodies: make(chan struct{}, maxBodies)}
 	s.subs = &submissions{store: d.Store, pub: d.Publisher, replyQueue: cfg.ReplyQueue, maxQueue: cfg.MaxQueue,
 		policy: cfg.Policy, log: d.Log, now: d.Now, waiters: map[string][]chan *submission.Record{}}
 	s.metrics = newMetrics(s.subs.InFlight)

@@ -8,6 +8,9 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"sync"
+
+	"github.com/codebench/codebench/internal/untrusted"
 )
 
 func text(body string) http.HandlerFunc {
@@ -30,6 +33,12 @@ func errorJSON(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, map[string]string{"error": msg})
 }
 
+// maxBodies is how many request bodies are read and handled at once.
+const maxBodies = 8
+
+// tooMany is the error of a body of too many JSON values.
+func tooMany(what string, n, limit int) string { return untrusted.TooManyJSONValues(what, n, limit).Error() }
+
 // errorShape writes an error in a door's own shape.
 type errorShape func(w http.ResponseWriter, code int, msg string)
 
@@ -41,20 +50,34 @@ func submitStatus(err error) int {
 	return http.StatusServiceUnavailable
 }
 
-// readBody reads a bounded request body; false: answered (413, or 400) in
-// the door's error shape.
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request, fail errorShape) ([]byte, bool) {
+// readBody reads a bounded request body; false: answered (413, 400, or
+// 503 when the client went away waiting for a place) in the door's error
+// shape. At most maxBodies bodies are read and handled at once: a request
+// holds a few times its body in memory while it is decoded, validated,
+// stored and published, and a crowd of 8 MiB bodies must not add up to
+// more than the API's memory. done gives the place back (once the
+// submission is published: a wait=true request waits without it); it is
+// idempotent, and the caller defers it too.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, fail errorShape) (body []byte, done func(), ok bool) {
+	select {
+	case s.bodies <- struct{}{}:
+	case <-r.Context().Done():
+		fail(w, http.StatusServiceUnavailable, "too many requests at once")
+		return nil, func() {}, false
+	}
+	done = sync.OnceFunc(func() { <-s.bodies })
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
 	if err != nil {
+		done()
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is over %d bytes", s.cfg.MaxBody))
-			return nil, false
+			return nil, done, false
 		}
 		fail(w, http.StatusBadRequest, "cannot read the request body")
-		return nil, false
+		return nil, done, false
 	}
-	return b, true
+	return b, done, true
 }
 
 // cors answers as Judge0 does: every origin by default, preflights too.

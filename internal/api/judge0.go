@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/codebench/codebench/internal/judge0"
 	"github.com/codebench/codebench/internal/submission"
+	"github.com/codebench/codebench/internal/untrusted"
 )
 
 // judge0Routes are Judge0 CE 1.13.1's.
@@ -55,24 +57,36 @@ func (s *Server) judge0Request(door string, req *judge0.Request, b64 bool) (*sub
 	return rec, nil
 }
 
+// judge0Values bounds the JSON values of one Judge0 request: its fields
+// (about 20), each one value, and room for a client's extra keys. Counted
+// before anything is decoded: a body of many small values (an object of
+// thousands of unknown keys, an array in a field) would allocate far more
+// than its size.
+const judge0Values = 256
+
 // readJudge0 reads, decodes and validates one submission from the request
-// body; false: answered (413, 400 or 422).
-func (s *Server) readJudge0(w http.ResponseWriter, r *http.Request, door string, b64 bool) (*submission.Record, bool) {
-	body, ok := s.readBody(w, r, errorJSON)
+// body; false: answered (413, 400 or 422). done gives the body's place
+// back (readBody).
+func (s *Server) readJudge0(w http.ResponseWriter, r *http.Request, door string, b64 bool) (*submission.Record, func(), bool) {
+	body, done, ok := s.readBody(w, r, errorJSON)
 	if !ok {
-		return nil, false
+		return nil, done, false
+	}
+	if n := untrusted.JSONValues(body); n > judge0Values {
+		errorJSON(w, http.StatusBadRequest, tooMany("the request body", n, judge0Values))
+		return nil, done, false
 	}
 	req, err := judge0.Decode(body)
 	if err != nil {
 		errorJSON(w, http.StatusBadRequest, "the request body is not valid JSON: "+err.Error())
-		return nil, false
+		return nil, done, false
 	}
 	rec, errs := s.judge0Request(door, req, b64)
 	if errs != nil {
 		writeJSON(w, http.StatusUnprocessableEntity, errs)
-		return nil, false
+		return nil, done, false
 	}
-	return rec, true
+	return rec, done, true
 }
 
 func (s *Server) create(w http.ResponseWriter, r *http.Request) {
@@ -83,11 +97,13 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 		errorJSON(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	rec, ok := s.readJudge0(w, r, judge0.Door, b64)
+	rec, release, ok := s.readJudge0(w, r, judge0.Door, b64)
+	defer release()
 	if !ok {
 		return
 	}
 	done, err := s.subs.submit(r.Context(), rec, wait)
+	release()
 	if err != nil {
 		errorJSON(w, submitStatus(err), err.Error())
 		return
@@ -213,14 +229,10 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 		errorJSON(w, http.StatusInternalServerError, "cannot list submissions")
 		return
 	}
-	subs := make([]any, 0, len(recs))
-	for _, rec := range recs {
-		out, err := s.judge0.Render(rec, fields, b64)
-		if err != nil {
-			errorJSON(w, http.StatusBadRequest, err.Error())
-			return
-		}
-		subs = append(subs, out)
+	subs, err := s.renderAll(recs, fields, b64)
+	if err != nil {
+		errorJSON(w, http.StatusBadRequest, err.Error())
+		return
 	}
 	pages := (total + perPage - 1) / perPage
 	var next, prev any
@@ -239,8 +251,13 @@ const maxBatch = 20
 
 func (s *Server) batchCreate(w http.ResponseWriter, r *http.Request) {
 	b64 := r.URL.Query().Get("base64_encoded") == "true"
-	body, ok := s.readBody(w, r, errorJSON)
+	body, release, ok := s.readBody(w, r, errorJSON)
+	defer release()
 	if !ok {
+		return
+	}
+	if n, limit := untrusted.JSONValues(body), maxBatch*judge0Values+16; n > limit {
+		errorJSON(w, http.StatusBadRequest, tooMany("the request body", n, limit))
 		return
 	}
 	var batch struct {
@@ -292,31 +309,71 @@ func (s *Server) batchShow(w http.ResponseWriter, r *http.Request) {
 		errorJSON(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	tokens := strings.Split(q.Get("tokens"), ",")
-	if q.Get("tokens") == "" {
+	raw := q.Get("tokens")
+	if raw == "" {
 		errorJSON(w, http.StatusBadRequest, "there should be at least one submission token")
 		return
 	}
-	if len(tokens) > maxBatch {
+	if n := strings.Count(raw, ",") + 1; n > maxBatch {
 		errorJSON(w, http.StatusBadRequest, fmt.Sprintf("number of submissions in a batch should be less than or equal to %d", maxBatch))
 		return
 	}
-	b64 := q.Get("base64_encoded") == "true"
-	out := make([]any, len(tokens))
+	tokens := strings.Split(raw, ",")
+	seen := map[string]bool{}
 	for i, t := range tokens {
-		rec, err := s.store.Get(r.Context(), strings.TrimSpace(t))
-		if err != nil {
-			continue // null, as Judge0
-		}
-		v, err := s.judge0.Render(rec, fields, b64)
-		if err != nil {
-			errorJSON(w, http.StatusBadRequest, err.Error())
+		tokens[i] = strings.TrimSpace(t)
+		if seen[tokens[i]] {
+			errorJSON(w, http.StatusBadRequest, fmt.Sprintf("token %s is asked for twice", untrusted.Quote(tokens[i])))
 			return
 		}
-		out[i] = v
+		seen[tokens[i]] = true
+	}
+	recs := make([]*submission.Record, len(tokens))
+	for i, t := range tokens {
+		if rec, err := s.store.Get(r.Context(), t); err == nil {
+			recs[i] = rec
+		} // else null, as Judge0
+	}
+	out, err := s.renderAll(recs, fields, q.Get("base64_encoded") == "true")
+	if err != nil {
+		errorJSON(w, http.StatusBadRequest, err.Error())
+		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"submissions": out})
 }
+
+// renderAll renders recs (a nil one as null), each once into its JSON,
+// and refuses an answer over maxAnswer bytes in all: what one GET may
+// make the API hold is bounded, whatever the submissions hold.
+func (s *Server) renderAll(recs []*submission.Record, fields []string, b64 bool) ([]json.RawMessage, error) {
+	out := make([]json.RawMessage, len(recs))
+	total := 0
+	for i, rec := range recs {
+		if rec == nil {
+			out[i] = json.RawMessage("null")
+			continue
+		}
+		m, err := s.judge0.Render(rec, fields, b64)
+		if err != nil {
+			return nil, err
+		}
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(m); err != nil {
+			return nil, err
+		}
+		if total += buf.Len(); total > s.maxAnswer() {
+			return nil, fmt.Errorf("the answer would be over %d bytes: ask for fewer submissions or fewer fields", s.maxAnswer())
+		}
+		out[i] = bytes.TrimRight(buf.Bytes(), "\n")
+	}
+	return out, nil
+}
+
+// maxAnswer bounds what one answer of several submissions may hold:
+// twice what one request may carry.
+func (s *Server) maxAnswer() int { return int(2 * s.cfg.MaxBody) }
 
 // languageList answers the languages, each its id, its name and what more
 // adds.

@@ -4,7 +4,9 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/codebench/codebench/internal/job"
 	"github.com/codebench/codebench/internal/piston"
+	"github.com/codebench/codebench/internal/untrusted"
 )
 
 // pistonRoutes are Piston v2's.
@@ -25,8 +27,15 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 		pistonError(w, http.StatusUnsupportedMediaType, "requests must be of type application/json")
 		return
 	}
-	body, ok := s.readBody(w, r, pistonError)
+	body, release, ok := s.readBody(w, r, pistonError)
+	defer release()
 	if !ok {
+		return
+	}
+	// Counted before decoding: every file (three fields) and argument the
+	// workers take, and room for the other fields.
+	if n, limit := untrusted.JSONValues(body), 4*job.MaxFiles+job.MaxArgs+64; n > limit {
+		pistonError(w, http.StatusBadRequest, tooMany("the request body", n, limit))
 		return
 	}
 	j, rt, err := piston.Decode(body, s.piston, s.bounds)
@@ -40,6 +49,7 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	done, err := s.subs.submit(r.Context(), rec, true)
+	release()
 	if err != nil {
 		pistonError(w, submitStatus(err), err.Error())
 		return

@@ -72,7 +72,8 @@ func pageHeaders(next http.Handler) http.Handler {
 // no wait) that streams its output when there is room (else it runs
 // without streaming).
 func (s *Server) playgroundSubmit(w http.ResponseWriter, r *http.Request) {
-	rec, ok := s.readJudge0(w, r, playgroundDoor, true)
+	rec, release, ok := s.readJudge0(w, r, playgroundDoor, true)
+	defer release()
 	if !ok {
 		return
 	}

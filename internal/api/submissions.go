@@ -75,6 +75,14 @@ func (s *submissions) prepare(token, door string, j job.Job, options any) (*subm
 	if err := j.Validate(s.policy); err != nil {
 		return nil, err
 	}
+	// The job as the workers will read it: JSON escapes a control
+	// character in six bytes, so a body within its bound can make a job
+	// over the workers' (every one of them would refuse it).
+	if max := s.policy.MaxJobBytes; max > 0 {
+		if b, err := json.Marshal(j); err != nil || len(b) > max {
+			return nil, &job.InvalidError{ID: token, Reason: fmt.Sprintf("the job is %d bytes as published (JSON escapes control characters), over the workers' limit of %d", len(b), max)}
+		}
+	}
 	return submission.New(token, door, j, options, s.now())
 }
 

@@ -411,3 +411,7 @@ func ValidFileName(name string) bool { return agentproto.ValidFileName(name) }
 func (p Policy) WallBudget(j *Job) time.Duration {
 	return time.Duration(agentproto.WallBudgetMS(p.Request(j))) * time.Millisecond
 }
+
+// MaxArgs is the most arguments a job's program may have (the agent's
+// bound).
+const MaxArgs = agentproto.MaxArgs
