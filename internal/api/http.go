@@ -37,7 +37,9 @@ func errorJSON(w http.ResponseWriter, code int, msg string) {
 const maxBodies = 8
 
 // tooMany is the error of a body of too many JSON values.
-func tooMany(what string, n, limit int) string { return untrusted.TooManyJSONValues(what, n, limit).Error() }
+func tooMany(what string, n, limit int) string {
+	return untrusted.TooManyJSONValues(what, n, limit).Error()
+}
 
 // errorShape writes an error in a door's own shape.
 type errorShape func(w http.ResponseWriter, code int, msg string)
