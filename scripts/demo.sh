@@ -11,6 +11,14 @@ pidfile=/run/codebench-worker.pid
 log=/var/log/codebench-worker.log
 
 export RABBITMQ_URL=${RABBITMQ_URL:-amqp://$user:$pass@127.0.0.1:5672/}
+# The HTTP API connects as its own broker user (scripts/rabbitmq.sh made it,
+# its password in the node's directory); the worker reads the same setting
+# to know which user may name the API's reply queues.
+rmqbase=${RMQ_BASE:-/var/lib/codebench-rabbitmq/${RMQ_NAME:-rabbit}}
+if [ -z "${CODEBENCH_API_RABBITMQ_URL:-}" ] && [ -s "$rmqbase/codebench-api.password" ]; then
+  apipw=$(cat "$rmqbase/codebench-api.password")
+  export CODEBENCH_API_RABBITMQ_URL="amqp://codebench-api:$apipw@127.0.0.1:5672/"
+fi
 # The worker picks its sandbox (CODEBENCH_DRIVER=auto): a KVM microVM where
 # KVM boots the guest, else gVisor; it refuses QEMU's software emulation
 # (TCG, no security boundary) unless CODEBENCH_ALLOW_TCG=1.

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -64,7 +65,7 @@ func apiNodeConfig(cfg config.Config) (apinode.Config, error) {
 		API: api.Config{
 			AuthTokens: config.List(cfg.API.AuthTokens), AuthzTokens: config.List(cfg.API.AuthzTokens),
 			AuthHeader: cfg.API.AuthHeader, AuthzHeader: cfg.API.AuthzHeader,
-			MaxQueue: cfg.API.MaxQueue, CORSOrigins: config.List(cfg.API.CORSOrigins),
+			MaxQueue: cfg.API.MaxQueue, CORSOrigins: config.List(cfg.API.CORSOrigins), Hosts: apiHosts(cfg),
 			CallbackAllow: config.List(cfg.API.CallbackAllow), EnableDelete: cfg.API.EnableDelete,
 			ReplyQueue: cfg.API.ReplyQueue, MaxBody: int64(cfg.Worker.MaxJobBytes), Policy: policyFor(cfg, img),
 			WorkerUser: workers,
@@ -85,6 +86,19 @@ func apiBroker(cfg config.Config) broker.Config {
 		b.Passive, b.Topology = true, queue.TopologyAPI
 	}
 	return b
+}
+
+// apiHosts are the Host names the API answers: api_hosts, else the
+// loopback names and the listen address's own host.
+func apiHosts(cfg config.Config) []string {
+	if hosts := config.List(cfg.API.Hosts); len(hosts) > 0 {
+		return hosts
+	}
+	hosts := []string{"localhost", "127.0.0.1", "::1"}
+	if h, _, err := net.SplitHostPort(cfg.API.Addr); err == nil && h != "" && h != "0.0.0.0" && h != "::" {
+		hosts = append(hosts, strings.ToLower(h))
+	}
+	return hosts
 }
 
 // workerUser is the broker user statuses must come from: worker_user, else

@@ -35,8 +35,13 @@ type Config struct {
 	AuthHeader, AuthzHeader string
 	// MaxQueue bounds the submissions in flight (503 beyond).
 	MaxQueue int
-	// CORSOrigins are the origins allowed; empty or "*": any, as Judge0.
+	// CORSOrigins are the origins allowed; "*": any; none: CORS is off
+	// (no page of another origin can read an answer).
 	CORSOrigins []string
+	// Hosts are the names a request's Host may give (none: the loopback
+	// names); a request naming another is refused (421): a page whose name
+	// was rebound to this address cannot reach the API.
+	Hosts []string
 	// ReplyQueue is the durable queue statuses come back on.
 	ReplyQueue string
 	// MaxBody bounds a request body (413 beyond).
@@ -160,6 +165,7 @@ type Server struct {
 	jobs    *jobsQueueLook
 	// bodies holds a place per request body being read and handled.
 	bodies chan struct{}
+	stats  *statsCache
 }
 
 // New makes a server.
@@ -174,7 +180,7 @@ func New(cfg Config, d Deps) *Server {
 		live:   newLiveOutputs(),
 		judge0: judge0.New(judge0.Languages(d.Languages.Ours, d.Languages.Versions), lim),
 		piston: piston.Runtimes(d.Languages.Ours, d.Languages.Versions), bounds: piston.BoundsFor(cfg.Policy),
-		jobs: &jobsQueueLook{}, bodies: make(chan struct{}, maxBodies)}
+		jobs: &jobsQueueLook{}, bodies: make(chan struct{}, maxBodies), stats: &statsCache{}}
 	s.subs = &submissions{store: d.Store, pub: d.Publisher, replyQueue: cfg.ReplyQueue, maxQueue: cfg.MaxQueue,
 		policy: cfg.Policy, log: d.Log, now: d.Now, waiters: map[string][]chan *submission.Record{}}
 	s.metrics = newMetrics(s.subs.InFlight)
@@ -247,8 +253,8 @@ func (s *Server) Handler() http.Handler {
 	s.pistonRoutes(authed)
 	s.playgroundRoutes(authed)
 	s.opsRoutes(authed)
-	open.Handle("/", s.authenticated(authed))
-	return s.metrics.observe(s.cors(open))
+	open.Handle("/", s.authenticated(jsonBodies(authed)))
+	return s.metrics.observe(s.allowedHost(s.cors(open)))
 }
 
 // HTTPServer is the API's HTTP server: its routes, and its timeouts, so

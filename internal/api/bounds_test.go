@@ -116,6 +116,7 @@ func TestBodiesAtOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "POST", hs.URL+"/submissions", strings.NewReader(`{"source_code":"x","language_id":50}`))
+	req.Header.Set("Content-Type", "application/json")
 	if resp, err := http.DefaultClient.Do(req); err == nil {
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
+	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/codebench/codebench/internal/untrusted"
@@ -82,13 +85,14 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, fail errorShap
 	return b, done, true
 }
 
-// cors answers as Judge0 does: every origin by default, preflights too.
+// cors answers the origins configured (none by default: no page of another
+// origin reads an answer), preflights too.
 func (s *Server) cors(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		origin := r.Header.Get("Origin")
-		allowed := len(s.cfg.CORSOrigins) == 0 || slices.Contains(s.cfg.CORSOrigins, "*")
-		if origin != "" && (allowed || slices.Contains(s.cfg.CORSOrigins, origin)) {
-			if allowed {
+		anyOrigin := slices.Contains(s.cfg.CORSOrigins, "*")
+		if origin != "" && (anyOrigin || slices.Contains(s.cfg.CORSOrigins, origin)) {
+			if anyOrigin {
 				w.Header().Set("Access-Control-Allow-Origin", "*")
 			} else {
 				w.Header().Set("Access-Control-Allow-Origin", origin)
@@ -100,6 +104,67 @@ func (s *Server) cors(next http.Handler) http.Handler {
 		}
 		if r.Method == http.MethodOptions {
 			w.WriteHeader(http.StatusOK)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// loopbackHosts are the names a request may give by default.
+var loopbackHosts = []string{"localhost", "127.0.0.1", "::1"}
+
+// allowedHost refuses (421) a request whose Host is not one of the API's
+// names: a page that rebound its own name to this address (DNS
+// rebinding) sends its own name.
+func (s *Server) allowedHost(next http.Handler) http.Handler {
+	hosts := s.cfg.Hosts
+	if len(hosts) == 0 {
+		hosts = loopbackHosts
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		host = strings.TrimSuffix(strings.TrimPrefix(strings.ToLower(host), "["), "]")
+		if !slices.Contains(hosts, host) {
+			errorJSON(w, http.StatusMisdirectedRequest, "this API does not answer to the host "+untrusted.Quote(host)+" (api_hosts)")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// jsonBodies refuses (415) a request with a body that is not JSON: a
+// form or text/plain POST is a "simple" request a browser sends from any
+// page without asking, and must not create a job.
+func jsonBodies(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodDelete && r.Method != http.MethodOptions &&
+			(r.ContentLength != 0 || len(r.TransferEncoding) > 0) {
+			mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+			if err != nil || mt != "application/json" {
+				if strings.HasPrefix(r.URL.Path, "/api/v2/") {
+					pistonError(w, http.StatusUnsupportedMediaType, "requests must be of type application/json")
+				} else {
+					errorJSON(w, http.StatusUnsupportedMediaType, "requests must be of type application/json")
+				}
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// operator allows the operator's endpoints (metrics, the host's and the
+// queue's facts, statistics) to a client with an authz token, or on this
+// machine (its Host already one of the API's: allowedHost).
+func (s *Server) operator(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		loopback := err == nil && net.ParseIP(host) != nil && net.ParseIP(host).IsLoopback()
+		if !loopback && (len(s.cfg.AuthzTokens) == 0 || !hasToken(r, s.cfg.AuthzHeader, s.cfg.AuthzTokens)) {
+			w.WriteHeader(http.StatusForbidden)
 			return
 		}
 		next.ServeHTTP(w, r)

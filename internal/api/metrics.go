@@ -1,7 +1,6 @@
 package api
 
 import (
-	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -83,19 +82,6 @@ func (m *metrics) observe(next http.Handler) http.Handler {
 		m.requests.WithLabelValues(route, strconv.Itoa(rec.code)).Inc()
 		m.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
 	})
-}
-
-// loopbackOnly answers only clients on this machine: what the metrics say
-// (how busy, which routes) is not every client's business.
-func loopbackOnly(next http.Handler) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		host, _, err := net.SplitHostPort(r.RemoteAddr)
-		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
-			w.WriteHeader(http.StatusForbidden)
-			return
-		}
-		next.ServeHTTP(w, r)
-	}
 }
 
 func (m *metrics) handler() http.Handler {

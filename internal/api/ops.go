@@ -8,9 +8,9 @@ import (
 // opsRoutes are the operator's: Prometheus metrics (loopback only),
 // Judge0's /workers and /system_info.
 func (s *Server) opsRoutes(mux *http.ServeMux) {
-	mux.Handle("GET /metrics", loopbackOnly(s.metrics.handler()))
-	mux.HandleFunc("GET /system_info", s.systemInfo)
-	mux.HandleFunc("GET /workers", s.workers)
+	mux.Handle("GET /metrics", s.operator(s.metrics.handler()))
+	mux.Handle("GET /system_info", s.operator(http.HandlerFunc(s.systemInfo)))
+	mux.Handle("GET /workers", s.operator(http.HandlerFunc(s.workers)))
 }
 
 // healthz is 200 while the process serves.

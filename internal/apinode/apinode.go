@@ -221,14 +221,37 @@ func checkReplyQueue(name string) error {
 	return nil
 }
 
-// Listen checks cfg and listens on addr.
+// ErrOpenToTheNetwork: the API would serve beyond this machine with no
+// token to ask of its clients.
+var ErrOpenToTheNetwork = errors.New("api: refusing to serve beyond loopback without api_auth_tokens: anyone who reaches it could run code here")
+
+// Listen checks cfg and listens on addr: on a non-loopback address only
+// with auth tokens.
 func Listen(cfg Config, addr string) (net.Listener, error) {
 	if err := checkReplyQueue(cfg.API.ReplyQueue); err != nil {
 		return nil, err
+	}
+	if !Loopback(addr) && len(cfg.API.AuthTokens) == 0 {
+		return nil, fmt.Errorf("%w (api_addr %s)", ErrOpenToTheNetwork, addr)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("api: listen: %w", err)
 	}
 	return ln, nil
+}
+
+// Loopback says whether addr (host:port) listens on loopback only: a
+// loopback IP, or "localhost" (an empty host, 0.0.0.0 or :: is every
+// interface).
+func Loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

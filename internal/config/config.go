@@ -56,8 +56,14 @@ type API struct {
 	// <data dir>/api.db).
 	DatabaseURL string // CODEBENCH_API_DATABASE_URL
 	MaxQueue    int    // CODEBENCH_API_MAX_QUEUE: submissions in flight, 503 beyond
-	// CORSOrigins are comma-separated origins, "*" any (the default).
+	// CORSOrigins are comma-separated origins a page may call the API
+	// from, "*" any; empty (the default): none (a page the operator's
+	// browser visits cannot use the API).
 	CORSOrigins string // CODEBENCH_API_CORS_ORIGINS
+	// Hosts are the names a request's Host may give (comma-separated;
+	// empty: the loopback names and the listen address's host): a page
+	// that rebinds its own name to 127.0.0.1 is refused.
+	Hosts string // CODEBENCH_API_HOSTS
 	// CallbackAllow are the hosts ("host" or "host:port", comma-separated)
 	// a callback_url may name; empty (the default): callbacks are off.
 	CallbackAllow string // CODEBENCH_API_CALLBACK_ALLOW
@@ -293,7 +299,7 @@ func Default() Config {
 			ManagementURL: "http://127.0.0.1:15672", BrokerNode: "rabbit@localhost",
 		},
 		API: API{Addr: "127.0.0.1:2358", AuthHeader: "X-Auth-Token", AuthzHeader: "X-Auth-User", MaxQueue: 10000,
-			CORSOrigins: "*", ReplyQueue: "codebench.api.replies", MaxAge: 7 * 24 * time.Hour},
+			ReplyQueue: "codebench.api.replies", MaxAge: 7 * 24 * time.Hour},
 		Network: Network{Name: "w", Subnet: "192.168.127.0/24", IPMasq: true, ConnPerSecond: 20,
 			CNIPath: "/opt/cni/bin:/usr/lib/cni"},
 		Limits: Limits{

@@ -83,6 +83,7 @@ func settings(c *Config) []setting {
 	t[len(t)-1].secret = true
 	add("CODEBENCH_API_MAX_QUEUE", &c.API.MaxQueue)
 	add("CODEBENCH_API_CORS_ORIGINS", &c.API.CORSOrigins)
+	add("CODEBENCH_API_HOSTS", &c.API.Hosts)
 	add("CODEBENCH_API_CALLBACK_ALLOW", &c.API.CallbackAllow)
 	add("CODEBENCH_API_ENABLE_DELETE", &c.API.EnableDelete)
 	add("CODEBENCH_API_REPLY_QUEUE", &c.API.ReplyQueue)
