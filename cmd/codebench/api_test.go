@@ -3,6 +3,7 @@ package main
 import (
 	"archive/zip"
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -28,6 +29,21 @@ func startAPI(t *testing.T, logs io.Writer, env ...string) (*exec.Cmd, string) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
+	// A node's name is its store's, unless given: an API restarted on the
+	// same store is the same node (it republishes its own submissions and
+	// reads its own reply queue).
+	node, db := "", ""
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "CODEBENCH_API_NODE="); ok {
+			node = v
+		}
+		if v, ok := strings.CutPrefix(e, "CODEBENCH_API_DATABASE_URL="); ok {
+			db = v
+		}
+	}
+	if node == "" {
+		env = append(env, fmt.Sprintf("CODEBENCH_API_NODE=t-%x", sha256.Sum256([]byte(db)))[:len("CODEBENCH_API_NODE=t-")+12])
+	}
 	cmd := exec.Command(binary, "api")
 	cmd.Env = append(append(os.Environ(), "CODEBENCH_API_ADDR="+addr), env...)
 	cmd.Stdout, cmd.Stderr = logs, logs

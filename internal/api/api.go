@@ -42,8 +42,17 @@ type Config struct {
 	// names); a request naming another is refused (421): a page whose name
 	// was rebound to this address cannot reach the API.
 	Hosts []string
-	// ReplyQueue is the durable queue statuses come back on.
+	// ReplyQueue is the durable queue statuses come back on: this node's
+	// own (Node names it), so that several API nodes on one store each
+	// hear the statuses of the jobs they published.
 	ReplyQueue string
+	// Node names this API node in the store: the submissions it published
+	// are its own to republish, and its heartbeat says it is alive.
+	Node string
+	// QueueTimeout is how long a submission may wait for a worker before
+	// the reaper ends it (default 1 h); once a worker has it, the job's
+	// own wall budget and a margin bound each status's coming.
+	QueueTimeout time.Duration
 	// MaxBody bounds a request body (413 beyond).
 	MaxBody int64
 	// Policy is what the workers accept: every door's limits are
@@ -94,16 +103,23 @@ func (c Config) withDefaults() Config {
 	if c.CallbackTries <= 0 {
 		c.CallbackTries = 3
 	}
+	if c.QueueTimeout <= 0 {
+		c.QueueTimeout = time.Hour
+	}
 	return c
 }
 
 // Store is what the API keeps submissions in (internal/store).
 type Store interface {
-	Insert(ctx context.Context, r *submission.Record) error
-	Update(ctx context.Context, r *submission.Record) (bool, error)
+	Insert(ctx context.Context, r *submission.Record, node string, deadline time.Time) error
+	Update(ctx context.Context, r *submission.Record, deadline time.Time) (bool, error)
 	Get(ctx context.Context, token string) (*submission.Record, error)
 	List(ctx context.Context, page, perPage int) ([]*submission.Record, int, error)
-	Pending(ctx context.Context, n int) ([]*submission.Record, error)
+	Pending(ctx context.Context, node string, n int) ([]*submission.Record, error)
+	Unfinished(ctx context.Context) (int, error)
+	Overdue(ctx context.Context, now time.Time, n int) ([]*submission.Record, error)
+	Heartbeat(ctx context.Context, node string, now time.Time) error
+	Adopt(ctx context.Context, node string, aliveSince time.Time, n int) ([]*submission.Record, error)
 	Delete(ctx context.Context, token string) error
 	Counts(ctx context.Context) (map[submission.Outcome]int, error)
 	Ping(ctx context.Context) error
@@ -181,15 +197,15 @@ func New(cfg Config, d Deps) *Server {
 		judge0: judge0.New(judge0.Languages(d.Languages.Ours, d.Languages.Versions), lim),
 		piston: piston.Runtimes(d.Languages.Ours, d.Languages.Versions), bounds: piston.BoundsFor(cfg.Policy),
 		jobs: &jobsQueueLook{}, bodies: make(chan struct{}, maxBodies), stats: &statsCache{}}
-	s.subs = &submissions{store: d.Store, pub: d.Publisher, replyQueue: cfg.ReplyQueue, maxQueue: cfg.MaxQueue,
-		policy: cfg.Policy, log: d.Log, now: d.Now, waiters: map[string][]chan *submission.Record{}}
+	s.subs = &submissions{store: d.Store, pub: d.Publisher, replyQueue: cfg.ReplyQueue, node: cfg.Node, maxQueue: cfg.MaxQueue,
+		queueTimeout: cfg.QueueTimeout, policy: cfg.Policy, log: d.Log, now: d.Now, waiters: map[string][]chan *submission.Record{}}
 	s.metrics = newMetrics(s.subs.InFlight)
 	s.subs.metrics = s.metrics
 	s.calls = newCallbacks(cfg, s.judge0, s.metrics, d.Log)
 	return s
 }
 
-// InFlight is the submissions accepted and not finished.
+// InFlight is the submissions accepted and not finished, every node's.
 func (s *Server) InFlight() int { return s.subs.InFlight() }
 
 // Recover publishes again every unfinished submission the store has (see
@@ -230,11 +246,60 @@ func (s *Server) HandleStatus(ctx context.Context, m queue.Message) error {
 	}
 	s.metrics.statuses.WithLabelValues("stored").Inc()
 	if final {
-		if s.onFinal != nil {
-			s.onFinal(st)
+		s.finished(rec, st)
+	}
+	return nil
+}
+
+// finished is what follows a submission's final status, once stored: the
+// hook, the callback, the live output's slot.
+func (s *Server) finished(rec *submission.Record, st *job.Status) {
+	if s.onFinal != nil {
+		s.onFinal(st)
+	}
+	s.calls.enqueue(rec)
+	s.live.end(rec.Token)
+}
+
+// reapBatch is how many overdue submissions one Tend ends, at most.
+const reapBatch = 100
+
+// Tend is what a node does now and then, beside serving: it says it is
+// alive, publishes again (with its own reply queue) the unfinished
+// submissions of nodes no longer alive, and ends every submission whose
+// final status is overdue (Judge0's Internal Error, with a message saying
+// so): a worker, a broker or a node lost it. aliveSince is when a node
+// must have been seen to count as alive.
+func (s *Server) Tend(ctx context.Context, aliveSince time.Time) error {
+	if err := s.store.Heartbeat(ctx, s.cfg.Node, s.now()); err != nil {
+		return err
+	}
+	adopted, err := s.store.Adopt(ctx, s.cfg.Node, aliveSince, reapBatch)
+	if err != nil {
+		return err
+	}
+	for _, rec := range adopted {
+		if err := s.subs.publish(ctx, rec); err != nil {
+			s.log.Warn("api: a submission adopted from a node gone could not be published again", "token", rec.Token, "err", err)
 		}
-		s.calls.enqueue(rec)
-		s.live.end(rec.Token)
+	}
+	if len(adopted) > 0 {
+		s.log.Info("api: adopted the unfinished submissions of nodes gone", "n", len(adopted))
+	}
+	overdue, err := s.store.Overdue(ctx, s.now(), reapBatch)
+	if err != nil {
+		return err
+	}
+	for _, rec := range overdue {
+		st := job.Internal(rec.Token, "no result came within the job's time limits plus a margin: the worker, the broker or an API node lost it", nil)
+		st.ReplySecret = rec.Job.ReplySecret
+		if _, final, err := s.subs.take(ctx, st); err != nil {
+			return err
+		} else if final {
+			s.log.Warn("api: an overdue submission ended", "token", rec.Token)
+			s.metrics.statuses.WithLabelValues("reaped").Inc()
+			s.finished(rec, st)
+		}
 	}
 	return nil
 }

@@ -35,6 +35,8 @@ type fakeWorker struct {
 	fail   error
 	answer func(j job.Job) *job.Status
 	srv    *Server
+	// queue is the reply queue its jobs must name ("": the test server's).
+	queue string
 }
 
 func (f *fakeWorker) PublishJobReply(_ context.Context, body []byte, replyTo, corr string) error {
@@ -42,7 +44,11 @@ func (f *fakeWorker) PublishJobReply(_ context.Context, body []byte, replyTo, co
 		return f.fail
 	}
 	var j job.Job
-	if err := json.Unmarshal(body, &j); err != nil || replyTo != "codebench.api.test" || corr != j.ID {
+	want := f.queue
+	if want == "" {
+		want = "codebench.api.test"
+	}
+	if err := json.Unmarshal(body, &j); err != nil || replyTo != want || corr != j.ID {
 		return errors.New("bad publish")
 	}
 	f.mu.Lock()

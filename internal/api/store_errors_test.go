@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/codebench/codebench/internal/submission"
 )
@@ -25,9 +26,19 @@ func (b brokenStore) fail(call string) error {
 	return errDown
 }
 
-func (b brokenStore) Insert(context.Context, *submission.Record) error { return b.fail("insert") }
-func (b brokenStore) Update(context.Context, *submission.Record) (bool, error) {
+func (b brokenStore) Insert(context.Context, *submission.Record, string, time.Time) error {
+	return b.fail("insert")
+}
+func (b brokenStore) Update(context.Context, *submission.Record, time.Time) (bool, error) {
 	return false, b.fail("update")
+}
+func (b brokenStore) Unfinished(context.Context) (int, error) { return 0, b.fail("unfinished") }
+func (b brokenStore) Overdue(context.Context, time.Time, int) ([]*submission.Record, error) {
+	return nil, errDown
+}
+func (b brokenStore) Heartbeat(context.Context, string, time.Time) error { return errDown }
+func (b brokenStore) Adopt(context.Context, string, time.Time, int) ([]*submission.Record, error) {
+	return nil, errDown
 }
 func (b brokenStore) Get(context.Context, string) (*submission.Record, error) {
 	return nil, errDown
@@ -35,8 +46,10 @@ func (b brokenStore) Get(context.Context, string) (*submission.Record, error) {
 func (b brokenStore) List(context.Context, int, int) ([]*submission.Record, int, error) {
 	return nil, 0, errDown
 }
-func (b brokenStore) Pending(context.Context, int) ([]*submission.Record, error) { return nil, errDown }
-func (b brokenStore) Delete(context.Context, string) error                       { return errDown }
+func (b brokenStore) Pending(context.Context, string, int) ([]*submission.Record, error) {
+	return nil, errDown
+}
+func (b brokenStore) Delete(context.Context, string) error { return errDown }
 func (b brokenStore) Counts(context.Context) (map[submission.Outcome]int, error) {
 	return nil, errDown
 }
@@ -86,6 +99,9 @@ func TestStoreErrors(t *testing.T) {
 	}
 	if _, err := srv.Recover(context.Background()); !errors.Is(err, errDown) {
 		t.Fatalf("recover: %v", err)
+	}
+	if err := srv.Tend(context.Background(), time.Now()); !errors.Is(err, errDown) {
+		t.Fatalf("tend: %v", err)
 	}
 	st := []byte(`{"id":"abc","status":"done","verdict":"ok"}`)
 	if err := srv.HandleStatus(context.Background(), fromWorker(st)); !errors.Is(err, errDown) {

@@ -22,18 +22,24 @@ import (
 // the queue bound, the record stored, the job published, the final status
 // awaited; and the statuses that come back, taken into the store.
 type submissions struct {
-	store      Store
-	pub        Publisher
-	replyQueue string
-	maxQueue   int
-	policy     job.Policy
-	metrics    *metrics
-	log        *slog.Logger
-	now        func() time.Time
+	store        Store
+	pub          Publisher
+	replyQueue   string
+	node         string
+	maxQueue     int
+	queueTimeout time.Duration
+	policy       job.Policy
+	metrics      *metrics
+	log          *slog.Logger
+	now          func() time.Time
 
-	mu       sync.Mutex // guards inflight and waiters
-	inflight int
-	waiters  map[string][]chan *submission.Record
+	// admit is held from counting the submissions in flight to storing a
+	// new one: this node never admits more than the bound (several nodes
+	// on one store may pass it by a few at once).
+	admit sync.Mutex
+
+	mu      sync.Mutex // guards waiters
+	waiters map[string][]chan *submission.Record
 }
 
 // Why a submission was not queued.
@@ -92,26 +98,17 @@ func (s *submissions) prepare(token, door string, j job.Job, options any) (*subm
 // errPublish. With wait, done receives the final record (registered before
 // publishing; the caller awaits it).
 func (s *submissions) submit(ctx context.Context, rec *submission.Record, wait bool) (done chan *submission.Record, err error) {
-	if !s.reserve(1) {
-		return nil, errQueueFull
-	}
-	t0 := time.Now()
-	err = s.store.Insert(ctx, rec)
-	s.metrics.step("insert", t0)
-	if err != nil {
-		s.release(1)
-		s.log.Error("api: store", "err", err)
-		return nil, errStore
+	if err := s.admitAndStore(ctx, rec); err != nil {
+		return nil, err
 	}
 	if wait {
 		done = s.waitFor(rec.Token)
 	}
-	t0 = time.Now()
+	t0 := time.Now()
 	err = s.publish(ctx, rec)
 	s.metrics.step("publish", t0)
 	if err != nil {
 		// Not published: the token is not given out, the record goes.
-		s.release(1)
 		s.forget(rec.Token, done)
 		_ = s.store.Delete(context.WithoutCancel(ctx), rec.Token)
 		s.log.Error("api: publish", "token", rec.Token, "err", err)
@@ -128,28 +125,44 @@ func (s *submissions) publish(ctx context.Context, rec *submission.Record) error
 	return s.pub.PublishJobReply(ctx, body, s.replyQueue, rec.Token)
 }
 
-// reserve takes a place in the queue bound: false when it is full.
-func (s *submissions) reserve(n int) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.inflight+n > s.maxQueue {
-		return false
+// admitAndStore stores rec if the submissions in flight (every node's,
+// counted in the store) leave room under the bound: errQueueFull, or
+// errStore.
+func (s *submissions) admitAndStore(ctx context.Context, rec *submission.Record) error {
+	s.admit.Lock()
+	defer s.admit.Unlock()
+	n, err := s.store.Unfinished(ctx)
+	if err != nil {
+		s.log.Error("api: store", "err", err)
+		return errStore
 	}
-	s.inflight += n
-	return true
+	if n >= s.maxQueue {
+		return errQueueFull
+	}
+	t0 := time.Now()
+	err = s.store.Insert(ctx, rec, s.node, s.now().Add(s.queueTimeout+s.budget(rec)))
+	s.metrics.step("insert", t0)
+	if err != nil {
+		s.log.Error("api: store", "err", err)
+		return errStore
+	}
+	return nil
 }
 
-func (s *submissions) release(n int) {
-	s.mu.Lock()
-	s.inflight = max(s.inflight-n, 0)
-	s.mu.Unlock()
+// budget is how long a worker may take to send rec's next status: its
+// job's whole wall budget and a margin.
+func (s *submissions) budget(rec *submission.Record) time.Duration {
+	return s.policy.WallBudget(&rec.Job) + awaitMargin
 }
 
-// InFlight is the submissions accepted and not finished.
+// InFlight is the submissions accepted and not finished, every node's (0
+// when the store cannot say).
 func (s *submissions) InFlight() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.inflight
+	n, err := s.store.Unfinished(context.Background())
+	if err != nil {
+		return 0
+	}
+	return n
 }
 
 // awaitMargin is what a wait allows beyond the job's own wall budget:
@@ -235,7 +248,7 @@ func (s *submissions) take(ctx context.Context, st *job.Status) (*submission.Rec
 		return rec, false, nil
 	}
 	t0 := time.Now()
-	changed, err := s.store.Update(ctx, rec)
+	changed, err := s.store.Update(ctx, rec, s.now().Add(s.budget(rec)))
 	s.metrics.step("update", t0)
 	if err != nil {
 		return nil, false, err
@@ -244,7 +257,6 @@ func (s *submissions) take(ctx context.Context, st *job.Status) (*submission.Rec
 		return rec, false, nil
 	}
 	s.mu.Lock()
-	s.inflight = max(s.inflight-1, 0)
 	for _, w := range s.waiters[st.ID] {
 		w <- rec // buffered: one send each
 	}
@@ -253,24 +265,28 @@ func (s *submissions) take(ctx context.Context, st *job.Status) (*submission.Rec
 	return rec, true, nil
 }
 
-// recover publishes again every submission the store has that is not
-// finished (a crash between storing and publishing, or statuses lost with
-// a broker): a job run twice is harmless, a token never answered is not.
-// It counts them as in flight.
+// recover publishes again every submission of this node's that the store
+// has unfinished (a crash between storing and publishing, or statuses lost
+// with a broker): a job run twice is harmless, a token never answered is
+// not. Other nodes' are theirs (a node gone has its adopted: Tend). A row
+// that cannot be published is skipped, and logged: the reaper ends it.
 func (s *submissions) recover(ctx context.Context) (int, error) {
-	pending, err := s.store.Pending(ctx, s.maxQueue)
+	pending, err := s.store.Pending(ctx, s.node, s.maxQueue)
 	if err != nil {
 		return 0, err
 	}
+	n := 0
 	for _, r := range pending {
 		if err := s.publish(ctx, r); err != nil {
-			return 0, err
+			if ctx.Err() != nil {
+				return n, err
+			}
+			s.log.Warn("api: an unfinished submission could not be published again; skipped", "token", r.Token, "err", err)
+			continue
 		}
+		n++
 	}
-	s.mu.Lock()
-	s.inflight = len(pending)
-	s.mu.Unlock()
-	return len(pending), nil
+	return n, nil
 }
 
 // lookup reads token's record for an answer.

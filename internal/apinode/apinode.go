@@ -71,7 +71,11 @@ func Run(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) err
 	hs := srv.HTTPServer()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Add(3)
+	wg.Add(4)
+	go func() {
+		defer wg.Done()
+		tend(ctx, srv, log)
+	}()
 	go func() {
 		defer wg.Done()
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -187,6 +191,30 @@ func consume(ctx context.Context, bcfg broker.Config, replyQueue string, srv *ap
 		}()
 		pub.conn.Store(nil)
 		conn.Close()
+	}
+}
+
+// tendEvery is how often a node says it is alive, adopts what nodes gone
+// left unfinished, and ends what is overdue; a node not seen for
+// nodeGoneAfter is gone.
+const (
+	tendEvery     = 10 * time.Second
+	nodeGoneAfter = 3 * tendEvery
+)
+
+// tend runs srv.Tend every tendEvery until ctx ends.
+func tend(ctx context.Context, srv *api.Server, log *slog.Logger) {
+	t := time.NewTicker(tendEvery)
+	defer t.Stop()
+	for {
+		if err := srv.Tend(ctx, time.Now().Add(-nodeGoneAfter)); err != nil && ctx.Err() == nil {
+			log.Warn("api: tending the store (heartbeat, adoption, overdue submissions)", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }
 

@@ -52,6 +52,9 @@ type Config struct {
 	Passive bool
 }
 
+// replyQueueExpires is how long a durable reply queue lives unused.
+const replyQueueExpires = 7 * 24 * time.Hour
+
 // ErrNoTopology: a passive client found codebench's queues not declared.
 var ErrNoTopology = errors.New("queue: the jobs queue is not declared yet (a worker or `codebench declare` declares it)")
 
@@ -432,7 +435,9 @@ func (c *Conn) ConsumeDurable(name string, prefetch int) (<-chan queue.Delivery,
 	if err != nil {
 		return nil, fmt.Errorf("queue: channel: %w", err)
 	}
-	_, err = ch.QueueDeclare(name, true, false, false, false, nil)
+	// A queue whose consumer never comes back (an API node gone for good)
+	// goes after a week unused; its submissions were adopted and ended.
+	_, err = ch.QueueDeclare(name, true, false, false, false, amqp.Table{"x-expires": int64(replyQueueExpires / time.Millisecond)})
 	ch.Close()
 	if err != nil {
 		return nil, fmt.Errorf("queue: declare %s: %w", name, err)

@@ -82,7 +82,33 @@ type API struct {
 	// reply queues (CODEBENCH_API_USER; empty: the user of the API's
 	// broker URL).
 	User string
+	// Node names this API node (CODEBENCH_API_NODE; empty: the host's
+	// name and the listen port): its reply queue is ReplyQueue.<node>.
+	Node string
+	// QueueTimeout: a submission no worker took within it is ended
+	// (CODEBENCH_API_QUEUE_TIMEOUT).
+	QueueTimeout time.Duration
 }
+
+// APINode is this API node's name: api_node, else the host's name and the
+// listen port, in the characters a queue name takes.
+func (c Config) APINode() string {
+	n := c.API.Node
+	if n == "" {
+		host, _ := os.Hostname()
+		_, port, _ := net.SplitHostPort(c.API.Addr)
+		n = host + "-" + port
+	}
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' {
+			return r
+		}
+		return '-'
+	}, n)
+}
+
+// APIReplyQueue is this node's reply queue: api_reply_queue.<node>.
+func (c Config) APIReplyQueue() string { return c.API.ReplyQueue + "." + c.APINode() }
 
 // APIBrokerURL is the API's broker URL: its own, else the workers'.
 func (c Config) APIBrokerURL() string {
@@ -299,7 +325,7 @@ func Default() Config {
 			ManagementURL: "http://127.0.0.1:15672", BrokerNode: "rabbit@localhost",
 		},
 		API: API{Addr: "127.0.0.1:2358", AuthHeader: "X-Auth-Token", AuthzHeader: "X-Auth-User", MaxQueue: 10000,
-			ReplyQueue: "codebench.api.replies", MaxAge: 7 * 24 * time.Hour},
+			ReplyQueue: "codebench.api.replies", QueueTimeout: time.Hour, MaxAge: 7 * 24 * time.Hour},
 		Network: Network{Name: "w", Subnet: "192.168.127.0/24", IPMasq: true, ConnPerSecond: 20,
 			CNIPath: "/opt/cni/bin:/usr/lib/cni"},
 		Limits: Limits{

@@ -91,6 +91,8 @@ func settings(c *Config) []setting {
 	add("CODEBENCH_API_RABBITMQ_URL", &c.API.RabbitURL)
 	t[len(t)-1].secret = true
 	add("CODEBENCH_API_USER", &c.API.User)
+	add("CODEBENCH_API_NODE", &c.API.Node)
+	add("CODEBENCH_API_QUEUE_TIMEOUT", &c.API.QueueTimeout)
 
 	add("RABBITMQ_URL", &c.Worker.RabbitURL)
 	t[len(t)-1].secret = true

@@ -29,6 +29,12 @@ var migrations = []migration{
 	{sql: `CREATE INDEX submissions_created ON submissions (created_ms)`},
 	{sql: `CREATE INDEX submissions_status ON submissions (status_id)`},
 	{fn: toRecords},
+	// 5-8: several API nodes: the node that published a submission (and
+	// receives its statuses), when it is overdue, and the nodes alive.
+	{sql: `ALTER TABLE records ADD COLUMN node TEXT NOT NULL DEFAULT ''`},
+	{sql: `ALTER TABLE records ADD COLUMN deadline_ms BIGINT`},
+	{sql: `CREATE INDEX records_node ON records (node, finished_ms)`},
+	{sql: `CREATE TABLE api_nodes (node TEXT PRIMARY KEY, seen_ms BIGINT NOT NULL)`},
 }
 
 // recordsTable is the table of schema 4 on.

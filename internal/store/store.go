@@ -93,33 +93,39 @@ func (s *Store) Close() error {
 	return s.db.Close()
 }
 
-// Insert stores a new submission (its token must be new).
-func (s *Store) Insert(ctx context.Context, r *submission.Record) error {
+// Insert stores a new submission (its token must be new), published by
+// node, overdue after deadline.
+func (s *Store) Insert(ctx context.Context, r *submission.Record, node string, deadline time.Time) error {
 	sub, status, err := encode(r)
 	if err != nil {
 		return err
 	}
 	o := r.OutcomeOf()
-	_, err = s.db.ExecContext(ctx, `INSERT INTO records (token, created_ms, finished_ms, state, verdict, signal, owner, schema, submission, status)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-		r.Token, r.CreatedAt.UnixMilli(), millis(r.FinishedAt), o.State, o.Verdict, o.Signal, r.Owner, submission.Schema, sub, status)
+	_, err = s.db.ExecContext(ctx, `INSERT INTO records (token, created_ms, finished_ms, state, verdict, signal, owner, schema, submission, status, node, deadline_ms)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+		r.Token, r.CreatedAt.UnixMilli(), millis(r.FinishedAt), o.State, o.Verdict, o.Signal, r.Owner, submission.Schema, sub, status, node, deadline.UnixMilli())
 	if err != nil {
 		return fmt.Errorf("store: insert %s: %w", r.Token, err)
 	}
 	return nil
 }
 
-// Update writes a record's status. A final result is never overwritten
-// (a status redelivered out of order, or a second final): false when
-// nothing changed.
-func (s *Store) Update(ctx context.Context, r *submission.Record) (bool, error) {
+// Update writes a record's status, and when it is overdue next (a final
+// record never is). A final result is never overwritten (a status
+// redelivered out of order, or a second final): false when nothing
+// changed.
+func (s *Store) Update(ctx context.Context, r *submission.Record, deadline time.Time) (bool, error) {
 	_, status, err := encode(r)
 	if err != nil {
 		return false, err
 	}
 	o := r.OutcomeOf()
-	n, err := s.results.ExecContext(ctx, `UPDATE records SET state = $1, verdict = $2, signal = $3, finished_ms = $4, status = $5
-		WHERE token = $6 AND finished_ms IS NULL`, o.State, o.Verdict, o.Signal, millis(r.FinishedAt), status, r.Token)
+	var due any
+	if !r.Finished() {
+		due = deadline.UnixMilli()
+	}
+	n, err := s.results.ExecContext(ctx, `UPDATE records SET state = $1, verdict = $2, signal = $3, finished_ms = $4, status = $5, deadline_ms = $6
+		WHERE token = $7 AND finished_ms IS NULL`, o.State, o.Verdict, o.Signal, millis(r.FinishedAt), status, due, r.Token)
 	if err != nil {
 		return false, fmt.Errorf("store: update %s: %w", r.Token, err)
 	}
@@ -195,6 +201,14 @@ func scan(row interface{ Scan(...any) error }) (*submission.Record, error) {
 	return &r, nil
 }
 
+// prefixed scans one more column before a record's.
+type prefixed struct {
+	row   interface{ Scan(...any) error }
+	first any
+}
+
+func (p prefixed) Scan(dest ...any) error { return p.row.Scan(append([]any{p.first}, dest...)...) }
+
 // Get returns the submission with token, or submission.ErrNotFound.
 func (s *Store) Get(ctx context.Context, token string) (*submission.Record, error) {
 	return scan(s.db.QueryRowContext(ctx, `SELECT `+columns+` FROM records WHERE token = $1`, token))
@@ -210,10 +224,76 @@ func (s *Store) List(ctx context.Context, page, perPage int) ([]*submission.Reco
 	return out, total, err
 }
 
-// Pending returns the submissions not finished, oldest first, at most n:
-// those to publish again after a crash between storing and publishing.
-func (s *Store) Pending(ctx context.Context, n int) ([]*submission.Record, error) {
-	return s.query(ctx, `SELECT `+columns+` FROM records WHERE finished_ms IS NULL ORDER BY created_ms LIMIT $1`, n)
+// Pending returns node's submissions not finished, oldest first, at most
+// n: those it publishes again at its start (a crash between storing and
+// publishing, statuses lost with a broker).
+func (s *Store) Pending(ctx context.Context, node string, n int) ([]*submission.Record, error) {
+	return s.query(ctx, `SELECT `+columns+` FROM records WHERE finished_ms IS NULL AND node = $1 ORDER BY created_ms LIMIT $2`, node, n)
+}
+
+// Unfinished counts the submissions not finished, every node's.
+func (s *Store) Unfinished(ctx context.Context) (int, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM records WHERE finished_ms IS NULL`).Scan(&n)
+	return n, err
+}
+
+// Overdue returns the unfinished submissions whose deadline passed before
+// now, at most n, oldest first.
+func (s *Store) Overdue(ctx context.Context, now time.Time, n int) ([]*submission.Record, error) {
+	return s.query(ctx, `SELECT `+columns+` FROM records WHERE finished_ms IS NULL AND deadline_ms < $1 ORDER BY created_ms LIMIT $2`, now.UnixMilli(), n)
+}
+
+// Heartbeat says node is alive at now.
+func (s *Store) Heartbeat(ctx context.Context, node string, now time.Time) error {
+	_, err := s.results.ExecContext(ctx, `INSERT INTO api_nodes (node, seen_ms) VALUES ($1, $2)
+		ON CONFLICT (node) DO UPDATE SET seen_ms = excluded.seen_ms`, node, now.UnixMilli())
+	return err
+}
+
+// Adopt makes node the owner of at most n unfinished submissions of nodes
+// not seen alive since aliveSince (and of none: the first release's), and
+// returns them: node publishes them again, with its own reply queue.
+func (s *Store) Adopt(ctx context.Context, node string, aliveSince time.Time, n int) ([]*submission.Record, error) {
+	tx, err := s.results.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, `SELECT node, `+columns+` FROM records WHERE finished_ms IS NULL AND node <> $1
+		AND node NOT IN (SELECT node FROM api_nodes WHERE seen_ms >= $2) ORDER BY created_ms LIMIT $3`, node, aliveSince.UnixMilli(), n)
+	if err != nil {
+		return nil, err
+	}
+	type found struct {
+		from string
+		rec  *submission.Record
+	}
+	var all []found
+	for rows.Next() {
+		var from string
+		r, err := scan(prefixed{rows, &from})
+		if err != nil {
+			rows.Close()
+			return nil, err
+		}
+		all = append(all, found{from, r})
+	}
+	if err := errorsOf(rows); err != nil {
+		return nil, err
+	}
+	var out []*submission.Record
+	for _, f := range all {
+		// Another node adopting at once takes a row first, or not at all.
+		res, err := tx.ExecContext(ctx, `UPDATE records SET node = $1 WHERE token = $2 AND node = $3 AND finished_ms IS NULL`, node, f.rec.Token, f.from)
+		if err != nil {
+			return nil, err
+		}
+		if k, _ := res.RowsAffected(); k == 1 {
+			out = append(out, f.rec)
+		}
+	}
+	return out, tx.Commit()
 }
 
 func (s *Store) query(ctx context.Context, q string, args ...any) ([]*submission.Record, error) {

@@ -38,11 +38,11 @@ func testStore(t *testing.T, path string) {
 	}
 	recs := []*submission.Record{newRec("a", "x", t0), newRec("b", "y", t0.Add(time.Second))}
 	for _, r := range recs {
-		if err := s.Insert(ctx, r); err != nil {
+		if err := s.Insert(ctx, r, "node-a", t0.Add(time.Hour)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.Insert(ctx, recs[0]); err == nil {
+	if err := s.Insert(ctx, recs[0], "node-a", t0); err == nil {
 		t.Fatal("a token stored twice")
 	}
 	got, err := s.Get(ctx, "a")
@@ -55,18 +55,18 @@ func testStore(t *testing.T, path string) {
 	}
 	// Running, then done; a redelivered running afterwards changes nothing.
 	got.Take(&job.Status{ID: "a", Status: job.StatusRunning}, t0)
-	if ok, err := s.Update(ctx, got); !ok || err != nil {
+	if ok, err := s.Update(ctx, got, t0.Add(time.Minute)); !ok || err != nil {
 		t.Fatal(ok, err)
 	}
 	code := 0
 	got.Take(&job.Status{ID: "a", Status: job.StatusDone, Verdict: job.VerdictOK, Stdout: "hi", ExitCode: &code, CPUUserUS: 1500, MemUsage: 900}, t0.Add(2*time.Second))
-	if ok, err := s.Update(ctx, got); !ok || err != nil {
+	if ok, err := s.Update(ctx, got, time.Time{}); !ok || err != nil {
 		t.Fatal(ok, err)
 	}
 	late := *got
 	late.FinishedAt = nil
 	late.Take(&job.Status{ID: "a", Status: job.StatusFailed, Verdict: job.VerdictInternalError}, t0.Add(3*time.Second))
-	if ok, err := s.Update(ctx, &late); ok || err != nil {
+	if ok, err := s.Update(ctx, &late, time.Time{}); ok || err != nil {
 		t.Fatalf("a final result was overwritten: %v %v", ok, err)
 	}
 	got, _ = s.Get(ctx, "a")
@@ -74,9 +74,42 @@ func testStore(t *testing.T, path string) {
 		got.FinishedAt == nil || !got.FinishedAt.Equal(t0.Add(2*time.Second)) || got.Job.Code != "x" {
 		t.Fatalf("after done: %+v", got)
 	}
-	pending, err := s.Pending(ctx, 10)
+	pending, err := s.Pending(ctx, "node-a", 10)
 	if err != nil || len(pending) != 1 || pending[0].Token != "b" {
 		t.Fatalf("pending: %v %v", pending, err)
+	}
+	if other, err := s.Pending(ctx, "node-b", 10); err != nil || len(other) != 0 {
+		t.Fatalf("another node's pending: %v %v", other, err)
+	}
+	if n, err := s.Unfinished(ctx); n != 1 || err != nil {
+		t.Fatalf("unfinished: %d %v", n, err)
+	}
+	// Overdue: b's deadline is an hour after t0.
+	if due, err := s.Overdue(ctx, t0.Add(30*time.Minute), 10); err != nil || len(due) != 0 {
+		t.Fatalf("overdue early: %v %v", due, err)
+	}
+	if due, err := s.Overdue(ctx, t0.Add(2*time.Hour), 10); err != nil || len(due) != 1 || due[0].Token != "b" {
+		t.Fatalf("overdue: %v %v", due, err)
+	}
+	// Adoption: node-a alive, nothing to adopt; node-a silent, node-b
+	// adopts b; node-b alive, node-c adopts nothing.
+	if err := s.Heartbeat(ctx, "node-a", t0); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Adopt(ctx, "node-b", t0.Add(-time.Minute), 10); err != nil || len(got) != 0 {
+		t.Fatalf("adopted from a live node: %v %v", got, err)
+	}
+	if got, err := s.Adopt(ctx, "node-b", t0.Add(time.Minute), 10); err != nil || len(got) != 1 || got[0].Token != "b" {
+		t.Fatalf("adopt: %v %v", got, err)
+	}
+	if err := s.Heartbeat(ctx, "node-b", t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Adopt(ctx, "node-c", t0.Add(time.Minute), 10); err != nil || len(got) != 0 {
+		t.Fatalf("adopted from node-b, alive: %v %v", got, err)
+	}
+	if mine, err := s.Pending(ctx, "node-b", 10); err != nil || len(mine) != 1 {
+		t.Fatalf("node-b's pending: %v %v", mine, err)
 	}
 	list, total, err := s.List(ctx, 1, 1)
 	if err != nil || total != 2 || len(list) != 1 || list[0].Token != "b" {
@@ -135,7 +168,7 @@ func BenchmarkStore(b *testing.B) {
 			b.Fatal(err)
 		}
 		t0 := time.Now()
-		if err := s.Insert(ctx, r); err != nil {
+		if err := s.Insert(ctx, r, "n", time.Now().Add(time.Hour)); err != nil {
 			b.Fatal(err)
 		}
 		t1 := time.Now()
@@ -145,7 +178,7 @@ func BenchmarkStore(b *testing.B) {
 		}
 		code := 0
 		got.Take(&job.Status{ID: r.Token, Status: job.StatusDone, Verdict: job.VerdictOK, Stdout: "1\n", ExitCode: &code}, time.Now())
-		if _, err := s.Update(ctx, got); err != nil {
+		if _, err := s.Update(ctx, got, time.Time{}); err != nil {
 			b.Fatal(err)
 		}
 		t2 := time.Now()
@@ -171,7 +204,7 @@ func TestNewerRecord(t *testing.T) {
 	}
 	defer s.Close()
 	r, _ := submission.New("n", "judge0", job.Job{Code: "x"}, nil, time.Now())
-	if err := s.Insert(ctx, r); err != nil {
+	if err := s.Insert(ctx, r, "n", time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.db.Exec(`UPDATE records SET schema = $1`, submission.Schema+1); err != nil {
