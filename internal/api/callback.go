@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -15,7 +17,9 @@ import (
 	"time"
 
 	"github.com/codebench/codebench/internal/judge0"
+	"github.com/codebench/codebench/internal/network"
 	"github.com/codebench/codebench/internal/submission"
+	"github.com/codebench/codebench/internal/untrusted"
 )
 
 // Callbacks, Judge0's way (app/jobs/isolate_job.rb of v1.13.1): once a
@@ -36,30 +40,137 @@ const callbackSenders = 4
 
 // callbacks sends the callbacks of finished submissions.
 type callbacks struct {
-	allow   []string
+	allow   []callbackTarget
 	tries   int
 	timeout time.Duration
 	judge0  *judge0.Codec
 	metrics *metrics
 	log     *slog.Logger
 	queue   chan *submission.Record
+	// resolve looks a host up (net.DefaultResolver's; a test's own).
+	resolve func(ctx context.Context, host string) ([]netip.Addr, error)
+}
+
+// callbackTarget is one api_callback_allow entry: a host, its ports (a
+// bare host: 80 and 443) and a path prefix ("": any path).
+type callbackTarget struct {
+	host  string
+	ports []string
+	path  string
+	// ip is the host when it is an address: a callback may go to it even
+	// inside a denied range, since it is named exactly.
+	ip netip.Addr
+}
+
+// parseAllow reads api_callback_allow's entries: "host", "host:port" or
+// "host:port/path/prefix" ("[::1]:port" for IPv6).
+func parseAllow(entries []string) []callbackTarget {
+	var out []callbackTarget
+	for _, e := range entries {
+		e = strings.TrimSpace(e)
+		hostport, path, _ := strings.Cut(e, "/")
+		t := callbackTarget{host: strings.ToLower(hostport), ports: []string{"80", "443"}}
+		if path != "" {
+			t.path = "/" + path
+		}
+		if h, p, err := net.SplitHostPort(hostport); err == nil {
+			t.host, t.ports = strings.ToLower(h), []string{p}
+		}
+		t.host = strings.TrimSuffix(strings.TrimPrefix(t.host, "["), "]")
+		if ip, err := netip.ParseAddr(t.host); err == nil {
+			t.ip = ip.Unmap()
+		}
+		out = append(out, t)
+	}
+	return out
 }
 
 func newCallbacks(cfg Config, c *judge0.Codec, m *metrics, log *slog.Logger) *callbacks {
-	return &callbacks{allow: cfg.CallbackAllow, tries: cfg.CallbackTries, timeout: cfg.CallbackTimeout, judge0: c, metrics: m, log: log,
-		queue: make(chan *submission.Record, callbackQueue)}
+	return &callbacks{allow: parseAllow(cfg.CallbackAllow), tries: cfg.CallbackTries, timeout: cfg.CallbackTimeout, judge0: c, metrics: m, log: log,
+		queue: make(chan *submission.Record, callbackQueue), resolve: func(ctx context.Context, host string) ([]netip.Addr, error) {
+			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		}}
 }
 
-// check is the 422 of a callback_url outside the allow-list.
+// check is the 422 of a callback_url outside the allow-list: its host, its
+// port (80 or 443 when the entry names none) and its path prefix must be
+// an entry's.
 func (s *callbacks) check(raw string) error {
+	_, err := s.target(raw)
+	return err
+}
+
+// target is the allow-list entry raw is allowed by.
+func (s *callbacks) target(raw string) (callbackTarget, error) {
 	u, err := url.Parse(strings.TrimSpace(raw))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
-		return fmt.Errorf("is not a valid http or https URL")
+		return callbackTarget{}, fmt.Errorf("is not a valid http or https URL")
 	}
-	if !slices.Contains(s.allow, u.Hostname()) && !slices.Contains(s.allow, u.Host) {
-		return fmt.Errorf("host %s is not allowed (api_callback_allow)", u.Host)
+	host, port := strings.ToLower(u.Hostname()), u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
 	}
-	return nil
+	path := u.EscapedPath()
+	if path == "" {
+		path = "/"
+	}
+	for _, t := range s.allow {
+		if t.host == host && slices.Contains(t.ports, port) && strings.HasPrefix(path, t.path) {
+			return t, nil
+		}
+	}
+	return callbackTarget{}, fmt.Errorf("%s is not allowed (api_callback_allow names the hosts, ports and paths callbacks may go to)", untrusted.Quote(u.Host+path))
+}
+
+// callbackConnect bounds a callback's connection (its whole try is
+// CallbackTimeout).
+const callbackConnect = 3 * time.Second
+
+// deniedAddr says whether a callback may not go to ip unless the allow
+// list names it exactly: loopback, unspecified, multicast, link-local, and
+// the ranges no guest reaches (network.DefaultDeny: the private ranges,
+// CGNAT, metadata services).
+func deniedAddr(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	if ip.IsLoopback() || ip.IsUnspecified() || ip.IsMulticast() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsPrivate() {
+		return true
+	}
+	for _, p := range network.DefaultDeny {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// dial resolves the callback's host once, checks the address (a name that
+// resolves into a denied range, as a rebinding name does, is refused) and
+// dials that address: no second lookup can give another.
+func (s *callbacks) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	host = strings.ToLower(host)
+	var ip netip.Addr
+	literal, err := netip.ParseAddr(host)
+	if err == nil {
+		ip = literal.Unmap()
+	} else {
+		ips, err := s.resolve(ctx, host)
+		if err != nil || len(ips) == 0 {
+			return nil, fmt.Errorf("callback host %s: %v", host, err)
+		}
+		ip = ips[0].Unmap()
+	}
+	// Named exactly: the callback_url gives the address itself, and the
+	// allow-list names it (a name that resolves there is not enough).
+	named := literal.IsValid() && slices.ContainsFunc(s.allow, func(t callbackTarget) bool { return t.ip == ip })
+	if deniedAddr(ip) && !named {
+		return nil, fmt.Errorf("callback host %s is at %s, in a range callbacks do not reach unless api_callback_allow names the address", host, ip)
+	}
+	d := net.Dialer{Timeout: callbackConnect}
+	return d.DialContext(ctx, network, net.JoinHostPort(ip.String(), port))
 }
 
 // enqueue queues rec's callback, if it has one.
@@ -79,7 +190,8 @@ func (s *callbacks) enqueue(rec *submission.Record) {
 // sender has stopped.
 func (s *callbacks) run(ctx context.Context) {
 	client := &http.Client{
-		Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: callbackSenders, IdleConnTimeout: time.Minute},
+		Transport: &http.Transport{Proxy: nil, DialContext: s.dial, MaxIdleConnsPerHost: callbackSenders, IdleConnTimeout: time.Minute,
+			TLSHandshakeTimeout: callbackConnect},
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		},
