@@ -112,6 +112,8 @@ func benchHarness(cfg config.Config, log *slog.Logger) bench.Harness {
 					cfg := cfg
 					cfg.Worker.RabbitURL, cfg.API.DatabaseURL, cfg.API.MaxQueue = url, filepath.Join(dir, "api.db"), maxQueue
 					cfg.API.RabbitURL, cfg.API.User = "", "" // the benchmark's vhost, as its worker
+					// One client makes every submission: no per-client quota.
+					cfg.API.ClientInFlight, cfg.API.ClientPerMinute, cfg.API.ClientSandbox, cfg.API.ClientCallbacks = 0, 0, 0, 0
 					ncfg, err := apiNodeConfig(cfg)
 					if err != nil {
 						ln.Close()

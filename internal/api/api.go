@@ -49,6 +49,10 @@ type Config struct {
 	// Node names this API node in the store: the submissions it published
 	// are its own to republish, and its heartbeat says it is alive.
 	Node string
+	// Quotas is what one client (its auth token, else its address) may
+	// ask for; StoreMaxBytes bounds the store (0: no bound).
+	Quotas        Quotas
+	StoreMaxBytes int64
 	// QueueTimeout is how long a submission may wait for a worker before
 	// the reaper ends it (default 1 h); once a worker has it, the job's
 	// own wall budget and a margin bound each status's coming.
@@ -75,6 +79,16 @@ type Config struct {
 	// WorkerUser is the broker user the workers publish statuses as: a
 	// status from anyone else is dropped ("" takes any: tests only).
 	WorkerUser string
+}
+
+// Quotas are one client's bounds (0: none): submissions in flight, made
+// in the last minute, the sandbox time its submissions in flight may take
+// at their limits, and callbacks waiting to be sent. Beyond one, 429 with
+// Retry-After; the other clients' submissions go on.
+type Quotas struct {
+	InFlight, PerMinute int
+	Sandbox             time.Duration
+	Callbacks           int
 }
 
 // withDefaults is c with every unset bound at its default.
@@ -111,11 +125,13 @@ func (c Config) withDefaults() Config {
 
 // Store is what the API keeps submissions in (internal/store).
 type Store interface {
-	Insert(ctx context.Context, r *submission.Record, node string, deadline time.Time) error
+	Insert(ctx context.Context, r *submission.Record, node string, deadline time.Time, budget time.Duration) error
 	Update(ctx context.Context, r *submission.Record, deadline time.Time) (bool, error)
 	Get(ctx context.Context, token string) (*submission.Record, error)
 	List(ctx context.Context, page, perPage int) ([]*submission.Record, int, error)
 	Pending(ctx context.Context, node string, n int) ([]*submission.Record, error)
+	UsageOf(ctx context.Context, owner string, since time.Time) (submission.Usage, error)
+	Size(ctx context.Context) (int64, error)
 	Unfinished(ctx context.Context) (int, error)
 	Overdue(ctx context.Context, now time.Time, n int) ([]*submission.Record, error)
 	Heartbeat(ctx context.Context, node string, now time.Time) error
@@ -198,10 +214,12 @@ func New(cfg Config, d Deps) *Server {
 		piston: piston.Runtimes(d.Languages.Ours, d.Languages.Versions), bounds: piston.BoundsFor(cfg.Policy),
 		jobs: &jobsQueueLook{}, bodies: make(chan struct{}, maxBodies), stats: &statsCache{}}
 	s.subs = &submissions{store: d.Store, pub: d.Publisher, replyQueue: cfg.ReplyQueue, node: cfg.Node, maxQueue: cfg.MaxQueue,
-		queueTimeout: cfg.QueueTimeout, policy: cfg.Policy, log: d.Log, now: d.Now, waiters: map[string][]chan *submission.Record{}}
+		queueTimeout: cfg.QueueTimeout, quotas: cfg.Quotas, storeMax: cfg.StoreMaxBytes, policy: cfg.Policy, log: d.Log, now: d.Now,
+		waiters: map[string][]chan *submission.Record{}}
 	s.metrics = newMetrics(s.subs.InFlight)
 	s.subs.metrics = s.metrics
 	s.calls = newCallbacks(cfg, s.judge0, s.metrics, d.Log)
+	s.subs.callbacksOf = s.calls.pendingOf
 	return s
 }
 

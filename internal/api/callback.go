@@ -49,6 +49,25 @@ type callbacks struct {
 	queue   chan *submission.Record
 	// resolve looks a host up (net.DefaultResolver's; a test's own).
 	resolve func(ctx context.Context, host string) ([]netip.Addr, error)
+
+	mu      sync.Mutex     // guards pending
+	pending map[string]int // callbacks queued or being sent, by client
+}
+
+// pendingOf is how many of owner's callbacks wait to be sent.
+func (s *callbacks) pendingOf(owner string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pending[owner]
+}
+
+// count adds d to owner's callbacks waiting.
+func (s *callbacks) count(owner string, d int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pending[owner] += d; s.pending[owner] <= 0 {
+		delete(s.pending, owner)
+	}
 }
 
 // callbackTarget is one api_callback_allow entry: a host, its ports (a
@@ -87,7 +106,7 @@ func parseAllow(entries []string) []callbackTarget {
 
 func newCallbacks(cfg Config, c *judge0.Codec, m *metrics, log *slog.Logger) *callbacks {
 	return &callbacks{allow: parseAllow(cfg.CallbackAllow), tries: cfg.CallbackTries, timeout: cfg.CallbackTimeout, judge0: c, metrics: m, log: log,
-		queue: make(chan *submission.Record, callbackQueue), resolve: func(ctx context.Context, host string) ([]netip.Addr, error) {
+		queue: make(chan *submission.Record, callbackQueue), pending: map[string]int{}, resolve: func(ctx context.Context, host string) ([]netip.Addr, error) {
 			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 		}}
 }
@@ -178,9 +197,11 @@ func (s *callbacks) enqueue(rec *submission.Record) {
 	if rec.Callback == "" {
 		return
 	}
+	s.count(rec.Owner, 1)
 	select {
 	case s.queue <- rec:
 	default:
+		s.count(rec.Owner, -1)
 		s.log.Warn("api: callback queue full, callback dropped", "token", rec.Token)
 		s.metrics.callbacks.WithLabelValues("dropped").Inc()
 	}
@@ -218,6 +239,7 @@ func (s *callbacks) run(ctx context.Context) {
 // send PUTs rec's default fields to its callback_url: a 2xx ends it;
 // else another try, at most CallbackTries, a second apart.
 func (s *callbacks) send(ctx context.Context, client *http.Client, rec *submission.Record) {
+	defer s.count(rec.Owner, -1)
 	fields, err := s.judge0.Render(rec, judge0.DefaultFields, true)
 	if err != nil {
 		s.log.Error("api: callback", "token", rec.Token, "err", err)

@@ -1,7 +1,9 @@
 package api
 
 import (
+	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -47,12 +50,38 @@ func tooMany(what string, n, limit int) string {
 // errorShape writes an error in a door's own shape.
 type errorShape func(w http.ResponseWriter, code int, msg string)
 
-// submitStatus is the HTTP status of a submit error.
-func submitStatus(err error) int {
-	if errors.Is(err, errStore) {
-		return http.StatusInternalServerError
+// submitError answers a submit error in the door's shape: 500 for the
+// store's failure, 429 with Retry-After for a client over its quota, else
+// 503.
+func submitError(w http.ResponseWriter, err error, fail errorShape) {
+	var quota *quotaError
+	switch {
+	case errors.Is(err, errStore):
+		fail(w, http.StatusInternalServerError, err.Error())
+	case errors.As(err, &quota):
+		w.Header().Set("Retry-After", strconv.Itoa(int(quota.retry.Seconds())))
+		fail(w, http.StatusTooManyRequests, err.Error())
+	default:
+		fail(w, http.StatusServiceUnavailable, err.Error())
 	}
-	return http.StatusServiceUnavailable
+}
+
+// ownerOf is who a request is from, for its quotas: its auth token
+// (hashed: the store never holds it), else its address.
+func (s *Server) ownerOf(r *http.Request) string {
+	tok := r.Header.Get(s.cfg.AuthHeader)
+	if tok == "" {
+		tok = r.URL.Query().Get(s.cfg.AuthHeader)
+	}
+	if tok != "" {
+		sum := sha256.Sum256([]byte(tok))
+		return "token:" + hex.EncodeToString(sum[:8])
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	return "addr:" + host
 }
 
 // readBody reads a bounded request body; false: answered (413, 400, or

@@ -41,7 +41,7 @@ func (s *Server) judge0Routes(mux *http.ServeMux) {
 
 // judge0Request is one Judge0 request made a record; door names it (the
 // playground's are Judge0 requests too). Its errors are Judge0's 422.
-func (s *Server) judge0Request(door string, req *judge0.Request, b64 bool) (*submission.Record, judge0.Errors) {
+func (s *Server) judge0Request(door, owner string, req *judge0.Request, b64 bool) (*submission.Record, judge0.Errors) {
 	v, errs := s.judge0.Validate(req, b64)
 	if errs != nil {
 		return nil, errs
@@ -51,7 +51,7 @@ func (s *Server) judge0Request(door string, req *judge0.Request, b64 bool) (*sub
 			return nil, judge0.Errors{"callback_url": {err.Error()}}
 		}
 	}
-	rec, err := s.subs.prepare(newToken(), door, v.Job, v.Options)
+	rec, err := s.subs.prepare(newToken(), door, owner, v.Job, v.Options)
 	if err != nil {
 		return nil, judge0.Errors{"base": {invalidReason(err)}}
 	}
@@ -83,7 +83,7 @@ func (s *Server) readJudge0(w http.ResponseWriter, r *http.Request, door string,
 		errorJSON(w, http.StatusBadRequest, "the request body is not valid JSON: "+err.Error())
 		return nil, done, false
 	}
-	rec, errs := s.judge0Request(door, req, b64)
+	rec, errs := s.judge0Request(door, s.ownerOf(r), req, b64)
 	if errs != nil {
 		writeJSON(w, http.StatusUnprocessableEntity, errs)
 		return nil, done, false
@@ -107,7 +107,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 	done, err := s.subs.submit(r.Context(), rec, wait)
 	release()
 	if err != nil {
-		errorJSON(w, submitStatus(err), err.Error())
+		submitError(w, err, errorJSON)
 		return
 	}
 	if !wait {
@@ -285,7 +285,7 @@ func (s *Server) batchCreate(w http.ResponseWriter, r *http.Request) {
 			out[i] = map[string][]string{"submission": {"is not a JSON object"}}
 			continue
 		}
-		rec, errs := s.judge0Request(judge0.Door, req, b64)
+		rec, errs := s.judge0Request(judge0.Door, s.ownerOf(r), req, b64)
 		if errs != nil {
 			out[i] = errs
 			continue

@@ -43,7 +43,7 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, err)
 		return
 	}
-	rec, err := s.subs.prepare(newToken(), piston.Door, *j, piston.Options{Language: rt.Language, Version: rt.Version})
+	rec, err := s.subs.prepare(newToken(), piston.Door, s.ownerOf(r), *j, piston.Options{Language: rt.Language, Version: rt.Version})
 	if err != nil {
 		pistonError(w, http.StatusBadRequest, invalidReason(err))
 		return
@@ -51,7 +51,7 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 	done, err := s.subs.submit(r.Context(), rec, true)
 	release()
 	if err != nil {
-		pistonError(w, submitStatus(err), err.Error())
+		submitError(w, err, pistonError)
 		return
 	}
 	got, ok := s.subs.await(r.Context(), rec, done)

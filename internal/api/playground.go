@@ -80,7 +80,7 @@ func (s *Server) playgroundSubmit(w http.ResponseWriter, r *http.Request) {
 	rec.Job.Stream = s.live.start(rec.Token)
 	if _, err := s.subs.submit(r.Context(), rec, false); err != nil {
 		s.live.end(rec.Token)
-		errorJSON(w, submitStatus(err), err.Error())
+		submitError(w, err, errorJSON)
 		return
 	}
 	writeJSON(w, http.StatusCreated, map[string]string{"token": rec.Token})

@@ -26,13 +26,17 @@ func (b brokenStore) fail(call string) error {
 	return errDown
 }
 
-func (b brokenStore) Insert(context.Context, *submission.Record, string, time.Time) error {
+func (b brokenStore) Insert(context.Context, *submission.Record, string, time.Time, time.Duration) error {
 	return b.fail("insert")
 }
 func (b brokenStore) Update(context.Context, *submission.Record, time.Time) (bool, error) {
 	return false, b.fail("update")
 }
 func (b brokenStore) Unfinished(context.Context) (int, error) { return 0, b.fail("unfinished") }
+func (b brokenStore) UsageOf(context.Context, string, time.Time) (submission.Usage, error) {
+	return submission.Usage{}, errDown
+}
+func (b brokenStore) Size(context.Context) (int64, error) { return 0, errDown }
 func (b brokenStore) Overdue(context.Context, time.Time, int) ([]*submission.Record, error) {
 	return nil, errDown
 }

@@ -28,15 +28,20 @@ type submissions struct {
 	node         string
 	maxQueue     int
 	queueTimeout time.Duration
-	policy       job.Policy
-	metrics      *metrics
-	log          *slog.Logger
-	now          func() time.Time
+	quotas       Quotas
+	storeMax     int64
+	// callbacksOf counts a client's callbacks waiting to be sent.
+	callbacksOf func(owner string) int
+	policy      job.Policy
+	metrics     *metrics
+	log         *slog.Logger
+	now         func() time.Time
 
 	// admit is held from counting the submissions in flight to storing a
 	// new one: this node never admits more than the bound (several nodes
-	// on one store may pass it by a few at once).
+	// on one store may pass it by a few at once). It guards size too.
 	admit sync.Mutex
+	size  storeSize
 
 	mu      sync.Mutex // guards waiters
 	waiters map[string][]chan *submission.Record
@@ -45,9 +50,26 @@ type submissions struct {
 // Why a submission was not queued.
 var (
 	errQueueFull = errors.New("queue is full")
+	errStoreFull = errors.New("the store is full: no submission is taken until old ones expire")
 	errStore     = errors.New("cannot store the submission")
 	errPublish   = errors.New("cannot queue the submission: the broker is unavailable")
 )
+
+// quotaError is a client over one of its quotas: 429, Retry-After.
+type quotaError struct {
+	why   string
+	retry time.Duration
+}
+
+func (e *quotaError) Error() string { return "quota: " + e.why }
+
+// storeSize is the store's size, looked at most every sizeTTL.
+type storeSize struct {
+	at    time.Time
+	bytes int64
+}
+
+const sizeTTL = 5 * time.Second
 
 // newSecret is a job's reply secret: 128 random bits, never shown to a
 // client (the token is everybody's who polls; the secret only the API's
@@ -74,7 +96,7 @@ func newToken() string {
 // clamped to the workers' policy (defaults filled, in the job's units),
 // then the job validated as every worker validates it, so that nothing is
 // stored that a worker would refuse; the error is *job.InvalidError.
-func (s *submissions) prepare(token, door string, j job.Job, options any) (*submission.Record, error) {
+func (s *submissions) prepare(token, door, owner string, j job.Job, options any) (*submission.Record, error) {
 	j.ID = token
 	j.ReplySecret = newSecret()
 	j.Limits = s.policy.Clamp(j.Limits)
@@ -89,7 +111,12 @@ func (s *submissions) prepare(token, door string, j job.Job, options any) (*subm
 			return nil, &job.InvalidError{ID: token, Reason: fmt.Sprintf("the job is %d bytes as published (JSON escapes control characters), over the workers' limit of %d", len(b), max)}
 		}
 	}
-	return submission.New(token, door, j, options, s.now())
+	rec, err := submission.New(token, door, j, options, s.now())
+	if err != nil {
+		return nil, err
+	}
+	rec.Owner = owner
+	return rec, nil
 }
 
 // submit queues rec: a place under the queue bound, the record stored, the
@@ -126,8 +153,9 @@ func (s *submissions) publish(ctx context.Context, rec *submission.Record) error
 }
 
 // admitAndStore stores rec if the submissions in flight (every node's,
-// counted in the store) leave room under the bound: errQueueFull, or
-// errStore.
+// counted in the store) leave room under the bound, the store under its
+// budget, and its client under its quotas: errQueueFull, errStoreFull, a
+// *quotaError, or errStore.
 func (s *submissions) admitAndStore(ctx context.Context, rec *submission.Record) error {
 	s.admit.Lock()
 	defer s.admit.Unlock()
@@ -139,12 +167,55 @@ func (s *submissions) admitAndStore(ctx context.Context, rec *submission.Record)
 	if n >= s.maxQueue {
 		return errQueueFull
 	}
+	if s.storeMax > 0 {
+		if s.size.at.IsZero() || s.now().Sub(s.size.at) >= sizeTTL {
+			b, err := s.store.Size(ctx)
+			if err != nil {
+				s.log.Error("api: store size", "err", err)
+				return errStore
+			}
+			s.size = storeSize{at: s.now(), bytes: b}
+		}
+		if s.size.bytes >= s.storeMax {
+			return errStoreFull
+		}
+	}
+	budget := s.policy.WallBudget(&rec.Job)
+	if err := s.withinQuotas(ctx, rec, budget); err != nil {
+		return err
+	}
 	t0 := time.Now()
-	err = s.store.Insert(ctx, rec, s.node, s.now().Add(s.queueTimeout+s.budget(rec)))
+	err = s.store.Insert(ctx, rec, s.node, s.now().Add(s.queueTimeout+budget+awaitMargin), budget)
 	s.metrics.step("insert", t0)
 	if err != nil {
 		s.log.Error("api: store", "err", err)
 		return errStore
+	}
+	return nil
+}
+
+// withinQuotas checks rec's client (its Owner) under its quotas, its
+// submissions counted in the store (every node's).
+func (s *submissions) withinQuotas(ctx context.Context, rec *submission.Record, budget time.Duration) error {
+	q := s.quotas
+	if q == (Quotas{}) {
+		return nil
+	}
+	u, err := s.store.UsageOf(ctx, rec.Owner, s.now().Add(-time.Minute))
+	if err != nil {
+		s.log.Error("api: store usage", "err", err)
+		return errStore
+	}
+	switch {
+	case q.InFlight > 0 && u.InFlight >= q.InFlight:
+		return &quotaError{fmt.Sprintf("%d submissions in flight, at most %d a client", u.InFlight, q.InFlight), 5 * time.Second}
+	case q.PerMinute > 0 && u.Recent >= q.PerMinute:
+		return &quotaError{fmt.Sprintf("%d submissions in the last minute, at most %d a client", u.Recent, q.PerMinute), 30 * time.Second}
+	case q.Sandbox > 0 && u.Sandbox+budget > q.Sandbox:
+		return &quotaError{fmt.Sprintf("the submissions in flight may take %s of sandbox time at their limits, this one %s more, at most %s a client",
+			u.Sandbox, budget, q.Sandbox), 10 * time.Second}
+	case q.Callbacks > 0 && rec.Callback != "" && s.callbacksOf != nil && s.callbacksOf(rec.Owner) >= q.Callbacks:
+		return &quotaError{fmt.Sprintf("%d callbacks waiting to be sent, at most %d a client", s.callbacksOf(rec.Owner), q.Callbacks), 10 * time.Second}
 	}
 	return nil
 }

@@ -88,6 +88,15 @@ type API struct {
 	// QueueTimeout: a submission no worker took within it is ended
 	// (CODEBENCH_API_QUEUE_TIMEOUT).
 	QueueTimeout time.Duration
+	// One client's quotas (its auth token, else its address; 0: none):
+	// submissions in flight, made in a minute, the sandbox time those in
+	// flight may take at their limits, callbacks waiting
+	// (CODEBENCH_API_CLIENT_IN_FLIGHT, _PER_MINUTE, _SANDBOX, _CALLBACKS).
+	ClientInFlight, ClientPerMinute, ClientCallbacks int
+	ClientSandbox                                    time.Duration
+	// StoreMaxBytes bounds the store: beyond it no submission is taken
+	// (503) until old ones expire (CODEBENCH_API_STORE_MAX_BYTES; 0: none).
+	StoreMaxBytes int64
 }
 
 // APINode is this API node's name: api_node, else the host's name and the
@@ -325,7 +334,8 @@ func Default() Config {
 			ManagementURL: "http://127.0.0.1:15672", BrokerNode: "rabbit@localhost",
 		},
 		API: API{Addr: "127.0.0.1:2358", AuthHeader: "X-Auth-Token", AuthzHeader: "X-Auth-User", MaxQueue: 10000,
-			ReplyQueue: "codebench.api.replies", QueueTimeout: time.Hour, MaxAge: 7 * 24 * time.Hour},
+			ReplyQueue: "codebench.api.replies", QueueTimeout: time.Hour,
+			ClientInFlight: 500, ClientPerMinute: 600, ClientSandbox: 4 * time.Hour, ClientCallbacks: 16, StoreMaxBytes: 4 << 30, MaxAge: 7 * 24 * time.Hour},
 		Network: Network{Name: "w", Subnet: "192.168.127.0/24", IPMasq: true, ConnPerSecond: 20,
 			CNIPath: "/opt/cni/bin:/usr/lib/cni"},
 		Limits: Limits{

@@ -93,6 +93,11 @@ func settings(c *Config) []setting {
 	add("CODEBENCH_API_USER", &c.API.User)
 	add("CODEBENCH_API_NODE", &c.API.Node)
 	add("CODEBENCH_API_QUEUE_TIMEOUT", &c.API.QueueTimeout)
+	add("CODEBENCH_API_CLIENT_IN_FLIGHT", &c.API.ClientInFlight)
+	add("CODEBENCH_API_CLIENT_PER_MINUTE", &c.API.ClientPerMinute)
+	add("CODEBENCH_API_CLIENT_SANDBOX", &c.API.ClientSandbox)
+	add("CODEBENCH_API_CLIENT_CALLBACKS", &c.API.ClientCallbacks)
+	add("CODEBENCH_API_STORE_MAX_BYTES", &c.API.StoreMaxBytes)
 
 	add("RABBITMQ_URL", &c.Worker.RabbitURL)
 	t[len(t)-1].secret = true

@@ -35,6 +35,10 @@ var migrations = []migration{
 	{sql: `ALTER TABLE records ADD COLUMN deadline_ms BIGINT`},
 	{sql: `CREATE INDEX records_node ON records (node, finished_ms)`},
 	{sql: `CREATE TABLE api_nodes (node TEXT PRIMARY KEY, seen_ms BIGINT NOT NULL)`},
+	// 9-10: per-client quotas: each submission's sandbox time at its
+	// limits, counted by owner.
+	{sql: `ALTER TABLE records ADD COLUMN budget_ms BIGINT NOT NULL DEFAULT 0`},
+	{sql: `CREATE INDEX records_owner_created ON records (owner, created_ms)`},
 }
 
 // recordsTable is the table of schema 4 on.

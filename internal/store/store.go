@@ -52,7 +52,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		return s, nil
 	}
 	path := strings.TrimPrefix(url, "sqlite://")
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+	if err := private(path); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	// WAL: readers do not wait for the writer; a busy writer is waited
@@ -63,7 +63,10 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	// submission is unfinished in the store and the API's start publishes
 	// it again (the API's recovery): a job run twice, no token lost. The
 	// next FULL commit makes every earlier one durable (one log, in order).
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=synchronous("
+	// auto_vacuum (INCREMENTAL) lets Expire give the pages of what it
+	// deleted back to the file system (a database of the first release is
+	// converted once, below).
+	dsn := "file:" + path + "?_pragma=auto_vacuum(2)&_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=synchronous("
 	db, err := sql.Open("sqlite", dsn+"FULL)")
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
@@ -73,6 +76,13 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
+	}
+	var vacuum int
+	if err := db.QueryRowContext(ctx, `PRAGMA auto_vacuum`).Scan(&vacuum); err == nil && vacuum != 2 {
+		if _, err := db.ExecContext(ctx, `VACUUM`); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("store: converting to incremental vacuum: %w", err)
+		}
 	}
 	if s.results, err = sql.Open("sqlite", dsn+"NORMAL)"); err != nil {
 		db.Close()
@@ -94,16 +104,17 @@ func (s *Store) Close() error {
 }
 
 // Insert stores a new submission (its token must be new), published by
-// node, overdue after deadline.
-func (s *Store) Insert(ctx context.Context, r *submission.Record, node string, deadline time.Time) error {
+// node, overdue after deadline, costing budget of sandbox time at most.
+func (s *Store) Insert(ctx context.Context, r *submission.Record, node string, deadline time.Time, budget time.Duration) error {
 	sub, status, err := encode(r)
 	if err != nil {
 		return err
 	}
 	o := r.OutcomeOf()
-	_, err = s.db.ExecContext(ctx, `INSERT INTO records (token, created_ms, finished_ms, state, verdict, signal, owner, schema, submission, status, node, deadline_ms)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-		r.Token, r.CreatedAt.UnixMilli(), millis(r.FinishedAt), o.State, o.Verdict, o.Signal, r.Owner, submission.Schema, sub, status, node, deadline.UnixMilli())
+	_, err = s.db.ExecContext(ctx, `INSERT INTO records (token, created_ms, finished_ms, state, verdict, signal, owner, schema, submission, status, node, deadline_ms, budget_ms)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+		r.Token, r.CreatedAt.UnixMilli(), millis(r.FinishedAt), o.State, o.Verdict, o.Signal, r.Owner, submission.Schema, sub, status, node,
+		deadline.UnixMilli(), budget.Milliseconds())
 	if err != nil {
 		return fmt.Errorf("store: insert %s: %w", r.Token, err)
 	}
@@ -231,6 +242,31 @@ func (s *Store) Pending(ctx context.Context, node string, n int) ([]*submission.
 	return s.query(ctx, `SELECT `+columns+` FROM records WHERE finished_ms IS NULL AND node = $1 ORDER BY created_ms LIMIT $2`, node, n)
 }
 
+// UsageOf is owner's usage, every node's submissions counted.
+func (s *Store) UsageOf(ctx context.Context, owner string, since time.Time) (submission.Usage, error) {
+	var u submission.Usage
+	var inflight, recent, budget sql.NullInt64
+	err := s.db.QueryRowContext(ctx, `SELECT
+			SUM(CASE WHEN finished_ms IS NULL THEN 1 ELSE 0 END),
+			SUM(CASE WHEN finished_ms IS NULL THEN budget_ms ELSE 0 END),
+			SUM(CASE WHEN created_ms >= $2 THEN 1 ELSE 0 END)
+		FROM records WHERE owner = $1 AND (finished_ms IS NULL OR created_ms >= $2)`, owner, since.UnixMilli()).Scan(&inflight, &budget, &recent)
+	u.InFlight, u.Sandbox, u.Recent = int(inflight.Int64), time.Duration(budget.Int64)*time.Millisecond, int(recent.Int64)
+	return u, err
+}
+
+// Size is the bytes the database takes (SQLite: its pages in use;
+// PostgreSQL: the records table with its indexes and TOAST).
+func (s *Store) Size(ctx context.Context) (int64, error) {
+	var n int64
+	if s.postgres {
+		err := s.db.QueryRowContext(ctx, `SELECT pg_total_relation_size('records')`).Scan(&n)
+		return n, err
+	}
+	err := s.db.QueryRowContext(ctx, `SELECT (page_count - freelist_count) * page_size FROM pragma_page_count(), pragma_freelist_count(), pragma_page_size()`).Scan(&n)
+	return n, err
+}
+
 // Unfinished counts the submissions not finished, every node's.
 func (s *Store) Unfinished(ctx context.Context) (int, error) {
 	var n int
@@ -325,13 +361,40 @@ func (s *Store) Delete(ctx context.Context, token string) error {
 	return nil
 }
 
-// Expire removes the finished submissions created before t.
+// Expire removes the finished submissions created before t; on SQLite the
+// pages they took go back to the file system.
 func (s *Store) Expire(ctx context.Context, t time.Time) (int64, error) {
 	n, err := s.db.ExecContext(ctx, `DELETE FROM records WHERE created_ms < $1 AND finished_ms IS NOT NULL`, t.UnixMilli())
 	if err != nil {
 		return 0, err
 	}
-	return n.RowsAffected()
+	k, _ := n.RowsAffected()
+	if k > 0 && !s.postgres {
+		if _, err := s.db.ExecContext(ctx, `PRAGMA incremental_vacuum`); err != nil {
+			return k, fmt.Errorf("store: giving back free pages: %w", err)
+		}
+	}
+	return k, nil
+}
+
+// private makes a SQLite store's file readable by its owner alone (0600;
+// its -wal and -shm files take the same mode from SQLite), in a directory
+// made 0700 when it is made.
+func private(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 // Counts are the submissions by outcome, for /statistics.

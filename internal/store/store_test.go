@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,11 +40,11 @@ func testStore(t *testing.T, path string) {
 	}
 	recs := []*submission.Record{newRec("a", "x", t0), newRec("b", "y", t0.Add(time.Second))}
 	for _, r := range recs {
-		if err := s.Insert(ctx, r, "node-a", t0.Add(time.Hour)); err != nil {
+		if err := s.Insert(ctx, r, "node-a", t0.Add(time.Hour), 10*time.Second); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.Insert(ctx, recs[0], "node-a", t0); err == nil {
+	if err := s.Insert(ctx, recs[0], "node-a", t0, 0); err == nil {
 		t.Fatal("a token stored twice")
 	}
 	got, err := s.Get(ctx, "a")
@@ -83,6 +85,19 @@ func testStore(t *testing.T, path string) {
 	}
 	if n, err := s.Unfinished(ctx); n != 1 || err != nil {
 		t.Fatalf("unfinished: %d %v", n, err)
+	}
+	// client-1 made both; one is in flight, with 10 s of sandbox time.
+	if u, err := s.UsageOf(ctx, "client-1", t0.Add(-time.Minute)); err != nil || u.InFlight != 1 || u.Sandbox != 10*time.Second || u.Recent != 2 {
+		t.Fatalf("usage: %+v %v", u, err)
+	}
+	if u, err := s.UsageOf(ctx, "client-1", t0.Add(time.Hour)); err != nil || u.Recent != 0 || u.InFlight != 1 {
+		t.Fatalf("usage later: %+v %v", u, err)
+	}
+	if u, err := s.UsageOf(ctx, "nobody", t0); err != nil || u != (submission.Usage{}) {
+		t.Fatalf("nobody's usage: %+v %v", u, err)
+	}
+	if n, err := s.Size(ctx); err != nil || n <= 0 {
+		t.Fatalf("size: %d %v", n, err)
 	}
 	// Overdue: b's deadline is an hour after t0.
 	if due, err := s.Overdue(ctx, t0.Add(30*time.Minute), 10); err != nil || len(due) != 0 {
@@ -168,7 +183,7 @@ func BenchmarkStore(b *testing.B) {
 			b.Fatal(err)
 		}
 		t0 := time.Now()
-		if err := s.Insert(ctx, r, "n", time.Now().Add(time.Hour)); err != nil {
+		if err := s.Insert(ctx, r, "n", time.Now().Add(time.Hour), 0); err != nil {
 			b.Fatal(err)
 		}
 		t1 := time.Now()
@@ -204,7 +219,7 @@ func TestNewerRecord(t *testing.T) {
 	}
 	defer s.Close()
 	r, _ := submission.New("n", "judge0", job.Job{Code: "x"}, nil, time.Now())
-	if err := s.Insert(ctx, r, "n", time.Now()); err != nil {
+	if err := s.Insert(ctx, r, "n", time.Now(), 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.db.Exec(`UPDATE records SET schema = $1`, submission.Schema+1); err != nil {
@@ -212,5 +227,54 @@ func TestNewerRecord(t *testing.T) {
 	}
 	if _, err := s.Get(ctx, "n"); err == nil || errors.Is(err, submission.ErrNotFound) {
 		t.Fatalf("a newer record read: %v", err)
+	}
+}
+
+// TestSQLiteFiles: the store's files are its owner's alone, and what
+// Expire deletes goes back to the file system.
+func TestSQLiteFiles(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "api")
+	path := filepath.Join(dir, "api.db")
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	big := strings.Repeat("x", 1<<20)
+	for i := range 8 {
+		r, _ := submission.New(fmt.Sprint(i), "judge0", job.Job{Code: big}, nil, time.Now().Add(-time.Hour))
+		if err := s.Insert(ctx, r, "n", time.Now(), 0); err != nil {
+			t.Fatal(err)
+		}
+		r.Take(&job.Status{Status: job.StatusDone, Verdict: job.VerdictOK}, time.Now())
+		if _, err := s.Update(ctx, r, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []string{dir, path, path + "-wal", path + "-shm"} {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := os.FileMode(0o600)
+		if p == dir {
+			want = 0o700 | os.ModeDir
+		}
+		if st.Mode() != want {
+			t.Errorf("%s: mode %v, want %v", p, st.Mode(), want)
+		}
+	}
+	before, _ := s.Size(ctx)
+	if n, err := s.Expire(ctx, time.Now()); n != 8 || err != nil {
+		t.Fatalf("expire: %d %v", n, err)
+	}
+	var pages, free int64
+	if err := s.db.QueryRow(`SELECT page_count, freelist_count FROM pragma_page_count(), pragma_freelist_count()`).Scan(&pages, &free); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := s.Size(ctx)
+	if free > pages/10 || after > before/4 {
+		t.Fatalf("after expiry: %d pages, %d free; %d bytes used (before %d)", pages, free, after, before)
 	}
 }

@@ -157,3 +157,12 @@ func SummaryOf(r *Record) (Summary, bool) {
 	}
 	return s, true
 }
+
+// Usage is what one client (a record's Owner) has asked for: its
+// submissions not finished, the sandbox time they may take at their
+// limits, and the submissions it made lately.
+type Usage struct {
+	InFlight int
+	Sandbox  time.Duration
+	Recent   int
+}
