@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
-	"path/filepath"
 	"strings"
 
 	"github.com/codebench/codebench/internal/api"
@@ -50,7 +49,9 @@ func apiNodeConfig(cfg config.Config) (apinode.Config, error) {
 	}
 	dbURL := cfg.API.DatabaseURL
 	if dbURL == "" {
-		dbURL = filepath.Join(cfg.DataDir, "api.db")
+		if dbURL, err = apinode.DefaultStore(cfg.DataDir); err != nil {
+			return apinode.Config{}, err
+		}
 	}
 	langs := api.Languages{Ours: map[string]lang.Language{}, Versions: map[string]string{}}
 	for _, n := range img.LanguageNames() {

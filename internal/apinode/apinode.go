@@ -14,6 +14,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -282,4 +284,29 @@ func Loopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// DefaultStore is the SQLite store of an API whose api_database_url says
+// none: <data dir>/api/api.db, in a directory of its own made 0700 (the
+// data dir itself is readable: the images are the sandboxes'). The first
+// release kept it at <data dir>/api.db: that file, and its -wal and -shm,
+// move there once.
+func DefaultStore(dataDir string) (string, error) {
+	dir := filepath.Join(dataDir, "api")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "api.db")
+	old := filepath.Join(dataDir, "api.db")
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			if err := os.Rename(old+suffix, path+suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return "", fmt.Errorf("api: moving the store to %s: %w", dir, err)
+			}
+		}
+	}
+	return path, nil
 }

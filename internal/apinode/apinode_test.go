@@ -2,6 +2,8 @@ package apinode
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/codebench/codebench/internal/api"
@@ -39,5 +41,34 @@ func TestStoreName(t *testing.T) {
 		if got := storeName(in); got != want {
 			t.Errorf("%s: %s", in, got)
 		}
+	}
+}
+
+// TestDefaultStore: the store's directory is 0700; the first release's
+// file (and its -wal, -shm) moves into it once.
+func TestDefaultStore(t *testing.T) {
+	data := t.TempDir()
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if err := os.WriteFile(filepath.Join(data, "api.db"+suffix), []byte(suffix), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path, err := DefaultStore(data)
+	if err != nil || path != filepath.Join(data, "api", "api.db") {
+		t.Fatalf("%s %v", path, err)
+	}
+	if st, err := os.Stat(filepath.Dir(path)); err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("the directory: %v %v", st.Mode(), err)
+	}
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if b, err := os.ReadFile(path + suffix); err != nil || string(b) != suffix {
+			t.Fatalf("%s not moved: %v", suffix, err)
+		}
+		if _, err := os.Stat(filepath.Join(data, "api.db"+suffix)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%s left behind", suffix)
+		}
+	}
+	if again, err := DefaultStore(data); err != nil || again != path {
+		t.Fatalf("again: %s %v", again, err)
 	}
 }
