@@ -98,3 +98,55 @@ func submissionOf(t *testing.T, st *store.Store, token string) *submission.Recor
 	}
 	return r
 }
+
+// countingStore counts the store's GROUP BYs.
+type countingStore struct {
+	*store.Store
+	counts int
+}
+
+func (c *countingStore) Counts(ctx context.Context) (map[submission.Outcome]int, error) {
+	c.counts++
+	return c.Store.Counts(ctx)
+}
+
+// TestStatisticsCachedAndLiveSlotsReaped: /statistics counts the store at
+// most every statsTTL; a playground submission whose final never comes has
+// its live-output slot freed by the reaper.
+func TestStatisticsCachedAndLiveSlotsReaped(t *testing.T) {
+	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "api.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	cs := &countingStore{Store: st}
+	c := &clock{t: time.Now()}
+	fw := &fakeWorker{}
+	srv := New(Config{ReplyQueue: "codebench.api.test", Node: "n", QueueTimeout: time.Minute}, Deps{Store: cs, Publisher: fw,
+		Languages: testLanguages, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: c.now})
+	fw.srv = srv
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	for range 3 {
+		if code, _, _ := do(t, "GET", hs.URL+"/statistics", ""); code != 200 {
+			t.Fatal(code)
+		}
+	}
+	c.add(statsTTL)
+	do(t, "GET", hs.URL+"/statistics", "")
+	if cs.counts != 2 {
+		t.Fatalf("%d counts for 4 requests over two periods", cs.counts)
+	}
+	code, m, _ := do(t, "POST", hs.URL+"/playground/submissions", `{"source_code":"cHJpbnQoMSk=","language_id":71}`)
+	tok, _ := m["token"].(string)
+	if code != 201 || srv.live.snapshot(tok) == nil {
+		t.Fatalf("%d %v: no live slot", code, m)
+	}
+	c.add(time.Minute + srv.subs.budget(submissionOf(t, st, tok)) + time.Second)
+	if err := srv.Tend(context.Background(), c.now()); err != nil {
+		t.Fatal(err)
+	}
+	if srv.live.snapshot(tok) != nil {
+		t.Fatal("the live slot outlived the reaped submission")
+	}
+}
