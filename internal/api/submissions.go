@@ -42,6 +42,11 @@ type submissions struct {
 	// on one store may pass it by a few at once). It guards size too.
 	admit sync.Mutex
 	size  storeSize
+	// inflight is the submissions in flight as this node knows them: the
+	// store's count, taken at most every countTTL, plus those this node
+	// stored since, less those that finished here since. Under admit.
+	inflight   int
+	inflightAt time.Time
 
 	mu      sync.Mutex // guards waiters
 	waiters map[string][]chan *submission.Record
@@ -136,6 +141,7 @@ func (s *submissions) submit(ctx context.Context, rec *submission.Record, wait b
 	s.metrics.step("publish", t0)
 	if err != nil {
 		// Not published: the token is not given out, the record goes.
+		s.gone()
 		s.forget(rec.Token, done)
 		_ = s.store.Delete(context.WithoutCancel(ctx), rec.Token)
 		s.log.Error("api: publish", "token", rec.Token, "err", err)
@@ -159,12 +165,15 @@ func (s *submissions) publish(ctx context.Context, rec *submission.Record) error
 func (s *submissions) admitAndStore(ctx context.Context, rec *submission.Record) error {
 	s.admit.Lock()
 	defer s.admit.Unlock()
-	n, err := s.store.Unfinished(ctx)
-	if err != nil {
-		s.log.Error("api: store", "err", err)
-		return errStore
+	if s.inflightAt.IsZero() || s.now().Sub(s.inflightAt) >= countTTL {
+		n, err := s.store.Unfinished(ctx)
+		if err != nil {
+			s.log.Error("api: store", "err", err)
+			return errStore
+		}
+		s.inflight, s.inflightAt = n, s.now()
 	}
-	if n >= s.maxQueue {
+	if s.inflight >= s.maxQueue {
 		return errQueueFull
 	}
 	if s.storeMax > 0 {
@@ -185,13 +194,26 @@ func (s *submissions) admitAndStore(ctx context.Context, rec *submission.Record)
 		return err
 	}
 	t0 := time.Now()
-	err = s.store.Insert(ctx, rec, s.node, s.now().Add(s.queueTimeout+budget+awaitMargin), budget)
+	err := s.store.Insert(ctx, rec, s.node, s.now().Add(s.queueTimeout+budget+awaitMargin), budget)
 	s.metrics.step("insert", t0)
 	if err != nil {
 		s.log.Error("api: store", "err", err)
 		return errStore
 	}
+	s.inflight++
 	return nil
+}
+
+// countTTL is how often the submissions in flight are counted in the
+// store (the other nodes' change it); between, this node counts its own.
+const countTTL = time.Second
+
+// gone counts a submission of this node's that left the queue (finished,
+// or never published).
+func (s *submissions) gone() {
+	s.admit.Lock()
+	s.inflight = max(s.inflight-1, 0)
+	s.admit.Unlock()
 }
 
 // withinQuotas checks rec's client (its Owner) under its quotas, its
@@ -327,6 +349,7 @@ func (s *submissions) take(ctx context.Context, st *job.Status) (*submission.Rec
 	if !changed || !rec.Finished() {
 		return rec, false, nil
 	}
+	s.gone()
 	s.mu.Lock()
 	for _, w := range s.waiters[st.ID] {
 		w <- rec // buffered: one send each

@@ -39,6 +39,7 @@ var migrations = []migration{
 	// limits, counted by owner.
 	{sql: `ALTER TABLE records ADD COLUMN budget_ms BIGINT NOT NULL DEFAULT 0`},
 	{sql: `CREATE INDEX records_owner_created ON records (owner, created_ms)`},
+	{sql: `CREATE INDEX records_owner_unfinished ON records (owner, finished_ms)`},
 }
 
 // recordsTable is the table of schema 4 on.
