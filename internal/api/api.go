@@ -17,6 +17,8 @@ import (
 	"net/http"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/codebench/codebench/internal/job"
 	"github.com/codebench/codebench/internal/judge0"
 	"github.com/codebench/codebench/internal/lang"
@@ -195,8 +197,8 @@ type Server struct {
 	piston  []piston.Runtime
 	bounds  piston.Bounds
 	jobs    *jobsQueueLook
-	// bodies holds a place per request body being read and handled.
-	bodies chan struct{}
+	// bodies holds room for the request bodies being read and handled.
+	bodies *semaphore.Weighted
 	stats  *statsCache
 }
 
@@ -212,7 +214,7 @@ func New(cfg Config, d Deps) *Server {
 		live:   newLiveOutputs(),
 		judge0: judge0.New(judge0.Languages(d.Languages.Ours, d.Languages.Versions), lim),
 		piston: piston.Runtimes(d.Languages.Ours, d.Languages.Versions), bounds: piston.BoundsFor(cfg.Policy),
-		jobs: &jobsQueueLook{}, bodies: make(chan struct{}, maxBodies), stats: &statsCache{}}
+		jobs: &jobsQueueLook{}, bodies: semaphore.NewWeighted(maxBodies * cfg.MaxBody), stats: &statsCache{}}
 	s.subs = &submissions{store: d.Store, pub: d.Publisher, replyQueue: cfg.ReplyQueue, node: cfg.Node, maxQueue: cfg.MaxQueue,
 		queueTimeout: cfg.QueueTimeout, quotas: cfg.Quotas, storeMax: cfg.StoreMaxBytes, policy: cfg.Policy, log: d.Log, now: d.Now,
 		waiters: map[string][]chan *submission.Record{}}

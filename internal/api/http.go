@@ -39,7 +39,7 @@ func errorJSON(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, map[string]string{"error": msg})
 }
 
-// maxBodies is how many request bodies are read and handled at once.
+// maxBodies is how many bodies at the limit are read and handled at once.
 const maxBodies = 8
 
 // tooMany is the error of a body of too many JSON values.
@@ -85,21 +85,25 @@ func (s *Server) ownerOf(r *http.Request) string {
 }
 
 // readBody reads a bounded request body; false: answered (413, 400, or
-// 503 when the client went away waiting for a place) in the door's error
-// shape. At most maxBodies bodies are read and handled at once: a request
-// holds a few times its body in memory while it is decoded, validated,
-// stored and published, and a crowd of 8 MiB bodies must not add up to
-// more than the API's memory. done gives the place back (once the
-// submission is published: a wait=true request waits without it); it is
-// idempotent, and the caller defers it too.
+// 503 when the client went away waiting for room) in the door's error
+// shape. The bodies read and handled at once take at most maxBodies times
+// the body limit, each counted at its Content-Length (the limit when it
+// gives none): a request holds a few times its body in memory while it is
+// decoded, validated, stored and published, and a crowd of 8 MiB bodies
+// must not add up to more than the API's memory, while small ones go
+// through side by side. done gives the room back (once the submission is
+// published: a wait=true request waits without it); it is idempotent, and
+// the caller defers it too.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request, fail errorShape) (body []byte, done func(), ok bool) {
-	select {
-	case s.bodies <- struct{}{}:
-	case <-r.Context().Done():
+	weight := r.ContentLength
+	if weight <= 0 || weight > s.cfg.MaxBody {
+		weight = s.cfg.MaxBody
+	}
+	if err := s.bodies.Acquire(r.Context(), weight); err != nil {
 		fail(w, http.StatusServiceUnavailable, "too many requests at once")
 		return nil, func() {}, false
 	}
-	done = sync.OnceFunc(func() { <-s.bodies })
+	done = sync.OnceFunc(func() { s.bodies.Release(weight) })
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
 	if err != nil {
 		done()
