@@ -134,7 +134,7 @@ type Store interface {
 	Pending(ctx context.Context, node string, n int) ([]*submission.Record, error)
 	UsageOf(ctx context.Context, owner string, since time.Time) (submission.Usage, error)
 	Size(ctx context.Context) (int64, error)
-	Unfinished(ctx context.Context) (int, error)
+	Unfinished(ctx context.Context, node string) (mine, all int, err error)
 	Overdue(ctx context.Context, now time.Time, n int) ([]*submission.Record, error)
 	Heartbeat(ctx context.Context, node string, now time.Time) error
 	Adopt(ctx context.Context, node string, aliveSince time.Time, n int) ([]*submission.Record, error)
@@ -298,6 +298,7 @@ func (s *Server) Tend(ctx context.Context, aliveSince time.Time) error {
 	if err != nil {
 		return err
 	}
+	s.subs.adopted(len(adopted))
 	for _, rec := range adopted {
 		if err := s.subs.publish(ctx, rec); err != nil {
 			s.log.Warn("api: a submission adopted from a node gone could not be published again", "token", rec.Token, "err", err)

@@ -32,7 +32,9 @@ func (b brokenStore) Insert(context.Context, *submission.Record, string, time.Ti
 func (b brokenStore) Update(context.Context, *submission.Record, time.Time) (bool, error) {
 	return false, b.fail("update")
 }
-func (b brokenStore) Unfinished(context.Context) (int, error) { return 0, b.fail("unfinished") }
+func (b brokenStore) Unfinished(context.Context, string) (int, int, error) {
+	return 0, 0, b.fail("unfinished")
+}
 func (b brokenStore) UsageOf(context.Context, string, time.Time) (submission.Usage, error) {
 	return submission.Usage{}, errDown
 }

@@ -42,11 +42,11 @@ type submissions struct {
 	// on one store may pass it by a few at once). It guards size too.
 	admit sync.Mutex
 	size  storeSize
-	// inflight is the submissions in flight as this node knows them: the
-	// store's count, taken at most every countTTL, plus those this node
-	// stored since, less those that finished here since. Under admit.
-	inflight   int
-	inflightAt time.Time
+	// mine are this node's submissions in flight, counted here (taken
+	// from the store once, at the first admission); others the other
+	// nodes', counted in the store at most every countTTL. Under admit.
+	mine, others int
+	othersAt     time.Time
 
 	mu      sync.Mutex // guards waiters
 	waiters map[string][]chan *submission.Record
@@ -163,17 +163,45 @@ func (s *submissions) publish(ctx context.Context, rec *submission.Record) error
 // budget, and its client under its quotas: errQueueFull, errStoreFull, a
 // *quotaError, or errStore.
 func (s *submissions) admitAndStore(ctx context.Context, rec *submission.Record) error {
+	if err := s.reserve(ctx); err != nil {
+		return err
+	}
+	budget := s.policy.WallBudget(&rec.Job)
+	if err := s.withinQuotas(ctx, rec, budget); err != nil {
+		s.gone()
+		return err
+	}
+	t0 := time.Now()
+	err := s.store.Insert(ctx, rec, s.node, s.now().Add(s.queueTimeout+budget+awaitMargin), budget)
+	s.metrics.step("insert", t0)
+	if err != nil {
+		s.gone()
+		s.log.Error("api: store", "err", err)
+		return errStore
+	}
+	return nil
+}
+
+// reserve takes a place under the queue bound and the store's budget
+// (errQueueFull, errStoreFull, errStore): this node's count is exact, so
+// one node never admits more than the bound; several nodes on one store,
+// each seeing the others' count of up to a second ago, may pass it by a
+// few. The store is not written under the lock.
+func (s *submissions) reserve(ctx context.Context) error {
 	s.admit.Lock()
 	defer s.admit.Unlock()
-	if s.inflightAt.IsZero() || s.now().Sub(s.inflightAt) >= countTTL {
-		n, err := s.store.Unfinished(ctx)
+	if s.othersAt.IsZero() || s.now().Sub(s.othersAt) >= countTTL {
+		mine, all, err := s.store.Unfinished(ctx, s.node)
 		if err != nil {
 			s.log.Error("api: store", "err", err)
 			return errStore
 		}
-		s.inflight, s.inflightAt = n, s.now()
+		if s.othersAt.IsZero() {
+			s.mine = mine
+		}
+		s.others, s.othersAt = max(all-mine, 0), s.now()
 	}
-	if s.inflight >= s.maxQueue {
+	if s.mine+s.others >= s.maxQueue {
 		return errQueueFull
 	}
 	if s.storeMax > 0 {
@@ -189,30 +217,26 @@ func (s *submissions) admitAndStore(ctx context.Context, rec *submission.Record)
 			return errStoreFull
 		}
 	}
-	budget := s.policy.WallBudget(&rec.Job)
-	if err := s.withinQuotas(ctx, rec, budget); err != nil {
-		return err
-	}
-	t0 := time.Now()
-	err := s.store.Insert(ctx, rec, s.node, s.now().Add(s.queueTimeout+budget+awaitMargin), budget)
-	s.metrics.step("insert", t0)
-	if err != nil {
-		s.log.Error("api: store", "err", err)
-		return errStore
-	}
-	s.inflight++
+	s.mine++
 	return nil
 }
 
-// countTTL is how often the submissions in flight are counted in the
-// store (the other nodes' change it); between, this node counts its own.
+// countTTL is how often the other nodes' submissions in flight are
+// counted in the store.
 const countTTL = time.Second
 
 // gone counts a submission of this node's that left the queue (finished,
-// or never published).
+// refused, or never stored or published).
 func (s *submissions) gone() {
 	s.admit.Lock()
-	s.inflight = max(s.inflight-1, 0)
+	s.mine = max(s.mine-1, 0)
+	s.admit.Unlock()
+}
+
+// adopted counts n submissions adopted from nodes gone as this node's.
+func (s *submissions) adopted(n int) {
+	s.admit.Lock()
+	s.mine += n
 	s.admit.Unlock()
 }
 
@@ -251,11 +275,11 @@ func (s *submissions) budget(rec *submission.Record) time.Duration {
 // InFlight is the submissions accepted and not finished, every node's (0
 // when the store cannot say).
 func (s *submissions) InFlight() int {
-	n, err := s.store.Unfinished(context.Background())
+	_, all, err := s.store.Unfinished(context.Background(), s.node)
 	if err != nil {
 		return 0
 	}
-	return n
+	return all
 }
 
 // awaitMargin is what a wait allows beyond the job's own wall budget:

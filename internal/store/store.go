@@ -272,11 +272,13 @@ func (s *Store) Size(ctx context.Context) (int64, error) {
 	return n, err
 }
 
-// Unfinished counts the submissions not finished, every node's.
-func (s *Store) Unfinished(ctx context.Context) (int, error) {
-	var n int
-	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM records WHERE finished_ms IS NULL`).Scan(&n)
-	return n, err
+// Unfinished counts the submissions not finished: node's, and every
+// node's.
+func (s *Store) Unfinished(ctx context.Context, node string) (mine, all int, err error) {
+	var m sql.NullInt64
+	err = s.db.QueryRowContext(ctx, `SELECT SUM(CASE WHEN node = $1 THEN 1 ELSE 0 END), COUNT(*) FROM records WHERE finished_ms IS NULL`,
+		node).Scan(&m, &all)
+	return int(m.Int64), all, err
 }
 
 // Overdue returns the unfinished submissions whose deadline passed before

@@ -83,8 +83,11 @@ func testStore(t *testing.T, path string) {
 	if other, err := s.Pending(ctx, "node-b", 10); err != nil || len(other) != 0 {
 		t.Fatalf("another node's pending: %v %v", other, err)
 	}
-	if n, err := s.Unfinished(ctx); n != 1 || err != nil {
-		t.Fatalf("unfinished: %d %v", n, err)
+	if mine, all, err := s.Unfinished(ctx, "node-a"); mine != 1 || all != 1 || err != nil {
+		t.Fatalf("unfinished: %d %d %v", mine, all, err)
+	}
+	if mine, all, err := s.Unfinished(ctx, "node-b"); mine != 0 || all != 1 || err != nil {
+		t.Fatalf("unfinished, another node: %d %d %v", mine, all, err)
 	}
 	// client-1 made both; one is in flight, with 10 s of sandbox time.
 	if u, err := s.UsageOf(ctx, "client-1", t0.Add(-time.Minute)); err != nil || u.InFlight != 1 || u.Sandbox != 10*time.Second || u.Recent != 2 {
