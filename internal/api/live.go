@@ -1,6 +1,7 @@
 package api
 
 import (
+	"crypto/subtle"
 	"net/http"
 	"sync"
 
@@ -29,19 +30,22 @@ type liveOutput struct {
 	seq            int
 	stdout, stderr []byte
 	truncated      bool
+	// secret is the job's reply secret: an output status without it is
+	// not this job's.
+	secret string
 }
 
 func newLiveOutputs() *liveOutputs { return &liveOutputs{outs: map[string]*liveOutput{}} }
 
-// start makes room for token's streamed output: false when there is none
-// (it runs without streaming).
-func (l *liveOutputs) start(token string) bool {
+// start makes room for token's streamed output, whose statuses carry
+// secret: false when there is none (it runs without streaming).
+func (l *liveOutputs) start(token, secret string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if len(l.outs) >= maxLive {
 		return false
 	}
-	l.outs[token] = &liveOutput{}
+	l.outs[token] = &liveOutput{secret: secret}
 	return true
 }
 
@@ -51,7 +55,7 @@ func (l *liveOutputs) add(st *job.Status) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	o := l.outs[st.ID]
-	if o == nil || st.Seq <= o.seq {
+	if o == nil || st.Seq <= o.seq || subtle.ConstantTimeCompare([]byte(st.ReplySecret), []byte(o.secret)) != 1 {
 		return
 	}
 	o.seq = st.Seq

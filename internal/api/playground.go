@@ -77,7 +77,7 @@ func (s *Server) playgroundSubmit(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	rec.Job.Stream = s.live.start(rec.Token)
+	rec.Job.Stream = s.live.start(rec.Token, rec.Job.ReplySecret)
 	if _, err := s.subs.submit(r.Context(), rec, false); err != nil {
 		s.live.end(rec.Token)
 		submitError(w, err, errorJSON)

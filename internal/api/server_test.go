@@ -708,6 +708,7 @@ func TestPlaygroundStreams(t *testing.T) {
 		t.Fatalf("the job: %+v", j)
 	}
 	status := func(st *job.Status) {
+		st.ReplySecret = j.ReplySecret
 		b, _ := json.Marshal(st)
 		if err := srv.HandleStatus(context.Background(), fromWorker(b)); err != nil {
 			t.Fatal(err)
@@ -716,6 +717,12 @@ func TestPlaygroundStreams(t *testing.T) {
 	status(job.Output(tok, 1, "tick\n", ""))
 	status(job.Output(tok, 1, "tick\n", "")) // redelivered: dropped
 	status(job.Output(tok, 2, "tock\n", "warn\n"))
+	// An output status without the job's reply secret is not its output.
+	forged := job.Output(tok, 3, "forged\n", "")
+	forged.ReplySecret = "not-the-jobs"
+	if err := srv.HandleStatus(context.Background(), fromWorker(forged.Marshal())); err != nil {
+		t.Fatal(err)
+	}
 	code, m, _ = do(t, "GET", hs.URL+"/playground/output/"+tok, "")
 	if code != 200 || m["seq"] != 2.0 || m["stdout"] != "tick\ntock\n" || m["stderr"] != "warn\n" || m["truncated"] != false {
 		t.Fatalf("output so far: %d %v", code, m)
@@ -739,11 +746,11 @@ func TestPlaygroundStreams(t *testing.T) {
 	// At most maxLive streamed at once; beyond, no room (the job runs
 	// without streaming).
 	for i := range maxLive {
-		if !srv.live.start(fmt.Sprint(i)) {
+		if !srv.live.start(fmt.Sprint(i), "s") {
 			t.Fatalf("no room for %d", i)
 		}
 	}
-	if srv.live.start("one more") {
+	if srv.live.start("one more", "s") {
 		t.Fatal("room beyond maxLive")
 	}
 }

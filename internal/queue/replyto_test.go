@@ -67,3 +67,27 @@ func TestFromWorker(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckFrom: a reply queue of the API's namespace only for a job the
+// API's own broker user published; other names as Check says.
+func TestCheckFrom(t *testing.T) {
+	api := ReplyPolicy{APIUser: "codebench-api"}
+	for _, tc := range []struct {
+		policy     ReplyPolicy
+		name, user string
+		ok         bool
+	}{
+		{api, "codebench.api.replies.n1", "codebench-api", true},
+		{api, "codebench.api.replies.n1", "codebench-producer", false},
+		{api, "codebench.api.replies.n1", "", false},
+		{ReplyPolicy{}, "codebench.api.replies.n1", "codebench-api", false}, // no API user configured: nobody
+		{api, "amq.gen-JzTY20BRgKO-HjmUJj0wLg", "codebench-producer", true},
+		{api, "jobs", "codebench-api", false},
+		{api, "", "anyone", true},
+	} {
+		err := tc.policy.CheckFrom(tc.name, tc.user)
+		if tc.ok != (err == nil) || (err != nil && !errors.Is(err, ErrReplyTo)) {
+			t.Errorf("%q from %q: %v, want ok %v", tc.name, tc.user, err, tc.ok)
+		}
+	}
+}
