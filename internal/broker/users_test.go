@@ -3,8 +3,6 @@ package broker_test
 import (
 	"context"
 	"errors"
-	"fmt"
-	neturl "net/url"
 	"strings"
 	"testing"
 	"time"
@@ -23,25 +21,10 @@ import (
 // replies, and nothing more: the producer can neither write a status
 // queue nor read one.
 func TestBrokerUsers(t *testing.T) {
-	m := testenv.NewManagement(t)
 	url := testenv.Vhost(t, "users")
-	u, _ := neturl.Parse(url)
-	vhost := strings.TrimPrefix(u.Path, "/")
 	users := map[string]string{}
 	for _, role := range []string{"codebench-worker", "codebench-producer"} {
-		var perms []struct{ Vhost, Configure, Write, Read string }
-		m.Do(t, "GET", "users/"+role+"/permissions", "", &perms)
-		if len(perms) == 0 {
-			t.Fatalf("the broker has no permissions for %s (scripts/rabbitmq.sh creates it)", role)
-		}
-		name := fmt.Sprintf("%s-%d", role, time.Now().UnixNano())
-		m.Do(t, "PUT", "users/"+name, `{"password":"pw","tags":""}`, nil)
-		t.Cleanup(func() { m.Do(t, "DELETE", "users/"+name, "", nil) })
-		m.Do(t, "PUT", "permissions/"+neturl.PathEscape(vhost)+"/"+name,
-			fmt.Sprintf(`{"configure":%q,"write":%q,"read":%q}`, perms[0].Configure, perms[0].Write, perms[0].Read), nil)
-		uu := *u
-		uu.User = neturl.UserPassword(name, "pw")
-		users[role] = uu.String()
+		users[role] = testenv.UserLike(t, role, url)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
