@@ -2,11 +2,9 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -20,12 +18,7 @@ import (
 
 // nodeJobs is how many wait=true submissions, and as many Piston
 // executes, each node answers (CODEBENCH_API_NODES_JOBS; 100 by default).
-func nodeJobs() int {
-	if n, err := strconv.Atoi(os.Getenv("CODEBENCH_API_NODES_JOBS")); err == nil && n > 0 {
-		return n
-	}
-	return 100
-}
+func nodeJobs() int { return envCount("CODEBENCH_API_NODES_JOBS", 100) }
 
 // TestAPINodes: two API nodes on one PostgreSQL, in front of one worker,
 // each answer their own wait=true submissions and Piston executes with
@@ -118,18 +111,13 @@ func TestAPINodes(t *testing.T) {
 }
 
 // post sends a JSON body and decodes a JSON answer (no t: it runs in the
-// test's goroutines).
+// test's goroutines; a failure is the answer's error).
 func post(url string, body any) (int, map[string]any) {
-	b, _ := json.Marshal(body)
-	resp, err := http.Post(url, "application/json", bytes.NewReader(b))
+	code, m, err := jsonRequest("POST", url, body)
 	if err != nil {
 		return 0, map[string]any{"error": err.Error()}
 	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	var m map[string]any
-	_ = json.Unmarshal(raw, &m)
-	return resp.StatusCode, m
+	return code, m
 }
 
 // inFlight reads a node's codebench_api_submissions_in_flight.

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -67,6 +68,15 @@ func startAPI(t *testing.T, logs io.Writer, env ...string) (*exec.Cmd, string) {
 // apiCall sends a JSON request and decodes the JSON answer.
 func apiCall(t *testing.T, method, url string, body any) (int, map[string]any) {
 	t.Helper()
+	code, m, err := jsonRequest(method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code, m
+}
+
+// jsonRequest is apiCall without a t (for a test's goroutines).
+func jsonRequest(method, url string, body any) (int, map[string]any, error) {
 	var r io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
@@ -76,12 +86,21 @@ func apiCall(t *testing.T, method, url string, body any) (int, map[string]any) {
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
 	var m map[string]any
 	_ = json.NewDecoder(resp.Body).Decode(&m)
-	return resp.StatusCode, m
+	return resp.StatusCode, m, nil
+}
+
+// envCount is the positive number in the environment variable name, else
+// def: a test's size, raised by a make target.
+func envCount(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
+	}
+	return def
 }
 
 func statusID(m map[string]any) float64 {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -30,12 +29,7 @@ type workerProc struct {
 
 // clusterJobs is how many jobs TestClusterLosesANode sends: 20 in every CI
 // run, more with CODEBENCH_CLUSTER_JOBS (make cluster-test sends 100).
-func clusterJobs() int {
-	if n, err := strconv.Atoi(os.Getenv("CODEBENCH_CLUSTER_JOBS")); err == nil && n > 0 {
-		return n
-	}
-	return 20
-}
+func clusterJobs() int { return envCount("CODEBENCH_CLUSTER_JOBS", 20) }
 
 // TestClusterLosesANode: a 3-node RabbitMQ cluster on loopback (three
 // nodes of the test's own), the jobs queue a quorum queue, two workers

@@ -111,7 +111,7 @@ func (s *submissions) prepare(token, door, owner string, j job.Job, options any)
 	// The job as the workers will read it: JSON escapes a control
 	// character in six bytes, so a body within its bound can make a job
 	// over the workers' (every one of them would refuse it).
-	if max := s.policy.MaxJobBytes; max > 0 {
+	if max := s.policy.MaxJobBytes; max > 0 && escapedBound(&j) > max {
 		if b, err := json.Marshal(j); err != nil || len(b) > max {
 			return nil, &job.InvalidError{ID: token, Reason: fmt.Sprintf("the job is %d bytes as published (JSON escapes control characters), over the workers' limit of %d", len(b), max)}
 		}
@@ -122,6 +122,38 @@ func (s *submissions) prepare(token, door, owner string, j job.Job, options any)
 	}
 	rec.Owner = owner
 	return rec, nil
+}
+
+// escapedBound is the most j's JSON can take: every byte of its texts
+// escaped in six, and room for the rest. Below the workers' limit, the
+// job need not be marshalled to know it fits (it is, once, to publish).
+func escapedBound(j *job.Job) int {
+	n := len(j.Code) + len(j.Stdin) + len(j.ReplySecret) + len(j.Language)
+	for name, body := range j.Files {
+		n += len(name) + len(body)
+	}
+	for _, a := range j.Args {
+		n += len(a)
+	}
+	for _, f := range j.CompileFlags {
+		n += len(f)
+	}
+	if j.ExpectedOutput != nil {
+		n += len(*j.ExpectedOutput)
+	}
+	for _, t := range j.Tests {
+		n += len(t.Stdin)
+		if t.ExpectedOutput != nil {
+			n += len(*t.ExpectedOutput)
+		}
+		for _, a := range t.Args {
+			n += len(a)
+		}
+	}
+	if j.Checker != nil {
+		n += len(j.Checker.Code) + len(j.Checker.Language)
+	}
+	return 6*n + 16*(len(j.Files)+len(j.Args)+len(j.CompileFlags)+4*len(j.Tests)) + 4096
 }
 
 // submit queues rec: a place under the queue bound, the record stored, the
