@@ -39,7 +39,7 @@ func apiCmd(fs *flag.FlagSet) commandFunc {
 // apiNodeConfig is the API node's configuration: the image's languages,
 // the workers' policy, the store, the broker.
 func apiNodeConfig(cfg config.Config) (apinode.Config, error) {
-	img, err := image.Resolve(cfg.DataDir, cfg.Image)
+	img, err := image.ForLanguages(cfg.DataDir, cfg.Image, cfg.ImageLanguages)
 	if err != nil {
 		return apinode.Config{}, fmt.Errorf("the API lists the image's languages: %w", err)
 	}

@@ -9,13 +9,16 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/codebench/codebench/internal/apinode"
 	"github.com/codebench/codebench/internal/bench"
 	"github.com/codebench/codebench/internal/config"
+	"github.com/codebench/codebench/internal/image"
 	"github.com/codebench/codebench/internal/job"
+	"github.com/codebench/codebench/internal/lang"
 	"github.com/codebench/codebench/internal/provision"
 	"github.com/codebench/codebench/internal/sandbox"
 	"github.com/codebench/codebench/internal/sandbox/drivers"
@@ -37,6 +40,7 @@ func benchCmd(fs *flag.FlagSet) commandFunc {
 	apiBurst := fs.Int("api", 0, "also measure the HTTP API in front of a worker: -n wait=true submissions, then a burst of this many, polled at 200/s (0: none)")
 	python := fs.Bool("python", true, "also a Python hello world load at concurrency 1, with its native baseline")
 	anatomy := fs.Int("anatomy", 5, "hello.c jobs, one sandbox each, one at a time, whose CPU is read by phase and process (0: none)")
+	languages := fs.Int("languages", 0, "only the languages: each language's hello world this many times in sandboxes of the default driver beside natively on the host, and each language profile's image size and build time")
 	loadOnly := fs.Bool("load-only", false, "only a load run through RabbitMQ against a running worker (no sandboxes of its own: for soak tests); -c is one number")
 	return func(ctx context.Context, cfg config.Config, log *slog.Logger, args []string) error {
 		if *loadOnly {
@@ -53,6 +57,9 @@ func benchCmd(fs *flag.FlagSet) commandFunc {
 			}
 			fmt.Printf("%d jobs, %d at once: %.1f s, %.2f jobs/s\n  %s\n  %s\n", r.N, r.Concurrency, r.Seconds, r.JobsPerSec, r.EndToEnd, r.HostOverhead)
 			return nil
+		}
+		if *languages > 0 {
+			return benchLanguages(ctx, cfg, *languages, *asJSON)
 		}
 		o := bench.Options{N: *n, Pool: *poolSize, Rounds: *rounds, Local: *local, Tests: *tests, Stream: *stream,
 			Anatomy: *anatomy, Python: *python, APIBurst: *apiBurst}
@@ -84,6 +91,64 @@ func benchCmd(fs *flag.FlagSet) commandFunc {
 		bench.Print(os.Stdout, rep)
 		return nil
 	}
+}
+
+// benchLanguages is bench --languages: every language of the image in use
+// (CODEBENCH_LANGUAGES), n hello worlds each, and the profiles' images.
+func benchLanguages(ctx context.Context, cfg config.Config, n int, asJSON bool) error {
+	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	env, closeEnv, err := benchHarness(cfg, quiet).Open(ctx, "")
+	if err != nil {
+		return err
+	}
+	defer closeEnv()
+	prov, err := env.Provisioner(ctx)
+	if err != nil {
+		return err
+	}
+	defer prov.Close()
+	img, err := image.ForLanguages(cfg.DataDir, cfg.Image, cfg.ImageLanguages)
+	if err != nil {
+		return err
+	}
+	progress := func(format string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+format+"\n", a...) }
+	if asJSON {
+		progress = nil
+	}
+	names := lang.Builtin().Names()
+	names = slices.DeleteFunc(names, func(n string) bool { return !img.HasLanguage(n) })
+	rows := bench.MeasureLanguages(ctx, prov, env.Policy, lang.Builtin(), names, n, progress)
+	profiles := image.Profiles(cfg.DataDir)
+	if asJSON {
+		type prof struct {
+			Profile      string  `json:"profile"`
+			Hash         string  `json:"hash"`
+			Languages    int     `json:"languages"`
+			TreeBytes    int64   `json:"tree_bytes"`
+			RootfsBytes  int64   `json:"rootfs_bytes"`
+			BaseSeconds  float64 `json:"base_seconds"`
+			BuildSeconds float64 `json:"build_seconds"`
+		}
+		out := struct {
+			Driver    string              `json:"driver"`
+			Languages []bench.LanguageRow `json:"languages"`
+			Profiles  []prof              `json:"profiles"`
+		}{Driver: env.Name, Languages: rows}
+		for _, p := range profiles {
+			m := p.Image.Manifest
+			out.Profiles = append(out.Profiles, prof{p.Profile, m.Hash, len(m.Languages), m.TreeBytes, m.Rootfs.Size, m.BaseSeconds, m.BuildSeconds})
+		}
+		return json.NewEncoder(os.Stdout).Encode(out)
+	}
+	fmt.Printf("hello world per language, %d runs each, driver %s (%s); native: the same commands on this host\n\n", n, env.Name, env.Detail)
+	fmt.Print(bench.LanguagesTable(rows))
+	fmt.Printf("\n| profile | languages | root tree | ext4 rootfs | base (debootstrap + packages) | rest of the build |\n| --- | ---: | ---: | ---: | ---: | ---: |\n")
+	for _, p := range profiles {
+		m := p.Image.Manifest
+		fmt.Printf("| %s | %d | %.2f GiB | %.2f GiB | %.0f s | %.0f s |\n", p.Profile, len(m.Languages), float64(m.TreeBytes)/(1<<30),
+			float64(m.Rootfs.Size)/(1<<30), m.BaseSeconds, m.BuildSeconds)
+	}
+	return nil
 }
 
 // benchHarness opens each driver with the production wiring of cfg.

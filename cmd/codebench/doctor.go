@@ -79,7 +79,7 @@ func doctorCmd(fs *flag.FlagSet) commandFunc {
 		for _, f := range drivers.HostFacts() {
 			info(f[0], f[1])
 		}
-		img, err := image.Resolve(cfg.DataDir, cfg.Image)
+		img, err := image.ForLanguages(cfg.DataDir, cfg.Image, cfg.ImageLanguages)
 		switch {
 		case errors.Is(err, image.ErrNoImage):
 			report(false, "image", "none built under "+cfg.DataDir+" (run: codebench image build)")

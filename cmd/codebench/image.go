@@ -17,26 +17,22 @@ import (
 // imageBuildCmd is "image build".
 func imageBuildCmd(fs *flag.FlagSet) commandFunc {
 	agent := fs.String("agent", defaultAgentPath(), "static codebench-agent binary to put in the image")
-	langs := fs.String("languages", "", "comma-separated subset of languages (default: all)")
+	langs := fs.String("languages", "", `language profile: "default", "all" or a comma-separated list (default: the CODEBENCH_LANGUAGES setting)`)
 	return func(ctx context.Context, cfg config.Config, log *slog.Logger, args []string) error {
 		if len(args) > 0 {
 			return fmt.Errorf("image build takes flags only, not %q", args)
 		}
-		table := lang.Builtin()
+		spec := cfg.ImageLanguages
 		if *langs != "" {
-			sub := lang.Table{}
-			for _, n := range strings.Split(*langs, ",") {
-				l, ok := table[strings.TrimSpace(n)]
-				if !ok {
-					return fmt.Errorf("unknown language %q (have %s)", n, strings.Join(table.Names(), ", "))
-				}
-				sub[l.Name] = l
-			}
-			table = sub
+			spec = *langs
+		}
+		table, key, err := lang.Builtin().Profile(spec)
+		if err != nil {
+			return err
 		}
 		img, err := imagebuild.Build(ctx, imagebuild.Options{
 			DataDir: cfg.DataDir, AgentPath: *agent, Mirror: cfg.Mirror,
-			Languages: table, Progress: os.Stdout,
+			Languages: table, Profile: key, Progress: os.Stdout,
 		})
 		if err != nil {
 			return err

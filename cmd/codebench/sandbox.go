@@ -41,7 +41,7 @@ type env struct {
 // tell a dead process's leftovers from a live one's; close removes it.
 func openEnv(ctx context.Context, cfg config.Config, log *slog.Logger, owner string, allowNoBoundary bool) (*env, error) {
 	cfg.RunDir = reconcile.OwnerDir(cfg.RunDir, owner)
-	img, err := image.Resolve(cfg.DataDir, cfg.Image)
+	img, err := image.ForLanguages(cfg.DataDir, cfg.Image, cfg.ImageLanguages)
 	if err != nil {
 		return nil, err
 	}
@@ -150,9 +150,14 @@ func (e *env) provisioner(ctx context.Context, cfg config.Config, log *slog.Logg
 
 // provisionerWith is provisioner for sandboxes on net (nil: none).
 func (e *env) provisionerWith(ctx context.Context, cfg config.Config, net template.Networker, log *slog.Logger) (*provision.Provisioner, error) {
+	// The warm-up runs one hello world per language of the default
+	// profile the image has: forty toolchains (a JVM each for five of
+	// them) would cost a template minutes under TCG for languages most
+	// jobs never use; the others start colder.
+	warm, _, _ := lang.Builtin().Profile(lang.ProfileDefault)
 	var langs []lang.Language
 	for _, n := range e.img.LanguageNames() {
-		if l, ok := lang.Builtin()[n]; ok {
+		if l, ok := warm[n]; ok {
 			langs = append(langs, l)
 		}
 	}

@@ -104,7 +104,7 @@ func newToken() string {
 func (s *submissions) prepare(token, door, owner string, j job.Job, options any) (*submission.Record, error) {
 	j.ID = token
 	j.ReplySecret = newSecret()
-	j.Limits = s.policy.Clamp(j.Limits)
+	j.Limits = s.policy.Clamp(j.Language, j.Limits)
 	if err := j.Validate(s.policy); err != nil {
 		return nil, err
 	}

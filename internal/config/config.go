@@ -20,8 +20,12 @@ import (
 type Config struct {
 	DataDir string // CODEBENCH_DATA_DIR: images and templates
 	RunDir  string // CODEBENCH_RUN_DIR: per-VM sockets and logs
-	Image   string // CODEBENCH_IMAGE: hash or directory; "" = current
-	Mirror  string // CODEBENCH_DEBIAN_MIRROR: overrides the host's apt sources
+	Image   string // CODEBENCH_IMAGE: hash or directory; "" = the profile's
+	// ImageLanguages is the language profile images are built from and
+	// the worker, the API and doctor use the image of (CODEBENCH_LANGUAGES:
+	// "default", "all" or a list of languages).
+	ImageLanguages string
+	Mirror         string // CODEBENCH_DEBIAN_MIRROR: overrides the host's apt sources
 
 	VM      VM
 	Worker  Worker
@@ -317,8 +321,9 @@ type Limits struct {
 // Default returns the built-in configuration.
 func Default() Config {
 	return Config{
-		DataDir: "/var/lib/codebench",
-		RunDir:  "/run/codebench",
+		DataDir:        "/var/lib/codebench",
+		ImageLanguages: "default",
+		RunDir:         "/run/codebench",
 		VM: VM{
 			Accel: "auto", MemoryMB: 1024, VCPUs: 1, QEMU: "qemu-system-x86_64", QEMUJail: "auto", VMUser: "codebench-vm",
 			BootLimit: 60 * time.Second, Snapshots: true, TemplateMaxAge: 24 * time.Hour,

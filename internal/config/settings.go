@@ -42,6 +42,7 @@ func settings(c *Config) []setting {
 	add("CODEBENCH_DATA_DIR", &c.DataDir)
 	add("CODEBENCH_RUN_DIR", &c.RunDir)
 	add("CODEBENCH_IMAGE", &c.Image)
+	add("CODEBENCH_LANGUAGES", &c.ImageLanguages)
 	add("CODEBENCH_DEBIAN_MIRROR", &c.Mirror)
 	add("CODEBENCH_DEBUG", &c.Verbose)
 	add("CODEBENCH_DEBUG_ADDR", &c.DebugAddr)

@@ -76,6 +76,13 @@ type Manifest struct {
 	Modules       []string       `json:"modules"`
 	Packages      []string       `json:"packages"`
 	Languages     []LanguageInfo `json:"languages"`
+	// TreeBytes is the root tree's size; BaseSeconds the debootstrap and
+	// package install of its package set (when that was built, maybe by
+	// an earlier build), BuildSeconds this build's own: from nothing, an
+	// image takes about their sum.
+	TreeBytes    int64   `json:"tree_bytes,omitempty"`
+	BaseSeconds  float64 `json:"base_seconds,omitempty"`
+	BuildSeconds float64 `json:"build_seconds,omitempty"`
 }
 
 // Image is a loaded, checked image.
@@ -191,9 +198,24 @@ func Current(dataDir string) (*Image, error) {
 	return Load(dir)
 }
 
-// Resolve loads an image by hash, by directory, or the current one for "".
-func Resolve(dataDir, ref string) (*Image, error) {
+// ProfilePrefix names the link to the last image built for a language
+// profile: images/profile-<key> (lang.Table.Profile gives the key).
+const ProfilePrefix = "profile-"
+
+// Resolve loads an image by hash, by directory, or for "" the last one
+// built for the language profile key (an image built before profiles
+// existed serves the default profile: it was built from it).
+func Resolve(dataDir, ref, profile string) (*Image, error) {
 	switch {
+	case ref == "" && profile != "":
+		dir := filepath.Join(dataDir, ImagesSubdir, ProfilePrefix+profile)
+		if _, err := os.Lstat(dir); err == nil {
+			return Load(dir)
+		}
+		if profile == "default" {
+			return Current(dataDir)
+		}
+		return nil, fmt.Errorf("language profile %s: %w: codebench image build --languages %s", profile, ErrNoImage, profile)
 	case ref == "":
 		return Current(dataDir)
 	case hashRE.MatchString(ref):
@@ -201,6 +223,25 @@ func Resolve(dataDir, ref string) (*Image, error) {
 	default:
 		return Load(ref)
 	}
+}
+
+// ProfileImage is the last image built for a language profile.
+type ProfileImage struct {
+	Profile string
+	Image   *Image
+}
+
+// Profiles are the images linked under profile names, by name.
+func Profiles(dataDir string) []ProfileImage {
+	links, _ := filepath.Glob(filepath.Join(dataDir, ImagesSubdir, ProfilePrefix+"*"))
+	slices.Sort(links)
+	var out []ProfileImage
+	for _, l := range links {
+		if img, err := Load(l); err == nil {
+			out = append(out, ProfileImage{Profile: strings.TrimPrefix(filepath.Base(l), ProfilePrefix), Image: img})
+		}
+	}
+	return out
 }
 
 // FileSHA256 hashes a file, returning the hex digest and its size.

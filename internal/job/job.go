@@ -231,11 +231,13 @@ func (j *Job) Validate(p Policy) error {
 	case j.Type != "" && j.Type != "code":
 		return bad("unknown type %s (only \"code\")", untrusted.Quote(j.Type))
 	}
-	if why := codeProblem("code", j.Code, p.MaxCodeBytes); why != "" {
-		return bad("%s", why)
-	}
 	if j.Language == "" {
 		j.Language = "c" // the seed's jobs carry no language: they are C
+	}
+	// A language whose program is its files (Judge0's multi-file
+	// program) may have no code.
+	if why := codeProblem("code", j.Code, p.MaxCodeBytes); why != "" && (j.Code != "" || !p.Table[j.Language].CodeOptional) {
+		return bad("%s", why)
 	}
 	if j.Network && !p.Network {
 		return bad("network access is not enabled on this worker (network = true in its configuration)")
@@ -331,8 +333,9 @@ func (p Policy) requestSize(j *Job) int {
 }
 
 // AgentLimits clamps the requested limits by the policy's maxima and fills
-// defaults.
-func (p Policy) AgentLimits(req Limits) agentproto.Limits {
+// defaults: the worker's, raised to what language needs (lang.Needs) where
+// the job left a limit unset.
+func (p Policy) AgentLimits(language string, req Limits) agentproto.Limits {
 	pick := func(want, def, max int64) int64 {
 		if want <= 0 {
 			want = def
@@ -342,25 +345,34 @@ func (p Policy) AgentLimits(req Limits) agentproto.Limits {
 		}
 		return want
 	}
+	needs := p.needs(language)
 	return agentproto.Limits{
 		WallMS:          pick(req.WallMS, p.Defaults.WallMS, p.Max.WallMS),
 		CPUMS:           pick(req.CPUMS, p.Defaults.CPUMS, p.Max.CPUMS),
-		MemoryKB:        pick(req.MemoryKB, p.Defaults.MemoryKB, p.Max.MemoryKB),
+		MemoryKB:        pick(req.MemoryKB, max(p.Defaults.MemoryKB, needs.MemoryKB), p.Max.MemoryKB),
 		StackKB:         pick(req.StackKB, p.Defaults.StackKB, p.Max.StackKB),
 		Processes:       pick(req.Processes, p.Defaults.Processes, p.Max.Processes),
 		OutputBytes:     pick(req.OutputBytes, p.Defaults.OutputBytes, p.Max.OutputBytes),
-		FileSizeKB:      pick(req.FileSizeKB, p.Defaults.FileSizeKB, p.Max.FileSizeKB),
+		FileSizeKB:      pick(req.FileSizeKB, max(p.Defaults.FileSizeKB, needs.FileSizeKB), p.Max.FileSizeKB),
 		CompileWallMS:   pick(req.CompileWallMS, p.CompileWall, p.CompileWall),
 		CompileCPUMS:    pick(req.CompileCPUMS, 0, p.CompileWall),
-		CompileMemoryKB: pick(req.CompileMemoryKB, 0, max(p.Max.MemoryKB, agentproto.CompileMemoryKB)),
+		CompileMemoryKB: pick(req.CompileMemoryKB, needs.CompileMemoryKB, p.MaxCompileMemoryKB(language)),
 	}
+}
+
+// needs are language's needs in the policy's table (none when unknown).
+func (p Policy) needs(language string) lang.Needs {
+	if l, ok := p.Table[language]; ok && l.Limits != nil {
+		return *l.Limits
+	}
+	return lang.Needs{}
 }
 
 // Request builds the agent request for j.
 func (p Policy) Request(j *Job) *agentproto.RunRequest {
 	req := &agentproto.RunRequest{
 		Language: j.Language, Code: j.Code, Stdin: j.Stdin, Args: j.Args, Files: j.Files,
-		Limits: p.AgentLimits(j.Limits), Runs: max(j.Runs, 1), CompileFlags: j.CompileFlags,
+		Limits: p.AgentLimits(j.Language, j.Limits), Runs: max(j.Runs, 1), CompileFlags: j.CompileFlags,
 		Compare: j.Compare, Stream: j.Stream, RedirectStderr: j.RedirectStderr,
 		StopOnFailure: j.StopOnFailure == nil || *j.StopOnFailure,
 	}
@@ -378,8 +390,8 @@ func (p Policy) Request(j *Job) *agentproto.RunRequest {
 // within the policy's maxima, in the job's units: what the worker would
 // run (AgentLimits, for the agent). A front door clamps once, here, and
 // stores the job as it will run.
-func (p Policy) Clamp(l Limits) Limits {
-	a := p.AgentLimits(l)
+func (p Policy) Clamp(language string, l Limits) Limits {
+	a := p.AgentLimits(language, l)
 	out := Limits{WallMS: a.WallMS, CPUMS: a.CPUMS, MemoryKB: a.MemoryKB, StackKB: a.StackKB, Processes: a.Processes,
 		OutputBytes: a.OutputBytes, FileSizeKB: a.FileSizeKB}
 	// The compile's limits stay zero (the worker's own) unless asked.
@@ -395,9 +407,12 @@ func (p Policy) Clamp(l Limits) Limits {
 	return out
 }
 
-// MaxCompileMemoryKB is the most memory a job may ask for its compile:
-// the larger of the policy's maximum and what every compile gets.
-func (p Policy) MaxCompileMemoryKB() int64 { return max(p.Max.MemoryKB, agentproto.CompileMemoryKB) }
+// MaxCompileMemoryKB is the most memory a job in language may ask for its
+// compile: the largest of the policy's maximum, what every compile gets
+// and what the language's compiler needs.
+func (p Policy) MaxCompileMemoryKB(language string) int64 {
+	return max(p.Max.MemoryKB, agentproto.CompileMemoryKB, p.needs(language).CompileMemoryKB)
+}
 
 // MaxFiles is the most files a job may carry beside its program (the
 // agent's bound): a front door counts against it before it decodes them.

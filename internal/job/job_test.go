@@ -85,7 +85,7 @@ func TestSeedStatusBytes(t *testing.T) {
 }
 
 func TestAgentLimitsClamp(t *testing.T) {
-	got := testPolicy.AgentLimits(Limits{WallMS: 999_999, CPUMS: 100})
+	got := testPolicy.AgentLimits("c", Limits{WallMS: 999_999, CPUMS: 100})
 	if got.WallMS != 60_000 || got.CPUMS != 100 || got.MemoryKB != 131072 || got.CompileWallMS != 30_000 {
 		t.Fatalf("clamped limits = %+v", got)
 	}
@@ -99,15 +99,44 @@ func TestAgentLimitsClamp(t *testing.T) {
 		{Limits{CompileWallMS: 2_000, CompileCPUMS: 1_500, CompileMemoryKB: 65536}, 2_000, 1_500, 65536},
 		{Limits{CompileWallMS: 999_999, CompileCPUMS: 999_999, CompileMemoryKB: 1 << 30}, 30_000, 30_000, agentproto.CompileMemoryKB},
 	} {
-		got := testPolicy.AgentLimits(c.req)
+		got := testPolicy.AgentLimits("c", c.req)
 		if got.CompileWallMS != c.wall || got.CompileCPUMS != c.cpu || got.CompileMemoryKB != c.memory {
 			t.Errorf("%+v: compile limits %d %d %d", c.req, got.CompileWallMS, got.CompileCPUMS, got.CompileMemoryKB)
 		}
 	}
 }
 
+// TestLanguageNeeds: a runtime's needs raise the defaults a job left
+// unset, within the maxima; a limit the job set binds it.
+func TestLanguageNeeds(t *testing.T) {
+	p := testPolicy
+	p.Table = lang.Table{"kotlin": {Name: "kotlin", Limits: &lang.Needs{MemoryKB: 200_000, CompileMemoryKB: 1 << 20}},
+		"big": {Name: "big", Limits: &lang.Needs{MemoryKB: 1 << 30}}}
+	for _, c := range []struct {
+		language          string
+		req               Limits
+		memory, compileKB int64
+	}{
+		{"c", Limits{}, 131072, 0},
+		{"kotlin", Limits{}, 200_000, 1 << 20},
+		{"kotlin", Limits{MemoryKB: 65536, CompileMemoryKB: 100_000}, 65536, 100_000},
+		{"big", Limits{}, 262144, 0}, // within the worker's maximum
+	} {
+		got := p.AgentLimits(c.language, c.req)
+		if got.MemoryKB != c.memory || got.CompileMemoryKB != c.compileKB {
+			t.Errorf("%s %+v: memory %d compile %d, want %d %d", c.language, c.req, got.MemoryKB, got.CompileMemoryKB, c.memory, c.compileKB)
+		}
+	}
+	if got := p.Clamp("kotlin", Limits{}); got.MemoryKB != 200_000 || got.CompileMemoryKB != 0 {
+		t.Errorf("clamped for the store: %+v", got)
+	}
+	if p.MaxCompileMemoryKB("kotlin") != 1<<20 || p.MaxCompileMemoryKB("c") != agentproto.CompileMemoryKB {
+		t.Error("compile memory maxima")
+	}
+}
+
 func TestFromResultVerdicts(t *testing.T) {
-	lim := testPolicy.AgentLimits(Limits{})
+	lim := testPolicy.AgentLimits("c", Limits{})
 	tests := []struct {
 		name    string
 		res     agentproto.RunResult
@@ -136,7 +165,7 @@ func TestFromResultVerdicts(t *testing.T) {
 }
 
 func TestFromResultJudge(t *testing.T) {
-	lim := testPolicy.AgentLimits(Limits{})
+	lim := testPolicy.AgentLimits("c", Limits{})
 	ok := func(out string) agentproto.RunResult {
 		return agentproto.RunResult{Compiled: true, Run: &agentproto.Phase{}, Stdout: out}
 	}
@@ -168,7 +197,7 @@ func TestFromResultJudge(t *testing.T) {
 }
 
 func TestFromResultRuns(t *testing.T) {
-	lim := testPolicy.AgentLimits(Limits{})
+	lim := testPolicy.AgentLimits("c", Limits{})
 	res := agentproto.RunResult{Compiled: true, Run: &agentproto.Phase{WallUS: 30}, Runs: []agentproto.Phase{
 		{WallUS: 30, CPUUserUS: 10}, {WallUS: 10, CPUUserUS: 5}, {WallUS: 20, CPUUserUS: 7, MaxRSSKB: 9},
 	}}

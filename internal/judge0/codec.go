@@ -24,6 +24,13 @@ func New(langs []Language, lim Limits) *Codec {
 	c := &Codec{list: langs, byID: map[int]Language{}, byOurs: map[string]Language{}, limits: lim}
 	for _, l := range langs {
 		c.byID[l.ID] = l
+		for _, id := range l.Also {
+			if _, taken := c.byID[id]; !taken {
+				alias := l
+				alias.ID, alias.Also = id, nil
+				c.byID[id] = alias
+			}
+		}
 		if _, ok := c.byOurs[l.Ours]; !ok {
 			c.byOurs[l.Ours] = l
 		}

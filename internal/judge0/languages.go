@@ -1,6 +1,7 @@
 package judge0
 
 import (
+	"encoding/base64"
 	"slices"
 	"strings"
 
@@ -21,34 +22,41 @@ type Language struct {
 	CheckFlags func([]string) error `json:"-"`
 	// Hello is a hello world in it (the playground's first program).
 	Hello string `json:"-"`
-}
-
-// judge0Names are Judge0 CE 1.13.1's ids (db/languages/active.rb) for the
-// languages the image has, and the name each carries, with our version.
-var judge0Names = map[string]struct {
-	id   int
-	name string
-}{
-	"c": {50, "C (GCC %s)"}, "cpp": {54, "C++ (GCC %s)"}, "python": {71, "Python (%s)"},
-	"go": {60, "Go (%s)"}, "rust": {73, "Rust (%s)"}, "javascript": {63, "JavaScript (Node.js %s)"},
-	"java": {62, "Java (OpenJDK %s)"}, "bash": {46, "Bash (%s)"},
+	// Also are the language's other ids (Judge0's 48 and 49 for its 50):
+	// accepted, not listed.
+	Also []int `json:"-"`
+	// MemoryKB is the runtime's need (lang.Needs): the default memory
+	// limit is raised to it.
+	MemoryKB, FileSizeKB int64 `json:"-"`
+	// CodeBase64: the job carries the source's bytes in base64 (44,
+	// Executable); CodeOptional: source_code may be blank (89, Multi-file
+	// program).
+	CodeBase64, CodeOptional bool `json:"-"`
 }
 
 // Languages are Judge0's languages for ours (versions: what the image's
 // manifest says each prints; a missing one is "unknown"), sorted by name
-// as GET /languages lists them. A language of ours Judge0 has no id for is
-// left out.
+// as GET /languages lists them: each under the first of its ids, the
+// others accepted (Also). A language of ours Judge0 has no id for is left
+// out.
 func Languages(ours map[string]lang.Language, versions map[string]string) []Language {
 	var out []Language
 	for name, l := range ours {
-		j, ok := judge0Names[name]
-		if !ok {
+		j := l.Judge0
+		if j == nil {
 			continue
 		}
-		// Java's class is named after the code's; Judge0 shows Main.
+		// Java's and Scala's files are named after the code's; Judge0 shows Main.
 		main := strings.NewReplacer("{main}", "Main")
-		jl := Language{ID: j.id, Name: strings.Replace(j.name, "%s", lang.ShortVersion(name, versions[name]), 1),
-			SourceFile: main.Replace(l.Source), RunCmd: main.Replace(strings.Join(l.Run, " ")), Ours: name, CheckFlags: l.CheckCompileFlags, Hello: l.Hello}
+		jl := Language{ID: j.IDs[0], Also: j.IDs[1:], Name: strings.Replace(j.Name, "%s", lang.ShortVersion(name, versions[name]), 1),
+			SourceFile: main.Replace(l.Source), RunCmd: main.Replace(strings.Join(l.Run, " ")), Ours: name, CheckFlags: l.CheckCompileFlags, Hello: l.Hello,
+			CodeBase64: l.CodeBase64, CodeOptional: l.CodeOptional}
+		if l.Limits != nil {
+			jl.MemoryKB, jl.FileSizeKB = l.Limits.MemoryKB, l.Limits.FileSizeKB
+		}
+		if l.CodeBase64 {
+			jl.Hello = decodedHello(l.Hello)
+		}
 		if len(l.Compile) > 0 {
 			jl.CompileCmd = main.Replace(strings.Join(l.Compile, " "))
 		}
@@ -56,4 +64,14 @@ func Languages(ours map[string]lang.Language, versions map[string]string) []Lang
 	}
 	slices.SortFunc(out, func(a, b Language) int { return strings.Compare(a.Name, b.Name) })
 	return out
+}
+
+// decodedHello is an executable's hello world as its bytes (the table
+// carries it in base64, as a job does).
+func decodedHello(b64 string) string {
+	b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(b64))
+	if err != nil {
+		return b64
+	}
+	return string(b)
 }

@@ -1,6 +1,7 @@
 package judge0
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"slices"
@@ -90,6 +91,7 @@ type view struct {
 	rec      *submission.Record
 	opts     Options
 	langName string
+	source   string // the source as the client sent it
 	statusID int
 	b64      bool
 
@@ -103,7 +105,14 @@ func StatusID(rec *submission.Record) int { return StatusOf(rec.Status) }
 
 func (c *Codec) view(rec *submission.Record) *view {
 	v := &view{rec: rec, opts: c.OptionsOf(rec), statusID: StatusID(rec)}
-	v.langName = c.byID[v.opts.LanguageID].Name
+	l := c.byID[v.opts.LanguageID]
+	v.langName, v.source = l.Name, rec.Job.Code
+	if l.CodeBase64 {
+		// The job carries an executable's bytes in base64.
+		if b, err := base64.StdEncoding.DecodeString(rec.Job.Code); err == nil {
+			v.source = string(b)
+		}
+	}
 	sum, ok := submission.SummaryOf(rec)
 	if !ok {
 		return v
@@ -147,7 +156,7 @@ func orEmpty(s string) *string {
 // columns are v1.13.1's, in the schema's order; they make Columns and
 // drive Render, so the two cannot differ.
 var columns = []column{
-	{"source_code", text(func(v *view) *string { return &v.rec.Job.Code })},
+	{"source_code", text(func(v *view) *string { return &v.source })},
 	{"language_id", value(func(v *view) any { return v.opts.LanguageID })},
 	{"stdin", text(func(v *view) *string { return orEmpty(v.rec.Job.Stdin) })},
 	{"expected_output", text(func(v *view) *string { return v.rec.Job.ExpectedOutput })},

@@ -181,15 +181,6 @@ func (c *Codec) Validate(r *Request, b64 bool) (*Valid, Errors) {
 		str := string(d)
 		return &str
 	}
-	if src := text("source_code", r.SourceCode); src == nil || *src == "" {
-		if _, bad := errs["source_code"]; !bad {
-			errs.add("source_code", "can't be blank")
-		}
-	} else {
-		s.SourceCode = *src
-	}
-	s.Stdin, s.ExpectedOutput = text("stdin", r.Stdin), text("expected_output", r.ExpectedOutput)
-
 	var lang *Language
 	switch {
 	case r.LanguageID == nil || r.LanguageID.Text == "":
@@ -203,6 +194,16 @@ func (c *Codec) Validate(r *Request, b64 bool) (*Valid, Errors) {
 			s.LanguageID, lang = id, &l
 		}
 	}
+	// A multi-file program's files are the program (Judge0's is_project).
+	if src := text("source_code", r.SourceCode); src == nil || *src == "" {
+		if _, bad := errs["source_code"]; !bad && (lang == nil || !lang.CodeOptional) {
+			errs.add("source_code", "can't be blank")
+		}
+	} else {
+		s.SourceCode = *src
+	}
+	s.Stdin, s.ExpectedOutput = text("stdin", r.Stdin), text("expected_output", r.ExpectedOutput)
+
 	// Rails prints the bounds as the model has them: the lower ones are
 	// integer literals, the time maxima floats (20.0), the others integers.
 	num := func(field string, n *Number, def, lo, hi float64, loInclusive bool) float64 {
@@ -215,10 +216,18 @@ func (c *Codec) Validate(r *Request, b64 bool) (*Valid, Errors) {
 	s.CPUTimeLimit = num("cpu_time_limit", r.CPUTimeLimit, lim.CPUTimeLimit, 0, lim.MaxCPUTimeLimit, true)
 	s.CPUExtraTime = num("cpu_extra_time", r.CPUExtraTime, lim.CPUExtraTime, 0, lim.MaxCPUExtraTime, true)
 	s.WallTimeLimit = num("wall_time_limit", r.WallTimeLimit, lim.WallTimeLimit, 1, lim.MaxWallTimeLimit, true)
-	s.MemoryLimit = integer("memory_limit", r.MemoryLimit, lim.MemoryLimit, 2048, lim.MaxMemoryLimit, true)
+	memDefault := lim.MemoryLimit
+	if lang != nil && lang.MemoryKB > memDefault {
+		memDefault = min(lang.MemoryKB, lim.MaxMemoryLimit)
+	}
+	s.MemoryLimit = integer("memory_limit", r.MemoryLimit, memDefault, 2048, lim.MaxMemoryLimit, true)
 	s.StackLimit = integer("stack_limit", r.StackLimit, lim.StackLimit, 0, lim.MaxStackLimit, true)
 	s.MaxProcesses = integer("max_processes_and_or_threads", r.MaxProcesses, lim.MaxProcesses, 0, lim.MaxMaxProcesses, false)
-	s.MaxFileSize = integer("max_file_size", r.MaxFileSize, lim.MaxFileSize, 0, lim.MaxMaxFileSize, true)
+	fileDefault := lim.MaxFileSize
+	if lang != nil && lang.FileSizeKB > fileDefault {
+		fileDefault = min(lang.FileSizeKB, lim.MaxMaxFileSize)
+	}
+	s.MaxFileSize = integer("max_file_size", r.MaxFileSize, fileDefault, 0, lim.MaxMaxFileSize, true)
 	if r.PerProcessTime != nil && r.PerProcessTime.V {
 		errs.add("enable_per_process_and_thread_time_limit", "this option cannot be enabled")
 	}
@@ -299,6 +308,9 @@ func (c *Codec) Validate(r *Request, b64 bool) (*Valid, Errors) {
 		if err := lang.CheckFlags(strings.Fields(*s.CompilerOptions)); err != nil {
 			return nil, Errors{"compiler_options": {err.Error()}}
 		}
+	}
+	if lang.CodeBase64 {
+		s.SourceCode = base64.StdEncoding.EncodeToString([]byte(s.SourceCode))
 	}
 	a := &Valid{Job: s.job(lang.Ours), Options: Options{LanguageID: s.LanguageID, CPUExtraTime: s.CPUExtraTime,
 		CompilerOptions: s.CompilerOptions, CommandLineArguments: s.CommandLineArguments, AdditionalFiles: s.AdditionalFiles}}

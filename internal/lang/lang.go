@@ -40,6 +40,45 @@ type Language struct {
 	// (Java: the public top-level class, which must name the file): every
 	// "{main}" in Source, Compile and Run is replaced by it (see For).
 	Main *MainName `json:"main,omitempty"`
+	// CodeBase64: the program is bytes (an executable), carried in a job's
+	// code as base64 and decoded by the compile step; front doors that
+	// take raw bytes encode them.
+	CodeBase64 bool `json:"code_base64,omitempty"`
+	// CodeOptional: a job may leave its code empty (Judge0's multi-file
+	// program: its files are the program).
+	CodeOptional bool `json:"code_optional,omitempty"`
+	// Limits are what the runtime needs beyond the worker's defaults.
+	Limits *Needs `json:"limits,omitempty"`
+	// Judge0 and Piston name the language as those front doors do; nil:
+	// that door does not offer it.
+	Judge0 *Judge0Name `json:"judge0,omitempty"`
+	Piston *PistonName `json:"piston,omitempty"`
+}
+
+// Needs are a runtime's needs: a job that leaves a limit unset gets at
+// least this much (within the worker's maxima); a job that sets one is
+// held to it. A JVM, Mono or R needs more than a C program's default.
+type Needs struct {
+	MemoryKB        int64 `json:"memory_kb,omitempty"`
+	CompileMemoryKB int64 `json:"compile_memory_kb,omitempty"`
+	// FileSizeKB: the BEAM's JIT sizes a memory file past a C
+	// program's default file size limit.
+	FileSizeKB int64 `json:"file_size_kb,omitempty"`
+}
+
+// Judge0Name is the language's place in Judge0 CE 1.13.1's list
+// (db/languages/active.rb): its ids, the first listed and every one
+// accepted, and its name, "%s" standing for the version the image has.
+type Judge0Name struct {
+	IDs  []int  `json:"ids"`
+	Name string `json:"name"`
+}
+
+// PistonName is the language as Piston's package repository names it.
+type PistonName struct {
+	Language string   `json:"language"`
+	Aliases  []string `json:"aliases"`
+	Runtime  string   `json:"runtime,omitempty"`
 }
 
 // MainName finds the program's entry point in its source.
@@ -147,6 +186,10 @@ func Parse(b []byte) (Table, error) {
 			return nil, fmt.Errorf("lang: %s: no run command", l.Name)
 		case l.Hello == "":
 			return nil, fmt.Errorf("lang: %s: no hello-world program", l.Name)
+		case l.Judge0 != nil && (len(l.Judge0.IDs) == 0 || l.Judge0.Name == ""):
+			return nil, fmt.Errorf("lang: %s: judge0 needs ids and a name", l.Name)
+		case l.Piston != nil && l.Piston.Language == "":
+			return nil, fmt.Errorf("lang: %s: piston needs a language", l.Name)
 		}
 		if _, dup := t[l.Name]; dup {
 			return nil, fmt.Errorf("lang: %s listed twice", l.Name)

@@ -33,31 +33,23 @@ type Runtime struct {
 	// has a compile step.
 	ours     string
 	compiled bool
+	// base64: the job carries the program's bytes in base64 (Piston's
+	// "file" runtime: an uploaded executable, any encoding).
+	base64 bool
 }
 
-// pistonNames are Piston's language names, aliases and runtime packages for
-// the languages the image has, by ours.
-var pistonNames = map[string]Runtime{
-	"c":          {Language: "c", Aliases: []string{"gcc"}, Runtime: "gcc"},
-	"cpp":        {Language: "c++", Aliases: []string{"cpp", "g++"}, Runtime: "gcc"},
-	"python":     {Language: "python", Aliases: []string{"py", "py3", "python3"}},
-	"go":         {Language: "go", Aliases: []string{"go", "golang"}},
-	"rust":       {Language: "rust", Aliases: []string{"rs"}},
-	"javascript": {Language: "javascript", Aliases: []string{"node-javascript", "node-js", "javascript", "js"}, Runtime: "node"},
-	"java":       {Language: "java", Aliases: []string{}},
-	"bash":       {Language: "bash", Aliases: []string{"sh"}},
-}
-
-// Runtimes are Piston's runtimes for ours, each with the version its
-// version command printed (versions, by language: lang.ShortVersion).
+// Runtimes are Piston's runtimes for ours (each language's Piston names,
+// lang.PistonName), each with the version its version command printed
+// (versions, by language: lang.ShortVersion).
 func Runtimes(ours map[string]lang.Language, versions map[string]string) []Runtime {
 	var out []Runtime
 	for name, l := range ours {
-		rt, ok := pistonNames[name]
-		if !ok {
+		p := l.Piston
+		if p == nil {
 			continue
 		}
-		rt.ours, rt.compiled = name, len(l.Compile) > 0
+		rt := Runtime{Language: p.Language, Aliases: append([]string{}, p.Aliases...), Runtime: p.Runtime,
+			ours: name, compiled: len(l.Compile) > 0, base64: l.CodeBase64}
 		rt.Version = lang.ShortVersion(name, versions[name])
 		out = append(out, rt)
 	}
@@ -151,7 +143,7 @@ func BoundsFor(p job.Policy) Bounds {
 		return ours
 	}
 	return Bounds{RunWallMS: within(maxRunWallMS, p.Max.WallMS), RunCPUMS: within(maxRunCPUMS, p.Max.CPUMS),
-		RunMemoryKB: within(maxRunMemoryKB, p.Max.MemoryKB), CompileWallMS: p.CompileWall, CompileMemoryKB: p.MaxCompileMemoryKB()}
+		RunMemoryKB: within(maxRunMemoryKB, p.Max.MemoryKB), CompileWallMS: p.CompileWall, CompileMemoryKB: p.MaxCompileMemoryKB("")}
 }
 
 // Options are what a Piston request says that its job cannot: the
@@ -192,7 +184,7 @@ func Decode(body []byte, rts []Runtime, b Bounds) (*job.Job, Runtime, error) {
 	if !ok {
 		return nil, Runtime{}, bad("%s-%s runtime is unknown", language, version)
 	}
-	if len(files) == 0 || !slices.ContainsFunc(files, func(f File) bool { return f.Encoding == "" || f.Encoding == "utf8" }) {
+	if len(files) == 0 || !rt.base64 && !slices.ContainsFunc(files, func(f File) bool { return f.Encoding == "" || f.Encoding == "utf8" }) {
 		return nil, Runtime{}, bad("files must include at least one utf8 encoded file")
 	}
 	limits := map[string]struct {
@@ -253,6 +245,9 @@ func Decode(body []byte, rts []Runtime, b Bounds) (*job.Job, Runtime, error) {
 		}
 		if i == 0 {
 			j.Code = content
+			if rt.base64 {
+				j.Code = base64.StdEncoding.EncodeToString([]byte(content))
+			}
 			continue
 		}
 		name := f.Name
@@ -308,8 +303,10 @@ type Stage struct {
 type Result struct {
 	Language string `json:"language"`
 	Version  string `json:"version"`
-	Run      Stage  `json:"run"`
-	Compile  *Stage `json:"compile,omitempty"`
+	// Run is absent when the compile failed: Piston's job.js runs nothing
+	// after a failed compile and its answer has no run key.
+	Run     *Stage `json:"run,omitempty"`
+	Compile *Stage `json:"compile,omitempty"`
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -335,7 +332,7 @@ func ResultOf(r *submission.Record, rt Runtime) Result {
 			if sum.Message != "" {
 				c.Message = ptr(sum.Message)
 			}
-			res.Compile, res.Run = c, *c
+			res.Compile = c
 			return res
 		}
 		res.Compile = c
@@ -350,7 +347,7 @@ func ResultOf(r *submission.Record, rt Runtime) Result {
 		if st.Verdict == job.VerdictInternalError {
 			run.Status = ptr("XX")
 		}
-		res.Run = run
+		res.Run = &run
 		return res
 	}
 	run.Code = ptr(sum.ExitCode)
@@ -377,6 +374,6 @@ func ResultOf(r *submission.Record, rt Runtime) Result {
 	run.Memory = ptr(sum.MemoryKB * 1024)
 	run.CPUTime = ptr(round3(sum.CPU) * 1000)
 	run.WallTime = ptr(round3(sum.Wall) * 1000)
-	res.Run = run
+	res.Run = &run
 	return res
 }

@@ -1,6 +1,7 @@
 package piston
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -94,8 +95,12 @@ func TestResultOf(t *testing.T) {
 		t.Fatalf("accepted: %+v", res)
 	}
 	res = ResultOf(finished(job.Job{Language: "c"}, job.Status{Verdict: job.VerdictCompileError, CompileOutput: "main.c:1: error"}), rts[0])
-	if *res.Compile.Code != 1 || res.Run.Stderr != "main.c:1: error" || *res.Run.Code != 1 || *res.Compile.Status != "RE" {
+	if *res.Compile.Code != 1 || res.Compile.Stderr != "main.c:1: error" || res.Run != nil || *res.Compile.Status != "RE" {
 		t.Fatalf("compile error: %+v", res)
+	}
+	// Piston's answer to a failed compile has no run key at all.
+	if b, _ := json.Marshal(res); strings.Contains(string(b), `"run"`) {
+		t.Fatalf("compile error has a run stage: %s", b)
 	}
 	for _, tc := range []struct {
 		st             job.Status

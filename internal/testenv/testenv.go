@@ -88,7 +88,7 @@ func NeedVM(t testing.TB) *VM {
 	if _, err := exec.LookPath(cfg.VM.QEMU); err != nil {
 		missing(t, "CODEBENCH_REQUIRE_VM", "no %s: %v", cfg.VM.QEMU, err)
 	}
-	img, err := image.Resolve(cfg.DataDir, cfg.Image)
+	img, err := image.ForLanguages(cfg.DataDir, cfg.Image, cfg.ImageLanguages)
 	if err != nil {
 		missing(t, "CODEBENCH_REQUIRE_VM", "no guest image (run codebench image build): %v", err)
 	}
@@ -149,7 +149,7 @@ type GVisor struct {
 // after the test.
 func imageAndRunDir(t testing.TB, cfg config.Config, require, prefix string) (*image.Image, string) {
 	t.Helper()
-	img, err := image.Resolve(cfg.DataDir, cfg.Image)
+	img, err := image.ForLanguages(cfg.DataDir, cfg.Image, cfg.ImageLanguages)
 	if err != nil {
 		missing(t, require, "no guest image (run codebench image build): %v", err)
 	}

@@ -30,7 +30,7 @@ import (
 )
 
 // recipeVersion changes whenever the build steps change what they produce.
-const recipeVersion = "3"
+const recipeVersion = "4"
 
 // imageRecipe changes whenever the steps after debootstrap change what they
 // produce (the debootstrapped base stays cached).
@@ -53,6 +53,10 @@ type Options struct {
 	// KernelMeta is the Debian metapackage that names the kernel.
 	KernelMeta string
 	Languages  lang.Table
+	// Profile is the key of the language profile Languages came from
+	// (lang.Table.Profile): the image is linked as images/profile-<key>
+	// beside images/current. Empty: no profile link.
+	Profile string
 	// Progress receives one line per step; nil discards.
 	Progress io.Writer
 }
@@ -163,7 +167,8 @@ func Build(ctx context.Context, opts Options) (*image.Image, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(staging)
-	m := image.Manifest{Schema: image.Schema, Hash: hash, Suite: b.Suite, KernelPackage: kernelPkg, AgentSHA256: agentSum, Packages: pkgs}
+	m := image.Manifest{Schema: image.Schema, Hash: hash, Suite: b.Suite, KernelPackage: kernelPkg, AgentSHA256: agentSum, Packages: pkgs,
+		BaseSeconds: baseSeconds(baseDir)}
 	if err := b.run("initramfs", func() error {
 		return b.initramfs(kernelDir, staging, &m)
 	}); err != nil {
@@ -198,13 +203,23 @@ func (b *builder) languageList() []lang.Language {
 	return l
 }
 
+// markCurrent links the image as the current one and as its profile's.
 func (b *builder) markCurrent(hash string) error {
-	link := filepath.Join(b.DataDir, image.ImagesSubdir, image.CurrentLink)
-	tmp := link + ".tmp-" + randHex(4)
-	if err := os.Symlink(hash, tmp); err != nil {
-		return err
+	links := []string{image.CurrentLink}
+	if b.Profile != "" {
+		links = append(links, image.ProfilePrefix+b.Profile)
 	}
-	return os.Rename(tmp, link)
+	for _, name := range links {
+		link := filepath.Join(b.DataDir, image.ImagesSubdir, name)
+		tmp := link + ".tmp-" + randHex(4)
+		if err := os.Symlink(hash, tmp); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, link); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func resolveKernelPackage(ctx context.Context, meta string) (string, error) {
@@ -261,8 +276,11 @@ func (b *builder) base(ctx context.Context, key, mirror string, pkgs []string) (
 	_ = os.RemoveAll(dir)
 	tmp := dir + ".tmp-" + randHex(4)
 	defer os.RemoveAll(tmp)
-	args := []string{"--variant=minbase", "--include=" + strings.Join(pkgs, ","), b.Suite, tmp, mirror}
-	if err := streamCommand(ctx, b.Progress, "debootstrap", args...); err != nil {
+	start := time.Now()
+	if err := streamCommand(ctx, b.Progress, "debootstrap", "--variant=minbase", b.Suite, tmp, mirror); err != nil {
+		return "", err
+	}
+	if err := b.install(ctx, tmp, pkgs); err != nil {
 		return "", err
 	}
 	if _, err := command(ctx, "", "chroot", tmp, "useradd", "--uid", fmt.Sprint(jobUID), "--user-group",
@@ -281,10 +299,39 @@ func (b *builder) base(ctx context.Context, key, mirror string, pkgs []string) (
 			return "", err
 		}
 	}
-	if err := os.WriteFile(filepath.Join(tmp, ".complete"), nil, 0o644); err != nil {
+	// The marker holds how long the base took, for the manifest.
+	if err := os.WriteFile(filepath.Join(tmp, ".complete"), []byte(fmt.Sprintf("%.1f\n", time.Since(start).Seconds())), 0o644); err != nil {
 		return "", err
 	}
 	return dir, os.Rename(tmp, dir)
+}
+
+// install installs pkgs into the debootstrapped tree with apt, which
+// resolves what debootstrap's own resolver cannot (alternatives, virtual
+// packages, the configure order of forty toolchains), without
+// recommends. Some maintainer scripts (the JDK's certificates) need /proc:
+// it is mounted for the install and unmounted before anything else
+// touches the tree.
+func (b *builder) install(ctx context.Context, tree string, pkgs []string) (err error) {
+	proc := filepath.Join(tree, "proc")
+	if _, err := command(ctx, "", "mount", "-t", "proc", "proc", proc); err != nil {
+		return err
+	}
+	defer func() {
+		if _, uerr := command(context.WithoutCancel(ctx), "", "umount", "-l", proc); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("unmount the build's /proc: %w", uerr))
+		}
+	}()
+	apt := func(args ...string) error {
+		return streamCommand(ctx, b.Progress, "chroot", append([]string{tree, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "-q"}, args...)...)
+	}
+	if err := apt("update"); err != nil {
+		return err
+	}
+	if err := apt(append([]string{"install", "-y", "--no-install-recommends"}, pkgs...)...); err != nil {
+		return err
+	}
+	return apt("clean")
 }
 
 func (b *builder) initramfs(kernelDir, staging string, m *image.Manifest) error {
@@ -372,6 +419,7 @@ func (b *builder) rootfs(ctx context.Context, baseDir, staging string, m *image.
 	if err != nil {
 		return err
 	}
+	m.TreeBytes = size
 	// Room for metadata plus slack; the root is read-only, so no more.
 	blocks := (size*5/4 + 64<<20) / 4096
 	img := filepath.Join(staging, image.RootfsFile)
@@ -407,8 +455,18 @@ func languageVersion(ctx context.Context, tree string, l lang.Language) string {
 	return l.Packages[0] + " " + strings.TrimSpace(string(out))
 }
 
+// baseSeconds is how long the base in dir took to build (its marker's
+// content; 0 for a base built before it was recorded).
+func baseSeconds(dir string) float64 {
+	b, _ := os.ReadFile(filepath.Join(dir, ".complete"))
+	var s float64
+	_, _ = fmt.Sscan(strings.TrimSpace(string(b)), &s)
+	return s
+}
+
 func (b *builder) finish(staging, imgDir string, m *image.Manifest) error {
 	m.Created = time.Now().UTC().Format(time.RFC3339)
+	m.BuildSeconds = time.Since(b.start).Seconds()
 	if err := m.Validate(); err != nil {
 		return err
 	}
