@@ -346,11 +346,15 @@ func (p Policy) AgentLimits(language string, req Limits) agentproto.Limits {
 		return want
 	}
 	needs := p.needs(language)
+	stackMax := p.Max.StackKB
+	if needs.MaxStackKB > 0 && (stackMax <= 0 || needs.MaxStackKB < stackMax) {
+		stackMax = needs.MaxStackKB
+	}
 	return agentproto.Limits{
 		WallMS:          pick(req.WallMS, p.Defaults.WallMS, p.Max.WallMS),
 		CPUMS:           pick(req.CPUMS, p.Defaults.CPUMS, p.Max.CPUMS),
 		MemoryKB:        pick(req.MemoryKB, max(p.Defaults.MemoryKB, needs.MemoryKB), p.Max.MemoryKB),
-		StackKB:         pick(req.StackKB, p.Defaults.StackKB, p.Max.StackKB),
+		StackKB:         pick(req.StackKB, p.Defaults.StackKB, stackMax),
 		Processes:       pick(req.Processes, p.Defaults.Processes, p.Max.Processes),
 		OutputBytes:     pick(req.OutputBytes, p.Defaults.OutputBytes, p.Max.OutputBytes),
 		FileSizeKB:      pick(req.FileSizeKB, max(p.Defaults.FileSizeKB, needs.FileSizeKB), p.Max.FileSizeKB),

@@ -111,7 +111,7 @@ func TestAgentLimitsClamp(t *testing.T) {
 func TestLanguageNeeds(t *testing.T) {
 	p := testPolicy
 	p.Table = lang.Table{"kotlin": {Name: "kotlin", Limits: &lang.Needs{MemoryKB: 200_000, CompileMemoryKB: 1 << 20}},
-		"big": {Name: "big", Limits: &lang.Needs{MemoryKB: 1 << 30}}}
+		"big": {Name: "big", Limits: &lang.Needs{MemoryKB: 1 << 30}}, "ruby": {Name: "ruby", Limits: &lang.Needs{MaxStackKB: 8192}}}
 	for _, c := range []struct {
 		language          string
 		req               Limits
@@ -126,6 +126,9 @@ func TestLanguageNeeds(t *testing.T) {
 		if got.MemoryKB != c.memory || got.CompileMemoryKB != c.compileKB {
 			t.Errorf("%s %+v: memory %d compile %d, want %d %d", c.language, c.req, got.MemoryKB, got.CompileMemoryKB, c.memory, c.compileKB)
 		}
+	}
+	if got := p.AgentLimits("ruby", Limits{StackKB: 64000}); got.StackKB != 8192 {
+		t.Errorf("ruby's stack: %d", got.StackKB)
 	}
 	if got := p.Clamp("kotlin", Limits{}); got.MemoryKB != 200_000 || got.CompileMemoryKB != 0 {
 		t.Errorf("clamped for the store: %+v", got)

@@ -223,9 +223,12 @@ func (c *Codec) Validate(r *Request, b64 bool) (*Valid, Errors) {
 	s.MemoryLimit = integer("memory_limit", r.MemoryLimit, memDefault, 2048, lim.MaxMemoryLimit, true)
 	s.StackLimit = integer("stack_limit", r.StackLimit, lim.StackLimit, 0, lim.MaxStackLimit, true)
 	s.MaxProcesses = integer("max_processes_and_or_threads", r.MaxProcesses, lim.MaxProcesses, 0, lim.MaxMaxProcesses, false)
+	// A runtime that needs a larger file (the BEAM's JIT) gets it by
+	// default, past Judge0's own maximum for what a client may ask: the
+	// workers' maximum still bounds it.
 	fileDefault := lim.MaxFileSize
 	if lang != nil && lang.FileSizeKB > fileDefault {
-		fileDefault = min(lang.FileSizeKB, lim.MaxMaxFileSize)
+		fileDefault = lang.FileSizeKB
 	}
 	s.MaxFileSize = integer("max_file_size", r.MaxFileSize, fileDefault, 0, lim.MaxMaxFileSize, true)
 	if r.PerProcessTime != nil && r.PerProcessTime.V {

@@ -64,6 +64,10 @@ type Needs struct {
 	// FileSizeKB: the BEAM's JIT sizes a memory file past a C
 	// program's default file size limit.
 	FileSizeKB int64 `json:"file_size_kb,omitempty"`
+	// MaxStackKB caps the stack limit: Ruby 3.1 sizes its machine stack
+	// from RLIMIT_STACK and crashes (SIGSEGV at start) under gVisor, whose
+	// process stack does not grow past about 8 MiB, when given more.
+	MaxStackKB int64 `json:"max_stack_kb,omitempty"`
 }
 
 // Judge0Name is the language's place in Judge0 CE 1.13.1's list

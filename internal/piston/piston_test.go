@@ -1,6 +1,7 @@
 package piston
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -128,4 +129,25 @@ func str(s *string) string {
 		return ""
 	}
 	return *s
+}
+
+// TestFileRuntime: Piston's "file" runtime takes an executable in any
+// encoding (no utf8 file needed); the job carries its bytes in base64.
+func TestFileRuntime(t *testing.T) {
+	rts := Runtimes(lang.Builtin(), map[string]string{})
+	elf := "\x7fELF\x02\x01\xff"
+	body := `{"language":"executable","version":"*","files":[{"content":"` + base64.StdEncoding.EncodeToString([]byte(elf)) + `","encoding":"base64"}]}`
+	j, rt, err := Decode([]byte(body), rts, Bounds{})
+	if err != nil || rt.Language != "file" || j.Language != "executable" || j.Code != base64.StdEncoding.EncodeToString([]byte(elf)) {
+		t.Fatalf("%v %+v %+v", err, rt, j)
+	}
+	// Other runtimes still need a utf8 file.
+	if _, _, err := Decode([]byte(`{"language":"c","version":"*","files":[{"content":"eA==","encoding":"base64"}]}`), rts, Bounds{}); err == nil {
+		t.Fatal("c without a utf8 file")
+	}
+	for _, name := range []string{"csharp", "mono", "freepascal", "sqlite3", "r", "lisp", "kt"} {
+		if _, ok := find(rts, name, "*"); !ok {
+			t.Errorf("piston %q unknown", name)
+		}
+	}
 }

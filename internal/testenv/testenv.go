@@ -515,3 +515,16 @@ func UserLike(t testing.TB, role, vhostURL string) string {
 	u.User = url.UserPassword(name, "pw")
 	return u.String()
 }
+
+// NeedImage returns the last image built for the language profile
+// languages (CODEBENCH_LANGUAGES's values), or skips (fails where VMs are
+// required: make test builds every profile its tests use).
+func NeedImage(t testing.TB, languages string) *image.Image {
+	t.Helper()
+	cfg := Config(t)
+	img, err := image.ForLanguages(cfg.DataDir, "", languages)
+	if err != nil {
+		missing(t, "CODEBENCH_REQUIRE_VM", "capability: the %s languages' image (codebench image build --languages %s): %v", languages, languages, err)
+	}
+	return img
+}
