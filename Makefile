@@ -10,7 +10,7 @@ RABBITMQ_USER ?= admin
 RABBITMQ_PASSWORD ?= admin
 export RABBITMQ_USER RABBITMQ_PASSWORD
 
-.PHONY: all build deps image rabbitmq demo test unit lint host-check fresh-check soak stop clean cluster-test
+.PHONY: all build deps image image-all rabbitmq demo test unit lint host-check fresh-check soak stop clean cluster-test bench-languages
 
 all: build
 
@@ -21,9 +21,15 @@ build:
 deps:
 	scripts/install-deps.sh
 
-# The guest image is cached by content hash under $(DATA_DIR)/images/.
+# The guest image is cached by content hash under $(DATA_DIR)/images/: the
+# language profile CODEBENCH_LANGUAGES names (default: 8 languages).
 image: build
 	bin/codebench image build
+
+# The full profile, every language of the table (make test runs each
+# language in it).
+image-all: build
+	bin/codebench image build --languages all
 
 # The demo's broker; it declares codebench's topology once up (needs the build).
 rabbitmq: build
@@ -34,7 +40,7 @@ demo: deps image rabbitmq
 
 # Every test, against a RabbitMQ node of its own started from an empty state
 # (scripts/test.sh); integration tests must not skip here.
-test: deps image lint
+test: deps image image-all lint
 	scripts/test.sh
 
 # The shell scripts, linted (shellcheck comes with make deps), and no build
@@ -66,6 +72,12 @@ unit:
 # entries must not grow (SOAK_JOBS=N for another count).
 soak: deps image rabbitmq
 	scripts/soak.sh
+
+# Not in CI: every language's hello world in sandboxes beside natively on
+# this host (installs the toolchains on the host: the benchmark's set-up,
+# not the product's), and each profile's image size and build time.
+bench-languages: deps image-all
+	scripts/bench-languages.sh
 
 stop:
 	-@if [ -f /run/codebench-api.pid ]; then kill -TERM $$(cat /run/codebench-api.pid) 2>/dev/null; \

@@ -43,6 +43,25 @@ func imageBuildCmd(fs *flag.FlagSet) commandFunc {
 	}
 }
 
+// imagePackagesCmd is "image packages": the Debian packages a language
+// profile's image installs, one line (a benchmark installs them on the
+// host for its native baseline).
+func imagePackagesCmd(fs *flag.FlagSet) commandFunc {
+	langs := fs.String("languages", "", `language profile: "default", "all" or a comma-separated list (default: the CODEBENCH_LANGUAGES setting)`)
+	return func(ctx context.Context, cfg config.Config, log *slog.Logger, args []string) error {
+		spec := cfg.ImageLanguages
+		if *langs != "" {
+			spec = *langs
+		}
+		table, _, err := lang.Builtin().Profile(spec)
+		if err != nil {
+			return err
+		}
+		fmt.Println(strings.Join(table.Packages(), " "))
+		return nil
+	}
+}
+
 // defaultAgentPath is codebench-agent next to this executable.
 func defaultAgentPath() string {
 	exe, err := os.Executable()

@@ -288,6 +288,12 @@ func TestLanguages(t *testing.T) {
 	for _, e := range pistonErrs {
 		t.Error(e)
 	}
+
+	var listedIDs []int
+	for id := range ids {
+		listedIDs = append(listedIDs, int(id))
+	}
+	t.Run("judge0 IDE", func(t *testing.T) { testJudge0IDE(t, base, listedIDs) })
 }
 
 // pistonCase runs c through Piston's execute: hello by the language's

@@ -51,14 +51,15 @@ type commandFunc func(ctx context.Context, cfg config.Config, log *slog.Logger, 
 // commands: each registers its own flags on the FlagSet main parses, and
 // returns what runs it.
 var commands = map[string]func(fs *flag.FlagSet) commandFunc{
-	"run":         runCmd,
-	"worker":      workerCmd,
-	"submit":      submitCmd,
-	"declare":     declareCmd,
-	"image build": imageBuildCmd,
-	"doctor":      doctorCmd,
-	"bench":       benchCmd,
-	"api":         apiCmd,
+	"run":            runCmd,
+	"worker":         workerCmd,
+	"submit":         submitCmd,
+	"declare":        declareCmd,
+	"image build":    imageBuildCmd,
+	"image packages": imagePackagesCmd,
+	"doctor":         doctorCmd,
+	"bench":          benchCmd,
+	"api":            apiCmd,
 }
 
 // invocation is one run of the binary: the command, its arguments, and
@@ -86,10 +87,10 @@ var errUsage = errors.New("usage")
 func parseInvocation(argv []string, lookup func(string) (string, bool)) (*invocation, error) {
 	name, args := argv[0], argv[1:]
 	switch {
-	case name == "image" && len(args) > 0 && args[0] == "build":
-		name, args = "image build", args[1:]
+	case name == "image" && len(args) > 0 && (args[0] == "build" || args[0] == "packages"):
+		name, args = "image "+args[0], args[1:]
 	case name == "image":
-		return nil, fmt.Errorf("%w: codebench image build [--agent PATH] [--languages c,cpp,python]", errUsage)
+		return nil, fmt.Errorf("%w: codebench image build [--agent PATH] [--languages default|all|c,cpp,python] | image packages [--languages ...]", errUsage)
 	}
 	setup, ok := commands[name]
 	if !ok {

@@ -72,15 +72,39 @@ func MeasureLanguages(ctx context.Context, prov *provision.Provisioner, policy j
 // errNoToolchain: the host lacks a command the language needs.
 var errNoToolchain = errors.New("the host lacks the toolchain")
 
+// nativePath is where the native baseline finds its commands: Debian's
+// own, as in the guest (the agent's PATH less /usr/local/bin, which on a
+// host may hold another toolchain: /usr/local/go, pyenv, rustup shims).
+var nativePath = []string{"/usr/bin", "/bin"}
+
+// nativeCommand is argv[0] as the baseline runs it: a path under
+// nativePath, or "" when none has it.
+func nativeCommand(name string) string {
+	if strings.Contains(name, "/") {
+		if _, err := os.Stat(name); err != nil {
+			return ""
+		}
+		return name
+	}
+	for _, dir := range nativePath {
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	return ""
+}
+
 // nativeLanguage compiles and runs l's hello world n times on the host,
-// in a fresh directory each time, with the guest's commands.
+// in a fresh directory each time, with the guest's commands and
+// environment and Debian's toolchains (the same packages as the image).
 func nativeLanguage(ctx context.Context, l lang.Language, n int) (compile, run Summary, err error) {
 	l = l.For(l.Hello)
 	for _, argv := range [][]string{l.Compile, l.Run} {
 		if len(argv) == 0 || strings.HasPrefix(argv[0], "./") {
 			continue
 		}
-		if _, err := exec.LookPath(argv[0]); err != nil {
+		if nativeCommand(argv[0]) == "" {
 			return Summary{}, Summary{}, errNoToolchain
 		}
 	}
@@ -108,9 +132,14 @@ func nativeOnce(ctx context.Context, dir string, l lang.Language) (compile, run 
 		return 0, 0, err
 	}
 	do := func(argv []string) (time.Duration, string, error) {
-		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+		name := argv[0]
+		if !strings.HasPrefix(name, "./") {
+			name = nativeCommand(name)
+		}
+		cmd := exec.CommandContext(ctx, name, argv[1:]...)
 		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "HOME="+dir)
+		// The guest's environment (internal/guest/runner), not the host's.
+		cmd.Env = []string{"PATH=" + strings.Join(nativePath, ":"), "HOME=" + dir, "LANG=C.UTF-8", "TMPDIR=" + dir}
 		start := time.Now()
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -147,6 +176,9 @@ func LanguagesTable(rows []LanguageRow) string {
 	ms := func(d time.Duration) string {
 		if d == 0 {
 			return "-"
+		}
+		if ms := float64(d) / float64(time.Millisecond); ms < 10 {
+			return fmt.Sprintf("%.1f", ms)
 		}
 		return fmt.Sprintf("%.0f", float64(d)/float64(time.Millisecond))
 	}
