@@ -142,7 +142,7 @@ func benchLanguages(ctx context.Context, cfg config.Config, n int, asJSON bool) 
 	}
 	fmt.Printf("hello world per language, %d runs each, driver %s (%s); native: the same commands on this host\n\n", n, env.Name, env.Detail)
 	fmt.Print(bench.LanguagesTable(rows))
-	fmt.Printf("\n| profile | languages | root tree | ext4 rootfs | base (debootstrap + packages) | rest of the build |\n| --- | ---: | ---: | ---: | ---: | ---: |\n")
+	fmt.Printf("\n| profile | languages | root tree | ext4 rootfs | its base: debootstrap + packages (when built) | its build in all (base included when it was built then) |\n| --- | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, p := range profiles {
 		m := p.Image.Manifest
 		fmt.Printf("| %s | %d | %.2f GiB | %.2f GiB | %.0f s | %.0f s |\n", p.Profile, len(m.Languages), float64(m.TreeBytes)/(1<<30),

@@ -86,7 +86,7 @@ func doctorCmd(fs *flag.FlagSet) commandFunc {
 		case err != nil:
 			report(false, "image", err.Error())
 		default:
-			report(true, "image", fmt.Sprintf("%s kernel %s languages %s", img.Manifest.Hash[:12],
+			report(true, "image", fmt.Sprintf("%s (language profile %s) kernel %s languages %s", img.Manifest.Hash[:12], cfg.ImageLanguages,
 				img.Manifest.KernelRelease, strings.Join(img.LanguageNames(), ",")))
 		}
 		if img != nil {

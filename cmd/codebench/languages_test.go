@@ -156,6 +156,17 @@ func TestLanguages(t *testing.T) {
 	if len(listed) != len(names) || ids[61] != "Haskell (GHC 9.0.2)" || ids[82] != "SQL (SQLite 3.40.1)" {
 		t.Errorf("GET /languages: %d languages, want %d: %v", len(listed), len(names), listed)
 	}
+	// The playground offers every language, each with its hello world.
+	var play []map[string]any
+	getJSON(t, base+"/playground/languages", &play)
+	for _, l := range play {
+		if h, _ := l["hello"].(string); h == "" {
+			t.Errorf("the playground's %v has no hello world", l["name"])
+		}
+	}
+	if len(play) != len(names) {
+		t.Errorf("the playground offers %d languages, want %d", len(play), len(names))
+	}
 	for _, id := range []int{47, 70, 83, 84, 87} {
 		code, m := apiCall(t, "POST", base+"/submissions", map[string]any{"source_code": "x", "language_id": id})
 		if e, _ := json.Marshal(m); code != 422 || !strings.Contains(string(e), fmt.Sprintf("language with id %d doesn't exist", id)) {

@@ -100,3 +100,48 @@ func TestManifestDirMismatch(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestForLanguages: the image a configuration names is its profile's
+// link; an install from before profiles serves the default profile from
+// images/current; another profile without its image is an error that
+// says how to build it; a hash names an image whatever the profile.
+func TestForLanguages(t *testing.T) {
+	m, files := validManifest()
+	src := writeImage(t, m, files)
+	data := t.TempDir()
+	images := filepath.Join(data, ImagesSubdir)
+	if err := os.MkdirAll(images, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(src, filepath.Join(images, m.Hash)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ForLanguages(data, "", "default"); !errors.Is(err, ErrNoImage) {
+		t.Fatalf("nothing built: %v", err)
+	}
+	if err := os.Symlink(m.Hash, filepath.Join(images, CurrentLink)); err != nil {
+		t.Fatal(err)
+	}
+	if img, err := ForLanguages(data, "", "default"); err != nil || img.Manifest.Hash != m.Hash {
+		t.Fatalf("default from current: %v", err)
+	}
+	_, err := ForLanguages(data, "", "all")
+	if !errors.Is(err, ErrNoImage) || !strings.Contains(err.Error(), "image build --languages all") {
+		t.Fatalf("all, unbuilt: %v", err)
+	}
+	if err := os.Symlink(m.Hash, filepath.Join(images, ProfilePrefix+"all")); err != nil {
+		t.Fatal(err)
+	}
+	if img, err := ForLanguages(data, "", "all"); err != nil || img.Manifest.Hash != m.Hash {
+		t.Fatalf("all: %v", err)
+	}
+	if img, err := ForLanguages(data, m.Hash, "ruby,c"); err != nil || img.Manifest.Hash != m.Hash {
+		t.Fatalf("by hash: %v", err)
+	}
+	if _, err := ForLanguages(data, "", "cobol,swift"); err == nil {
+		t.Fatal("an unknown language")
+	}
+	if p := Profiles(data); len(p) != 1 || p[0].Profile != "all" {
+		t.Fatalf("profiles: %+v", p)
+	}
+}

@@ -383,8 +383,15 @@ func TestRestrictedLanguages(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			res, err := r.Run(ctx, &agentproto.RunRequest{Language: name, Code: l.Hello,
-				Limits: agentproto.Limits{MemoryKB: 4 << 20, WallMS: 60_000, CPUMS: 30_000, Processes: 256}}, nil)
+			// What the runtime needs, as the worker gives it (job.Policy).
+			lim := agentproto.Limits{MemoryKB: 4 << 20, WallMS: 60_000, CPUMS: 30_000, Processes: 256}
+			if n := l.Limits; n != nil {
+				lim.FileSizeKB = max(Defaults.FileSizeKB, n.FileSizeKB)
+				if n.MaxStackKB > 0 {
+					lim.StackKB = min(Defaults.StackKB, n.MaxStackKB)
+				}
+			}
+			res, err := r.Run(ctx, &agentproto.RunRequest{Language: name, Code: l.Hello, Limits: lim}, nil)
 			if err != nil || !res.Compiled || strings.TrimSpace(res.Stdout) != "Hello, World!" {
 				t.Fatalf("%v compiled %v stdout %q stderr %q compile %q", err, res.Compiled, res.Stdout, res.Stderr, res.CompileOutput)
 			}
