@@ -103,9 +103,10 @@ const sumInput, sumOutput = "3 4\n", "7"
 // through the HTTP API in front of a real worker on the default driver:
 // through Judge0 by id, hello world, the sum (judged against its expected
 // output), a compile error (compilation error, with the compiler's
-// message) and a runtime error (a non-zero exit); through Piston, hello
-// world by name and the sum by alias, and a failed compile's answer with
-// no run stage.
+// message) and a runtime error (a non-zero exit); through Piston, the
+// same four: hello world and the compile error (Piston's answer: no run
+// stage) by the language's name, the sum and the runtime error by its
+// alias. Then the official Judge0 IDE against the same API.
 func TestLanguages(t *testing.T) {
 	testenv.NeedVM(t)
 	img := testenv.NeedImage(t, lang.ProfileAll)
@@ -233,12 +234,9 @@ func TestLanguages(t *testing.T) {
 		}()
 	}
 	for _, c := range langCases(t, table, names) {
-		if table[c.language].Piston != nil && (c.kind == "hello" || c.kind == "sum") {
+		if table[c.language].Piston != nil {
 			next <- c
 		}
-	}
-	for _, n := range []string{"haskell", "pascal"} { // a failed compile: no run stage
-		next <- langCase{language: n, kind: "compile_error", code: loadPrograms(t)[n].CompileError}
 	}
 	close(next)
 
@@ -307,12 +305,13 @@ func TestLanguages(t *testing.T) {
 	t.Run("judge0 IDE", func(t *testing.T) { testJudge0IDE(t, base, listedIDs) })
 }
 
-// pistonCase runs c through Piston's execute: hello by the language's
-// name, the sum by its first alias (the name where it has none), a
-// compile error expecting Piston's shape (a compile stage, no run key).
+// pistonCase runs c through Piston's execute: hello world and the
+// compile error by the language's name, the sum and the runtime error by
+// its first alias (the name where it has none); the compile error in
+// Piston's shape (a compile stage, no run key).
 func pistonCase(ctx context.Context, base string, l lang.Language, c langCase) string {
 	name := l.Piston.Language
-	if c.kind == "sum" && len(l.Piston.Aliases) > 0 {
+	if (c.kind == "sum" || c.kind == "runtime_error") && len(l.Piston.Aliases) > 0 {
 		name = l.Piston.Aliases[0]
 	}
 	file := map[string]any{"content": c.code}
@@ -345,6 +344,8 @@ func pistonCase(ctx context.Context, base string, l lang.Language, c langCase) s
 	case "compile_error":
 		_, hasRun := m["run"]
 		ok = code == 200 && compile != nil && compile["code"] != 0.0 && !hasRun
+	case "runtime_error":
+		ok = code == 200 && run != nil && (run["code"] != 0.0 || run["signal"] != nil) && run["status"] != nil
 	}
 	if !ok {
 		return fmt.Sprintf("piston %s (as %q) %s: %d %v %v", c.language, name, c.kind, code, m, err)

@@ -118,7 +118,7 @@ func TestRunCommand(t *testing.T) {
 }
 
 func TestRunRefusesUnknownExtension(t *testing.T) {
-	f := filepath.Join(t.TempDir(), "prog.cob")
+	f := filepath.Join(t.TempDir(), "prog.swift") // Debian serves no Swift
 	if err := os.WriteFile(f, []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
