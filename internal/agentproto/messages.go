@@ -112,11 +112,20 @@ func WallBudgetMS(req *RunRequest) int64 {
 	}
 	phases := int64(max(req.Runs, len(req.Tests), 1))
 	compiles := int64(1)
-	if req.Checker != nil {
+	switch {
+	case req.Checker != nil:
 		phases, compiles = 2*phases, 2
+	case req.Interactor != nil:
+		// The program and the interactor run together: a test takes
+		// the interactor's wall at most.
+		return 2*compile + phases*(wall+InteractorMarginMS)
 	}
 	return compiles*compile + phases*wall
 }
+
+// InteractorMarginMS is how much more wall and CPU time an interactor gets
+// than the program it talks to: it must outlast the program to judge it.
+const InteractorMarginMS = 2_000
 
 // CompileMemoryKB is the memory a compile gets at least, unless the
 // request says otherwise (compilers need headroom).
@@ -186,6 +195,16 @@ func CheckResult(req *RunRequest, r *RunResult) error {
 		if n > textExpansion*out || len(t.CheckerMessage) > textExpansion*MaxCheckerMessage {
 			return fmt.Errorf("test %d: %d bytes of output answered, the limit is %d", i+1, n, out)
 		}
+		if in := t.Interaction; in != nil {
+			switch {
+			case req.Interactor == nil:
+				return fmt.Errorf("test %d: an interaction answered, no interactor asked", i+1)
+			case in.LastFrom != "" && in.LastFrom != FromProgram && in.LastFrom != FromInteractor:
+				return fmt.Errorf("test %d: interaction last from %q", i+1, in.LastFrom)
+			case in.ToInteractor < 0 || in.ToProgram < 0 || in.Turns < 0:
+				return fmt.Errorf("test %d: negative interaction counts", i+1)
+			}
+		}
 	}
 	if total > textExpansion*MaxTotalOutput {
 		return fmt.Errorf("%d bytes of output answered for all tests, at most %d are kept", total, MaxTotalOutput)
@@ -239,7 +258,31 @@ type TestResult struct {
 	// program ran cleanly.
 	Checker        *Phase `json:"checker,omitempty"`
 	CheckerMessage string `json:"checker_message,omitempty"`
+	// Interaction is how the program and the interactor talked, when the
+	// request has an interactor (Checker is then the interactor's run).
+	Interaction *Interaction `json:"interaction,omitempty"`
 }
+
+// Interaction is what the agent saw relaying between a program and its
+// interactor: who spoke last says whose turn it was when one of them
+// stopped, and which of the two ended first.
+type Interaction struct {
+	ToInteractor int64 `json:"to_interactor"` // bytes the program wrote
+	ToProgram    int64 `json:"to_program"`    // bytes the interactor wrote
+	// Turns counts the changes of speaker (a question and its answer are
+	// two).
+	Turns int64 `json:"turns"`
+	// LastFrom is who wrote last: "program", "interactor" or "".
+	LastFrom string `json:"last_from,omitempty"`
+	// InteractorFirst: the interactor ended while the program still ran.
+	InteractorFirst bool `json:"interactor_first,omitempty"`
+}
+
+// Speakers in Interaction.LastFrom.
+const (
+	FromProgram    = "program"
+	FromInteractor = "interactor"
+)
 
 // Output is a chunk of a running program's output (an OpOutput frame).
 type Output struct {
@@ -353,6 +396,12 @@ type RunRequest struct {
 	// "trailing_whitespace" (the default).
 	Compare string   `json:"compare,omitempty"`
 	Checker *Checker `json:"checker,omitempty"`
+	// Interactor, with Tests and instead of Checker, talks to the program
+	// during each test: compiled once like a checker and run as the
+	// checker's user, as testlib runs one (`interactor input output
+	// [answer]`), its stdout the program's stdin and the program's stdout
+	// its stdin, through the agent. Its result is each test's Checker.
+	Interactor *Checker `json:"interactor,omitempty"`
 	// Stream asks for OpOutput frames while the program runs: new output,
 	// at most one frame per StreamEvery.
 	Stream bool `json:"stream,omitempty"`
@@ -393,8 +442,9 @@ type RunResult struct {
 	// Tests has each test's outcome, in order, when the request had tests
 	// (fewer than asked when StopOnFailure stopped them).
 	Tests []TestResult `json:"tests,omitempty"`
-	// CheckerCompiled is false when the checker did not compile; its
-	// diagnostics are in CheckerCompileOutput, and no test ran.
+	// CheckerCompiled is false when the checker (or the interactor) did
+	// not compile; its diagnostics are in CheckerCompileOutput, and no
+	// test ran.
 	CheckerCompiled      bool   `json:"checker_compiled,omitempty"`
 	CheckerCompileOutput string `json:"checker_compile_output,omitempty"`
 	// AgentUS is the agent's own time for the request, receipt to answer:

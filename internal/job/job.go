@@ -45,6 +45,9 @@ type Job struct {
 	StopOnFailure *bool `json:"stop_on_failure,omitempty"`
 	// Checker judges each test's output instead of the comparison.
 	Checker *Checker `json:"checker,omitempty"`
+	// Interactor, with tests and instead of a checker, talks to the
+	// program during each test (docs/JOBS.md, "Interactive problems").
+	Interactor *Checker `json:"interactor,omitempty"`
 	// Stream publishes the output while the program runs: statuses
 	// "output" with a seq, at most one per 100 ms, before the final one.
 	Stream bool `json:"stream,omitempty"`
@@ -164,6 +167,13 @@ func Decode(body []byte, p Policy) (*Job, error) {
 		// A decoding error can quote the input (a number literal).
 		return nil, &InvalidError{ID: salvageID(body), Reason: untrusted.Clip("malformed JSON: "+err.Error(), maxReason), Malformed: true}
 	}
+	if f := unknownField(body); f != "" {
+		id := j.ID
+		if !ValidID(id) {
+			id = ""
+		}
+		return nil, &InvalidError{ID: id, Reason: untrusted.Clip("unknown field "+f+": this worker does not know it, and would run the job without it", maxReason)}
+	}
 	if err := j.Validate(p); err != nil {
 		return nil, err
 	}
@@ -262,6 +272,10 @@ func (j *Job) Validate(p Policy) error {
 		return bad("%d tests, at most %d", len(j.Tests), agentproto.MaxTests)
 	case j.Checker != nil && len(j.Tests) == 0:
 		return bad("a checker needs tests")
+	case j.Interactor != nil && len(j.Tests) == 0:
+		return bad("an interactor needs tests")
+	case j.Interactor != nil && j.Checker != nil:
+		return bad("a checker and an interactor: at most one judges the tests")
 	}
 	for i, t := range j.Tests {
 		if err := agentproto.CheckArgs(t.Args); err != nil {
@@ -271,11 +285,14 @@ func (j *Job) Validate(p Policy) error {
 			return bad("test %d: expected_output is %d bytes, over the output limit of %d", i+1, len(*t.ExpectedOutput), p.Max.OutputBytes)
 		}
 	}
-	if c := j.Checker; c != nil {
-		if len(p.Languages) > 0 && !slices.Contains(p.Languages, c.Language) {
-			return bad("unknown checker language %s", untrusted.Quote(c.Language))
+	for what, c := range map[string]*Checker{"checker": j.Checker, "interactor": j.Interactor} {
+		if c == nil {
+			continue
 		}
-		if why := codeProblem("checker code", c.Code, p.MaxCodeBytes); why != "" {
+		if len(p.Languages) > 0 && !slices.Contains(p.Languages, c.Language) {
+			return bad("unknown %s language %s", what, untrusted.Quote(c.Language))
+		}
+		if why := codeProblem(what+" code", c.Code, p.MaxCodeBytes); why != "" {
 			return bad("%s", why)
 		}
 	}
@@ -307,6 +324,9 @@ func (j *Job) Validate(p Policy) error {
 	}
 	if j.Checker != nil {
 		total += len(j.Checker.Code)
+	}
+	if j.Interactor != nil {
+		total += len(j.Interactor.Code)
 	}
 	if p.MaxCodeBytes > 0 && total > 4*p.MaxCodeBytes {
 		return bad("code, stdin and files total %d bytes, over the limit of %d", total, 4*p.MaxCodeBytes)
@@ -385,6 +405,9 @@ func (p Policy) Request(j *Job) *agentproto.RunRequest {
 	}
 	if j.Checker != nil {
 		req.Checker = &agentproto.Checker{Language: j.Checker.Language, Code: j.Checker.Code}
+	}
+	if j.Interactor != nil {
+		req.Interactor = &agentproto.Checker{Language: j.Interactor.Language, Code: j.Interactor.Code}
 	}
 	req.Limits.JobWallMS = agentproto.WallBudgetMS(req)
 	return req

@@ -223,9 +223,12 @@ func FromResult(j *Job, lim agentproto.Limits, r *agentproto.RunResult) *Status 
 // fromTests judges a job with tests: each test by its run, then its checker
 // or the comparison; the job by its first test that did not pass.
 func fromTests(s *Status, j *Job, lim agentproto.Limits, r *agentproto.RunResult) *Status {
-	if j.Checker != nil && !r.CheckerCompiled {
+	if (j.Checker != nil || j.Interactor != nil) && !r.CheckerCompiled {
 		s.Verdict = VerdictInternalError
 		s.Message = "the checker did not compile"
+		if j.Interactor != nil {
+			s.Message = "the interactor did not compile"
+		}
 		s.Error = r.CheckerCompileOutput
 		return s
 	}
@@ -241,6 +244,9 @@ func fromTests(s *Status, j *Job, lim agentproto.Limits, r *agentproto.RunResult
 			ExecDuration: t.WallUS, CPUUserUS: t.CPUUserUS, CPUSysUS: t.CPUSysUS, MemUsage: t.MaxRSSKB}
 		ts.Verdict, ts.Message = phaseVerdict(&t.Phase, lim)
 		switch {
+		case j.Interactor != nil:
+			ts.CheckerMessage = t.CheckerMessage
+			ts.Verdict, ts.Message = interactiveVerdict(&t, ts.Verdict, ts.Message)
 		case ts.Verdict != VerdictOK:
 		case t.Checker != nil:
 			ts.CheckerMessage = t.CheckerMessage
@@ -328,3 +334,66 @@ func median(sorted []int64) int64 {
 
 // Final reports whether status ends a job.
 func Final(status string) bool { return status == StatusDone || status == StatusFailed }
+
+// Interactor exits, testlib's: accepted, wrong answer, presentation error,
+// the judge's own failure.
+const (
+	interactorOK   = 0
+	interactorWA   = 1
+	interactorPE   = 2
+	interactorFail = 3
+)
+
+// interactiveVerdict judges one test of a program and its interactor from
+// the program's own verdict (phaseVerdict) and how the two ended. The
+// interactor's failure (exit 3, another exit, a signal, its own limits) is
+// the judge's, never the program's: internal_error. Otherwise whoever ended
+// first decides: an interactor that rejected while the program still ran
+// makes it wrong_answer, whatever the program did next (died writing to the
+// closed pipe, hung waiting); a program that failed first keeps its own
+// verdict (its time limit is the interactor's failure when the interactor
+// owed the last answer: the program was waiting); a program that ended
+// cleanly is judged by the interactor.
+func interactiveVerdict(t *agentproto.TestResult, progVerdict, progMessage string) (string, string) {
+	it, in := t.Checker, t.Interaction
+	if it == nil || in == nil {
+		return VerdictInternalError, "the interactor did not run"
+	}
+	exit := it.ExitCode
+	judged := it.Signal == "" && !it.TimedOut && !it.MemoryLimited && (exit == interactorOK || exit == interactorWA || exit == interactorPE)
+	failure := func() (string, string) {
+		switch {
+		case it.TimedOut:
+			return VerdictInternalError, "the interactor exceeded its wall time limit"
+		case it.MemoryLimited:
+			return VerdictInternalError, "the interactor exceeded its memory limit"
+		case it.Signal != "":
+			return VerdictInternalError, "the interactor was killed by " + it.Signal
+		case exit == interactorFail:
+			return VerdictInternalError, "the interactor failed (exit 3: the judge's own failure)"
+		}
+		return VerdictInternalError, fmt.Sprintf("the interactor failed (exit %d)", exit)
+	}
+	rejected := func() (string, string) {
+		if exit == interactorPE {
+			return VerdictWrongAnswer, "the interactor rejected the program's answers (presentation error)"
+		}
+		return VerdictWrongAnswer, "the interactor rejected the program's answers"
+	}
+	switch {
+	case in.InteractorFirst && !judged:
+		return failure()
+	case in.InteractorFirst && exit != interactorOK:
+		return rejected()
+	case progVerdict == VerdictTimeLimit && t.TimedOut && in.LastFrom == agentproto.FromProgram:
+		// The program's wall time ran out waiting for an answer.
+		return VerdictInternalError, "the interactor did not answer the program's last message within the program's wall time limit"
+	case progVerdict != VerdictOK:
+		return progVerdict, progMessage
+	case !judged:
+		return failure()
+	case exit != interactorOK:
+		return rejected()
+	}
+	return VerdictOK, ""
+}

@@ -110,7 +110,11 @@ func (r *Runner) Run(ctx context.Context, req *agentproto.RunRequest, progress P
 	}
 	var chk *checkerDir
 	if checker != nil {
-		if chk, err = r.prepareChecker(*checker, req.Checker.Code); err != nil {
+		judge := req.Checker
+		if req.Interactor != nil {
+			judge = req.Interactor
+		}
+		if chk, err = r.prepareChecker(*checker, judge.Code); err != nil {
 			return nil, err
 		}
 		var ok bool
@@ -179,14 +183,23 @@ func (r *Runner) check(req *agentproto.RunRequest) (lang.Language, *lang.Languag
 			return bad(fmt.Errorf("test %d: %v", i+1, err))
 		}
 	}
-	if req.Checker == nil {
+	judge, what := req.Checker, "checker"
+	switch {
+	case req.Interactor != nil && req.Checker != nil:
+		return bad(errors.New("a checker and an interactor: at most one judges"))
+	case req.Interactor != nil && len(req.Tests) == 0:
+		return bad(errors.New("an interactor needs tests"))
+	case req.Interactor != nil:
+		judge, what = req.Interactor, "interactor"
+	}
+	if judge == nil {
 		return l, nil, nil
 	}
-	c, ok := r.Languages[req.Checker.Language]
+	c, ok := r.Languages[judge.Language]
 	if !ok {
-		return bad(fmt.Errorf("unknown checker language %q", req.Checker.Language))
+		return bad(fmt.Errorf("unknown %s language %q", what, judge.Language))
 	}
-	c = c.For(req.Checker.Code)
+	c = c.For(judge.Code)
 	return l, &c, nil
 }
 
@@ -236,14 +249,24 @@ func (r *Runner) runTests(ctx context.Context, req *agentproto.RunRequest, l lan
 		if kept >= agentproto.MaxTotalOutput {
 			ts = &streamer{} // the job's streamed output has its budget too
 		}
-		ph := ts.phase(i, out, func() *agentproto.Phase {
-			return r.phase(ctx, spec, out, out.writer(stdoutStream), out.writer(errStream(req)))
-		})
+		var tr agentproto.TestResult
+		var ph *agentproto.Phase
+		if req.Interactor != nil {
+			var iph *agentproto.Phase
+			ph, iph, tr.CheckerMessage, tr.Interaction = r.interact1(ctx, i, l, *checker, dir, chk, tc, lim, out)
+			tr.Checker = iph
+		} else {
+			ph = ts.phase(i, out, func() *agentproto.Phase {
+				return r.phase(ctx, spec, out, out.writer(stdoutStream), out.writer(errStream(req)))
+			})
+		}
 		stdout, stderr := out.text(stdoutStream), out.text(stderrStream)
-		tr := agentproto.TestResult{Phase: *ph, OutputKept: true}
+		tr.Phase, tr.OutputKept = *ph, true
 		clean := ph.ExitCode == 0 && ph.Signal == "" && !ph.TimedOut && !ph.OutputLimited && !ph.MemoryLimited
 		passed := clean
 		switch {
+		case req.Interactor != nil:
+			passed = clean && tr.Checker.ExitCode == 0 && tr.Checker.Signal == "" && !tr.Checker.TimedOut
 		case !clean:
 		case checker != nil:
 			tr.Checker, tr.CheckerMessage = r.check1(ctx, i, *checker, chk, tc, stdout, lim)
@@ -452,14 +475,25 @@ type phaseSpec struct {
 	lim       agentproto.Limits
 	user      user
 	tmp       string // TMPDIR; empty: /tmp
+	// started, when set, is called once the process started or could
+	// not be (the caller closes its copies of the process's pipe ends).
+	started func()
+	// own: the caller runs the runner's AfterPhase itself (two phases at
+	// once: one must not clean up after the other while it runs).
+	own bool
 }
 
 // phase runs spec with its output captured in out and reports what happened.
 // It never returns an error: a process that cannot be started is reported as
 // exit code 127 with the reason on stderr, as a shell would.
 func (r *Runner) phase(ctx context.Context, spec phaseSpec, out *output, stdout, stderr io.Writer) *agentproto.Phase {
-	if r.AfterPhase != nil {
+	if r.AfterPhase != nil && !spec.own {
 		defer r.AfterPhase()
+	}
+	if spec.started != nil {
+		once := sync.OnceFunc(spec.started)
+		defer once() // when the process never started
+		spec.started = once
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(spec.lim.WallMS)*time.Millisecond)
 	defer cancel()
@@ -482,6 +516,9 @@ func (r *Runner) phase(ctx context.Context, spec phaseSpec, out *output, stdout,
 
 	start := time.Now()
 	release, err := r.start(cmd, pl)
+	if spec.started != nil {
+		spec.started()
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "start %s: %v\n", spec.argv[0], err)
 		return &agentproto.Phase{ExitCode: 127, WallUS: time.Since(start).Microseconds()}
