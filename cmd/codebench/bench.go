@@ -41,6 +41,7 @@ func benchCmd(fs *flag.FlagSet) commandFunc {
 	python := fs.Bool("python", true, "also a Python hello world load at concurrency 1, with its native baseline")
 	anatomy := fs.Int("anatomy", 5, "hello.c jobs, one sandbox each, one at a time, whose CPU is read by phase and process (0: none)")
 	languages := fs.Int("languages", 0, "only the languages: each language's hello world this many times in sandboxes of the default driver beside natively on the host, and each language profile's image size and build time")
+	interactive := fs.Int("interactive", 0, "only interactive problems: this many jobs of each kind (guess the number with an interactor vs on a plain test with a checker; 10,000 question/answer rounds vs one, and natively)")
 	loadOnly := fs.Bool("load-only", false, "only a load run through RabbitMQ against a running worker (no sandboxes of its own: for soak tests); -c is one number")
 	return func(ctx context.Context, cfg config.Config, log *slog.Logger, args []string) error {
 		if *loadOnly {
@@ -60,6 +61,9 @@ func benchCmd(fs *flag.FlagSet) commandFunc {
 		}
 		if *languages > 0 {
 			return benchLanguages(ctx, cfg, *languages, *asJSON)
+		}
+		if *interactive > 0 {
+			return benchInteractive(ctx, cfg, *interactive, *asJSON)
 		}
 		o := bench.Options{N: *n, Pool: *poolSize, Rounds: *rounds, Local: *local, Tests: *tests, Stream: *stream,
 			Anatomy: *anatomy, Python: *python, APIBurst: *apiBurst}
@@ -148,6 +152,30 @@ func benchLanguages(ctx context.Context, cfg config.Config, n int, asJSON bool) 
 		fmt.Printf("| %s | %d | %.2f GiB | %.2f GiB | %.0f s | %.0f s |\n", p.Profile, len(m.Languages), float64(m.TreeBytes)/(1<<30),
 			float64(m.Rootfs.Size)/(1<<30), m.BaseSeconds, m.BuildSeconds)
 	}
+	return nil
+}
+
+// benchInteractive is bench --interactive on the default driver.
+func benchInteractive(ctx context.Context, cfg config.Config, n int, asJSON bool) error {
+	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	env, closeEnv, err := benchHarness(cfg, quiet).Open(ctx, "")
+	if err != nil {
+		return err
+	}
+	defer closeEnv()
+	prov, err := env.Provisioner(ctx)
+	if err != nil {
+		return err
+	}
+	defer prov.Close()
+	r, err := bench.MeasureInteractive(ctx, prov, env.Policy, n, 10_000)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return json.NewEncoder(os.Stdout).Encode(r)
+	}
+	fmt.Printf("interactive problems, driver %s (%s)\n%s", env.Name, env.Detail, r)
 	return nil
 }
 

@@ -195,15 +195,8 @@ func CheckResult(req *RunRequest, r *RunResult) error {
 		if n > textExpansion*out || len(t.CheckerMessage) > textExpansion*MaxCheckerMessage {
 			return fmt.Errorf("test %d: %d bytes of output answered, the limit is %d", i+1, n, out)
 		}
-		if in := t.Interaction; in != nil {
-			switch {
-			case req.Interactor == nil:
-				return fmt.Errorf("test %d: an interaction answered, no interactor asked", i+1)
-			case in.LastFrom != "" && in.LastFrom != FromProgram && in.LastFrom != FromInteractor:
-				return fmt.Errorf("test %d: interaction last from %q", i+1, in.LastFrom)
-			case in.ToInteractor < 0 || in.ToProgram < 0 || in.Turns < 0:
-				return fmt.Errorf("test %d: negative interaction counts", i+1)
-			}
+		if t.Interaction != nil && req.Interactor == nil {
+			return fmt.Errorf("test %d: an interaction answered, no interactor asked", i+1)
 		}
 	}
 	if total > textExpansion*MaxTotalOutput {
@@ -263,26 +256,12 @@ type TestResult struct {
 	Interaction *Interaction `json:"interaction,omitempty"`
 }
 
-// Interaction is what the agent saw relaying between a program and its
-// interactor: who spoke last says whose turn it was when one of them
-// stopped, and which of the two ended first.
+// Interaction is how a program and its interactor ended: which of the two
+// ended first decides whose verdict stands (the host's job.Status).
 type Interaction struct {
-	ToInteractor int64 `json:"to_interactor"` // bytes the program wrote
-	ToProgram    int64 `json:"to_program"`    // bytes the interactor wrote
-	// Turns counts the changes of speaker (a question and its answer are
-	// two).
-	Turns int64 `json:"turns"`
-	// LastFrom is who wrote last: "program", "interactor" or "".
-	LastFrom string `json:"last_from,omitempty"`
 	// InteractorFirst: the interactor ended while the program still ran.
 	InteractorFirst bool `json:"interactor_first,omitempty"`
 }
-
-// Speakers in Interaction.LastFrom.
-const (
-	FromProgram    = "program"
-	FromInteractor = "interactor"
-)
 
 // Output is a chunk of a running program's output (an OpOutput frame).
 type Output struct {
@@ -400,7 +379,7 @@ type RunRequest struct {
 	// during each test: compiled once like a checker and run as the
 	// checker's user, as testlib runs one (`interactor input output
 	// [answer]`), its stdout the program's stdin and the program's stdout
-	// its stdin, through the agent. Its result is each test's Checker.
+	// its stdin. Its result is each test's Checker.
 	Interactor *Checker `json:"interactor,omitempty"`
 	// Stream asks for OpOutput frames while the program runs: new output,
 	// at most one frame per StreamEvery.

@@ -20,7 +20,7 @@ func TestInteractiveVerdict(t *testing.T) {
 		verdict string
 		message string
 	}{
-		{"both fine", prog(agentproto.Phase{}), agentproto.Phase{}, agentproto.Interaction{LastFrom: "program"}, VerdictOK, ""},
+		{"both fine", prog(agentproto.Phase{}), agentproto.Phase{}, agentproto.Interaction{}, VerdictOK, ""},
 		{"rejected after a clean exit", agentproto.Phase{}, agentproto.Phase{ExitCode: 1}, agentproto.Interaction{}, VerdictWrongAnswer, "rejected"},
 		{"presentation error", agentproto.Phase{}, agentproto.Phase{ExitCode: 2}, agentproto.Interaction{}, VerdictWrongAnswer, "presentation error"},
 		{"too many questions: rejected first, then a broken pipe", agentproto.Phase{ExitCode: 141, Signal: "SIGPIPE"}, agentproto.Phase{ExitCode: 1},
@@ -28,18 +28,18 @@ func TestInteractiveVerdict(t *testing.T) {
 		{"rejected first, then killed while it hung", agentproto.Phase{ExitCode: 137, Signal: "SIGKILL"}, agentproto.Phase{ExitCode: 1},
 			agentproto.Interaction{InteractorFirst: true}, VerdictWrongAnswer, "rejected"},
 		{"the program never answers", agentproto.Phase{ExitCode: 137, Signal: "SIGKILL", TimedOut: true}, agentproto.Phase{ExitCode: 1},
-			agentproto.Interaction{LastFrom: "interactor"}, VerdictTimeLimit, "wall time"},
+			agentproto.Interaction{}, VerdictTimeLimit, "wall time"},
 		{"the interactor never answers", agentproto.Phase{ExitCode: 137, Signal: "SIGKILL", TimedOut: true}, agentproto.Phase{ExitCode: 137, Signal: "SIGKILL", TimedOut: true},
-			agentproto.Interaction{LastFrom: "program"}, VerdictInternalError, "did not answer"},
+			agentproto.Interaction{}, VerdictInternalError, "the interactor exceeded its wall time"},
 		{"the interactor hangs after the program ended", agentproto.Phase{}, agentproto.Phase{ExitCode: 137, Signal: "SIGKILL", TimedOut: true},
-			agentproto.Interaction{LastFrom: "interactor"}, VerdictInternalError, "wall time"},
+			agentproto.Interaction{}, VerdictInternalError, "wall time"},
 		{"exit 3", agentproto.Phase{}, agentproto.Phase{ExitCode: 3}, agentproto.Interaction{}, VerdictInternalError, "exit 3"},
 		{"exit 3 first", agentproto.Phase{ExitCode: 137, Signal: "SIGKILL"}, agentproto.Phase{ExitCode: 3}, agentproto.Interaction{InteractorFirst: true}, VerdictInternalError, "exit 3"},
 		{"exit 7", agentproto.Phase{}, agentproto.Phase{ExitCode: 7}, agentproto.Interaction{}, VerdictInternalError, "exit 7"},
 		{"the program crashed first", agentproto.Phase{ExitCode: 139, Signal: "SIGSEGV"}, agentproto.Phase{ExitCode: 1}, agentproto.Interaction{}, VerdictRuntimeError, "SIGSEGV"},
 		{"accepted, but the program exited 3", agentproto.Phase{ExitCode: 3}, agentproto.Phase{}, agentproto.Interaction{}, VerdictRuntimeError, "status 3"},
 		{"accepted first, the program then hangs", agentproto.Phase{ExitCode: 137, Signal: "SIGKILL", TimedOut: true}, agentproto.Phase{},
-			agentproto.Interaction{InteractorFirst: true, LastFrom: "interactor"}, VerdictTimeLimit, "wall time"},
+			agentproto.Interaction{InteractorFirst: true}, VerdictTimeLimit, "wall time"},
 		{"the program's memory", agentproto.Phase{ExitCode: 137, Signal: "SIGKILL", MemoryLimited: true}, agentproto.Phase{ExitCode: 1}, agentproto.Interaction{}, VerdictMemoryLimit, "memory"},
 	} {
 		tr := agentproto.TestResult{Phase: tc.run, Checker: &tc.inter, Interaction: &tc.in, CheckerMessage: "wrong guess"}

@@ -347,12 +347,14 @@ const (
 // interactiveVerdict judges one test of a program and its interactor from
 // the program's own verdict (phaseVerdict) and how the two ended. The
 // interactor's failure (exit 3, another exit, a signal, its own limits) is
-// the judge's, never the program's: internal_error. Otherwise whoever ended
-// first decides: an interactor that rejected while the program still ran
-// makes it wrong_answer, whatever the program did next (died writing to the
-// closed pipe, hung waiting); a program that failed first keeps its own
-// verdict (its time limit is the interactor's failure when the interactor
-// owed the last answer: the program was waiting); a program that ended
+// the judge's, never the program's: internal_error. A correct interactor
+// ends soon after its program does (it sees the end of its input), so one
+// still running at its own limit (the program's plus a margin) hangs:
+// internal_error too, even when the program's time ran out first waiting
+// for its answer. Otherwise whoever ended first decides: an interactor that
+// rejected while the program still ran makes it wrong_answer, whatever the
+// program did next (died writing to the closed pipe, hung waiting); a
+// program that failed first keeps its own verdict; a program that ended
 // cleanly is judged by the interactor.
 func interactiveVerdict(t *agentproto.TestResult, progVerdict, progMessage string) (string, string) {
 	it, in := t.Checker, t.Interaction
@@ -360,18 +362,16 @@ func interactiveVerdict(t *agentproto.TestResult, progVerdict, progMessage strin
 		return VerdictInternalError, "the interactor did not run"
 	}
 	exit := it.ExitCode
-	judged := it.Signal == "" && !it.TimedOut && !it.MemoryLimited && (exit == interactorOK || exit == interactorWA || exit == interactorPE)
-	failure := func() (string, string) {
-		switch {
-		case it.TimedOut:
-			return VerdictInternalError, "the interactor exceeded its wall time limit"
-		case it.MemoryLimited:
-			return VerdictInternalError, "the interactor exceeded its memory limit"
-		case it.Signal != "":
-			return VerdictInternalError, "the interactor was killed by " + it.Signal
-		case exit == interactorFail:
-			return VerdictInternalError, "the interactor failed (exit 3: the judge's own failure)"
-		}
+	switch {
+	case it.TimedOut:
+		return VerdictInternalError, "the interactor exceeded its wall time limit (the program's and a margin)"
+	case it.MemoryLimited:
+		return VerdictInternalError, "the interactor exceeded its memory limit"
+	case it.Signal != "":
+		return VerdictInternalError, "the interactor was killed by " + it.Signal
+	case exit == interactorFail:
+		return VerdictInternalError, "the interactor failed (exit 3: the judge's own failure)"
+	case exit != interactorOK && exit != interactorWA && exit != interactorPE:
 		return VerdictInternalError, fmt.Sprintf("the interactor failed (exit %d)", exit)
 	}
 	rejected := func() (string, string) {
@@ -381,17 +381,10 @@ func interactiveVerdict(t *agentproto.TestResult, progVerdict, progMessage strin
 		return VerdictWrongAnswer, "the interactor rejected the program's answers"
 	}
 	switch {
-	case in.InteractorFirst && !judged:
-		return failure()
 	case in.InteractorFirst && exit != interactorOK:
 		return rejected()
-	case progVerdict == VerdictTimeLimit && t.TimedOut && in.LastFrom == agentproto.FromProgram:
-		// The program's wall time ran out waiting for an answer.
-		return VerdictInternalError, "the interactor did not answer the program's last message within the program's wall time limit"
 	case progVerdict != VerdictOK:
 		return progVerdict, progMessage
-	case !judged:
-		return failure()
 	case exit != interactorOK:
 		return rejected()
 	}

@@ -59,8 +59,7 @@ func testInteractive(t *testing.T, sb *testenv.Sandbox) {
 
 	t.Run("correct on three tests", func(t *testing.T) {
 		f := final("correct", map[string]any{"language": "c", "code": guess, "tests": three, "stop_on_failure": false})
-		if f.Verdict != job.VerdictOK || verdicts(f) != "ok,ok,ok" || !strings.Contains(f.Tests[2].CheckerMessage, "found in") ||
-			!strings.HasPrefix(f.Tests[2].Stdout, "? 500000000\n") {
+		if f.Verdict != job.VerdictOK || verdicts(f) != "ok,ok,ok" || !strings.Contains(f.Tests[2].CheckerMessage, "found in") {
 			t.Fatalf("%s %q: %+v", f.Verdict, f.Message, f.Tests)
 		}
 	})

@@ -77,124 +77,17 @@ func (r *Runner) interactFiles(c *checkerDir, test int, input string, answer *st
 	return paths, nil
 }
 
-// relay is the agent between a program and its interactor: each direction
-// copied by a goroutine, counted, and who spoke last remembered.
-type relay struct {
-	mu    sync.Mutex
-	in    agentproto.Interaction
-	shown []byte // the first bytes the program wrote (the test's stdout)
-	keep  int
-	// silent is when each side's output ended (its process died or closed
-	// it), by speaker: observed before the other side's input is closed,
-	// so a side that ended because the other did ends later.
-	silent map[string]time.Time
-}
-
-// ended notes when from stopped speaking, the first time.
-func (rl *relay) ended(from string, at time.Time) {
-	rl.mu.Lock()
-	defer rl.mu.Unlock()
-	if _, ok := rl.silent[from]; !ok {
-		rl.silent[from] = at
-	}
-}
-
-// endOf is when from ended: its output's end or its process's, the
-// earlier.
-func (rl *relay) endOf(from string, exited time.Time) time.Time {
-	rl.mu.Lock()
-	defer rl.mu.Unlock()
-	if t, ok := rl.silent[from]; ok && t.Before(exited) {
-		return t
-	}
-	return exited
-}
-
-func (rl *relay) spoke(from string, n int, p []byte) {
-	rl.mu.Lock()
-	defer rl.mu.Unlock()
-	if rl.in.LastFrom != from {
-		rl.in.Turns++
-		rl.in.LastFrom = from
-	}
-	if from == agentproto.FromProgram {
-		rl.in.ToInteractor += int64(n)
-		if room := rl.keep - len(rl.shown); room > 0 {
-			rl.shown = append(rl.shown, p[:min(room, n)]...)
-		}
-	} else {
-		rl.in.ToProgram += int64(n)
-	}
-}
-
-// pump copies src to dst until src ends or dst is gone, then closes both:
-// the reader of dst sees the end of its input, the writer of src a broken
-// pipe.
-func (rl *relay) pump(from string, src, dst *os.File, done *sync.WaitGroup) {
-	defer done.Done()
-	defer src.Close()
-	defer dst.Close()
-	buf := make([]byte, 64<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			rl.spoke(from, n, buf[:n])
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			rl.ended(from, time.Now())
-			return
-		}
-	}
-}
-
-// pipes are a test's four pipes: the program's and the interactor's ends,
-// and the agent's.
-type pipes struct {
-	progIn, progOut, intIn, intOut *os.File // the processes' ends
-	toProg, fromProg, toInt, fromInt *os.File // the agent's
-}
-
-func newPipes() (*pipes, error) {
-	var p pipes
-	var err error
-	closeAll := func() {
-		for _, f := range []*os.File{p.progIn, p.progOut, p.intIn, p.intOut, p.toProg, p.fromProg, p.toInt, p.fromInt} {
-			if f != nil {
-				f.Close()
-			}
-		}
-	}
-	if p.progIn, p.toProg, err = os.Pipe(); err != nil {
-		return nil, err
-	}
-	if p.fromProg, p.progOut, err = os.Pipe(); err != nil {
-		closeAll()
-		return nil, err
-	}
-	if p.intIn, p.toInt, err = os.Pipe(); err != nil {
-		closeAll()
-		return nil, err
-	}
-	if p.fromInt, p.intOut, err = os.Pipe(); err != nil {
-		closeAll()
-		return nil, err
-	}
-	return &p, nil
-}
-
 // interact1 runs one test with the interactor: the program with the job's
 // limits and the interactor (the checker's user, in its own directory, with
 // the program's limits plus agentproto.InteractorMarginMS of wall and CPU
-// time) at once, the program's stdout relayed to the interactor's stdin and
-// the interactor's stdout to the program's stdin by the agent: neither holds
-// a pipe of the other. The program's stdin is never the test's input: the
-// interactor reads that from its first argument. It returns the program's
-// run, the interactor's, the interactor's message (its second argument's
-// file, then its stderr, within agentproto.MaxCheckerMessage), and the
-// interaction.
+// time) at once, joined by two pipes: the program's stdout is the
+// interactor's stdin and the interactor's stdout the program's stdin (the
+// agent holds no end of them once both started: a question and its answer
+// cross gVisor's pipes as they would between two processes anywhere). The
+// program's stdin is never the test's input: the interactor reads that from
+// its first argument. It returns the program's run, the interactor's, the
+// interactor's message (its second argument's file, then its stderr, within
+// agentproto.MaxCheckerMessage), and which of the two ended first.
 func (r *Runner) interact1(ctx context.Context, i int, l, inter lang.Language, dir string, c *checkerDir, tc agentproto.TestCase,
 	lim agentproto.Limits, progOut *output) (*agentproto.Phase, *agentproto.Phase, string, *agentproto.Interaction) {
 	failed := func(why string) (*agentproto.Phase, *agentproto.Phase, string, *agentproto.Interaction) {
@@ -204,16 +97,18 @@ func (r *Runner) interact1(ctx context.Context, i int, l, inter lang.Language, d
 	if err != nil {
 		return failed("cannot write the interactor's files: " + err.Error())
 	}
-	p, err := newPipes()
+	interR, progW, err := os.Pipe() // the program writes, the interactor reads
 	if err != nil {
 		return failed("pipes: " + err.Error())
 	}
-	rl := &relay{keep: int(lim.OutputBytes), silent: map[string]time.Time{}}
-	var pumps sync.WaitGroup
-	pumps.Add(2)
-	go rl.pump(agentproto.FromProgram, p.fromProg, p.toInt, &pumps)
-	go rl.pump(agentproto.FromInteractor, p.fromInt, p.toProg, &pumps)
-
+	progR, interW, err := os.Pipe() // the interactor writes, the program reads
+	if err != nil {
+		interR.Close()
+		progW.Close()
+		return failed("pipes: " + err.Error())
+	}
+	// Each process's ends are closed here once it started (or could not):
+	// a side then sees the end of its input when the other side ends.
 	ilim := lim
 	ilim.WallMS += agentproto.InteractorMarginMS
 	ilim.CPUMS += agentproto.InteractorMarginMS
@@ -221,22 +116,24 @@ func (r *Runner) interact1(ctx context.Context, i int, l, inter lang.Language, d
 	// and dropped (never a reason to kill it).
 	iout := &output{limit: 1 << 62, keep: agentproto.MaxCheckerMessage}
 	iargv := append(append([]string{}, inter.Run...), files...)
-	ispec := phaseSpec{dir: c.dir, name: "interact" + strconv.Itoa(i), argv: iargv, stdin: p.intIn, lim: ilim, user: r.checkerUser(),
-		tmp: c.dir, started: func() { p.intIn.Close(); p.intOut.Close() }, own: true}
+	var mu sync.Mutex
+	var progStart, progEnd, interEnd time.Time
+	ispec := phaseSpec{dir: c.dir, name: "interact" + strconv.Itoa(i), argv: iargv, stdin: interR, lim: ilim, user: r.checkerUser(),
+		tmp: c.dir, own: true, started: func() { interR.Close(); interW.Close() },
+		exited: func() { mu.Lock(); interEnd = time.Now(); mu.Unlock() }}
 	pargv := append(append([]string{}, l.Run...), tc.Args...)
 	progCtx, stopProg := context.WithCancel(ctx)
 	defer stopProg()
-	pspec := phaseSpec{dir: dir, name: "test" + strconv.Itoa(i), argv: pargv, stdin: p.progIn, lim: lim, user: r.jobUser(),
-		started: func() { p.progIn.Close(); p.progOut.Close() }, own: true}
+	pspec := phaseSpec{dir: dir, name: "test" + strconv.Itoa(i), argv: pargv, stdin: progR, lim: lim, user: r.jobUser(), own: true,
+		started: func() { mu.Lock(); progStart = time.Now(); mu.Unlock(); progR.Close(); progW.Close() },
+		exited:  func() { mu.Lock(); progEnd = time.Now(); mu.Unlock() }}
 
 	var prog, ip *agentproto.Phase
-	var progEnd, interEnd time.Time
 	var phases sync.WaitGroup
 	phases.Add(2)
 	go func() {
 		defer phases.Done()
-		ip = r.phase(ctx, ispec, iout, p.intOut, iout.writer(stderrStream))
-		interEnd = time.Now()
+		ip = r.phase(ctx, ispec, iout, interW, iout.writer(stderrStream))
 		if ip.ExitCode != 0 || ip.Signal != "" {
 			// The interactor has judged (or failed): the program's
 			// answer no longer counts; do not wait for its limit.
@@ -245,28 +142,22 @@ func (r *Runner) interact1(ctx context.Context, i int, l, inter lang.Language, d
 	}()
 	go func() {
 		defer phases.Done()
-		prog = r.phase(progCtx, pspec, progOut, p.progOut, progOut.writer(stderrStream))
-		progEnd = time.Now()
+		prog = r.phase(progCtx, pspec, progOut, progW, progOut.writer(stderrStream))
 	}()
 	phases.Wait()
-	pumps.Wait()
-	// Which ended first: a side that ended because the other did (its
-	// input closed by the relay) ends after the other's output did.
-	interFirst := rl.endOf(agentproto.FromInteractor, interEnd).Before(rl.endOf(agentproto.FromProgram, progEnd))
 	if r.AfterPhase != nil {
 		r.AfterPhase()
 	}
+	// A program killed at its wall limit ended then, before the interactor
+	// saw the end of its input because of it.
+	if prog.TimedOut && !progStart.IsZero() {
+		if deadline := progStart.Add(time.Duration(lim.WallMS) * time.Millisecond); deadline.Before(progEnd) {
+			progEnd = deadline
+		}
+	}
+	in := &agentproto.Interaction{InteractorFirst: !interEnd.IsZero() && !progEnd.IsZero() && interEnd.Before(progEnd)}
 	msg := r.interactorMessage(files[1]) + iout.text(stderrStream)
-	rl.mu.Lock()
-	in := rl.in
-	shown := string(rl.shown)
-	rl.mu.Unlock()
-	in.InteractorFirst = interFirst
-	progOut.mu.Lock()
-	progOut.bufs[stdoutStream].Reset()
-	progOut.bufs[stdoutStream].WriteString(shown)
-	progOut.mu.Unlock()
-	return prog, ip, cutUTF8(msg, agentproto.MaxCheckerMessage), &in
+	return prog, ip, cutUTF8(msg, agentproto.MaxCheckerMessage), in
 }
 
 // interactorMessage reads what the interactor wrote to its message file, at

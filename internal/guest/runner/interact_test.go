@@ -36,13 +36,8 @@ func TestInteractorOnHost(t *testing.T) {
 		t.Fatalf("%v %+v", err, res)
 	}
 	for i, tr := range res.Tests {
-		in := tr.Interaction
-		if tr.ExitCode != 0 || tr.Checker == nil || tr.Checker.ExitCode != 0 || !strings.HasPrefix(tr.CheckerMessage, "found in") ||
-			in == nil || in.LastFrom != agentproto.FromProgram || in.Turns < 10 || in.ToInteractor == 0 || in.ToProgram == 0 {
-			t.Fatalf("test %d: %+v %+v %q", i, tr.Phase, in, tr.CheckerMessage)
-		}
-		if !strings.HasPrefix(tr.Stdout, "? 500000000\n") {
-			t.Fatalf("test %d: the program's side %q", i, tr.Stdout)
+		if tr.ExitCode != 0 || tr.Checker == nil || tr.Checker.ExitCode != 0 || !strings.HasPrefix(tr.CheckerMessage, "found in") || tr.Interaction == nil {
+			t.Fatalf("test %d: %+v %+v %q", i, tr.Phase, tr.Interaction, tr.CheckerMessage)
 		}
 	}
 
@@ -58,10 +53,11 @@ func TestInteractorOnHost(t *testing.T) {
 		t.Fatalf("too many: %+v %+v %+v %q", tr.Phase, tr.Checker, tr.Interaction, tr.CheckerMessage)
 	}
 
-	// A program that never asks: killed at its wall limit, nobody spoke.
+	// A program that never asks: killed at its wall limit, before its
+	// interactor (which then sees the end of its input) ended.
 	res, err = r.Run(ctx, &agentproto.RunRequest{Language: "python", Code: "import time\ntime.sleep(60)", Interactor: inter,
 		Limits: agentproto.Limits{WallMS: 1000}, Tests: []agentproto.TestCase{{Stdin: "5 30"}}}, nil)
-	if err != nil || len(res.Tests) != 1 || !res.Tests[0].TimedOut || res.Tests[0].Interaction.LastFrom != "" {
+	if err != nil || len(res.Tests) != 1 || !res.Tests[0].TimedOut || res.Tests[0].Interaction.InteractorFirst || res.Tests[0].Checker.ExitCode != 1 {
 		t.Fatalf("silent: %v %+v", err, res.Tests)
 	}
 

@@ -481,6 +481,8 @@ type phaseSpec struct {
 	// own: the caller runs the runner's AfterPhase itself (two phases at
 	// once: one must not clean up after the other while it runs).
 	own bool
+	// exited, when set, is called as soon as the process was waited for.
+	exited func()
 }
 
 // phase runs spec with its output captured in out and reports what happened.
@@ -532,6 +534,9 @@ func (r *Runner) phase(ctx context.Context, spec phaseSpec, out *output, stdout,
 	}
 	err = cmd.Wait()
 	wall := time.Since(start)
+	if spec.exited != nil {
+		spec.exited()
+	}
 	_ = killGroup(cmd) // leftovers in the group after the leader exited
 	ph := result(cmd, err, stderr)
 	ph.WallUS = wall.Microseconds()
