@@ -49,6 +49,10 @@ func runCmd(fs *flag.FlagSet) commandFunc {
 			if err := json.Unmarshal(b, &j); err != nil {
 				return fmt.Errorf("--job %s: %w", *jobFile, err)
 			}
+			// As a worker would: a field it does not know is refused.
+			if f := job.UnknownField(b); f != "" {
+				return fmt.Errorf("--job %s: unknown field %s", *jobFile, f)
+			}
 			return runJob(ctx, cfg, log, &j, *asJSON)
 		}
 		if fs.NArg() < 1 {

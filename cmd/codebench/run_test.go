@@ -127,3 +127,16 @@ func TestRunRefusesUnknownExtension(t *testing.T) {
 		t.Fatalf("exit %d stderr %s", r.exit, r.stderr)
 	}
 }
+
+// TestRunJobRefusesUnknownField: run --job refuses what a worker refuses,
+// a field it does not know (a misspelt "interactor" would judge nothing).
+func TestRunJobRefusesUnknownField(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "job.json")
+	if err := os.WriteFile(f, []byte(`{"id":"x","language":"python","code":"print(1)","tests":[{}],"interactr":{"language":"python","code":"x"}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := runCLI(t, "/run/cbt-unknown", "run", "--job", f)
+	if r.exit == 0 || !strings.Contains(r.stderr, `unknown field "interactr"`) {
+		t.Fatalf("exit %d stderr %s", r.exit, r.stderr)
+	}
+}

@@ -35,6 +35,10 @@ func submitCmd(fs *flag.FlagSet) commandFunc {
 			if err := json.Unmarshal(b, &j); err != nil {
 				return fmt.Errorf("--job %s: %w", *jobFile, err)
 			}
+			// As a worker would: a field it does not know is refused.
+			if f := job.UnknownField(b); f != "" {
+				return fmt.Errorf("--job %s: unknown field %s", *jobFile, f)
+			}
 		case fs.NArg() == 1:
 			code, err := os.ReadFile(fs.Arg(0))
 			if err != nil {

@@ -105,6 +105,33 @@ int main(int argc, char **argv) {
 `
 )
 
+// echoFloor is the echo pair joined by pipes inside one program (it forks
+// both), run in a sandbox: gVisor's own cost of a round, with no agent in
+// the way. It prints the wall time of rounds and of one round, in us.
+func echoFloor(rounds int) string {
+	prog := strings.Replace(EchoCpp, "int main(", "int prog_main(", 1)
+	inter := strings.Replace(EchoInteractorCpp, "int main(", "int inter_main(", 1)
+	return "#include <cstdio>\n#include <unistd.h>\n#include <sys/wait.h>\n#include <time.h>\n" + prog + inter + `
+static long now_us() { timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1000000L + t.tv_nsec / 1000; }
+static long run(long n) {
+    FILE *f = fopen("in.txt", "w"); fprintf(f, "%ld", n); fclose(f);
+    int a[2], b[2];
+    if (pipe(a) || pipe(b)) return -1;
+    long t0 = now_us();
+    if (!fork()) { dup2(b[0], 0); dup2(a[1], 1); close(a[0]); close(a[1]); close(b[0]); close(b[1]);
+        char *argv[] = {(char *)"i", (char *)"in.txt", (char *)"msg.txt", 0}; _exit(inter_main(3, argv)); }
+    pid_t p = fork();
+    if (!p) { dup2(a[0], 0); dup2(b[1], 1); close(a[0]); close(a[1]); close(b[0]); close(b[1]); _exit(prog_main(1, 0)); }
+    close(a[0]); close(a[1]); close(b[0]); close(b[1]);
+    int st; waitpid(p, &st, 0);
+    long t = now_us() - t0;
+    while (wait(0) > 0) {}
+    return st == 0 ? t : -1;
+}
+int main() { long many = run(` + fmt.Sprint(rounds) + `), one = run(1); printf("%ld %ld\n", many, one); return many < 0 || one < 0; }
+`
+}
+
 // guessReplies are the answers the guessing program hears for secret: the
 // plain test's input.
 func guessReplies(secret int64) string {
@@ -142,6 +169,10 @@ type InteractiveReport struct {
 	EchoOne    Summary `json:"echo_one"`
 	NativeMany Summary `json:"native_many"`
 	NativeOne  Summary `json:"native_one"`
+	// FloorMany and FloorOne: the same pair forked by one program inside
+	// a sandbox, joined by pipes directly (gVisor's own floor).
+	FloorMany Summary `json:"floor_many"`
+	FloorOne  Summary `json:"floor_one"`
 }
 
 // MeasureInteractive runs the interactive benchmark: n jobs of each kind,
@@ -168,7 +199,7 @@ func MeasureInteractive(ctx context.Context, prov *provision.Provisioner, policy
 	answer := fmt.Sprintf("! %d\n", secret)
 	inter := &job.Checker{Language: "cpp", Code: GuessInteractorCpp}
 	r := &InteractiveReport{N: n, Rounds: rounds}
-	var gi, gc, em, eo []time.Duration
+	var gi, gc, em, eo, fm, fo []time.Duration
 	for i := range n {
 		_, took, err := one(&job.Job{ID: fmt.Sprint("bench-guess-i-", i), Language: "cpp", Code: GuessCpp, Interactor: inter,
 			Tests: []job.Test{{Stdin: fmt.Sprintf("%d 30", secret)}}})
@@ -192,7 +223,17 @@ func MeasureInteractive(ctx context.Context, prov *provision.Provisioner, policy
 		}
 		em = append(em, time.Duration(st.Tests[0].ExecDuration)*time.Microsecond)
 		eo = append(eo, time.Duration(st.Tests[1].ExecDuration)*time.Microsecond)
+		st, _, err = one(&job.Job{ID: fmt.Sprint("bench-floor-", i), Language: "cpp", Code: echoFloor(rounds), Limits: job.Limits{WallMS: 30_000, CPUMS: 20_000}})
+		if err != nil {
+			return nil, err
+		}
+		var many, single int64
+		if _, err := fmt.Sscan(st.Stdout, &many, &single); err != nil {
+			return nil, fmt.Errorf("floor printed %q", st.Stdout)
+		}
+		fm, fo = append(fm, time.Duration(many)*time.Microsecond), append(fo, time.Duration(single)*time.Microsecond)
 	}
+	r.FloorMany, r.FloorOne = Summarize("floor, many", fm), Summarize("floor, one", fo)
 	r.GuessInteractive, r.GuessChecker = Summarize("guess, interactor", gi), Summarize("guess, checker", gc)
 	r.EchoMany, r.EchoOne = Summarize("echo, many rounds", em), Summarize("echo, one round", eo)
 	var err error
@@ -289,6 +330,9 @@ func (r *InteractiveReport) String() string {
 	fmt.Fprintf(&b, "%d question/answer rounds (the program's wall time in the test):\n", r.Rounds)
 	fmt.Fprintf(&b, "  sandbox: %s for %d rounds, %s for 1: %s more, %.1f us a round  target <= 500 ms more: %s\n",
 		ms(r.EchoMany.P50), r.Rounds, ms(r.EchoOne.P50), ms(extra), float64(extra)/float64(time.Microsecond)/float64(r.Rounds-1), met(extra <= 500*time.Millisecond))
+	fextra := r.FloorMany.P50 - r.FloorOne.P50
+	fmt.Fprintf(&b, "  gVisor's own (the pair forked by one program in a sandbox, joined directly): %s for %d rounds, %s for 1: %.1f us a round; the job's %.2fx that\n",
+		ms(r.FloorMany.P50), r.Rounds, ms(r.FloorOne.P50), float64(fextra)/float64(time.Microsecond)/float64(r.Rounds-1), float64(extra)/float64(max(fextra, 1)))
 	if r.NativeMany.N > 0 {
 		fmt.Fprintf(&b, "  native (the same two programs, g++, connected by pipes): %s for %d rounds, %s for 1: %.1f us a round; sandbox %.1fx native\n",
 			ms(r.NativeMany.P50), r.Rounds, ms(r.NativeOne.P50), float64(nextra)/float64(time.Microsecond)/float64(r.Rounds-1), float64(extra)/float64(max(nextra, 1)))

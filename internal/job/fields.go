@@ -29,12 +29,12 @@ var (
 	limitFields   = fieldsOf(reflect.TypeFor[Limits]())
 )
 
-// unknownField names the first field of a job body its worker does not
+// UnknownField names the first field of a job body its worker does not
 // know, top-level or in a test, the checker, the interactor or the
 // limits ("" when there is none): a job is refused rather than run without
 // what it asked for (a misspelt "checker" would otherwise judge nothing).
 // body decoded as a Job already.
-func unknownField(body []byte) string {
+func UnknownField(body []byte) string {
 	var top map[string]json.RawMessage
 	if json.Unmarshal(body, &top) != nil {
 		return ""

@@ -167,7 +167,7 @@ func Decode(body []byte, p Policy) (*Job, error) {
 		// A decoding error can quote the input (a number literal).
 		return nil, &InvalidError{ID: salvageID(body), Reason: untrusted.Clip("malformed JSON: "+err.Error(), maxReason), Malformed: true}
 	}
-	if f := unknownField(body); f != "" {
+	if f := UnknownField(body); f != "" {
 		id := j.ID
 		if !ValidID(id) {
 			id = ""
