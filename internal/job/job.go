@@ -372,7 +372,7 @@ func (p Policy) AgentLimits(language string, req Limits) agentproto.Limits {
 	}
 	return agentproto.Limits{
 		WallMS:          pick(req.WallMS, p.Defaults.WallMS, p.Max.WallMS),
-		CPUMS:           pick(req.CPUMS, p.Defaults.CPUMS, p.Max.CPUMS),
+		CPUMS:           pick(req.CPUMS, max(p.Defaults.CPUMS, needs.CPUMS), p.Max.CPUMS),
 		MemoryKB:        pick(req.MemoryKB, max(p.Defaults.MemoryKB, needs.MemoryKB), p.Max.MemoryKB),
 		StackKB:         pick(req.StackKB, p.Defaults.StackKB, stackMax),
 		Processes:       pick(req.Processes, p.Defaults.Processes, p.Max.Processes),

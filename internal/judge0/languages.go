@@ -27,7 +27,7 @@ type Language struct {
 	Also []int `json:"-"`
 	// MemoryKB is the runtime's need (lang.Needs): the default memory
 	// limit is raised to it.
-	MemoryKB, FileSizeKB int64 `json:"-"`
+	MemoryKB, FileSizeKB, CPUMS int64 `json:"-"`
 	// CodeBase64: the job carries the source's bytes in base64 (44,
 	// Executable); CodeOptional: source_code may be blank (89, Multi-file
 	// program).
@@ -52,7 +52,7 @@ func Languages(ours map[string]lang.Language, versions map[string]string) []Lang
 			SourceFile: main.Replace(l.Source), RunCmd: main.Replace(strings.Join(l.Run, " ")), Ours: name, CheckFlags: l.CheckCompileFlags, Hello: l.Hello,
 			CodeBase64: l.CodeBase64, CodeOptional: l.CodeOptional}
 		if l.Limits != nil {
-			jl.MemoryKB, jl.FileSizeKB = l.Limits.MemoryKB, l.Limits.FileSizeKB
+			jl.MemoryKB, jl.FileSizeKB, jl.CPUMS = l.Limits.MemoryKB, l.Limits.FileSizeKB, l.Limits.CPUMS
 		}
 		if l.CodeBase64 {
 			jl.Hello = decodedHello(l.Hello)

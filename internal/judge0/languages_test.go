@@ -53,6 +53,9 @@ func TestRuntimeNeeds(t *testing.T) {
 	if errs != nil || v.Job.Limits.MemoryKB != lang.Builtin()["kotlin"].Limits.MemoryKB {
 		t.Fatalf("kotlin: %v %+v", errs, v)
 	}
+	if v.Options.LanguageID != 78 || v.Job.Limits.CPUMS != lang.Builtin()["kotlin"].Limits.CPUMS {
+		t.Fatalf("kotlin's CPU: %+v", v.Job.Limits)
+	}
 	v, errs = validate(t, c, `{"source_code":"fun main() {}","language_id":78,"memory_limit":64000}`)
 	if errs != nil || v.Job.Limits.MemoryKB != 64000 {
 		t.Fatalf("kotlin, 64000: %v %+v", errs, v)

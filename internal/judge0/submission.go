@@ -213,7 +213,11 @@ func (c *Codec) Validate(r *Request, b64 bool) (*Valid, Errors) {
 		return int64(numeric(errs, field, n, float64(def), float64(lo), float64(hi), loInclusive, false))
 	}
 	s.NumberOfRuns = integer("number_of_runs", r.NumberOfRuns, lim.NumberOfRuns, 0, lim.MaxNumberOfRuns, false)
-	s.CPUTimeLimit = num("cpu_time_limit", r.CPUTimeLimit, lim.CPUTimeLimit, 0, lim.MaxCPUTimeLimit, true)
+	cpuDefault := lim.CPUTimeLimit
+	if lang != nil && float64(lang.CPUMS)/1000 > cpuDefault {
+		cpuDefault = min(float64(lang.CPUMS)/1000, lim.MaxCPUTimeLimit)
+	}
+	s.CPUTimeLimit = num("cpu_time_limit", r.CPUTimeLimit, cpuDefault, 0, lim.MaxCPUTimeLimit, true)
 	s.CPUExtraTime = num("cpu_extra_time", r.CPUExtraTime, lim.CPUExtraTime, 0, lim.MaxCPUExtraTime, true)
 	s.WallTimeLimit = num("wall_time_limit", r.WallTimeLimit, lim.WallTimeLimit, 1, lim.MaxWallTimeLimit, true)
 	memDefault := lim.MemoryLimit

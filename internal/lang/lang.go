@@ -61,6 +61,10 @@ type Language struct {
 type Needs struct {
 	MemoryKB        int64 `json:"memory_kb,omitempty"`
 	CompileMemoryKB int64 `json:"compile_memory_kb,omitempty"`
+	// CPUMS: a JVM starting Clojure's, Groovy's, Scala's or Kotlin's
+	// runtime spends 1.5-2 s of CPU on a hello world alone, more on a
+	// loaded host.
+	CPUMS int64 `json:"cpu_ms,omitempty"`
 	// FileSizeKB: the BEAM's JIT sizes a memory file past a C
 	// program's default file size limit.
 	FileSizeKB int64 `json:"file_size_kb,omitempty"`

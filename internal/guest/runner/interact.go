@@ -117,7 +117,7 @@ func (r *Runner) interact1(ctx context.Context, i int, l, inter lang.Language, d
 	iout := &output{limit: 1 << 62, keep: agentproto.MaxCheckerMessage}
 	iargv := append(append([]string{}, inter.Run...), files...)
 	var mu sync.Mutex
-	var progStart, progEnd, interEnd time.Time
+	var progEnd, interEnd time.Time
 	ispec := phaseSpec{dir: c.dir, name: "interact" + strconv.Itoa(i), argv: iargv, stdin: interR, lim: ilim, user: r.checkerUser(),
 		tmp: c.dir, own: true, started: func() { interR.Close(); interW.Close() },
 		exited: func() { mu.Lock(); interEnd = time.Now(); mu.Unlock() }}
@@ -125,7 +125,7 @@ func (r *Runner) interact1(ctx context.Context, i int, l, inter lang.Language, d
 	progCtx, stopProg := context.WithCancel(ctx)
 	defer stopProg()
 	pspec := phaseSpec{dir: dir, name: "test" + strconv.Itoa(i), argv: pargv, stdin: progR, lim: lim, user: r.jobUser(), own: true,
-		started: func() { mu.Lock(); progStart = time.Now(); mu.Unlock(); progR.Close(); progW.Close() },
+		started: func() { progR.Close(); progW.Close() },
 		exited:  func() { mu.Lock(); progEnd = time.Now(); mu.Unlock() }}
 
 	var prog, ip *agentproto.Phase
@@ -140,6 +140,9 @@ func (r *Runner) interact1(ctx context.Context, i int, l, inter lang.Language, d
 			time.AfterFunc(interactorKill, stopProg)
 		}
 	}()
+	// The program's wall limit runs from just after this: a program killed
+	// for it ended no later than its deadline.
+	progDeadline := time.Now().Add(time.Duration(lim.WallMS) * time.Millisecond)
 	go func() {
 		defer phases.Done()
 		prog = r.phase(progCtx, pspec, progOut, progW, progOut.writer(stderrStream))
@@ -150,10 +153,8 @@ func (r *Runner) interact1(ctx context.Context, i int, l, inter lang.Language, d
 	}
 	// A program killed at its wall limit ended then, before the interactor
 	// saw the end of its input because of it.
-	if prog.TimedOut && !progStart.IsZero() {
-		if deadline := progStart.Add(time.Duration(lim.WallMS) * time.Millisecond); deadline.Before(progEnd) {
-			progEnd = deadline
-		}
+	if prog.TimedOut && progDeadline.Before(progEnd) {
+		progEnd = progDeadline
 	}
 	in := &agentproto.Interaction{InteractorFirst: !interEnd.IsZero() && !progEnd.IsZero() && interEnd.Before(progEnd)}
 	msg := r.interactorMessage(files[1]) + iout.text(stderrStream)
