@@ -62,8 +62,8 @@ type Needs struct {
 	MemoryKB        int64 `json:"memory_kb,omitempty"`
 	CompileMemoryKB int64 `json:"compile_memory_kb,omitempty"`
 	// CPUMS: a JVM starting Clojure's, Groovy's, Scala's or Kotlin's
-	// runtime spends 1.5-2 s of CPU on a hello world alone, more on a
-	// loaded host.
+	// runtime, or the BEAM starting Elixir's, spends 1-4.5 s of CPU on a
+	// program that sums two numbers, more on a loaded host.
 	CPUMS int64 `json:"cpu_ms,omitempty"`
 	// FileSizeKB: the BEAM's JIT sizes a memory file past a C
 	// program's default file size limit.
