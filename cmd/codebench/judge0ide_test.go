@@ -80,7 +80,7 @@ func ideFile(u *url.URL, mods string) string {
 		return filepath.Join("testdata", "judge0-ide", "index.html")
 	case u.Host == ideHost:
 		return filepath.Join("testdata", "judge0-ide", filepath.FromSlash(strings.TrimPrefix(p, "/")))
-	case u.Host != "cdnjs.cloudflare.com":
+	case !strings.HasPrefix(p, "/ajax/libs/"): // the page's CDN, by its paths
 		return ""
 	}
 	for prefix, dir := range map[string]string{
