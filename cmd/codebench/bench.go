@@ -97,20 +97,30 @@ func benchCmd(fs *flag.FlagSet) commandFunc {
 	}
 }
 
-// benchLanguages is bench --languages: every language of the image in use
-// (CODEBENCH_LANGUAGES), n hello worlds each, and the profiles' images.
-func benchLanguages(ctx context.Context, cfg config.Config, n int, asJSON bool) error {
+// openDefault opens the driver the worker would use and its provisioner,
+// for the benchmarks that measure one driver; closeAll releases both.
+func openDefault(ctx context.Context, cfg config.Config) (*bench.Env, *provision.Provisioner, func(), error) {
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	env, closeEnv, err := benchHarness(cfg, quiet).Open(ctx, "")
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
-	defer closeEnv()
 	prov, err := env.Provisioner(ctx)
+	if err != nil {
+		closeEnv()
+		return nil, nil, nil, err
+	}
+	return env, prov, func() { prov.Close(); closeEnv() }, nil
+}
+
+// benchLanguages is bench --languages: every language of the image in use
+// (CODEBENCH_LANGUAGES), n hello worlds each, and the profiles' images.
+func benchLanguages(ctx context.Context, cfg config.Config, n int, asJSON bool) error {
+	env, prov, closeAll, err := openDefault(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer prov.Close()
+	defer closeAll()
 	img, err := image.ForLanguages(cfg.DataDir, cfg.Image, cfg.ImageLanguages)
 	if err != nil {
 		return err
@@ -157,17 +167,11 @@ func benchLanguages(ctx context.Context, cfg config.Config, n int, asJSON bool) 
 
 // benchInteractive is bench --interactive on the default driver.
 func benchInteractive(ctx context.Context, cfg config.Config, n int, asJSON bool) error {
-	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	env, closeEnv, err := benchHarness(cfg, quiet).Open(ctx, "")
+	env, prov, closeAll, err := openDefault(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer closeEnv()
-	prov, err := env.Provisioner(ctx)
-	if err != nil {
-		return err
-	}
-	defer prov.Close()
+	defer closeAll()
 	r, err := bench.MeasureInteractive(ctx, prov, env.Policy, n, 10_000)
 	if err != nil {
 		return err

@@ -17,16 +17,12 @@ import (
 // imageBuildCmd is "image build".
 func imageBuildCmd(fs *flag.FlagSet) commandFunc {
 	agent := fs.String("agent", defaultAgentPath(), "static codebench-agent binary to put in the image")
-	langs := fs.String("languages", "", `language profile: "default", "all" or a comma-separated list (default: the CODEBENCH_LANGUAGES setting)`)
+	langs := languagesFlag(fs)
 	return func(ctx context.Context, cfg config.Config, log *slog.Logger, args []string) error {
 		if len(args) > 0 {
 			return fmt.Errorf("image build takes flags only, not %q", args)
 		}
-		spec := cfg.ImageLanguages
-		if *langs != "" {
-			spec = *langs
-		}
-		table, key, err := lang.Builtin().Profile(spec)
+		table, key, err := profileOf(cfg, *langs)
 		if err != nil {
 			return err
 		}
@@ -47,19 +43,30 @@ func imageBuildCmd(fs *flag.FlagSet) commandFunc {
 // profile's image installs, one line (a benchmark installs them on the
 // host for its native baseline).
 func imagePackagesCmd(fs *flag.FlagSet) commandFunc {
-	langs := fs.String("languages", "", `language profile: "default", "all" or a comma-separated list (default: the CODEBENCH_LANGUAGES setting)`)
+	langs := languagesFlag(fs)
 	return func(ctx context.Context, cfg config.Config, log *slog.Logger, args []string) error {
-		spec := cfg.ImageLanguages
-		if *langs != "" {
-			spec = *langs
-		}
-		table, _, err := lang.Builtin().Profile(spec)
+		table, _, err := profileOf(cfg, *langs)
 		if err != nil {
 			return err
 		}
 		fmt.Println(strings.Join(table.Packages(), " "))
 		return nil
 	}
+}
+
+// languagesFlag is the image commands' --languages.
+func languagesFlag(fs *flag.FlagSet) *string {
+	return fs.String("languages", "", `language profile: "default", "all" or a comma-separated list (default: the CODEBENCH_LANGUAGES setting)`)
+}
+
+// profileOf is the language profile a command's --languages names, else
+// the configuration's, and its key.
+func profileOf(cfg config.Config, flagValue string) (lang.Table, string, error) {
+	spec := cfg.ImageLanguages
+	if flagValue != "" {
+		spec = flagValue
+	}
+	return lang.Builtin().Profile(spec)
 }
 
 // defaultAgentPath is codebench-agent next to this executable.

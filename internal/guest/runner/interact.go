@@ -32,24 +32,13 @@ const interactorKill = 100 * time.Millisecond
 // input and the answer root's and readable by the group, the message file
 // the checker user's own, the only one it may write.
 func (r *Runner) interactFiles(c *checkerDir, test int, input string, answer *string) ([]string, error) {
-	rootFD, err := unix.Open(c.root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("open checker root: %w", err)
-	}
-	defer unix.Close(rootFD)
 	name := "interact" + c.n + "-" + strconv.Itoa(test)
-	if err := unix.Mkdirat(rootFD, name, 0o750); err != nil {
-		return nil, fmt.Errorf("make %s: %w", name, err)
-	}
-	dirFD, err := unix.Openat(rootFD, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	dirFD, err := r.freshDir(c, name)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", name, err)
+		return nil, err
 	}
 	defer unix.Close(dirFD)
 	gid := int(r.CheckerGID)
-	if err := unix.Fchown(dirFD, 0, gid); err != nil {
-		return nil, fmt.Errorf("chown %s: %w", name, err)
-	}
 	type file struct {
 		name, body string
 		uid        int

@@ -349,24 +349,13 @@ var checkerFiles = [3]string{"input.txt", "expected.txt", "output.txt"}
 // relative to a directory opened without following links), root's, readable
 // by the checker's group. It returns their paths.
 func (r *Runner) testFiles(c *checkerDir, test int, bodies [3]string) ([]string, error) {
-	rootFD, err := unix.Open(c.root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("open checker root: %w", err)
-	}
-	defer unix.Close(rootFD)
 	name := "test" + c.n + "-" + strconv.Itoa(test)
-	if err := unix.Mkdirat(rootFD, name, 0o750); err != nil {
-		return nil, fmt.Errorf("make %s: %w", name, err)
-	}
-	dirFD, err := unix.Openat(rootFD, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	dirFD, err := r.freshDir(c, name)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", name, err)
+		return nil, err
 	}
 	defer unix.Close(dirFD)
 	gid := int(r.CheckerGID)
-	if err := unix.Fchown(dirFD, 0, gid); err != nil {
-		return nil, fmt.Errorf("chown %s: %w", name, err)
-	}
 	paths := make([]string, len(checkerFiles))
 	for k, file := range checkerFiles {
 		fd, err := unix.Openat(dirFD, file, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o640)
@@ -382,6 +371,29 @@ func (r *Runner) testFiles(c *checkerDir, test int, bodies [3]string) ([]string,
 		paths[k] = filepath.Join(c.root, name, file)
 	}
 	return paths, nil
+}
+
+// freshDir makes name, a new directory under the check root (root's, the
+// checker's group, mode 0750), without following links, and returns it
+// open: the caller creates files relative to it, and closes it.
+func (r *Runner) freshDir(c *checkerDir, name string) (int, error) {
+	rootFD, err := unix.Open(c.root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open checker root: %w", err)
+	}
+	defer unix.Close(rootFD)
+	if err := unix.Mkdirat(rootFD, name, 0o750); err != nil {
+		return -1, fmt.Errorf("make %s: %w", name, err)
+	}
+	dirFD, err := unix.Openat(rootFD, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open %s: %w", name, err)
+	}
+	if err := unix.Fchown(dirFD, 0, int(r.CheckerGID)); err != nil {
+		unix.Close(dirFD)
+		return -1, fmt.Errorf("chown %s: %w", name, err)
+	}
+	return dirFD, nil
 }
 
 // check1 runs the checker on one test, as the checker's user in its own
