@@ -36,7 +36,7 @@ func benchCmd(fs *flag.FlagSet) commandFunc {
 	local := fs.Bool("local", false, "load through the pool directly instead of through RabbitMQ and a worker")
 	asJSON := fs.Bool("json", false, "print JSON")
 	stream := fs.Bool("stream", false, "also measure hello.c jobs that stream their output, against the same jobs without, through the pool at concurrency 1")
-	tests := fs.Int("tests", 0, "also measure the marginal cost of a test: jobs with 1 test vs with this many (through the pool, at concurrency 1)")
+	tests := fs.Int("tests", 0, "only the cost of a test: -n jobs of this many tests (its anatomy in the agent, against gVisor's own run of the same binaries and natively), a Python hello world's run in a fresh sandbox, judged tests per second")
 	apiBurst := fs.Int("api", 0, "also measure the HTTP API in front of a worker: -n wait=true submissions, then a burst of this many, polled at 200/s (0: none)")
 	python := fs.Bool("python", true, "also a Python hello world load at concurrency 1, with its native baseline")
 	anatomy := fs.Int("anatomy", 5, "hello.c jobs, one sandbox each, one at a time, whose CPU is read by phase and process (0: none)")
@@ -65,7 +65,10 @@ func benchCmd(fs *flag.FlagSet) commandFunc {
 		if *interactive > 0 {
 			return benchInteractive(ctx, cfg, *interactive, *asJSON)
 		}
-		o := bench.Options{N: *n, Pool: *poolSize, Rounds: *rounds, Local: *local, Tests: *tests, Stream: *stream,
+		if *tests > 0 {
+			return benchTests(ctx, cfg, *tests, *n, *asJSON)
+		}
+		o := bench.Options{N: *n, Pool: *poolSize, Rounds: *rounds, Local: *local, Stream: *stream,
 			Anatomy: *anatomy, Python: *python, APIBurst: *apiBurst}
 		for _, f := range strings.Split(*conc, ",") {
 			c, err := strconv.Atoi(strings.TrimSpace(f))
@@ -162,6 +165,29 @@ func benchLanguages(ctx context.Context, cfg config.Config, n int, asJSON bool) 
 		fmt.Printf("| %s | %d | %.2f GiB | %.2f GiB | %.0f s | %.0f s |\n", p.Profile, len(m.Languages), float64(m.TreeBytes)/(1<<30),
 			float64(m.Rootfs.Size)/(1<<30), m.BaseSeconds, m.BuildSeconds)
 	}
+	return nil
+}
+
+// benchTests is bench --tests on the default driver.
+func benchTests(ctx context.Context, cfg config.Config, tests, n int, asJSON bool) error {
+	env, prov, closeAll, err := openDefault(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	o := bench.TestsOptions{Tests: tests, N: n, Floor: 100, RootDir: env.Spec.RootDir, OCIRuntime: env.OCIRuntime}
+	if !asJSON {
+		o.Progress = func(format string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+format+"\n", a...) }
+	}
+	r, err := bench.MeasureTests(ctx, prov, env.Policy, o)
+	if err != nil {
+		return err
+	}
+	r.Driver = env.Name + " (" + env.Detail + ")"
+	if asJSON {
+		return json.NewEncoder(os.Stdout).Encode(r)
+	}
+	fmt.Print(r.Text())
 	return nil
 }
 

@@ -18,8 +18,9 @@ const (
 	MaxArgsBytes = 64 << 10 // all arguments together
 	// MaxCompileOutput bounds the compiler's diagnostics the agent keeps.
 	MaxCompileOutput = 64 << 10
-	// MaxTests bounds a request's test cases.
-	MaxTests = 256
+	// MaxTests bounds a request's test cases (the worker's max_tests is
+	// at most this; the whole-job wall bounds them too).
+	MaxTests = 1024
 	// MaxTotalOutput bounds the output the agent keeps for all the tests of
 	// a request together (each test keeps at most its output limit, and
 	// none once this is used up); it keeps the answer under the frame.
@@ -387,6 +388,19 @@ type RunRequest struct {
 	// RedirectStderr gives the program's runs one pipe for stdout and
 	// stderr: what it writes to either is stdout, in the order written.
 	RedirectStderr bool `json:"redirect_stderr,omitempty"`
+	// Profile asks the agent where its time went (RunResult.Profile): the
+	// benchmarks set it, jobs never do.
+	Profile bool `json:"profile,omitempty"`
+}
+
+// Profile is where the agent's time for a request went: each step's time
+// summed over the request's phases, in microseconds, under a fixed set of
+// names (the runner's), and the offset of each test's start from the
+// request's receipt, at most MaxTests of them.
+type Profile struct {
+	StepsUS      map[string]int64 `json:"steps_us"`
+	Counts       map[string]int   `json:"counts"`
+	TestStartsUS []int64          `json:"test_starts_us,omitempty"`
 }
 
 // Phase outcome of a compile or a run.
@@ -429,4 +443,6 @@ type RunResult struct {
 	// AgentUS is the agent's own time for the request, receipt to answer:
 	// everything spent inside the guest.
 	AgentUS int64 `json:"agent_us"`
+	// Profile is set when the request asked for it.
+	Profile *Profile `json:"profile,omitempty"`
 }

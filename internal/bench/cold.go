@@ -59,26 +59,7 @@ func ColdOCI(ctx context.Context, runtime func(stateDir string) ([]string, error
 		if err := os.Mkdir(bundle, 0o700); err != nil {
 			return Summary{}, 0, err
 		}
-		spec := map[string]any{
-			"ociVersion": "1.0.2",
-			"process": map[string]any{
-				"user": map[string]int{"uid": 0, "gid": 0}, "cwd": "/",
-				"args": []string{"/bin/sh", "-c", script, "sh", p.Code},
-				"env":  []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "LANG=C.UTF-8"},
-			},
-			"root":     map[string]any{"path": rootfs, "readonly": true},
-			"hostname": "cold",
-			"mounts": []map[string]any{
-				{"destination": "/proc", "type": "proc", "source": "proc"},
-				{"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": []string{"mode=1777", "size=64m"}},
-			},
-			"linux": map[string]any{
-				"cgroupsPath": counted.Sub(id),
-				"namespaces":  []map[string]string{{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}},
-			},
-		}
-		b, _ := json.Marshal(spec)
-		if err := os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o600); err != nil {
+		if err := writeBundle(bundle, rootfs, counted.Sub(id), []string{"/bin/sh", "-c", script, "sh", p.Code}); err != nil {
 			return Summary{}, 0, err
 		}
 		rt, err := runtime(filepath.Join(dir, "state"))
@@ -101,4 +82,33 @@ func ColdOCI(ctx context.Context, runtime func(stateDir string) ([]string, error
 		return Summary{}, 0, err
 	}
 	return Summarize("cold runsc "+p.Name, samples), (cpu1 - cpu0) / time.Duration(max(n, 1)), nil
+}
+
+// writeBundle writes bundle's config.json: args as root in /, the image's
+// root tree read-only, a tmpfs /tmp, the namespaces of a sandbox, and the
+// cgroup cgroupsPath ("": the runtime's default).
+func writeBundle(bundle, rootfs, cgroupsPath string, args []string) error {
+	linux := map[string]any{
+		"namespaces": []map[string]string{{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}},
+	}
+	if cgroupsPath != "" {
+		linux["cgroupsPath"] = cgroupsPath
+	}
+	spec := map[string]any{
+		"ociVersion": "1.0.2",
+		"process": map[string]any{
+			"user": map[string]int{"uid": 0, "gid": 0}, "cwd": "/",
+			"args": args,
+			"env":  []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "LANG=C.UTF-8"},
+		},
+		"root":     map[string]any{"path": rootfs, "readonly": true},
+		"hostname": "cold",
+		"mounts": []map[string]any{
+			{"destination": "/proc", "type": "proc", "source": "proc"},
+			{"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": []string{"mode=1777", "size=64m"}},
+		},
+		"linux": linux,
+	}
+	b, _ := json.Marshal(spec)
+	return os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o600)
 }

@@ -152,18 +152,6 @@ func LoadLocalJobs(ctx context.Context, prov *provision.Provisioner, policy job.
 	return r, nil
 }
 
-// TestsJob is a job with tests of a trivial C program (it echoes its input),
-// each test expecting its input back.
-func TestsJob(i, tests int) *job.Job {
-	j := &job.Job{ID: fmt.Sprintf("bench-tests-%d-%d", tests, i), Language: "c",
-		Code: "#include <stdio.h>\nint main(){ int c; while ((c = getchar()) != EOF) putchar(c); return 0; }"}
-	for k := range tests {
-		in := fmt.Sprintf("%d\n", k)
-		j.Tests = append(j.Tests, job.Test{Stdin: in, ExpectedOutput: &in})
-	}
-	return j
-}
-
 // LoadBrokerProgram publishes n jobs running p, c in flight at once, to a
 // running worker, and times publish to final status; the phases come from
 // the statuses' timings.

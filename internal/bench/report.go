@@ -35,9 +35,6 @@ type DriverReport struct {
 	Restore     *VMReport     `json:"restore,omitempty"`
 	RestoreKind string        `json:"restore_kind,omitempty"`
 	Loads       []*LoadReport `json:"loads"`
-	// TestLoads are jobs with 1 test, then with --tests tests (one compile
-	// each), at concurrency 1.
-	TestLoads []*LoadReport `json:"test_loads,omitempty"`
 	// StreamLoads are hello.c jobs without, then with streaming.
 	StreamLoads []*LoadReport `json:"stream_loads,omitempty"`
 	// Anatomy is where one hello.c job's CPU goes, by phase and process.
@@ -182,7 +179,7 @@ func Targets(r *Report) []Target {
 		byName[r.Drivers[i].Name] = &r.Drivers[i]
 	}
 	load := func(d *DriverReport, c int) *LoadReport {
-		for _, l := range append(append(append([]*LoadReport{}, d.Loads...), d.TestLoads...), d.StreamLoads...) {
+		for _, l := range append(append([]*LoadReport{}, d.Loads...), d.StreamLoads...) {
 			if l.Concurrency == c && (l.Program == "" || l.Program == HelloCProgram.Name) {
 				return l
 			}
@@ -210,18 +207,6 @@ func Targets(r *Report) []Target {
 			add(d.Name+": API: accepted submissions not finished", float64(a.Unfinished), 0, false, "")
 			add(d.Name+": API: GET /submissions/{token} p99 while jobs run, at most", ms(a.Polls.P99), 20, false, "ms")
 		}
-	}
-	for _, d := range r.Drivers {
-		if len(d.TestLoads) != 2 {
-			continue
-		}
-		one, many := d.TestLoads[0], d.TestLoads[1]
-		k := float64(many.TestsPerJob - one.TestsPerJob)
-		marginal := float64(many.EndToEnd.P50-one.EndToEnd.P50) / max(k, 1)
-		if one.Compile.P50 > 0 {
-			add(d.Name+": each additional test / compile (p50), at most", marginal/float64(one.Compile.P50), 0.05, false, "x")
-		}
-		add(d.Name+": all tests / one test, end to end (p50), under", float64(many.EndToEnd.P50)/float64(max(one.EndToEnd.P50, 1)), 1.5, false, "x")
 	}
 	// Each driver's own targets, by the measures every report has.
 	var emulator *DriverReport
@@ -267,7 +252,7 @@ func Print(w io.Writer, r *Report) {
 			fmt.Fprintln(w, " ", c.Wall)
 			fmt.Fprintf(w, "    CPU per run: %.3f s (the sandbox's processes, counted in a cgroup)\n", c.CPU.Seconds())
 		}
-		for _, l := range append(append(append([]*LoadReport{}, d.Loads...), d.TestLoads...), d.StreamLoads...) {
+		for _, l := range append(append([]*LoadReport{}, d.Loads...), d.StreamLoads...) {
 			native, nativeCPU := r.Native, r.NativeCPU
 			if l.Program == HelloPythonProgram.Name {
 				native, nativeCPU = Summary{}, 0

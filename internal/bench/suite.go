@@ -31,8 +31,6 @@ type Options struct {
 	Pool, Rounds int
 	// Local loads through the pool directly, not RabbitMQ and a worker.
 	Local bool
-	// Tests, when over 1, measures jobs with 1 test against this many.
-	Tests int
 	// Stream measures hello.c jobs that stream against the same without.
 	Stream bool
 	// Anatomy hello.c jobs have their CPU read by phase and process.
@@ -228,18 +226,6 @@ func runDriver(ctx context.Context, o Options, h Harness, name string) (*DriverR
 			}
 			l.Mode = fmt.Sprintf("local, stream=%v", st)
 			dr.StreamLoads = append(dr.StreamLoads, l)
-		}
-	}
-	if o.Tests > 1 {
-		for _, k := range []int{1, o.Tests} {
-			o.progress("%s: %d jobs with %d test(s) each, one at a time, through a pool of %d", dr.Name, o.N, k, o.Pool)
-			l, err := LoadLocalJobs(ctx, prov, e.Policy, o.Pool, o.N, 1, func(i int) *job.Job { return TestsJob(i, k) },
-				func(st *job.Status) bool { return len(st.Tests) == k })
-			if err != nil {
-				return nil, err
-			}
-			l.Mode, l.TestsPerJob = fmt.Sprintf("local, %d test(s) per job", k), k
-			dr.TestLoads = append(dr.TestLoads, l)
 		}
 	}
 	return dr, nil

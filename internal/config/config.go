@@ -14,6 +14,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/codebench/codebench/internal/agentproto"
 )
 
 // Config is everything the codebench binary can be told.
@@ -354,7 +356,7 @@ func Default() Config {
 			CompileWallMS: 60_000,
 			MaxJobWallMS:  30 * 60_000,
 			MaxRuns:       20,
-			MaxTests:      64,
+			MaxTests:      256,
 		},
 	}
 }
@@ -509,7 +511,7 @@ func (c *Config) Validate() error {
 	check(err == nil, "CODEBENCH_REPLY_TO_PATTERN: %v", err)
 	check(c.Limits.MaxJobWallMS >= c.Limits.CompileWallMS+c.Limits.MaxWallMS,
 		"CODEBENCH_MAX_JOB_WALL_MS must allow at least one compile and one run at their limits")
-	check(c.Limits.MaxTests >= 1 && c.Limits.MaxTests <= 256, "CODEBENCH_MAX_TESTS must be in [1, 256]")
+	check(c.Limits.MaxTests >= 1 && c.Limits.MaxTests <= agentproto.MaxTests, "CODEBENCH_MAX_TESTS must be in [1, %d]", agentproto.MaxTests)
 	n := c.Network
 	check(regexp.MustCompile(`^[a-z0-9]{1,8}$`).MatchString(n.Name), "network_name must be 1-8 of [a-z0-9], not %q", n.Name)
 	sub, err := netip.ParsePrefix(n.Subnet)

@@ -90,6 +90,7 @@ func (r *Runner) Run(ctx context.Context, req *agentproto.RunRequest, progress P
 	if !req.Stream {
 		progress = nil
 	}
+	ctx, prof := withProfiler(ctx, req.Profile)
 	lim := withDefaults(req.Limits)
 	if lim.JobWallMS > 0 {
 		// The whole request's budget: what is left when it is spent is
@@ -99,11 +100,14 @@ func (r *Runner) Run(ctx context.Context, req *agentproto.RunRequest, progress P
 		defer cancel()
 	}
 	job := r.jobUser()
+	t := time.Now()
 	dir, err := r.prepare(l, filepath.Join(r.JobRoot, "run"+r.next()), req.Code, req.Files, job)
 	if err != nil {
 		return nil, err
 	}
+	prof.step("job directory made", t)
 	res := &agentproto.RunResult{Compiled: true}
+	defer func() { res.Profile = prof.result() }()
 	res.Compile, res.CompileOutput, res.Compiled = r.compile(ctx, dir, l, req.CompileFlags, lim, job)
 	if !res.Compiled {
 		return res, nil
@@ -241,7 +245,10 @@ func (r *Runner) compile(ctx context.Context, dir string, l lang.Language, flags
 func (r *Runner) runTests(ctx context.Context, req *agentproto.RunRequest, l lang.Language, checker *lang.Language, dir string, chk *checkerDir,
 	lim agentproto.Limits, s *streamer, res *agentproto.RunResult) {
 	var kept int64
+	prof := profilerOf(ctx)
 	for i, tc := range req.Tests {
+		prof.testStarts()
+		t0 := time.Now()
 		out := newOutput(lim.OutputBytes)
 		argv := append(append([]string{}, l.Run...), tc.Args...)
 		spec := phaseSpec{dir: dir, name: "test" + strconv.Itoa(i), argv: argv, stdin: strings.NewReader(tc.Stdin), lim: lim, user: r.jobUser()}
@@ -251,6 +258,7 @@ func (r *Runner) runTests(ctx context.Context, req *agentproto.RunRequest, l lan
 		}
 		var tr agentproto.TestResult
 		var ph *agentproto.Phase
+		prof.step("test: set-up", t0)
 		if req.Interactor != nil {
 			var iph *agentproto.Phase
 			ph, iph, tr.CheckerMessage, tr.Interaction = r.interact1(ctx, i, l, *checker, dir, chk, tc, lim, out)
@@ -260,6 +268,7 @@ func (r *Runner) runTests(ctx context.Context, req *agentproto.RunRequest, l lan
 				return r.phase(ctx, spec, out, out.writer(stdoutStream), out.writer(errStream(req)))
 			})
 		}
+		t1 := time.Now()
 		stdout, stderr := out.text(stdoutStream), out.text(stderrStream)
 		tr.Phase, tr.OutputKept = *ph, true
 		clean := ph.ExitCode == 0 && ph.Signal == "" && !ph.TimedOut && !ph.OutputLimited && !ph.MemoryLimited
@@ -276,11 +285,13 @@ func (r *Runner) runTests(ctx context.Context, req *agentproto.RunRequest, l lan
 			tr.Matched = &m
 			passed = m
 		}
+		t1 = prof.step("test: judge", t1)
 		room := max(agentproto.MaxTotalOutput-kept, 0)
 		tr.Stdout, tr.Stderr = cutUTF8(stdout, room), cutUTF8(stderr, max(room-int64(len(stdout)), 0))
 		tr.OutputKept = len(tr.Stdout) == len(stdout) && len(tr.Stderr) == len(stderr)
 		kept += int64(len(tr.Stdout) + len(tr.Stderr))
 		res.Tests = append(res.Tests, tr)
+		prof.step("test: keep", t1)
 		if (!passed && req.StopOnFailure) || ctx.Err() != nil {
 			break
 		}
@@ -404,7 +415,9 @@ func (r *Runner) check1(ctx context.Context, i int, checker lang.Language, c *ch
 	if tc.ExpectedOutput != nil {
 		want = *tc.ExpectedOutput
 	}
+	t := time.Now()
 	files, err := r.testFiles(c, i, [3]string{tc.Stdin, want, got})
+	profilerOf(ctx).step("check: files written", t)
 	if err != nil {
 		return &agentproto.Phase{ExitCode: 127}, "codebench: cannot write the checker's files: " + err.Error()
 	}
@@ -501,8 +514,13 @@ type phaseSpec struct {
 // It never returns an error: a process that cannot be started is reported as
 // exit code 127 with the reason on stderr, as a shell would.
 func (r *Runner) phase(ctx context.Context, spec phaseSpec, out *output, stdout, stderr io.Writer) *agentproto.Phase {
+	prof, kind := profilerOf(ctx), phaseKind(spec.name)
 	if r.AfterPhase != nil && !spec.own {
-		defer r.AfterPhase()
+		defer func() {
+			t := time.Now()
+			r.AfterPhase()
+			prof.step(kind+": after phase (sweep the users' processes)", t)
+		}()
 	}
 	if spec.started != nil {
 		once := sync.OnceFunc(spec.started)
@@ -512,6 +530,7 @@ func (r *Runner) phase(ctx context.Context, spec phaseSpec, out *output, stdout,
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(spec.lim.WallMS)*time.Millisecond)
 	defer cancel()
 	var pl PhaseLimits
+	t := time.Now()
 	if r.Limiter != nil {
 		var err error
 		pl, err = r.Limiter.Create(filepath.Base(spec.dir)+"-"+spec.name, spec.lim.MemoryKB, spec.lim.Processes)
@@ -519,7 +538,12 @@ func (r *Runner) phase(ctx context.Context, spec phaseSpec, out *output, stdout,
 			fmt.Fprintf(stderr, "codebench: cgroup: %v\n", err)
 			return &agentproto.Phase{ExitCode: 127}
 		}
-		defer pl.Destroy()
+		defer func() {
+			t := time.Now()
+			pl.Destroy()
+			prof.step(kind+": limits released (cgroup: watchdog stopped, killed, removed)", t)
+		}()
+		t = prof.step(kind+": limits made (cgroup)", t)
 	}
 	cmd, err := r.command(ctx, spec, pl, stdout, stderr)
 	if err != nil {
@@ -528,6 +552,7 @@ func (r *Runner) phase(ctx context.Context, spec phaseSpec, out *output, stdout,
 	}
 	out.onOverflow = func() { _ = killGroup(cmd) }
 
+	t = prof.step(kind+": command built", t)
 	start := time.Now()
 	release, err := r.start(cmd, pl)
 	if spec.started != nil {
@@ -538,18 +563,22 @@ func (r *Runner) phase(ctx context.Context, spec phaseSpec, out *output, stdout,
 		return &agentproto.Phase{ExitCode: 127, WallUS: time.Since(start).Microseconds()}
 	}
 	defer release()
+	t = prof.step(kind+": started (restricted thread, fork, exec)", start)
 	if pl != nil {
 		if err := pl.Started(cmd.Process.Pid, spec.lim); err != nil {
 			_ = killGroup(cmd)
 			fmt.Fprintf(stderr, "codebench: limits: %v\n", err)
 		}
+		t = prof.step(kind+": limits after start (prlimit)", t)
 	}
 	err = cmd.Wait()
 	wall := time.Since(start)
+	t = prof.step(kind+": ran (to exit and the pipes' end)", t)
 	if spec.exited != nil {
 		spec.exited()
 	}
 	_ = killGroup(cmd) // leftovers in the group after the leader exited
+	defer prof.step(kind+": result read", t)
 	ph := result(cmd, err, stderr)
 	ph.WallUS = wall.Microseconds()
 	ph.TimedOut = errors.Is(ctx.Err(), context.DeadlineExceeded)
@@ -569,6 +598,12 @@ func (r *Runner) phase(ctx context.Context, spec phaseSpec, out *output, stdout,
 		}
 	}
 	return ph
+}
+
+// phaseKind is a phase's kind for its profile: its name without the
+// number ("test3": "test").
+func phaseKind(name string) string {
+	return strings.TrimRight(name, "0123456789")
 }
 
 // selfPlacer is a PhaseLimits the program enters through the trampoline:

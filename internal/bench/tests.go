@@ -1,0 +1,382 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/codebench/codebench/internal/agentproto"
+	"github.com/codebench/codebench/internal/execute"
+	"github.com/codebench/codebench/internal/job"
+	"github.com/codebench/codebench/internal/lang"
+	"github.com/codebench/codebench/internal/pool"
+	"github.com/codebench/codebench/internal/provision"
+)
+
+// The cost-per-test benchmark's programs: a C program that reads two
+// numbers and prints their sum, and a C checker that compares the number
+// it printed with the expected one (testlib's argument order).
+const (
+	SumC = `#include <stdio.h>
+int main(void) { long a, b; if (scanf("%ld %ld", &a, &b) != 2) return 1; printf("%ld\n", a + b); return 0; }
+`
+	SumCheckerC = `#include <stdio.h>
+int main(int argc, char **argv) {
+    if (argc < 4) return 3;
+    FILE *e = fopen(argv[2], "r"), *o = fopen(argv[3], "r");
+    long want, got;
+    if (!e || fscanf(e, "%ld", &want) != 1) return 3;
+    if (!o || fscanf(o, "%ld", &got) != 1) { puts("no number"); return 1; }
+    if (got != want) { printf("expected %ld, got %ld\n", want, got); return 1; }
+    puts("ok");
+    return 0;
+}
+`
+)
+
+// TestsOptions are the cost-per-test benchmark's sizes.
+type TestsOptions struct {
+	// Tests per job (the many-test jobs), and jobs of each kind.
+	Tests, N int
+	// Floor runs of each program in the floor's and the native loop.
+	Floor int
+	// OCIRuntime and RootDir: the driver's own runtime and the image's
+	// root tree, for gVisor's own floor (nil: no floor).
+	OCIRuntime func(stateDir string) ([]string, error)
+	RootDir    string
+	Progress   func(format string, a ...any)
+}
+
+// TestsReport is the cost-per-test benchmark's result.
+type TestsReport struct {
+	Driver string `json:"driver"`
+	Tests  int    `json:"tests_per_job"`
+	N      int    `json:"jobs"`
+	// PerTest is the time from one test's start to the next's inside the
+	// agent, over every job's tests (judged by the expected output);
+	// PerTestChecker the same with the checker.
+	PerTest        Summary `json:"per_test"`
+	PerTestChecker Summary `json:"per_test_checker"`
+	// Anatomy is the agent's time per test by step, in microseconds
+	// (means), without and with the checker.
+	Anatomy        map[string]float64 `json:"anatomy_us"`
+	AnatomyChecker map[string]float64 `json:"anatomy_checker_us"`
+	// FloorRun and FloorChecker: gVisor's own, the same binaries run by a
+	// shell with file redirects inside one sandbox of the driver's own
+	// runtime; Native* the same loop on this host (Debian's gcc, python3).
+	FloorRun      Summary `json:"floor_run"`
+	FloorChecker  Summary `json:"floor_checker"`
+	FloorPython   Summary `json:"floor_python"`
+	NativeRun     Summary `json:"native_run"`
+	NativeChecker Summary `json:"native_checker"`
+	NativePython  Summary `json:"native_python"`
+	// Python is a Python hello world's run (the agent's run phase) in a
+	// fresh sandbox of the pool, one job per sandbox.
+	Python Summary `json:"python_fresh"`
+	// TestsPerSecond: jobs of Tests tests through a pool (compile, tests,
+	// a fresh sandbox each), one at a time and two at once.
+	TestsPerSecond1 float64 `json:"tests_per_second_c1"`
+	TestsPerSecond2 float64 `json:"tests_per_second_c2"`
+}
+
+// sumTests are n tests of the sum program, with their expected outputs.
+func sumTests(n int) []job.Test {
+	tests := make([]job.Test, n)
+	for k := range tests {
+		want := strconv.Itoa(2*k+1) + "\n"
+		tests[k] = job.Test{Stdin: fmt.Sprintf("%d %d\n", k, k+1), ExpectedOutput: &want}
+	}
+	return tests
+}
+
+// profiled is a sandbox whose requests ask the agent for its profile.
+type profiled struct {
+	execute.Sandbox
+	last *agentproto.Profile
+}
+
+func (p *profiled) Run(ctx context.Context, req *agentproto.RunRequest, progress func(agentproto.Output)) (*agentproto.RunResult, error) {
+	req.Profile = true
+	res, err := p.Sandbox.Run(ctx, req, progress)
+	if res != nil {
+		p.last = res.Profile
+	}
+	return res, err
+}
+
+// MeasureTests runs the cost-per-test benchmark on prov's sandboxes.
+func MeasureTests(ctx context.Context, prov *provision.Provisioner, policy job.Policy, o TestsOptions) (*TestsReport, error) {
+	progress := func(format string, a ...any) {
+		if o.Progress != nil {
+			o.Progress(format, a...)
+		}
+	}
+	r := &TestsReport{Tests: o.Tests, N: o.N}
+	p := pool.New(pool.Config{Size: 1, MaxBoots: 1}, prov.Provision, quietLog(), nil)
+	p.Start()
+	defer p.Stop()
+	one := func(j *job.Job) (*job.Status, *agentproto.Profile, error) {
+		sb, err := p.Take(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		ps := &profiled{Sandbox: sb}
+		st := execute.Job(ctx, policy, ps, j, nil)
+		_ = sb.Stop(ctx)
+		if st.Status != job.StatusDone || st.Verdict != job.VerdictOK {
+			return nil, nil, fmt.Errorf("job %s: %s %s %s %s", j.ID, st.Status, st.Verdict, st.Message, st.Error)
+		}
+		return st, ps.last, nil
+	}
+	checker := &job.Checker{Language: "c", Code: SumCheckerC}
+	for _, withChecker := range []bool{false, true} {
+		progress("%d jobs of %d tests, checker %v, one sandbox each, one at a time", o.N, o.Tests, withChecker)
+		var gaps []time.Duration
+		steps := map[string]float64{}
+		for i := range o.N {
+			j := &job.Job{ID: fmt.Sprintf("bench-cost-%v-%d", withChecker, i), Language: "c", Code: SumC, Tests: sumTests(o.Tests)}
+			if withChecker {
+				j.Checker = checker
+			}
+			st, prof, err := one(j)
+			if err != nil {
+				return nil, err
+			}
+			if len(st.Tests) != o.Tests {
+				return nil, fmt.Errorf("job %s: %d tests judged of %d", j.ID, len(st.Tests), o.Tests)
+			}
+			if prof == nil {
+				return nil, fmt.Errorf("job %s: the agent sent no profile", j.ID)
+			}
+			for k := 1; k < len(prof.TestStartsUS); k++ {
+				gaps = append(gaps, time.Duration(prof.TestStartsUS[k]-prof.TestStartsUS[k-1])*time.Microsecond)
+			}
+			for name, us := range prof.StepsUS {
+				if isTestStep(name) {
+					steps[name] += float64(us) / float64(o.Tests*o.N)
+				}
+			}
+		}
+		if withChecker {
+			r.PerTestChecker, r.AnatomyChecker = Summarize("per test, checker", gaps), steps
+		} else {
+			r.PerTest, r.Anatomy = Summarize("per test", gaps), steps
+		}
+	}
+	progress("%d Python hello worlds, one fresh sandbox each", o.N)
+	var py []time.Duration
+	for i := range o.N {
+		st, _, err := one(&job.Job{ID: fmt.Sprint("bench-cost-py-", i), Language: "python", Code: HelloPythonProgram.Code})
+		if err != nil {
+			return nil, err
+		}
+		py = append(py, time.Duration(st.ExecDuration)*time.Microsecond)
+	}
+	r.Python = Summarize("python hello, fresh sandbox", py)
+	p.Stop()
+
+	if o.OCIRuntime != nil {
+		progress("gVisor's own: each program %d times by a shell inside one sandbox of the runtime", o.Floor)
+		out, err := runOCIScript(ctx, o.OCIRuntime, o.RootDir, floorScript(o.Floor), floorArgs())
+		if err != nil {
+			return nil, fmt.Errorf("floor: %w", err)
+		}
+		if r.FloorRun, r.FloorChecker, r.FloorPython, err = parseFloor(out); err != nil {
+			return nil, err
+		}
+	}
+	if nativeCommand("gcc") != "" && nativeCommand("python3") != "" && nativeCommand("bash") != "" {
+		progress("native: the same loop on this host, Debian's gcc and python3")
+		out, err := runNativeScript(ctx, floorScript(o.Floor), floorArgs())
+		if err != nil {
+			return nil, fmt.Errorf("native: %w", err)
+		}
+		if r.NativeRun, r.NativeChecker, r.NativePython, err = parseFloor(out); err != nil {
+			return nil, err
+		}
+	}
+	for _, c := range []int{1, 2} {
+		progress("%d jobs of %d tests through a pool of 2, %d at once", 2*o.N, o.Tests, c)
+		l, err := LoadLocalJobs(ctx, prov, policy, 2, 2*o.N, c, func(i int) *job.Job {
+			return &job.Job{ID: fmt.Sprintf("bench-cost-tps-%d-%d", c, i), Language: "c", Code: SumC, Tests: sumTests(o.Tests)}
+		}, func(st *job.Status) bool { return st.Verdict == job.VerdictOK && len(st.Tests) == o.Tests })
+		if err != nil {
+			return nil, err
+		}
+		tps := float64(2*o.N*o.Tests) / l.Seconds
+		if c == 1 {
+			r.TestsPerSecond1 = tps
+		} else {
+			r.TestsPerSecond2 = tps
+		}
+	}
+	return r, nil
+}
+
+// isTestStep is a step of a test's (the program's, the checker's, the
+// test's own), not of the compiles.
+func isTestStep(name string) bool {
+	return strings.HasPrefix(name, "test") || strings.HasPrefix(name, "check")
+}
+
+// floorArgs are the floor script's arguments: the programs' sources and
+// the languages' compile and run commands, from the image's table.
+func floorArgs() []string {
+	c, py := lang.Builtin()["c"], lang.Builtin()["python"]
+	return []string{SumC, SumCheckerC, HelloPythonProgram.Code, c.Source, strings.Join(c.Compile, " "), strings.Join(c.Run, " "), py.Source, strings.Join(py.Run, " ")}
+}
+
+// floorScript compiles the sum program and its checker with the image's
+// C command and runs each n times, then the Python hello world n times,
+// by bash with file redirects, timing each run with bash's own clock (no
+// process for the clock); it prints "kind start end" per run.
+func floorScript(n int) string {
+	return `set -e
+sum="$1" chk="$2" py="$3" csrc="$4" ccompile="$5" crun="$6" pysrc="$7" pyrun="$8"
+mkdir -p p c y
+printf '%s' "$sum" > p/"$csrc"; printf '%s' "$chk" > c/"$csrc"; printf '%s' "$py" > y/"$pysrc"
+(cd p && $ccompile) && (cd c && $ccompile)
+printf '3 4\n' > in.txt; printf '7\n' > exp.txt
+out=()
+cd p
+for ((i = 0; i < ` + strconv.Itoa(n) + `; i++)); do t=$EPOCHREALTIME; $crun < ../in.txt > ../out.txt; u=$EPOCHREALTIME; out+=("run $t $u"); done
+cd ../c
+for ((i = 0; i < ` + strconv.Itoa(n) + `; i++)); do t=$EPOCHREALTIME; $crun ../in.txt ../exp.txt ../out.txt > ../msg.txt; u=$EPOCHREALTIME; out+=("checker $t $u"); done
+cd ../y
+for ((i = 0; i < ` + strconv.Itoa(n) + `; i++)); do t=$EPOCHREALTIME; $pyrun > ../py.txt; u=$EPOCHREALTIME; out+=("python $t $u"); done
+cd ..
+[ "$(cat out.txt)" = 7 ] && [ "$(cat msg.txt)" = ok ] && [ "$(cat py.txt)" = "Hello, World!" ]
+printf '%s\n' "${out[@]}"
+`
+}
+
+// parseFloor reads the floor script's lines into one summary per kind.
+func parseFloor(out []byte) (run, checker, python Summary, err error) {
+	by := map[string][]time.Duration{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 {
+			return run, checker, python, fmt.Errorf("floor printed %q", line)
+		}
+		t, err1 := strconv.ParseFloat(f[1], 64)
+		u, err2 := strconv.ParseFloat(f[2], 64)
+		if err1 != nil || err2 != nil {
+			return run, checker, python, fmt.Errorf("floor printed %q", line)
+		}
+		by[f[0]] = append(by[f[0]], time.Duration((u-t)*1e9))
+	}
+	if len(by["run"]) == 0 || len(by["checker"]) == 0 || len(by["python"]) == 0 {
+		return run, checker, python, fmt.Errorf("floor printed %d lines", len(strings.Split(string(out), "\n")))
+	}
+	return Summarize("run", by["run"]), Summarize("checker", by["checker"]), Summarize("python", by["python"]), nil
+}
+
+// runNativeScript runs script with bash natively in a fresh directory,
+// with Debian's commands first on PATH.
+func runNativeScript(ctx context.Context, script string, args []string) ([]byte, error) {
+	dir, err := os.MkdirTemp("", "codebench-floor-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	cmd := exec.CommandContext(ctx, nativeCommand("bash"), append([]string{"-c", script, "bash"}, args...)...)
+	cmd.Dir = dir
+	cmd.Env = []string{"PATH=" + strings.Join(nativePath, ":"), "HOME=" + dir, "LANG=C.UTF-8", "TMPDIR=" + dir}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s", err, stderr.String())
+	}
+	return out, nil
+}
+
+// Text prints the report: the anatomy and the targets.
+func (r *TestsReport) Text() string {
+	var b strings.Builder
+	ms := func(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/1e6) }
+	met := func(ok bool) string {
+		if ok {
+			return "MET"
+		}
+		return "MISSED"
+	}
+	fmt.Fprintf(&b, "cost of a test, driver %s: %d jobs of %d tests each (C sum program, judged by the expected output; then by a C checker)\n\n", r.Driver, r.N, r.Tests)
+	fmt.Fprintf(&b, "| per test (one test's start to the next's in the agent) | p50 | p90 | p99 |\n| --- | ---: | ---: | ---: |\n")
+	for _, s := range []Summary{r.PerTest, r.PerTestChecker} {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", s.Name, ms(s.P50), ms(s.P90), ms(s.P99))
+	}
+	for _, a := range []struct {
+		title string
+		steps map[string]float64
+	}{{"expected output", r.Anatomy}, {"checker", r.AnatomyChecker}} {
+		fmt.Fprintf(&b, "\nanatomy of a test in the agent (%s), mean per test:\n\n| step | ms |\n| --- | ---: |\n", a.title)
+		names := make([]string, 0, len(a.steps))
+		var total float64
+		for n, us := range a.steps {
+			names = append(names, n)
+			total += us
+		}
+		slices.SortFunc(names, func(x, y string) int { return int(a.steps[y] - a.steps[x]) })
+		for _, n := range names {
+			fmt.Fprintf(&b, "| %s | %.2f |\n", n, a.steps[n]/1000)
+		}
+		fmt.Fprintf(&b, "| all steps | %.2f |\n", total/1000)
+	}
+	fmt.Fprintf(&b, "\n| the same binaries by a shell with file redirects, p50 | gVisor's own (one sandbox) | native |\n| --- | ---: | ---: |\n")
+	fmt.Fprintf(&b, "| sum < in.txt > out.txt | %s | %s |\n", ms(r.FloorRun.P50), ms(r.NativeRun.P50))
+	fmt.Fprintf(&b, "| checker in.txt exp.txt out.txt | %s | %s |\n", ms(r.FloorChecker.P50), ms(r.NativeChecker.P50))
+	fmt.Fprintf(&b, "| python3 main.py (repeated) | %s | %s |\n", ms(r.FloorPython.P50), ms(r.NativePython.P50))
+	fmt.Fprintf(&b, "| python3 main.py, the run in a fresh codebench sandbox | %s | |\n", ms(r.Python.P50))
+	x := func(a, b time.Duration) float64 { return float64(a) / float64(max(b, 1)) }
+	fmt.Fprintf(&b, "\ntargets:\n")
+	if r.FloorRun.N > 0 {
+		fmt.Fprintf(&b, "- per extra test p50 %s = %.2fx gVisor's own run (%s), %.1fx native; target <= 1.3x: %s\n",
+			ms(r.PerTest.P50), x(r.PerTest.P50, r.FloorRun.P50), ms(r.FloorRun.P50), x(r.PerTest.P50, r.NativeRun.P50), met(x(r.PerTest.P50, r.FloorRun.P50) <= 1.3))
+		both := r.FloorRun.P50 + r.FloorChecker.P50
+		fmt.Fprintf(&b, "- with a checker p50 %s = %.2fx gVisor's own run plus the checker's (%s), %.1fx native; target <= 1.3x: %s\n",
+			ms(r.PerTestChecker.P50), x(r.PerTestChecker.P50, both), ms(both), x(r.PerTestChecker.P50, r.NativeRun.P50+r.NativeChecker.P50), met(x(r.PerTestChecker.P50, both) <= 1.3))
+		fmt.Fprintf(&b, "- Python hello's run in a fresh sandbox p50 %s = %.2fx gVisor's own repeated run (%s), %.1fx native; target <= 1.3x: %s\n",
+			ms(r.Python.P50), x(r.Python.P50, r.FloorPython.P50), ms(r.FloorPython.P50), x(r.Python.P50, r.NativePython.P50), met(x(r.Python.P50, r.FloorPython.P50) <= 1.3))
+	}
+	fmt.Fprintf(&b, "- judged tests per second (%d-test jobs, compile and a fresh sandbox each, pool of 2): %.1f one at a time, %.1f two at once (target: 2.5x the figure before, measured in the same hour)\n",
+		r.Tests, r.TestsPerSecond1, r.TestsPerSecond2)
+	return b.String()
+}
+
+// runOCIScript runs script with bash in a new sandbox of the runtime, on
+// the image's root tree (read-only) with a tmpfs /tmp as its working
+// directory, and returns its output.
+func runOCIScript(ctx context.Context, runtime func(stateDir string) ([]string, error), rootfs, script string, args []string) ([]byte, error) {
+	dir, err := os.MkdirTemp("", "codebench-floor-runsc-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	id := fmt.Sprintf("floor-%d", os.Getpid())
+	bundle := filepath.Join(dir, id)
+	if err := os.Mkdir(bundle, 0o700); err != nil {
+		return nil, err
+	}
+	if err := writeBundle(bundle, rootfs, "", append([]string{"/bin/bash", "-c", "cd /tmp && " + script, "bash"}, args...)); err != nil {
+		return nil, err
+	}
+	rt, err := runtime(filepath.Join(dir, "state"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, rt[0], append(rt[1:], "run", "--bundle", bundle, id)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("runsc run: %w: %s", err, stderr.String())
+	}
+	return out, nil
+}
