@@ -124,6 +124,10 @@ func serve(args []string) error {
 		Exec:       []string{boot.AgentPath, "exec"},
 		AfterPhase: func() { boot.KillUser(jobUID); boot.KillUser(checkerUID) },
 	}
+	defer r.Close()
+	if err := r.Warm(); err != nil {
+		log.Warn("the job launcher could not be made ahead; each job tries again", "err", err)
+	}
 	srv := &agent.Server{
 		Hello:  agentproto.HelloInfo{Agent: "codebench-agent", Kernel: boot.KernelRelease(), Languages: langs.Names()},
 		Runner: r,

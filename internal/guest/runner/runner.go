@@ -68,8 +68,9 @@ type Runner struct {
 	// filter (the agent sets it; tests on a host may not).
 	Restrict bool
 
-	mu  sync.Mutex // guards seq
-	seq int
+	mu     sync.Mutex // guards seq, launch
+	seq    int
+	launch *launcher // with Restrict: where phases start (see start)
 }
 
 // ErrBadRequest marks requests the runner refuses before running anything.
@@ -554,7 +555,7 @@ func (r *Runner) phase(ctx context.Context, spec phaseSpec, out *output, stdout,
 
 	t = prof.step(kind+": command built", t)
 	start := time.Now()
-	release, err := r.start(cmd, pl)
+	err = r.start(cmd, pl)
 	if spec.started != nil {
 		spec.started()
 	}
@@ -562,7 +563,6 @@ func (r *Runner) phase(ctx context.Context, spec phaseSpec, out *output, stdout,
 		fmt.Fprintf(stderr, "start %s: %v\n", spec.argv[0], err)
 		return &agentproto.Phase{ExitCode: 127, WallUS: time.Since(start).Microseconds()}
 	}
-	defer release()
 	t = prof.step(kind+": started (restricted thread, fork, exec)", start)
 	if pl != nil {
 		if err := pl.Started(cmd.Process.Pid, spec.lim); err != nil {
@@ -622,38 +622,109 @@ type cpuCounter interface {
 	CPUUS() (user, sys int64, ok bool)
 }
 
-// start starts cmd from a goroutine locked to a thread of its own, which is
-// discarded afterwards: with Restrict the thread gets no_new_privs and the
-// job seccomp filter, the limiter places it (or the child), and the child
-// inherits all of it from the fork on. The thread must outlive the child
-// (the child's parent-death signal follows the thread that forked it): the
-// caller calls the returned release once the child was waited for.
-func (r *Runner) start(cmd *exec.Cmd, pl PhaseLimits) (release func(), err error) {
+// start starts cmd: with Restrict from the runner's launcher thread, which
+// has no_new_privs and the job seccomp filter, so that the child inherits
+// both from the fork on; the limiter places it (or the child). The thread
+// outlives every child it forks (the child's parent-death signal follows
+// the thread that forked it): it ends with Close.
+func (r *Runner) start(cmd *exec.Cmd, pl PhaseLimits) error {
 	startIn := cmd.Start
 	if pl != nil {
 		startIn = func() error { return pl.Start(cmd) }
 	}
 	if !r.Restrict {
-		return func() {}, startIn()
+		return startIn()
 	}
-	errc := make(chan error, 1)
-	done := make(chan struct{})
+	l, err := r.launcherOnce()
+	if err != nil {
+		return err
+	}
+	return l.do(startIn)
+}
+
+// Warm makes ahead of the first job what every job needs and a fresh
+// runner would otherwise make on the job's path: the launcher thread and
+// its seccomp filter (gVisor compiles a filter and builds its verdict
+// cache when it is installed: ~7 ms here).
+func (r *Runner) Warm() error {
+	if !r.Restrict {
+		return nil
+	}
+	_, err := r.launcherOnce()
+	return err
+}
+
+// Close stops the launcher thread, if there is one; the runner makes a
+// new one if it runs again.
+func (r *Runner) Close() {
+	r.mu.Lock()
+	l := r.launch
+	r.launch = nil
+	r.mu.Unlock()
+	if l != nil {
+		l.stop()
+	}
+}
+
+// launcherOnce is the runner's launcher, started on first use.
+func (r *Runner) launcherOnce() (*launcher, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.launch != nil {
+		return r.launch, nil
+	}
+	l, err := startLauncher()
+	if err != nil {
+		return nil, fmt.Errorf("restrict the job: %w", err)
+	}
+	r.launch = l
+	return l, nil
+}
+
+// launcher is a goroutine locked to an OS thread of its own that was
+// restricted once (no_new_privs and the job filter) and then only runs
+// the starts it is given: every process forked from it is restricted from
+// its first instruction. Restricting a fresh thread per phase cost a
+// filter install per phase, the largest part of a test's set-up under
+// gVisor (docs/BENCHMARKS.md, "The cost of a test").
+type launcher struct {
+	work chan func()
+	done chan struct{}
+}
+
+func startLauncher() (*launcher, error) {
+	l := &launcher{work: make(chan func()), done: make(chan struct{})}
+	ready := make(chan error, 1)
 	go func() {
+		defer close(l.done)
 		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
 		if err := restrictThread(); err != nil {
-			errc <- fmt.Errorf("restrict the job: %w", err)
+			ready <- err
 			return
 		}
-		err := startIn()
-		errc <- err
-		if err == nil {
-			<-done
+		ready <- nil
+		for f := range l.work {
+			f()
 		}
 	}()
-	if err := <-errc; err != nil {
-		return func() {}, err
+	if err := <-ready; err != nil {
+		<-l.done
+		return nil, err
 	}
-	return func() { close(done) }, nil
+	return l, nil
+}
+
+// do runs f on the launcher's thread.
+func (l *launcher) do(f func() error) error {
+	errc := make(chan error, 1)
+	l.work <- func() { errc <- f() }
+	return <-errc
+}
+
+// stop ends the launcher and its thread, and waits for it.
+func (l *launcher) stop() {
+	close(l.work)
+	<-l.done
 }
 
 // command builds the process of a phase: the job user, its own process

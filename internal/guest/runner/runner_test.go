@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -37,7 +38,9 @@ func newRunner(t *testing.T) *Runner {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Runner{Languages: lang.Builtin(), JobRoot: t.TempDir(), Exec: []string{exe, "trampoline"}}
+	r := &Runner{Languages: lang.Builtin(), JobRoot: t.TempDir(), Exec: []string{exe, "trampoline"}}
+	t.Cleanup(r.Close)
+	return r
 }
 
 func TestRunOnHost(t *testing.T) {
@@ -256,6 +259,58 @@ func TestJavaClassFromTheSource(t *testing.T) {
 		Code: "public class Solution { public static void main(String[] a) { System.out.println(\"solved \" + a[0]); } }"}, nil)
 	if err != nil || !res.Compiled || res.Stdout != "solved x\n" {
 		t.Fatalf("%v %+v compile %q", err, res, res.CompileOutput)
+	}
+}
+
+// TestLauncher: with Restrict every phase starts from one launcher thread
+// (one filter install for the runner's life): the job is restricted, a
+// thread of the runner's own process is not, and after Close a next run
+// starts a new launcher.
+func TestLauncher(t *testing.T) {
+	r := newRunner(t)
+	r.Restrict = true
+	if err := r.Warm(); err != nil {
+		t.Fatal(err)
+	}
+	first := r.launch
+	ctx := context.Background()
+	seccomp := func(status string) string {
+		for _, line := range strings.Split(status, "\n") {
+			if strings.HasPrefix(line, "Seccomp:") {
+				return strings.TrimSpace(strings.TrimPrefix(line, "Seccomp:"))
+			}
+		}
+		return "?"
+	}
+	for i := range 2 {
+		res, err := r.Run(ctx, &agentproto.RunRequest{Language: "python", Code: "print(open('/proc/self/status').read())"}, nil)
+		if err != nil || res.Run.ExitCode != 0 {
+			t.Fatalf("%v %+v", err, res)
+		}
+		if got := seccomp(res.Stdout); got != "2" {
+			t.Fatalf("run %d: the job's Seccomp: %s, want 2 (filter)", i, got)
+		}
+		if r.launch != first {
+			t.Fatalf("run %d: a new launcher", i)
+		}
+	}
+	own := make(chan string)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		b, _ := os.ReadFile("/proc/thread-self/status")
+		own <- seccomp(string(b))
+	}()
+	if got := <-own; got != "0" {
+		t.Fatalf("a thread of the runner's own: Seccomp: %s, want 0", got)
+	}
+	r.Close()
+	if r.launch != nil {
+		t.Fatal("Close left the launcher")
+	}
+	res, err := r.Run(ctx, &agentproto.RunRequest{Language: "python", Code: "print(open('/proc/self/status').read())"}, nil)
+	if err != nil || seccomp(res.Stdout) != "2" || r.launch == nil || r.launch == first {
+		t.Fatalf("after Close: %v %+v", err, res)
 	}
 }
 

@@ -4,7 +4,6 @@ package runner
 
 import (
 	"fmt"
-	"slices"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -183,25 +182,24 @@ func verdicts() map[uint32]verdict {
 	return m
 }
 
-// filterBucket is how many call numbers the filter compares one by one
-// once a range check has picked their bucket.
-const filterBucket = 16
-
-// jobFilter assembles the filter: the architecture, then the call number
-// looked up in buckets of sorted numbers (a chain of range checks, then at
-// most filterBucket comparisons), each number's verdict a return or a jump
-// to the block that checks its first argument; ENOSYS for the rest.
+// jobFilter assembles the filter: the architecture, then a binary search
+// on the call number over the runs of consecutive numbers that share a
+// verdict, each run's verdict a return, or a jump to the block that checks
+// the call's first argument; ENOSYS for the numbers on no list.
 //
-// The lookup is short on purpose: gVisor evaluates the filter for every
-// call number on every clone (it caches the verdicts that depend on the
-// number alone), so a linear list of ~300 comparisons cost a job's sandbox
-// ~100 ms of CPU per hello.c compile (docs/BENCHMARKS.md).
+// The filter is short and a decision takes ~20 instructions on purpose:
+// gVisor compiles a filter when it is installed and evaluates it for every
+// call number on every clone (to cache the verdicts that depend on the
+// number alone), so its length and its paths are paid for by every process
+// a job starts: the earlier lookup in buckets (727 instructions) cost ~7 ms
+// per install and ~2 ms per fork, a linear list of ~300 comparisons before
+// it ~100 ms of CPU per hello.c compile (docs/BENCHMARKS.md).
 func jobFilter() []unix.SockFilter {
 	stmt := func(code uint16, k uint32) unix.SockFilter { return unix.SockFilter{Code: code, K: k} }
 	jump := func(code uint16, k uint32, jt, jf uint8) unix.SockFilter {
 		return unix.SockFilter{Code: code, K: k, Jt: jt, Jf: jf}
 	}
-	head := []unix.SockFilter{
+	prog := []unix.SockFilter{
 		stmt(bpfLdW, offArch),
 		jump(bpfJeq, unix.AUDIT_ARCH_X86_64, 1, 0),
 		stmt(bpfRet, retKill), // another ABI's syscall numbers: never
@@ -229,63 +227,71 @@ func jobFilter() []unix.SockFilter {
 		vFamily:    oneOf(allowedFamilies, unix.EAFNOSUPPORT),
 		vPersona:   oneOf(allowedPersonalities, unix.EPERM),
 	}
-	rets := map[verdict]uint32{vAllow: retAllow, vDeny: retErrno(unix.EPERM), vNoSys: retErrno(unix.ENOSYS)}
+	rets := map[verdict]uint32{vNone: retErrno(unix.ENOSYS), vAllow: retAllow, vDeny: retErrno(unix.EPERM), vNoSys: retErrno(unix.ENOSYS)}
 
+	// The runs: from each start, every number up to the next start has
+	// the run's verdict (ENOSYS and "on no list" are one verdict).
+	type run struct {
+		start uint32
+		v     verdict
+	}
 	m := verdicts()
-	nrs := make([]uint32, 0, len(m))
-	for nr := range m {
-		nrs = append(nrs, nr)
-	}
-	slices.Sort(nrs)
-	var buckets [][]uint32
-	for len(nrs) > 0 {
-		n := min(filterBucket, len(nrs))
-		buckets = append(buckets, nrs[:n])
-		nrs = nrs[n:]
-	}
-	// Laid out as: the chain (from the highest bucket down: "nr >= lowest
-	// of the bucket?" then a long jump to it), ENOSYS, the buckets, the
-	// blocks. Offsets are filled in once every part's place is known.
-	type fix struct {
-		at     int     // the instruction to patch
-		bucket int     // jump to this bucket's start, or
-		block  verdict // to this block's (bucket < 0)
-	}
-	var prog []unix.SockFilter
-	var fixes []fix
-	prog = append(prog, head...)
-	for b := len(buckets) - 1; b >= 0; b-- {
-		prog = append(prog, jump(unix.BPF_JMP|unix.BPF_JGE|unix.BPF_K, buckets[b][0], 0, 1))
-		fixes = append(fixes, fix{at: len(prog), bucket: b})
-		prog = append(prog, stmt(unix.BPF_JMP|unix.BPF_JA, 0))
-	}
-	prog = append(prog, stmt(bpfRet, retErrno(unix.ENOSYS)))
-	bucketAt := make([]int, len(buckets))
-	for b, bucket := range buckets {
-		bucketAt[b] = len(prog)
-		for _, nr := range bucket {
-			prog = append(prog, jump(bpfJeq, nr, 0, 1))
-			v := m[nr]
-			if r, ok := rets[v]; ok {
-				prog = append(prog, stmt(bpfRet, r))
-				continue
-			}
-			fixes = append(fixes, fix{at: len(prog), bucket: -1, block: v})
-			prog = append(prog, stmt(unix.BPF_JMP|unix.BPF_JA, 0))
+	same := func(v verdict) verdict {
+		if v == vNoSys {
+			return vNone
 		}
-		prog = append(prog, stmt(bpfRet, retErrno(unix.ENOSYS)))
+		return v
 	}
+	top := uint32(0)
+	for nr := range m {
+		top = max(top, nr)
+	}
+	runs := []run{{0, same(m[0])}}
+	for nr := uint32(1); nr <= top+1; nr++ {
+		if v := same(m[nr]); v != runs[len(runs)-1].v || blocks[v] != nil {
+			runs = append(runs, run{nr, v}) // an argument's number is a run of its own
+		}
+	}
+
+	// Jumps to the blocks are patched once the blocks' places are known.
+	type fix struct {
+		at int
+		v  verdict
+	}
+	var fixes []fix
+	// search emits the decision among runs[lo:hi], the number in A and at
+	// least runs[lo].start: the left half inline after the comparison,
+	// then the right half, the comparison's true branch.
+	var search func(lo, hi int)
+	search = func(lo, hi int) {
+		if hi-lo == 1 {
+			if r, ok := rets[runs[lo].v]; ok {
+				prog = append(prog, stmt(bpfRet, r))
+			} else {
+				fixes = append(fixes, fix{at: len(prog), v: runs[lo].v})
+				prog = append(prog, stmt(unix.BPF_JMP|unix.BPF_JA, 0))
+			}
+			return
+		}
+		mid := (lo + hi) / 2
+		at := len(prog)
+		prog = append(prog, jump(unix.BPF_JMP|unix.BPF_JGE|unix.BPF_K, runs[mid].start, 0, 0))
+		search(lo, mid)
+		off := len(prog) - at - 1
+		if off > 0xff {
+			panic("seccomp filter: a conditional jump too far") // TestJobFilter guards it
+		}
+		prog[at].Jt = uint8(off)
+		search(mid, hi)
+	}
+	search(0, len(runs))
 	blockAt := map[verdict]int{}
 	for _, v := range []verdict{vNamespace, vFamily, vPersona} {
 		blockAt[v] = len(prog)
 		prog = append(prog, blocks[v]...)
 	}
 	for _, f := range fixes {
-		to := blockAt[f.block]
-		if f.bucket >= 0 {
-			to = bucketAt[f.bucket]
-		}
-		prog[f.at].K = uint32(to - f.at - 1) // BPF_JA counts from the next instruction
+		prog[f.at].K = uint32(blockAt[f.v] - f.at - 1) // BPF_JA counts from the next instruction
 	}
 	return prog
 }
