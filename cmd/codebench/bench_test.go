@@ -88,3 +88,41 @@ func TestBenchShort(t *testing.T) {
 	t.Logf("gvisor: start p50 %s, e2e p50 %s; qemu-tcg: cold %s restore %s, e2e p50 %s",
 		gv.Start.Ready.P50, gv.Loads[0].EndToEnd.P50, tcg.Start.Ready.P50, tcg.Restore.Ready.P50, tcg.Loads[0].EndToEnd.P50)
 }
+
+// TestBenchTests runs "codebench bench --tests" small: every figure of the
+// cost-per-test report is measured (the per-test gaps of each job, the
+// agent's anatomy by step, gVisor's own floor and the native loop, the
+// Python runs, tests per second at both concurrencies).
+func TestBenchTests(t *testing.T) {
+	vm := testenv.NeedVM(t)
+	testenv.NeedGVisor(t)
+	cmd := exec.Command(binary, "bench", "--tests", "6", "-n", "2", "--json")
+	cmd.Env = append(os.Environ(), "CODEBENCH_RUN_DIR="+filepath.Join(vm.RunDir, "bt"), "CODEBENCH_DRIVER=gvisor")
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("bench --tests: %v\n%s", err, stderr)
+	}
+	var r bench.TestsReport
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("bench JSON: %v\n%s", err, out)
+	}
+	// 2 jobs of 6 tests: 5 gaps each; the floors three times 100 runs.
+	if r.PerTest.N != 10 || r.PerTestChecker.N != 10 || r.PerTest.P50 <= 0 || r.Python.N != 2 {
+		t.Fatalf("per test: %+v %+v %+v", r.PerTest, r.PerTestChecker, r.Python)
+	}
+	if r.FloorRun.N != 300 || r.FloorChecker.N != 300 || r.FloorPython.N != 300 || r.FloorRun.P50 <= 0 {
+		t.Fatalf("floor: %+v %+v %+v", r.FloorRun, r.FloorChecker, r.FloorPython)
+	}
+	for _, step := range []string{"test: started (restricted thread, fork, exec)", "test: ran (to exit and the pipes' end)"} {
+		if r.Anatomy[step] <= 0 || r.AnatomyChecker["check: "+step[len("test: "):]] <= 0 {
+			t.Fatalf("anatomy has no %q: %v %v", step, r.Anatomy, r.AnatomyChecker)
+		}
+	}
+	if r.TestsPerSecond1 <= 0 || r.TestsPerSecond2 <= 0 {
+		t.Fatalf("tests per second: %v %v", r.TestsPerSecond1, r.TestsPerSecond2)
+	}
+}

@@ -15,7 +15,6 @@ import (
 	"github.com/codebench/codebench/internal/execute"
 	"github.com/codebench/codebench/internal/job"
 	"github.com/codebench/codebench/internal/lang"
-	"github.com/codebench/codebench/internal/pool"
 	"github.com/codebench/codebench/internal/provision"
 )
 
@@ -118,11 +117,11 @@ func MeasureTests(ctx context.Context, prov *provision.Provisioner, policy job.P
 		}
 	}
 	r := &TestsReport{Tests: o.Tests, N: o.N}
-	p := pool.New(pool.Config{Size: 1, MaxBoots: 1}, prov.Provision, quietLog(), nil)
-	p.Start()
-	defer p.Stop()
+	// One fresh sandbox per job, started before the job and not during it
+	// (a pool would start the next one while the job runs: gVisor's own
+	// floor has no such neighbour).
 	one := func(j *job.Job) (*job.Status, *agentproto.Profile, error) {
-		sb, err := p.Take(ctx)
+		sb, err := prov.Provision(ctx)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -133,6 +132,33 @@ func MeasureTests(ctx context.Context, prov *provision.Provisioner, policy job.P
 			return nil, nil, fmt.Errorf("job %s: %s %s %s %s", j.ID, st.Status, st.Verdict, st.Message, st.Error)
 		}
 		return st, ps.last, nil
+	}
+	// The floors: before the jobs, between their kinds, after them, and
+	// their samples pooled, so that both sides see the same hour's machine.
+	floor, native := map[string][]time.Duration{}, map[string][]time.Duration{}
+	floors := func() error {
+		if o.OCIRuntime != nil {
+			progress("gVisor's own: each program %d times by a shell inside one sandbox of the runtime", o.Floor)
+			out, err := runOCIScript(ctx, o.OCIRuntime, o.RootDir, floorScript(o.Floor), floorArgs())
+			if err != nil {
+				return fmt.Errorf("floor: %w", err)
+			}
+			if err := parseFloor(out, floor); err != nil {
+				return err
+			}
+		}
+		if nativeCommand("gcc") != "" && nativeCommand("python3") != "" && nativeCommand("bash") != "" {
+			progress("native: the same loop on this host, Debian's gcc and python3")
+			out, err := runNativeScript(ctx, floorScript(o.Floor), floorArgs())
+			if err != nil {
+				return fmt.Errorf("native: %w", err)
+			}
+			return parseFloor(out, native)
+		}
+		return nil
+	}
+	if err := floors(); err != nil {
+		return nil, err
 	}
 	checker := &job.Checker{Language: "c", Code: SumCheckerC}
 	for _, withChecker := range []bool{false, true} {
@@ -167,6 +193,9 @@ func MeasureTests(ctx context.Context, prov *provision.Provisioner, policy job.P
 			r.PerTestChecker, r.AnatomyChecker = Summarize("per test, checker", gaps), steps
 		} else {
 			r.PerTest, r.Anatomy = Summarize("per test", gaps), steps
+			if err := floors(); err != nil {
+				return nil, err
+			}
 		}
 	}
 	progress("%d Python hello worlds, one fresh sandbox each", o.N)
@@ -179,28 +208,12 @@ func MeasureTests(ctx context.Context, prov *provision.Provisioner, policy job.P
 		py = append(py, time.Duration(st.ExecDuration)*time.Microsecond)
 	}
 	r.Python = Summarize("python hello, fresh sandbox", py)
-	p.Stop()
+	if err := floors(); err != nil {
+		return nil, err
+	}
+	r.FloorRun, r.FloorChecker, r.FloorPython = Summarize("run", floor["run"]), Summarize("checker", floor["checker"]), Summarize("python", floor["python"])
+	r.NativeRun, r.NativeChecker, r.NativePython = Summarize("run", native["run"]), Summarize("checker", native["checker"]), Summarize("python", native["python"])
 
-	if o.OCIRuntime != nil {
-		progress("gVisor's own: each program %d times by a shell inside one sandbox of the runtime", o.Floor)
-		out, err := runOCIScript(ctx, o.OCIRuntime, o.RootDir, floorScript(o.Floor), floorArgs())
-		if err != nil {
-			return nil, fmt.Errorf("floor: %w", err)
-		}
-		if r.FloorRun, r.FloorChecker, r.FloorPython, err = parseFloor(out); err != nil {
-			return nil, err
-		}
-	}
-	if nativeCommand("gcc") != "" && nativeCommand("python3") != "" && nativeCommand("bash") != "" {
-		progress("native: the same loop on this host, Debian's gcc and python3")
-		out, err := runNativeScript(ctx, floorScript(o.Floor), floorArgs())
-		if err != nil {
-			return nil, fmt.Errorf("native: %w", err)
-		}
-		if r.NativeRun, r.NativeChecker, r.NativePython, err = parseFloor(out); err != nil {
-			return nil, err
-		}
-	}
 	for _, c := range []int{1, 2} {
 		progress("%d jobs of %d tests through a pool of 2, %d at once", 2*o.N, o.Tests, c)
 		l, err := LoadLocalJobs(ctx, prov, policy, 2, 2*o.N, c, func(i int) *job.Job {
@@ -256,25 +269,26 @@ printf '%s\n' "${out[@]}"
 `
 }
 
-// parseFloor reads the floor script's lines into one summary per kind.
-func parseFloor(out []byte) (run, checker, python Summary, err error) {
-	by := map[string][]time.Duration{}
+// parseFloor reads the floor script's lines into samples by kind.
+func parseFloor(out []byte, into map[string][]time.Duration) error {
+	n := 0
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		f := strings.Fields(line)
 		if len(f) != 3 {
-			return run, checker, python, fmt.Errorf("floor printed %q", line)
+			return fmt.Errorf("floor printed %q", line)
 		}
 		t, err1 := strconv.ParseFloat(f[1], 64)
 		u, err2 := strconv.ParseFloat(f[2], 64)
 		if err1 != nil || err2 != nil {
-			return run, checker, python, fmt.Errorf("floor printed %q", line)
+			return fmt.Errorf("floor printed %q", line)
 		}
-		by[f[0]] = append(by[f[0]], time.Duration((u-t)*1e9))
+		into[f[0]] = append(into[f[0]], time.Duration((u-t)*1e9))
+		n++
 	}
-	if len(by["run"]) == 0 || len(by["checker"]) == 0 || len(by["python"]) == 0 {
-		return run, checker, python, fmt.Errorf("floor printed %d lines", len(strings.Split(string(out), "\n")))
+	if n == 0 {
+		return fmt.Errorf("floor printed nothing")
 	}
-	return Summarize("run", by["run"]), Summarize("checker", by["checker"]), Summarize("python", by["python"]), nil
+	return nil
 }
 
 // runNativeScript runs script with bash natively in a fresh directory,
@@ -329,11 +343,15 @@ func (r *TestsReport) Text() string {
 		}
 		fmt.Fprintf(&b, "| all steps | %.2f |\n", total/1000)
 	}
-	fmt.Fprintf(&b, "\n| the same binaries by a shell with file redirects, p50 | gVisor's own (one sandbox) | native |\n| --- | ---: | ---: |\n")
-	fmt.Fprintf(&b, "| sum < in.txt > out.txt | %s | %s |\n", ms(r.FloorRun.P50), ms(r.NativeRun.P50))
-	fmt.Fprintf(&b, "| checker in.txt exp.txt out.txt | %s | %s |\n", ms(r.FloorChecker.P50), ms(r.NativeChecker.P50))
-	fmt.Fprintf(&b, "| python3 main.py (repeated) | %s | %s |\n", ms(r.FloorPython.P50), ms(r.NativePython.P50))
-	fmt.Fprintf(&b, "| python3 main.py, the run in a fresh codebench sandbox | %s | |\n", ms(r.Python.P50))
+	fmt.Fprintf(&b, "\n| the same binaries by a shell with file redirects | gVisor's own (one sandbox) p50 | p90 | native p50 | p90 |\n| --- | ---: | ---: | ---: | ---: |\n")
+	for _, row := range []struct {
+		name     string
+		floor, n Summary
+	}{{"sum < in.txt > out.txt", r.FloorRun, r.NativeRun}, {"checker in.txt exp.txt out.txt", r.FloorChecker, r.NativeChecker},
+		{"python3 main.py (repeated)", r.FloorPython, r.NativePython}} {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", row.name, ms(row.floor.P50), ms(row.floor.P90), ms(row.n.P50), ms(row.n.P90))
+	}
+	fmt.Fprintf(&b, "| python3 main.py, the run in a fresh codebench sandbox | %s | %s | | |\n", ms(r.Python.P50), ms(r.Python.P90))
 	x := func(a, b time.Duration) float64 { return float64(a) / float64(max(b, 1)) }
 	fmt.Fprintf(&b, "\ntargets:\n")
 	if r.FloorRun.N > 0 {
