@@ -175,7 +175,7 @@ func benchTests(ctx context.Context, cfg config.Config, tests, n int, asJSON boo
 		return err
 	}
 	defer closeAll()
-	o := bench.TestsOptions{Tests: tests, N: n, Floor: 100, RootDir: env.Spec.RootDir, OCIRuntime: env.OCIRuntime}
+	o := bench.TestsOptions{Tests: tests, N: n, Floor: 100, RootDir: env.Spec.RootDir, OCIRuntime: env.OCIRuntime, CPUs: env.Spec.VCPUs}
 	if !asJSON {
 		o.Progress = func(format string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+format+"\n", a...) }
 	}

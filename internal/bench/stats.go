@@ -21,6 +21,7 @@ type Summary struct {
 	P90  time.Duration `json:"p90_ns"`
 	P99  time.Duration `json:"p99_ns"`
 	Max  time.Duration `json:"max_ns"`
+	Mean time.Duration `json:"mean_ns"`
 }
 
 // Summarize computes nearest-rank percentiles.
@@ -33,6 +34,11 @@ func Summarize(name string, samples []time.Duration) Summary {
 	slices.Sort(sorted)
 	s.Min, s.Max = sorted[0], sorted[len(sorted)-1]
 	s.P50, s.P90, s.P99 = Percentile(sorted, 50), Percentile(sorted, 90), Percentile(sorted, 99)
+	var sum time.Duration
+	for _, d := range sorted {
+		sum += d
+	}
+	s.Mean = sum / time.Duration(len(sorted))
 	return s
 }
 

@@ -280,6 +280,7 @@ func (r *Runner) runTests(ctx context.Context, req *agentproto.RunRequest, l lan
 		case !clean:
 		case checker != nil:
 			tr.Checker, tr.CheckerMessage = r.check1(ctx, i, *checker, chk, tc, stdout, lim)
+			t1 = time.Now() // the checker's steps are its own
 			passed = tr.Checker.ExitCode == 0 && tr.Checker.Signal == "" && !tr.Checker.TimedOut
 		case tc.ExpectedOutput != nil:
 			m := agentproto.OutputMatches(stdout, *tc.ExpectedOutput, req.Compare)
