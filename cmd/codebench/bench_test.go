@@ -111,7 +111,7 @@ func TestBenchTests(t *testing.T) {
 		t.Fatalf("bench JSON: %v\n%s", err, out)
 	}
 	// 2 jobs of 6 tests: 5 gaps each; the floors three times 100 runs.
-	if r.PerTest.N != 10 || r.PerTestChecker.N != 10 || r.PerTest.P50 <= 0 || r.Python.N != 2 || r.PythonSecond.N != 2 {
+	if r.PerTest.N != 10 || r.PerTestChecker.N != 10 || r.PerTest.P50 <= 0 || r.Python.N != 8 || r.PythonSecond.N != 8 {
 		t.Fatalf("per test: %+v %+v %+v", r.PerTest, r.PerTestChecker, r.Python)
 	}
 	if r.FloorRun.N != 300 || r.FloorChecker.N != 300 || r.FloorPython.N != 300 || r.FloorRun.P50 <= 0 || r.UnboundedRun.N != 300 {

@@ -223,9 +223,11 @@ func MeasureTests(ctx context.Context, prov *provision.Provisioner, policy job.P
 			}
 		}
 	}
-	progress("%d Python hello worlds, two runs in each of %d fresh sandboxes", 2*o.N, o.N)
+	// Four times as many: a run under the CPU bound is either quick or
+	// stalled to the next period, and the median needs both in proportion.
+	progress("%d Python hello worlds, two runs in each of %d fresh sandboxes", 8*o.N, 4*o.N)
 	var first, second []time.Duration
-	for i := range o.N {
+	for i := range 4 * o.N {
 		st, _, err := one(&job.Job{ID: fmt.Sprint("bench-cost-py-", i), Language: "python", Code: HelloPythonProgram.Code, Runs: 2})
 		if err != nil {
 			return nil, err
