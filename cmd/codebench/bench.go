@@ -42,6 +42,7 @@ func benchCmd(fs *flag.FlagSet) commandFunc {
 	anatomy := fs.Int("anatomy", 5, "hello.c jobs, one sandbox each, one at a time, whose CPU is read by phase and process (0: none)")
 	languages := fs.Int("languages", 0, "only the languages: each language's hello world this many times in sandboxes of the default driver beside natively on the host, and each language profile's image size and build time")
 	interactive := fs.Int("interactive", 0, "only interactive problems: this many jobs of each kind (guess the number with an interactor vs on a plain test with a checker; 10,000 question/answer rounds vs one, and natively)")
+	before := fs.String("before-image", "", "with --tests: first measure everything with this image (a hash under images/, e.g. one built by an earlier commit), then with the current one, and hold the after run to the before run's tests per second")
 	loadOnly := fs.Bool("load-only", false, "only a load run through RabbitMQ against a running worker (no sandboxes of its own: for soak tests); -c is one number")
 	return func(ctx context.Context, cfg config.Config, log *slog.Logger, args []string) error {
 		if *loadOnly {
@@ -66,7 +67,7 @@ func benchCmd(fs *flag.FlagSet) commandFunc {
 			return benchInteractive(ctx, cfg, *interactive, *asJSON)
 		}
 		if *tests > 0 {
-			return benchTests(ctx, cfg, *tests, *n, *asJSON)
+			return benchTests(ctx, cfg, *tests, *n, *before, *asJSON)
 		}
 		o := bench.Options{N: *n, Pool: *poolSize, Rounds: *rounds, Local: *local, Stream: *stream,
 			Anatomy: *anatomy, Python: *python, APIBurst: *apiBurst}
@@ -168,26 +169,58 @@ func benchLanguages(ctx context.Context, cfg config.Config, n int, asJSON bool) 
 	return nil
 }
 
-// benchTests is bench --tests on the default driver.
-func benchTests(ctx context.Context, cfg config.Config, tests, n int, asJSON bool) error {
-	env, prov, closeAll, err := openDefault(ctx, cfg)
+// benchTests is bench --tests on the default driver: with before, first
+// on that image, then on the current one.
+func benchTests(ctx context.Context, cfg config.Config, tests, n int, before string, asJSON bool) error {
+	measure := func(cfg config.Config) (*bench.TestsReport, error) {
+		env, prov, closeAll, err := openDefault(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		defer closeAll()
+		o := bench.TestsOptions{Tests: tests, N: n, Floor: 100, RootDir: env.Spec.RootDir, OCIRuntime: env.OCIRuntime, CPUs: env.Spec.VCPUs}
+		if !asJSON {
+			o.Progress = func(format string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+format+"\n", a...) }
+		}
+		r, err := bench.MeasureTests(ctx, prov, env.Policy, o)
+		if err != nil {
+			return nil, err
+		}
+		// The root tree is images/<hash>/rootfs.
+		r.Driver, r.Image = env.Name+" ("+env.Detail+")", filepath.Base(filepath.Dir(env.Spec.RootDir))
+		return r, nil
+	}
+	var runs []*bench.TestsReport
+	if before != "" {
+		bcfg := cfg
+		bcfg.Image = before
+		r, err := measure(bcfg)
+		if err != nil {
+			return fmt.Errorf("the before image: %w", err)
+		}
+		runs = append(runs, r)
+	}
+	r, err := measure(cfg)
 	if err != nil {
 		return err
 	}
-	defer closeAll()
-	o := bench.TestsOptions{Tests: tests, N: n, Floor: 100, RootDir: env.Spec.RootDir, OCIRuntime: env.OCIRuntime, CPUs: env.Spec.VCPUs}
-	if !asJSON {
-		o.Progress = func(format string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+format+"\n", a...) }
+	runs = append(runs, r)
+	if asJSON && len(runs) == 1 {
+		return json.NewEncoder(os.Stdout).Encode(runs[0])
 	}
-	r, err := bench.MeasureTests(ctx, prov, env.Policy, o)
-	if err != nil {
-		return err
-	}
-	r.Driver = env.Name + " (" + env.Detail + ")"
 	if asJSON {
-		return json.NewEncoder(os.Stdout).Encode(r)
+		return json.NewEncoder(os.Stdout).Encode(map[string]*bench.TestsReport{"before": runs[0], "after": runs[1]})
 	}
-	fmt.Print(r.Text())
+	for i, r := range runs {
+		if len(runs) > 1 {
+			fmt.Printf("## %s: image %s\n\n", [2]string{"before", "after"}[i], r.Image)
+		}
+		fmt.Print(r.Text())
+		fmt.Println()
+	}
+	if len(runs) == 2 {
+		fmt.Print(bench.CompareTests(runs[0], runs[1]))
+	}
 	return nil
 }
 

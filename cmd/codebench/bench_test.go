@@ -117,7 +117,7 @@ func TestBenchTests(t *testing.T) {
 	if r.FloorRun.N != 300 || r.FloorChecker.N != 300 || r.FloorPython.N != 300 || r.FloorRun.P50 <= 0 || r.UnboundedRun.N != 300 {
 		t.Fatalf("floor: %+v %+v %+v", r.FloorRun, r.FloorChecker, r.FloorPython)
 	}
-	for _, step := range []string{"test: started (restricted thread, fork, exec)", "test: ran (to exit and the pipes' end)"} {
+	for _, step := range []string{"test: started (fork and exec from the launcher)", "test: ran (to exit and the pipes' end)"} {
 		if r.Anatomy[step] <= 0 || r.AnatomyChecker["check: "+step[len("test: "):]] <= 0 {
 			t.Fatalf("anatomy has no %q: %v %v", step, r.Anatomy, r.AnatomyChecker)
 		}

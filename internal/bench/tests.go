@@ -60,6 +60,7 @@ type TestsOptions struct {
 // TestsReport is the cost-per-test benchmark's result.
 type TestsReport struct {
 	Driver string `json:"driver"`
+	Image  string `json:"image"`
 	Tests  int    `json:"tests_per_job"`
 	N      int    `json:"jobs"`
 	// PerTest is the time from one test's start to the next's inside the
@@ -451,4 +452,37 @@ func runOCIScript(ctx context.Context, runtime func(stateDir string) ([]string, 
 		return nil, fmt.Errorf("runsc run: %w: %s", err, stderr.String())
 	}
 	return out, nil
+}
+
+// CompareTests holds after to before, measured in the same hour: the
+// cost of a test and of a test with its checker, each against its own
+// run's floor, and the judged tests per second (issue 33's target: at
+// least 2.5x).
+func CompareTests(before, after *TestsReport) string {
+	var b strings.Builder
+	ms := func(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/1e6) }
+	x := func(a, b time.Duration) float64 { return float64(a) / float64(max(b, 1)) }
+	met := func(ok bool) string {
+		if ok {
+			return "MET"
+		}
+		return "MISSED"
+	}
+	fmt.Fprintf(&b, "## before and after\n\n| | before | after | after / before |\n| --- | ---: | ---: | ---: |\n")
+	for _, row := range []struct {
+		name string
+		b, a Summary
+	}{{"per test p50", before.PerTest, after.PerTest}, {"per test mean", Summary{P50: before.PerTest.Mean}, Summary{P50: after.PerTest.Mean}},
+		{"per test with the checker p50", before.PerTestChecker, after.PerTestChecker},
+		{"Python hello, first run in a fresh sandbox p50", before.Python, after.Python}} {
+		fmt.Fprintf(&b, "| %s | %s | %s | %.2fx |\n", row.name, ms(row.b.P50), ms(row.a.P50), x(row.a.P50, row.b.P50))
+	}
+	for _, row := range []struct {
+		name string
+		b, a float64
+	}{{"judged tests/s, one job at a time", before.TestsPerSecond1, after.TestsPerSecond1}, {"judged tests/s, two at once", before.TestsPerSecond2, after.TestsPerSecond2}} {
+		ratio := row.a / max(row.b, 1e-9)
+		fmt.Fprintf(&b, "| %s | %.1f | %.1f | %.2fx (target >= 2.5x: %s) |\n", row.name, row.b, row.a, ratio, met(ratio >= 2.5))
+	}
+	return b.String()
 }

@@ -564,7 +564,7 @@ func (r *Runner) phase(ctx context.Context, spec phaseSpec, out *output, stdout,
 		fmt.Fprintf(stderr, "start %s: %v\n", spec.argv[0], err)
 		return &agentproto.Phase{ExitCode: 127, WallUS: time.Since(start).Microseconds()}
 	}
-	t = prof.step(kind+": started (restricted thread, fork, exec)", start)
+	t = prof.step(kind+": started (fork and exec from the launcher)", start)
 	if pl != nil {
 		if err := pl.Started(cmd.Process.Pid, spec.lim); err != nil {
 			_ = killGroup(cmd)
