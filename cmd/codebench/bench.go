@@ -42,7 +42,7 @@ func benchCmd(fs *flag.FlagSet) commandFunc {
 	anatomy := fs.Int("anatomy", 5, "hello.c jobs, one sandbox each, one at a time, whose CPU is read by phase and process (0: none)")
 	languages := fs.Int("languages", 0, "only the languages: each language's hello world this many times in sandboxes of the default driver beside natively on the host, and each language profile's image size and build time")
 	interactive := fs.Int("interactive", 0, "only interactive problems: this many jobs of each kind (guess the number with an interactor vs on a plain test with a checker; 10,000 question/answer rounds vs one, and natively)")
-	before := fs.String("before-image", "", "with --tests: first measure everything with this image (a hash under images/, e.g. one built by an earlier commit), then with the current one, and hold the after run to the before run's tests per second")
+	before := fs.String("before-image", "", "with --tests: measure this image (a hash under images/, e.g. one an earlier commit built) beside the current one, interleaved job by job, and hold the current one to its tests per second")
 	loadOnly := fs.Bool("load-only", false, "only a load run through RabbitMQ against a running worker (no sandboxes of its own: for soak tests); -c is one number")
 	return func(ctx context.Context, cfg config.Config, log *slog.Logger, args []string) error {
 		if *loadOnly {
@@ -169,42 +169,40 @@ func benchLanguages(ctx context.Context, cfg config.Config, n int, asJSON bool) 
 	return nil
 }
 
-// benchTests is bench --tests on the default driver: with before, first
-// on that image, then on the current one.
+// benchTests is bench --tests on the default driver: with before, that
+// image's sandboxes and the current image's, measured interleaved.
 func benchTests(ctx context.Context, cfg config.Config, tests, n int, before string, asJSON bool) error {
-	measure := func(cfg config.Config) (*bench.TestsReport, error) {
-		env, prov, closeAll, err := openDefault(ctx, cfg)
-		if err != nil {
-			return nil, err
-		}
-		defer closeAll()
-		o := bench.TestsOptions{Tests: tests, N: n, Floor: 100, RootDir: env.Spec.RootDir, OCIRuntime: env.OCIRuntime, CPUs: env.Spec.VCPUs}
-		if !asJSON {
-			o.Progress = func(format string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+format+"\n", a...) }
-		}
-		r, err := bench.MeasureTests(ctx, prov, env.Policy, o)
-		if err != nil {
-			return nil, err
-		}
-		// The root tree is images/<hash>/rootfs.
-		r.Driver, r.Image = env.Name+" ("+env.Detail+")", filepath.Base(filepath.Dir(env.Spec.RootDir))
-		return r, nil
-	}
-	var runs []*bench.TestsReport
+	cfgs := []config.Config{cfg}
 	if before != "" {
 		bcfg := cfg
 		bcfg.Image = before
-		r, err := measure(bcfg)
-		if err != nil {
-			return fmt.Errorf("the before image: %w", err)
-		}
-		runs = append(runs, r)
+		cfgs = []config.Config{bcfg, cfg}
 	}
-	r, err := measure(cfg)
+	var variants []bench.TestsVariant
+	var reports []*bench.TestsReport
+	var o bench.TestsOptions
+	for _, c := range cfgs {
+		env, prov, closeAll, err := openDefault(ctx, c)
+		if err != nil {
+			return fmt.Errorf("image %q: %w", c.Image, err)
+		}
+		defer closeAll()
+		variants = append(variants, bench.TestsVariant{Prov: prov, Policy: env.Policy})
+		// The root tree is images/<hash>/rootfs; the floors run on the
+		// last (the current) image's.
+		reports = append(reports, &bench.TestsReport{Driver: env.Name + " (" + env.Detail + ")", Image: filepath.Base(filepath.Dir(env.Spec.RootDir))})
+		o = bench.TestsOptions{Tests: tests, N: n, Floor: 100, RootDir: env.Spec.RootDir, OCIRuntime: env.OCIRuntime, CPUs: env.Spec.VCPUs}
+	}
+	if !asJSON {
+		o.Progress = func(format string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+format+"\n", a...) }
+	}
+	runs, err := bench.MeasureTests(ctx, variants, o)
 	if err != nil {
 		return err
 	}
-	runs = append(runs, r)
+	for i, r := range runs {
+		r.Driver, r.Image = reports[i].Driver, reports[i].Image
+	}
 	if asJSON && len(runs) == 1 {
 		return json.NewEncoder(os.Stdout).Encode(runs[0])
 	}

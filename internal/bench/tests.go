@@ -122,27 +122,40 @@ func (p *profiled) Run(ctx context.Context, req *agentproto.RunRequest, progress
 	return res, err
 }
 
-// MeasureTests runs the cost-per-test benchmark on prov's sandboxes.
-func MeasureTests(ctx context.Context, prov *provision.Provisioner, policy job.Policy, o TestsOptions) (*TestsReport, error) {
+// TestsVariant is one image's sandboxes: the benchmark measures every
+// variant step by step, interleaved (job i of each variant, then job
+// i+1), so that a before and an after see the same hour's machine.
+type TestsVariant struct {
+	Prov   *provision.Provisioner
+	Policy job.Policy
+}
+
+// MeasureTests runs the cost-per-test benchmark on each variant's
+// sandboxes, interleaved; the floors (gVisor's own, native) are measured
+// once for all, on o.RootDir, around the jobs.
+func MeasureTests(ctx context.Context, variants []TestsVariant, o TestsOptions) ([]*TestsReport, error) {
 	progress := func(format string, a ...any) {
 		if o.Progress != nil {
 			o.Progress(format, a...)
 		}
 	}
-	r := &TestsReport{Tests: o.Tests, N: o.N}
+	reports := make([]*TestsReport, len(variants))
+	for v := range reports {
+		reports[v] = &TestsReport{Tests: o.Tests, N: o.N}
+	}
 	// One fresh sandbox per job, started before the job and not during it
 	// (a pool would start the next one while the job runs: gVisor's own
 	// floor has no such neighbour), and idle for two periods of the host's
 	// CPU bandwidth limit at hand-out, as a pool member is: its start's
 	// burst is not billed to the job.
-	one := func(j *job.Job) (*job.Status, *agentproto.Profile, error) {
-		sb, err := prov.Provision(ctx)
+	one := func(v TestsVariant, j *job.Job) (*job.Status, *agentproto.Profile, error) {
+		sb, err := v.Prov.Provision(ctx)
 		if err != nil {
 			return nil, nil, err
 		}
 		time.Sleep(2 * hostcgroup.CPUPeriod)
 		ps := &profiled{Sandbox: sb}
-		st := execute.Job(ctx, policy, ps, j, nil)
+		st := execute.Job(ctx, v.Policy, ps, j, nil)
 		_ = sb.Stop(ctx)
 		if st.Status != job.StatusDone || st.Verdict != job.VerdictOK {
 			return nil, nil, fmt.Errorf("job %s: %s %s %s %s", j.ID, st.Status, st.Verdict, st.Message, st.Error)
@@ -188,37 +201,46 @@ func MeasureTests(ctx context.Context, prov *provision.Provisioner, policy job.P
 	}
 	checker := &job.Checker{Language: "c", Code: SumCheckerC}
 	for _, withChecker := range []bool{false, true} {
-		progress("%d jobs of %d tests, checker %v, one sandbox each, one at a time", o.N, o.Tests, withChecker)
-		var gaps []time.Duration
-		steps := map[string]float64{}
+		progress("%d jobs of %d tests for each of %d images, checker %v, one sandbox each, one at a time", o.N, o.Tests, len(variants), withChecker)
+		gaps := make([][]time.Duration, len(variants))
+		steps := make([]map[string]float64, len(variants))
+		for v := range steps {
+			steps[v] = map[string]float64{}
+		}
 		for i := range o.N {
-			j := &job.Job{ID: fmt.Sprintf("bench-cost-%v-%d", withChecker, i), Language: "c", Code: SumC, Tests: sumTests(o.Tests)}
-			if withChecker {
-				j.Checker = checker
-			}
-			st, prof, err := one(j)
-			if err != nil {
-				return nil, err
-			}
-			if len(st.Tests) != o.Tests {
-				return nil, fmt.Errorf("job %s: %d tests judged of %d", j.ID, len(st.Tests), o.Tests)
-			}
-			if prof == nil {
-				return nil, fmt.Errorf("job %s: the agent sent no profile", j.ID)
-			}
-			for k := 1; k < len(prof.TestStartsUS); k++ {
-				gaps = append(gaps, time.Duration(prof.TestStartsUS[k]-prof.TestStartsUS[k-1])*time.Microsecond)
-			}
-			for name, us := range prof.StepsUS {
-				if isTestStep(name) {
-					steps[name] += float64(us) / float64(o.Tests*o.N)
+			for v, variant := range variants {
+				j := &job.Job{ID: fmt.Sprintf("bench-cost-%v-%d-%d", withChecker, v, i), Language: "c", Code: SumC, Tests: sumTests(o.Tests)}
+				if withChecker {
+					j.Checker = checker
+				}
+				st, prof, err := one(variant, j)
+				if err != nil {
+					return nil, err
+				}
+				if len(st.Tests) != o.Tests {
+					return nil, fmt.Errorf("job %s: %d tests judged of %d", j.ID, len(st.Tests), o.Tests)
+				}
+				if prof == nil {
+					return nil, fmt.Errorf("job %s: the agent sent no profile", j.ID)
+				}
+				for k := 1; k < len(prof.TestStartsUS); k++ {
+					gaps[v] = append(gaps[v], time.Duration(prof.TestStartsUS[k]-prof.TestStartsUS[k-1])*time.Microsecond)
+				}
+				for name, us := range prof.StepsUS {
+					if isTestStep(name) {
+						steps[v][name] += float64(us) / float64(o.Tests*o.N)
+					}
 				}
 			}
 		}
-		if withChecker {
-			r.PerTestChecker, r.AnatomyChecker = Summarize("per test, checker", gaps), steps
-		} else {
-			r.PerTest, r.Anatomy = Summarize("per test", gaps), steps
+		for v, r := range reports {
+			if withChecker {
+				r.PerTestChecker, r.AnatomyChecker = Summarize("per test, checker", gaps[v]), steps[v]
+			} else {
+				r.PerTest, r.Anatomy = Summarize("per test", gaps[v]), steps[v]
+			}
+		}
+		if !withChecker {
 			if err := floors(); err != nil {
 				return nil, err
 			}
@@ -226,43 +248,48 @@ func MeasureTests(ctx context.Context, prov *provision.Provisioner, policy job.P
 	}
 	// Four times as many: a run under the CPU bound is either quick or
 	// stalled to the next period, and the median needs both in proportion.
-	progress("%d Python hello worlds, two runs in each of %d fresh sandboxes", 8*o.N, 4*o.N)
-	var first, second []time.Duration
+	progress("%d Python hello worlds for each image, two runs in each of %d fresh sandboxes", 8*o.N, 4*o.N)
+	first, second := make([][]time.Duration, len(variants)), make([][]time.Duration, len(variants))
 	for i := range 4 * o.N {
-		st, _, err := one(&job.Job{ID: fmt.Sprint("bench-cost-py-", i), Language: "python", Code: HelloPythonProgram.Code, Runs: 2})
-		if err != nil {
-			return nil, err
+		for v, variant := range variants {
+			st, _, err := one(variant, &job.Job{ID: fmt.Sprintf("bench-cost-py-%d-%d", v, i), Language: "python", Code: HelloPythonProgram.Code, Runs: 2})
+			if err != nil {
+				return nil, err
+			}
+			if len(st.Runs) != 2 {
+				return nil, fmt.Errorf("job %s: %d runs", st.ID, len(st.Runs))
+			}
+			first[v] = append(first[v], time.Duration(st.Runs[0].WallUS)*time.Microsecond)
+			second[v] = append(second[v], time.Duration(st.Runs[1].WallUS)*time.Microsecond)
 		}
-		if len(st.Runs) != 2 {
-			return nil, fmt.Errorf("job %s: %d runs", st.ID, len(st.Runs))
-		}
-		first = append(first, time.Duration(st.Runs[0].WallUS)*time.Microsecond)
-		second = append(second, time.Duration(st.Runs[1].WallUS)*time.Microsecond)
 	}
-	r.Python, r.PythonSecond = Summarize("python hello, fresh sandbox", first), Summarize("python hello, the next run", second)
 	if err := floors(); err != nil {
 		return nil, err
 	}
-	r.FloorRun, r.FloorChecker, r.FloorPython = Summarize("run", floor["run"]), Summarize("checker", floor["checker"]), Summarize("python", floor["python"])
-	r.UnboundedRun, r.UnboundedChecker, r.UnboundedPython = Summarize("run", unbounded["run"]), Summarize("checker", unbounded["checker"]), Summarize("python", unbounded["python"])
-	r.NativeRun, r.NativeChecker, r.NativePython = Summarize("run", native["run"]), Summarize("checker", native["checker"]), Summarize("python", native["python"])
-
+	for v, r := range reports {
+		r.Python, r.PythonSecond = Summarize("python hello, fresh sandbox", first[v]), Summarize("python hello, the next run", second[v])
+		r.FloorRun, r.FloorChecker, r.FloorPython = Summarize("run", floor["run"]), Summarize("checker", floor["checker"]), Summarize("python", floor["python"])
+		r.UnboundedRun, r.UnboundedChecker, r.UnboundedPython = Summarize("run", unbounded["run"]), Summarize("checker", unbounded["checker"]), Summarize("python", unbounded["python"])
+		r.NativeRun, r.NativeChecker, r.NativePython = Summarize("run", native["run"]), Summarize("checker", native["checker"]), Summarize("python", native["python"])
+	}
 	for _, c := range []int{1, 2} {
-		progress("%d jobs of %d tests through a pool of 2, %d at once", 2*o.N, o.Tests, c)
-		l, err := LoadLocalJobs(ctx, prov, policy, 2, 2*o.N, c, func(i int) *job.Job {
-			return &job.Job{ID: fmt.Sprintf("bench-cost-tps-%d-%d", c, i), Language: "c", Code: SumC, Tests: sumTests(o.Tests)}
-		}, func(st *job.Status) bool { return st.Verdict == job.VerdictOK && len(st.Tests) == o.Tests })
-		if err != nil {
-			return nil, err
-		}
-		tps := float64(2*o.N*o.Tests) / l.Seconds
-		if c == 1 {
-			r.TestsPerSecond1 = tps
-		} else {
-			r.TestsPerSecond2 = tps
+		for v, variant := range variants {
+			progress("image %d: %d jobs of %d tests through a pool of 2, %d at once", v+1, 2*o.N, o.Tests, c)
+			l, err := LoadLocalJobs(ctx, variant.Prov, variant.Policy, 2, 2*o.N, c, func(i int) *job.Job {
+				return &job.Job{ID: fmt.Sprintf("bench-cost-tps-%d-%d-%d", v, c, i), Language: "c", Code: SumC, Tests: sumTests(o.Tests)}
+			}, func(st *job.Status) bool { return st.Verdict == job.VerdictOK && len(st.Tests) == o.Tests })
+			if err != nil {
+				return nil, err
+			}
+			tps := float64(2*o.N*o.Tests) / l.Seconds
+			if c == 1 {
+				reports[v].TestsPerSecond1 = tps
+			} else {
+				reports[v].TestsPerSecond2 = tps
+			}
 		}
 	}
-	return r, nil
+	return reports, nil
 }
 
 // isTestStep is a step of a test's (the program's, the checker's, the
