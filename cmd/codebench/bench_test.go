@@ -18,16 +18,7 @@ import (
 func TestBenchShort(t *testing.T) {
 	vm := testenv.NeedVM(t)
 	testenv.NeedGVisor(t)
-	cmd := exec.Command(binary, "bench", "--drivers", "gvisor,qemu-tcg", "-n", "3", "-c", "1,2", "--pool", "2", "--rounds", "1", "--anatomy", "1", "--json")
-	cmd.Env = append(os.Environ(), "CODEBENCH_RUN_DIR="+filepath.Join(vm.RunDir, "b"))
-	out, err := cmd.Output()
-	if err != nil {
-		var stderr []byte
-		if ee, ok := err.(*exec.ExitError); ok {
-			stderr = ee.Stderr
-		}
-		t.Fatalf("bench: %v\n%s", err, stderr)
-	}
+	out := runBench(t, filepath.Join(vm.RunDir, "b"), "--drivers", "gvisor,qemu-tcg", "-n", "3", "-c", "1,2", "--pool", "2", "--rounds", "1", "--anatomy", "1", "--json")
 	var rep bench.Report
 	if err := json.Unmarshal(out, &rep); err != nil {
 		t.Fatalf("bench JSON: %v\n%s", err, out)
@@ -96,16 +87,8 @@ func TestBenchShort(t *testing.T) {
 func TestBenchTests(t *testing.T) {
 	vm := testenv.NeedVM(t)
 	testenv.NeedGVisor(t)
-	cmd := exec.Command(binary, "bench", "--tests", "6", "-n", "2", "--json")
-	cmd.Env = append(os.Environ(), "CODEBENCH_RUN_DIR="+filepath.Join(vm.RunDir, "bt"), "CODEBENCH_DRIVER=gvisor")
-	out, err := cmd.Output()
-	if err != nil {
-		var stderr []byte
-		if ee, ok := err.(*exec.ExitError); ok {
-			stderr = ee.Stderr
-		}
-		t.Fatalf("bench --tests: %v\n%s", err, stderr)
-	}
+	t.Setenv("CODEBENCH_DRIVER", "gvisor") // its floors need the driver's own OCI runtime
+	out := runBench(t, filepath.Join(vm.RunDir, "bt"), "--tests", "6", "-n", "2", "--json")
 	var r bench.TestsReport
 	if err := json.Unmarshal(out, &r); err != nil {
 		t.Fatalf("bench JSON: %v\n%s", err, out)
@@ -125,4 +108,21 @@ func TestBenchTests(t *testing.T) {
 	if r.TestsPerSecond1 <= 0 || r.TestsPerSecond2 <= 0 {
 		t.Fatalf("tests per second: %v %v", r.TestsPerSecond1, r.TestsPerSecond2)
 	}
+}
+
+// runBench runs "codebench bench args..." with its sandboxes under runDir
+// and returns its output.
+func runBench(t *testing.T, runDir string, args ...string) []byte {
+	t.Helper()
+	cmd := exec.Command(binary, append([]string{"bench"}, args...)...)
+	cmd.Env = append(os.Environ(), "CODEBENCH_RUN_DIR="+runDir)
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("bench %v: %v\n%s", args, err, stderr)
+	}
+	return out
 }

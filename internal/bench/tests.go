@@ -362,11 +362,16 @@ func runNativeScript(ctx context.Context, script string, args []string) ([]byte,
 	cmd := exec.CommandContext(ctx, nativeCommand("bash"), append([]string{"-c", script, "bash"}, args...)...)
 	cmd.Dir = dir
 	cmd.Env = []string{"PATH=" + strings.Join(nativePath, ":"), "HOME=" + dir, "LANG=C.UTF-8", "TMPDIR=" + dir}
+	return outputOf(cmd, "bash")
+}
+
+// outputOf runs cmd and returns its output; its stderr is in the error.
+func outputOf(cmd *exec.Cmd, what string) ([]byte, error) {
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s", err, stderr.String())
+		return nil, fmt.Errorf("%s: %w: %s", what, err, stderr.String())
 	}
 	return out, nil
 }
@@ -472,13 +477,7 @@ func runOCIScript(ctx context.Context, runtime func(stateDir string) ([]string, 
 		return nil, err
 	}
 	cmd := exec.CommandContext(ctx, rt[0], append(rt[1:], "run", "--bundle", bundle, id)...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, fmt.Errorf("runsc run: %w: %s", err, stderr.String())
-	}
-	return out, nil
+	return outputOf(cmd, "runsc run")
 }
 
 // CompareTests holds after to before, measured in the same hour: the
