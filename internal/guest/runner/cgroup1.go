@@ -131,11 +131,14 @@ func (p *phaseV1) Start(cmd *exec.Cmd) error {
 		}
 	}
 	err := cmd.Start()
-	if rerr := p.restore(tid, back); rerr != nil && err == nil {
-		// The agent thread would stay accounted to the job: end it, the
-		// phase is lost rather than its accounting.
-		_ = cmd.Process.Kill()
-		return rerr
+	if rerr := p.restore(tid, back); rerr != nil {
+		// The agent thread would stay accounted to the job: the phase is
+		// lost rather than its accounting, and the thread is to be ended
+		// (errThreadPlaced: the runner retires its launcher).
+		if err == nil {
+			_ = cmd.Process.Kill()
+		}
+		return fmt.Errorf("%w: %w", errThreadPlaced, rerr)
 	}
 	if err != nil {
 		return err

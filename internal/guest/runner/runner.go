@@ -640,7 +640,36 @@ func (r *Runner) start(cmd *exec.Cmd, pl PhaseLimits) error {
 	if err != nil {
 		return err
 	}
-	return l.do(startIn)
+	err = l.do(startIn)
+	if errors.Is(err, errLauncherStopped) {
+		// Retired by a concurrent start meanwhile: once more on the next.
+		if l, err = r.launcherOnce(); err != nil {
+			return err
+		}
+		err = l.do(startIn)
+	}
+	if errors.Is(err, errThreadPlaced) {
+		// Its thread is stuck in a phase's cgroup: a new launcher for
+		// the next phase, and this one's thread ends with it.
+		r.retire(l)
+	}
+	return err
+}
+
+// errThreadPlaced: a start left the thread that forked in the phase's
+// limits; that thread must not start anything else.
+var errThreadPlaced = errors.New("the forking thread could not leave the phase's cgroups")
+
+// retire stops l, if it is still the runner's launcher.
+func (r *Runner) retire(l *launcher) {
+	r.mu.Lock()
+	if r.launch != l {
+		r.mu.Unlock()
+		return
+	}
+	r.launch = nil
+	r.mu.Unlock()
+	l.stop()
 }
 
 // Warm makes ahead of the first job what every job needs and a fresh
@@ -660,10 +689,9 @@ func (r *Runner) Warm() error {
 func (r *Runner) Close() {
 	r.mu.Lock()
 	l := r.launch
-	r.launch = nil
 	r.mu.Unlock()
 	if l != nil {
-		l.stop()
+		r.retire(l)
 	}
 }
 
@@ -689,12 +717,16 @@ func (r *Runner) launcherOnce() (*launcher, error) {
 // filter install per phase, the largest part of a test's set-up under
 // gVisor (docs/BENCHMARKS.md, "The cost of a test").
 type launcher struct {
-	work chan func()
-	done chan struct{}
+	work       chan func()
+	quit, done chan struct{}
+	stopOnce   sync.Once
 }
 
+// errLauncherStopped: a start came to a launcher that had been stopped.
+var errLauncherStopped = errors.New("the launcher was stopped")
+
 func startLauncher() (*launcher, error) {
-	l := &launcher{work: make(chan func()), done: make(chan struct{})}
+	l := &launcher{work: make(chan func()), quit: make(chan struct{}), done: make(chan struct{})}
 	ready := make(chan error, 1)
 	go func() {
 		defer close(l.done)
@@ -704,8 +736,13 @@ func startLauncher() (*launcher, error) {
 			return
 		}
 		ready <- nil
-		for f := range l.work {
-			f()
+		for {
+			select {
+			case f := <-l.work:
+				f()
+			case <-l.quit:
+				return
+			}
 		}
 	}()
 	if err := <-ready; err != nil {
@@ -715,16 +752,20 @@ func startLauncher() (*launcher, error) {
 	return l, nil
 }
 
-// do runs f on the launcher's thread.
+// do runs f on the launcher's thread, or fails with errLauncherStopped.
 func (l *launcher) do(f func() error) error {
 	errc := make(chan error, 1)
-	l.work <- func() { errc <- f() }
-	return <-errc
+	select {
+	case l.work <- func() { errc <- f() }:
+		return <-errc // f runs to its end once taken
+	case <-l.done:
+		return errLauncherStopped
+	}
 }
 
 // stop ends the launcher and its thread, and waits for it.
 func (l *launcher) stop() {
-	close(l.work)
+	l.stopOnce.Do(func() { close(l.quit) })
 	<-l.done
 }
 

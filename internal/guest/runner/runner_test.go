@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -311,6 +312,32 @@ func TestLauncher(t *testing.T) {
 	res, err := r.Run(ctx, &agentproto.RunRequest{Language: "python", Code: "print(open('/proc/self/status').read())"}, nil)
 	if err != nil || seccomp(res.Stdout) != "2" || r.launch == nil || r.launch == first {
 		t.Fatalf("after Close: %v %+v", err, res)
+	}
+}
+
+// TestLauncherStopped: a start handed to a launcher that was stopped (a
+// concurrent start retired it) fails with errLauncherStopped instead of
+// blocking or panicking, and a retired launcher is replaced on the next
+// start.
+func TestLauncherStopped(t *testing.T) {
+	r := newRunner(t)
+	r.Restrict = true
+	l, err := r.launcherOnce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := false
+	if err := l.do(func() error { ran = true; return nil }); err != nil || !ran {
+		t.Fatalf("do: %v, ran %v", err, ran)
+	}
+	r.retire(l)
+	r.retire(l) // twice: nothing
+	if err := l.do(func() error { t.Error("ran on a stopped launcher"); return nil }); !errors.Is(err, errLauncherStopped) {
+		t.Fatalf("do after stop: %v", err)
+	}
+	next, err := r.launcherOnce()
+	if err != nil || next == l {
+		t.Fatalf("after retire: %v, same launcher %v", err, next == l)
 	}
 }
 
