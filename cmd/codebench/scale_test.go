@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
@@ -143,6 +144,16 @@ func TestScaleOutKill9(t *testing.T) {
 			t.Fatalf("worker exit: %v", err)
 		}
 	}
+	// What the killed worker left (its sandboxes, their host cgroups) is
+	// the next worker's on its run dir to reclaim, as in production.
+	killedDir := filepath.Join(runDir, fmt.Sprintf("w-%d", workers[0].Process.Pid))
+	var rlogs bytes.Buffer
+	r := startWorkerBinary(t, &rlogs, env...)
+	eventually(t, "the reconciler", time.Minute, func() bool {
+		_, err := os.Stat(killedDir)
+		return os.IsNotExist(err)
+	})
+	stopWorkerBinary(r)
 }
 
 func names(sts []job.Status) string {

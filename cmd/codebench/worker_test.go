@@ -154,8 +154,28 @@ func startWorkerBinaryTo(t *testing.T, logs io.Writer, env ...string) *exec.Cmd 
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
+	t.Cleanup(func() { stopWorkerBinary(cmd) })
 	return cmd
+}
+
+// stopWorkerBinary stops a worker the way an operator does, SIGTERM, so
+// that it removes its sandboxes and their host cgroups; SIGKILL only if it
+// has not ended in 30 s (a killed worker's leftovers wait for the next
+// worker on its run dir: a test's run dir has none). A worker that ended
+// already is left alone.
+func stopWorkerBinary(cmd *exec.Cmd) {
+	if cmd.Process.Signal(syscall.SIGTERM) != nil {
+		_, _ = cmd.Process.Wait()
+		return
+	}
+	done := make(chan struct{})
+	go func() { _, _ = cmd.Process.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
 }
 
 func eventually(t *testing.T, what string, timeout time.Duration, cond func() bool) {
