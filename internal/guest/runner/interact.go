@@ -2,8 +2,6 @@ package runner
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -50,16 +48,8 @@ func (r *Runner) interactFiles(c *checkerDir, test int, input string, answer *st
 	}
 	var paths []string
 	for _, f := range files {
-		fd, err := unix.Openat(dirFD, f.name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, f.mode)
-		if err != nil {
-			return nil, fmt.Errorf("create %s: %w", f.name, err)
-		}
-		fh := os.NewFile(uintptr(fd), f.name)
-		_, werr := io.WriteString(fh, f.body)
-		cerr := fh.Chown(f.uid, gid)
-		merr := fh.Chmod(os.FileMode(f.mode))
-		if err := errors.Join(werr, cerr, merr, fh.Close()); err != nil {
-			return nil, fmt.Errorf("write %s: %w", f.name, err)
+		if err := createIn(dirFD, f.name, f.body, f.uid, gid, f.mode); err != nil {
+			return nil, err
 		}
 		paths = append(paths, filepath.Join(c.root, name, f.name))
 	}

@@ -371,19 +371,29 @@ func (r *Runner) testFiles(c *checkerDir, test int, bodies [3]string) ([]string,
 	gid := int(r.CheckerGID)
 	paths := make([]string, len(checkerFiles))
 	for k, file := range checkerFiles {
-		fd, err := unix.Openat(dirFD, file, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o640)
-		if err != nil {
-			return nil, fmt.Errorf("create %s: %w", file, err)
-		}
-		f := os.NewFile(uintptr(fd), file)
-		_, werr := io.WriteString(f, bodies[k])
-		cerr := f.Chown(0, gid)
-		if err := errors.Join(werr, cerr, f.Close()); err != nil {
-			return nil, fmt.Errorf("write %s: %w", file, err)
+		if err := createIn(dirFD, file, bodies[k], 0, gid, 0o640); err != nil {
+			return nil, err
 		}
 		paths[k] = filepath.Join(c.root, name, file)
 	}
 	return paths, nil
+}
+
+// createIn creates name in the directory dirFD, new (O_EXCL, never
+// through a link), with body, owned by uid:gid with mode.
+func createIn(dirFD int, name, body string, uid, gid int, mode uint32) error {
+	fd, err := unix.Openat(dirFD, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, mode)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", name, err)
+	}
+	f := os.NewFile(uintptr(fd), name)
+	_, werr := io.WriteString(f, body)
+	cerr := f.Chown(uid, gid)
+	merr := f.Chmod(os.FileMode(mode)) // the mode as meant, whatever the umask
+	if err := errors.Join(werr, cerr, merr, f.Close()); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	return nil
 }
 
 // freshDir makes name, a new directory under the check root (root's, the
