@@ -63,6 +63,8 @@ func run() error {
 		return runner.ExecWithRlimits(os.Args[2:])
 	case "serve":
 		return serve(os.Args[2:])
+	case "envd":
+		return serveEnvd()
 	default:
 		return fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -134,10 +136,14 @@ func serve(args []string) error {
 		Host:   guestHost{oci: *oci},
 		Log:    log,
 	}
+	if *oci {
+		// A long-lived sandbox's channel is its stdio, which envd inherits.
+		srv.Envd = func(req *agentproto.Envd) (func() error, error) { return startEnvd(r, req) }
+	}
 	log.Info("agent ready", "channel", where, "languages", langs.Names())
 	fmt.Fprintln(console, "codebench-agent: ready") // the host's console log shows boot progress
 	err = srv.Serve(ctx, open)
-	if errors.Is(err, agent.ErrChannelGone) {
+	if errors.Is(err, agent.ErrChannelGone) || errors.Is(err, agent.ErrHandedOver) {
 		return nil // the host closed a channel that cannot be reopened: the sandbox ends
 	}
 	return err

@@ -29,6 +29,7 @@ commands:
   doctor          report what works on this host
   bench           cold boot vs snapshot restore, memory per VM, and load with percentiles
   api             serve Judge0's HTTP API (CE 1.13.1) in front of the workers
+  sandboxes       host long-lived sandboxes for the E2B SDK (docs/SANDBOXES.md)
 `
 
 // hardDeadlineMargin is how long past the grace period a stopping worker
@@ -60,6 +61,7 @@ var commands = map[string]func(fs *flag.FlagSet) commandFunc{
 	"doctor":         doctorCmd,
 	"bench":          benchCmd,
 	"api":            apiCmd,
+	"sandboxes":      sandboxesCmd,
 }
 
 // invocation is one run of the binary: the command, its arguments, and
@@ -113,6 +115,9 @@ func parseInvocation(argv []string, lookup func(string) (string, bool)) (*invoca
 	}
 	if name == "worker" {
 		inv.hardDeadline = cfg.Worker.Grace + hardDeadlineMargin
+	}
+	if name == "sandboxes" {
+		inv.hardDeadline = sandboxesShutdown + hardDeadlineMargin
 	}
 	return inv, nil
 }

@@ -532,3 +532,11 @@ func (c *Client) SetIdentity(ctx context.Context, id *agentproto.Identity) error
 	_, err := c.call(ctx, &agentproto.Request{Op: agentproto.OpIdentity, Identity: id})
 	return err
 }
+
+// Envd makes the sandbox a long-lived one (agentproto.OpEnvd) and closes
+// the client: from the answer on, the agent channel carries the sandbox's
+// link (internal/sandboxlink), which the caller dials on a new session.
+func (c *Client) Envd(ctx context.Context, req *agentproto.Envd) error {
+	_, err := c.call(ctx, &agentproto.Request{Op: agentproto.OpEnvd, Envd: req})
+	return errors.Join(err, c.Close())
+}

@@ -8,4 +8,11 @@ const (
 	GuestAgentPath    = "/sbin/codebench-agent"
 	GuestJobRoot      = "/job"
 	GuestRootDevice   = "/dev/vda"
+
+	// A long-lived sandbox's user (E2B's templates have the same): the
+	// image has the account; the agent mounts a tmpfs for its home.
+	SandboxUser     = "user"
+	SandboxUID      = 1002
+	SandboxHomeRoot = "/home"
+	SandboxHome     = "/home/user"
 )

@@ -281,6 +281,42 @@ type Request struct {
 	Version  int         `json:"version,omitempty"`
 	Run      *RunRequest `json:"run,omitempty"`
 	Identity *Identity   `json:"identity,omitempty"`
+	Envd     *Envd       `json:"envd,omitempty"`
+}
+
+// Bounds on a long-lived sandbox's environment variables, checked by the
+// host before it asks and by the agent again.
+const (
+	MaxEnvdVars  = 256
+	MaxEnvdBytes = 64 << 10
+)
+
+// Envd turns a sandbox into a long-lived one (OpEnvd): the agent mounts the
+// user's home (HomeMB of tmpfs) and hands its channel to envd, which serves
+// the data plane as the sandbox user over internal/sandboxlink. The agent
+// answers no request after that; the sandbox lives until it is stopped.
+type Envd struct {
+	Envs   map[string]string `json:"envs,omitempty"`
+	HomeMB int               `json:"home_mb"`
+}
+
+// CheckEnvs bounds a sandbox's environment: count, size, and names a shell
+// can hold.
+func CheckEnvs(envs map[string]string) error {
+	if len(envs) > MaxEnvdVars {
+		return fmt.Errorf("%d environment variables: at most %d", len(envs), MaxEnvdVars)
+	}
+	total := 0
+	for k, v := range envs {
+		total += len(k) + len(v) + 2
+		if k == "" || strings.ContainsAny(k, "=\x00") || strings.Contains(v, "\x00") {
+			return fmt.Errorf("environment variable %q: a name without = or NUL, a value without NUL", k)
+		}
+	}
+	if total > MaxEnvdBytes {
+		return fmt.Errorf("environment variables of %d bytes: at most %d", total, MaxEnvdBytes)
+	}
+	return nil
 }
 
 // Identity makes a clone unique.

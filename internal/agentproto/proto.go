@@ -42,6 +42,8 @@ const (
 	OpIdentity = "identity"
 	// OpOutput marks the agent's frames of streamed output during a run.
 	OpOutput = "output"
+	// OpEnvd makes the sandbox a long-lived one (see Envd).
+	OpEnvd = "envd"
 )
 
 // Error codes an agent answers with.

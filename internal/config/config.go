@@ -34,7 +34,10 @@ type Config struct {
 	Limits  Limits
 	Network Network
 	API     API
-	Verbose bool // CODEBENCH_DEBUG
+	// Sandboxes is codebench sandboxes': long-lived sandboxes the E2B SDK
+	// drives (docs/SANDBOXES.md).
+	Sandboxes Sandboxes
+	Verbose   bool // CODEBENCH_DEBUG
 	// DebugAddr serves expvar and pprof for the worker (loopback only;
 	// CODEBENCH_DEBUG_ADDR, off by default).
 	DebugAddr string
@@ -258,6 +261,36 @@ type Worker struct {
 	BrokerNode string
 }
 
+// Sandboxes configures the sandbox host (codebench sandboxes).
+type Sandboxes struct {
+	// Addr is where the E2B control and data planes listen
+	// (CODEBENCH_SANDBOXES_ADDR, sandboxes_addr); off loopback only with
+	// APIKeys.
+	Addr string
+	// APIKeys are the accepted X-API-KEY values, comma-separated
+	// (CODEBENCH_SANDBOXES_API_KEYS); empty: any key, on loopback only.
+	APIKeys string
+	// Dir keeps each sandbox's record and, while it is paused, its
+	// checkpoint (CODEBENCH_SANDBOXES_DIR; default <data dir>/sandboxes).
+	Dir string
+	// Max is how many sandboxes, running and paused, this host keeps
+	// (CODEBENCH_SANDBOXES_MAX); MaxRunning how many of them run.
+	Max, MaxRunning int
+	// Per API key (CODEBENCH_SANDBOXES_KEY_RUNNING, _KEY_PAUSED,
+	// _KEY_MEMORY_MB): beyond them a create or a resume is refused with
+	// 429, the SDK's RateLimitError.
+	KeyRunning, KeyPaused, KeyMemoryMB int
+	// Pool is how many sandboxes are kept warm (CODEBENCH_SANDBOXES_POOL).
+	Pool int
+	// HomeMB sizes the user's home, a tmpfs counted in the sandbox's
+	// memory (CODEBENCH_SANDBOXES_HOME_MB).
+	HomeMB int
+	// DefaultTimeout is a sandbox's life when the client names none;
+	// MaxTimeout the most it may ask for (CODEBENCH_SANDBOXES_TIMEOUT,
+	// CODEBENCH_SANDBOXES_MAX_TIMEOUT).
+	DefaultTimeout, MaxTimeout time.Duration
+}
+
 // Network is the opt-in guest network (docs/NETWORKING.md): off by
 // default; a job that asks for it is refused unless Enabled.
 type Network struct {
@@ -343,6 +376,8 @@ func Default() Config {
 		API: API{Addr: "127.0.0.1:2358", AuthHeader: "X-Auth-Token", AuthzHeader: "X-Auth-User", MaxQueue: 10000,
 			ReplyQueue: "codebench.api.replies", QueueTimeout: time.Hour,
 			ClientInFlight: 500, ClientPerMinute: 600, ClientSandbox: 4 * time.Hour, ClientCallbacks: 16, StoreMaxBytes: 4 << 30, MaxAge: 7 * 24 * time.Hour},
+		Sandboxes: Sandboxes{Addr: "127.0.0.1:2359", Max: 1000, MaxRunning: 100, KeyRunning: 20, KeyPaused: 200,
+			KeyMemoryMB: 16 << 10, Pool: 2, HomeMB: 512, DefaultTimeout: 5 * time.Minute, MaxTimeout: 24 * time.Hour},
 		Network: Network{Name: "w", Subnet: "192.168.127.0/24", IPMasq: true, ConnPerSecond: 20,
 			CNIPath: "/opt/cni/bin:/usr/lib/cni"},
 		Limits: Limits{
@@ -474,6 +509,12 @@ func (c *Config) Validate() error {
 	check(c.DataDir != "", "data dir is empty")
 	check(c.DebugAddr == "" || strings.HasPrefix(c.DebugAddr, "127.0.0.1:") || strings.HasPrefix(c.DebugAddr, "[::1]:"),
 		"CODEBENCH_DEBUG_ADDR must be on loopback, not %q", c.DebugAddr)
+	check(c.Sandboxes.APIKeys != "" || loopback(c.Sandboxes.Addr),
+		"CODEBENCH_SANDBOXES_ADDR %q is not on loopback: set CODEBENCH_SANDBOXES_API_KEYS first", c.Sandboxes.Addr)
+	check(c.Sandboxes.Max >= 1 && c.Sandboxes.MaxRunning >= 1 && c.Sandboxes.KeyRunning >= 1 && c.Sandboxes.KeyMemoryMB >= 1,
+		"the sandboxes' counts must be at least 1")
+	check(c.Sandboxes.HomeMB >= 16 && c.Sandboxes.DefaultTimeout > 0 && c.Sandboxes.MaxTimeout >= c.Sandboxes.DefaultTimeout,
+		"CODEBENCH_SANDBOXES_HOME_MB is at least 16, and CODEBENCH_SANDBOXES_TIMEOUT positive and at most CODEBENCH_SANDBOXES_MAX_TIMEOUT")
 	check(c.MetricsAddr == "" || c.MetricsPublic || loopback(c.MetricsAddr),
 		"CODEBENCH_METRICS_ADDR %q is not on loopback: set CODEBENCH_METRICS_PUBLIC=true to serve metrics to the network", c.MetricsAddr)
 	check(c.RunDir != "" && len(c.RunDir) <= 48, "run dir %q must be set and short (Unix socket paths are limited to 108 bytes)", c.RunDir)

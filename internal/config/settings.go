@@ -100,6 +100,20 @@ func settings(c *Config) []setting {
 	add("CODEBENCH_API_CLIENT_CALLBACKS", &c.API.ClientCallbacks)
 	add("CODEBENCH_API_STORE_MAX_BYTES", &c.API.StoreMaxBytes)
 
+	add("CODEBENCH_SANDBOXES_ADDR", &c.Sandboxes.Addr)
+	add("CODEBENCH_SANDBOXES_API_KEYS", &c.Sandboxes.APIKeys)
+	t[len(t)-1].token = true
+	add("CODEBENCH_SANDBOXES_DIR", &c.Sandboxes.Dir)
+	add("CODEBENCH_SANDBOXES_MAX", &c.Sandboxes.Max)
+	add("CODEBENCH_SANDBOXES_MAX_RUNNING", &c.Sandboxes.MaxRunning)
+	add("CODEBENCH_SANDBOXES_KEY_RUNNING", &c.Sandboxes.KeyRunning)
+	add("CODEBENCH_SANDBOXES_KEY_PAUSED", &c.Sandboxes.KeyPaused)
+	add("CODEBENCH_SANDBOXES_KEY_MEMORY_MB", &c.Sandboxes.KeyMemoryMB)
+	add("CODEBENCH_SANDBOXES_POOL", &c.Sandboxes.Pool)
+	add("CODEBENCH_SANDBOXES_HOME_MB", &c.Sandboxes.HomeMB)
+	add("CODEBENCH_SANDBOXES_TIMEOUT", &c.Sandboxes.DefaultTimeout)
+	add("CODEBENCH_SANDBOXES_MAX_TIMEOUT", &c.Sandboxes.MaxTimeout)
+
 	add("RABBITMQ_URL", &c.Worker.RabbitURL)
 	t[len(t)-1].secret = true
 	add("CODEBENCH_RABBITMQ_PASSWORD_FILE", &c.Worker.RabbitPasswordFile)

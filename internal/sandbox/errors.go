@@ -13,6 +13,8 @@ var (
 	// ErrNoSnapshots: the driver cannot save and restore sandboxes (here,
 	// as configured).
 	ErrNoSnapshots = errors.New("sandbox: no snapshot support")
+	// ErrNoPause: the driver cannot pause (checkpoint) a running sandbox.
+	ErrNoPause = errors.New("sandbox: no pause support")
 	// ErrNoKill: the driver cannot kill a sandbox without cleanup.
 	ErrNoKill = errors.New("sandbox: driver has no hard kill")
 	// ErrNoNetwork: the driver (as configured) cannot give a sandbox a

@@ -129,6 +129,24 @@ func Snapshots(drv Driver) (Snapshotter, error) {
 	return s, nil
 }
 
+// Pauser is the capability to save a running sandbox whole (its memory
+// and processes) into a directory, which ends it, and to start it again
+// from there: a long-lived sandbox's pause and resume. The restored
+// sandbox's agent channel goes on where the saved one stopped.
+type Pauser interface {
+	Checkpoint(ctx context.Context, vm VM, dir string) error
+	Restore(ctx context.Context, spec Spec, dir string) (VM, error)
+}
+
+// Pausing returns drv's pause capability, or ErrNoPause.
+func Pausing(drv Driver) (Pauser, error) {
+	p, ok := drv.(Pauser)
+	if !ok {
+		return nil, fmt.Errorf("%w: driver %s cannot save a running sandbox", ErrNoPause, drv.Name())
+	}
+	return p, nil
+}
+
 // Reclaimer is the capability to clean up what a killed process left of its
 // sandboxes. The reconciler calls it for each sandbox run directory of a dead
 // owner, with every driver it knows: a driver that does not recognise dir as

@@ -25,14 +25,14 @@ import (
 
 // Frame kinds.
 const (
-	kindData      byte = 1
-	kindQuiesce   byte = 2
-	kindQuiesced  byte = 3
-	kindStart     byte = 4
-	kindStarted   byte = 5
-	headerSize         = 9
-	maxPayload         = 64 << 10 // a data frame's payload; a larger header is a broken peer
-	maxStreamsRecv     = 256      // yamux's accept backlog: streams a peer may open unanswered
+	kindData       byte = 1
+	kindQuiesce    byte = 2
+	kindQuiesced   byte = 3
+	kindStart      byte = 4
+	kindStarted    byte = 5
+	headerSize          = 9
+	maxPayload          = 64 << 10 // a data frame's payload; a larger header is a broken peer
+	maxStreamsRecv      = 256      // yamux's accept backlog: streams a peer may open unanswered
 )
 
 // ErrBadFrame: the peer sent a frame this side cannot read (a kind it does

@@ -35,8 +35,16 @@ type Server struct {
 	Hello  agentproto.HelloInfo
 	Runner Runner
 	Host   Host // nil: reset and identity are refused
-	Log    *slog.Logger
+	// Envd, when set, makes the sandbox a long-lived one (OpEnvd): it
+	// starts envd on the channel and returns what waits for it to end.
+	// nil: the op is refused.
+	Envd func(req *agentproto.Envd) (wait func() error, err error)
+	Log  *slog.Logger
 }
+
+// ErrHandedOver: the channel was handed to envd, which ended; the agent's
+// work is over.
+var ErrHandedOver = errors.New("agent: the channel was handed to envd")
 
 // Open opens the agent channel. The virtio-serial port reads EOF whenever the
 // host side is not connected, so the server reopens it after every EOF. An
@@ -114,9 +122,15 @@ func (s *Server) ServeConn(ctx context.Context, rw io.ReadWriter) (served bool, 
 			return served, err
 		}
 		served = true
-		resp := s.handle(ctx, frame, &handshake, w)
+		var handover func() error
+		resp := s.handle(ctx, frame, &handshake, &handover, w)
 		if err := w.write(resp); err != nil {
 			return served, err
+		}
+		if handover != nil {
+			// envd reads and writes the channel from now on: this
+			// server must not read another byte of it.
+			return served, fmt.Errorf("%w: %w", ErrHandedOver, handover())
 		}
 	}
 }
@@ -134,7 +148,7 @@ func (f *frameWriter) write(r *agentproto.Response) error {
 	return agentproto.WriteMessage(f.w, r)
 }
 
-func (s *Server) handle(ctx context.Context, frame []byte, handshake *bool, w *frameWriter) *agentproto.Response {
+func (s *Server) handle(ctx context.Context, frame []byte, handshake *bool, handover *func() error, w *frameWriter) *agentproto.Response {
 	var req agentproto.Request
 	if err := json.Unmarshal(frame, &req); err != nil {
 		return errResp(0, "", agentproto.CodeBadFrame, "decode request: "+err.Error())
@@ -149,7 +163,7 @@ func (s *Server) handle(ctx context.Context, frame []byte, handshake *bool, w *f
 		h := s.Hello
 		h.Version = agentproto.Version
 		return &agentproto.Response{ID: req.ID, Op: req.Op, Hello: &h}
-	case agentproto.OpPing, agentproto.OpRun, agentproto.OpReset, agentproto.OpIdentity:
+	case agentproto.OpPing, agentproto.OpRun, agentproto.OpReset, agentproto.OpIdentity, agentproto.OpEnvd:
 		if !*handshake {
 			return errResp(req.ID, req.Op, agentproto.CodeHandshakeRequired, "send hello first")
 		}
@@ -158,6 +172,22 @@ func (s *Server) handle(ctx context.Context, frame []byte, handshake *bool, w *f
 	}
 	switch req.Op {
 	case agentproto.OpPing:
+		return &agentproto.Response{ID: req.ID, Op: req.Op}
+	case agentproto.OpEnvd:
+		if s.Envd == nil {
+			return errResp(req.ID, req.Op, agentproto.CodeUnknownOp, "long-lived sandboxes are not served here")
+		}
+		if req.Envd == nil {
+			return errResp(req.ID, req.Op, agentproto.CodeBadRequest, "envd without a body")
+		}
+		if err := agentproto.CheckEnvs(req.Envd.Envs); err != nil {
+			return errResp(req.ID, req.Op, agentproto.CodeBadRequest, err.Error())
+		}
+		wait, err := s.Envd(req.Envd)
+		if err != nil {
+			return errResp(req.ID, req.Op, agentproto.CodeInternal, err.Error())
+		}
+		*handover = wait
 		return &agentproto.Response{ID: req.ID, Op: req.Op}
 	case agentproto.OpReset, agentproto.OpIdentity:
 		if s.Host == nil {

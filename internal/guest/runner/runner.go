@@ -666,6 +666,12 @@ func (r *Runner) start(cmd *exec.Cmd, pl PhaseLimits) error {
 	return err
 }
 
+// StartRestricted starts cmd as a job's processes start: forked from the
+// launcher thread, with no_new_privs and the job seccomp filter from its
+// first instruction (a long-lived sandbox's envd, and through it everything
+// the sandbox's user runs). cmd names its own user and limits.
+func (r *Runner) StartRestricted(cmd *exec.Cmd) error { return r.start(cmd, nil) }
+
 // errThreadPlaced: a start left the thread that forked in the phase's
 // limits; that thread must not start anything else.
 var errThreadPlaced = errors.New("the forking thread could not leave the phase's cgroups")

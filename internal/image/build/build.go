@@ -34,7 +34,7 @@ const recipeVersion = "4"
 
 // imageRecipe changes whenever the steps after debootstrap change what they
 // produce (the debootstrapped base stays cached).
-const imageRecipe = "1: empty resolv.conf"
+const imageRecipe = "2: empty resolv.conf, the sandbox user"
 
 // Job user inside the guest; the agent runs programs as this user.
 const (
@@ -402,6 +402,18 @@ func (b *builder) rootfs(ctx context.Context, baseDir, staging string, m *image.
 	}); err != nil {
 		return err
 	}
+	// A long-lived sandbox's user (agentproto.SandboxUser); the agent
+	// mounts its home. Its own group, no password, bash.
+	uid := fmt.Sprint(agentproto.SandboxUID)
+	for file, line := range map[string]string{
+		"passwd": agentproto.SandboxUser + ":x:" + uid + ":" + uid + "::" + agentproto.SandboxHome + ":/bin/bash",
+		"group":  agentproto.SandboxUser + ":x:" + uid + ":",
+		"shadow": agentproto.SandboxUser + ":!:19000::::::",
+	} {
+		if err := appendLine(filepath.Join(tree, "etc", file), line); err != nil {
+			return err
+		}
+	}
 	table := mustJSON(b.languageList())
 	if err := replaceWith(filepath.Join(tree, lang.GuestPath), func(dst string) error {
 		return os.WriteFile(dst, table, 0o644)
@@ -434,6 +446,21 @@ func (b *builder) rootfs(ctx context.Context, baseDir, staging string, m *image.
 	m.RootTree = image.RootTreeDir
 	m.Rootfs, err = artifact(staging, image.RootfsFile)
 	return err
+}
+
+// appendLine adds a line to a file of the tree, replacing its hard link.
+func appendLine(path, line string) error {
+	old, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	return replaceWith(path, func(dst string) error {
+		return os.WriteFile(dst, append(old, []byte(line+"\n")...), fi.Mode().Perm())
+	})
 }
 
 // languageVersion asks the tool itself (some print to stderr; some need /proc,

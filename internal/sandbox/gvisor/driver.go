@@ -34,6 +34,7 @@ import (
 var (
 	_ sandbox.Driver    = (*Driver)(nil)
 	_ sandbox.Reclaimer = (*Driver)(nil)
+	_ sandbox.Pauser    = (*Driver)(nil)
 	_ sandbox.VM        = (*VM)(nil)
 	_ sandbox.Processes = (*VM)(nil)
 	_ sandbox.Killer    = (*VM)(nil)
