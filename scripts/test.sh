@@ -19,7 +19,7 @@ scripts/postgres.sh start
 # Integration tests must not skip here: a missing VM or broker is a failure.
 # QEMU must run jailed here (the jail tests fail, not skip, without it).
 CODEBENCH_REQUIRE_VM=1 CODEBENCH_REQUIRE_GVISOR=1 CODEBENCH_REQUIRE_RABBITMQ=1 CODEBENCH_REQUIRE_NETWORK=1 CODEBENCH_QEMU_JAIL=on \
-  CODEBENCH_REQUIRE_POSTGRES=1 CODEBENCH_TEST_POSTGRES_URL="$(scripts/postgres.sh url)" \
+  CODEBENCH_REQUIRE_POSTGRES=1 CODEBENCH_REQUIRE_NODE=1 CODEBENCH_TEST_POSTGRES_URL="$(scripts/postgres.sh url)" \
   RABBITMQ_URL="amqp://$user:$pass@127.0.0.1:$RMQ_PORT/" \
   RABBITMQ_MANAGEMENT_URL="http://127.0.0.1:$RMQ_MGMT_PORT" \
   RABBITMQ_NODENAME="$RMQ_NAME@localhost" \

@@ -29,8 +29,8 @@ func OwnerDir(runDir, prefix string) string {
 	return filepath.Join(runDir, fmt.Sprintf("%s-%d", prefix, os.Getpid()))
 }
 
-// Owners: w worker, r run, b bench, d doctor.
-var ownerRE = regexp.MustCompile(`^(w|r|b|d)-([0-9]+)$`)
+// Owners: w worker, r run, b bench, d doctor, s sandboxes.
+var ownerRE = regexp.MustCompile(`^(w|r|b|d|s)-([0-9]+)$`)
 
 // Config says where to look and who reclaims.
 type Config struct {

@@ -154,6 +154,11 @@ func (l *Link) Quiesce(ctx context.Context) error {
 		<-l.readDone
 		return nil
 	case <-l.readDone:
+		select {
+		case <-l.quietCh: // both are closed: the guest did answer
+			return nil
+		default:
+		}
 		return fmt.Errorf("sandboxlink: quiesce: %w", l.readErr)
 	case <-ctx.Done():
 		return fmt.Errorf("sandboxlink: quiesce: the guest did not answer: %w", ctx.Err())
