@@ -81,7 +81,7 @@ func vmCgroups(ids []string) []string {
 }
 
 // TestE2BSDK drives the unmodified E2B SDK (npm e2b, pinned in
-// testdata/e2b/package.json) against "codebench sandboxes" on real gVisor
+// internal/e2bsdk/package.json) against "codebench sandboxes" on real gVisor
 // sandboxes: every check of the conformance script (commands, files, a
 // pty, watchDir, isolation, timeouts, paging, pause and resume over 10
 // cycles, limits, kill, keys and tokens). Then the host is killed with -9
@@ -90,7 +90,7 @@ func vmCgroups(ids []string) []string {
 // one whole.
 func TestE2BSDK(t *testing.T) {
 	gv := testenv.NeedGVisor(t)
-	sdk := testenv.NeedNodePackages(t, filepath.Join("testdata", "e2b"))
+	sdk := testenv.NeedE2BSDK(t, filepath.Join("testdata", "e2b"))
 	runDir := filepath.Join(gv.RunDir, "e2b")
 	addr := freeAddr(t)
 	env := []string{"CODEBENCH_DRIVER=gvisor", "CODEBENCH_RUN_DIR=" + runDir, "CODEBENCH_SANDBOXES_DIR=" + t.TempDir(),

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -91,6 +92,13 @@ func New(m Manager, keys []string, log *slog.Logger) *Server {
 // ServeHTTP dispatches: a request naming a sandbox goes to its envd, every
 // other is the control plane's.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if len(s.keys) == 0 && !loopbackHost(r.Host) {
+		// Without keys any key is taken, so only a loopback name may be
+		// asked for: a web page that rebinds its own name to 127.0.0.1
+		// is refused.
+		apiError(w, http.StatusForbidden, "host %q: without API keys this server answers loopback names only", r.Host)
+		return
+	}
 	if id := r.Header.Get("E2b-Sandbox-Id"); id != "" {
 		s.dataPlane(w, r, id)
 		return
@@ -101,6 +109,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxControlBody)
 	s.ctrl.ServeHTTP(w, r)
+}
+
+func loopbackHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
 }
 
 func (s *Server) keyOK(key string) bool {
@@ -281,9 +301,17 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 			apiError(w, http.StatusBadRequest, "metadata: %v", err)
 			return
 		}
+		// The SDK escapes each key and value, then the pairs: one more
+		// unescape each.
 		f.Metadata = map[string]string{}
 		for k := range vals {
-			f.Metadata[k] = vals.Get(k)
+			uk, err1 := url.QueryUnescape(k)
+			uv, err2 := url.QueryUnescape(vals.Get(k))
+			if err1 != nil || err2 != nil {
+				apiError(w, http.StatusBadRequest, "metadata: bad escape in %q", md)
+				return
+			}
+			f.Metadata[uk] = uv
 		}
 	}
 	for _, st := range q["state"] {

@@ -54,11 +54,19 @@ const (
 	stateBusy    = "creating"
 )
 
+// Agent is what the manager asks of a warm sandbox's agent
+// (agentclient.Client): to hand the channel to envd.
+type Agent interface {
+	Envd(ctx context.Context, req *agentproto.Envd) error
+}
+
+var _ Agent = (*agentclient.Client)(nil)
+
 // Warm is a sandbox from the warm pool: its VM, its agent, and how to give
 // it back for good.
 type Warm struct {
 	VM    sandbox.VM
-	Agent *agentclient.Client
+	Agent Agent
 	Stop  func(context.Context) error
 }
 
@@ -231,7 +239,10 @@ func (m *Manager) reap() {
 			err = m.kill(ctx, d.id, "")
 		case d.pause:
 			m.log.Info("sandbox timed out: paused (auto-pause)", "sandbox_id", d.id)
-			err = m.pause(ctx, d.id, "")
+			if err = m.pause(ctx, d.id, "", true); errors.Is(err, ErrQuota) {
+				m.log.Info("sandbox timed out: killed, its key keeps the most paused sandboxes it may", "sandbox_id", d.id)
+				err = m.kill(ctx, d.id, "")
+			}
 		default:
 			m.log.Info("sandbox timed out: killed", "sandbox_id", d.id)
 			err = m.kill(ctx, d.id, "")
@@ -261,7 +272,7 @@ func (m *Manager) Close(ctx context.Context) {
 	for _, id := range ids {
 		var err error
 		if m.cfg.Pauser != nil {
-			err = m.pause(ctx, id, "")
+			err = m.pause(ctx, id, "", false)
 		}
 		if m.cfg.Pauser == nil || err != nil {
 			if err != nil {
@@ -543,10 +554,13 @@ func (m *Manager) kill(ctx context.Context, id, owner string) error {
 // Pause checkpoints the sandbox to disk and ends its processes on the
 // host; ErrAlreadyPaused if it is paused.
 func (m *Manager) Pause(ctx context.Context, key, id string) error {
-	return m.pause(ctx, id, Owner(key))
+	return m.pause(ctx, id, Owner(key), true)
 }
 
-func (m *Manager) pause(ctx context.Context, id, owner string) error {
+// pause pauses id (owner's, or any for ""); with quota, not beyond its
+// owner's paused sandboxes (a shutdown's pause is the host's, not the
+// owner's, and keeps the sandbox whatever the count).
+func (m *Manager) pause(ctx context.Context, id, owner string, quota bool) error {
 	if m.cfg.Pauser == nil {
 		return fmt.Errorf("%w: %w", ErrBadRequest, sandbox.ErrNoPause)
 	}
@@ -558,9 +572,18 @@ func (m *Manager) pause(ctx context.Context, id, owner string) error {
 	defer b.op.Unlock()
 	m.mu.Lock()
 	state := b.rec.State
+	paused := 0
+	for _, o := range m.boxes {
+		if o.rec.Owner == b.rec.Owner && o.rec.State == StatePaused {
+			paused++
+		}
+	}
 	m.mu.Unlock()
 	if state == StatePaused {
 		return ErrAlreadyPaused
+	}
+	if quota && paused >= m.cfg.KeyPaused {
+		return fmt.Errorf("%w: %d paused sandboxes for this API key, the most it may keep", ErrQuota, paused)
 	}
 	if state != StateRunning || b.link == nil {
 		return fmt.Errorf("%w: %s", ErrNotFound, id)
@@ -674,6 +697,20 @@ func (m *Manager) Transport(id, token string) (http.RoundTripper, error) {
 		return nil, fmt.Errorf("%w: %s is %s", ErrNotRunning, id, b.rec.State)
 	}
 	return b.transport, nil
+}
+
+// Processes are the host processes of each running sandbox (for the
+// benchmark's memory figures), by sandbox id.
+func (m *Manager) Processes() map[string][]int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string][]int{}
+	for id, b := range m.boxes {
+		if b.rec.State == StateRunning && b.vm != nil {
+			out[id] = sandbox.PIDs(b.vm)
+		}
+	}
+	return out
 }
 
 // Counts are the host's sandboxes by state.

@@ -1,7 +1,7 @@
 // The E2B SDK's conformance against codebench sandboxes: the unmodified npm
-// package (pinned in package.json), run by cmd/codebench/sandboxes_test.go
-// with E2B_API_URL, E2B_SANDBOX_URL and E2B_API_KEY set. Each check prints
-// "ok <name>"; the first failure prints "FAIL <name>: <why>" and exits 1.
+// package (pinned in internal/e2bsdk/package.json), run by
+// cmd/codebench/sandboxes_test.go with E2B_API_URL, E2B_SANDBOX_URL and
+// E2B_API_KEY set. Each check prints "ok <name>"; the first failure prints "FAIL <name>: <why>" and exits 1.
 //
 // node conformance.mjs main STATE_FILE     everything; leaves one sandbox paused
 //                                          (a file, a background process) and
@@ -172,10 +172,12 @@ async function main() {
   })
 
   await check('isolation between the two sandboxes', async () => {
+    const marker = await a.commands.run('sleep 999', { background: true, timeoutMs: 0 })
     await a.files.write('secret.txt', 'a only')
     eq(await b.files.exists('secret.txt'), false, "b sees a's file")
     const r = await b.commands.run("ls /home/user; cat /proc/[0-9]*/cmdline | tr '\\0' ' '")
-    assert(!r.stdout.includes('secret.txt') && !r.stdout.includes('sleep 1000'), "b sees a's things: " + r.stdout)
+    assert(!r.stdout.includes('secret.txt') && !r.stdout.includes('sleep 999'), "b sees a's things: " + r.stdout)
+    eq(await a.commands.kill(marker.pid), true, 'kill the marker')
     // a's token on b's id: refused
     const res = await fetch(apiUrl + '/files?path=secret.txt', {
       headers: { 'E2b-Sandbox-Id': b.sandboxId, 'E2b-Sandbox-Port': '49983', 'X-Access-Token': 'wrong-' + b.sandboxId },
