@@ -80,6 +80,9 @@ bench-languages: deps image-all
 	scripts/bench-languages.sh
 
 stop:
+	-@if [ -f /run/codebench-sandboxes.pid ]; then kill -TERM $$(cat /run/codebench-sandboxes.pid) 2>/dev/null; \
+		for i in $$(seq 300); do kill -0 $$(cat /run/codebench-sandboxes.pid) 2>/dev/null || break; sleep 0.2; done; \
+		rm -f /run/codebench-sandboxes.pid; echo "sandbox host stopped (running sandboxes paused)"; fi
 	-@if [ -f /run/codebench-api.pid ]; then kill -TERM $$(cat /run/codebench-api.pid) 2>/dev/null; \
 		for i in $$(seq 100); do kill -0 $$(cat /run/codebench-api.pid) 2>/dev/null || break; sleep 0.2; done; \
 		rm -f /run/codebench-api.pid; echo "api stopped"; fi

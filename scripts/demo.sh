@@ -86,5 +86,28 @@ echo "demo: the same hello world through Judge0's API:"
 echo "  curl -s -X POST 'http://$apiaddr/submissions?wait=true' -H 'Content-Type: application/json' -d @examples/judge0/hello-c.json"
 curl -s -X POST "http://$apiaddr/submissions?wait=true" -H 'Content-Type: application/json' -d @examples/judge0/hello-c.json | sed 's/^/  /'
 echo
+
+# Long-lived sandboxes for the E2B SDK (docs/SANDBOXES.md).
+sbxpid=/run/codebench-sandboxes.pid
+sbxlog=/var/log/codebench-sandboxes.log
+sbxaddr=${CODEBENCH_SANDBOXES_ADDR:-127.0.0.1:2359}
+if [ -f "$sbxpid" ] && kill -0 "$(cat "$sbxpid")" 2>/dev/null; then
+  echo "demo: sandbox host already running (pid $(cat "$sbxpid"))"
+else
+  echo "demo: starting the sandbox host on $sbxaddr (log: $sbxlog)"
+  CODEBENCH_SANDBOXES_ADDR=$sbxaddr setsid nohup bin/codebench sandboxes >"$sbxlog" 2>&1 </dev/null &
+  echo $! >"$sbxpid"
+fi
+for _ in $(seq 600); do
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -H 'X-API-KEY: demo' "http://$sbxaddr/v2/sandboxes")" = 200 ] && break
+  if ! kill -0 "$(cat "$sbxpid")" 2>/dev/null; then echo "demo: the sandbox host died:"; tail -20 "$sbxlog"; exit 1; fi
+  sleep 0.1
+done
+created=$(curl -s -X POST -H 'X-API-KEY: demo' -H 'Content-Type: application/json' -d '{"metadata":{"from":"make demo"}}' "http://$sbxaddr/v2/sandboxes")
+sbx=$(echo "$created" | jq -r .sandboxID)
+echo "demo: a sandbox for the E2B SDK: $(echo "$created" | jq -c '{sandboxID, envdVersion}'), killed: $(curl -s -o /dev/null -w '%{http_code}' -X DELETE -H 'X-API-KEY: demo' "http://$sbxaddr/sandboxes/$sbx")"
+echo "demo: the unmodified E2B SDK (npm e2b, Node.js 20.18 or newer) drives it with:"
+echo "  export E2B_API_URL=http://$sbxaddr E2B_SANDBOX_URL=http://$sbxaddr E2B_API_KEY=any-key"
+echo
 echo "demo: done. The playground: http://$apiaddr/ (an SSH tunnel reaches it: ssh -L 2358:$apiaddr HOST)"
-echo "demo: the worker (pid $(cat "$pidfile")) and the API (pid $(cat "$apipid")) keep running; stop them and RabbitMQ with: make stop"
+echo "demo: the worker (pid $(cat "$pidfile")), the API (pid $(cat "$apipid")) and the sandbox host (pid $(cat "$sbxpid")) keep running; stop them and RabbitMQ with: make stop"

@@ -81,3 +81,25 @@ func unitExecStart(t *testing.T, path string) []string {
 	t.Fatalf("%s has no ExecStart", path)
 	return nil
 }
+
+// TestSandboxesUnit: the sandbox host's unit starts "codebench sandboxes"
+// with the shared config file.
+func TestSandboxesUnit(t *testing.T) {
+	argv := unitExecStart(t, "../../deploy/systemd/codebench-sandboxes.service")
+	for i, a := range argv {
+		if a == "/etc/codebench/codebench.toml" {
+			argv[i] = filepath.Join(t.TempDir(), "c.toml")
+			if err := os.WriteFile(argv[i], []byte("sandboxes_addr = \"127.0.0.1:2998\"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	inv, err := parseInvocation(argv, func(string) (string, bool) { return "", false })
+	if err != nil || inv.name != "sandboxes" || inv.cfg.Sandboxes.Addr != "127.0.0.1:2998" || inv.hardDeadline != sandboxesShutdown+hardDeadlineMargin {
+		t.Fatalf("%q: %v %+v", argv, err, inv)
+	}
+	// Off loopback, API keys are required.
+	if _, err := parseInvocation([]string{"sandboxes", "--sandboxes-addr", "0.0.0.0:2359"}, func(string) (string, bool) { return "", false }); err == nil {
+		t.Fatal("a non-loopback address without API keys was accepted")
+	}
+}
