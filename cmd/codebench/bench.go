@@ -7,15 +7,19 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/codebench/codebench/internal/apinode"
 	"github.com/codebench/codebench/internal/bench"
 	"github.com/codebench/codebench/internal/config"
+	"github.com/codebench/codebench/internal/e2b"
+	"github.com/codebench/codebench/internal/e2bsdk"
 	"github.com/codebench/codebench/internal/image"
 	"github.com/codebench/codebench/internal/job"
 	"github.com/codebench/codebench/internal/lang"
@@ -43,6 +47,9 @@ func benchCmd(fs *flag.FlagSet) commandFunc {
 	languages := fs.Int("languages", 0, "only the languages: each language's hello world this many times in sandboxes of the default driver beside natively on the host, and each language profile's image size and build time")
 	interactive := fs.Int("interactive", 0, "only interactive problems: this many jobs of each kind (guess the number with an interactor vs on a plain test with a checker; 10,000 question/answer rounds vs one, and natively)")
 	before := fs.String("before-image", "", "with --tests: measure this image (a hash under images/, e.g. one an earlier commit built) beside the current one, interleaved job by job, and hold the current one to its tests per second")
+	sbx := fs.Int("sandboxes", 0, "only long-lived sandboxes, through the unmodified E2B SDK: this many creates a second apart and pause and resume cycles, a burst of 10 creates, commands, then --idle running and --paused paused sandboxes held for their memory and disk (needs Node.js 20.18 or newer)")
+	idle := fs.Int("idle", 100, "with --sandboxes: idle running sandboxes held at once (0: none)")
+	paused := fs.Int("paused", 1000, "with --sandboxes: paused sandboxes held at once (0: none)")
 	loadOnly := fs.Bool("load-only", false, "only a load run through RabbitMQ against a running worker (no sandboxes of its own: for soak tests); -c is one number")
 	return func(ctx context.Context, cfg config.Config, log *slog.Logger, args []string) error {
 		if *loadOnly {
@@ -68,6 +75,9 @@ func benchCmd(fs *flag.FlagSet) commandFunc {
 		}
 		if *tests > 0 {
 			return benchTests(ctx, cfg, *tests, *n, *before, *asJSON)
+		}
+		if *sbx > 0 {
+			return benchSandboxes(ctx, cfg, bench.SandboxesOptions{N: *sbx, Idle: *idle, Paused: *paused}, *asJSON)
 		}
 		o := bench.Options{N: *n, Pool: *poolSize, Rounds: *rounds, Local: *local, Stream: *stream,
 			Anatomy: *anatomy, Python: *python, APIBurst: *apiBurst}
@@ -219,6 +229,64 @@ func benchTests(ctx context.Context, cfg config.Config, tests, n int, before str
 	if len(runs) == 2 {
 		fmt.Print(bench.CompareTests(runs[0], runs[1]))
 	}
+	return nil
+}
+
+// benchSandboxes is bench --sandboxes on the default driver: a sandbox
+// host of its own (its records in a temporary directory, limits wide
+// enough for the run) on a loopback port, driven by the E2B SDK.
+func benchSandboxes(ctx context.Context, cfg config.Config, o bench.SandboxesOptions, asJSON bool) error {
+	env, prov, closeAll, err := openDefault(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	pauser, err := sandbox.Pausing(env.Driver)
+	if err != nil {
+		return err
+	}
+	sdk, err := e2bsdk.Install(ctx, filepath.Join(cfg.DataDir, "cache"), bench.SandboxesScripts())
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "codebench-bench-sandboxes-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	sc := cfg.Sandboxes
+	sc.Max, sc.MaxRunning = o.Paused+o.Idle+64, o.Idle+64
+	sc.KeyRunning, sc.KeyPaused, sc.KeyMemoryMB = sc.MaxRunning, sc.Max, 1<<30
+	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	m, _, stopPool, err := newSandboxHost(env.Spec, pauser, prov, sc, dir, quiet)
+	if err != nil {
+		return err
+	}
+	defer stopPool()
+	defer m.Close(context.WithoutCancel(ctx))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: e2b.New(m, nil, quiet), ReadHeaderTimeout: 30 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	defer func() { _ = srv.Close(); <-served }()
+
+	o.Addr, o.Pool, o.SDKDir, o.StateDir, o.Processes = ln.Addr().String(), sc.Pool, sdk, dir, m.Processes
+	o.RootDir, o.OCIRuntime, o.CPUs = env.Spec.RootDir, env.OCIRuntime, env.Spec.VCPUs
+	if !asJSON {
+		o.Progress = func(format string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+format+"\n", a...) }
+	}
+	rep, err := bench.MeasureSandboxes(ctx, o)
+	if err != nil {
+		return err
+	}
+	rep.Driver = env.Name + " (" + env.Detail + ")"
+	if asJSON {
+		return json.NewEncoder(os.Stdout).Encode(rep)
+	}
+	fmt.Print(rep.Text())
 	return nil
 }
 

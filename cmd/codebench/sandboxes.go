@@ -15,12 +15,37 @@ import (
 	"github.com/codebench/codebench/internal/config"
 	"github.com/codebench/codebench/internal/e2b"
 	"github.com/codebench/codebench/internal/pool"
+	"github.com/codebench/codebench/internal/provision"
 	"github.com/codebench/codebench/internal/sandbox"
 	"github.com/codebench/codebench/internal/sandboxes"
 )
 
 // sandboxesShutdown bounds pausing every running sandbox at a stop.
 const sandboxesShutdown = 2 * time.Minute
+
+// newSandboxHost is the sandbox manager over a warm pool of prov's
+// sandboxes; stop stops the pool (after the manager's Close).
+func newSandboxHost(spec sandbox.Spec, pauser sandbox.Pauser, prov *provision.Provisioner, sc config.Sandboxes, dir string, log *slog.Logger) (*sandboxes.Manager, []string, func(), error) {
+	p := pool.New(pool.Config{Size: sc.Pool, MaxBoots: max(1, sc.Pool)}, prov.Provision, log, nil)
+	p.Start()
+	m, reclaimed, err := sandboxes.New(sandboxes.Config{
+		Dir: dir, Spec: spec, Pauser: pauser,
+		Take: func(ctx context.Context) (sandboxes.Warm, error) {
+			mem, err := p.Take(ctx)
+			if err != nil {
+				return sandboxes.Warm{}, err
+			}
+			return sandboxes.Warm{VM: mem.VM, Agent: mem.Agent, Stop: mem.Stop}, nil
+		},
+		Max: sc.Max, MaxRunning: sc.MaxRunning, KeyRunning: sc.KeyRunning, KeyPaused: sc.KeyPaused, KeyMemoryMB: sc.KeyMemoryMB,
+		HomeMB: sc.HomeMB, DefaultTimeout: sc.DefaultTimeout, MaxTimeout: sc.MaxTimeout,
+	}, log)
+	if err != nil {
+		p.Stop()
+		return nil, nil, nil, err
+	}
+	return m, reclaimed, p.Stop, nil
+}
 
 // sandboxesCmd is "codebench sandboxes": the sandbox host that the E2B SDK
 // drives (docs/SANDBOXES.md).
@@ -46,25 +71,11 @@ func sandboxesCmd(fs *flag.FlagSet) commandFunc {
 		}
 		prov, _ := e.provisioner(ctx, cfg, log)
 		defer prov.Close()
-		p := pool.New(pool.Config{Size: cfg.Sandboxes.Pool, MaxBoots: max(1, cfg.Sandboxes.Pool)}, prov.Provision, log, nil)
-		p.Start()
-		defer p.Stop()
-		sc := cfg.Sandboxes
-		m, reclaimed, err := sandboxes.New(sandboxes.Config{
-			Dir: dir, Spec: e.spec, Pauser: pauser,
-			Take: func(ctx context.Context) (sandboxes.Warm, error) {
-				mem, err := p.Take(ctx)
-				if err != nil {
-					return sandboxes.Warm{}, err
-				}
-				return sandboxes.Warm{VM: mem.VM, Agent: mem.Agent, Stop: mem.Stop}, nil
-			},
-			Max: sc.Max, MaxRunning: sc.MaxRunning, KeyRunning: sc.KeyRunning, KeyPaused: sc.KeyPaused, KeyMemoryMB: sc.KeyMemoryMB,
-			HomeMB: sc.HomeMB, DefaultTimeout: sc.DefaultTimeout, MaxTimeout: sc.MaxTimeout,
-		}, log)
+		m, reclaimed, stopPool, err := newSandboxHost(e.spec, pauser, prov, cfg.Sandboxes, dir, log)
 		if err != nil {
 			return err
 		}
+		defer stopPool()
 		running, paused := m.Counts()
 		log.Info("sandboxes: state loaded", "paused", paused, "running", running, "reclaimed", len(reclaimed), "dir", dir)
 		m.Start()
@@ -76,10 +87,10 @@ func sandboxesCmd(fs *flag.FlagSet) commandFunc {
 		}()
 
 		var keys []string
-		if sc.APIKeys != "" {
-			keys = strings.Split(sc.APIKeys, ",")
+		if cfg.Sandboxes.APIKeys != "" {
+			keys = strings.Split(cfg.Sandboxes.APIKeys, ",")
 		}
-		ln, err := net.Listen("tcp", sc.Addr)
+		ln, err := net.Listen("tcp", cfg.Sandboxes.Addr)
 		if err != nil {
 			return err
 		}

@@ -34,7 +34,7 @@ const recipeVersion = "4"
 
 // imageRecipe changes whenever the steps after debootstrap change what they
 // produce (the debootstrapped base stays cached).
-const imageRecipe = "2: empty resolv.conf, the sandbox user"
+const imageRecipe = "3: empty resolv.conf, the sandbox user, /etc/profile without id(1)"
 
 // Job user inside the guest; the agent runs programs as this user.
 const (
@@ -414,6 +414,12 @@ func (b *builder) rootfs(ctx context.Context, baseDir, staging string, m *image.
 			return err
 		}
 	}
+	// Every command of a long-lived sandbox is a login shell (bash -l -c,
+	// as E2B's are): Debian's /etc/profile forks id(1) for the uid, a
+	// fork and exec that costs ~10 ms under gVisor. bash knows its uid.
+	if err := editFile(filepath.Join(tree, "etc", "profile"), `"$(id -u)"`, `"${EUID:-$(id -u)}"`); err != nil {
+		return err
+	}
 	table := mustJSON(b.languageList())
 	if err := replaceWith(filepath.Join(tree, lang.GuestPath), func(dst string) error {
 		return os.WriteFile(dst, table, 0o644)
@@ -446,6 +452,22 @@ func (b *builder) rootfs(ctx context.Context, baseDir, staging string, m *image.
 	m.RootTree = image.RootTreeDir
 	m.Rootfs, err = artifact(staging, image.RootfsFile)
 	return err
+}
+
+// editFile replaces every old with new in a file of the tree (replacing
+// its hard link); a file without old is left as it is.
+func editFile(path, old, new string) error {
+	b, err := os.ReadFile(path)
+	if err != nil || !strings.Contains(string(b), old) {
+		return err
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	return replaceWith(path, func(dst string) error {
+		return os.WriteFile(dst, []byte(strings.ReplaceAll(string(b), old, new)), fi.Mode().Perm())
+	})
 }
 
 // appendLine adds a line to a file of the tree, replacing its hard link.
