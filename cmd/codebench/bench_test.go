@@ -126,3 +126,28 @@ func runBench(t *testing.T, runDir string, args ...string) []byte {
 	}
 	return out
 }
+
+// TestBenchSandboxes runs bench --sandboxes small, on real gVisor
+// sandboxes and the real E2B SDK, and checks every figure.
+func TestBenchSandboxes(t *testing.T) {
+	gv := testenv.NeedGVisor(t)
+	testenv.NeedE2BSDK(t, t.TempDir()) // installed (or skipped) as the bench needs it
+	t.Setenv("CODEBENCH_DRIVER", "gvisor")
+	out := runBench(t, filepath.Join(gv.RunDir, "bs"), "--sandboxes", "2", "--idle", "2", "--paused", "3", "--json")
+	var r bench.SandboxesReport
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("bench JSON: %v\n%s", err, out)
+	}
+	if r.Create.N != 2 || r.Burst.N != 10 || r.Run.N != 20 || r.Pause.N != 2 || r.Resume.N != 2 || r.Run.P50 <= 0 || r.Pause.P50 <= 0 {
+		t.Fatalf("timings: %+v", r)
+	}
+	if r.FloorLogin.N != 50 || r.FloorLogin.P50 <= 0 || r.NativeLogin.N != 50 {
+		t.Fatalf("floors: %+v %+v", r.FloorLogin, r.NativeLogin)
+	}
+	if r.Idle != 2 || r.IdlePSSKBP50 <= 0 || r.Paused != 3 || r.PausedKBP50 <= 0 {
+		t.Fatalf("idle and paused: %+v", r)
+	}
+	if len(r.Targets) != 5 {
+		t.Fatalf("targets: %+v", r.Targets)
+	}
+}

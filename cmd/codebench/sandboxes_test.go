@@ -65,17 +65,13 @@ func runSDK(t *testing.T, dir, phase, addr, state string) {
 	}
 }
 
-// vmCgroups lists the host cgroups (any controller) named after the
+// vmCgroups lists the host cgroups, in any hierarchy, named after the
 // sandboxes in ids.
 func vmCgroups(ids []string) []string {
 	var left []string
 	for _, id := range ids {
-		for _, c := range []string{"memory", "pids", "cpu", "cpu,cpuacct", "unified"} {
-			p := filepath.Join(hostcgroup.Root, c, hostcgroup.DefaultName, id)
-			if _, err := os.Stat(p); err == nil {
-				left = append(left, p)
-			}
-		}
+		found, _ := filepath.Glob(filepath.Join(hostcgroup.Root, "*", hostcgroup.DefaultName, id))
+		left = append(left, found...)
 	}
 	return left
 }

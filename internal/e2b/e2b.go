@@ -30,6 +30,10 @@ import (
 // uploads are served; file metadata (0.6.2) is not.
 const EnvdVersion = "0.5.7"
 
+// envdPort is the port the SDK names for envd; nothing else in a sandbox
+// is reachable.
+const envdPort = "49983"
+
 // Bounds on what a client sends.
 const (
 	maxControlBody = 256 << 10
@@ -48,6 +52,7 @@ type Manager interface {
 	SetTimeout(key, id string, d time.Duration) error
 	Transport(id, token string) (http.RoundTripper, error)
 	Token(id string) (string, bool)
+	Find(match func(token string) bool) (string, bool)
 }
 
 var _ Manager = (*sandboxes.Manager)(nil)
@@ -100,6 +105,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if id := r.Header.Get("E2b-Sandbox-Id"); id != "" {
+		s.dataPlane(w, r, id)
+		return
+	}
+	if r.URL.Path == "/files" && r.URL.Query().Get("signature") != "" {
+		// A presigned URL (the SDK's uploadUrl and downloadUrl): no
+		// sandbox id, but a signature only one sandbox's token makes.
+		id, ok := s.m.Find(func(token string) bool { return s.signedWith(r, token) })
+		if !ok {
+			apiError(w, http.StatusUnauthorized, "no sandbox signed this URL (or its signature expired)")
+			return
+		}
 		s.dataPlane(w, r, id)
 		return
 	}
@@ -242,6 +258,10 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.TemplateID == "" {
 		req.TemplateID = "base"
+	}
+	if strings.HasPrefix(req.TemplateID, "code-interpreter") {
+		apiError(w, http.StatusBadRequest, "template %q: the code interpreter is not served here; every template is the guest image with its languages (docs/SANDBOXES.md)", req.TemplateID)
+		return
 	}
 	var timeout time.Duration
 	if req.Timeout != nil {
@@ -402,6 +422,10 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 // request to its envd. A sandbox that is unknown, killed or paused answers
 // 502, as E2B's proxy does (the SDK reads it as "not running").
 func (s *Server) dataPlane(w http.ResponseWriter, r *http.Request, id string) {
+	if port := r.Header.Get("E2b-Sandbox-Port"); port != "" && port != envdPort {
+		apiError(w, http.StatusBadGateway, "port %s of sandbox %s: only envd's port %s is served (no port forwarding)", port, id, envdPort)
+		return
+	}
 	token := r.Header.Get("X-Access-Token")
 	if token == "" && (r.URL.Path == "/health" || (r.URL.Path == "/files" && s.signed(r, id))) {
 		token, _ = s.m.Token(id)
@@ -447,10 +471,15 @@ func (s *Server) dataPlane(w http.ResponseWriter, r *http.Request, id string) {
 // sha256("path:operation:user:token[:expiration]"), unpadded, as the SDK
 // makes it, and an expiration in the future if there is one.
 func (s *Server) signed(r *http.Request, id string) bool {
+	token, ok := s.m.Token(id)
+	return ok && s.signedWith(r, token)
+}
+
+// signedWith checks the URL's signature against one token.
+func (s *Server) signedWith(r *http.Request, token string) bool {
 	q := r.URL.Query()
 	sig := q.Get("signature")
-	token, ok := s.m.Token(id)
-	if sig == "" || !ok {
+	if sig == "" || token == "" {
 		return false
 	}
 	op := "read"

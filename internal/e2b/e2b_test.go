@@ -107,6 +107,15 @@ func (f *fakeManager) Token(id string) (string, bool) {
 	return "", false
 }
 
+func (f *fakeManager) Find(match func(string) bool) (string, bool) {
+	for _, b := range f.boxes {
+		if b.State == sandboxes.StateRunning && match(b.Token) {
+			return b.ID, true
+		}
+	}
+	return "", false
+}
+
 type roundTrip func(*http.Request) (*http.Response, error)
 
 func (r roundTrip) RoundTrip(req *http.Request) (*http.Response, error) { return r(req) }
@@ -148,6 +157,7 @@ func TestControlPlane(t *testing.T) {
 		{"another key's sandbox", call{method: "GET", path: "/sandboxes/sb0", header: map[string]string{"X-API-KEY": "key-b"}}, 404},
 		{"kill of an unknown one", call{method: "DELETE", path: "/sandboxes/nope", header: key}, 404},
 		{"pause of an unknown one", call{method: "POST", path: "/sandboxes/nope/pause", header: key}, 404},
+		{"the code interpreter's template", call{method: "POST", path: "/sandboxes", body: `{"templateID":"code-interpreter-v1"}`, header: key}, 400},
 		{"internet access asked", call{method: "POST", path: "/sandboxes", body: `{"allow_internet_access":true}`, header: key}, 400},
 		{"a bad body", call{method: "POST", path: "/sandboxes", body: `{`, header: key}, 400},
 		{"a body over the bound", call{method: "POST", path: "/sandboxes", body: `{"metadata":{"k":"` + strings.Repeat("x", maxControlBody) + `"}}`, header: key}, 413},
@@ -245,8 +255,11 @@ func TestDataPlane(t *testing.T) {
 		{"health without a token", call{method: "GET", path: "/health", header: hdr("run", "")}, 200},
 		{"a paused sandbox", call{method: "GET", path: "/health", header: hdr("zzz", "tok")}, 502},
 		{"an unknown sandbox", call{method: "GET", path: "/health", header: hdr("nope", "tok")}, 502},
+		{"another port", call{method: "POST", path: "/execute", header: map[string]string{"E2b-Sandbox-Id": "run", "E2b-Sandbox-Port": "49999", "X-Access-Token": "tok"}}, 502},
 		{"a presigned download", call{method: "GET", path: "/files?path=a.txt&username=user&signature=" + url.QueryEscape(sig), header: hdr("run", "")}, 200},
 		{"a presigned download, bad signature", call{method: "GET", path: "/files?path=b.txt&username=user&signature=" + url.QueryEscape(sig), header: hdr("run", "")}, 401},
+		{"a presigned URL without the sandbox's id", call{method: "GET", path: "/files?path=a.txt&username=user&signature=" + url.QueryEscape(sig)}, 200},
+		{"a presigned URL no sandbox signed", call{method: "GET", path: "/files?path=c.txt&username=user&signature=" + url.QueryEscape(sig)}, 401},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f.proxied = nil

@@ -411,12 +411,18 @@ func (m *Manager) attach(ctx context.Context, b *box, vm sandbox.VM, stop func(c
 	tr := &http.Transport{
 		DialContext:         func(ctx context.Context, _, _ string) (net.Conn, error) { return link.Open(ctx) },
 		MaxIdleConnsPerHost: 32, IdleConnTimeout: 60 * time.Second, DisableCompression: true,
+		// Streams in flight per sandbox: more wait for one to end.
+		MaxConnsPerHost: maxStreams,
 	}
 	m.mu.Lock()
 	b.vm, b.stop, b.link, b.transport = vm, stop, link, tr
 	m.mu.Unlock()
 	return nil
 }
+
+// maxStreams bounds a sandbox's data-plane streams at once (each is an
+// HTTP connection through its link; the SDK pools 200).
+const maxStreams = 200
 
 const (
 	maxMetadata      = 64
@@ -730,6 +736,19 @@ func (m *Manager) Counts() (running, paused int) {
 
 func tokenEqual(a, b string) bool {
 	return len(a) == len(b) && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}
+
+// Find returns the running sandbox whose token match accepts (a presigned
+// URL carries no sandbox id, only a signature made with its token).
+func (m *Manager) Find(match func(token string) bool) (string, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for id, b := range m.boxes {
+		if b.rec.State == StateRunning && match(b.rec.Token) {
+			return id, true
+		}
+	}
+	return "", false
 }
 
 // Token returns the sandbox's access token, for checking a presigned

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/yamux"
 )
@@ -74,6 +75,19 @@ func (l *Link) send(kind byte, p []byte) error {
 	defer l.wmu.Unlock()
 	if l.quiesced {
 		return ErrClosed
+	}
+	return l.write(kind, p)
+}
+
+// writeTimeout bounds one frame's write: a guest that stops reading its
+// channel fails the link instead of blocking the host.
+const writeTimeout = 30 * time.Second
+
+// write writes one frame, under wmu, with its own write deadline (the
+// channel may carry an earlier user's deadline, e.g. the agent client's).
+func (l *Link) write(kind byte, p []byte) error {
+	if d, ok := l.ch.(interface{ SetWriteDeadline(time.Time) error }); ok {
+		_ = d.SetWriteDeadline(time.Now().Add(writeTimeout))
 	}
 	return writeFrame(l.ch, kind, l.epoch, p)
 }
@@ -143,7 +157,7 @@ func (l *Link) Quiesce(ctx context.Context) error {
 	_ = l.sess.Close()
 	<-l.pumpDone
 	l.wmu.Lock()
-	err := writeFrame(l.ch, kindQuiesce, l.epoch, nil)
+	err := l.write(kindQuiesce, nil)
 	l.quiesced = true
 	l.wmu.Unlock()
 	if err != nil {

@@ -14,23 +14,11 @@ import (
 	"time"
 )
 
-// noClose is a channel session: closing it leaves the stream, as the
-// gVisor driver's sessions do.
-type noClose struct {
-	net.Conn
-	closed chan struct{}
-}
+// noClose is a channel session: closing it ends its reads and leaves the
+// stream, as the gVisor driver's sessions do.
+type noClose struct{ net.Conn }
 
-func (n *noClose) Read(p []byte) (int, error) {
-	select {
-	case <-n.closed:
-		return 0, net.ErrClosed
-	default:
-	}
-	return n.Conn.Read(p)
-}
-
-func (n *noClose) Close() error { return nil }
+func (n *noClose) Close() error { return n.SetReadDeadline(time.Now()) }
 
 func get(t *testing.T, l *Link, path string) string {
 	t.Helper()
@@ -61,8 +49,11 @@ func TestLinkEpochs(t *testing.T) {
 
 	for epoch := uint32(1); epoch <= 3; epoch++ {
 		// Each epoch is a new host half on the same stream, as after a
-		// restore or a restart of the host.
-		l, err := Dial(ctx, &noClose{Conn: hostEnd, closed: make(chan struct{})}, epoch)
+		// restore or a restart of the host; the stream carries a write
+		// deadline an earlier user left (the agent client sets one).
+		_ = hostEnd.SetWriteDeadline(time.Now().Add(-time.Second))
+		_ = hostEnd.SetReadDeadline(time.Time{})
+		l, err := Dial(ctx, &noClose{Conn: hostEnd}, epoch)
 		if err != nil {
 			t.Fatalf("epoch %d: %v", epoch, err)
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/codebench/codebench/internal/agentproto"
 	"github.com/codebench/codebench/internal/sandbox"
+	"github.com/codebench/codebench/internal/sandbox/hostcgroup"
 	"github.com/codebench/codebench/internal/testenv"
 )
 
@@ -65,5 +66,39 @@ func TestHostCgroup(t *testing.T) {
 	}
 	if _, _, err := env.Cgroups.Limits(inst.VM.ID()); err == nil {
 		t.Errorf("the sandbox's cgroup outlived it")
+	}
+}
+
+// TestCheckpointRestoreLeavesNoCgroup: a sandbox checkpointed, restored
+// and stopped (a long-lived sandbox's pause and resume) leaves no cgroup of
+// either run in any hierarchy: runsc makes one per controller it knows,
+// and a restored runsc leaves them at its exit.
+func TestCheckpointRestoreLeavesNoCgroup(t *testing.T) {
+	env := testenv.NeedGVisor(t)
+	if env.Cgroups == nil {
+		t.Skipf("no host cgroup here: %v", env.CgroupsErr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	inst, err := sandbox.Boot(ctx, env.Driver, env.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = inst.Agent.Close()
+	dir := t.TempDir()
+	if err := env.Driver.Checkpoint(ctx, inst.VM, dir); err != nil {
+		t.Fatal(err)
+	}
+	vm, err := env.Driver.Restore(ctx, env.Spec, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{inst.VM.ID(), vm.ID()} {
+		if left, _ := filepath.Glob(filepath.Join(hostcgroup.Root, "*", hostcgroup.DefaultName, id)); len(left) > 0 {
+			t.Errorf("cgroups of %s left: %v", id, left)
+		}
 	}
 }

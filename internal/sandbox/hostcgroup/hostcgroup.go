@@ -38,6 +38,8 @@ type Manager struct {
 	cpuacct string
 	// v2CPU: the v2 hierarchy has the cpu controller.
 	v2CPU bool
+	// root is where the hierarchies are mounted.
+	root string
 }
 
 // CPUPeriod is the period of the CPU bandwidth limit.
@@ -63,7 +65,7 @@ func Detect(root, name string) (*Manager, error) {
 			if err := os.WriteFile(filepath.Join(parent, "cgroup.subtree_control"), []byte(ctrls), 0); err != nil {
 				return nil, fmt.Errorf("hostcgroup: enable %s in %s: %w", ctrls, parent, err)
 			}
-			return &Manager{Version: "v2", Name: name, v2: parent, v2CPU: cpu}, nil
+			return &Manager{Version: "v2", Name: name, v2: parent, v2CPU: cpu, root: root}, nil
 		}
 	}
 	mem, pids := filepath.Join(root, "memory"), filepath.Join(root, "pids")
@@ -72,7 +74,7 @@ func Detect(root, name string) (*Manager, error) {
 			return nil, fmt.Errorf("hostcgroup: no cgroup v2 memory and pids controllers, and no v1 %s hierarchy: %w", filepath.Base(d), err)
 		}
 	}
-	m := &Manager{Version: "v1", Name: name, memory: filepath.Join(mem, name), pids: filepath.Join(pids, name)}
+	m := &Manager{Version: "v1", Name: name, memory: filepath.Join(mem, name), pids: filepath.Join(pids, name), root: root}
 	// cpu (the bandwidth limit) and cpuacct (the usage counter), mounted
 	// apart or together; a host without them gets no CPU limit.
 	for _, c := range []struct {
@@ -262,8 +264,22 @@ func (g *Group) Remove() error {
 	return errors.Join(errs...)
 }
 
-// Reclaim removes sandbox id's cgroup, if a dead process left it.
-func (m *Manager) Reclaim(id string) error { return (&Group{dirs: m.dirs(id)}).Remove() }
+// Reclaim removes sandbox id's cgroup, if a dead process left it: in the
+// hierarchies used, and on v1 in every other one too, where an OCI runtime
+// may have made it (runsc makes one per controller it knows, and one it
+// restored from a checkpoint leaves them at its exit).
+func (m *Manager) Reclaim(id string) error {
+	dirs := m.dirs(id)
+	if m.Version == "v1" && m.root != "" {
+		others, _ := filepath.Glob(filepath.Join(m.root, "*", m.Name, id))
+		for _, d := range others {
+			if !slices.Contains(dirs, d) {
+				dirs = append(dirs, d)
+			}
+		}
+	}
+	return (&Group{dirs: dirs}).Remove()
+}
 
 // Limits reads sandbox id's limits (for tests and doctor): memory in
 // bytes and processes.

@@ -150,6 +150,18 @@ async function main() {
     await rejects(a.files.read('no/such/file'), FileNotFoundError, 'a missing file')
   })
 
+  await check('presigned URLs: a download and an upload with plain fetch, a changed URL refused', async () => {
+    const dl = await a.downloadUrl('notes/hello.txt')
+    const got = await fetch(dl)
+    eq([got.status, await got.text()], [200, 'hello world'], 'download')
+    const ul = await a.uploadUrl('uploaded.txt', { useSignatureExpiration: 60 })
+    const form = new FormData()
+    form.append('file', new Blob(['via a URL']), 'uploaded.txt')
+    eq((await fetch(ul, { method: 'POST', body: form })).status, 200, 'upload')
+    eq(await a.files.read('uploaded.txt'), 'via a URL', 'uploaded')
+    eq((await fetch(dl.replace('hello.txt', 'other.txt'))).status, 401, 'a changed URL')
+  })
+
   await check('pty', async () => {
     let out = ''
     const dec = new TextDecoder()
@@ -239,6 +251,15 @@ async function main() {
     eq(await b.kill(), false, 'kill again')
     eq(await b.isRunning(), false, 'running after kill')
     await rejects(Sandbox.connect(b.sandboxId), SandboxNotFoundError, 'connect to a killed sandbox')
+  })
+
+  await check('lifecycle onTimeout pause: the timeout pauses it, connect resumes it', async () => {
+    const s = await Sandbox.create({ timeoutMs: 2000, lifecycle: { onTimeout: 'pause' } })
+    await s.files.write('kept.txt', 'yes')
+    await until('the timeout to pause it', async () => (await s.getInfo()).state === 'paused', 15000)
+    const again = await Sandbox.connect(s.sandboxId)
+    eq(await again.files.read('kept.txt'), 'yes', 'file')
+    eq(await again.kill(), true, 'kill')
   })
 
   await check('wrong API key and another key refused', async () => {
