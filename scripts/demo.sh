@@ -23,13 +23,21 @@ fi
 # KVM boots the guest, else gVisor; it refuses QEMU's software emulation
 # (TCG, no security boundary) unless CODEBENCH_ALLOW_TCG=1.
 
-if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-  echo "demo: worker already running (pid $(cat "$pidfile"))"
-else
-  echo "demo: starting the worker (log: $log)"
-  setsid nohup bin/codebench worker >"$log" 2>&1 </dev/null &
-  echo $! >"$pidfile"
-fi
+# start_daemon NAME PIDFILE LOG COMMAND...: start one of the demo's
+# daemons in the background, unless it runs already.
+start_daemon() {
+  local name=$1 pidf=$2 logf=$3
+  shift 3
+  if [ -f "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null; then
+    echo "demo: $name already running (pid $(cat "$pidf"))"
+  else
+    echo "demo: starting the $name (log: $logf)"
+    setsid nohup "$@" >"$logf" 2>&1 </dev/null &
+    echo $! >"$pidf"
+  fi
+}
+
+start_daemon worker "$pidfile" "$log" bin/codebench worker
 
 # A previous demo's statuses would add to the count.
 curl -s -o /dev/null -u "$user:$pass" -X DELETE "$api/queues/%2F/job_status_666" || true
@@ -73,13 +81,7 @@ echo "demo: the worker's sandbox: $(grep -o 'env="[^"]*"' "$log" | head -1 | sed
 apipid=/run/codebench-api.pid
 apilog=/var/log/codebench-api.log
 apiaddr=${CODEBENCH_API_ADDR:-127.0.0.1:2358}
-if [ -f "$apipid" ] && kill -0 "$(cat "$apipid")" 2>/dev/null; then
-  echo "demo: api already running (pid $(cat "$apipid"))"
-else
-  echo "demo: starting the API on $apiaddr (log: $apilog)"
-  CODEBENCH_API_ADDR=$apiaddr setsid nohup bin/codebench api >"$apilog" 2>&1 </dev/null &
-  echo $! >"$apipid"
-fi
+start_daemon "API on $apiaddr" "$apipid" "$apilog" env CODEBENCH_API_ADDR="$apiaddr" bin/codebench api
 # Ready: its store open and the broker connected.
 for _ in $(seq 300); do curl -sf -o /dev/null "http://$apiaddr/readyz" && break; sleep 0.1; done
 echo "demo: the same hello world through Judge0's API:"
@@ -91,13 +93,7 @@ echo
 sbxpid=/run/codebench-sandboxes.pid
 sbxlog=/var/log/codebench-sandboxes.log
 sbxaddr=${CODEBENCH_SANDBOXES_ADDR:-127.0.0.1:2359}
-if [ -f "$sbxpid" ] && kill -0 "$(cat "$sbxpid")" 2>/dev/null; then
-  echo "demo: sandbox host already running (pid $(cat "$sbxpid"))"
-else
-  echo "demo: starting the sandbox host on $sbxaddr (log: $sbxlog)"
-  CODEBENCH_SANDBOXES_ADDR=$sbxaddr setsid nohup bin/codebench sandboxes >"$sbxlog" 2>&1 </dev/null &
-  echo $! >"$sbxpid"
-fi
+start_daemon "sandbox host on $sbxaddr" "$sbxpid" "$sbxlog" env CODEBENCH_SANDBOXES_ADDR="$sbxaddr" bin/codebench sandboxes
 for _ in $(seq 600); do
   [ "$(curl -s -o /dev/null -w '%{http_code}' -H 'X-API-KEY: demo' "http://$sbxaddr/v2/sandboxes")" = 200 ] && break
   if ! kill -0 "$(cat "$sbxpid")" 2>/dev/null; then echo "demo: the sandbox host died:"; tail -20 "$sbxlog"; exit 1; fi

@@ -164,4 +164,12 @@ if [ ! -x /opt/cni/bin/tc-redirect-tap ]; then
   mkdir -p /opt/cni/bin
   (cd "$(dirname "$0")/../tools/tc-redirect-tap" && go build -o /opt/cni/bin/tc-redirect-tap github.com/awslabs/tc-redirect-tap/cmd/tc-redirect-tap)
 fi
+# The E2B SDK's conformance test (make test) and bench --sandboxes run the
+# unmodified npm e2b, which needs Node.js 20.18 or newer: the machine's own
+# (Debian 12 serves 18, too old, so it is not installed from here).
+nv=$(node --version 2>/dev/null || echo none)
+case "$nv" in
+  v2[1-9].*|v[3-9][0-9].*|v20.1[89].*|v20.[2-9][0-9].*) echo "deps: node $nv (the E2B SDK's tests)" ;;
+  *) echo "deps: WARNING: node $nv: the E2B SDK's conformance test (make test) needs Node.js 20.18 or newer with npm" >&2 ;;
+esac
 echo "deps: ok ($(go version | cut -d' ' -f3))"

@@ -98,6 +98,10 @@ func TestSandboxesUnit(t *testing.T) {
 	if err != nil || inv.name != "sandboxes" || inv.cfg.Sandboxes.Addr != "127.0.0.1:2998" || inv.hardDeadline != sandboxesShutdown+hardDeadlineMargin {
 		t.Fatalf("%q: %v %+v", argv, err, inv)
 	}
+	// Another driver than gVisor is refused, saying why.
+	if r := runCLIEnv(t, append(os.Environ(), "CODEBENCH_DRIVER=qemu"), "sandboxes"); r.exit == 0 || !strings.Contains(r.stderr, "run on gVisor") {
+		t.Fatalf("sandboxes on qemu: exit %d: %s", r.exit, r.stderr)
+	}
 	// Off loopback, API keys are required.
 	if _, err := parseInvocation([]string{"sandboxes", "--sandboxes-addr", "0.0.0.0:2359"}, func(string) (string, bool) { return "", false }); err == nil {
 		t.Fatal("a non-loopback address without API keys was accepted")

@@ -20,6 +20,9 @@ import (
 	"github.com/codebench/codebench/internal/sandboxes"
 )
 
+// sandboxesDriver is the driver long-lived sandboxes run on.
+const sandboxesDriver = "gvisor"
+
 // sandboxesShutdown bounds pausing every running sandbox at a stop.
 const sandboxesShutdown = 2 * time.Minute
 
@@ -53,6 +56,15 @@ func sandboxesCmd(fs *flag.FlagSet) commandFunc {
 	return func(ctx context.Context, cfg config.Config, log *slog.Logger, args []string) error {
 		if len(args) > 0 {
 			return fmt.Errorf("sandboxes takes flags only, not %q", args)
+		}
+		// envd reaches the data plane over a container's stdio, and pause
+		// is runsc's checkpoint: gVisor, whatever the worker would choose.
+		switch cfg.VM.Driver {
+		case "auto":
+			cfg.VM.Driver = sandboxesDriver
+		case sandboxesDriver:
+		default:
+			return fmt.Errorf("long-lived sandboxes run on gVisor in this release, not CODEBENCH_DRIVER=%s (docs/SANDBOXES.md)", cfg.VM.Driver)
 		}
 		reconcileRunDir(ctx, cfg, log)
 		e, err := openEnv(ctx, cfg, log, "s", cfg.VM.AllowTCG)

@@ -151,11 +151,8 @@ func MeasureSandboxes(ctx context.Context, o SandboxesOptions) (*SandboxesReport
 			if len(pss) == 0 {
 				return errors.New("no running sandbox to measure")
 			}
-			slices.Sort(pss)
-			rep.Idle, rep.IdlePSSKBP50, rep.IdlePSSKBMax = len(pss), pss[len(pss)/2], pss[len(pss)-1]
-			for _, kb := range pss {
-				rep.IdlePSSKBAll += kb
-			}
+			rep.Idle = len(pss)
+			rep.IdlePSSKBP50, rep.IdlePSSKBMax, rep.IdlePSSKBAll = spread(pss)
 			return nil
 		})
 		if err != nil {
@@ -173,11 +170,8 @@ func MeasureSandboxes(ctx context.Context, o SandboxesOptions) (*SandboxesReport
 			if len(kbs) == 0 {
 				return errors.New("no paused sandbox to measure")
 			}
-			slices.Sort(kbs)
-			rep.Paused, rep.PausedKBP50, rep.PausedKBMax = len(kbs), kbs[len(kbs)/2], kbs[len(kbs)-1]
-			for _, kb := range kbs {
-				rep.PausedKBTotal += kb
-			}
+			rep.Paused = len(kbs)
+			rep.PausedKBP50, rep.PausedKBMax, rep.PausedKBTotal = spread(kbs)
 			return nil
 		})
 		if err != nil {
@@ -196,6 +190,15 @@ func MeasureSandboxes(ctx context.Context, o SandboxesOptions) (*SandboxesReport
 		rep.Targets = append(rep.Targets, Target{Name: fmt.Sprintf("memory per idle running sandbox (%d at once), mean PSS", rep.Idle), Value: mib, Limit: 40, Met: mib <= 40, Unit: "MiB"})
 	}
 	return rep, nil
+}
+
+// spread is the median, the largest and the sum of non-empty values.
+func spread(v []int64) (p50, most, total int64) {
+	slices.Sort(v)
+	for _, x := range v {
+		total += x
+	}
+	return v[len(v)/2], v[len(v)-1], total
 }
 
 func msDurations(ms []float64) []time.Duration {

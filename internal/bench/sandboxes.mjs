@@ -4,9 +4,10 @@
 // and E2B_API_KEY name the host.
 //
 // node sandboxes.mjs timings N    JSON: create (one a second), a burst of 10
-//                                 at once, commands.run('echo hi'), pause and
-//                                 resume of an idle sandbox with a shell and a
-//                                 sleeping background process
+//                                 at once; then, those killed but one:
+//                                 commands.run('echo hi') in it, and its pause
+//                                 and resume, idle with a shell and a sleeping
+//                                 background process
 // node sandboxes.mjs idle N       N running sandboxes, "ready", then on stdin's
 //                                 end they are killed
 // node sandboxes.mjs paused N     N paused sandboxes (each with a file and a
@@ -38,7 +39,9 @@ async function timings() {
     out.burst_ms.push(ms)
     made.push(sbx)
   }
+  // The rest alone: the burst's sandboxes go, the first stays.
   const sbx = made[0]
+  await Promise.all(made.slice(1).map((s) => s.kill()))
   await sbx.commands.run('true') // the first command warms the SDK's connections
   for (let i = 0; i < Math.max(n, 20); i++) {
     const [ms, r] = await timed(() => sbx.commands.run('echo hi'))
@@ -57,7 +60,7 @@ async function timings() {
   }
   const procs = await sbx.commands.list()
   if (!procs.some((p) => p.args.join(' ').includes('sleep 100000'))) throw new Error('the background process is gone')
-  await Promise.all(made.map((s) => s.kill()))
+  await sbx.kill()
   console.log(JSON.stringify(out))
 }
 

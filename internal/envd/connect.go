@@ -143,6 +143,16 @@ type streamCall struct {
 	keepalive time.Duration
 }
 
+// keepalives ticks at the client's Keepalive-Ping-Interval (never without
+// one); stop stops it.
+func (s *streamCall) keepalives() (tick <-chan time.Time, stop func()) {
+	if s.keepalive <= 0 {
+		return nil, func() {}
+	}
+	t := time.NewTicker(s.keepalive)
+	return t.C, t.Stop
+}
+
 // send writes one message.
 func (s *streamCall) send(msg any) error {
 	b, err := json.Marshal(msg)

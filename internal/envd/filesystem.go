@@ -263,12 +263,8 @@ func (f *filesystem) WatchDir(r *http.Request, req *watchDirRequest, s *streamCa
 		}
 	}()
 	defer func() { file.Close(); <-readDone }()
-	var tick <-chan time.Time
-	if s.keepalive > 0 {
-		t := time.NewTicker(s.keepalive)
-		defer t.Stop()
-		tick = t.C
-	}
+	tick, stop := s.keepalives()
+	defer stop()
 	deadline := make(<-chan time.Time)
 	if s.timeout > 0 {
 		t := time.NewTimer(s.timeout)

@@ -277,12 +277,8 @@ func follow(ctx context.Context, p *process, sub *subscriber, s *streamCall) err
 	if err := s.send(startResponse{Event: processEvent{Start: &startEvent{Pid: p.pid}}}); err != nil {
 		return err
 	}
-	var tick <-chan time.Time
-	if s.keepalive > 0 {
-		t := time.NewTicker(s.keepalive)
-		defer t.Stop()
-		tick = t.C
-	}
+	tick, stop := s.keepalives()
+	defer stop()
 	for {
 		select {
 		case ev := <-sub.ch:

@@ -452,6 +452,24 @@ func (m *Manager) get(id, owner string) (*box, error) {
 	return b, nil
 }
 
+// acquire finds owner's sandbox and takes its lifecycle lock; the sandbox
+// is checked again once the lock is held (a kill may have come first).
+// The caller runs release.
+func (m *Manager) acquire(id, owner string) (b *box, release func(), err error) {
+	if b, err = m.get(id, owner); err != nil {
+		return nil, nil, err
+	}
+	b.op.Lock()
+	m.mu.Lock()
+	current := m.boxes[id] == b
+	m.mu.Unlock()
+	if !current {
+		b.op.Unlock()
+		return nil, nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	return b, b.op.Unlock, nil
+}
+
 // Get returns key's sandbox id.
 func (m *Manager) Get(key, id string) (Info, error) {
 	b, err := m.get(id, Owner(key))
@@ -531,17 +549,12 @@ func (m *Manager) Kill(ctx context.Context, key, id string) error {
 }
 
 func (m *Manager) kill(ctx context.Context, id, owner string) error {
-	b, err := m.get(id, owner)
+	b, release, err := m.acquire(id, owner)
 	if err != nil {
 		return err
 	}
-	b.op.Lock()
-	defer b.op.Unlock()
+	defer release()
 	m.mu.Lock()
-	if m.boxes[id] != b {
-		m.mu.Unlock()
-		return fmt.Errorf("%w: %s", ErrNotFound, id)
-	}
 	delete(m.boxes, id)
 	m.mu.Unlock()
 	var errs []error
@@ -570,12 +583,11 @@ func (m *Manager) pause(ctx context.Context, id, owner string, quota bool) error
 	if m.cfg.Pauser == nil {
 		return fmt.Errorf("%w: %w", ErrBadRequest, sandbox.ErrNoPause)
 	}
-	b, err := m.get(id, owner)
+	b, release, err := m.acquire(id, owner)
 	if err != nil {
 		return err
 	}
-	b.op.Lock()
-	defer b.op.Unlock()
+	defer release()
 	m.mu.Lock()
 	state := b.rec.State
 	paused := 0
@@ -627,17 +639,12 @@ func (m *Manager) pause(ctx context.Context, id, owner string, quota bool) error
 // extends its deadline to now plus timeout, never shortening it.
 func (m *Manager) Connect(ctx context.Context, key, id string, timeout time.Duration) (info Info, resumed bool, err error) {
 	owner := Owner(key)
-	b, err := m.get(id, owner)
+	b, release, err := m.acquire(id, owner)
 	if err != nil {
 		return Info{}, false, err
 	}
-	b.op.Lock()
-	defer b.op.Unlock()
+	defer release()
 	m.mu.Lock()
-	if m.boxes[id] != b {
-		m.mu.Unlock()
-		return Info{}, false, fmt.Errorf("%w: %s", ErrNotFound, id)
-	}
 	if b.rec.State == StatePaused {
 		if err := m.admit(owner, false); err != nil {
 			m.mu.Unlock()

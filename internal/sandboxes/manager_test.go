@@ -49,7 +49,7 @@ func (v *fakeVM) Stop(context.Context) error {
 	v.stopped.Do(func() { _ = v.host.Close(); close(v.done); v.serve.Wait() })
 	return nil
 }
-func (v *fakeVM) Done() <-chan struct{} { return v.done }
+func (v *fakeVM) Done() <-chan struct{}  { return v.done }
 func (v *fakeVM) ConsoleTail(int) string { return "" }
 
 // session closes without closing the stream, as a driver's does: its

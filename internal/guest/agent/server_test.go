@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -128,5 +129,79 @@ func TestClientAgainstServer(t *testing.T) {
 	res, err := cl.Run(ctx, &agentproto.RunRequest{Language: "c", Code: "x"}, nil)
 	if err != nil || res.Stdout != "ran x" {
 		t.Fatalf("run: %+v %v", res, err)
+	}
+}
+
+// TestEnvdHandover: OpEnvd is checked (a body, bounded envs), answered,
+// and then the server reads nothing more of its channel: envd owns it
+// until envd ends, which ends the server.
+func TestEnvdHandover(t *testing.T) {
+	host, guest := net.Pipe()
+	envdDone := make(chan struct{})
+	var got *agentproto.Envd
+	s := &Server{Runner: fakeRunner{}, Log: slog.New(slog.DiscardHandler),
+		Envd: func(req *agentproto.Envd) (func() error, error) {
+			got = req
+			return func() error { <-envdDone; return nil }, nil
+		}}
+	served := make(chan error, 1)
+	go func() { _, err := s.ServeConn(context.Background(), guest); served <- err }()
+	defer host.Close()
+	_ = host.SetDeadline(time.Now().Add(10 * time.Second))
+	hello, _ := agentproto.Marshal(agentproto.Request{ID: 1, Op: agentproto.OpHello, Version: agentproto.Version})
+	if r := roundTrip(t, host, hello); r.Error != nil {
+		t.Fatal(r.Error)
+	}
+	many := map[string]string{}
+	for i := range agentproto.MaxEnvdVars + 1 {
+		many[string(rune('A'+i%26))+string(rune('a'+i/26%26))+string(rune('a'+i/676))] = "x"
+	}
+	for _, tc := range []struct {
+		name string
+		req  agentproto.Request
+		code string
+	}{
+		{"no body", agentproto.Request{ID: 2, Op: agentproto.OpEnvd}, agentproto.CodeBadRequest},
+		{"too many envs", agentproto.Request{ID: 3, Op: agentproto.OpEnvd, Envd: &agentproto.Envd{Envs: many}}, agentproto.CodeBadRequest},
+		{"a bad env name", agentproto.Request{ID: 4, Op: agentproto.OpEnvd, Envd: &agentproto.Envd{Envs: map[string]string{"A=B": "1"}}}, agentproto.CodeBadRequest},
+	} {
+		b, _ := agentproto.Marshal(tc.req)
+		if r := roundTrip(t, host, b); r.Error == nil || r.Error.Code != tc.code {
+			t.Fatalf("%s: %+v", tc.name, r.Error)
+		}
+	}
+	b, _ := agentproto.Marshal(agentproto.Request{ID: 5, Op: agentproto.OpEnvd, Envd: &agentproto.Envd{Envs: map[string]string{"A": "1"}, HomeMB: 64}})
+	if r := roundTrip(t, host, b); r.Error != nil || r.ID != 5 {
+		t.Fatalf("envd: %+v", r)
+	}
+	if got == nil || got.Envs["A"] != "1" || got.HomeMB != 64 {
+		t.Fatalf("envd got %+v", got)
+	}
+	// The channel is envd's now: a frame written to it is not the
+	// server's to read (a write on the pipe blocks: nobody reads).
+	_ = host.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+	if err := agentproto.WriteFrame(host, hello); err == nil {
+		t.Fatal("the server read its channel after the handover")
+	}
+	close(envdDone)
+	select {
+	case err := <-served:
+		if !errors.Is(err, ErrHandedOver) {
+			t.Fatalf("served: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server outlived envd")
+	}
+}
+
+// TestEnvdRefusedWithout: a server without Envd (a VM's agent) refuses
+// the op.
+func TestEnvdRefusedWithout(t *testing.T) {
+	c := startServer(t)
+	hello, _ := agentproto.Marshal(agentproto.Request{ID: 1, Op: agentproto.OpHello, Version: agentproto.Version})
+	roundTrip(t, c, hello)
+	b, _ := agentproto.Marshal(agentproto.Request{ID: 2, Op: agentproto.OpEnvd, Envd: &agentproto.Envd{}})
+	if r := roundTrip(t, c, b); r.Error == nil || r.Error.Code != agentproto.CodeUnknownOp {
+		t.Fatalf("%+v", r.Error)
 	}
 }
