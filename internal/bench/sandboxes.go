@@ -75,8 +75,9 @@ type SandboxesReport struct {
 	Targets       []Target `json:"targets"`
 }
 
-// E2B's published figures, printed beside ours (e2b.dev's documentation
-// and blog, 2025-2026): a create's median, pause per GiB of memory, resume.
+// E2B's published figures as issue 31 quotes them, printed beside ours
+// for scale (not measured here): a create's median, pause per GiB of
+// memory, resume.
 const (
 	e2bCreate      = 440 * time.Millisecond
 	e2bPausePerGiB = 4 * time.Second
