@@ -65,6 +65,33 @@ func runSDK(t *testing.T, dir, phase, addr, state string) {
 	}
 }
 
+// readmeExample runs the README's Node example as it stands there, with
+// another key (key-a holds its most running sandboxes by now).
+func readmeExample(t *testing.T, dir, addr string) {
+	t.Helper()
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "```js\n")
+	code, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("the README has no js example")
+	}
+	path := filepath.Join(dir, fmt.Sprintf("readme-%d.mjs", os.Getpid()))
+	if err := os.WriteFile(path, []byte(code), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(path)
+	cmd := exec.Command("node", path)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "E2B_API_URL=http://"+addr, "E2B_SANDBOX_URL=http://"+addr, "E2B_API_KEY=key-b")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Hello from /home/user") || !strings.Contains(string(out), "'-l -c sleep 600'") {
+		t.Fatalf("the README's example: %v\n%s", err, out)
+	}
+}
+
 // vmCgroups lists the host cgroups, in any hierarchy, named after the
 // sandboxes in ids.
 func vmCgroups(ids []string) []string {
@@ -97,6 +124,8 @@ func TestE2BSDK(t *testing.T) {
 	var logs1 lockedBuffer
 	h1 := startSandboxHost(t, &logs1, env)
 	runSDK(t, sdk, "main", addr, state)
+
+	readmeExample(t, sdk, addr)
 
 	owner := filepath.Join(runDir, fmt.Sprintf("s-%d", h1.Process.Pid))
 	vms := testenv.Entries(owner) // the running sandbox and the warm pool's
