@@ -416,6 +416,7 @@ func checkpointRestores(ctx context.Context, e *Env, d sandbox.Checkpointer, rou
 	}
 	defer os.RemoveAll(dir)
 	if err := d.Checkpoint(ctx, inst.VM, dir); err != nil {
+		_ = inst.Stop(ctx)
 		return nil, err
 	}
 	r, err := MeasureVMs(ctx, "restore to ready", func(ctx context.Context) (*sandbox.Instance, error) {

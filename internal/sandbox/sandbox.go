@@ -132,7 +132,9 @@ func Snapshots(drv Driver) (Snapshotter, error) {
 // Pauser is the capability to save a running sandbox whole (its memory
 // and processes) into a directory, which ends it, and to start it again
 // from there: a long-lived sandbox's pause and resume. The restored
-// sandbox's agent channel goes on where the saved one stopped.
+// sandbox's agent channel goes on where the saved one stopped. A
+// Checkpoint that fails does not stop the sandbox: the caller asks its
+// Done whether it still runs.
 type Pauser interface {
 	Checkpoint(ctx context.Context, vm VM, dir string) error
 	Restore(ctx context.Context, spec Spec, dir string) (VM, error)

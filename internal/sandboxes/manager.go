@@ -608,31 +608,58 @@ func (m *Manager) pause(ctx context.Context, id, owner string, quota bool) error
 	}
 	dir := filepath.Join(m.cfg.Dir, id, "checkpoint")
 	t0 := time.Now()
-	err = errors.Join(os.RemoveAll(dir), os.MkdirAll(dir, 0o700))
-	if err == nil {
-		b.transport.CloseIdleConnections()
-		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err = b.link.Quiesce(qctx)
-		cancel()
+	if err := errors.Join(os.RemoveAll(dir), os.MkdirAll(dir, 0o700)); err != nil {
+		return fmt.Errorf("sandboxes: pause %s: %w", id, err)
 	}
+	b.transport.CloseIdleConnections()
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = b.link.Quiesce(qctx)
+	cancel()
 	if err == nil {
 		err = m.cfg.Pauser.Checkpoint(ctx, b.vm, dir)
 	}
+	if err != nil {
+		return m.pauseFailed(ctx, b, dir, err)
+	}
 	_ = b.link.Close()
-	stopErr := b.stop(ctx)
+	stopErr := b.stop(ctx) // what the pool's member holds besides the VM
+	if stopErr != nil {
+		m.log.Warn("sandboxes: after a pause", "sandbox_id", id, "err", stopErr)
+	}
 	m.mu.Lock()
 	b.vm, b.stop, b.link, b.transport = nil, nil, nil, nil
-	if err != nil {
-		delete(m.boxes, id)
-		m.mu.Unlock()
-		_ = os.RemoveAll(filepath.Join(m.cfg.Dir, id))
-		return fmt.Errorf("sandboxes: pause %s (the sandbox is lost): %w", id, errors.Join(err, stopErr))
-	}
 	b.rec.State = StatePaused
 	rec := b.rec
 	m.mu.Unlock()
 	m.log.Info("sandbox paused", "sandbox_id", id, "ms", time.Since(t0).Milliseconds())
 	return m.save(rec)
+}
+
+// pauseFailed ends a failed pause; b.op is held. A sandbox that still runs
+// (its checkpoint failed before runsc paused it: no room for the image, say)
+// gets a new epoch of its link and runs on; one that does not is lost, and
+// forgotten. Either way the caller learns why.
+func (m *Manager) pauseFailed(ctx context.Context, b *box, dir string, cause error) error {
+	id := b.rec.ID
+	_ = os.RemoveAll(dir)
+	_ = b.link.Close()
+	if !sandbox.IsDone(b.vm.Done()) {
+		epoch := b.rec.Epoch + 1
+		if err := m.attach(ctx, b, b.vm, b.stop, epoch); err == nil {
+			m.mu.Lock()
+			b.rec.Epoch = epoch
+			rec := b.rec
+			m.mu.Unlock()
+			m.log.Warn("sandbox pause failed; it runs on", "sandbox_id", id, "err", cause)
+			return errors.Join(fmt.Errorf("sandboxes: pause %s failed, the sandbox runs on: %w", id, cause), m.save(rec))
+		}
+	}
+	stopErr := b.stop(ctx)
+	m.mu.Lock()
+	delete(m.boxes, id)
+	m.mu.Unlock()
+	_ = os.RemoveAll(filepath.Join(m.cfg.Dir, id))
+	return fmt.Errorf("sandboxes: pause %s (the sandbox is lost): %w", id, errors.Join(cause, stopErr))
 }
 
 // Connect resumes a paused sandbox (resumed) or finds a running one, and

@@ -43,6 +43,7 @@ func newFakeVM(t *testing.T, id string) *fakeVM {
 
 func (v *fakeVM) ID() string { return v.id }
 func (v *fakeVM) DialAgent(context.Context) (net.Conn, error) {
+	_ = v.host.SetReadDeadline(time.Time{}) // the last session's close ended its reads
 	return &session{Conn: v.host}, nil
 }
 func (v *fakeVM) Stop(context.Context) error {
@@ -65,14 +66,22 @@ func (a *fakeAgent) Envd(_ context.Context, req *agentproto.Envd) error {
 	return nil
 }
 
-// fakePauser "checkpoints" by stopping the VM and "restores" a new one.
+// fakePauser "checkpoints" by stopping the VM and "restores" a new one;
+// with fail, a checkpoint fails (killing the VM too with failKills).
 type fakePauser struct {
-	t        *testing.T
-	mu       sync.Mutex
-	restores int
+	t               *testing.T
+	mu              sync.Mutex
+	restores        int
+	fail, failKills bool
 }
 
 func (p *fakePauser) Checkpoint(ctx context.Context, vm sandbox.VM, dir string) error {
+	if p.fail {
+		if p.failKills {
+			_ = vm.Stop(ctx)
+		}
+		return errors.New("no room for the image")
+	}
 	if err := os.WriteFile(filepath.Join(dir, "image"), []byte(vm.ID()), 0o600); err != nil {
 		return err
 	}
@@ -259,5 +268,35 @@ func TestManagerAutoPauseAndRestart(t *testing.T) {
 	m2.Close(ctx)
 	if l := m2.List("key-1", Filter{}); len(l) != 1 || l[0].State != StatePaused {
 		t.Fatalf("after a stop: %+v", l)
+	}
+}
+
+// TestPauseFails: a checkpoint that fails before the sandbox was paused
+// leaves it running, on a new epoch of its link; one that ended it loses it.
+func TestPauseFails(t *testing.T) {
+	ctx := context.Background()
+	c := &clock{now: time.Unix(1_800_000_000, 0)}
+	pauser := &fakePauser{t: t, fail: true}
+	m := newManager(t, t.TempDir(), c, func(cfg *Config) { cfg.Pauser = pauser })
+	a, err := m.Create(ctx, "key-1", CreateRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Pause(ctx, "key-1", a.ID); err == nil {
+		t.Fatal("a failed pause succeeded")
+	}
+	info, err := m.Get("key-1", a.ID)
+	if err != nil || info.State != StateRunning || info.Epoch != 2 {
+		t.Fatalf("after a failed pause: %+v %v", info, err)
+	}
+	if got, err := get(t, m, a.ID, a.Token); err != nil || got != "warm" {
+		t.Fatalf("the data plane after a failed pause: %q %v", got, err)
+	}
+	pauser.failKills = true
+	if err := m.Pause(ctx, "key-1", a.ID); err == nil {
+		t.Fatal("a failed pause succeeded")
+	}
+	if _, err := m.Get("key-1", a.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a sandbox a failed pause ended: %v", err)
 	}
 }

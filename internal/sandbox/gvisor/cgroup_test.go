@@ -102,3 +102,31 @@ func TestCheckpointRestoreLeavesNoCgroup(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckpointFailureLeavesItRunning: a checkpoint runsc cannot write
+// (its image path is a file) fails before it pauses the sandbox, and the
+// sandbox runs on: its agent answers. A long-lived sandbox's failed pause
+// depends on it.
+func TestCheckpointFailureLeavesItRunning(t *testing.T) {
+	env := testenv.NeedGVisor(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	inst, err := sandbox.Boot(ctx, env.Driver, env.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inst.Stop(ctx)
+	notADir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notADir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Driver.Checkpoint(ctx, inst.VM, notADir); err == nil {
+		t.Fatal("a checkpoint into a file succeeded")
+	}
+	if sandbox.IsDone(inst.VM.Done()) {
+		t.Fatal("a failed checkpoint ended the sandbox")
+	}
+	if err := inst.Agent.Ping(ctx); err != nil {
+		t.Fatalf("the agent after a failed checkpoint: %v", err)
+	}
+}

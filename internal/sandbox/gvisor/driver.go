@@ -161,18 +161,19 @@ func (d *Driver) Restore(ctx context.Context, spec sandbox.Spec, dir string) (sa
 }
 
 // Checkpoint saves vm into dir (runsc checkpoint), which ends it, and stops
-// what is left of it.
+// what is left of it. A checkpoint that fails leaves vm as runsc left it:
+// running, where runsc failed before it paused the sandbox (no image file
+// could be made), else whatever its Done says.
 func (d *Driver) Checkpoint(ctx context.Context, v sandbox.VM, dir string) error {
 	vm, ok := v.(*VM)
 	if !ok {
 		return fmt.Errorf("gvisor: checkpoint of a %T", v)
 	}
-	defer vm.Stop(ctx)
 	out, err := exec.CommandContext(ctx, d.cfg.Binary, "--root", filepath.Join(vm.dir, stateDir), "checkpoint", "--image-path="+dir, vm.id).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("gvisor: checkpoint: %w: %s", err, strings.TrimSpace(string(out)))
 	}
-	return nil
+	return vm.Stop(ctx)
 }
 
 func (d *Driver) launch(ctx context.Context, spec sandbox.Spec, restoreFrom string) (sandbox.VM, error) {
