@@ -248,6 +248,14 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 		EnvVars             map[string]string `json:"envVars"`
 		AutoPause           bool              `json:"autoPause"`
 		AllowInternetAccess *bool             `json:"allow_internet_access"`
+		AutoResume          *struct {
+			Enabled bool `json:"enabled"`
+		} `json:"autoResume"`
+		// Not served: refused when asked for, never silently dropped.
+		Network      json.RawMessage `json:"network"`
+		IAM          json.RawMessage `json:"iam"`
+		MCP          json.RawMessage `json:"mcp"`
+		VolumeMounts json.RawMessage `json:"volumeMounts"`
 	}
 	if !decode(w, r, &req) {
 		return
@@ -255,6 +263,16 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 	if req.AllowInternetAccess != nil && *req.AllowInternetAccess {
 		apiError(w, http.StatusBadRequest, "allow_internet_access: sandboxes on this host have no network (docs/SANDBOXES.md)")
 		return
+	}
+	if req.AutoResume != nil && req.AutoResume.Enabled {
+		apiError(w, http.StatusBadRequest, "autoResume: a paused sandbox resumes on connect only here (docs/SANDBOXES.md)")
+		return
+	}
+	for name, v := range map[string]json.RawMessage{"network": req.Network, "iam": req.IAM, "mcp": req.MCP, "volumeMounts": req.VolumeMounts} {
+		if len(v) > 0 && string(v) != "null" {
+			apiError(w, http.StatusBadRequest, "%s: not served by this sandbox host (docs/SANDBOXES.md)", name)
+			return
+		}
 	}
 	if req.TemplateID == "" {
 		req.TemplateID = "base"
