@@ -17,6 +17,7 @@ import (
 	"github.com/codebench/codebench/internal/pool"
 	"github.com/codebench/codebench/internal/provision"
 	"github.com/codebench/codebench/internal/sandbox"
+	"github.com/codebench/codebench/internal/sandbox/hostcgroup"
 	"github.com/codebench/codebench/internal/sandboxes"
 )
 
@@ -29,9 +30,23 @@ const sandboxesShutdown = 2 * time.Minute
 // newSandboxHost is the sandbox manager over a warm pool of prov's
 // sandboxes; stop stops the pool (after the manager's Close).
 func newSandboxHost(spec sandbox.Spec, pauser sandbox.Pauser, prov *provision.Provisioner, sc config.Sandboxes, dir string, log *slog.Logger) (*sandboxes.Manager, []string, func(), error) {
+	var usage func(string) (time.Duration, int64, error)
+	if cg, err := hostcgroup.Detect(hostcgroup.Root, hostcgroup.DefaultName); err == nil {
+		usage = func(vmID string) (time.Duration, int64, error) {
+			cpu, err := cg.CPUUsage(vmID)
+			if err != nil {
+				return 0, 0, err
+			}
+			mem, err := cg.MemoryUsage(vmID)
+			return cpu, mem, err
+		}
+	} else {
+		log.Warn("sandboxes: no host cgroup to read metrics from: getMetrics answers none", "err", err)
+	}
 	p := pool.New(pool.Config{Size: sc.Pool, MaxBoots: max(1, sc.Pool)}, prov.Provision, log, nil)
 	p.Start()
 	m, reclaimed, err := sandboxes.New(sandboxes.Config{
+		Usage: usage,
 		Dir: dir, Spec: spec, Pauser: pauser,
 		Take: func(ctx context.Context) (sandboxes.Warm, error) {
 			mem, err := p.Take(ctx)

@@ -50,6 +50,7 @@ type Manager interface {
 	Pause(ctx context.Context, key, id string) error
 	Connect(ctx context.Context, key, id string, timeout time.Duration) (sandboxes.Info, bool, error)
 	SetTimeout(key, id string, d time.Duration) error
+	Metrics(key, id string) ([]sandboxes.Metric, error)
 	Transport(id, token string) (http.RoundTripper, error)
 	Token(id string) (string, bool)
 	Find(match func(token string) bool) (string, bool)
@@ -428,12 +429,31 @@ func (s *Server) pause(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// metricJSON is E2B's SandboxMetric; the disk fields are left out (the
+// host does not see inside the sandbox's home).
+type metricJSON struct {
+	Timestamp     string  `json:"timestamp"`
+	TimestampUnix int64   `json:"timestampUnix"`
+	CPUCount      int     `json:"cpuCount"`
+	CPUUsedPct    float64 `json:"cpuUsedPct"`
+	MemUsed       int64   `json:"memUsed"`
+	MemTotal      int64   `json:"memTotal"`
+}
+
+// metrics answers with one reading, now (a running sandbox), or none: no
+// series is kept.
 func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
-	if _, err := s.m.Get(r.Header.Get("X-API-KEY"), r.PathValue("id")); err != nil {
+	ms, err := s.m.Metrics(r.Header.Get("X-API-KEY"), r.PathValue("id"))
+	if err != nil {
 		s.fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, []any{})
+	out := []metricJSON{}
+	for _, m := range ms {
+		out = append(out, metricJSON{Timestamp: m.Time.UTC().Format(time.RFC3339Nano), TimestampUnix: m.Time.Unix(),
+			CPUCount: m.CPUCount, CPUUsedPct: m.CPUPct, MemUsed: m.MemUsed, MemTotal: m.MemTotal})
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // dataPlane checks the caller's right to the sandbox and proxies the

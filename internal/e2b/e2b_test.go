@@ -79,6 +79,13 @@ func (f *fakeManager) SetTimeout(key, id string, _ time.Duration) error {
 	return err
 }
 
+func (f *fakeManager) Metrics(key, id string) ([]sandboxes.Metric, error) {
+	if _, err := f.Get(key, id); err != nil {
+		return nil, err
+	}
+	return []sandboxes.Metric{{Time: time.Unix(1_800_000_000, 0), CPUCount: 1, CPUPct: 12.5, MemUsed: 1 << 20, MemTotal: 1 << 30}}, nil
+}
+
 func (f *fakeManager) Transport(id, token string) (http.RoundTripper, error) {
 	for _, b := range f.boxes {
 		if b.ID != id {
@@ -169,6 +176,7 @@ func TestControlPlane(t *testing.T) {
 		{"timeout", call{method: "POST", path: "/sandboxes/sb0/timeout", body: `{"timeout":30}`, header: key}, 204},
 		{"connect", call{method: "POST", path: "/v2/sandboxes/sb0/connect", body: `{"timeout":30}`, header: key}, 201},
 		{"metrics", call{method: "GET", path: "/sandboxes/sb0/metrics", header: key}, 200},
+		{"metrics of an unknown one", call{method: "GET", path: "/sandboxes/nope/metrics", header: key}, 404},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, body, _, raw := do(t, s, tc.c)

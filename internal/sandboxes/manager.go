@@ -82,6 +82,9 @@ type Config struct {
 	HomeMB                             int
 	DefaultTimeout, MaxTimeout         time.Duration
 	Now                                func() time.Time
+	// Usage reads a running sandbox's CPU time and memory as the host
+	// charges them (its host cgroup); nil: no metrics.
+	Usage func(vmID string) (cpu time.Duration, memBytes int64, err error)
 }
 
 // Record is what is kept of a sandbox on disk (0600: it holds the token).
@@ -108,6 +111,11 @@ type Info = Record
 type box struct {
 	op  sync.Mutex // one lifecycle step at a time
 	rec Record     // guarded by Manager.mu
+
+	// lastCPU is the CPU time read at lastAt (metrics: the share of the
+	// CPU used since the last reading); guarded by Manager.mu.
+	lastCPU time.Duration
+	lastAt  time.Time
 
 	// while running (guarded by op, read under Manager.mu)
 	vm        sandbox.VM
@@ -414,8 +422,13 @@ func (m *Manager) attach(ctx context.Context, b *box, vm sandbox.VM, stop func(c
 		// Streams in flight per sandbox: more wait for one to end.
 		MaxConnsPerHost: maxStreams,
 	}
+	var cpu time.Duration
+	if m.cfg.Usage != nil {
+		cpu, _, _ = m.cfg.Usage(vm.ID())
+	}
 	m.mu.Lock()
 	b.vm, b.stop, b.link, b.transport = vm, stop, link, tr
+	b.lastCPU, b.lastAt = cpu, m.cfg.Now()
 	m.mu.Unlock()
 	return nil
 }
@@ -751,6 +764,43 @@ func (m *Manager) Processes() map[string][]int {
 		}
 	}
 	return out
+}
+
+// Metric is one reading of a running sandbox (E2B's SandboxMetric).
+type Metric struct {
+	Time     time.Time
+	CPUCount int
+	CPUPct   float64 // of its CPUs, since the last reading (or its start)
+	MemUsed  int64   // bytes the host charges to it, its Sentry included
+	MemTotal int64   // bytes it may have (its memory, not the Sentry's)
+}
+
+// Metrics reads key's running sandbox now; a paused one has none (nil).
+func (m *Manager) Metrics(key, id string) ([]Metric, error) {
+	b, err := m.get(id, Owner(key))
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	vm, vcpus, memMB := b.vm, b.rec.VCPUs, b.rec.MemoryMB
+	m.mu.Unlock()
+	if vm == nil || m.cfg.Usage == nil {
+		return nil, nil
+	}
+	cpu, mem, err := m.cfg.Usage(vm.ID())
+	if err != nil {
+		return nil, fmt.Errorf("sandboxes: metrics of %s: %w", id, err)
+	}
+	now := m.cfg.Now()
+	m.mu.Lock()
+	elapsed := now.Sub(b.lastAt)
+	pct := 0.0
+	if elapsed > 0 {
+		pct = float64(cpu-b.lastCPU) / float64(elapsed) / float64(max(vcpus, 1)) * 100
+	}
+	b.lastCPU, b.lastAt = cpu, now
+	m.mu.Unlock()
+	return []Metric{{Time: now, CPUCount: vcpus, CPUPct: min(max(pct, 0), 100), MemUsed: mem, MemTotal: int64(memMB) << 20}}, nil
 }
 
 // Counts are the host's sandboxes by state.

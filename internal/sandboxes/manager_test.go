@@ -300,3 +300,36 @@ func TestPauseFails(t *testing.T) {
 		t.Fatalf("a sandbox a failed pause ended: %v", err)
 	}
 }
+
+// TestMetrics: one reading of a running sandbox, its CPU share since the
+// last reading; none for a paused one.
+func TestMetrics(t *testing.T) {
+	ctx := context.Background()
+	c := &clock{now: time.Unix(1_800_000_000, 0)}
+	var cpu time.Duration
+	m := newManager(t, t.TempDir(), c, func(cfg *Config) {
+		cfg.Usage = func(string) (time.Duration, int64, error) { return cpu, 64 << 20, nil }
+	})
+	a, err := m.Create(ctx, "key-1", CreateRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Add(10 * time.Second)
+	cpu = 2500 * time.Millisecond
+	ms, err := m.Metrics("key-1", a.ID)
+	if err != nil || len(ms) != 1 {
+		t.Fatalf("metrics: %v %v", ms, err)
+	}
+	if got := ms[0]; got.CPUPct != 25 || got.CPUCount != 1 || got.MemUsed != 64<<20 || got.MemTotal != 512<<20 {
+		t.Fatalf("metric: %+v", got)
+	}
+	if _, err := m.Metrics("key-2", a.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("another key's metrics: %v", err)
+	}
+	if err := m.Pause(ctx, "key-1", a.ID); err != nil {
+		t.Fatal(err)
+	}
+	if ms, err := m.Metrics("key-1", a.ID); err != nil || len(ms) != 0 {
+		t.Fatalf("a paused sandbox's metrics: %v %v", ms, err)
+	}
+}

@@ -237,6 +237,19 @@ func (m *Manager) CPUUsage(id string) (time.Duration, error) {
 	return time.Duration(ns), err
 }
 
+// MemoryUsage is the memory the host charges to sandbox id's cgroup now.
+func (m *Manager) MemoryUsage(id string) (int64, error) {
+	file := "memory.current"
+	if m.Version == "v1" {
+		file = "memory.usage_in_bytes"
+	}
+	b, err := os.ReadFile(filepath.Join(m.groupDirs(id).memory, file))
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+}
+
 // Procs are the cgroup.procs files a process writes its pid to, to join.
 func (g *Group) Procs() []string {
 	var out []string

@@ -195,6 +195,13 @@ async function main() {
     eq(res.status, 401, 'a wrong access token')
   })
 
+  await check('getMetrics: one reading, as the host charges it', async () => {
+    const m = await b.getMetrics()
+    eq(m.length, 1, 'readings')
+    assert(m[0].cpuCount >= 1 && m[0].memUsed > 0 && m[0].memTotal > 0 && m[0].cpuUsedPct >= 0, JSON.stringify(m))
+    assert(m[0].timestamp instanceof Date && !isNaN(m[0].timestamp), 'timestamp ' + m[0].timestamp)
+  })
+
   await check('setTimeout', async () => {
     await b.setTimeout(120_000)
     const info = await b.getInfo()
