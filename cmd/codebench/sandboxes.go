@@ -47,7 +47,7 @@ func newSandboxHost(spec sandbox.Spec, pauser sandbox.Pauser, prov *provision.Pr
 	p.Start()
 	m, reclaimed, err := sandboxes.New(sandboxes.Config{
 		Usage: usage,
-		Dir: dir, Spec: spec, Pauser: pauser,
+		Dir:   dir, Spec: spec, Pauser: pauser,
 		Take: func(ctx context.Context) (sandboxes.Warm, error) {
 			mem, err := p.Take(ctx)
 			if err != nil {
