@@ -46,8 +46,7 @@ func newSandboxHost(spec sandbox.Spec, pauser sandbox.Pauser, prov *provision.Pr
 	p := pool.New(pool.Config{Size: sc.Pool, MaxBoots: max(1, sc.Pool)}, prov.Provision, log, nil)
 	p.Start()
 	m, reclaimed, err := sandboxes.New(sandboxes.Config{
-		Usage: usage,
-		Dir:   dir, Spec: spec, Pauser: pauser,
+		Dir: dir, Spec: spec, Pauser: pauser, Usage: usage,
 		Take: func(ctx context.Context) (sandboxes.Warm, error) {
 			mem, err := p.Take(ctx)
 			if err != nil {
