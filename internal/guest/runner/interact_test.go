@@ -41,8 +41,12 @@ func TestInteractorOnHost(t *testing.T) {
 		}
 	}
 
-	// Too many questions: the interactor ends first, with 1.
-	linear := "import itertools\nfor x in itertools.count(1):\n    print('?', x, flush=True)\n    input()\n"
+	// Too many questions: the interactor ends first, with 1. The program
+	// takes a moment to die of the end of its input, so that which ended
+	// first is not a matter of which wait returned first on a busy machine
+	// (a program that dies at once of it is that race: see issue 31's
+	// closing note).
+	linear := "import itertools, time\nfor x in itertools.count(1):\n    print('?', x, flush=True)\n    try:\n        input()\n    except EOFError:\n        time.sleep(0.3)\n        raise\n"
 	res, err = r.Run(ctx, &agentproto.RunRequest{Language: "python", Code: linear, Interactor: inter,
 		Tests: []agentproto.TestCase{{Stdin: "123456 30"}}}, nil)
 	if err != nil || len(res.Tests) != 1 {
