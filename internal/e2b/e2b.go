@@ -197,6 +197,10 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
+// seconds is a client's timeout in seconds as a duration, bounded so that
+// it cannot overflow (the manager clamps it to its maximum).
+func seconds(n int64) time.Duration { return time.Duration(min(n, 1<<31)) * time.Second }
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -288,7 +292,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 			apiError(w, http.StatusBadRequest, "timeout: %d seconds", *req.Timeout)
 			return
 		}
-		timeout = time.Duration(min(*req.Timeout, 1<<31)) * time.Second
+		timeout = seconds(*req.Timeout)
 	}
 	info, err := s.m.Create(r.Context(), r.Header.Get("X-API-KEY"), sandboxes.CreateRequest{TemplateID: req.TemplateID,
 		Metadata: req.Metadata, Envs: req.EnvVars, Timeout: timeout, AutoPause: req.AutoPause})
@@ -308,7 +312,7 @@ func (s *Server) connect(w http.ResponseWriter, r *http.Request) {
 	}
 	var timeout time.Duration
 	if req.Timeout != nil && *req.Timeout > 0 {
-		timeout = time.Duration(min(*req.Timeout, 1<<31)) * time.Second
+		timeout = seconds(*req.Timeout)
 	}
 	info, resumed, err := s.m.Connect(r.Context(), r.Header.Get("X-API-KEY"), r.PathValue("id"), timeout)
 	if err != nil {
@@ -414,7 +418,7 @@ func (s *Server) timeout(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusBadRequest, "timeout: %d seconds", req.Timeout)
 		return
 	}
-	if err := s.m.SetTimeout(r.Header.Get("X-API-KEY"), r.PathValue("id"), time.Duration(min(req.Timeout, 1<<31))*time.Second); err != nil {
+	if err := s.m.SetTimeout(r.Header.Get("X-API-KEY"), r.PathValue("id"), seconds(req.Timeout)); err != nil {
 		s.fail(w, err)
 		return
 	}
